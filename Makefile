@@ -1,0 +1,72 @@
+# Steel surface defects: every job is a target; each one sets up the environment first.
+#   make train-det                 synthetic data -> convert -> train -> evaluate (CPU, < 10 min)
+#   make train-det DATA=path/to/NEU-DET   the real recipe for that dataset
+#   make test                      lint + the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+DEFECTS := $(VENV)/bin/defects
+UV      := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+DATA    ?=
+NAME    ?= $(if $(DATA),$(shell basename "$(DATA)" | tr 'A-Z' 'a-z'),synthetic)
+OUT     ?= datasets/converted/$(NAME)
+SPLIT   ?= 0.8,0.2
+SEED    ?= 0
+SYNTH_IMAGES ?= 500
+TRAIN_ARGS ?=
+
+.PHONY: help setup test lint train-det convert-neu convert-gc10 synth evaluate bench bench-convert bench-predict clean
+
+help:
+	@sed -n '1,5p' Makefile | sed 's/^# \{0,1\}//'
+
+$(UV):
+	python3 -m pip install --quiet uv
+
+# Idempotent: re-syncs only when the lock file or pyproject changes.
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(VENV)/.synced
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+
+synth: setup
+	$(DEFECTS) synth --out datasets/generated/synthetic --images $(SYNTH_IMAGES) --seed $(SEED)
+
+# DATA unset: generate the embedded synthetic data and use its recipe (datasets/synthetic.yaml).
+train-det: setup
+ifeq ($(DATA),)
+	$(DEFECTS) synth --out datasets/generated/synthetic --images $(SYNTH_IMAGES) --seed $(SEED)
+	$(DEFECTS) convert datasets/generated/synthetic --dataset synthetic --out $(OUT) --split $(SPLIT) --seed $(SEED)
+else
+	$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED)
+endif
+	$(DEFECTS) train --data $(OUT)/data.yaml --name $(NAME) $(TRAIN_ARGS)
+	$(DEFECTS) evaluate --weights weights/$(NAME)/best.pt --data $(OUT)/data.yaml --split val --out reports/$(NAME)
+
+convert-neu: setup
+	@test -n "$(DATA)" || { echo "usage: make convert-neu DATA=path/to/NEU-DET [OUT=...]"; exit 2; }
+	$(DEFECTS) convert "$(DATA)" --format neu-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
+
+convert-gc10: setup
+	@test -n "$(DATA)" || { echo "usage: make convert-gc10 DATA=path/to/GC10-DET [OUT=...]"; exit 2; }
+	$(DEFECTS) convert "$(DATA)" --format gc10-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
+
+bench: bench-convert
+
+bench-convert: setup
+	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
+
+clean:
+	rm -rf datasets/generated datasets/converted reports .state/runs

@@ -1,0 +1,184 @@
+"""``defects convert``: a source dataset in, a training-ready YOLO + COCO folder out.
+
+OUT/data.yaml, images/<split>/ (symlinks or copies), labels/<split>/*.txt,
+annotations/instances_<split>.json, manifest.json, report.json. The folder is built
+beside OUT and renamed into place, so an interrupted run leaves a previous OUT intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from converters.coco import to_coco
+from converters.definitions import DatasetDefinition
+from converters.model import Dataset
+from converters.source import SourceDataset, read_dataset
+from converters.split import assign_splits
+from converters.yolo import to_yolo_lines
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion produced: the output folder, its manifest and the source read."""
+
+    out: Path
+    manifest: dict
+    source: SourceDataset
+
+    @property
+    def failed_strict(self) -> bool:
+        return bool(self.source.report.errors)
+
+
+def _dump(path: Path, data: object, indent: int | None = 2) -> None:
+    separators = (",", ": ") if indent else (",", ":")
+    path.write_text(
+        json.dumps(data, indent=indent, separators=separators, ensure_ascii=False) + "\n"
+    )
+
+
+def split_counts(dataset: Dataset) -> dict[str, dict]:
+    """Images, boxes and boxes per class for every split (classes in dataset order)."""
+    counts = {}
+    for split in dataset.splits:
+        images = dataset.split(split)
+        per_class = Counter(box.label for image in images for box in image.boxes)
+        counts[split] = {
+            "images": len(images),
+            "background_images": sum(1 for image in images if not image.boxes),
+            "boxes": sum(per_class.values()),
+            "boxes_per_class": {c: per_class.get(c, 0) for c in dataset.classes},
+        }
+    return counts
+
+
+def _write_tree(
+    tmp: Path,
+    out: Path,
+    source: SourceDataset,
+    ratios: tuple[float, ...],
+    seed: int,
+    copy_images: bool,
+) -> dict:
+    dataset = source.dataset
+    splits = list(dict.fromkeys(["train", "val", *dataset.splits]))
+    if len(ratios) == 3 and "test" not in splits:
+        splits.append("test")
+    image_ids = {image.name: i + 1 for i, image in enumerate(dataset.images)}
+    (tmp / "annotations").mkdir(parents=True)
+    for split in splits:
+        image_dir, label_dir = tmp / "images" / split, tmp / "labels" / split
+        image_dir.mkdir(parents=True)
+        label_dir.mkdir(parents=True)
+        images = dataset.split(split)
+        for image in images:
+            target = image_dir / image.name
+            if copy_images:
+                shutil.copyfile(image.path, target)
+            else:
+                target.symlink_to(image.path)  # absolute: the source root is resolved
+            (label_dir / f"{Path(image.name).stem}.txt").write_text(
+                to_yolo_lines(image, dataset.classes)
+            )
+        _dump(
+            tmp / "annotations" / f"instances_{split}.json",
+            to_coco(images, dataset.classes, image_ids),
+            indent=None,
+        )
+
+    data_yaml = {"path": str(out)}
+    data_yaml.update({split: f"images/{split}" for split in splits})
+    data_yaml["names"] = dict(enumerate(dataset.classes))
+    (tmp / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
+
+    definition = source.definition
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": str(source.layout.root),
+        "format": source.layout.format or definition.format,
+        "layout": source.layout.layout,
+        "dataset": definition.name,
+        "classes": dataset.classes,
+        "display_names": {c: definition.display_names.get(c, c) for c in dataset.classes},
+        "seed": seed,
+        "split_ratios": list(ratios),
+        "images_linked": not copy_images,
+        "counts": split_counts(dataset),
+        "split_of_image": {image.name: image.split for image in dataset.images},
+    }
+    _dump(tmp / "manifest.json", manifest)
+    _dump(tmp / "report.json", source.report.to_dict(boxes_written=dataset.box_count))
+    return manifest
+
+
+def write_output(
+    source: SourceDataset,
+    out: Path,
+    ratios: tuple[float, ...],
+    seed: int,
+    copy_images: bool = False,
+) -> dict:
+    """Writes the output folder beside ``out``, then swaps it in; returns the manifest."""
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        manifest = _write_tree(tmp, out, source, ratios, seed, copy_images)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+def convert(
+    src: Path,
+    out: Path,
+    format: str | None = None,
+    definition: DatasetDefinition | None = None,
+    ratios: tuple[float, ...] = (0.8, 0.2),
+    seed: int = 0,
+    resplit: bool = False,
+    copy_images: bool = False,
+    unlabeled_as_background: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConvertResult:
+    """Reads, validates, splits and writes a dataset.
+
+    Args:
+        src: The source dataset folder.
+        out: The output folder (replaced whole if it exists).
+        format: ``neu-det``, ``gc10-det``, ``voc`` or ``None`` to detect.
+        definition: Class list to use instead of the format's own.
+        ratios: Train, val[, test] ratios.
+        seed: Split seed.
+        resplit: Ignore a split given by the source (Kaggle folders, ImageSets).
+        copy_images: Copy images instead of symlinking them.
+        unlabeled_as_background: Keep images with no annotation file, with no boxes.
+        progress: Called with (done, total) while annotation files are read.
+
+    Returns:
+        The output folder, its manifest and what was read.
+    """
+    source = read_dataset(src, format, definition, unlabeled_as_background, progress)
+    if resplit:
+        for image in source.dataset.images:
+            image.split = None
+    assign_splits(source.dataset.images, ratios, seed)
+    manifest = write_output(source, out, ratios, seed, copy_images)
+    return ConvertResult(Path(out).absolute(), manifest, source)

@@ -1,0 +1,102 @@
+"""Dataset definitions: class lists, display names, aliases and recipes, kept as YAML in
+``datasets/`` so that adding a class spelling is a data change, not a code change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from converters.errors import ConversionError
+
+DEFINITIONS_DIR = Path(__file__).resolve().parent.parent / "datasets"
+
+
+def normalize_name(name: str) -> str:
+    """Folds case, spaces and hyphens so ``Rolled-in scale`` matches ``rolled_in_scale``."""
+    return "_".join(name.strip().lower().replace("-", " ").replace("_", " ").split())
+
+
+@dataclass(frozen=True)
+class DatasetDefinition:
+    """The fixed facts about one dataset.
+
+    Attributes:
+        name: Short name, e.g. ``neu-det``.
+        classes: Class names; the index is the class id.
+        display_names: Class name to a name for people.
+        aliases: Normalised spelling to class name (misspellings, abbreviations).
+        folders: Image folder name to class name, where folders name classes.
+        recipe: Training defaults (model, imgsz, epochs, ...).
+        format: The layout family the converter reads.
+    """
+
+    name: str
+    classes: list[str]
+    display_names: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    format: str = "voc"
+
+    def resolve(self, name: str) -> str | None:
+        """Maps a class name as written to a class of this dataset, or ``None``."""
+        if name in self.classes:
+            return name
+        key = normalize_name(name)
+        for cls in self.classes:
+            if normalize_name(cls) == key:
+                return cls
+        return self.aliases.get(key)
+
+
+def from_class_list(classes: list[str], name: str = "voc") -> DatasetDefinition:
+    """A definition for generic VOC given only its classes, in order."""
+    cleaned = [c.strip() for c in classes if c.strip()]
+    if not cleaned:
+        raise ConversionError("the class list is empty")
+    if len(set(cleaned)) != len(cleaned):
+        raise ConversionError(f"the class list repeats a name: {cleaned}")
+    return DatasetDefinition(name=name, classes=cleaned)
+
+
+def load_definition(name_or_path: str | Path) -> DatasetDefinition:
+    """Loads ``datasets/<name>.yaml`` or a YAML file with ``classes`` (names or dicts).
+
+    Raises:
+        ConversionError: The file is missing or has no usable class list.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = DEFINITIONS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml")))
+        raise ConversionError(f"{path}: no such dataset definition (known: {known})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConversionError(f"{path}: not valid YAML: {error}") from None
+    raw_classes = data.get("classes") or data.get("names")
+    if isinstance(raw_classes, dict):  # ultralytics style {0: a, 1: b}
+        raw_classes = [raw_classes[k] for k in sorted(raw_classes)]
+    if not isinstance(raw_classes, list) or not raw_classes:
+        raise ConversionError(f"{path}: needs a non-empty 'classes' list")
+    classes, display, aliases = [], {}, {}
+    for entry in raw_classes:
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        cls = str(entry["name"])
+        classes.append(cls)
+        display[cls] = str(entry.get("display", cls))
+        for alias in entry.get("aliases", []):
+            aliases[normalize_name(str(alias))] = cls
+    base = from_class_list(classes, name=str(data.get("name", path.stem)))
+    return DatasetDefinition(
+        name=base.name,
+        classes=base.classes,
+        display_names=display,
+        aliases=aliases,
+        folders={str(k): str(v) for k, v in (data.get("folders") or {}).items()},
+        recipe=dict(data.get("recipe") or {}),
+        format=str(data.get("format", "voc")),
+    )

@@ -1,0 +1,273 @@
+"""Reading a whole source dataset into the data model, with a full problem report."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from converters.definitions import DatasetDefinition, load_definition
+from converters.errors import AnnotationError, ConversionError, Report
+from converters.imagesize import image_size
+from converters.layouts import SourceLayout, detect_layout
+from converters.model import Dataset, ImageAnnotation
+from converters.voc import VocAnnotation, count_objects, parse_voc_xml, validate_objects
+
+KNOWN_DEFINITIONS = ("neu-det", "gc10-det")
+
+
+@dataclass
+class SourceDataset:
+    """A dataset read from disk, with where it came from and what was wrong with it."""
+
+    dataset: Dataset
+    report: Report
+    layout: SourceLayout
+    definition: DatasetDefinition
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _safe_basename(value: str | None) -> str | None:
+    """The bare file name in ``<filename>``, or ``None`` when it tries to be a path."""
+    if not value:
+        return None
+    if "/" in value or "\\" in value or value in {".", ".."} or "\x00" in value:
+        return None
+    return value
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def _folder_class(folder: str | None, definition: DatasetDefinition) -> str | None:
+    if not folder:
+        return None
+    return definition.folders.get(folder) or definition.resolve(folder)
+
+
+def _choose_definition(
+    parsed: list[tuple[Path, VocAnnotation]], format: str | None, layout: SourceLayout
+) -> DatasetDefinition:
+    fmt = format or layout.format
+    if fmt in KNOWN_DEFINITIONS:
+        return load_definition(fmt)
+    names = Counter(obj.name for _, ann in parsed for obj in ann.objects if obj.name)
+    if fmt is None and names:
+        total = sum(names.values())
+        scored = []
+        for candidate in KNOWN_DEFINITIONS:
+            definition = load_definition(candidate)
+            known = sum(n for name, n in names.items() if definition.resolve(name))
+            scored.append((known / total, candidate, definition))
+        share, _, definition = max(scored)
+        if share > 0.5:
+            return definition
+    found = ", ".join(f"{n} ({c})" for n, c in names.most_common(20)) or "none"
+    raise ConversionError(
+        f"{layout.root}: generic Pascal VOC needs its class list in order: pass "
+        f"--classes a,b,c or --classes-file F.yaml. Class names found: {found}"
+    )
+
+
+def read_dataset(
+    root: Path,
+    format: str | None = None,
+    definition: DatasetDefinition | None = None,
+    unlabeled_as_background: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> SourceDataset:
+    """Reads every annotation and image of a dataset, validating each box.
+
+    Args:
+        root: The dataset folder (any layout of :mod:`converters.layouts`).
+        format: ``neu-det``, ``gc10-det`` or ``voc``; detected when ``None``.
+        definition: The class list to use; by default the format's own.
+        unlabeled_as_background: Keep images that have no annotation file as images
+            with no boxes instead of leaving them out.
+        progress: Called with (done, total) as annotation files are read.
+
+    Returns:
+        The dataset (images sorted by name), its report, layout and definition.
+
+    Raises:
+        ConversionError: No dataset layout found, or no usable class list.
+    """
+    layout = detect_layout(root)
+    base = layout.root
+    report = Report()
+    parsed: list[tuple[Path, VocAnnotation]] = []
+    unparsed_stems: set[str] = set()  # their images are reported with the XML, not again
+    for done, xml_path in enumerate(layout.annotations, 1):
+        file = _relative(xml_path, base)
+        try:
+            data = xml_path.read_bytes()
+        except OSError as error:
+            report.add(file, "malformed_xml", f"cannot read: {error.strerror}", "skipped image")
+            unparsed_stems.add(xml_path.stem)
+            continue
+        try:
+            parsed.append((xml_path, parse_voc_xml(data, file)))
+        except AnnotationError as error:
+            lost = count_objects(data)
+            unparsed_stems.add(xml_path.stem)
+            report.boxes_in_input += lost
+            report.add(file, error.problem, error.detail, "skipped image", boxes_dropped=lost)
+        if progress:
+            progress(done, len(layout.annotations))
+    definition = definition or _choose_definition(parsed, format, layout)
+
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for image_path in layout.images:
+        by_stem[image_path.stem].append(image_path)
+    claimed: dict[Path, str] = {}
+    images: list[ImageAnnotation] = []
+
+    for xml_path, annotation in parsed:
+        file = _relative(xml_path, base)
+        n_objects = len(annotation.objects)
+        report.boxes_in_input += n_objects
+
+        def skip(problem: str, detail: str, file: str = file, n: int = n_objects) -> None:
+            report.add(file, problem, detail, "skipped image", boxes_dropped=n)
+
+        filename = _safe_basename(annotation.filename)
+        if annotation.filename and filename is None:
+            report.add(
+                file,
+                "unsafe_path",
+                f"<filename> {annotation.filename!r} is a path; "
+                "ignored, the image is looked up by the XML's name",
+                "ignored field",
+            )
+        candidates = by_stem.get(xml_path.stem, [])
+        if not candidates and filename:
+            candidates = by_stem.get(Path(filename).stem, [])
+        if not candidates:
+            wanted = filename or xml_path.stem
+            skip(
+                "missing_image", f"no image named {wanted!r} (or {xml_path.stem}.*) in the dataset"
+            )
+            continue
+        if filename and Path(filename).stem != xml_path.stem:
+            report.add(
+                file,
+                "filename_mismatch",
+                f"<filename> {filename!r} differs from the XML's own name",
+                "used XML's name",
+            )
+        image_path = candidates[0]
+        identical_copies: list[Path] = []
+        if len(candidates) > 1:
+            # <folder> may name the class folder by number (official) or name (Kaggle).
+            hint = _folder_class(annotation.folder, definition)
+            by_folder = [
+                p for p in candidates if hint and _folder_class(p.parent.name, definition) == hint
+            ]
+            digests = {_file_digest(p) for p in candidates}
+            others = ", ".join(_relative(p, base) for p in candidates)
+            if len(digests) == 1:
+                report.add(
+                    file,
+                    "duplicate_image",
+                    f"the same image is in several folders: {others}",
+                    f"used {_relative(candidates[0], base)}",
+                )
+                identical_copies = candidates
+            elif len(by_folder) == 1:
+                image_path = by_folder[0]
+                report.add(
+                    file,
+                    "duplicate_image",
+                    f"different images share this name: {others}",
+                    f"used {_relative(image_path, base)} named by <folder>",
+                )
+            else:
+                skip(
+                    "ambiguous_image",
+                    f"different images share this name and <folder> "
+                    f"{annotation.folder!r} does not say which: {others}",
+                )
+                continue
+        owner = claimed.get(image_path)
+        if owner is not None:
+            skip(
+                "duplicate_annotation",
+                f"{_relative(image_path, base)} is already annotated by {owner}",
+            )
+            continue
+        # Identical copies in other class folders are this same image, not unlabeled ones.
+        for copy in identical_copies or [image_path]:
+            claimed.setdefault(copy, file)
+        try:
+            width, height = image_size(image_path)
+        except OSError as error:
+            skip("unreadable_image", f"{_relative(image_path, base)}: {error}")
+            continue
+        if annotation.width is None or annotation.height is None:
+            report.add(file, "missing_size", "<size> is missing", f"used the real {width}x{height}")
+        elif (annotation.width, annotation.height) != (width, height):
+            report.add(
+                file,
+                "size_mismatch",
+                f"<size> says {annotation.width}x{annotation.height}, "
+                f"the image is {width}x{height}",
+                "used the real size",
+            )
+        boxes = validate_objects(annotation, width, height, definition.resolve, file, report)
+        split = layout.given_split.get(xml_path.stem) or layout.given_split.get(image_path.stem)
+        images.append(
+            ImageAnnotation(image_path.name, image_path, width, height, boxes, split, file)
+        )
+
+    for image_path in layout.images:
+        if image_path in claimed or image_path.stem in unparsed_stems:
+            continue
+        file = _relative(image_path, base)
+        if not unlabeled_as_background:
+            report.add(
+                file,
+                "unlabeled_image",
+                "no annotation file for this image",
+                "skipped image (pass --unlabeled-as-background to keep it as defect-free)",
+            )
+            continue
+        try:
+            width, height = image_size(image_path)
+        except OSError as error:
+            report.add(file, "unreadable_image", str(error), "skipped image")
+            continue
+        report.add(file, "unlabeled_as_background", "no annotation file", "kept with no boxes")
+        split = layout.given_split.get(image_path.stem)
+        images.append(ImageAnnotation(image_path.name, image_path, width, height, [], split, None))
+
+    _make_names_unique(images, base, report)
+    images.sort(key=lambda image: image.name)
+    return SourceDataset(Dataset(list(definition.classes), images), report, layout, definition)
+
+
+def _make_names_unique(images: list[ImageAnnotation], root: Path, report: Report) -> None:
+    counts = Counter(image.name for image in images)
+    taken = set(counts)
+    for image in images:
+        if counts[image.name] < 2:
+            continue
+        new = f"{image.path.parent.name}_{image.name}"
+        while new in taken:
+            new = f"_{new}"
+        taken.add(new)
+        report.add(
+            image.source or _relative(image.path, root),
+            "name_collision",
+            f"another image is also named {image.name!r}",
+            f"written as {new!r}",
+        )
+        image.name = new

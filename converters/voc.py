@@ -1,0 +1,305 @@
+"""Pascal VOC XML: a hardened reader, box validation and a writer.
+
+VOC ``<bndbox>`` values are 1-based inclusive pixel indices (the VOC devkit subtracts
+one when it loads them), so ``xmin..xmax`` becomes ``[xmin - 1, xmax)`` in the
+continuous coordinates of :mod:`converters.model`. NEU-DET proves the convention:
+its minimum coordinate is 1 and 538 boxes end exactly at 200 on 200-pixel images.
+
+Annotation files come from strangers, so the parser never resolves entities, never
+loads a DTD and never touches the network; a file that declares a DTD at all is
+refused (billion laughs, XXE), and ``<filename>``/``<path>`` are never used as paths.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from converters.errors import AnnotationError, Report
+from converters.model import Box, ImageAnnotation
+
+# Real annotation files are a few kB; anything this large is not an annotation.
+MAX_XML_BYTES = 16 * 1024 * 1024
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_OBJECT_TAG = re.compile(rb"<object[\s>]")
+# Checked on the raw bytes, before libxml2 sees them: no declaration, no expansion.
+_DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+@dataclass(frozen=True)
+class VocObject:
+    """One ``<object>`` as written in the file, before any validation."""
+
+    name: str | None
+    coords: tuple[str | None, str | None, str | None, str | None]  # xmin, ymin, xmax, ymax
+    difficult: bool = False
+    truncated: bool = False
+    has_bndbox: bool = True
+
+
+@dataclass(frozen=True)
+class VocAnnotation:
+    """One VOC file as written, before any validation."""
+
+    filename: str | None
+    folder: str | None
+    width: int | None
+    height: int | None
+    depth: int | None
+    objects: list[VocObject] = field(default_factory=list)
+
+
+def count_objects(data: bytes) -> int:
+    """Counts ``<object>`` tags in raw bytes, for files too broken to parse."""
+    return len(_OBJECT_TAG.findall(data))
+
+
+def _text(element: etree._Element | None, tag: str) -> str | None:
+    if element is None:
+        return None
+    text = element.findtext(tag)
+    return (text.strip() or None) if text else None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in {"1", "true", "yes"}
+
+
+def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:
+    """Parses one VOC annotation without trusting it.
+
+    Args:
+        data: The raw file content.
+        file: The file's name, used in errors.
+
+    Returns:
+        The annotation exactly as written (strings for coordinates).
+
+    Raises:
+        AnnotationError: ``empty_xml``, ``malformed_xml`` or ``forbidden_dtd``.
+    """
+    if not data.strip():
+        raise AnnotationError(file, "empty_xml", "the file is empty")
+    if len(data) > MAX_XML_BYTES:
+        raise AnnotationError(file, "malformed_xml", f"{len(data)} bytes is too large for VOC")
+    if _DTD.search(data):
+        raise AnnotationError(
+            file, "forbidden_dtd", "a DOCTYPE/ENTITY is declared (entities are never expanded)"
+        )
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as error:
+        raise AnnotationError(file, "malformed_xml", str(error)) from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise AnnotationError(
+            file, "forbidden_dtd", "a DOCTYPE/DTD is declared (entities are never expanded)"
+        )
+    if root.tag != "annotation":
+        raise AnnotationError(
+            file, "malformed_xml", f"root element is <{root.tag}>, not <annotation>"
+        )
+    size = root.find("size")
+    objects = []
+    for element in root.findall("object"):
+        bndbox = element.find("bndbox")
+        objects.append(
+            VocObject(
+                name=_text(element, "name"),
+                coords=tuple(_text(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax")),
+                difficult=_flag(_text(element, "difficult")),
+                truncated=_flag(_text(element, "truncated")),
+                has_bndbox=bndbox is not None,
+            )
+        )
+    return VocAnnotation(
+        filename=_text(root, "filename"),
+        folder=_text(root, "folder"),
+        width=_int_or_none(_text(size, "width")),
+        height=_int_or_none(_text(size, "height")),
+        depth=_int_or_none(_text(size, "depth")),
+        objects=objects,
+    )
+
+
+ClassResolver = Callable[[str], str | None]
+
+
+def validate_objects(
+    annotation: VocAnnotation,
+    width: int,
+    height: int,
+    resolve_class: ClassResolver,
+    file: str,
+    report: Report,
+) -> list[Box]:
+    """Turns raw VOC objects into valid boxes, reporting every change and drop.
+
+    Args:
+        annotation: The parsed file.
+        width: The real image width (it wins over ``<size>``).
+        height: The real image height.
+        resolve_class: Maps a name as written to a dataset class, or ``None`` if unknown.
+        file: The annotation file, relative to the source root, for the report.
+        report: Where problems are recorded.
+
+    Returns:
+        The valid boxes, in file order.
+    """
+    boxes: list[Box] = []
+    seen: set[tuple] = set()
+    for index, obj in enumerate(annotation.objects):
+
+        def drop(problem: str, detail: str, index: int = index) -> None:
+            report.add(file, problem, detail, "dropped box", index, 1)
+
+        if obj.name is None:
+            drop("missing_field", "<name> is missing or empty")
+            continue
+        if not obj.has_bndbox or None in obj.coords:
+            missing = [
+                t
+                for t, v in zip(("xmin", "ymin", "xmax", "ymax"), obj.coords, strict=False)
+                if v is None
+            ]
+            drop("missing_field", f"<bndbox> lacks {', '.join(missing) or 'everything'}")
+            continue
+        try:
+            values = [float(v) for v in obj.coords]
+        except ValueError:
+            drop("invalid_coordinate", f"non-numeric coordinate in {obj.coords}")
+            continue
+        if not all(math.isfinite(v) for v in values):
+            drop("invalid_coordinate", f"non-finite coordinate in {obj.coords}")
+            continue
+        label = resolve_class(obj.name)
+        if label is None:
+            drop("unknown_class", f"class {obj.name!r} is in no class list or alias table")
+            continue
+        if label != obj.name:
+            report.add(file, "class_alias", f"{obj.name!r} read as {label!r}", "renamed", index)
+        if not all(_INTEGER.match(v) for v in obj.coords):
+            report.add(file, "float_coordinates", f"coordinates {obj.coords}", "accepted", index)
+        xmin, ymin, xmax, ymax = values[0] - 1, values[1] - 1, values[2], values[3]
+        if xmax <= xmin or ymax <= ymin:
+            drop(
+                "degenerate_box",
+                f"xmin..xmax {obj.coords[0]}..{obj.coords[2]}, "
+                f"ymin..ymax {obj.coords[1]}..{obj.coords[3]} has no area",
+            )
+            continue
+        if xmax <= 0 or ymax <= 0 or xmin >= width or ymin >= height:
+            drop("box_outside_image", f"box {obj.coords} lies outside the {width}x{height} image")
+            continue
+        clipped = (
+            max(xmin, 0.0),
+            max(ymin, 0.0),
+            min(xmax, float(width)),
+            min(ymax, float(height)),
+        )
+        if clipped != (xmin, ymin, xmax, ymax):
+            report.add(
+                file,
+                "box_clipped",
+                f"box {obj.coords} extends past the {width}x{height} image",
+                "clipped to the image",
+                index,
+            )
+        key = (label, *clipped)
+        if key in seen:
+            drop("duplicate_box", f"same class and coordinates as an earlier box: {obj.coords}")
+            continue
+        seen.add(key)
+        boxes.append(Box(label, *clipped, difficult=obj.difficult, truncated=obj.truncated))
+    return boxes
+
+
+def _number(value: float) -> str:
+    rounded = round(value, 2)
+    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:g}"
+
+
+def to_voc_xml(image: ImageAnnotation, folder: str = "", depth: int = 3) -> bytes:
+    """Writes one image's boxes as a VOC annotation (1-based inclusive pixels).
+
+    Args:
+        image: The image and its boxes.
+        folder: The ``<folder>`` value.
+        depth: The ``<depth>`` value.
+
+    Returns:
+        The XML document as UTF-8 bytes.
+    """
+    root = etree.Element("annotation")
+    etree.SubElement(root, "folder").text = folder
+    etree.SubElement(root, "filename").text = image.name
+    size = etree.SubElement(root, "size")
+    for tag, value in (("width", image.width), ("height", image.height), ("depth", depth)):
+        etree.SubElement(size, tag).text = str(value)
+    etree.SubElement(root, "segmented").text = "0"
+    for box in image.boxes:
+        obj = etree.SubElement(root, "object")
+        etree.SubElement(obj, "name").text = box.label
+        etree.SubElement(obj, "pose").text = "Unspecified"
+        etree.SubElement(obj, "truncated").text = str(int(box.truncated))
+        etree.SubElement(obj, "difficult").text = str(int(box.difficult))
+        if box.confidence is not None:
+            etree.SubElement(obj, "confidence").text = f"{box.confidence:.6f}"
+        bndbox = etree.SubElement(obj, "bndbox")
+        values = (box.xmin + 1, box.ymin + 1, box.xmax, box.ymax)
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), values, strict=False):
+            etree.SubElement(bndbox, tag).text = _number(value)
+    return etree.tostring(root, pretty_print=True, encoding="utf-8")
+
+
+def from_voc(
+    data: bytes,
+    file: str,
+    width: int,
+    height: int,
+    resolve_class: ClassResolver,
+    name: str | None = None,
+) -> tuple[ImageAnnotation, Report]:
+    """Reads one VOC file into an :class:`ImageAnnotation` (the path is left empty).
+
+    Args:
+        data: The XML content.
+        file: Its name, for errors and the report.
+        width: The real image width.
+        height: The real image height.
+        resolve_class: Maps names as written to dataset classes.
+        name: The image name; defaults to ``<filename>``.
+
+    Returns:
+        The image annotation and the problems found.
+    """
+    from pathlib import Path
+
+    annotation = parse_voc_xml(data, file)
+    report = Report(boxes_in_input=len(annotation.objects))
+    boxes = validate_objects(annotation, width, height, resolve_class, file, report)
+    image_name = name or annotation.filename or Path(file).with_suffix(".jpg").name
+    return ImageAnnotation(image_name, Path(), width, height, boxes, source=file), report

@@ -1,0 +1,231 @@
+"""The ``defects`` command line: one entry point, a subcommand per job.
+
+Start-up stays light: ``converters`` never imports torch, ultralytics or fiftyone, and
+each subcommand imports its heavy modules only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from converters.errors import ConversionError
+from detection import offline  # noqa: F401  (sets the offline switches first)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar driven by ``update(done, total)`` calls."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _definition(args: argparse.Namespace):
+    from converters.definitions import from_class_list, load_definition
+
+    if getattr(args, "classes", None) and getattr(args, "classes_file", None):
+        raise ConversionError("give --classes or --classes-file, not both")
+    if getattr(args, "classes", None):
+        return from_class_list(args.classes.split(","))
+    if getattr(args, "classes_file", None):
+        return load_definition(Path(args.classes_file))
+    if getattr(args, "dataset", None):
+        return load_definition(args.dataset)
+    return None
+
+
+def _print_report(report, boxes_written: int | None, limit: int) -> None:
+    from rich.table import Table
+
+    console = _console()
+    summary = report.to_dict(boxes_written)["summary"]
+    if report.problems:
+        table = Table(title="Problems found", show_lines=False)
+        for column in ("problem", "severity", "count"):
+            table.add_column(column)
+        for problem, count in summary["problems_by_kind"].items():
+            severity = next(p.severity for p in report.problems if p.problem == problem)
+            table.add_row(problem, severity, str(count))
+        console.print(table)
+        for p in report.problems[:limit]:
+            where = f"{p.file}" + (
+                f" object {p.object_index}" if p.object_index is not None else ""
+            )
+            console.print(f"  {where}: [bold]{p.problem}[/]: {p.detail} -> {p.action}")
+        if len(report.problems) > limit:
+            console.print(f"  ... and {len(report.problems) - limit} more (see report.json)")
+    line = f"boxes in input {summary['boxes_in_input']}, dropped {summary['boxes_dropped']}"
+    if boxes_written is not None:
+        line += f", written {boxes_written}"
+    console.print(line)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", type=Path, help="dataset folder (NEU-DET, GC10-DET or Pascal VOC)")
+    parser.add_argument(
+        "--format",
+        choices=("neu-det", "gc10-det", "voc"),
+        help="layout family; detected from the folder when omitted",
+    )
+    parser.add_argument("--classes", help="generic VOC: class names in id order, comma-separated")
+    parser.add_argument("--classes-file", help="generic VOC: YAML with a 'classes' list")
+    parser.add_argument("--dataset", help="dataset definition in datasets/ to use (e.g. synthetic)")
+    parser.add_argument(
+        "--unlabeled-as-background",
+        action="store_true",
+        help="keep images with no annotation file as defect-free images",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit non-zero if any box is dropped or any image skipped",
+    )
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from converters.convert import convert
+    from converters.split import parse_ratios
+
+    ratios = parse_ratios(args.split)
+    with progress_bar("Reading annotations") as update:
+        result = convert(
+            args.src,
+            args.out,
+            args.format,
+            _definition(args),
+            ratios,
+            args.seed,
+            args.resplit,
+            args.copy_images,
+            args.unlabeled_as_background,
+            update,
+        )
+    console = _console()
+    source = result.source
+    console.print(f"Detected layout: {source.layout.layout} -> dataset '{source.definition.name}'")
+    _print_report(source.report, source.dataset.box_count, args.show)
+    for split, counts in result.manifest["counts"].items():
+        console.print(f"  {split}: {counts['images']} images, {counts['boxes']} boxes")
+    console.print(f"Wrote {result.out} (data.yaml, labels, COCO annotations, manifest, report)")
+    if args.strict and result.failed_strict:
+        console.print(f"[red]--strict: {len(source.report.errors)} problems dropped data[/]")
+        return 1
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from converters.source import read_dataset
+
+    with progress_bar("Reading annotations") as update:
+        source = read_dataset(
+            args.src, args.format, _definition(args), args.unlabeled_as_background, update
+        )
+    if args.json:
+        print(json.dumps(source.report.to_dict(source.dataset.box_count), indent=2))
+    else:
+        _console().print(
+            f"Detected layout: {source.layout.layout} -> dataset "
+            f"'{source.definition.name}', {len(source.dataset.images)} images"
+        )
+        _print_report(source.report, source.dataset.box_count, args.show)
+    return 1 if args.strict and source.report.errors else 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from converters.synth import synth_dataset
+
+    written = synth_dataset(args.out, args.images, args.seed)
+    boxes = sum(len(image.boxes) for image in written)
+    _console().print(
+        f"Wrote {len(written)} images with {boxes} boxes to {args.out} (NEU-DET layout)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="defects",
+        description="Steel surface defects: convert VOC datasets, train YOLO, evaluate, predict.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = commands.add_parser(
+        "convert",
+        help="VOC dataset -> YOLO + COCO with a problem report",
+        description="Convert NEU-DET, GC10-DET or Pascal VOC into "
+        "YOLO labels and COCO JSON, split and validated.",
+    )
+    _add_source_arguments(convert)
+    convert.add_argument("--out", type=Path, required=True, help="output folder (replaced whole)")
+    convert.add_argument(
+        "--split", default="0.8,0.2", help="train,val[,test] ratios (default 0.8,0.2)"
+    )
+    convert.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    convert.add_argument("--resplit", action="store_true", help="ignore a split the source gives")
+    convert.add_argument(
+        "--copy-images", action="store_true", help="copy images instead of symlinks"
+    )
+    convert.add_argument(
+        "--show", type=int, default=20, help="problems to print (all in report.json)"
+    )
+    convert.set_defaults(func=cmd_convert)
+
+    validate = commands.add_parser(
+        "validate", help="report every problem in a dataset, write nothing"
+    )
+    _add_source_arguments(validate)
+    validate.add_argument("--json", action="store_true", help="print the full report as JSON")
+    validate.add_argument("--show", type=int, default=50, help="problems to print")
+    validate.set_defaults(func=cmd_validate)
+
+    synth = commands.add_parser("synth", help="write the embedded synthetic NEU-DET-like dataset")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--images", type=int, default=400, help="number of images (default 400)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.set_defaults(func=cmd_synth)
+
+    from detection.commands import add_detection_commands
+
+    add_detection_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConversionError as error:
+        print(f"defects {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"defects {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The ``defects`` command as users run it: exit codes, messages, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import converters.convert
+from converters.convert import convert
+from detection.cli import main
+from tests.helpers import voc_xml, write_image, write_xml
+
+DEFECTS = [sys.executable, "-m", "detection.cli"]
+
+
+def _small(root: Path, bad: bool = False) -> Path:
+    for i in range(4):
+        write_image(root / "IMAGES" / f"patches_{i}.jpg", seed=i)
+        objects = [("patches", 1, 1, 20, 20)] + ([("patches", 1, 1, 20, 20)] if bad else [])
+        write_xml(root / "ANNOTATIONS" / f"patches_{i}.xml", voc_xml(f"patches_{i}.jpg", objects))
+    return root
+
+
+def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
+    src = _small(tmp_path / "src", bad=True)
+    assert main(["convert", str(src), "--out", str(tmp_path / "out")]) == 0
+    assert main(["convert", str(src), "--out", str(tmp_path / "out"), "--strict"]) == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["problems_by_kind"] == {"duplicate_box": 4}
+    clean = _small(tmp_path / "clean")
+    assert main(["convert", str(clean), "--out", str(tmp_path / "out2"), "--strict"]) == 0
+    assert "Detected layout: NEU-DET original" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["convert", "{tmp}/nowhere", "--out", "{tmp}/o"], "nowhere: no such folder"),
+        (["convert", "{src}", "--out", "{tmp}/o", "--split", "0.5,0.4"], "sum to 1"),
+        (["convert", "{src}", "--out", "{tmp}/o", "--classes", "a,a"], "repeats a name"),
+        (
+            ["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "{tmp}/none.yaml"],
+            "no such dataset definition",
+        ),
+        (["validate", "{src}/IMAGES"], "no known dataset layout"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path: Path, args, message):
+    src = _small(tmp_path / "src")
+    argv = [a.format(tmp=tmp_path, src=src) for a in args]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_writes_nothing(tmp_path: Path):
+    src = _small(tmp_path / "src", bad=True)
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run(
+        [*DEFECTS, "validate", str(src), "--json"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["summary"]["boxes_dropped"] == 4
+    assert sorted(tmp_path.rglob("*")) == before
+    strict = subprocess.run([*DEFECTS, "validate", str(src), "--strict"], capture_output=True)
+    assert strict.returncode == 1
+
+
+def test_help_on_every_command():
+    for command in ([], ["convert"], ["validate"], ["synth"]):
+        result = subprocess.run([*DEFECTS, *command, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: defects" in result.stdout
+
+
+def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch):
+    src = _small(tmp_path / "src")
+    out = tmp_path / "out"
+    convert(src, out)
+    before = (out / "manifest.json").read_bytes()
+
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(converters.convert, "to_coco", explode)
+    with pytest.raises(KeyboardInterrupt):
+        convert(src, out, seed=5)
+    assert (out / "manifest.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_killed_run_leaves_a_complete_output(neu_det: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    convert(_small(tmp_path / "src"), out)
+    process = subprocess.Popen(
+        [*DEFECTS, "convert", str(neu_det), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.6)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    manifest = json.loads((out / "manifest.json").read_text())  # old or new, never half
+    images = sum(c["images"] for c in manifest["counts"].values())
+    assert images in (4, 1800)
+    assert len(list((out / "labels").rglob("*.txt"))) == images
+
+
+def test_synth_is_deterministic(tmp_path: Path):
+    for name in ("a", "b"):
+        assert main(["synth", "--out", str(tmp_path / name), "--images", "6", "--seed", "1"]) == 0
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert len(files_a) == 12
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()

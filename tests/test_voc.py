@@ -1,0 +1,161 @@
+"""Every validation case of the VOC reader: XML in, boxes or a reported problem out."""
+
+from __future__ import annotations
+
+import pytest
+
+from converters.definitions import load_definition
+from converters.errors import AnnotationError, Report
+from converters.model import Box, ImageAnnotation
+from converters.voc import parse_voc_xml, to_voc_xml, validate_objects
+from tests.helpers import voc_xml
+
+NEU = load_definition("neu-det")
+W, H = 200, 200
+
+
+def read(text: str) -> tuple[list[Box], Report]:
+    report = Report()
+    annotation = parse_voc_xml(text.encode(), "a.xml")
+    return validate_objects(annotation, W, H, NEU.resolve, "a.xml", report), report
+
+
+@pytest.mark.parametrize(
+    ("objects", "expected_boxes", "expected_problems"),
+    [
+        # 1-based inclusive VOC pixels -> [xmin-1, xmax) continuous coordinates.
+        ([("crazing", 1, 1, 200, 200)], [("crazing", 0, 0, 200, 200)], []),
+        ([("patches", 10, 20, 30, 40)], [("patches", 9, 19, 30, 40)], []),
+        # xmin == xmax is one pixel wide, not empty.
+        ([("inclusion", 5, 5, 5, 9)], [("inclusion", 4, 4, 5, 9)], []),
+        # Float coordinates are accepted and noted.
+        (
+            [("scratches", 10.5, 20.25, 30.5, 40)],
+            [("scratches", 9.5, 19.25, 30.5, 40)],
+            ["float_coordinates"],
+        ),
+        # Partly outside: clipped, reported.
+        ([("patches", -5, 10, 250, 50)], [("patches", 0, 9, 200, 50)], ["box_clipped"]),
+        ([("patches", 0, 0, 20, 20)], [("patches", 0, 0, 20, 20)], ["box_clipped"]),
+        # Entirely outside: dropped.
+        ([("patches", 210, 10, 250, 50)], [], ["box_outside_image"]),
+        ([("patches", -50, 10, -10, 50)], [], ["box_outside_image"]),
+        # Zero or negative area: dropped.
+        ([("patches", 30, 10, 29, 50)], [], ["degenerate_box"]),
+        ([("patches", 30, 10, 20, 50)], [], ["degenerate_box"]),
+        ([("patches", 10, 50, 30, 40)], [], ["degenerate_box"]),
+        # Exact duplicate in one image: the second is dropped.
+        (
+            [("crazing", 1, 1, 9, 9), ("crazing", 1, 1, 9, 9)],
+            [("crazing", 0, 0, 9, 9)],
+            ["duplicate_box"],
+        ),
+        # Same coordinates, other class: both kept.
+        (
+            [("crazing", 1, 1, 9, 9), ("patches", 1, 1, 9, 9)],
+            [("crazing", 0, 0, 9, 9), ("patches", 0, 0, 9, 9)],
+            [],
+        ),
+        # Unknown class: dropped, never guessed.
+        ([("rust", 1, 1, 9, 9)], [], ["unknown_class"]),
+        # Aliases from datasets/neu-det.yaml: the folder abbreviations.
+        ([("sc", 1, 1, 9, 9)], [("scratches", 0, 0, 9, 9)], ["class_alias"]),
+        ([("Rolled-in Scale", 1, 1, 9, 9)], [("rolled-in_scale", 0, 0, 9, 9)], ["class_alias"]),
+        # Non-numeric and non-finite coordinates.
+        ([("crazing", "a", 1, 9, 9)], [], ["invalid_coordinate"]),
+        ([("crazing", "nan", 1, 9, 9)], [], ["invalid_coordinate"]),
+        # Missing fields.
+        ([("crazing", "", 1, 9, 9)], [], ["missing_field"]),
+        ([("", 1, 1, 9, 9)], [], ["missing_field"]),
+    ],
+)
+def test_validation_table(objects, expected_boxes, expected_problems):
+    boxes, report = read(voc_xml("a.jpg", objects, size=(W, H)))
+    assert [(b.label, *b.coords) for b in boxes] == [
+        (label, *map(float, coords)) for label, *coords in expected_boxes
+    ]
+    assert [p.problem for p in report.problems] == expected_problems
+    dropped = len(objects) - len(boxes)
+    assert report.boxes_dropped == dropped
+
+
+def test_missing_bndbox_is_reported():
+    text = "<annotation><object><name>crazing</name></object></annotation>"
+    boxes, report = read(text)
+    assert boxes == []
+    assert [(p.problem, p.object_index, p.boxes_dropped) for p in report.problems] == [
+        ("missing_field", 0, 1)
+    ]
+
+
+def test_difficult_and_truncated_are_kept():
+    text = voc_xml("a.jpg", [("crazing", 1, 1, 9, 9, 1)]).replace(
+        "<difficult>", "<truncated>1</truncated><difficult>"
+    )
+    boxes, _ = read(text)
+    assert boxes[0].difficult and boxes[0].truncated
+
+
+def test_nested_part_boxes_are_not_objects():
+    # VOC person layouts nest <part><bndbox>; only the object's own bndbox counts.
+    text = voc_xml("a.jpg", [("crazing", 1, 1, 9, 9)]).replace(
+        "</bndbox></object>",
+        "</bndbox><part><name>x</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>3</xmax>"
+        "<ymax>3</ymax></bndbox></part></object>",
+    )
+    boxes, _ = read(text)
+    assert [b.coords for b in boxes] == [(0, 0, 9, 9)]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", "empty_xml"),
+        (b"   \n\t", "empty_xml"),
+        (b"<annotation><object>", "malformed_xml"),
+        (b"not xml at all", "malformed_xml"),
+        (b"<root><object/></root>", "malformed_xml"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE annotation [<!ENTITY a "b">]><annotation/>',
+            "forbidden_dtd",
+        ),
+    ],
+)
+def test_unreadable_files(data, problem):
+    with pytest.raises(AnnotationError) as caught:
+        parse_voc_xml(data, "bad.xml")
+    assert caught.value.problem == problem
+    assert "bad.xml" in str(caught.value)
+
+
+def test_size_and_fields_as_written():
+    annotation = parse_voc_xml(
+        voc_xml("x", [("crazing", 1, 2, 3, 4)], size=(7, 8), folder="cr").encode(), "a.xml"
+    )
+    assert (annotation.filename, annotation.folder, annotation.width, annotation.height) == (
+        "x",
+        "cr",
+        7,
+        8,
+    )
+    assert annotation.objects[0].coords == ("1", "2", "3", "4")
+
+
+def test_tabs_spaces_and_no_declaration_read_the_same():
+    tabs = voc_xml("a.jpg", [("crazing", 1, 1, 9, 9)])
+    spaces = tabs.replace("\t", "    ")
+    assert read(tabs)[0] == read(spaces)[0]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        Box("crazing", 0, 0, 200, 200),
+        Box("patches", 9, 19, 30, 40, difficult=True),
+        Box("inclusion", 9.5, 19.25, 30.5, 40),
+    ],
+)
+def test_writer_round_trip(box):
+    image = ImageAnnotation("a.jpg", None, W, H, [box])
+    boxes, _report = read(to_voc_xml(image).decode())
+    assert boxes == [box]
