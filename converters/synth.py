@@ -61,9 +61,8 @@ def _draw(kind: str, rng: np.random.Generator, canvas: np.ndarray) -> tuple[int,
     mask = np.zeros((SIZE, SIZE), np.float32)
     if kind == "scratches":
         length = int(rng.integers(70, 170))
-        angle = rng.uniform(-math.pi / 2.2, math.pi / 2.2) + (
-            math.pi / 2 if rng.random() < 0.5 else 0
-        )
+        # Real scratches run mostly along or across the rolling direction.
+        angle = rng.uniform(-0.35, 0.35) + (math.pi / 2 if rng.random() < 0.6 else 0)
         dx, dy = math.cos(angle) * length, math.sin(angle) * length
         w, h = max(int(abs(dx)), 6), max(int(abs(dy)), 6)
         x0, y0, x1, y1 = _region(rng, min(w, SIZE - 8), min(h, SIZE - 8))
@@ -77,8 +76,8 @@ def _draw(kind: str, rng: np.random.Generator, canvas: np.ndarray) -> tuple[int,
             )
             for t in np.linspace(0, 1, 12)
         ]
-        cv2.polylines(mask, [np.array(points, np.int32)], False, 1.0, int(rng.integers(1, 3)))
-        canvas += mask * rng.choice([-1, 1]) * rng.uniform(45, 70)
+        cv2.polylines(mask, [np.array(points, np.int32)], False, 1.0, int(rng.integers(2, 4)))
+        canvas += mask * rng.choice([-1, 1]) * rng.uniform(55, 85)
     elif kind == "patches":
         w, h = int(rng.integers(35, 90)), int(rng.integers(30, 80))
         x0, y0, x1, y1 = _region(rng, w, h)

@@ -1,9 +1,202 @@
-"""Subcommands of ``defects`` that train, evaluate, predict and export detectors."""
+"""Subcommands of ``defects`` that train, evaluate, predict and export detectors.
+
+Each handler imports its heavy modules (torch, ultralytics) when it runs, so ``defects
+convert`` and ``defects --help`` start in milliseconds.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from detection.train import train
+
+    run_dir = train(
+        args.data,
+        args.name,
+        args.model,
+        args.imgsz,
+        args.epochs,
+        args.batch,
+        args.device,
+        args.resume,
+        args.weights_dir,
+        args.seed,
+        args.workers,
+        args.hours,
+    )
+    _console().print(f"Weights: {run_dir / 'best.pt'} (and last.pt, args.yaml, results.csv)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from converters.errors import ConversionError
+    from detection.evaluate import evaluate_files, evaluate_model
+
+    if args.predictions or args.gt:
+        if not (args.predictions and args.gt) or args.weights:
+            raise ConversionError("give --predictions and --gt together (and no --weights)")
+        report = evaluate_files(args.predictions, args.gt, args.out)
+    else:
+        if not (args.weights and args.data):
+            raise ConversionError("give --weights and --data, or --predictions and --gt")
+        report = evaluate_model(
+            args.weights,
+            args.data,
+            args.out,
+            args.split,
+            args.imgsz,
+            None if args.device == "auto" else args.device,
+            with_ultralytics=not args.no_ultralytics,
+        )
+    print((Path(args.out) / "report.md").read_text())
+    metrics = report["metrics"]
+    _console().print(
+        f"mAP50 {metrics['AP50']:.4f}  mAP50:95 {metrics['AP50:95']:.4f}  -> {args.out}/report.md"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from detection.cli import progress_bar
+    from detection.predict import predict
+
+    with progress_bar("Predicting") as update:
+        summary = predict(
+            args.weights,
+            args.sources,
+            args.out,
+            args.conf,
+            args.backend,
+            args.imgsz,
+            args.batch,
+            None if args.device == "auto" else args.device,
+            not args.no_images,
+            update,
+        )
+    console = _console()
+    for error in summary["errors"]:
+        console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+    console.print(
+        f"{summary['images']} images, {summary['detections']} detections -> "
+        f"{summary['predictions']}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from detection.predict import collect_images, export_onnx
+
+    calibration = collect_images(args.calibration)[: args.calibration_images] if args.int8 else None
+    if args.int8 and not calibration:
+        from converters.errors import ConversionError
+
+        raise ConversionError("--int8 needs --calibration images (a folder of real images)")
+    path = export_onnx(args.weights, args.imgsz, calibration)
+    _console().print(f"Exported {path}")
+    return 0
 
 
 def add_detection_commands(commands: argparse._SubParsersAction) -> None:
-    """Registers the detector subcommands (their heavy imports happen when they run)."""
+    """Registers the detector subcommands."""
+    train = commands.add_parser(
+        "train",
+        help="train a YOLO detector from its .yaml definition",
+        description="Train an ultralytics YOLO detector on a converted dataset. Defaults for "
+        "model, image size, epochs and batch come from the dataset's definition in datasets/. "
+        "--device 0,1,2,3 trains on several GPUs with ultralytics' own DDP.",
+    )
+    train.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
+    train.add_argument("--model", help="model definition, e.g. yolo11n.yaml (or a local .pt)")
+    train.add_argument("--imgsz", type=int, help="training image size")
+    train.add_argument("--epochs", type=int, help="epochs")
+    train.add_argument("--batch", type=int, help="batch size")
+    train.add_argument("--device", default="auto", help="auto (GPU if any), cpu, 0, or 0,1,2,3")
+    train.add_argument("--name", default="detector", help="run name: weights land in weights/NAME")
+    train.add_argument("--resume", action="store_true", help="continue weights/NAME/last.pt")
+    train.add_argument("--weights-dir", type=Path, default=Path("weights"), help="default weights/")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    train.add_argument("--workers", type=int, help="data loader workers")
+    train.add_argument(
+        "--hours",
+        type=float,
+        help="wall-clock budget: ultralytics fits the epochs into it (CPU runs)",
+    )
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="pycocotools per-class mAP report (our weights or any COCO results)",
+        description="Score a model on a converted split, or any COCO results file against COCO "
+        "ground truth, with pycocotools; write report.json/.md, per_class.csv and plots.",
+    )
+    evaluate.add_argument("--weights", type=Path, help="trained weights (.pt)")
+    evaluate.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
+    evaluate.add_argument("--split", default="val", help="split to score (default val)")
+    evaluate.add_argument("--predictions", type=Path, help="COCO results JSON of any detector")
+    evaluate.add_argument("--gt", type=Path, help="COCO ground truth JSON (with --predictions)")
+    evaluate.add_argument("--out", type=Path, required=True, help="report folder")
+    evaluate.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or a GPU index")
+    evaluate.add_argument(
+        "--no-ultralytics",
+        action="store_true",
+        help="skip ultralytics' own validation beside pycocotools",
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="detect defects in images or folders (PyTorch or ONNX Runtime)",
+        description="Run a detector on images/folders; write annotated images, predictions.json "
+        "(COCO results with file names) and errors.json. Unreadable images are skipped.",
+    )
+    predict.add_argument("sources", type=Path, nargs="+", help="images or folders")
+    predict.add_argument("--weights", type=Path, required=True, help=".pt (or .onnx with onnx)")
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0.25)")
+    predict.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: ONNX Runtime, the fast CPU path (exports if needed)",
+    )
+    predict.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    predict.add_argument("--batch", type=int, default=16, help="images per batch (16)")
+    predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
+    predict.add_argument("--no-images", action="store_true", help="write only the JSON")
+    predict.set_defaults(func=cmd_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="export weights to ONNX (optionally int8-quantised)",
+        description="Export a trained detector to ONNX with dynamic batch, beside the .pt.",
+    )
+    export.add_argument("--weights", type=Path, required=True, help="trained .pt")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx")
+    export.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    export.add_argument(
+        "--int8", action="store_true", help="also write <name>.int8.onnx, statically quantised"
+    )
+    export.add_argument(
+        "--calibration",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="images or folders for int8 calibration",
+    )
+    export.add_argument(
+        "--calibration-images",
+        type=int,
+        default=200,
+        help="at most this many calibration images (200)",
+    )
+    export.set_defaults(func=cmd_export)

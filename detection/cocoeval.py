@@ -1,0 +1,174 @@
+"""COCO-style scoring with pycocotools: the overall numbers, per-class AP, and
+precision/recall/F1 at each class's best-F1 confidence, all from one ``COCOeval`` run.
+
+Per-class AP is read from ``COCOeval.eval["precision"]`` exactly as ``summarize`` reads
+the overall AP (mean over IoU 0.50:0.95 and 101 recall points of the entries > -1), so
+it equals a pycocotools run restricted to that one category. P/R/F1 reuse pycocotools'
+own matches (``evalImgs``) at IoU 0.5, area "all", 100 detections per image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+STAT_NAMES = (
+    "AP50:95",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
+
+
+@dataclass
+class ClassMetrics:
+    """One class's scores; NaN where the class has no ground truth."""
+
+    name: str
+    category_id: int
+    ground_truth: int
+    detections: int
+    ap50_95: float
+    ap50: float
+    ap75: float
+    precision: float
+    recall: float
+    f1: float
+    best_f1_confidence: float
+
+
+@dataclass
+class CocoResult:
+    """Everything one evaluation produced."""
+
+    stats: dict[str, float]
+    classes: list[ClassMetrics]
+    pr_curves: dict[str, list[float]] = field(default_factory=dict)  # precision at IoU 0.5
+    recall_thresholds: list[float] = field(default_factory=list)
+
+
+def load_gt(gt: str | Path | dict) -> COCO:
+    """A pycocotools ``COCO`` from a path or a dict, without its prints."""
+    coco = COCO()
+    data = json.loads(Path(gt).read_text()) if not isinstance(gt, dict) else copy.deepcopy(gt)
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
+    """``loadRes`` that also accepts an empty results list (pycocotools does not)."""
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return coco_gt.loadRes(copy.deepcopy(results))
+    empty = COCO()
+    empty.dataset = {
+        "images": list(coco_gt.dataset["images"]),
+        "annotations": [],
+        "categories": copy.deepcopy(coco_gt.dataset["categories"]),
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        empty.createIndex()
+    return empty
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else math.nan
+
+
+def _best_f1(evaluator: COCOeval, k: int) -> tuple[float, float, float, float, int]:
+    """P, R, F1, confidence at the best F1 for category index ``k`` (IoU 0.5, all areas)."""
+    params = evaluator.params
+    n_images, n_areas = len(params.imgIds), len(params.areaRng)
+    max_det = params.maxDets[-1]
+    entries = [evaluator.evalImgs[k * n_areas * n_images + i] for i in range(n_images)]
+    entries = [e for e in entries if e is not None]
+    if not entries:
+        return math.nan, math.nan, math.nan, math.nan, 0
+    scores = np.concatenate([e["dtScores"][:max_det] for e in entries])
+    order = np.argsort(-scores, kind="mergesort")  # the order pycocotools accumulates in
+    matched = np.concatenate([e["dtMatches"][0, :max_det] for e in entries])[order]
+    ignored = np.concatenate([e["dtIgnore"][0, :max_det] for e in entries])[order]
+    n_gt = int(sum(np.count_nonzero(e["gtIgnore"] == 0) for e in entries))
+    keep = ~ignored.astype(bool)
+    scores, tp = scores[order][keep], (matched[keep] > 0)
+    if n_gt == 0:
+        return math.nan, math.nan, math.nan, math.nan, int(scores.size)
+    if scores.size == 0:
+        return 0.0, 0.0, 0.0, math.nan, 0
+    tp_cum = np.cumsum(tp)
+    fp_cum = np.cumsum(~tp)
+    precision = tp_cum / (tp_cum + fp_cum)
+    recall = tp_cum / n_gt
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-16)
+    best = int(np.argmax(f1))
+    return (
+        float(precision[best]),
+        float(recall[best]),
+        float(f1[best]),
+        float(scores[best]),
+        int(scores.size),
+    )
+
+
+def evaluate(gt: str | Path | dict | COCO, results: list[dict]) -> CocoResult:
+    """Scores COCO results against COCO ground truth with pycocotools.
+
+    Args:
+        gt: Ground truth (path, dict or ``COCO``).
+        results: COCO results (``image_id``, ``category_id``, ``bbox``, ``score``).
+
+    Returns:
+        The 12 standard numbers, per-class metrics and per-class PR curves at IoU 0.5.
+    """
+    coco_gt = gt if isinstance(gt, COCO) else load_gt(gt)
+    coco_dt = load_results(coco_gt, results)
+    evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+    precision = evaluator.eval["precision"]  # [IoU, recall, class, area, maxDets]
+    iou_thresholds = list(np.round(evaluator.params.iouThrs, 2))
+    classes, curves = [], {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        name = coco_gt.cats[category_id]["name"]
+        p, r, f1, confidence, detections = _best_f1(evaluator, k)
+        n_gt = len(coco_gt.getAnnIds(catIds=[category_id], iscrowd=False))
+        classes.append(
+            ClassMetrics(
+                name=name,
+                category_id=category_id,
+                ground_truth=n_gt,
+                detections=detections,
+                ap50_95=_mean_valid(precision[:, :, k, 0, -1]),
+                ap50=_mean_valid(precision[iou_thresholds.index(0.5), :, k, 0, -1]),
+                ap75=_mean_valid(precision[iou_thresholds.index(0.75), :, k, 0, -1]),
+                precision=p,
+                recall=r,
+                f1=f1,
+                best_f1_confidence=confidence,
+            )
+        )
+        curves[name] = [float(v) for v in precision[0, :, k, 0, -1]]
+    return CocoResult(stats, classes, curves, [float(v) for v in evaluator.params.recThrs])

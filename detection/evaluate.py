@@ -1,0 +1,228 @@
+"""``defects evaluate``: pycocotools-exact per-class mAP reports.
+
+Two ways in: a trained model and a converted dataset (predictions are made here at a
+low confidence, 100 per image, then scored), or any detector's COCO results file and a
+COCO ground-truth file. Beside the pycocotools numbers, the first way also runs
+ultralytics' own validation and states the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+from converters.errors import ConversionError
+from detection import offline  # noqa: F401  (before ultralytics)
+from detection.cocoeval import evaluate
+from detection.report import write_report
+from detection.train import resolve_data
+
+WHY_DIFFERENT = (
+    "Why they differ: pycocotools matches detections to ground truth greedily in score "
+    "order per image and category, keeps at most 100 detections per image, and averages "
+    "precision sampled at 101 fixed recall points; ultralytics' `ap_per_class` matches "
+    "by IoU rank, keeps up to 300 detections per image, and integrates the interpolated "
+    "precision envelope over recall (trapezoid over 101 points), after letterboxed "
+    "rectangular batches at NMS IoU 0.7. Either can come out higher; the pycocotools "
+    "numbers are the ones comparable to published COCO-style results."
+)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_imgsz(model) -> int:
+    """The image size a checkpoint was trained at (640 if it does not say)."""
+    args = (getattr(model, "ckpt", None) or {}).get("train_args", {}) or {}
+    imgsz = args.get("imgsz", 640)
+    return int(imgsz[0] if isinstance(imgsz, list | tuple) else imgsz)
+
+
+def category_map(model_names: dict[int, str], gt: dict) -> dict[int, int]:
+    """Model class index to ground-truth category id, by name.
+
+    Raises:
+        ConversionError: A model class has no category of the same name.
+    """
+    by_name = {c["name"]: c["id"] for c in gt["categories"]}
+    missing = [n for n in model_names.values() if n not in by_name]
+    if missing:
+        raise ConversionError(
+            f"the model's classes {missing} are not in the ground truth's "
+            f"categories {sorted(by_name)}"
+        )
+    return {i: by_name[n] for i, n in model_names.items()}
+
+
+def predict_coco(
+    weights: Path,
+    gt: dict,
+    image_dir: Path,
+    imgsz: int | None = None,
+    conf: float = 0.001,
+    max_det: int = 100,
+    batch: int = 16,
+    device: str | None = None,
+) -> list[dict]:
+    """Runs the model on every ground-truth image and returns COCO results."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    imgsz = imgsz or model_imgsz(model)
+    to_category = category_map(model.names, gt)
+    results = []
+    entries = sorted(gt["images"], key=lambda im: im["id"])
+    for start in range(0, len(entries), batch):
+        chunk = entries[start : start + batch]
+        outputs = model.predict(
+            [str(image_dir / e["file_name"]) for e in chunk],
+            imgsz=imgsz,
+            conf=conf,
+            max_det=max_det,
+            device=device,
+            verbose=False,
+        )
+        for entry, output in zip(chunk, outputs):
+            boxes = output.boxes
+            for xyxy, cls, score in zip(
+                boxes.xyxy.tolist(), boxes.cls.tolist(), boxes.conf.tolist()
+            ):
+                x1, y1, x2, y2 = xyxy
+                results.append(
+                    {
+                        "image_id": entry["id"],
+                        "category_id": to_category[int(cls)],
+                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                        "score": round(float(score), 5),
+                    }
+                )
+    return results
+
+
+def ultralytics_val(
+    weights: Path, data_yaml: Path, split: str, imgsz: int, device: str | None = None
+) -> dict:
+    """Ultralytics' own metrics for the same weights and split."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = model.val(
+            data=str(data_yaml),
+            split=split,
+            imgsz=imgsz,
+            conf=0.001,
+            iou=0.7,
+            plots=False,
+            device=device,
+            project=tmp,
+            name="val",
+            verbose=False,
+        )
+    per_class = {
+        model.names[int(i)]: {
+            "ap50": float(metrics.box.ap50[j]),
+            "ap50_95": float(metrics.box.ap[j]),
+        }
+        for j, i in enumerate(metrics.box.ap_class_index)
+    }
+    return {
+        "mAP50": float(metrics.box.map50),
+        "mAP50-95": float(metrics.box.map),
+        "per_class": per_class,
+        "settings": {"conf": 0.001, "iou": 0.7, "max_det": 300},
+        "why_different": WHY_DIFFERENT,
+    }
+
+
+def evaluate_model(
+    weights: Path,
+    data: Path,
+    out: Path,
+    split: str = "val",
+    imgsz: int | None = None,
+    device: str | None = None,
+    with_ultralytics: bool = True,
+) -> dict:
+    """Predicts on a converted split, scores with pycocotools, writes the report."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ConversionError(f"{weights}: no such weights file")
+    data_yaml = resolve_data(data)
+    root = data_yaml.parent
+    gt_path = root / "annotations" / f"instances_{split}.json"
+    if not gt_path.is_file():
+        raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
+    gt = json.loads(gt_path.read_text())
+    if not gt["images"]:
+        raise ConversionError(f"{gt_path}: split '{split}' has no images")
+    from ultralytics import YOLO
+
+    imgsz = imgsz or model_imgsz(YOLO(str(weights)))
+    results = predict_coco(weights, gt, root / "images" / split, imgsz, device=device)
+    scored = evaluate(gt, results)
+    manifest = root / "manifest.json"
+    meta = {
+        "name": weights.parent.name,
+        "weights": str(weights.resolve()),
+        "weights_sha256": sha256(weights),
+        "data": str(data_yaml),
+        "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
+        "ground_truth": str(gt_path),
+        "split": split,
+        "imgsz": imgsz,
+        "images": len(gt["images"]),
+        "prediction_settings": {"conf": 0.001, "max_det": 100, "nms_iou": 0.7},
+    }
+    ultra = ultralytics_val(weights, data_yaml, split, imgsz, device) if with_ultralytics else None
+    return write_report(Path(out), scored, gt, results, meta, ultra, root / "images" / split)
+
+
+def evaluate_files(
+    predictions: Path, gt_path: Path, out: Path, image_dir: Path | None = None
+) -> dict:
+    """Scores any detector's COCO results file against a COCO ground-truth file."""
+    for path in (predictions, gt_path):
+        if not Path(path).is_file():
+            raise ConversionError(f"{path}: no such file")
+    try:
+        results = json.loads(Path(predictions).read_text())
+        gt = json.loads(Path(gt_path).read_text())
+    except ValueError as error:
+        raise ConversionError(f"not valid JSON: {error}") from None
+    if isinstance(results, dict) and "annotations" in results:
+        results = results["annotations"]
+    if not isinstance(results, list):
+        raise ConversionError(f"{predictions}: expected a COCO results list")
+    image_ids = {im["id"] for im in gt.get("images", [])}
+    category_ids = {c["id"] for c in gt.get("categories", [])}
+    for index, det in enumerate(results):
+        missing = {"image_id", "category_id", "bbox", "score"} - det.keys()
+        if missing:
+            raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")
+        if det["image_id"] not in image_ids or det["category_id"] not in category_ids:
+            raise ConversionError(
+                f"{predictions}: result {index} names image {det['image_id']} "
+                f"or category {det['category_id']} absent from {gt_path}"
+            )
+    if image_dir is None:  # a converter output: annotations/instances_X.json -> images/X
+        split = Path(gt_path).stem.removeprefix("instances_")
+        candidate = Path(gt_path).resolve().parent.parent / "images" / split
+        image_dir = candidate if candidate.is_dir() else None
+    meta = {
+        "name": Path(predictions).stem,
+        "predictions": str(predictions),
+        "predictions_sha256": sha256(Path(predictions)),
+        "ground_truth": str(gt_path),
+        "ground_truth_sha256": sha256(Path(gt_path)),
+        "images": len(gt["images"]),
+        "split": Path(gt_path).stem.removeprefix("instances_"),
+    }
+    return write_report(Path(out), evaluate(gt, results), gt, results, meta, None, image_dir)

@@ -1,0 +1,323 @@
+"""Report files of an evaluation: JSON, Markdown, CSV, PR curves, confusion matrix,
+example images with ground truth and predictions in two colours."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from detection.cocoeval import CocoResult
+
+GT_COLOUR = (60, 200, 60)  # BGR green
+PRED_COLOUR = (40, 40, 230)  # BGR red
+
+
+def _clean(value):
+    """JSON has no NaN: undefined metrics are written as null; numpy scalars become Python's."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 12)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.{digits}f}"
+    )
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` with every box in ``b`` (both ``[N, 4]`` xyxy)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _xyxy(boxes: list[list[float]]) -> np.ndarray:
+    array = np.array(boxes, dtype=float).reshape(-1, 4)
+    array[:, 2:] += array[:, :2]
+    return array
+
+
+def confusion_matrix(
+    gt: dict, results: list[dict], conf: float = 0.25, iou: float = 0.5
+) -> np.ndarray:
+    """Rows: true class then background; columns: predicted class then background.
+
+    Predictions at or above ``conf`` are matched to ground truth one to one, class
+    agnostic, highest IoU first (at least ``iou``). Unmatched ground truth counts as
+    predicted background (a miss); an unmatched prediction as true background.
+    """
+    category_ids = [c["id"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
+    index = {cid: i for i, cid in enumerate(category_ids)}
+    k = len(category_ids)
+    matrix = np.zeros((k + 1, k + 1), dtype=np.int64)
+    gt_by_image: dict[int, list] = {}
+    for ann in gt["annotations"]:
+        gt_by_image.setdefault(ann["image_id"], []).append(ann)
+    dt_by_image: dict[int, list] = {}
+    for det in results:
+        if det["score"] >= conf:
+            dt_by_image.setdefault(det["image_id"], []).append(det)
+    for image in gt["images"]:
+        truths = gt_by_image.get(image["id"], [])
+        preds = dt_by_image.get(image["id"], [])
+        ious = iou_matrix(_xyxy([t["bbox"] for t in truths]), _xyxy([p["bbox"] for p in preds]))
+        matched_t, matched_p = set(), set()
+        for flat in np.argsort(-ious, axis=None, kind="stable"):
+            ti, pi = np.unravel_index(flat, ious.shape)
+            if ious[ti, pi] < iou:
+                break
+            if ti in matched_t or pi in matched_p:
+                continue
+            matched_t.add(ti)
+            matched_p.add(pi)
+            matrix[index[truths[ti]["category_id"]], index[preds[pi]["category_id"]]] += 1
+        for ti, truth in enumerate(truths):
+            if ti not in matched_t:
+                matrix[index[truth["category_id"]], k] += 1
+        for pi, pred in enumerate(preds):
+            if pi not in matched_p:
+                matrix[k, index[pred["category_id"]]] += 1
+    return matrix
+
+
+def plot_pr_curves(result: CocoResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 5), dpi=120)
+    for cls in result.classes:
+        curve = np.array(result.pr_curves[cls.name])
+        if (curve < 0).all():
+            continue
+        axis.plot(
+            result.recall_thresholds,
+            np.clip(curve, 0, None),
+            label=f"{cls.name} AP50 {_fmt(cls.ap50)}",
+        )
+    axis.set_xlabel("recall")
+    axis.set_ylabel("precision (interpolated, pycocotools)")
+    axis.set_title(f"Precision-recall at IoU 0.50 - mAP50 {_fmt(result.stats['AP50'])}")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [*names, "background"]
+    figure, axis = plt.subplots(figsize=(1.1 * len(labels) + 2, 1.0 * len(labels) + 1.5), dpi=120)
+    axis.imshow(matrix, cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        axis.text(
+            col,
+            row,
+            str(value),
+            ha="center",
+            va="center",
+            color="white" if value > matrix.max() / 2 else "black",
+            fontsize=8,
+        )
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title("Confusion matrix (conf >= 0.25, IoU >= 0.5)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def draw_examples(
+    gt: dict, results: list[dict], image_dir: Path, out: Path, count: int = 6, conf: float = 0.25
+) -> list[str]:
+    """Draws ground truth (green) and predictions (red) on the first ``count`` images
+    with ground truth, by image id. Returns the files written."""
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    with_gt = sorted({a["image_id"] for a in gt["annotations"]})[:count]
+    images = {im["id"]: im for im in gt["images"]}
+    written = []
+    for image_id in with_gt:
+        entry = images[image_id]
+        pixels = cv2.imread(str(image_dir / entry["file_name"]))
+        if pixels is None:
+            continue
+        scale = max(1, round(400 / max(pixels.shape[:2])))
+        pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        for colour, boxes in (
+            (
+                GT_COLOUR,
+                [
+                    (a["bbox"], names[a["category_id"]])
+                    for a in gt["annotations"]
+                    if a["image_id"] == image_id
+                ],
+            ),
+            (
+                PRED_COLOUR,
+                [
+                    (d["bbox"], f"{names[d['category_id']]} {d['score']:.2f}")
+                    for d in results
+                    if d["image_id"] == image_id and d["score"] >= conf
+                ],
+            ),
+        ):
+            for (x, y, w, h), text in boxes:
+                p1 = (int(x * scale), int(y * scale))
+                p2 = (int((x + w) * scale), int((y + h) * scale))
+                cv2.rectangle(pixels, p1, p2, colour, 2)
+                cv2.putText(
+                    pixels,
+                    text,
+                    (p1[0] + 2, max(p1[1] - 4, 12)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45,
+                    colour,
+                    1,
+                    cv2.LINE_AA,
+                )
+        target = out / f"{Path(entry['file_name']).stem}.jpg"
+        cv2.imwrite(str(target), pixels)
+        written.append(target.name)
+    return written
+
+
+def write_report(
+    out: Path,
+    result: CocoResult,
+    gt: dict,
+    results: list[dict],
+    meta: dict,
+    ultralytics_metrics: dict | None = None,
+    image_dir: Path | None = None,
+) -> dict:
+    """Writes report.json, report.md, per_class.csv, pr_curves.png, confusion_matrix.png
+    and examples/ into ``out``; returns the report dict."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in result.classes]
+    matrix = confusion_matrix(gt, results)
+    report = {
+        **meta,
+        "metrics": result.stats,
+        "per_class": [asdict(c) for c in result.classes],
+        "confusion_matrix": {
+            "labels": [*names, "background"],
+            "rows": "true",
+            "columns": "predicted",
+            "matrix": matrix.tolist(),
+        },
+        "ultralytics": ultralytics_metrics,
+    }
+    (out / "results.json").write_text(json.dumps(results) + "\n")
+    (out / "report.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
+    fields = [
+        "name",
+        "category_id",
+        "ground_truth",
+        "detections",
+        "ap50",
+        "ap50_95",
+        "ap75",
+        "precision",
+        "recall",
+        "f1",
+        "best_f1_confidence",
+    ]
+    with open(out / "per_class.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for cls in result.classes:
+            row = asdict(cls)
+            writer.writerow(
+                {
+                    f: (
+                        ""
+                        if isinstance(row[f], float) and math.isnan(row[f])
+                        else (f"{row[f]:.6f}" if isinstance(row[f], float) else row[f])
+                    )
+                    for f in fields
+                }
+            )
+    plot_pr_curves(result, out / "pr_curves.png")
+    plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
+    examples = draw_examples(gt, results, image_dir, out / "examples") if image_dir else []
+    (out / "report.md").write_text(_markdown(report, result, examples))
+    return report
+
+
+def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
+    s = result.stats
+    lines = [
+        f"# Detection report: {report.get('name', '')}".rstrip(),
+        "",
+        f"Split `{report.get('split', '?')}`, {report.get('images', '?')} images, "
+        f"image size {report.get('imgsz', '?')}. Scored with pycocotools COCOeval (bbox), "
+        "100 detections per image.",
+        "",
+        f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "
+        f"| AP small/medium/large {_fmt(s['AP_small'])}/{_fmt(s['AP_medium'])}/"
+        f"{_fmt(s['AP_large'])} "
+        f"| AR100 {_fmt(s['AR100'])}",
+        "",
+        "| class | GT | AP50 | AP50:95 | AP75 | P | R | F1 | conf at best F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in result.classes:
+        lines.append(
+            f"| {c.name} | {c.ground_truth} | {_fmt(c.ap50)} | {_fmt(c.ap50_95)} | "
+            f"{_fmt(c.ap75)} | {_fmt(c.precision)} | {_fmt(c.recall)} | {_fmt(c.f1)} | "
+            f"{_fmt(c.best_f1_confidence, 2)} |"
+        )
+    ultra = report.get("ultralytics")
+    if ultra:
+        lines += [
+            "",
+            "## Ultralytics' own validation of the same weights and split",
+            "",
+            f"mAP50 {_fmt(ultra['mAP50'])} (pycocotools {_fmt(s['AP50'])}, difference "
+            f"{_fmt(ultra['mAP50'] - s['AP50'], 4)}); mAP50:95 {_fmt(ultra['mAP50-95'])} "
+            f"(pycocotools {_fmt(s['AP50:95'])}, difference "
+            f"{_fmt(ultra['mAP50-95'] - s['AP50:95'], 4)}).",
+            "",
+            ultra["why_different"],
+        ]
+    lines += [
+        "",
+        "Files: `report.json`, `per_class.csv`, `results.json` (COCO results), "
+        "`pr_curves.png`, `confusion_matrix.png`"
+        + (", `examples/` (ground truth green, predictions red)." if examples else "."),
+    ]
+    return "\n".join(lines) + "\n"

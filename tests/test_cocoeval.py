@@ -1,0 +1,108 @@
+"""Parity of our per-class numbers with direct pycocotools runs on fixed files.
+
+Edge cases in tests/data: a class with ground truth and no predictions
+(pitted_surface), a class with predictions and no ground truth (scratches), images with
+no ground truth (one with a false positive), duplicate predictions, wrong classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detection.cocoeval import STAT_NAMES, evaluate
+
+DATA = Path(__file__).parent / "data"
+GT = DATA / "parity_gt.json"
+DT = json.loads((DATA / "parity_dt.json").read_text())
+
+
+def _pycocotools(cat_ids: list[int] | None = None, results: list | None = None) -> np.ndarray:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(GT))
+        evaluator = COCOeval(gt, gt.loadRes(results or DT), "bbox")
+        if cat_ids is not None:
+            evaluator.params.catIds = cat_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return evaluate(GT, DT)
+
+
+def test_overall_stats_equal_pycocotools(ours):
+    direct = _pycocotools()
+    for name, value in zip(STAT_NAMES, direct):
+        assert ours.stats[name] == pytest.approx(value, abs=1e-9)
+
+
+@pytest.mark.parametrize("category_id", [1, 2, 3, 4, 5, 6])
+def test_per_class_ap_equals_a_single_category_run(ours, category_id):
+    direct = _pycocotools([category_id])
+    cls = next(c for c in ours.classes if c.category_id == category_id)
+    for ours_value, direct_value in (
+        (cls.ap50_95, direct[0]),
+        (cls.ap50, direct[1]),
+        (cls.ap75, direct[2]),
+    ):
+        if direct_value == -1:  # pycocotools' "undefined": no ground truth for the class
+            assert math.isnan(ours_value)
+        else:
+            assert abs(ours_value - direct_value) <= 1e-9
+
+
+def test_edge_cases_are_what_they_should_be(ours):
+    by_name = {c.name: c for c in ours.classes}
+    assert by_name["pitted_surface"].ap50 == 0.0 and by_name["pitted_surface"].detections == 0
+    assert by_name["pitted_surface"].recall == 0.0
+    assert math.isnan(by_name["scratches"].ap50) and by_name["scratches"].ground_truth == 0
+    assert 0 < by_name["crazing"].ap50 <= 1
+
+
+def test_best_f1_against_a_brute_force_threshold_sweep(ours):
+    """P/R at the best-F1 confidence equal counting pycocotools' matches at that threshold."""
+    for cls in ours.classes:
+        if cls.ground_truth == 0 or cls.detections == 0:
+            continue
+        kept = [
+            d
+            for d in DT
+            if d["category_id"] == cls.category_id and d["score"] >= cls.best_f1_confidence
+        ]
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(GT))
+            evaluator = COCOeval(gt, gt.loadRes(kept), "bbox")
+            evaluator.params.catIds = [cls.category_id]
+            evaluator.params.iouThrs = np.array([0.5])
+            evaluator.evaluate()
+        entries = [e for e in evaluator.evalImgs if e is not None and e["aRng"] == [0, 1e10]]
+        tp = sum(int((e["dtMatches"][0] > 0).sum()) for e in entries)
+        assert cls.recall == pytest.approx(tp / cls.ground_truth, abs=1e-12)
+        assert cls.precision == pytest.approx(tp / len(kept), abs=1e-12)
+        assert cls.f1 == pytest.approx(
+            2 * cls.precision * cls.recall / (cls.precision + cls.recall)
+        )
+
+
+def test_empty_results_score_zero():
+    result = evaluate(GT, [])
+    assert result.stats["AP50"] == 0.0
+    assert all(c.ap50 == 0.0 for c in result.classes if c.ground_truth)
+
+
+def test_deterministic(ours):
+    again = evaluate(GT, DT)
+    assert again.stats == ours.stats
+    assert [vars(c) for c in again.classes] == [vars(c) for c in ours.classes]

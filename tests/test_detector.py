@@ -1,0 +1,249 @@
+"""The detector end to end on a few synthetic images: train, resume after kill -9,
+evaluate, predict (with a corrupt image), ONNX equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.convert import convert
+from converters.definitions import load_definition
+from converters.synth import synth_dataset
+from detection.report import iou_matrix
+
+DEFECTS = [sys.executable, "-m", "detection.cli"]
+TINY = ["--imgsz", "96", "--batch", "8", "--device", "cpu", "--workers", "0"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    synth_dataset(root / "src", images=32, seed=1)
+    return convert(
+        root / "src", root / "data", definition=load_definition("synthetic"), ratios=(0.75, 0.25)
+    ).out
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    weights_dir = tmp_path_factory.mktemp("weights")
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "train",
+            "--data",
+            str(tiny_data),
+            "--name",
+            "tiny",
+            "--epochs",
+            "2",
+            "--weights-dir",
+            str(weights_dir),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=weights_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return weights_dir / "tiny"
+
+
+def test_training_writes_weights_args_and_metrics(trained: Path):
+    assert (trained / "best.pt").is_file() and (trained / "last.pt").is_file()
+    args = (trained / "args.yaml").read_text()
+    assert "imgsz: 96" in args and "pretrained: false" in args
+    assert "RandomBrightnessContrast" in args  # the albumentations pipeline was used
+    rows = (trained / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "metrics/mAP50(B)" in rows[0]
+    assert not (trained / "weights").exists()
+
+
+def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
+    command = [
+        *DEFECTS,
+        "train",
+        "--data",
+        str(tiny_data),
+        "--name",
+        "killed",
+        "--epochs",
+        "5",
+        "--weights-dir",
+        str(tmp_path),
+        *TINY,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.8)  # into the next epoch
+    assert process.poll() is None, "training finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len((tmp_path / "killed" / "results.csv").read_text().strip().splitlines()) - 1
+    assert 1 <= done_before < 5
+    resumed = subprocess.run(
+        [*DEFECTS, "train", "--resume", "--name", "killed", "--weights-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from epoch {done_before + 1}" in resumed.stderr + resumed.stdout
+    epochs = [
+        int(float(row.split(",")[0]))
+        for row in (tmp_path / "killed" / "results.csv").read_text().strip().splitlines()[1:]
+    ]
+    assert epochs == [1, 2, 3, 4, 5]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
+    result = subprocess.run(
+        [*DEFECTS, "train", "--resume", "--name", "none", "--weights-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "nothing to resume" in result.stderr
+
+
+def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path):
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "train",
+            "--data",
+            str(tiny_data),
+            "--model",
+            "yolo11n.pt",
+            "--weights-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "cannot be downloaded" in result.stderr
+
+
+def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "evaluate",
+            "--weights",
+            str(trained / "best.pt"),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (
+        "report.json",
+        "report.md",
+        "per_class.csv",
+        "pr_curves.png",
+        "confusion_matrix.png",
+        "results.json",
+    ):
+        assert (out / name).is_file(), name
+    assert list((out / "examples").glob("*.jpg"))
+    report = json.loads((out / "report.json").read_text())
+    assert {"AP50:95", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR100"} <= report[
+        "metrics"
+    ].keys()
+    assert len(report["weights_sha256"]) == 64 and len(report["manifest_sha256"]) == 64
+    assert report["split"] == "val" and report["imgsz"] == 96
+    assert [c["name"] for c in report["per_class"]] == load_definition("synthetic").classes
+    assert report["ultralytics"]["mAP50"] >= 0 and "why_different" in report["ultralytics"]
+    assert len(report["confusion_matrix"]["matrix"]) == 7
+
+    # Scoring the written COCO results file gives the same numbers (any detector's path).
+    again = tmp_path / "again"
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "evaluate",
+            "--predictions",
+            str(out / "results.json"),
+            "--gt",
+            str(tiny_data / "annotations" / "instances_val.json"),
+            "--out",
+            str(again),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((again / "report.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for source in sorted((tiny_data / "images" / "val").iterdir())[:3]:
+        (images / source.name).write_bytes(source.read_bytes())
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "predict",
+            str(images),
+            "--weights",
+            str(trained / "best.pt"),
+            "--out",
+            str(tmp_path / "out"),
+            "--conf",
+            "0.01",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "broken.jpg" in result.stderr
+    errors = json.loads((tmp_path / "out" / "errors.json").read_text())
+    assert [Path(e["file"]).name for e in errors] == ["broken.jpg"]
+    assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 3
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert all(
+        {"image_id", "category_id", "bbox", "score", "file_name"} <= p.keys() for p in predictions
+    )
+
+
+def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path: Path):
+    import cv2
+
+    from detection.predict import OnnxDetector, TorchDetector, export_onnx
+
+    onnx_path = export_onnx(trained / "best.pt")
+    torch_model, onnx_model = TorchDetector(trained / "best.pt"), OnnxDetector(onnx_path)
+    images = [cv2.imread(str(p)) for p in sorted((tiny_data / "images").rglob("*.jpg"))[:8]]
+    conf = 0.0005  # a barely trained model: scores are low, compare many boxes
+    torch_out = torch_model(images, conf=conf)
+    onnx_out = onnx_model(images, conf=conf)  # one batch of 8 through the dynamic axis
+    compared = 0
+    for a, b in zip(torch_out, onnx_out):
+        confident = a.scores >= 2 * conf  # away from the threshold, where rounding decides
+        ious = iou_matrix(a.boxes[confident], b.boxes)
+        for row, cls in zip(ious, a.classes[confident]):
+            candidates = np.where(b.classes == cls)[0]
+            assert candidates.size and row[candidates].max() >= 0.99
+            compared += 1
+    assert compared >= 20, compared
