@@ -8,7 +8,7 @@ SHELL := /bin/bash
 VENV    := .venv
 PY      := $(VENV)/bin/python
 DEFECTS := $(VENV)/bin/defects
-UV      := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV      := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 
 DATA    ?=
 NAME    ?= $(if $(DATA),$(shell basename "$(DATA)" | tr 'A-Z' 'a-z'),synthetic)
@@ -23,11 +23,10 @@ TRAIN_ARGS ?=
 help:
 	@sed -n '1,5p' Makefile | sed 's/^# \{0,1\}//'
 
-$(UV):
-	python3 -m pip install --quiet uv
-
-# Idempotent: re-syncs only when the lock file or pyproject changes.
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+# Idempotent: installs uv only if missing, re-syncs only when the lock or pyproject changes.
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 	@touch $@
 
@@ -63,10 +62,16 @@ convert-gc10: setup
 	@test -n "$(DATA)" || { echo "usage: make convert-gc10 DATA=path/to/GC10-DET [OUT=...]"; exit 2; }
 	$(DEFECTS) convert "$(DATA)" --format gc10-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
 
-bench: bench-convert
+WEIGHTS ?= weights/neu-det/best.pt
+
+bench: bench-convert bench-predict
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
+
+# Needs trained NEU-DET weights (make train-det DATA=../shared/datasets/NEU-DET).
+bench-predict: setup
+	$(PY) bench/predict.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 
 clean:
 	rm -rf datasets/generated datasets/converted reports .state/runs

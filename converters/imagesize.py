@@ -53,7 +53,9 @@ def image_size(path: Path) -> tuple[int, int]:
         try:
             with Image.open(path) as image:
                 size = image.size
-        except (SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        # Broad on purpose: once ultralytics is imported it patches Image.open, and an
+        # unidentified file then raises ModuleNotFoundError (its optional HEIF plugin).
+        except Exception as error:
             raise OSError(f"not a readable image: {error}") from None
     if size[0] <= 0 or size[1] <= 0:
         raise OSError(f"image header gives an empty size {size[0]}x{size[1]}")

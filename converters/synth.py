@@ -16,6 +16,7 @@ structure that identifies it on real steel:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -161,13 +162,16 @@ def synth_image(rng: np.random.Generator) -> tuple[np.ndarray, list[Box]]:
     return image, boxes
 
 
-def synth_dataset(out: Path, images: int = 400, seed: int = 0) -> list[ImageAnnotation]:
+def synth_dataset(
+    out: Path, images: int = 400, seed: int = 0, progress: Callable[[int, int], None] | None = None
+) -> list[ImageAnnotation]:
     """Writes ``images`` synthetic images and VOC annotations in NEU-DET's layout.
 
     Args:
         out: The folder to create (``IMAGES/`` and ``ANNOTATIONS/`` go inside).
         images: How many images.
         seed: Same seed, same bytes.
+        progress: Called with (done, total) after each image.
 
     Returns:
         What was written.
@@ -186,4 +190,6 @@ def synth_dataset(out: Path, images: int = 400, seed: int = 0) -> list[ImageAnno
             to_voc_xml(annotation, FOLDERS[boxes[0].label], depth=1)
         )
         written.append(annotation)
+        if progress:
+            progress(index, images)
     return written

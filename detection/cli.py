@@ -158,7 +158,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from converters.synth import synth_dataset
 
-    written = synth_dataset(args.out, args.images, args.seed)
+    with progress_bar("Drawing images") as update:
+        written = synth_dataset(args.out, args.images, args.seed, update)
     boxes = sum(len(image.boxes) for image in written)
     _console().print(
         f"Wrote {len(written)} images with {boxes} boxes to {args.out} (NEU-DET layout)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from converters.errors import ConversionError
@@ -70,6 +71,7 @@ def predict_coco(
     max_det: int = 100,
     batch: int = 16,
     device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Runs the model on every ground-truth image and returns COCO results."""
     from ultralytics import YOLO
@@ -103,6 +105,8 @@ def predict_coco(
                         "score": round(float(score), 5),
                     }
                 )
+        if progress:
+            progress(min(start + batch, len(entries)), len(entries))
     return results
 
 
@@ -166,7 +170,12 @@ def evaluate_model(
     from ultralytics import YOLO
 
     imgsz = imgsz or model_imgsz(YOLO(str(weights)))
-    results = predict_coco(weights, gt, root / "images" / split, imgsz, device=device)
+    from detection.cli import progress_bar
+
+    with progress_bar("Predicting") as update:
+        results = predict_coco(
+            weights, gt, root / "images" / split, imgsz, device=device, progress=update
+        )
     scored = evaluate(gt, results)
     manifest = root / "manifest.json"
     meta = {

@@ -1,0 +1,157 @@
+"""Benchmark: CPU detection throughput, ultralytics' PyTorch predict against our ONNX path.
+
+300 NEU-DET images at one image size, end to end (JPEG decode + preprocess + model +
+NMS), four ways in one run, alternating, median of REPEATS:
+
+* ultralytics predict, one image per call;
+* ultralytics predict, batches of 32;
+* ours: ONNX Runtime fp32, batches of 32 (`defects predict --backend onnx`);
+* ours: ONNX Runtime int8 (static QDQ, calibrated on 200 training images), batches of 32.
+
+Accuracy at equal image size: pycocotools mAP50 of each path on the converted val split
+(conf 0.001, 100 detections per image), so "faster" is checked at equal accuracy.
+
+    make bench-predict WEIGHTS=weights/neu-det/best.pt DATA_OUT=datasets/converted/neu-det
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import cv2  # noqa: E402
+
+import detection.offline  # noqa: E402,F401
+from detection.cocoeval import evaluate  # noqa: E402
+from detection.predict import OnnxDetector, TorchDetector, export_onnx, quantize_int8  # noqa: E402
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def coco_results(detector, gt: dict, image_dir: Path) -> list[dict]:
+    to_category = {
+        i: next(c["id"] for c in gt["categories"] if c["name"] == n)
+        for i, n in detector.names.items()
+    }
+    results = []
+    entries = sorted(gt["images"], key=lambda e: e["id"])
+    for chunk in chunks(entries, 32):
+        images = [cv2.imread(str(image_dir / e["file_name"])) for e in chunk]
+        for entry, det in zip(chunk, detector(images, conf=0.001, max_det=100)):
+            for (x1, y1, x2, y2), score, cls in zip(
+                det.boxes.tolist(), det.scores.tolist(), det.classes.tolist()
+            ):
+                results.append(
+                    {
+                        "image_id": entry["id"],
+                        "category_id": to_category[int(cls)],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": float(score),
+                    }
+                )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=REPO / "weights/neu-det/best.pt")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO / "datasets/converted/neu-det",
+        help="converted NEU-DET (its val split scores accuracy)",
+    )
+    parser.add_argument(
+        "--images", type=Path, default=REPO.parent / "shared/datasets/NEU-DET/IMAGES"
+    )
+    parser.add_argument("--imgsz", type=int, default=224)
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    paths = sorted(args.images.glob("*.jpg"))[: args.count]
+    fp32 = export_onnx(args.weights, args.imgsz)
+    calibration = sorted((args.data / "images" / "train").glob("*.jpg"))[:200]
+    int8 = quantize_int8(fp32, calibration, args.imgsz)
+    torch_model = TorchDetector(args.weights, args.imgsz, "cpu")
+    onnx_fp32, onnx_int8 = OnnxDetector(fp32, args.imgsz), OnnxDetector(int8, args.imgsz)
+
+    def ultralytics_single() -> None:
+        for path in paths:
+            torch_model.model.predict(
+                str(path), imgsz=args.imgsz, conf=0.25, device="cpu", verbose=False
+            )
+
+    def ultralytics_batched() -> None:
+        for chunk in chunks(paths, 32):
+            torch_model.model.predict(
+                [str(p) for p in chunk], imgsz=args.imgsz, conf=0.25, device="cpu", verbose=False
+            )
+
+    def ours(detector) -> None:
+        for chunk in chunks(paths, 32):
+            detector([cv2.imread(str(p)) for p in chunk], conf=0.25)
+
+    modes = {
+        "ultralytics_single": ultralytics_single,
+        "ultralytics_batch32": ultralytics_batched,
+        "ours_onnx_fp32_batch32": lambda: ours(onnx_fp32),
+        "ours_onnx_int8_batch32": lambda: ours(onnx_int8),
+    }
+    for run in modes.values():  # warm-up
+        run()
+    seconds = {name: [] for name in modes}
+    for _ in range(args.repeats):
+        for name, run in modes.items():
+            seconds[name].append(timed(run))
+    throughput = {name: len(paths) / statistics.median(s) for name, s in seconds.items()}
+
+    accuracy = {}
+    gt_path = args.data / "annotations" / "instances_val.json"
+    if gt_path.is_file():
+        gt = json.loads(gt_path.read_text())
+        image_dir = args.data / "images" / "val"
+        for name, detector in (
+            ("torch", torch_model),
+            ("onnx_fp32", onnx_fp32),
+            ("onnx_int8", onnx_int8),
+        ):
+            scored = evaluate(gt, coco_results(detector, gt, image_dir))
+            accuracy[name] = {"mAP50": scored.stats["AP50"], "mAP50:95": scored.stats["AP50:95"]}
+
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "images": len(paths),
+        "imgsz": args.imgsz,
+        "weights": str(args.weights),
+        "images_per_second": throughput,
+        "ratio_vs_ultralytics_batch32": {
+            n: t / throughput["ultralytics_batch32"] for n, t in throughput.items()
+        },
+        "mAP_on_val": accuracy,
+        "all_runs_s": seconds,
+    }
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predict.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
