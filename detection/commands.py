@@ -105,6 +105,54 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_cls(args: argparse.Namespace) -> int:
+    from detection.classify import train_classifier
+
+    backbone = None if str(args.backbone).lower() == "none" else args.backbone
+    summary = train_classifier(
+        args.data,
+        args.name,
+        backbone,
+        args.model,
+        args.imgsz,
+        args.epochs,
+        args.batch,
+        args.device,
+        args.background_class,
+        args.weights_dir,
+        args.seed,
+        args.workers,
+    )
+    console = _console()
+    transfer = summary["transfer"]
+    if transfer:
+        console.print(
+            f"Backbone: transferred {transfer['transferred']} of {transfer['total']} "
+            f"tensors from {transfer['from']}"
+        )
+    else:
+        console.print("Backbone: none (trained from scratch)")
+    console.print(
+        f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  -> {summary['weights']}"
+    )
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from detection.classify import classify
+    from detection.cli import progress_bar
+
+    with progress_bar("Classifying") as update:
+        summary = classify(
+            args.weights, args.sources, args.out, args.top_k, args.heatmap, args.imgsz, update
+        )
+    console = _console()
+    for error in summary["errors"]:
+        console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+    console.print(f"{summary['images']} images -> {args.out}/predictions.json")
+    return 0
+
+
 def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     """Registers the detector subcommands."""
     train = commands.add_parser(
@@ -200,3 +248,46 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="at most this many calibration images (200)",
     )
     export.set_defaults(func=cmd_export)
+
+    train_cls = commands.add_parser(
+        "train-cls",
+        help="image-level classifier on the detector's backbone",
+        description="Train a YOLO classifier for one label per image, initialised from a trained "
+        "detector's backbone. DATA: a folder per class (optionally train/ val/) or a converter "
+        "output (label = the class covering the largest box area).",
+    )
+    train_cls.add_argument(
+        "--data", type=Path, required=True, help="class folders or converter OUT"
+    )
+    train_cls.add_argument(
+        "--backbone",
+        default="weights/detector/best.pt",
+        help="detector .pt whose backbone initialises the classifier, or none",
+    )
+    train_cls.add_argument("--model", default="yolo11n-cls.yaml", help="classifier definition")
+    train_cls.add_argument("--imgsz", type=int, default=224, help="image size (224)")
+    train_cls.add_argument("--epochs", type=int, default=10, help="epochs (10)")
+    train_cls.add_argument("--batch", type=int, default=32, help="batch size (32)")
+    train_cls.add_argument("--device", default="auto", help="auto, cpu, 0")
+    train_cls.add_argument("--name", default="classifier", help="weights/NAME")
+    train_cls.add_argument(
+        "--background-class", help="converter output: images with no boxes become this class"
+    )
+    train_cls.add_argument("--weights-dir", type=Path, default=Path("weights"))
+    train_cls.add_argument("--seed", type=int, default=0)
+    train_cls.add_argument("--workers", type=int, help="data loader workers")
+    train_cls.set_defaults(func=cmd_train_cls)
+
+    classify = commands.add_parser(
+        "classify",
+        help="top-k classes per image, optional Grad-CAM heatmaps",
+        description="Classify images with a train-cls model: predictions.json with top-k "
+        "probabilities, and with --heatmap a Grad-CAM overlay per image.",
+    )
+    classify.add_argument("sources", type=Path, nargs="+", help="images or folders")
+    classify.add_argument("--weights", type=Path, required=True, help="classifier .pt")
+    classify.add_argument("--out", type=Path, required=True, help="output folder")
+    classify.add_argument("--top-k", type=int, default=3, help="classes per image (3)")
+    classify.add_argument("--heatmap", action="store_true", help="write Grad-CAM overlays")
+    classify.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    classify.set_defaults(func=cmd_classify)

@@ -129,13 +129,15 @@ def plot_pr_curves(result: CocoResult, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path) -> None:
+def plot_confusion_matrix(
+    matrix: np.ndarray, names: list[str], path: Path, background: bool = True
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [*names, "background"]
+    labels = [*names, "background"] if background else list(names)
     figure, axis = plt.subplots(figsize=(1.1 * len(labels) + 2, 1.0 * len(labels) + 1.5), dpi=120)
     axis.imshow(matrix, cmap="Blues")
     for (row, col), value in np.ndenumerate(matrix):
@@ -152,7 +154,9 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path) -> N
     axis.set_yticks(range(len(labels)), labels)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_title("Confusion matrix (conf >= 0.25, IoU >= 0.5)")
+    axis.set_title(
+        "Confusion matrix (conf >= 0.25, IoU >= 0.5)" if background else "Confusion matrix"
+    )
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -31,6 +31,15 @@ def resolve_data(data: Path) -> Path:
         ConversionError: Neither exists.
     """
     data = Path(data)
+    if data.is_dir() and not (data / "data.yaml").exists():
+        from detection.classify import is_image_level_tree
+
+        if is_image_level_tree(data):
+            raise ConversionError(
+                f"{data} has image-level labels (a folder per class) but no boxes, so there is "
+                f"nothing to train a detector on. Train a classifier instead:\n"
+                f"  defects train-cls --data {data} [--backbone weights/NAME/best.pt | none]"
+            )
     if data.is_dir():
         data = data / "data.yaml"
     if not data.is_file():
@@ -52,12 +61,18 @@ def recipe_for(data_yaml: Path) -> dict:
         return {}
 
 
-def _trainer_class():
-    from ultralytics.models.yolo.detect import DetectionTrainer
+_TRAINER_NAMES = {"detect": "DefectTrainer", "classify": "ClassifierTrainer"}
 
-    class DefectTrainer(DetectionTrainer):
-        """Keeps ``best.pt``/``last.pt`` beside ``args.yaml`` and ``results.csv``."""
 
+def trainer_class(task: str = "detect"):
+    """Ultralytics' trainer for ``task`` that keeps ``best.pt``/``last.pt`` beside
+    ``args.yaml`` and ``results.csv`` in ``weights/NAME/``."""
+    if task == "classify":
+        from ultralytics.models.yolo.classify import ClassificationTrainer as Base
+    else:
+        from ultralytics.models.yolo.detect import DetectionTrainer as Base
+
+    class Trainer(Base):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             if self.wdir.is_dir() and not any(self.wdir.iterdir()):
@@ -65,16 +80,17 @@ def _trainer_class():
             self.wdir = self.save_dir
             self.last, self.best = self.save_dir / "last.pt", self.save_dir / "best.pt"
 
-    DefectTrainer.__module__ = __name__
-    DefectTrainer.__qualname__ = "DefectTrainer"
-    return DefectTrainer
+    Trainer.__name__ = Trainer.__qualname__ = _TRAINER_NAMES[task]
+    Trainer.__module__ = __name__
+    return Trainer
 
 
 def __getattr__(name: str):
     # Ultralytics' DDP launcher re-imports the trainer as `detection.train.DefectTrainer`;
     # building the class lazily keeps ultralytics out of this module's import.
-    if name == "DefectTrainer":
-        return _trainer_class()
+    for task, trainer_name in _TRAINER_NAMES.items():
+        if name == trainer_name:
+            return trainer_class(task)
     raise AttributeError(name)
 
 
@@ -127,7 +143,7 @@ def train(
     from detection.augment import steel_augmentations
 
     run_dir = (Path(weights_dir) / name).resolve()
-    trainer = _trainer_class()
+    trainer = trainer_class("detect")
     if resume:
         last = run_dir / "last.pt"
         if not last.is_file():

@@ -1,0 +1,455 @@
+"""Classification fallback: one label per image, on the trained detector's backbone.
+
+``defects train-cls`` builds an ultralytics classification tree (``train|val/<class>/``)
+from either a folder-per-class source or a converter output, initialises a YOLO
+classifier from the detector's weights (every tensor whose name and shape match, i.e.
+the shared backbone), trains it and evaluates it on the held-out split.
+``defects classify`` gives top-k probabilities per image and, with ``--heatmap``, a
+Grad-CAM overlay on the last backbone stage.
+
+Image-level label of a converter output (documented rule): the class whose boxes cover
+the largest total area in the image (ties: the lower class id). Images with no boxes
+become ``--background-class`` (e.g. ``good``) when given, and are left out otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converters.errors import ConversionError
+from converters.layouts import IMAGE_SUFFIXES
+from detection import offline  # noqa: F401  (before ultralytics)
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """``{class: images}`` for a folder whose sub-folders each hold one class's images."""
+    if not root.is_dir():
+        return {}
+    found = {d.name: _images_in(d) for d in sorted(root.iterdir()) if d.is_dir()}
+    return {name: images for name, images in found.items() if images}
+
+
+def is_image_level_tree(root: Path) -> bool:
+    """True for ``class/*.jpg`` or ``train|val/class/*.jpg`` trees (no box annotations)."""
+    root = Path(root)
+    if (root / "data.yaml").exists() or (root / "manifest.json").exists():
+        return False
+    split_dirs = [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
+    if split_dirs:
+        return all(len(class_folders(d)) >= 2 for d in split_dirs[:1])
+    return len(class_folders(root)) >= 2
+
+
+def image_label_from_boxes(boxes: list[tuple[int, float]]) -> int | None:
+    """The class id covering the largest total box area; ties go to the lower id.
+
+    Args:
+        boxes: ``(class_id, area)`` per box.
+    """
+    if not boxes:
+        return None
+    area: dict[int, float] = defaultdict(float)
+    for class_id, box_area in boxes:
+        area[class_id] += box_area
+    return min(area, key=lambda c: (-area[c], c))
+
+
+@dataclass
+class ClassificationSource:
+    """Images with one label each, split, ready to lay out for ultralytics."""
+
+    classes: list[str]
+    items: list[tuple[Path, str, str]]  # image, class, split
+    kind: str
+
+
+def from_converted(out: Path, background_class: str | None = None) -> ClassificationSource:
+    """Image-level labels from a converter output's YOLO labels (largest-area rule)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    classes = list(manifest["classes"])
+    items = []
+    for split in SPLIT_NAMES:
+        image_dir = out / "images" / split
+        if not image_dir.is_dir():
+            continue
+        for image in _images_in(image_dir):
+            label_file = out / "labels" / split / f"{image.stem}.txt"
+            boxes = []
+            for line in label_file.read_text().splitlines() if label_file.exists() else []:
+                fields = line.split()
+                if len(fields) >= 5:
+                    boxes.append((int(fields[0]), float(fields[3]) * float(fields[4])))
+            label = image_label_from_boxes(boxes)
+            if label is not None:
+                items.append((image, classes[label], split))
+            elif background_class:
+                items.append((image, background_class, split))
+    if background_class and background_class not in classes:
+        classes.append(background_class)
+    return ClassificationSource(classes, items, "converter output (largest box area per image)")
+
+
+def from_folders(
+    root: Path, ratios: tuple[float, float] = (0.8, 0.2), seed: int = 0
+) -> ClassificationSource:
+    """A folder-per-class tree, already split (``train/``, ``val/``) or split here per class."""
+    presplit = [s for s in SPLIT_NAMES if (root / s).is_dir()]
+    items = []
+    if presplit:
+        for split in presplit:
+            for name, images in class_folders(root / split).items():
+                items += [(image, name, split) for image in images]
+        kind = "folder per class, split given"
+    else:
+        rng = random.Random(seed)
+        for name, images in class_folders(root).items():
+            shuffled = images[:]
+            rng.shuffle(shuffled)
+            n_train = max(1, round(len(shuffled) * ratios[0])) if len(shuffled) > 1 else 1
+            items += [
+                (image, name, "train" if i < n_train else "val") for i, image in enumerate(shuffled)
+            ]
+        kind = "folder per class, split here (per class, seeded)"
+    classes = sorted({name for _, name, _ in items})
+    if len(classes) < 2:
+        raise ConversionError(f"{root}: a classifier needs at least two class folders")
+    return ClassificationSource(classes, items, kind)
+
+
+def layout_tree(source: ClassificationSource, target: Path) -> Path:
+    """Writes ``target/{train,val}/<class>/`` symlinks, the layout ultralytics reads."""
+    shutil.rmtree(target, ignore_errors=True)
+    splits = {split for _, _, split in source.items}
+    if "val" not in splits:
+        raise ConversionError("the classification data has no val split to evaluate on")
+    for split in splits:
+        for name in source.classes:  # every class in every split, even if empty
+            (target / split / name).mkdir(parents=True, exist_ok=True)
+    for image, name, split in source.items:
+        link = target / split / name / image.name
+        if not link.exists():
+            link.symlink_to(image.resolve())
+    return target
+
+
+def count_transfer(detector_weights: Path, cls_model) -> tuple[int, int, bool]:
+    """How ``cls_model`` is initialised from a detector checkpoint.
+
+    Returns:
+        Tensors transferred (same name and shape, counted as ultralytics' own load counts
+        them: 192 of 236 for yolo11n into yolo11n-cls), all of the classifier's tensors,
+        and whether the backbone really transferred: the stem convolution and at least
+        half of the real weight tensors (a few tensors of a different model scale match
+        by accident, and BatchNorm step counters always do).
+    """
+    from ultralytics.nn.tasks import load_checkpoint
+    from ultralytics.utils.torch_utils import intersect_dicts
+
+    detector, _ = load_checkpoint(str(detector_weights))
+    own = cls_model.state_dict()
+    shared = intersect_dicts(detector.float().state_dict(), own)
+    real = sum(1 for t in shared.values() if t.numel() > 1)
+    own_real = sum(1 for t in own.values() if t.numel() > 1)
+    backbone = "model.0.conv.weight" in shared and real >= own_real / 2
+    return len(shared), len(own), backbone
+
+
+def prepare_source(data: Path, background_class: str | None, seed: int) -> ClassificationSource:
+    data = Path(data)
+    if (data / "manifest.json").is_file():
+        return from_converted(data, background_class)
+    if data.name == "data.yaml" and (data.parent / "manifest.json").is_file():
+        return from_converted(data.parent, background_class)
+    if is_image_level_tree(data):
+        return from_folders(data, seed=seed)
+    raise ConversionError(
+        f"{data}: neither a converter output (manifest.json) nor a folder "
+        "per class (class_a/*.jpg or train|val/class_a/*.jpg)"
+    )
+
+
+def train_classifier(
+    data: Path,
+    name: str,
+    backbone: str | None = None,
+    model: str = "yolo11n-cls.yaml",
+    imgsz: int = 224,
+    epochs: int = 10,
+    batch: int = 32,
+    device: str = "auto",
+    background_class: str | None = None,
+    weights_dir: Path = Path("weights"),
+    seed: int = 0,
+    workers: int | None = None,
+) -> dict:
+    """Trains a classifier, initialised from ``backbone`` (a detector ``.pt``) or from
+    scratch when ``backbone`` is ``None``; evaluates it on val. Returns a summary.
+
+    Raises:
+        ConversionError: Bad data, a missing backbone, or a backbone that shares nothing.
+    """
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import ClassificationModel
+
+    from detection.train import trainer_class
+
+    source = prepare_source(data, background_class, seed)
+    run_dir = (Path(weights_dir) / name).resolve()
+    tree = layout_tree(source, run_dir.parent / f".{name}-data")
+    transfer = None
+    if backbone:
+        if not Path(backbone).is_file():
+            raise ConversionError(f"{backbone}: no such detector weights (or pass --backbone none)")
+        probe = ClassificationModel(model, nc=len(source.classes), verbose=False)
+        transferred, total, matched = count_transfer(Path(backbone), probe)
+        if not matched:
+            raise ConversionError(
+                f"{backbone}: its backbone does not fit {model} (only {transferred} of {total} "
+                "tensors match, not the backbone): use the detector's own scale, e.g. "
+                "yolo11n.yaml -> yolo11n-cls.yaml, or --backbone none"
+            )
+        transfer = {"transferred": transferred, "total": total, "from": str(backbone)}
+    arguments = {
+        "data": str(tree),
+        "epochs": epochs,
+        "imgsz": imgsz,
+        "batch": batch,
+        "device": None if device == "auto" else device,
+        "project": str(run_dir.parent),
+        "name": name,
+        "exist_ok": True,
+        "seed": seed,
+        "plots": False,
+        "pretrained": str(backbone) if backbone else False,
+        "hsv_h": 0.0,
+        "hsv_s": 0.0,
+        "flipud": 0.5,
+    }
+    if workers is not None:
+        arguments["workers"] = workers
+    YOLO(model).train(**arguments, trainer=trainer_class("classify"))
+    weights = run_dir / "best.pt"
+    report = evaluate_classifier(weights, tree / "val", run_dir / "report", imgsz)
+    summary = {
+        "weights": str(weights),
+        "source_kind": source.kind,
+        "classes": source.classes,
+        "images": Counter(split for _, _, split in source.items),
+        "transfer": transfer,
+        "top1": report["top1"],
+        "top5": report["top5"],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def predict_probabilities(model, images: list, imgsz: int) -> np.ndarray:
+    """``[N, classes]`` probabilities from ultralytics' own classification predictor."""
+    results = model.predict(images, imgsz=imgsz, verbose=False)
+    return np.stack([r.probs.data.cpu().numpy() for r in results])
+
+
+def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | None = None) -> dict:
+    """Top-1/top-5, per-class P/R/F1 and a confusion matrix on a ``val/<class>/`` tree."""
+    from ultralytics import YOLO
+
+    from detection.evaluate import model_imgsz, sha256
+    from detection.report import plot_confusion_matrix
+
+    model = YOLO(str(weights))
+    imgsz = imgsz or model_imgsz(model)
+    names = [model.names[i] for i in range(len(model.names))]
+    paths, truth = [], []
+    for index, name in enumerate(names):
+        for image in _images_in(val_dir / name) if (val_dir / name).is_dir() else []:
+            paths.append(str(image))
+            truth.append(index)
+    if not paths:
+        raise ConversionError(f"{val_dir}: no images to evaluate")
+    probabilities = np.concatenate(
+        [predict_probabilities(model, paths[i : i + 64], imgsz) for i in range(0, len(paths), 64)]
+    )
+    truth_array = np.array(truth)
+    ranked = np.argsort(-probabilities, axis=1)
+    predicted = ranked[:, 0]
+    k = len(names)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    for t, p in zip(truth_array, predicted):
+        matrix[t, p] += 1
+    per_class = []
+    for i, name in enumerate(names):
+        tp = int(matrix[i, i])
+        precision = tp / matrix[:, i].sum() if matrix[:, i].sum() else 0.0
+        recall = tp / matrix[i].sum() if matrix[i].sum() else float("nan")
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append(
+            {
+                "name": name,
+                "images": int(matrix[i].sum()),
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
+    report = {
+        "weights": str(weights),
+        "weights_sha256": sha256(Path(weights)),
+        "imgsz": imgsz,
+        "images": len(paths),
+        "top1": float((predicted == truth_array).mean()),
+        "top5": float((ranked[:, : min(5, k)] == truth_array[:, None]).any(1).mean()),
+        "per_class": per_class,
+        "confusion_matrix": {
+            "labels": names,
+            "rows": "true",
+            "columns": "predicted",
+            "matrix": matrix.tolist(),
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    from detection.report import _clean
+
+    (out / "report.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
+    plot_confusion_matrix(matrix, names, out / "confusion_matrix.png", background=False)
+    lines = [
+        f"# Classification report: {Path(weights).parent.parent.name}",
+        "",
+        f"{len(paths)} held-out images, image size {imgsz}: **top-1 {report['top1']:.4f}**, "
+        f"top-5 {report['top5']:.4f}.",
+        "",
+        "| class | images | precision | recall | F1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {c['name']} | {c['images']} | {c['precision']:.3f} | {c['recall']:.3f} | "
+        f"{c['f1']:.3f} |"
+        for c in per_class
+    ]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return report
+
+
+def grad_cam(
+    model, image_bgr: np.ndarray, imgsz: int, class_index: int | None = None
+) -> np.ndarray:
+    """Grad-CAM of the last backbone stage, as an ``[H, W]`` map in [0, 1] over the image.
+
+    Ultralytics' classification preprocessing resizes the short side to ``imgsz`` and
+    centre-crops; the map is placed back over that centre square (0 outside it).
+    """
+    import cv2
+    import torch
+
+    network = model.model  # ultralytics ClassificationModel
+    network.eval()
+    layers = network.model
+    stage = layers[len(layers) - 2]  # the layer feeding the Classify head
+    height, width = image_bgr.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = cv2.resize(
+        image_bgr[top : top + side, left : left + side],
+        (imgsz, imgsz),
+        interpolation=cv2.INTER_LINEAR,
+    )
+    tensor = torch.from_numpy(crop[..., ::-1].copy()).permute(2, 0, 1).float()[None] / 255.0
+    captured = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        captured["activation"] = output
+
+    handle = stage.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            parameter = next(network.parameters())
+            # Inference checkpoints freeze their parameters; a gradient on the input is
+            # enough to get one on the activations.
+            inputs = tensor.to(parameter.device, parameter.dtype).requires_grad_(True)
+            output = network(inputs)
+            logits = output[1] if isinstance(output, tuple) else output
+            target = int(logits.argmax(1)) if class_index is None else class_index
+            network.zero_grad()
+            logits[0, target].backward()
+    finally:
+        handle.remove()
+    activation = captured["activation"]
+    weights = activation.grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(1))[0].detach().float().cpu().numpy()
+    full = np.zeros((height, width), dtype=np.float32)
+    full[top : top + side, left : left + side] = cv2.resize(
+        cam, (side, side), interpolation=cv2.INTER_LINEAR
+    )
+    peak = full.max()
+    return np.clip(full / peak, 0.0, 1.0) if peak > 0 else full
+
+
+def classify(
+    weights: Path,
+    sources: list[Path],
+    out: Path,
+    top_k: int = 3,
+    heatmap: bool = False,
+    imgsz: int | None = None,
+    progress=None,
+) -> dict:
+    """Top-k classes with probabilities per image (``predictions.json``), and Grad-CAM
+    overlays in ``heatmaps/`` with ``heatmap``. Unreadable images are reported and skipped."""
+    import cv2
+    from ultralytics import YOLO
+
+    from detection.evaluate import model_imgsz
+    from detection.predict import collect_images
+
+    model = YOLO(str(weights))
+    if model.task != "classify":
+        raise ConversionError(
+            f"{weights}: not a classifier (task {model.task!r}); train one with defects train-cls"
+        )
+    imgsz = imgsz or model_imgsz(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if heatmap:
+        (out / "heatmaps").mkdir(exist_ok=True)
+    predictions, errors = [], []
+    paths = collect_images(sources)
+    for done, path in enumerate(paths, 1):
+        image = cv2.imread(str(path))
+        if image is None:
+            errors.append({"file": str(path), "error": "unreadable or not an image"})
+            continue
+        probabilities = predict_probabilities(model, [image], imgsz)[0]
+        order = np.argsort(-probabilities)[: max(1, top_k)]
+        entry = {
+            "file": str(path),
+            "top_k": [
+                {"class": model.names[int(i)], "probability": float(probabilities[i])}
+                for i in order
+            ],
+        }
+        if heatmap:
+            cam = grad_cam(model, image, imgsz, int(order[0]))
+            colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+            overlay = cv2.addWeighted(image, 0.55, colour, 0.45, 0)
+            target = out / "heatmaps" / f"{done:06d}_{path.stem}.png"
+            cv2.imwrite(str(target), overlay)
+            entry["heatmap"] = str(target)
+        predictions.append(entry)
+        if progress:
+            progress(done, len(paths))
+    (out / "predictions.json").write_text(json.dumps(predictions, indent=2) + "\n")
+    (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+    return {"images": len(predictions), "errors": errors}

@@ -1,0 +1,231 @@
+"""Classification fallback: both data kinds, backbone transfer, routing, top-k, heatmaps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from converters.convert import convert
+from converters.definitions import load_definition
+from converters.synth import synth_dataset, synth_image
+from detection.classify import (
+    count_transfer,
+    from_converted,
+    from_folders,
+    grad_cam,
+    image_label_from_boxes,
+)
+
+DEFECTS = [sys.executable, "-m", "detection.cli"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def good_defective(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A binary good/defective folder-per-class set of synthetic steel."""
+    root = tmp_path_factory.mktemp("binary")
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        pixels, _ = synth_image(rng)
+        (root / "defective").mkdir(exist_ok=True)
+        cv2.imwrite(str(root / "defective" / f"d{i}.jpg"), pixels)
+        plain = np.clip(rng.normal(128, 6, pixels.shape), 0, 255).astype(np.uint8)
+        (root / "good").mkdir(exist_ok=True)
+        cv2.imwrite(str(root / "good" / f"g{i}.jpg"), plain)
+    return root
+
+
+@pytest.fixture(scope="module")
+def detector_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Untrained yolo11n and yolo11s detection checkpoints (transfer needs shapes only)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    root = tmp_path_factory.mktemp("det")
+    paths = {}
+    for scale in ("n", "s"):
+        paths[scale] = root / f"yolo11{scale}.pt"
+        torch.save(
+            {"model": DetectionModel(f"yolo11{scale}.yaml", nc=6, verbose=False)}, paths[scale]
+        )
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("boxes", "expected"),
+    [
+        ([], None),
+        ([(2, 0.1)], 2),
+        ([(0, 0.1), (3, 0.2)], 3),
+        ([(0, 0.1), (0, 0.15), (3, 0.2)], 0),  # total area per class, not the single largest box
+        ([(4, 0.2), (1, 0.2)], 1),  # a tie goes to the lower class id
+    ],
+)
+def test_image_label_rule(boxes, expected):
+    assert image_label_from_boxes(boxes) == expected
+
+
+def test_folder_per_class_is_split_per_class(good_defective: Path):
+    source = from_folders(good_defective, seed=0)
+    assert source.classes == ["defective", "good"]
+    for name in source.classes:
+        splits = [s for _, c, s in source.items if c == name]
+        assert splits.count("train") == 10 and splits.count("val") == 2
+    assert from_folders(good_defective, seed=0).items == source.items
+
+
+def test_converter_output_labels_and_background(tmp_path: Path):
+    synth_dataset(tmp_path / "src", images=10, seed=4)
+    out = convert(
+        tmp_path / "src",
+        tmp_path / "out",
+        definition=load_definition("synthetic"),
+        unlabeled_as_background=True,
+    ).out
+    (
+        tmp_path / "out" / "labels" / "train" / sorted((out / "labels" / "train").iterdir())[0].name
+    ).write_text("")  # one image with no boxes
+    plain = from_converted(out)
+    with_good = from_converted(out, background_class="good")
+    assert len(plain.items) == 9 and len(with_good.items) == 10
+    assert with_good.classes[-1] == "good"
+    assert sum(1 for _, c, _ in with_good.items if c == "good") == 1
+
+
+def test_transfer_counts(detector_checkpoints):
+    from ultralytics.nn.tasks import ClassificationModel
+
+    model = ClassificationModel("yolo11n-cls.yaml", nc=2, verbose=False)
+    assert count_transfer(detector_checkpoints["n"], model) == (192, 236, True)
+    transferred, total, matched = count_transfer(detector_checkpoints["s"], model)
+    assert not matched and transferred < 100
+
+
+def test_train_cls_end_to_end_with_backbone(
+    good_defective: Path, detector_checkpoints, tmp_path: Path
+):
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "train-cls",
+            "--data",
+            str(good_defective),
+            "--backbone",
+            str(detector_checkpoints["n"]),
+            "--epochs",
+            "1",
+            "--imgsz",
+            "64",
+            "--batch",
+            "8",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--name",
+            "cls",
+            "--weights-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "transferred 192 of 236 tensors" in result.stderr
+    summary = json.loads((tmp_path / "cls" / "summary.json").read_text())
+    assert summary["transfer"] == {
+        "transferred": 192,
+        "total": 236,
+        "from": str(detector_checkpoints["n"]),
+    }
+    report = json.loads((tmp_path / "cls" / "report" / "report.json").read_text())
+    assert report["images"] == 4 and 0 <= report["top1"] <= report["top5"] == 1.0
+    assert [c["name"] for c in report["per_class"]] == ["defective", "good"]
+    assert (tmp_path / "cls" / "report" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "cls" / "report" / "report.md").is_file()
+
+    # classify: top-k ordered, probabilities summing to 1, heatmaps, a corrupt image skipped.
+    images = tmp_path / "in"
+    images.mkdir()
+    for source in sorted((good_defective / "defective").iterdir())[:2]:
+        (images / source.name).write_bytes(source.read_bytes())
+    (images / "broken.jpg").write_bytes(b"nope")
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "classify",
+            str(images),
+            "--weights",
+            str(tmp_path / "cls" / "best.pt"),
+            "--out",
+            str(tmp_path / "out"),
+            "--top-k",
+            "2",
+            "--heatmap",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert len(predictions) == 2
+    for entry in predictions:
+        probabilities = [k["probability"] for k in entry["top_k"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)  # 2 classes, top-2 = all
+        heat = cv2.imread(entry["heatmap"])
+        assert heat.shape == cv2.imread(str(images / Path(entry["file"]).name)).shape
+    assert json.loads((tmp_path / "out" / "errors.json").read_text())[0]["file"].endswith(
+        "broken.jpg"
+    )
+
+
+def test_scale_mismatch_fails_loudly(good_defective: Path, detector_checkpoints, tmp_path: Path):
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "train-cls",
+            "--data",
+            str(good_defective),
+            "--backbone",
+            str(detector_checkpoints["s"]),
+            "--epochs",
+            "1",
+            "--weights-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "does not fit yolo11n-cls.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_on_image_level_data_offers_the_fallback(good_defective: Path):
+    result = subprocess.run(
+        [*DEFECTS, "train", "--data", str(good_defective)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "image-level labels" in result.stderr
+    assert f"defects train-cls --data {good_defective}" in result.stderr
+
+
+def test_grad_cam_shape_and_range(tmp_path: Path):
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n-cls.yaml")
+    image = cv2.imread(str(synth_dataset(tmp_path, images=1, seed=2)[0].path))
+    wide = np.concatenate([image, image[:, :100]], axis=1)  # 200x300: the centre crop case
+    for pixels in (image, wide):
+        cam = grad_cam(model, pixels, 96)
+        assert cam.shape == pixels.shape[:2]
+        assert cam.dtype == np.float32 and cam.min() >= 0.0 and cam.max() <= 1.0
+        assert cam.max() == pytest.approx(1.0) or cam.max() == 0.0
+    assert (cam[:, :50] == 0).all() and (cam[:, -50:] == 0).all()  # outside the crop
