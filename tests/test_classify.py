@@ -103,7 +103,7 @@ def test_transfer_counts(detector_checkpoints):
 
     model = ClassificationModel("yolo11n-cls.yaml", nc=2, verbose=False)
     assert count_transfer(detector_checkpoints["n"], model) == (192, 236, True)
-    transferred, total, matched = count_transfer(detector_checkpoints["s"], model)
+    transferred, _total, matched = count_transfer(detector_checkpoints["s"], model)
     assert not matched and transferred < 100
 
 
