@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test lint train-det convert-neu convert-gc10 synth evaluate bench bench-convert bench-predict clean
+.PHONY: help setup browser test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify clean
 
 help:
 	@sed -n '1,5p' Makefile | sed 's/^# \{0,1\}//'
@@ -32,7 +32,12 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-test: setup
+# The review tests load the FiftyOne App in Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -54,6 +59,10 @@ endif
 	$(DEFECTS) train --data $(OUT)/data.yaml --name $(NAME) $(TRAIN_ARGS)
 	$(DEFECTS) evaluate --weights weights/$(NAME)/best.pt --data $(OUT)/data.yaml --split val --out reports/$(NAME)
 
+# FiftyOne review of a converted dataset with a detector's predictions (Ctrl-C to stop).
+review: setup
+	$(DEFECTS) review --data $(or $(DATA),$(OUT)) --weights $(or $(WEIGHTS_REVIEW),weights/$(NAME)/best.pt) --name defects-$(NAME)
+
 convert-neu: setup
 	@test -n "$(DATA)" || { echo "usage: make convert-neu DATA=path/to/NEU-DET [OUT=...]"; exit 2; }
 	$(DEFECTS) convert "$(DATA)" --format neu-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
@@ -64,7 +73,7 @@ convert-gc10: setup
 
 WEIGHTS ?= weights/neu-det/best.pt
 
-bench: bench-convert bench-predict
+bench: bench-convert bench-predict bench-classify
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
@@ -72,6 +81,15 @@ bench-convert: setup
 # Needs trained NEU-DET weights (make train-det DATA=../shared/datasets/NEU-DET).
 bench-predict: setup
 	$(PY) bench/predict.py --weights $(WEIGHTS) --data datasets/converted/neu-det
+
+bench-classify: setup
+	$(PY) bench/classify.py --backbone $(WEIGHTS) --data datasets/converted/neu-det
+
+# Image-level classifier on the detector's backbone. Defaults: the converted synthetic data
+# and the detector make train-det trained on it.
+BACKBONE ?= weights/$(NAME)/best.pt
+train-cls: setup
+	$(DEFECTS) train-cls --data $(or $(DATA),$(OUT)) --backbone $(BACKBONE) --name $(NAME)-cls $(TRAIN_ARGS)
 
 clean:
 	rm -rf datasets/generated datasets/converted reports .state/runs

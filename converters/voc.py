@@ -16,11 +16,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lxml import etree
 
 from converters.errors import AnnotationError, Report
-from converters.model import Box, ImageAnnotation
+from converters.model import Box, Dataset, ImageAnnotation
 
 # Real annotation files are a few kB; anything this large is not an annotation.
 MAX_XML_BYTES = 16 * 1024 * 1024
@@ -296,10 +297,37 @@ def from_voc(
     Returns:
         The image annotation and the problems found.
     """
-    from pathlib import Path
-
     annotation = parse_voc_xml(data, file)
     report = Report(boxes_in_input=len(annotation.objects))
     boxes = validate_objects(annotation, width, height, resolve_class, file, report)
     image_name = name or annotation.filename or Path(file).with_suffix(".jpg").name
     return ImageAnnotation(image_name, Path(), width, height, boxes, source=file), report
+
+
+def write_voc_dataset(dataset: Dataset, out: Path, copy_images: bool = False) -> Path:
+    """Writes ``out/Annotations/*.xml`` + ``out/JPEGImages/`` (symlinks, or copies) and
+    ``out/ImageSets/Main/<split>.txt``: a Pascal VOC dataset ``defects convert`` reads back.
+    """
+    import shutil
+
+    annotations, images = out / "Annotations", out / "JPEGImages"
+    annotations.mkdir(parents=True, exist_ok=True)
+    images.mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[str]] = {}
+    for image in dataset.images:
+        target = images / image.name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if copy_images:
+            shutil.copyfile(image.path, target)
+        else:
+            target.symlink_to(Path(image.path).resolve())
+        (annotations / f"{image.stem}.xml").write_bytes(to_voc_xml(image))
+        if image.split:
+            splits.setdefault(image.split, []).append(image.stem)
+    if splits:
+        main = out / "ImageSets" / "Main"
+        main.mkdir(parents=True, exist_ok=True)
+        for split, stems in splits.items():
+            (main / f"{split}.txt").write_text("".join(f"{s}\n" for s in sorted(stems)))
+    return out

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import detection  # noqa: F401  (offline switches before anything else)
 from converters.convert import ConvertResult, convert
+from converters.definitions import load_definition
+from converters.synth import synth_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 NEU_DET = (REPO.parent / "shared" / "datasets" / "NEU-DET").resolve()
@@ -24,3 +28,41 @@ def neu_det() -> Path:
 def neu_converted(neu_det: Path, tmp_path_factory: pytest.TempPathFactory) -> ConvertResult:
     """The real NEU-DET converted once with the default 80/20 split, seed 0."""
     return convert(neu_det, tmp_path_factory.mktemp("neu") / "out")
+
+
+DEFECTS = [sys.executable, "-m", "detection.cli"]
+TINY = ["--imgsz", "96", "--batch", "8", "--device", "cpu", "--workers", "0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    synth_dataset(root / "src", images=32, seed=1)
+    return convert(
+        root / "src", root / "data", definition=load_definition("synthetic"), ratios=(0.75, 0.25)
+    ).out
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    weights_dir = tmp_path_factory.mktemp("weights")
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "train",
+            "--data",
+            str(tiny_data),
+            "--name",
+            "tiny",
+            "--epochs",
+            "2",
+            "--weights-dir",
+            str(weights_dir),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=weights_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return weights_dir / "tiny"

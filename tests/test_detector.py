@@ -7,56 +7,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from converters.convert import convert
 from converters.definitions import load_definition
-from converters.synth import synth_dataset
 from detection.report import iou_matrix
-
-DEFECTS = [sys.executable, "-m", "detection.cli"]
-TINY = ["--imgsz", "96", "--batch", "8", "--device", "cpu", "--workers", "0"]
+from tests.conftest import DEFECTS, TINY
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    synth_dataset(root / "src", images=32, seed=1)
-    return convert(
-        root / "src", root / "data", definition=load_definition("synthetic"), ratios=(0.75, 0.25)
-    ).out
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    weights_dir = tmp_path_factory.mktemp("weights")
-    result = subprocess.run(
-        [
-            *DEFECTS,
-            "train",
-            "--data",
-            str(tiny_data),
-            "--name",
-            "tiny",
-            "--epochs",
-            "2",
-            "--weights-dir",
-            str(weights_dir),
-            *TINY,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=weights_dir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return weights_dir / "tiny"
 
 
 def test_training_writes_weights_args_and_metrics(trained: Path):

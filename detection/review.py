@@ -1,0 +1,316 @@
+"""``defects review``: a FiftyOne review session of predictions against ground truth.
+
+The FiftyOne dataset is persistent (its MongoDB lives in ``.state/fiftyone/db``, or a
+team's database through ``FIFTYONE_DATABASE_URI``). Ground truth comes from the
+converters' own output (one parsing path: ours), predictions from our detector.
+Evaluation is FiftyOne's COCO-style ``evaluate_detections`` with the eval key ``eval``,
+so TP/FP/FN are filterable in the App; beside it, pycocotools on the same predictions.
+
+Annotators tag ground-truth boxes ``reject`` and predicted boxes ``accept`` in the App;
+``defects review export`` writes ground truth minus rejected plus accepted boxes through
+the converters' writers (VOC, YOLO or COCO).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+
+from detection import offline  # noqa: F401  (before fiftyone)
+
+from converters.coco import from_coco
+from converters.errors import ConversionError, Report
+from converters.model import SPLITS, Box, Dataset, ImageAnnotation
+
+EVAL_KEY = "eval"
+REJECT, ACCEPT = "reject", "accept"
+REVIEW_CONF = 0.01  # stored predictions: low enough for recall, small enough for the App
+
+
+def _fo():
+    import fiftyone as fo
+
+    return fo
+
+
+def to_detections(boxes: list[Box], width: int, height: int):
+    """Our boxes (pixels) as FiftyOne Detections (relative ``[x, y, w, h]``)."""
+    fo = _fo()
+    return fo.Detections(detections=[
+        fo.Detection(label=b.label, bounding_box=[b.xmin / width, b.ymin / height,
+                                                  b.width / width, b.height / height],
+                     confidence=b.confidence, difficult=b.difficult or None)
+        for b in boxes
+    ])
+
+
+def from_detections(detections, width: int, height: int, keep) -> list[Box]:
+    """FiftyOne Detections back to our boxes, keeping those ``keep(detection)`` accepts."""
+    boxes = []
+    for d in detections.detections if detections else []:
+        if not keep(d):
+            continue
+        x, y, w, h = d.bounding_box
+        boxes.append(Box(d.label, round(x * width, 3), round(y * height, 3),
+                         round((x + w) * width, 3), round((y + h) * height, 3),
+                         difficult=bool(d.get_field("difficult")) if d.has_field("difficult") else False))
+    return boxes
+
+
+def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation]]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    images = []
+    for split in SPLITS:
+        gt_path = out / "annotations" / f"instances_{split}.json"
+        if gt_path.is_file():
+            dataset = from_coco(json.loads(gt_path.read_text()), out / "images" / split, split)
+            images += dataset.images
+    return list(manifest["classes"]), images
+
+
+def _predict(detector, paths: list[Path], conf: float) -> list[list[Box]]:
+    predictions = []
+    for start in range(0, len(paths), 32):
+        pixels = [cv2.imread(str(p)) for p in paths[start : start + 32]]
+        for det in detector(pixels, conf=conf, max_det=100):
+            predictions.append([
+                Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
+                for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
+            ])
+    return predictions
+
+
+def build_dataset(data: Path, name: str, weights: Path | None = None, backend: str = "torch",
+                  conf: float = REVIEW_CONF):
+    """Creates (or replaces) the persistent FiftyOne dataset ``name``.
+
+    Args:
+        data: A converter output (ground truth + splits) or a plain folder of images.
+        name: The FiftyOne dataset name.
+        weights: Detector weights for the ``predictions`` field (optional with ground truth).
+        backend: ``torch`` or ``onnx``.
+        conf: Lowest confidence of the predictions stored.
+
+    Returns:
+        The dataset and whether it has ground truth.
+    """
+    fo = _fo()
+    data = Path(data)
+    labelled = (data / "manifest.json").is_file()
+    if labelled:
+        classes, images = _converted_images(data)
+    else:
+        from converters.imagesize import image_size
+        from detection.predict import collect_images
+
+        if weights is None:
+            raise ConversionError(f"{data}: unlabelled images need --weights to show predictions")
+        classes, images = [], []
+        for path in collect_images([data]):
+            try:
+                width, height = image_size(path)
+            except OSError:
+                continue
+            images.append(ImageAnnotation(path.name, path, width, height, [], None))
+    predictions = None
+    if weights is not None:
+        from detection.predict import load_detector
+
+        detector = load_detector(Path(weights), backend)
+        predictions = _predict(detector, [im.path for im in images], conf)
+        classes = classes or [detector.names[i] for i in sorted(detector.names)]
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    dataset = fo.Dataset(name, persistent=True)
+    dataset.default_classes = classes
+    samples = []
+    for index, image in enumerate(images):
+        sample = fo.Sample(filepath=str(Path(image.path).absolute()),
+                           tags=[image.split] if image.split else ["unlabeled"])
+        sample.metadata = fo.ImageMetadata(width=image.width, height=image.height)
+        if labelled:
+            sample["ground_truth"] = to_detections(image.boxes, image.width, image.height)
+        if predictions is not None:
+            sample["predictions"] = to_detections(predictions[index], image.width, image.height)
+        samples.append(sample)
+    dataset.add_samples(samples)
+    dataset.info = {"source": str(data), "weights": str(weights) if weights else None,
+                    "classes": classes, "prediction_conf": conf}
+    dataset.save()
+    return dataset, labelled
+
+
+def evaluate(dataset, split: str = "val") -> dict:
+    """FiftyOne COCO-style evaluation on ``split`` (eval key ``eval``), pycocotools beside it."""
+    from detection.cocoeval import evaluate as coco_evaluate
+
+    view = dataset.match_tags(split)
+    if len(view) == 0:
+        raise ConversionError(f"no images tagged '{split}' to evaluate")
+    results = view.evaluate_detections("predictions", gt_field="ground_truth", eval_key=EVAL_KEY,
+                                       method="coco", compute_mAP=True, classwise=True)
+    classes = dataset.default_classes
+    report = results.report(classes=classes)
+    # The same predictions through pycocotools (our report's scorer).
+    gt = {"images": [], "annotations": [],
+          "categories": [{"id": i + 1, "name": c} for i, c in enumerate(classes)]}
+    detections = []
+    for image_id, sample in enumerate(view.select_fields(["ground_truth", "predictions", "metadata"]), 1):
+        w, h = sample.metadata.width, sample.metadata.height
+        gt["images"].append({"id": image_id, "file_name": sample.filepath, "width": w, "height": h})
+        for field, target in (("ground_truth", gt["annotations"]), ("predictions", detections)):
+            for d in sample[field].detections if sample[field] else []:
+                x, y, bw, bh = d.bounding_box
+                entry = {"image_id": image_id, "category_id": classes.index(d.label) + 1,
+                         "bbox": [x * w, y * h, bw * w, bh * h]}
+                if field == "ground_truth":
+                    entry.update(id=len(target) + 1, area=bw * w * bh * h, iscrowd=0)
+                else:
+                    entry["score"] = d.confidence
+                target.append(entry)
+    ours = coco_evaluate(gt, detections)
+    return {
+        "split": split,
+        "images": len(view),
+        "fiftyone_mAP50_95": float(results.mAP()),
+        "pycocotools_mAP50_95": ours.stats["AP50:95"],
+        "pycocotools_mAP50": ours.stats["AP50"],
+        "difference": float(results.mAP()) - ours.stats["AP50:95"],
+        "per_class": {c: report.get(c, {}) for c in classes},
+        "note": "FiftyOne's COCO-style mAP averages IoU 0.50:0.95 over 101 recall points "
+                "(FiftyOne issue 5493: it is not mAP50); its per-class precision/recall/F1 "
+                "are at IoU 0.50 for all predictions stored (conf >= 0.01).",
+    }
+
+
+def save_views(dataset, classes: list[str]) -> list[str]:
+    """The views annotators need, saved on the dataset (listed in the App's view bar)."""
+    from fiftyone import ViewField as F
+
+    saved = []
+    for name in list(dataset.list_saved_views()):
+        dataset.delete_saved_view(name)
+
+    def save(name: str, view) -> None:
+        dataset.save_view(name, view, overwrite=True)
+        saved.append(name)
+
+    for cls in classes:
+        save(f"false-positives-{cls}", dataset.filter_labels(
+            "predictions", (F(EVAL_KEY) == "fp") & (F("label") == cls)))
+        save(f"missed-{cls}", dataset.filter_labels(
+            "ground_truth", (F(EVAL_KEY) == "fn") & (F("label") == cls)))
+    save("low-iou-matches", dataset.filter_labels(
+        "predictions", (F(EVAL_KEY) == "tp") & (F(f"{EVAL_KEY}_iou") < 0.7)))
+    save("most-errors-first", dataset.sort_by(F(f"{EVAL_KEY}_fp") + F(f"{EVAL_KEY}_fn"),
+                                              reverse=True))
+    return saved
+
+
+def save_unlabeled_views(dataset) -> list[str]:
+    from fiftyone import ViewField as F
+
+    view = dataset.sort_by(F("predictions.detections").map(F("confidence")).max(), reverse=True)
+    dataset.save_view("by-confidence", view, overwrite=True)
+    return ["by-confidence"]
+
+
+def prepare(data: Path, name: str, weights: Path | None, split: str = "val",
+            backend: str = "torch", conf: float = REVIEW_CONF) -> dict:
+    """Builds the dataset, evaluates, saves views; returns a summary with timings."""
+    started = time.perf_counter()
+    dataset, labelled = build_dataset(data, name, weights, backend, conf)
+    built = time.perf_counter()
+    summary = {"name": name, "samples": len(dataset), "labelled": labelled}
+    if labelled and weights is not None:
+        summary["evaluation"] = evaluate(dataset, split)
+        summary["views"] = save_views(dataset, dataset.default_classes)
+    elif not labelled:
+        summary["views"] = save_unlabeled_views(dataset)
+    summary["fields"] = sorted(dataset.get_field_schema())
+    summary["seconds"] = {"build": built - started, "total": time.perf_counter() - started}
+    return summary
+
+
+def launch(name: str, port: int = 5151, address: str = "127.0.0.1", view: str | None = None):
+    """Opens the App on ``address:port`` (loopback by default) and serves until Ctrl-C."""
+    import signal
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and a plain `kill` both end the session cleanly, even where the shell
+    # started us with SIGINT ignored (background jobs).
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    fo = _fo()
+    dataset = fo.load_dataset(name)
+    shown = dataset.load_saved_view(view) if view else None
+    session = fo.launch_app(dataset, view=shown, port=port, address=address, auto=False)
+    print(f"FiftyOne App: http://{address}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+    return session
+
+
+def export_corrected(name: str, out: Path, to: str = "voc") -> dict:
+    """Ground truth minus ``reject``-tagged boxes plus ``accept``-tagged predictions,
+    written through the converters' writers; returns (and writes) the change summary."""
+    fo = _fo()
+    if not fo.dataset_exists(name):
+        raise ConversionError(f"no review dataset named {name!r} (known: {fo.list_datasets()})")
+    dataset = fo.load_dataset(name)
+    classes = list(dataset.default_classes)
+    has_gt = dataset.has_field("ground_truth")
+    has_pred = dataset.has_field("predictions")
+    images, removed, added, changed = [], Counter(), Counter(), []
+    for sample in dataset.select_fields([f for f in ("ground_truth", "predictions", "metadata")
+                                         if dataset.has_field(f)]):
+        w, h = sample.metadata.width, sample.metadata.height
+        gt = sample["ground_truth"] if has_gt else None
+        pred = sample["predictions"] if has_pred else None
+        kept = from_detections(gt, w, h, lambda d: REJECT not in d.tags)
+        accepted = from_detections(pred, w, h, lambda d: ACCEPT in d.tags)
+        rejected = from_detections(gt, w, h, lambda d: REJECT in d.tags)
+        removed.update(b.label for b in rejected)
+        added.update(b.label for b in accepted)
+        if rejected or accepted:
+            changed.append({"image": Path(sample.filepath).name,
+                            "rejected": [[b.label, *b.coords] for b in rejected],
+                            "accepted": [[b.label, *b.coords] for b in accepted]})
+        split = next((t for t in sample.tags if t in SPLITS), None)
+        images.append(ImageAnnotation(Path(sample.filepath).name, Path(sample.filepath), w, h,
+                                      kept + accepted, split or "train"))
+    corrected = Dataset(classes, sorted(images, key=lambda im: im.name))
+    out = Path(out)
+    if to == "voc":
+        from converters.voc import write_voc_dataset
+
+        write_voc_dataset(corrected, out)
+    elif to in ("yolo", "coco"):
+        from converters.convert import write_output
+        from converters.definitions import from_class_list
+        from converters.layouts import SourceLayout
+        from converters.source import SourceDataset
+
+        source = SourceDataset(corrected, Report(boxes_in_input=corrected.box_count),
+                               SourceLayout(Path(dataset.info.get("source", ".")), None,
+                                            f"FiftyOne review export of {name!r}"),
+                               from_class_list(classes, name=name))
+        ratios = (0.8, 0.2)
+        write_output(source, out, ratios, seed=0)
+    else:
+        raise ConversionError(f"--to {to!r}: choose voc, yolo or coco")
+    summary = {"dataset": name, "format": to, "images": len(images),
+               "boxes": corrected.box_count, "rejected": dict(removed), "accepted": dict(added),
+               "changed_images": changed}
+    (out / "changes.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,284 @@
+"""FiftyOne review: build, evaluate, views, tagging that persists, corrected export,
+and the App as a person sees it in headless Chromium.
+
+Each FiftyOne step runs in its own process against a database folder of its own, so
+closing and reopening the database is real, and the developer's database is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from converters.coco import from_coco
+from converters.definitions import load_definition
+from converters.errors import Report
+from converters.voc import parse_voc_xml, validate_objects
+from converters.yolo import from_yolo_lines
+from tests.conftest import DEFECTS
+
+pytestmark = pytest.mark.slow
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def fiftyone_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("fiftyone")
+    return {
+        **os.environ,
+        "FIFTYONE_DATABASE_DIR": str(root / "db"),
+        "FIFTYONE_DEFAULT_DATASET_DIR": str(root / "datasets"),
+    }
+
+
+def _python(code: str, env: dict, timeout: int = 600) -> dict:
+    """Runs ``code`` in a fresh interpreter; its last stdout line is JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def reviewed(tiny_data: Path, trained: Path, fiftyone_env: dict) -> dict:
+    return _python(
+        f"""
+        import json
+        from detection.review import prepare
+        summary = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
+                          conf=0.0005)  # a barely trained model: keep its low scores
+        print(json.dumps(summary))
+    """,
+        fiftyone_env,
+    )
+
+
+def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    assert reviewed["samples"] == len(manifest["split_of_image"])
+    assert {"ground_truth", "predictions", "metadata", "eval_tp", "eval_fp", "eval_fn"} <= set(
+        reviewed["fields"]
+    )
+    evaluation = reviewed["evaluation"]
+    assert abs(evaluation["fiftyone_mAP50_95"] - evaluation["pycocotools_mAP50_95"]) <= 0.01
+    assert evaluation["images"] == manifest["counts"]["val"]["images"]
+    classes = load_definition("synthetic").classes
+    assert set(reviewed["views"]) == {
+        *(f"false-positives-{c}" for c in classes),
+        *(f"missed-{c}" for c in classes),
+        "low-iou-matches",
+        "most-errors-first",
+    }
+
+
+def test_tags_persist_and_export_box_by_box(
+    reviewed: dict, tiny_data: Path, fiftyone_env: dict, tmp_path: Path
+):
+    # An annotator's session: reject one ground-truth box, accept one prediction; then the
+    # process (and the database with it) ends.
+    tagged = _python(
+        """
+        import json
+        import fiftyone as fo
+        dataset = fo.load_dataset("review-test")
+        samples = [s for s in dataset.sort_by("filepath") if s.ground_truth.detections]
+        first = samples[0]
+        second = next(s for s in samples[1:] if s.predictions.detections)
+        rejected = first.ground_truth.detections[0]
+        rejected.tags.append("reject")
+        first.save()
+        accepted = max(second.predictions.detections, key=lambda d: d.confidence)
+        accepted.tags.append("accept")
+        second.save()
+        print(json.dumps({"rejected": [first.filepath, rejected.label, rejected.bounding_box],
+                          "accepted": [second.filepath, accepted.label, accepted.bounding_box]}))
+    """,
+        fiftyone_env,
+    )
+    out = tmp_path / "exports"
+    reopened = _python(
+        f"""
+        import json
+        import fiftyone as fo
+        from detection.review import export_corrected
+        dataset = fo.load_dataset("review-test")
+        counts = dataset.count_label_tags()
+        summaries = {{to: export_corrected("review-test", {str(out)!r} + "/" + to, to)
+                     for to in ("voc", "yolo", "coco")}}
+        print(json.dumps({{"tags": counts, "voc": summaries["voc"]}}))
+    """,
+        fiftyone_env,
+    )
+    assert reopened["tags"] == {"reject": 1, "accept": 1}
+    assert reopened["voc"]["rejected"] == {tagged["rejected"][1]: 1}
+    assert reopened["voc"]["accepted"] == {tagged["accepted"][1]: 1}
+
+    # Expected: the converter's ground truth, minus the rejected box, plus the accepted one.
+    original = {}
+    for split in ("train", "val"):
+        coco = json.loads((tiny_data / "annotations" / f"instances_{split}.json").read_text())
+        for image in from_coco(coco).images:
+            original[image.name] = Counter((b.label, *b.coords) for b in image.boxes)
+
+    def scaled(entry, width=200, height=200):
+        _, label, (x, y, w, h) = entry
+        return (
+            label,
+            round(x * width, 3),
+            round(y * height, 3),
+            round((x + w) * width, 3),
+            round((y + h) * height, 3),
+        )
+
+    expected = {name: Counter(boxes) for name, boxes in original.items()}
+    expected[Path(tagged["rejected"][0]).name] -= Counter([scaled(tagged["rejected"])])
+    expected[Path(tagged["accepted"][0]).name] += Counter([scaled(tagged["accepted"])])
+
+    classes = load_definition("synthetic").classes
+    voc, yolo, coco = {}, {}, {}
+    for xml in (out / "voc" / "Annotations").glob("*.xml"):
+        annotation = parse_voc_xml(xml.read_bytes(), xml.name)
+        boxes = validate_objects(annotation, 200, 200, lambda n: n, xml.name, Report())
+        voc[annotation.filename] = Counter((b.label, *b.coords) for b in boxes)
+    for label in (out / "yolo" / "labels").rglob("*.txt"):
+        boxes = from_yolo_lines(label.read_text(), 200, 200, classes)
+        yolo[f"{label.stem}.jpg"] = Counter(
+            (b.label, *(round(v, 2) for v in b.coords)) for b in boxes
+        )
+    for split in ("train", "val"):
+        data = json.loads((out / "coco" / "annotations" / f"instances_{split}.json").read_text())
+        for image in from_coco(data).images:
+            coco[image.name] = Counter(
+                (b.label, *(round(v, 3) for v in b.coords)) for b in image.boxes
+            )
+
+    def rounded(counter: Counter, digits: int) -> Counter:
+        return Counter({(k[0], *(round(v, digits) for v in k[1:])): n for k, n in counter.items()})
+
+    assert voc == {n: rounded(c, 2) for n, c in expected.items()}
+    assert yolo == {n: rounded(c, 2) for n, c in expected.items()}
+    assert coco == {n: rounded(c, 3) for n, c in expected.items()}
+    assert (out / "voc" / "changes.json").is_file()
+
+
+def test_unlabeled_folder_shows_predictions_by_confidence(
+    trained: Path, tiny_data: Path, fiftyone_env: dict, tmp_path: Path
+):
+    folder = tmp_path / "today"
+    folder.mkdir()
+    for image in sorted((tiny_data / "images" / "val").iterdir())[:4]:
+        shutil.copyfile(image, folder / image.name)
+    summary = _python(
+        f"""
+        import json
+        import fiftyone as fo
+        from fiftyone import ViewField as F
+        from detection.review import prepare
+        summary = prepare({str(folder)!r}, "today", {str(trained / "best.pt")!r}, conf=0.0005)
+        view = fo.load_dataset("today").load_saved_view("by-confidence")
+        summary["top_confidences"] = [max([d.confidence for d in s.predictions.detections],
+                                          default=0) for s in view]
+        print(json.dumps(summary))
+    """,
+        fiftyone_env,
+    )
+    assert summary["samples"] == 4 and not summary["labelled"]
+    assert "ground_truth" not in summary["fields"] and "predictions" in summary["fields"]
+    assert summary["views"] == ["by-confidence"]
+    assert summary["top_confidences"] == sorted(summary["top_confidences"], reverse=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_app_in_headless_chromium(
+    reviewed: dict, tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
+):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("Debian's chromium is needed for the browser test (`make test` installs it)")
+    port = _free_port()
+    app = subprocess.Popen(
+        [
+            *DEFECTS,
+            "review",
+            "--data",
+            str(tiny_data),
+            "--weights",
+            str(trained / "best.pt"),
+            "--name",
+            "review-browser",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=fiftyone_env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert app.poll() is None, app.stdout.read()[-3000:]
+                time.sleep(1)
+        dom = subprocess.run(
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=30000",
+                "--window-size=1400,900",
+                "--dump-dom",
+                f"http://127.0.0.1:{port}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        ).stdout
+        for text in (
+            "review-browser",
+            "ground_truth",
+            "predictions",
+            "eval_tp",
+            "eval_fp",
+            "eval_fn",
+        ):
+            assert text in dom, text
+    finally:
+        app.send_signal(signal.SIGINT)
+        output, _ = app.communicate(timeout=120)
+    assert app.returncode == 0, output[-3000:]
+    assert f"http://127.0.0.1:{port}/" in output
