@@ -42,11 +42,20 @@ def main() -> None:
     runs = {}
     for label, backbone in (("backbone", args.backbone), ("scratch", None)):
         started = time.perf_counter()
-        summary = train_classifier(args.data, f"neu-cls-{label}", backbone, imgsz=args.imgsz,
-                                   epochs=args.epochs, device=args.device,
-                                   weights_dir=weights_dir)
-        runs[label] = {**summary, "seconds": time.perf_counter() - started,
-                       "val_top1_per_epoch": curve(weights_dir / f"neu-cls-{label}")}
+        summary = train_classifier(
+            args.data,
+            f"neu-cls-{label}",
+            backbone,
+            imgsz=args.imgsz,
+            epochs=args.epochs,
+            device=args.device,
+            weights_dir=weights_dir,
+        )
+        runs[label] = {
+            **summary,
+            "seconds": time.perf_counter() - started,
+            "val_top1_per_epoch": curve(weights_dir / f"neu-cls-{label}"),
+        }
 
     import matplotlib
 
@@ -56,8 +65,12 @@ def main() -> None:
     figure, axis = plt.subplots(figsize=(6.5, 4), dpi=120)
     for label, run in runs.items():
         values = run["val_top1_per_epoch"]
-        axis.plot(range(1, len(values) + 1), values, marker="o",
-                  label=f"{label}: final top-1 {run['top1']:.4f}")
+        axis.plot(
+            range(1, len(values) + 1),
+            values,
+            marker="o",
+            label=f"{label}: final top-1 {run['top1']:.4f}",
+        )
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation top-1")
     axis.set_title(f"NEU-DET image-level, yolo11n-cls, imgsz {args.imgsz}")
@@ -68,8 +81,20 @@ def main() -> None:
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "classify.json").write_text(json.dumps(runs, indent=2, default=str))
-    print(json.dumps({k: {"top1": v["top1"], "top5": v["top5"], "seconds": v["seconds"],
-                          "transfer": v["transfer"]} for k, v in runs.items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {
+                    "top1": v["top1"],
+                    "top5": v["top5"],
+                    "seconds": v["seconds"],
+                    "transfer": v["transfer"],
+                }
+                for k, v in runs.items()
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -162,10 +162,12 @@ def cmd_review(args: argparse.Namespace) -> int:
         if not (args.name and args.out):
             raise ConversionError("review export needs --name and --out")
         summary = review.export_corrected(args.name, args.out, args.to)
-        console.print(f"Wrote {summary['images']} images, {summary['boxes']} boxes as {args.to} "
-                      f"to {args.out}; rejected {summary['rejected'] or 'none'}, accepted "
-                      f"{summary['accepted'] or 'none'} ({len(summary['changed_images'])} "
-                      "images changed, see changes.json)")
+        console.print(
+            f"Wrote {summary['images']} images, {summary['boxes']} boxes as {args.to} "
+            f"to {args.out}; rejected {summary['rejected'] or 'none'}, accepted "
+            f"{summary['accepted'] or 'none'} ({len(summary['changed_images'])} "
+            "images changed, see changes.json)"
+        )
         return 0
     if not args.data:
         raise ConversionError("review needs --data (a converter output or a folder of images)")
@@ -180,15 +182,21 @@ def cmd_review(args: argparse.Namespace) -> int:
         console.print(
             f"FiftyOne mAP (COCO-style, IoU 0.50:0.95) {evaluation['fiftyone_mAP50_95']:.4f}; "
             f"pycocotools on the same predictions: mAP50:95 "
-            f"{evaluation['pycocotools_mAP50_95']:.4f}, mAP50 {evaluation['pycocotools_mAP50']:.4f} "
-            f"(difference {evaluation['difference']:+.4f}). {evaluation['note']}")
-    console.print(f"Dataset '{name}': {summary['samples']} samples, fields "
-                  f"{', '.join(summary['fields'])}; saved views: {', '.join(summary.get('views', []))}; "
-                  f"built and evaluated in {summary['seconds']['total']:.1f} s")
+            f"{evaluation['pycocotools_mAP50_95']:.4f}, "
+            f"mAP50 {evaluation['pycocotools_mAP50']:.4f} "
+            f"(difference {evaluation['difference']:+.4f}). {evaluation['note']}"
+        )
+    console.print(
+        f"Dataset '{name}': {summary['samples']} samples, fields "
+        f"{', '.join(summary['fields'])}; "
+        f"saved views: {', '.join(summary.get('views', []))}; "
+        f"built and evaluated in {summary['seconds']['total']:.1f} s"
+    )
     if args.no_launch:
         return 0
-    review.launch(name, args.port, args.address,
-                  view=None if summary["labelled"] else "by-confidence")
+    review.launch(
+        name, args.port, args.address, view=None if summary["labelled"] else "by-confidence"
+    )
     return 0
 
 
@@ -289,27 +297,35 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(func=cmd_export)
 
     review = commands.add_parser(
-        "review", help="FiftyOne review: predictions vs ground truth, tagging, export",
+        "review",
+        help="FiftyOne review: predictions vs ground truth, tagging, export",
         description="Build a persistent FiftyOne dataset (ground truth from a converter output, "
         "predictions from --weights), evaluate it COCO-style, save annotator views and open the "
         "App on 127.0.0.1. `defects review export --name N --out DIR --to voc|yolo|coco` writes "
         "the corrected annotations: ground truth minus boxes tagged 'reject' plus predictions "
-        "tagged 'accept'.")
+        "tagged 'accept'.",
+    )
     review.add_argument("action", nargs="?", choices=("export",), help="export corrected labels")
     review.add_argument("--data", type=Path, help="converter output, or a folder of new images")
     review.add_argument("--weights", type=Path, help="detector weights for predictions")
     review.add_argument("--split", default="val", help="split to evaluate (val)")
     review.add_argument("--name", help="FiftyOne dataset name (default defects-<data folder>)")
     review.add_argument("--port", type=int, default=5151, help="App port (5151)")
-    review.add_argument("--address", default="127.0.0.1",
-                        help="App address (loopback unless you say otherwise)")
+    review.add_argument(
+        "--address", default="127.0.0.1", help="App address (loopback unless you say otherwise)"
+    )
     review.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    review.add_argument("--conf", type=float, default=0.01,
-                        help="lowest confidence of the predictions stored (0.01)")
+    review.add_argument(
+        "--conf",
+        type=float,
+        default=0.01,
+        help="lowest confidence of the predictions stored (0.01)",
+    )
     review.add_argument("--no-launch", action="store_true", help="build and evaluate only")
     review.add_argument("--out", type=Path, help="export: output folder")
-    review.add_argument("--to", choices=("voc", "yolo", "coco"), default="voc",
-                        help="export: format (voc)")
+    review.add_argument(
+        "--to", choices=("voc", "yolo", "coco"), default="voc", help="export: format (voc)"
+    )
     review.set_defaults(func=cmd_review)
 
     train_cls = commands.add_parser(

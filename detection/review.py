@@ -20,11 +20,10 @@ from pathlib import Path
 
 import cv2
 
-from detection import offline  # noqa: F401  (before fiftyone)
-
 from converters.coco import from_coco
 from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
+from detection import offline  # noqa: F401  (before fiftyone)
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -40,12 +39,17 @@ def _fo():
 def to_detections(boxes: list[Box], width: int, height: int):
     """Our boxes (pixels) as FiftyOne Detections (relative ``[x, y, w, h]``)."""
     fo = _fo()
-    return fo.Detections(detections=[
-        fo.Detection(label=b.label, bounding_box=[b.xmin / width, b.ymin / height,
-                                                  b.width / width, b.height / height],
-                     confidence=b.confidence, difficult=b.difficult or None)
-        for b in boxes
-    ])
+    return fo.Detections(
+        detections=[
+            fo.Detection(
+                label=b.label,
+                bounding_box=[b.xmin / width, b.ymin / height, b.width / width, b.height / height],
+                confidence=b.confidence,
+                difficult=b.difficult or None,
+            )
+            for b in boxes
+        ]
+    )
 
 
 def from_detections(detections, width: int, height: int, keep) -> list[Box]:
@@ -55,9 +59,16 @@ def from_detections(detections, width: int, height: int, keep) -> list[Box]:
         if not keep(d):
             continue
         x, y, w, h = d.bounding_box
-        boxes.append(Box(d.label, round(x * width, 3), round(y * height, 3),
-                         round((x + w) * width, 3), round((y + h) * height, 3),
-                         difficult=bool(d.get_field("difficult")) if d.has_field("difficult") else False))
+        boxes.append(
+            Box(
+                d.label,
+                round(x * width, 3),
+                round(y * height, 3),
+                round((x + w) * width, 3),
+                round((y + h) * height, 3),
+                difficult=bool(d.get_field("difficult")) if d.has_field("difficult") else False,
+            )
+        )
     return boxes
 
 
@@ -77,15 +88,22 @@ def _predict(detector, paths: list[Path], conf: float) -> list[list[Box]]:
     for start in range(0, len(paths), 32):
         pixels = [cv2.imread(str(p)) for p in paths[start : start + 32]]
         for det in detector(pixels, conf=conf, max_det=100):
-            predictions.append([
-                Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
-                for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
-            ])
+            predictions.append(
+                [
+                    Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
+                    for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
+                ]
+            )
     return predictions
 
 
-def build_dataset(data: Path, name: str, weights: Path | None = None, backend: str = "torch",
-                  conf: float = REVIEW_CONF):
+def build_dataset(
+    data: Path,
+    name: str,
+    weights: Path | None = None,
+    backend: str = "torch",
+    conf: float = REVIEW_CONF,
+):
     """Creates (or replaces) the persistent FiftyOne dataset ``name``.
 
     Args:
@@ -129,8 +147,10 @@ def build_dataset(data: Path, name: str, weights: Path | None = None, backend: s
     dataset.default_classes = classes
     samples = []
     for index, image in enumerate(images):
-        sample = fo.Sample(filepath=str(Path(image.path).absolute()),
-                           tags=[image.split] if image.split else ["unlabeled"])
+        sample = fo.Sample(
+            filepath=str(Path(image.path).absolute()),
+            tags=[image.split] if image.split else ["unlabeled"],
+        )
         sample.metadata = fo.ImageMetadata(width=image.width, height=image.height)
         if labelled:
             sample["ground_truth"] = to_detections(image.boxes, image.width, image.height)
@@ -138,8 +158,12 @@ def build_dataset(data: Path, name: str, weights: Path | None = None, backend: s
             sample["predictions"] = to_detections(predictions[index], image.width, image.height)
         samples.append(sample)
     dataset.add_samples(samples)
-    dataset.info = {"source": str(data), "weights": str(weights) if weights else None,
-                    "classes": classes, "prediction_conf": conf}
+    dataset.info = {
+        "source": str(data),
+        "weights": str(weights) if weights else None,
+        "classes": classes,
+        "prediction_conf": conf,
+    }
     dataset.save()
     return dataset, labelled
 
@@ -151,22 +175,36 @@ def evaluate(dataset, split: str = "val") -> dict:
     view = dataset.match_tags(split)
     if len(view) == 0:
         raise ConversionError(f"no images tagged '{split}' to evaluate")
-    results = view.evaluate_detections("predictions", gt_field="ground_truth", eval_key=EVAL_KEY,
-                                       method="coco", compute_mAP=True, classwise=True)
+    results = view.evaluate_detections(
+        "predictions",
+        gt_field="ground_truth",
+        eval_key=EVAL_KEY,
+        method="coco",
+        compute_mAP=True,
+        classwise=True,
+    )
     classes = dataset.default_classes
     report = results.report(classes=classes)
     # The same predictions through pycocotools (our report's scorer).
-    gt = {"images": [], "annotations": [],
-          "categories": [{"id": i + 1, "name": c} for i, c in enumerate(classes)]}
+    gt = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(classes)],
+    }
     detections = []
-    for image_id, sample in enumerate(view.select_fields(["ground_truth", "predictions", "metadata"]), 1):
+    for image_id, sample in enumerate(
+        view.select_fields(["ground_truth", "predictions", "metadata"]), 1
+    ):
         w, h = sample.metadata.width, sample.metadata.height
         gt["images"].append({"id": image_id, "file_name": sample.filepath, "width": w, "height": h})
         for field, target in (("ground_truth", gt["annotations"]), ("predictions", detections)):
             for d in sample[field].detections if sample[field] else []:
                 x, y, bw, bh = d.bounding_box
-                entry = {"image_id": image_id, "category_id": classes.index(d.label) + 1,
-                         "bbox": [x * w, y * h, bw * w, bh * h]}
+                entry = {
+                    "image_id": image_id,
+                    "category_id": classes.index(d.label) + 1,
+                    "bbox": [x * w, y * h, bw * w, bh * h],
+                }
                 if field == "ground_truth":
                     entry.update(id=len(target) + 1, area=bw * w * bh * h, iscrowd=0)
                 else:
@@ -182,8 +220,8 @@ def evaluate(dataset, split: str = "val") -> dict:
         "difference": float(results.mAP()) - ours.stats["AP50:95"],
         "per_class": {c: report.get(c, {}) for c in classes},
         "note": "FiftyOne's COCO-style mAP averages IoU 0.50:0.95 over 101 recall points "
-                "(FiftyOne issue 5493: it is not mAP50); its per-class precision/recall/F1 "
-                "are at IoU 0.50 for all predictions stored (conf >= 0.01).",
+        "(FiftyOne issue 5493: it is not mAP50); its per-class precision/recall/F1 "
+        "are at IoU 0.50 for all predictions stored (conf >= 0.01).",
     }
 
 
@@ -200,14 +238,22 @@ def save_views(dataset, classes: list[str]) -> list[str]:
         saved.append(name)
 
     for cls in classes:
-        save(f"false-positives-{cls}", dataset.filter_labels(
-            "predictions", (F(EVAL_KEY) == "fp") & (F("label") == cls)))
-        save(f"missed-{cls}", dataset.filter_labels(
-            "ground_truth", (F(EVAL_KEY) == "fn") & (F("label") == cls)))
-    save("low-iou-matches", dataset.filter_labels(
-        "predictions", (F(EVAL_KEY) == "tp") & (F(f"{EVAL_KEY}_iou") < 0.7)))
-    save("most-errors-first", dataset.sort_by(F(f"{EVAL_KEY}_fp") + F(f"{EVAL_KEY}_fn"),
-                                              reverse=True))
+        save(
+            f"false-positives-{cls}",
+            dataset.filter_labels("predictions", (F(EVAL_KEY) == "fp") & (F("label") == cls)),
+        )
+        save(
+            f"missed-{cls}",
+            dataset.filter_labels("ground_truth", (F(EVAL_KEY) == "fn") & (F("label") == cls)),
+        )
+    save(
+        "low-iou-matches",
+        dataset.filter_labels("predictions", (F(EVAL_KEY) == "tp") & (F(f"{EVAL_KEY}_iou") < 0.7)),
+    )
+    save(
+        "most-errors-first",
+        dataset.sort_by(F(f"{EVAL_KEY}_fp") + F(f"{EVAL_KEY}_fn"), reverse=True),
+    )
     return saved
 
 
@@ -219,8 +265,14 @@ def save_unlabeled_views(dataset) -> list[str]:
     return ["by-confidence"]
 
 
-def prepare(data: Path, name: str, weights: Path | None, split: str = "val",
-            backend: str = "torch", conf: float = REVIEW_CONF) -> dict:
+def prepare(
+    data: Path,
+    name: str,
+    weights: Path | None,
+    split: str = "val",
+    backend: str = "torch",
+    conf: float = REVIEW_CONF,
+) -> dict:
     """Builds the dataset, evaluates, saves views; returns a summary with timings."""
     started = time.perf_counter()
     dataset, labelled = build_dataset(data, name, weights, backend, conf)
@@ -272,8 +324,9 @@ def export_corrected(name: str, out: Path, to: str = "voc") -> dict:
     has_gt = dataset.has_field("ground_truth")
     has_pred = dataset.has_field("predictions")
     images, removed, added, changed = [], Counter(), Counter(), []
-    for sample in dataset.select_fields([f for f in ("ground_truth", "predictions", "metadata")
-                                         if dataset.has_field(f)]):
+    for sample in dataset.select_fields(
+        [f for f in ("ground_truth", "predictions", "metadata") if dataset.has_field(f)]
+    ):
         w, h = sample.metadata.width, sample.metadata.height
         gt = sample["ground_truth"] if has_gt else None
         pred = sample["predictions"] if has_pred else None
@@ -283,12 +336,24 @@ def export_corrected(name: str, out: Path, to: str = "voc") -> dict:
         removed.update(b.label for b in rejected)
         added.update(b.label for b in accepted)
         if rejected or accepted:
-            changed.append({"image": Path(sample.filepath).name,
-                            "rejected": [[b.label, *b.coords] for b in rejected],
-                            "accepted": [[b.label, *b.coords] for b in accepted]})
+            changed.append(
+                {
+                    "image": Path(sample.filepath).name,
+                    "rejected": [[b.label, *b.coords] for b in rejected],
+                    "accepted": [[b.label, *b.coords] for b in accepted],
+                }
+            )
         split = next((t for t in sample.tags if t in SPLITS), None)
-        images.append(ImageAnnotation(Path(sample.filepath).name, Path(sample.filepath), w, h,
-                                      kept + accepted, split or "train"))
+        images.append(
+            ImageAnnotation(
+                Path(sample.filepath).name,
+                Path(sample.filepath),
+                w,
+                h,
+                kept + accepted,
+                split or "train",
+            )
+        )
     corrected = Dataset(classes, sorted(images, key=lambda im: im.name))
     out = Path(out)
     if to == "voc":
@@ -301,16 +366,26 @@ def export_corrected(name: str, out: Path, to: str = "voc") -> dict:
         from converters.layouts import SourceLayout
         from converters.source import SourceDataset
 
-        source = SourceDataset(corrected, Report(boxes_in_input=corrected.box_count),
-                               SourceLayout(Path(dataset.info.get("source", ".")), None,
-                                            f"FiftyOne review export of {name!r}"),
-                               from_class_list(classes, name=name))
+        source = SourceDataset(
+            corrected,
+            Report(boxes_in_input=corrected.box_count),
+            SourceLayout(
+                Path(dataset.info.get("source", ".")), None, f"FiftyOne review export of {name!r}"
+            ),
+            from_class_list(classes, name=name),
+        )
         ratios = (0.8, 0.2)
         write_output(source, out, ratios, seed=0)
     else:
         raise ConversionError(f"--to {to!r}: choose voc, yolo or coco")
-    summary = {"dataset": name, "format": to, "images": len(images),
-               "boxes": corrected.box_count, "rejected": dict(removed), "accepted": dict(added),
-               "changed_images": changed}
+    summary = {
+        "dataset": name,
+        "format": to,
+        "images": len(images),
+        "boxes": corrected.box_count,
+        "rejected": dict(removed),
+        "accepted": dict(added),
+        "changed_images": changed,
+    }
     (out / "changes.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
