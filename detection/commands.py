@@ -16,6 +16,11 @@ def _console():
     return Console(stderr=True, highlight=False)
 
 
+def _print_skipped(console, errors: list[dict]) -> None:
+    for error in errors:
+        console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from detection.train import train
 
@@ -83,8 +88,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             update,
         )
     console = _console()
-    for error in summary["errors"]:
-        console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+    _print_skipped(console, summary["errors"])
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "
         f"{summary['predictions']}"
@@ -147,8 +151,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             args.weights, args.sources, args.out, args.top_k, args.heatmap, args.imgsz, update
         )
     console = _console()
-    for error in summary["errors"]:
-        console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+    _print_skipped(console, summary["errors"])
     console.print(f"{summary['images']} images -> {args.out}/predictions.json")
     return 0
 
@@ -172,7 +175,14 @@ def cmd_review(args: argparse.Namespace) -> int:
     if not args.data:
         raise ConversionError("review needs --data (a converter output or a folder of images)")
     name = args.name or f"defects-{Path(args.data).resolve().name}"
-    summary = review.prepare(args.data, name, args.weights, args.split, args.backend, args.conf)
+    summary = review.prepare(
+        args.data, name, args.weights, args.split, args.backend, args.conf, args.rebuild
+    )
+    if summary["reused"]:
+        console.print(
+            f"Reopened the existing dataset '{name}' with its tags "
+            "(--rebuild starts over from --data and discards them)"
+        )
     evaluation = summary.get("evaluation")
     if evaluation:
         import fiftyone as fo
@@ -320,6 +330,11 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=0.01,
         help="lowest confidence of the predictions stored (0.01)",
+    )
+    review.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="replace an existing dataset of that name (its tags are lost)",
     )
     review.add_argument("--no-launch", action="store_true", help="build and evaluate only")
     review.add_argument("--out", type=Path, help="export: output folder")

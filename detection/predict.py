@@ -235,7 +235,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             return {"images": np.ascontiguousarray(tensor)}
 
     prepared = onnx_path.with_suffix(".prep.onnx")
-    quant_pre_process(str(onnx_path), str(prepared))
+    quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
     target = onnx_path.with_suffix(".int8.onnx")
     quantize_static(
         str(prepared),

@@ -134,12 +134,14 @@ def build_dataset(
             except OSError:
                 continue
             images.append(ImageAnnotation(path.name, path, width, height, [], None))
-    predictions = None
+    predictions, predict_seconds = None, 0.0
     if weights is not None:
         from detection.predict import load_detector
 
+        started = time.perf_counter()
         detector = load_detector(Path(weights), backend)
         predictions = _predict(detector, [im.path for im in images], conf)
+        predict_seconds = time.perf_counter() - started
         classes = classes or [detector.names[i] for i in sorted(detector.names)]
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
@@ -163,6 +165,7 @@ def build_dataset(
         "weights": str(weights) if weights else None,
         "classes": classes,
         "prediction_conf": conf,
+        "predict_seconds": predict_seconds,
     }
     dataset.save()
     return dataset, labelled
@@ -272,19 +275,38 @@ def prepare(
     split: str = "val",
     backend: str = "torch",
     conf: float = REVIEW_CONF,
+    rebuild: bool = False,
 ) -> dict:
-    """Builds the dataset, evaluates, saves views; returns a summary with timings."""
+    """Builds the dataset (or reopens it, tags and all, unless ``rebuild``), evaluates,
+    saves views; returns a summary with timings."""
     started = time.perf_counter()
-    dataset, labelled = build_dataset(data, name, weights, backend, conf)
+    fo = _fo()
+    if fo.dataset_exists(name) and not rebuild:
+        # Reopening keeps every tag annotators made; rebuild starts over from DATA.
+        dataset = fo.load_dataset(name)
+        labelled = dataset.has_field("ground_truth")
+        weights = weights if dataset.has_field("predictions") else None
+        dataset.info = {**dataset.info, "predict_seconds": 0.0, "reused": True}
+    else:
+        dataset, labelled = build_dataset(data, name, weights, backend, conf)
     built = time.perf_counter()
-    summary = {"name": name, "samples": len(dataset), "labelled": labelled}
+    summary = {
+        "name": name,
+        "samples": len(dataset),
+        "labelled": labelled,
+        "reused": bool(dataset.info.get("reused")),
+    }
     if labelled and weights is not None:
         summary["evaluation"] = evaluate(dataset, split)
         summary["views"] = save_views(dataset, dataset.default_classes)
     elif not labelled:
         summary["views"] = save_unlabeled_views(dataset)
     summary["fields"] = sorted(dataset.get_field_schema())
-    summary["seconds"] = {"build": built - started, "total": time.perf_counter() - started}
+    summary["seconds"] = {
+        "predict": dataset.info["predict_seconds"],
+        "build": built - started,
+        "total": time.perf_counter() - started,
+    }
     return summary
 
 
