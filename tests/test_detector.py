@@ -208,3 +208,15 @@ def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path
             assert candidates.size and row[candidates].max() >= 0.99
             compared += 1
     assert compared >= 20, compared
+
+
+def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
+    from detection.evaluate import evaluate_model
+
+    first = evaluate_model(trained / "best.pt", tiny_data, tmp_path / "a", with_ultralytics=False)
+    second = evaluate_model(trained / "best.pt", tiny_data, tmp_path / "b", with_ultralytics=False)
+    assert first["metrics"] == second["metrics"]
+    assert first["per_class"] == second["per_class"]
+    assert (tmp_path / "a" / "results.json").read_bytes() == (
+        tmp_path / "b" / "results.json"
+    ).read_bytes()
