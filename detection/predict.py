@@ -245,6 +245,9 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
         per_channel=True,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
+        # Only the convolutions: the head's decoding (box coordinates in pixels next to
+        # class scores in 0..1, concatenated) cannot share one int8 scale.
+        op_types_to_quantize=["Conv"],
     )
     prepared.unlink(missing_ok=True)
     # Ultralytics' metadata (names, imgsz) is needed to read the outputs.
