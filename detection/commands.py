@@ -328,8 +328,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument(
         "--conf",
         type=float,
-        default=0.01,
-        help="lowest confidence of the predictions stored (0.01)",
+        default=0.05,
+        help="lowest confidence of the predictions stored (0.05)",
     )
     review.add_argument(
         "--rebuild",

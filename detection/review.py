@@ -27,7 +27,7 @@ from detection import offline  # noqa: F401  (before fiftyone)
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
-REVIEW_CONF = 0.01  # stored predictions: low enough for recall, small enough for the App
+REVIEW_CONF = 0.05  # stored predictions: low enough for recall, few enough for the App
 
 
 def _fo():
@@ -159,7 +159,7 @@ def build_dataset(
         if predictions is not None:
             sample["predictions"] = to_detections(predictions[index], image.width, image.height)
         samples.append(sample)
-    dataset.add_samples(samples)
+    dataset.add_samples(samples, validate=False)  # built here from validated data
     dataset.info = {
         "source": str(data),
         "weights": str(weights) if weights else None,
@@ -224,7 +224,8 @@ def evaluate(dataset, split: str = "val") -> dict:
         "per_class": {c: report.get(c, {}) for c in classes},
         "note": "FiftyOne's COCO-style mAP averages IoU 0.50:0.95 over 101 recall points "
         "(FiftyOne issue 5493: it is not mAP50); its per-class precision/recall/F1 "
-        "are at IoU 0.50 for all predictions stored (conf >= 0.01).",
+        f"are at IoU 0.50 for all predictions stored (conf >= "
+        f"{dataset.info.get('prediction_conf')}).",
     }
 
 
