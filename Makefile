@@ -21,7 +21,7 @@ TRAIN_ARGS ?=
 .PHONY: help setup browser test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify clean
 
 help:
-	@sed -n '1,5p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
 
 # Idempotent: installs uv only if missing, re-syncs only when the lock or pyproject changes.
 $(VENV)/.synced: pyproject.toml uv.lock
