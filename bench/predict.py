@@ -31,41 +31,20 @@ import cv2  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from detection.cocoeval import evaluate  # noqa: E402
-from detection.predict import OnnxDetector, TorchDetector, export_onnx, quantize_int8  # noqa: E402
+from detection.evaluate import predict_coco  # noqa: E402
+from detection.predict import (  # noqa: E402
+    OnnxDetector,
+    TorchDetector,
+    batches,
+    export_onnx,
+    quantize_int8,
+)
 
 
 def timed(function) -> float:
     started = time.perf_counter()
     function()
     return time.perf_counter() - started
-
-
-def chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def coco_results(detector, gt: dict, image_dir: Path) -> list[dict]:
-    to_category = {
-        i: next(c["id"] for c in gt["categories"] if c["name"] == n)
-        for i, n in detector.names.items()
-    }
-    results = []
-    entries = sorted(gt["images"], key=lambda e: e["id"])
-    for chunk in chunks(entries, 32):
-        images = [cv2.imread(str(image_dir / e["file_name"])) for e in chunk]
-        for entry, det in zip(chunk, detector(images, conf=0.001, max_det=100)):
-            for (x1, y1, x2, y2), score, cls in zip(
-                det.boxes.tolist(), det.scores.tolist(), det.classes.tolist()
-            ):
-                results.append(
-                    {
-                        "image_id": entry["id"],
-                        "category_id": to_category[int(cls)],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": float(score),
-                    }
-                )
-    return results
 
 
 def main() -> None:
@@ -99,13 +78,13 @@ def main() -> None:
             )
 
     def ultralytics_batched() -> None:
-        for chunk in chunks(paths, 32):
+        for chunk in batches(paths, 32):
             torch_model.model.predict(
                 [str(p) for p in chunk], imgsz=args.imgsz, conf=0.25, device="cpu", verbose=False
             )
 
     def ours(detector) -> None:
-        for chunk in chunks(paths, 32):
+        for chunk in batches(paths, 32):
             detector([cv2.imread(str(p)) for p in chunk], conf=0.25)
 
     modes = {
@@ -132,7 +111,7 @@ def main() -> None:
             ("onnx_fp32", onnx_fp32),
             ("onnx_int8", onnx_int8),
         ):
-            scored = evaluate(gt, coco_results(detector, gt, image_dir))
+            scored = evaluate(gt, predict_coco(detector, gt, image_dir, max_det=100))
             accuracy[name] = {"mAP50": scored.stats["AP50"], "mAP50:95": scored.stats["AP50:95"]}
 
     result = {

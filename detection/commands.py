@@ -53,15 +53,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not (args.weights and args.data):
             raise ConversionError("give --weights and --data, or --predictions and --gt")
-        report = evaluate_model(
-            args.weights,
-            args.data,
-            args.out,
-            args.split,
-            args.imgsz,
-            None if args.device == "auto" else args.device,
-            with_ultralytics=not args.no_ultralytics,
-        )
+        from detection.cli import progress_bar
+
+        with progress_bar("Predicting") as update:
+            report = evaluate_model(
+                args.weights,
+                args.data,
+                args.out,
+                args.split,
+                args.imgsz,
+                None if args.device == "auto" else args.device,
+                with_ultralytics=not args.no_ultralytics,
+                progress=update,
+            )
     print((Path(args.out) / "report.md").read_text())
     metrics = report["metrics"]
     _console().print(

@@ -63,50 +63,31 @@ def category_map(model_names: dict[int, str], gt: dict) -> dict[int, int]:
 
 
 def predict_coco(
-    weights: Path,
+    detector,
     gt: dict,
     image_dir: Path,
-    imgsz: int | None = None,
     conf: float = 0.001,
     max_det: int = 100,
     batch: int = 16,
-    device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
-    """Runs the model on every ground-truth image and returns COCO results."""
-    from ultralytics import YOLO
+    """Runs a detector (:mod:`detection.predict`'s PyTorch or ONNX one) on every
+    ground-truth image and returns COCO results."""
+    import cv2
 
-    model = YOLO(str(weights))
-    imgsz = imgsz or model_imgsz(model)
-    to_category = category_map(model.names, gt)
+    from detection.predict import batches, coco_results
+
+    to_category = category_map(detector.names, gt)
     results = []
     entries = sorted(gt["images"], key=lambda im: im["id"])
-    for start in range(0, len(entries), batch):
-        chunk = entries[start : start + batch]
-        outputs = model.predict(
-            [str(image_dir / e["file_name"]) for e in chunk],
-            imgsz=imgsz,
-            conf=conf,
-            max_det=max_det,
-            device=device,
-            verbose=False,
-        )
-        for entry, output in zip(chunk, outputs):
-            boxes = output.boxes
-            for xyxy, cls, score in zip(
-                boxes.xyxy.tolist(), boxes.cls.tolist(), boxes.conf.tolist()
-            ):
-                x1, y1, x2, y2 = xyxy
-                results.append(
-                    {
-                        "image_id": entry["id"],
-                        "category_id": to_category[int(cls)],
-                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                        "score": round(float(score), 5),
-                    }
-                )
+    done = 0
+    for chunk in batches(entries, batch):
+        images = [cv2.imread(str(image_dir / entry["file_name"])) for entry in chunk]
+        for entry, detections in zip(chunk, detector(images, conf=conf, max_det=max_det)):
+            results += coco_results(detections, entry["id"], to_category)
+        done += len(chunk)
         if progress:
-            progress(min(start + batch, len(entries)), len(entries))
+            progress(done, len(entries))
     return results
 
 
@@ -154,6 +135,7 @@ def evaluate_model(
     imgsz: int | None = None,
     device: str | None = None,
     with_ultralytics: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report."""
     weights = Path(weights)
@@ -167,15 +149,11 @@ def evaluate_model(
     gt = json.loads(gt_path.read_text())
     if not gt["images"]:
         raise ConversionError(f"{gt_path}: split '{split}' has no images")
-    from ultralytics import YOLO
+    from detection.predict import TorchDetector
 
-    imgsz = imgsz or model_imgsz(YOLO(str(weights)))
-    from detection.cli import progress_bar
-
-    with progress_bar("Predicting") as update:
-        results = predict_coco(
-            weights, gt, root / "images" / split, imgsz, device=device, progress=update
-        )
+    detector = TorchDetector(weights, imgsz, device)
+    imgsz = detector.imgsz
+    results = predict_coco(detector, gt, root / "images" / split, progress=progress)
     scored = evaluate(gt, results)
     manifest = root / "manifest.json"
     meta = {

@@ -260,9 +260,26 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
     return target
 
 
-def _batches(paths: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(paths), size):
-        yield paths[start : start + size]
+def batches(items: list, size: int) -> Iterator[list]:
+    """Consecutive slices of ``items``, ``size`` at a time."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def coco_results(detections: Detections, image_id: int, to_category: dict[int, int]) -> list[dict]:
+    """One image's detections as COCO results (``[x, y, w, h]`` pixels, rounded so that
+    a results file written and read back scores exactly the same)."""
+    return [
+        {
+            "image_id": image_id,
+            "category_id": to_category[int(cls)],
+            "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+            "score": round(float(score), 5),
+        }
+        for (x1, y1, x2, y2), score, cls in zip(
+            detections.boxes.tolist(), detections.scores.tolist(), detections.classes.tolist()
+        )
+    ]
 
 
 def draw(image: np.ndarray, detections: Detections, names: dict[int, str]) -> np.ndarray:
@@ -309,7 +326,8 @@ def predict(
     (out / "images").mkdir(parents=True, exist_ok=True)
     images_json, results, errors = [], [], []
     done = 0
-    for chunk in _batches(paths, batch):
+    to_category = {i: i + 1 for i in detector.names}
+    for chunk in batches(paths, batch):
         loaded = []
         for path in chunk:
             pixels = cv2.imread(str(path))
@@ -329,26 +347,9 @@ def predict(
                         "height": pixels.shape[0],
                     }
                 )
-                for (x1, y1, x2, y2), score, cls in zip(
-                    detections.boxes.tolist(),
-                    detections.scores.tolist(),
-                    detections.classes.tolist(),
-                ):
-                    results.append(
-                        {
-                            "image_id": image_id,
-                            "file_name": str(path),
-                            "category_id": int(cls) + 1,
-                            "category": detector.names[int(cls)],
-                            "bbox": [
-                                round(x1, 3),
-                                round(y1, 3),
-                                round(x2 - x1, 3),
-                                round(y2 - y1, 3),
-                            ],
-                            "score": round(float(score), 5),
-                        }
-                    )
+                for result in coco_results(detections, image_id, to_category):
+                    category = detector.names[result["category_id"] - 1]
+                    results.append({**result, "file_name": str(path), "category": category})
                 if save_images:
                     name = f"{image_id:06d}_{path.stem}.jpg"
                     cv2.imwrite(

@@ -84,9 +84,11 @@ def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation]]:
 
 
 def _predict(detector, paths: list[Path], conf: float) -> list[list[Box]]:
+    from detection.predict import batches
+
     predictions = []
-    for start in range(0, len(paths), 32):
-        pixels = [cv2.imread(str(p)) for p in paths[start : start + 32]]
+    for chunk in batches(paths, 32):
+        pixels = [cv2.imread(str(p)) for p in chunk]
         for det in detector(pixels, conf=conf, max_det=100):
             predictions.append(
                 [
