@@ -158,7 +158,11 @@ class TorchDetector:
             verbose=False,
         )
         return [
-            Detections(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int))
+            Detections(
+                r.boxes.xyxy.cpu().numpy(),
+                r.boxes.conf.cpu().numpy(),
+                r.boxes.cls.cpu().numpy().astype(int),
+            )
             for r in results
         ]
 
