@@ -25,6 +25,7 @@ import numpy as np
 
 from converters.errors import ConversionError
 from converters.layouts import IMAGE_SUFFIXES
+from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -87,12 +88,10 @@ def from_converted(out: Path, background_class: str | None = None) -> Classifica
             continue
         for image in _images_in(image_dir):
             label_file = out / "labels" / split / f"{image.stem}.txt"
-            boxes = []
-            for line in label_file.read_text().splitlines() if label_file.exists() else []:
-                fields = line.split()
-                if len(fields) >= 5:
-                    boxes.append((int(fields[0]), float(fields[3]) * float(fields[4])))
-            label = image_label_from_boxes(boxes)
+            text = label_file.read_text() if label_file.exists() else ""
+            # Unit width and height: areas as fractions of the image, all that is compared.
+            boxes = from_yolo_lines(text, 1, 1, classes, str(label_file))
+            label = image_label_from_boxes([(classes.index(b.label), b.area) for b in boxes])
             if label is not None:
                 items.append((image, classes[label], split))
             elif background_class:
