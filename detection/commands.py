@@ -191,8 +191,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     if evaluation:
         import fiftyone as fo
 
-        results = fo.load_dataset(name).load_evaluation_results(review.EVAL_KEY)
-        results.print_report(classes=fo.load_dataset(name).default_classes)
+        dataset = fo.load_dataset(name)
+        results = dataset.load_evaluation_results(review.EVAL_KEY)
+        results.print_report(classes=dataset.default_classes)
         console.print(
             f"FiftyOne mAP (COCO-style, IoU 0.50:0.95) {evaluation['fiftyone_mAP50_95']:.4f}; "
             f"pycocotools on the same predictions: mAP50:95 "
