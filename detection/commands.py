@@ -201,11 +201,14 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"mAP50 {evaluation['pycocotools_mAP50']:.4f} "
             f"(difference {evaluation['difference']:+.4f}). {evaluation['note']}"
         )
+    seconds = summary["seconds"]
     console.print(
         f"Dataset '{name}': {summary['samples']} samples, fields "
         f"{', '.join(summary['fields'])}; "
         f"saved views: {', '.join(summary.get('views', []))}; "
-        f"built and evaluated in {summary['seconds']['total']:.1f} s"
+        f"ready in {seconds['total']:.1f} s (predictions {seconds['predict']:.1f} s beside "
+        f"the database start, ready at {seconds['database']:.1f} s; loading "
+        f"{seconds['load']:.1f} s; evaluation and views {seconds['evaluate']:.1f} s)"
     )
     if args.no_launch:
         return 0
@@ -329,7 +332,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument(
         "--address", default="127.0.0.1", help="App address (loopback unless you say otherwise)"
     )
-    review.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    review.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="onnx",
+        help="onnx (default: the fast CPU path, exported beside the .pt if missing) or torch",
+    )
     review.add_argument(
         "--conf",
         type=float,
