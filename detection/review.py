@@ -336,7 +336,7 @@ def prepare(
     if weights is not None:
         from detection.predict import load_detector
 
-        detector = load_detector(Path(weights), backend)
+        detector = load_detector(Path(weights), backend, spinning=False)
         predictions = []
         for batch in predict_boxes(detector, [im.path for im in images], conf):
             predictions += batch
