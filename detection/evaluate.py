@@ -73,19 +73,17 @@ def predict_coco(
 ) -> list[dict]:
     """Runs a detector (:mod:`detection.predict`'s PyTorch or ONNX one) on every
     ground-truth image and returns COCO results."""
-    import cv2
-
-    from detection.predict import batches, coco_results
+    from detection.predict import coco_results, detect_images
 
     to_category = category_map(detector.names, gt)
     results = []
     entries = sorted(gt["images"], key=lambda im: im["id"])
-    done = 0
-    for chunk in batches(entries, batch):
-        images = [cv2.imread(str(image_dir / entry["file_name"])) for entry in chunk]
-        for entry, detections in zip(chunk, detector(images, conf=conf, max_det=max_det)):
-            results += coco_results(detections, entry["id"], to_category)
-        done += len(chunk)
+    paths = [image_dir / entry["file_name"] for entry in entries]
+    found = detect_images(detector, paths, batch, conf=conf, max_det=max_det)
+    for done, (entry, (path, pixels, detections)) in enumerate(zip(entries, found), 1):
+        if pixels is None:
+            raise ConversionError(f"{path}: ground-truth image unreadable or missing")
+        results += coco_results(detections, entry["id"], to_category)
         if progress:
             progress(done, len(entries))
     return results

@@ -286,6 +286,22 @@ def batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def detect_images(
+    detector, paths: list[Path], batch: int = 16, **options
+) -> Iterator[tuple[Path, np.ndarray | None, Detections | None]]:
+    """Reads and detects ``batch`` images at a time; yields ``(path, pixels, detections)``
+    per image in order, with ``None`` pixels and detections for an unreadable image.
+
+    ``options`` go to the detector (``conf``, ``iou``, ``max_det``).
+    """
+    for chunk in batches(paths, batch):
+        loaded = [(path, cv2.imread(str(path))) for path in chunk]
+        readable = [pixels for _, pixels in loaded if pixels is not None]
+        found = iter(detector(readable, **options) if readable else [])
+        for path, pixels in loaded:
+            yield path, pixels, None if pixels is None else next(found)
+
+
 def coco_results(detections: Detections, image_id: int, to_category: dict[int, int]) -> list[dict]:
     """One image's detections as COCO results (``[x, y, w, h]`` pixels, rounded so that
     a results file written and read back scores exactly the same)."""
@@ -345,37 +361,28 @@ def predict(
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     images_json, results, errors = [], [], []
-    done = 0
     to_category = {i: i + 1 for i in detector.names}
-    for chunk in batches(paths, batch):
-        loaded = []
-        for path in chunk:
-            pixels = cv2.imread(str(path))
-            if pixels is None:
-                errors.append({"file": str(path), "error": "unreadable or not an image"})
-            else:
-                loaded.append((path, pixels))
-        if loaded:
-            outputs = detector([pixels for _, pixels in loaded], conf=conf)
-            for (path, pixels), detections in zip(loaded, outputs):
-                image_id = len(images_json) + 1
-                images_json.append(
-                    {
-                        "id": image_id,
-                        "file_name": str(path),
-                        "width": pixels.shape[1],
-                        "height": pixels.shape[0],
-                    }
-                )
-                for result in coco_results(detections, image_id, to_category):
-                    category = detector.names[result["category_id"] - 1]
-                    results.append({**result, "file_name": str(path), "category": category})
-                if save_images:
-                    name = f"{image_id:06d}_{path.stem}.jpg"
-                    cv2.imwrite(
-                        str(out / "images" / name), draw(pixels, detections, detector.names)
-                    )
-        done += len(chunk)
+    for done, (path, pixels, detections) in enumerate(
+        detect_images(detector, paths, batch, conf=conf), 1
+    ):
+        if pixels is None:
+            errors.append({"file": str(path), "error": "unreadable or not an image"})
+        else:
+            image_id = len(images_json) + 1
+            images_json.append(
+                {
+                    "id": image_id,
+                    "file_name": str(path),
+                    "width": pixels.shape[1],
+                    "height": pixels.shape[0],
+                }
+            )
+            for result in coco_results(detections, image_id, to_category):
+                category = detector.names[result["category_id"] - 1]
+                results.append({**result, "file_name": str(path), "category": category})
+            if save_images:
+                name = f"{image_id:06d}_{path.stem}.jpg"
+                cv2.imwrite(str(out / "images" / name), draw(pixels, detections, detector.names))
         if progress:
             progress(done, len(paths))
     predictions = out / "predictions.json"

@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-import cv2
-
 from converters.coco import from_coco
 from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
@@ -89,18 +87,17 @@ def read_source(data: Path) -> tuple[list[str], list[ImageAnnotation], bool]:
     return [], images, False
 
 
-def predict_boxes(detector, paths: list[Path], conf: float) -> Iterator[list[list[Box]]]:
-    """The detector's boxes (pixels, with confidences) for each image, a batch at a time."""
-    from detection.predict import batches
+def predict_boxes(detector, paths: list[Path], conf: float) -> Iterator[list[Box]]:
+    """The detector's boxes (pixels, with confidences) for each image, in order, read and
+    run 32 at a time."""
+    from detection.predict import detect_images
 
-    for chunk in batches(paths, 32):
-        pixels = [cv2.imread(str(p)) for p in chunk]
+    for path, pixels, det in detect_images(detector, paths, 32, conf=conf, max_det=100):
+        if pixels is None:
+            raise ConversionError(f"{path}: unreadable or not an image")
         yield [
-            [
-                Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
-                for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
-            ]
-            for det in detector(pixels, conf=conf, max_det=100)
+            Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
+            for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
         ]
 
 
@@ -189,9 +186,10 @@ def _open_database(name: str) -> tuple[bool, float]:
     """Imports FiftyOne and starts its database; whether dataset ``name`` exists, and when
     the database was ready (``time.perf_counter``).
 
-    A cold start is the slowest step of a review (FiftyOne's database service is a second
-    interpreter that imports FiftyOne before it runs mongod: about 16 s of import on this
-    machine), and it needs no CPU of ours once started, so it runs beside the predictions.
+    A cold start is a slow step of a review: importing FiftyOne here, then FiftyOne's
+    database service, a second interpreter, imports it again before it runs mongod (about
+    9 s on this machine with bytecode). None of it needs the model, so it runs beside the
+    predictions.
     """
     return _fo().dataset_exists(name), time.perf_counter()
 
@@ -338,11 +336,11 @@ def prepare(
 
         detector = load_detector(Path(weights), backend, spinning=False)
         predictions = []
-        for batch in predict_boxes(detector, [im.path for im in images], conf):
-            predictions += batch
+        for boxes in predict_boxes(detector, [im.path for im in images], conf):
+            predictions.append(boxes)
             if database is None:
-                # Started after the first batch, so every import prediction needs is done
-                # and the two threads never import the same modules at once.
+                # Started once the first batch is through, so every import prediction
+                # needs is done and the two threads never import the same modules at once.
                 database = _in_background(_open_database, name)
             elif (
                 not rebuild
