@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401
+from bench.common import save  # noqa: E402
 from detection.classify import train_classifier  # noqa: E402
 
 
@@ -78,9 +79,7 @@ def main() -> None:
     axis.legend()
     figure.tight_layout()
     figure.savefig(REPO / "docs" / "classification_curves.png")
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "classify.json").write_text(json.dumps(runs, indent=2, default=str))
+    save("classify", runs)
     print(
         json.dumps(
             {

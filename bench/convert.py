@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401  (offline switches for the child processes too)
+from bench.common import machine, save  # noqa: E402
 
 FIFTYONE_SCRIPT = r"""
 import sys, time, json
@@ -84,8 +84,7 @@ def main() -> None:
             theirs.append(whole)
             theirs_in.append(info["in_process_s"])
     result = {
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-        f"{__import__('os').cpu_count()} cores",
+        "machine": machine(),
         "ours_whole_process_s": statistics.median(ours),
         "fiftyone_whole_process_s": statistics.median(theirs),
         "fiftyone_in_process_s": statistics.median(theirs_in),
@@ -99,9 +98,7 @@ def main() -> None:
     result["speedup_vs_fiftyone_in_process"] = (
         result["fiftyone_in_process_s"] / result["ours_whole_process_s"]
     )
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "convert.json").write_text(json.dumps(result, indent=2))
+    save("convert", result)
     print(json.dumps(result, indent=2))
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +28,7 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
+from bench.common import machine, save  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.evaluate import predict_coco  # noqa: E402
 from detection.predict import (  # noqa: E402
@@ -115,7 +114,7 @@ def main() -> None:
             accuracy[name] = {"mAP50": scored.stats["AP50"], "mAP50:95": scored.stats["AP50:95"]}
 
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "images": len(paths),
         "imgsz": args.imgsz,
         "weights": str(args.weights),
@@ -126,9 +125,7 @@ def main() -> None:
         "mAP_on_val": accuracy,
         "all_runs_s": seconds,
     }
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "predict.json").write_text(json.dumps(result, indent=2))
+    save("predict", result)
     print(json.dumps(result, indent=2))
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -34,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401  (offline switches for the child processes too)
+from bench.common import machine, save  # noqa: E402
 
 BY_HAND_SCRIPT = r"""
 import json, sys, time
@@ -136,8 +135,7 @@ def main() -> None:
         for side, runs in (("ours", ours), ("by_hand", by_hand))
     }
     result = {
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores",
+        "machine": machine(),
         "command": " ".join(sys.argv),
         "images": by_hand[0]["samples"],
         "median": median,
@@ -147,9 +145,7 @@ def main() -> None:
         "mAP": {"ours": ours[0]["mAP"], "by_hand": by_hand[0]["mAP"]},
         "all_runs": {"ours": ours, "by_hand": by_hand},
     }
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "review.json").write_text(json.dumps(result, indent=2))
+    save("review", result)
     print(json.dumps(result, indent=2))
 
 
