@@ -228,7 +228,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--device 0,1,2,3 trains on several GPUs with ultralytics' own DDP.",
     )
     train.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
-    train.add_argument("--model", help="model definition, e.g. yolo11n.yaml (or a local .pt)")
+    train.add_argument("--model", help="yolo11n.yaml (from scratch) or a local .pt to start from")
     train.add_argument("--imgsz", type=int, help="training image size")
     train.add_argument("--epochs", type=int, help="epochs")
     train.add_argument("--batch", type=int, help="batch size")

@@ -123,7 +123,8 @@ def train(
     Args:
         data: Converter output folder or its ``data.yaml``.
         name: Run name; weights land in ``weights_dir/name``.
-        model: Model definition (``yolo11n.yaml``) or a local ``.pt``; recipe default.
+        model: Model definition (``yolo11n.yaml``, from scratch) or a local ``.pt`` whose
+            weights training starts from; recipe default.
         imgsz: Training image size; recipe default.
         epochs: Epochs; recipe default.
         batch: Batch size; recipe default.
@@ -171,7 +172,9 @@ def train(
         "name": name,
         "exist_ok": True,
         "seed": seed,
-        "pretrained": False,
+        # A local .pt is where training starts (fine-tuning our own weights); ultralytics
+        # builds the bare architecture from it when `pretrained` is False.
+        "pretrained": Path(settings["model"]).suffix == ".pt",
         "augmentations": steel_augmentations(),
         "trainer": trainer,
     }

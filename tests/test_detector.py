@@ -99,6 +99,40 @@ def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path):
     assert result.returncode == 2 and "cannot be downloaded" in result.stderr
 
 
+def _conv_weights(weights: Path) -> dict:
+    import torch
+
+    model = torch.load(weights, map_location="cpu", weights_only=False)["model"]
+    return {k: v for k, v in model.state_dict().items() if k.endswith("conv.weight")}
+
+
+def test_training_from_a_local_pt_starts_from_its_weights(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    # `--model weights/x/best.pt` once rebuilt the bare architecture (ultralytics'
+    # pretrained=False) and trained from scratch. With the learning rate at zero, an
+    # epoch from the .pt must leave its convolution weights exactly as they were.
+    from detection.train import train
+
+    still = {"optimizer": "SGD", "lr0": 0.0, "lrf": 0.0, "momentum": 0.0}
+    run = train(
+        tiny_data,
+        "from-pt",
+        model=str(trained / "best.pt"),
+        imgsz=96,
+        epochs=1,
+        batch=8,
+        device="cpu",
+        weights_dir=tmp_path,
+        workers=0,
+        seed=1,  # the tiny run used seed 0: a fresh start would not reproduce its weights
+        extra={**still, "weight_decay": 0.0, "warmup_epochs": 0, "warmup_bias_lr": 0.0},
+    )
+    start, end = _conv_weights(trained / "best.pt"), _conv_weights(run / "last.pt")
+    assert start.keys() == end.keys() and len(start) > 50
+    assert all(np.array_equal(start[k].float().numpy(), end[k].float().numpy()) for k in start)
+
+
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
     out = tmp_path / "report"
     result = subprocess.run(
