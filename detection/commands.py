@@ -182,6 +182,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     summary = review.prepare(
         args.data, name, args.weights, args.split, args.backend, args.conf, args.rebuild
     )
+    _print_skipped(console, summary["skipped"])
     if summary["reused"]:
         console.print(
             f"Reopened the existing dataset '{name}' with its tags "

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.coco import from_coco
@@ -68,37 +69,52 @@ def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation]]:
     return list(manifest["classes"]), images
 
 
-def read_source(data: Path) -> tuple[list[str], list[ImageAnnotation], bool]:
+@dataclass
+class Source:
+    """The images to review and where they came from."""
+
+    classes: list[str]
+    images: list[ImageAnnotation]
+    labelled: bool
+    skipped: list[dict] = field(default_factory=list)  # {"file", "error"}, as predict's
+
+
+def read_source(data: Path) -> Source:
     """The images to review: a converter output (classes, ground truth, splits) or a plain
-    folder of images (no classes, no boxes). Returns classes, images and whether labelled."""
+    folder of images (no classes, no boxes). A plain folder's files that are not readable
+    images are left out and listed in ``skipped``; a converter output was validated when
+    it was written."""
     data = Path(data)
     if (data / "manifest.json").is_file():
-        return *_converted_images(data), True
+        return Source(*_converted_images(data), labelled=True)
     from converters.imagesize import image_size
     from detection.predict import collect_images
 
-    images = []
+    source = Source([], [], labelled=False)
     for path in collect_images([data]):
         try:
             width, height = image_size(path)
-        except OSError:
+        except OSError as error:
+            source.skipped.append({"file": str(path), "error": str(error)})
             continue
-        images.append(ImageAnnotation(path.name, path, width, height, [], None))
-    return [], images, False
+        source.images.append(ImageAnnotation(path.name, path, width, height, [], None))
+    return source
 
 
-def predict_boxes(detector, paths: list[Path], conf: float) -> Iterator[list[Box]]:
+def predict_boxes(detector, paths: list[Path], conf: float) -> Iterator[list[Box] | None]:
     """The detector's boxes (pixels, with confidences) for each image, in order, read and
-    run 32 at a time."""
+    run 32 at a time; ``None`` for an image OpenCV cannot decode."""
     from detection.predict import detect_images
 
-    for path, pixels, det in detect_images(detector, paths, 32, conf=conf, max_det=100):
-        if pixels is None:
-            raise ConversionError(f"{path}: unreadable or not an image")
-        yield [
-            Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
-            for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
-        ]
+    for _, pixels, det in detect_images(detector, paths, 32, conf=conf, max_det=100):
+        yield (
+            None
+            if pixels is None
+            else [
+                Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
+                for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
+            ]
+        )
 
 
 def detections_document(boxes: list[Box], width: int, height: int) -> dict:
@@ -156,10 +172,12 @@ def write_dataset(
     fields = {"ground_truth": [im.boxes for im in images]} if labelled else {}
     if predictions is not None:
         fields["predictions"] = predictions
-    for field, boxes in fields.items():
-        dataset.add_sample_field(field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+    for field_name, boxes in fields.items():
+        dataset.add_sample_field(
+            field_name, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections
+        )
         dataset.set_values(
-            field,
+            field_name,
             [detections_document(b, im.width, im.height) for b, im in zip(boxes, images)],
             validate=False,
         )
@@ -329,15 +347,24 @@ def prepare(
         rebuild: Start over from ``data`` even if the dataset exists (drops its tags).
     """
     started = time.perf_counter()
-    classes, images, labelled = read_source(Path(data))
+    source = read_source(Path(data))
+    classes, images, labelled = source.classes, source.images, source.labelled
+    if not images:
+        raise ConversionError(f"{data}: no readable images ({len(source.skipped)} skipped)")
     database, detector, predictions = None, None, None
     if weights is not None:
         from detection.predict import load_detector
 
         detector = load_detector(Path(weights), backend, spinning=False)
-        predictions = []
-        for boxes in predict_boxes(detector, [im.path for im in images], conf):
-            predictions.append(boxes)
+        predictions, predicted_images = [], []
+        for image, boxes in zip(images, predict_boxes(detector, [im.path for im in images], conf)):
+            if boxes is not None:
+                predictions.append(boxes)
+                predicted_images.append(image)
+            elif labelled:
+                raise ConversionError(f"{image.path}: unreadable or not an image")
+            else:  # the header was readable, the pixels are not
+                source.skipped.append({"file": str(image.path), "error": "cannot be decoded"})
             if database is None:
                 # Started once the first batch is through, so every import prediction
                 # needs is done and the two threads never import the same modules at once.
@@ -350,6 +377,8 @@ def prepare(
             ):
                 predictions = None  # reopening: the stored predictions are kept
                 break
+        else:
+            images = predicted_images
     predicted = time.perf_counter()
     database = database or _in_background(_open_database, name)
     exists, database_ready = database.result()
@@ -381,7 +410,13 @@ def prepare(
         )
         has_predictions = predictions is not None
     loaded = time.perf_counter()
-    summary = {"name": name, "samples": len(dataset), "labelled": labelled, "reused": reused}
+    summary = {
+        "name": name,
+        "samples": len(dataset),
+        "labelled": labelled,
+        "reused": reused,
+        "skipped": source.skipped,
+    }
     if labelled and has_predictions:
         summary["evaluation"] = evaluate(dataset, split)
         summary["views"] = save_views(dataset, dataset.default_classes)

@@ -223,6 +223,26 @@ def test_tags_persist_and_export_box_by_box(
     assert (out / "voc" / "changes.json").is_file()
 
 
+def _png_bytes() -> bytes:
+    import cv2
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+def test_folder_without_a_readable_image_is_a_clear_error(tmp_path: Path, fiftyone_env: dict):
+    (tmp_path / "notes.jpg").write_text("shift log, not an image")
+    result = subprocess.run(
+        [*DEFECTS, "review", "--data", str(tmp_path), "--no-launch"],
+        capture_output=True,
+        text=True,
+        env=fiftyone_env,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path}: no readable images (1 skipped)" in result.stderr
+
+
 def test_unlabeled_folder_shows_predictions_by_confidence(
     trained: Path, tiny_data: Path, fiftyone_env: dict, tmp_path: Path
 ):
@@ -230,6 +250,10 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     folder.mkdir()
     for image in sorted((tiny_data / "images" / "val").iterdir())[:4]:
         shutil.copyfile(image, folder / image.name)
+    # Left out and reported, not fatal: a file that is no image at all, and one whose
+    # header reads but whose pixels are cut off.
+    (folder / "notes.jpg").write_text("shift log, not an image")
+    (folder / "cut.png").write_bytes(_png_bytes()[:60])
     summary = _python(
         f"""
         import json
@@ -245,6 +269,10 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
         fiftyone_env,
     )
     assert summary["samples"] == 4 and not summary["labelled"]
+    skipped = {Path(e["file"]).name: e["error"] for e in summary["skipped"]}
+    assert skipped.keys() == {"notes.jpg", "cut.png"}
+    assert "not a readable image" in skipped["notes.jpg"]
+    assert skipped["cut.png"] == "cannot be decoded"
     assert "ground_truth" not in summary["fields"] and "predictions" in summary["fields"]
     assert summary["views"] == ["by-confidence"]
     assert summary["top_confidences"] == sorted(summary["top_confidences"], reverse=True)
