@@ -349,8 +349,6 @@ def prepare(
     started = time.perf_counter()
     source = read_source(Path(data))
     classes, images, labelled = source.classes, source.images, source.labelled
-    if not images:
-        raise ConversionError(f"{data}: no readable images ({len(source.skipped)} skipped)")
     database, detector, predictions = None, None, None
     if weights is not None:
         from detection.predict import load_detector
@@ -379,6 +377,8 @@ def prepare(
                 break
         else:
             images = predicted_images
+    if not images:  # none had a readable header, or none of those decoded
+        raise ConversionError(f"{data}: no readable images ({len(source.skipped)} skipped)")
     predicted = time.perf_counter()
     database = database or _in_background(_open_database, name)
     exists, database_ready = database.result()

@@ -231,16 +231,33 @@ def _png_bytes() -> bytes:
     return cv2.imencode(".png", pixels)[1].tobytes()
 
 
-def test_folder_without_a_readable_image_is_a_clear_error(tmp_path: Path, fiftyone_env: dict):
-    (tmp_path / "notes.jpg").write_text("shift log, not an image")
+@pytest.mark.parametrize(
+    ("name", "content", "with_weights"),
+    [
+        ("notes.jpg", b"shift log, not an image", False),  # no readable header
+        ("cut.png", None, True),  # the header reads, the pixels do not decode
+    ],
+)
+def test_folder_without_a_readable_image_is_a_clear_error(
+    name: str,
+    content: bytes | None,
+    with_weights: bool,
+    trained: Path,
+    tmp_path: Path,
+    fiftyone_env: dict,
+):
+    folder = tmp_path / "today"
+    folder.mkdir()
+    (folder / name).write_bytes(content or _png_bytes()[:60])
+    weights = ["--weights", str(trained / "best.pt")] if with_weights else []
     result = subprocess.run(
-        [*DEFECTS, "review", "--data", str(tmp_path), "--no-launch"],
+        [*DEFECTS, "review", "--data", str(folder), "--no-launch", *weights],
         capture_output=True,
         text=True,
         env=fiftyone_env,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{tmp_path}: no readable images (1 skipped)" in result.stderr
+    assert f"{folder}: no readable images (1 skipped)" in result.stderr
 
 
 def test_unlabeled_folder_shows_predictions_by_confidence(
