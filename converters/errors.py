@@ -28,6 +28,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "forbidden_dtd": "error",
     "missing_image": "error",
     "unreadable_image": "error",
+    "corrupt_image": "error",
     "ambiguous_image": "error",
     "duplicate_annotation": "error",
     "unlabeled_image": "error",

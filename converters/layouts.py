@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.errors import ConversionError
+from converters.model import SPLITS
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 FORMATS = ("neu-det", "gc10-det", "voc")
@@ -201,3 +202,28 @@ def detect_layout(root: Path) -> SourceLayout:
         "train|validation/images + annotations), GC10-DET (folders 1..10 + lable/, or "
         "images/images + label/label) or Pascal VOC (Annotations/ + JPEGImages/)"
     )
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """``{class: images}`` for a folder whose sub-folders each hold one class's images."""
+    if not root.is_dir():
+        return {}
+    found = {d.name: images_in(d) for d in sorted(root.iterdir()) if d.is_dir()}
+    return {name: images for name, images in found.items() if images}
+
+
+def is_image_level_tree(root: Path) -> bool:
+    """True for ``class/*.jpg`` or ``train|val/class/*.jpg`` trees: image-level labels,
+    no box annotations (what ``train-cls`` reads and ``train`` refuses)."""
+    root = Path(root)
+    if (root / "data.yaml").exists() or (root / "manifest.json").exists():
+        return False
+    split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
+    if split_dirs:
+        return all(len(class_folders(d)) >= 2 for d in split_dirs[:1])
+    return len(class_folders(root)) >= 2

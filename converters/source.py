@@ -10,7 +10,7 @@ from pathlib import Path
 
 from converters.definitions import DatasetDefinition, load_definition
 from converters.errors import AnnotationError, ConversionError, Report
-from converters.imagesize import image_size
+from converters.imagesize import CorruptImageError, image_size
 from converters.layouts import SourceLayout, detect_layout
 from converters.model import Dataset, ImageAnnotation
 from converters.voc import VocAnnotation, count_objects, parse_voc_xml, validate_objects
@@ -209,6 +209,9 @@ def read_dataset(
             claimed.setdefault(copy, file)
         try:
             width, height = image_size(image_path)
+        except CorruptImageError as error:
+            skip("corrupt_image", f"{_relative(image_path, base)}: {error}")
+            continue
         except OSError as error:
             skip("unreadable_image", f"{_relative(image_path, base)}: {error}")
             continue
@@ -242,6 +245,9 @@ def read_dataset(
             continue
         try:
             width, height = image_size(image_path)
+        except CorruptImageError as error:
+            report.add(file, "corrupt_image", str(error), "skipped image")
+            continue
         except OSError as error:
             report.add(file, "unreadable_image", str(error), "skipped image")
             continue

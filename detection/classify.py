@@ -24,34 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import ConversionError
-from converters.layouts import IMAGE_SUFFIXES
+from converters.layouts import class_folders, images_in, is_image_level_tree
+from converters.model import SPLITS
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
-
-SPLIT_NAMES = ("train", "val", "test")
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def class_folders(root: Path) -> dict[str, list[Path]]:
-    """``{class: images}`` for a folder whose sub-folders each hold one class's images."""
-    if not root.is_dir():
-        return {}
-    found = {d.name: _images_in(d) for d in sorted(root.iterdir()) if d.is_dir()}
-    return {name: images for name, images in found.items() if images}
-
-
-def is_image_level_tree(root: Path) -> bool:
-    """True for ``class/*.jpg`` or ``train|val/class/*.jpg`` trees (no box annotations)."""
-    root = Path(root)
-    if (root / "data.yaml").exists() or (root / "manifest.json").exists():
-        return False
-    split_dirs = [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
-    if split_dirs:
-        return all(len(class_folders(d)) >= 2 for d in split_dirs[:1])
-    return len(class_folders(root)) >= 2
+from detection.weights import load_yolo, model_imgsz, resolve_weights, sha256
 
 
 def image_label_from_boxes(boxes: list[tuple[int, float]]) -> int | None:
@@ -82,11 +59,11 @@ def from_converted(out: Path, background_class: str | None = None) -> Classifica
     manifest = json.loads((out / "manifest.json").read_text())
     classes = list(manifest["classes"])
     items = []
-    for split in SPLIT_NAMES:
+    for split in SPLITS:
         image_dir = out / "images" / split
         if not image_dir.is_dir():
             continue
-        for image in _images_in(image_dir):
+        for image in images_in(image_dir):
             label_file = out / "labels" / split / f"{image.stem}.txt"
             text = label_file.read_text() if label_file.exists() else ""
             # Unit width and height: areas as fractions of the image, all that is compared.
@@ -105,7 +82,7 @@ def from_folders(
     root: Path, ratios: tuple[float, float] = (0.8, 0.2), seed: int = 0
 ) -> ClassificationSource:
     """A folder-per-class tree, already split (``train/``, ``val/``) or split here per class."""
-    presplit = [s for s in SPLIT_NAMES if (root / s).is_dir()]
+    presplit = [s for s in SPLITS if (root / s).is_dir()]
     items = []
     if presplit:
         for split in presplit:
@@ -205,13 +182,14 @@ def train_classifier(
 
     from detection.train import trainer_class
 
+    if backbone:
+        backbone = resolve_weights(backbone)
+        load_yolo(backbone, "detect")
     source = prepare_source(data, background_class, seed)
     run_dir = (Path(weights_dir) / name).resolve()
     tree = layout_tree(source, run_dir.parent / f".{name}-data")
     transfer = None
     if backbone:
-        if not Path(backbone).is_file():
-            raise ConversionError(f"{backbone}: no such detector weights (or pass --backbone none)")
         probe = ClassificationModel(model, nc=len(source.classes), verbose=False)
         transferred, total, matched = count_transfer(Path(backbone), probe)
         if not matched:
@@ -263,17 +241,14 @@ def predict_probabilities(model, images: list, imgsz: int) -> np.ndarray:
 
 def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | None = None) -> dict:
     """Top-1/top-5, per-class P/R/F1 and a confusion matrix on a ``val/<class>/`` tree."""
-    from ultralytics import YOLO
-
-    from detection.evaluate import model_imgsz, sha256
     from detection.report import plot_confusion_matrix
 
-    model = YOLO(str(weights))
+    model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
     names = [model.names[i] for i in range(len(model.names))]
     paths, truth = [], []
     for index, name in enumerate(names):
-        for image in _images_in(val_dir / name) if (val_dir / name).is_dir() else []:
+        for image in images_in(val_dir / name) if (val_dir / name).is_dir() else []:
             paths.append(str(image))
             truth.append(index)
     if not paths:
@@ -408,16 +383,10 @@ def classify(
     """Top-k classes with probabilities per image (``predictions.json``), and Grad-CAM
     overlays in ``heatmaps/`` with ``heatmap``. Unreadable images are reported and skipped."""
     import cv2
-    from ultralytics import YOLO
 
-    from detection.evaluate import model_imgsz
     from detection.predict import collect_images
 
-    model = YOLO(str(weights))
-    if model.task != "classify":
-        raise ConversionError(
-            f"{weights}: not a classifier (task {model.task!r}); train one with defects train-cls"
-        )
+    model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

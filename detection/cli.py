@@ -9,39 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from converters.errors import ConversionError
 from detection import offline  # noqa: F401  (sets the offline switches first)
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar driven by ``update(done, total)`` calls."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
+from detection.console import progress_bar, stderr_console
 
 
 def _definition(args: argparse.Namespace):
@@ -61,7 +33,7 @@ def _definition(args: argparse.Namespace):
 def _print_report(report, boxes_written: int | None, limit: int) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = stderr_console()
     summary = report.to_dict(boxes_written)["summary"]
     if report.problems:
         table = Table(title="Problems found", show_lines=False)
@@ -124,7 +96,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             args.unlabeled_as_background,
             update,
         )
-    console = _console()
+    console = stderr_console()
     source = result.source
     console.print(f"Detected layout: {source.layout.layout} -> dataset '{source.definition.name}'")
     _print_report(source.report, source.dataset.box_count, args.show)
@@ -147,7 +119,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(source.report.to_dict(source.dataset.box_count), indent=2))
     else:
-        _console().print(
+        stderr_console().print(
             f"Detected layout: {source.layout.layout} -> dataset "
             f"'{source.definition.name}', {len(source.dataset.images)} images"
         )
@@ -161,7 +133,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     with progress_bar("Drawing images") as update:
         written = synth_dataset(args.out, args.images, args.seed, update)
     boxes = sum(len(image.boxes) for image in written)
-    _console().print(
+    stderr_console().print(
         f"Wrote {len(written)} images with {boxes} boxes to {args.out} (NEU-DET layout)"
     )
     return 0

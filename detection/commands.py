@@ -9,11 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
+from detection.console import progress_bar, stderr_console
 
 
 def _print_skipped(console, errors: list[dict]) -> None:
@@ -38,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.workers,
         args.hours,
     )
-    _console().print(f"Weights: {run_dir / 'best.pt'} (and last.pt, args.yaml, results.csv)")
+    stderr_console().print(f"Weights: {run_dir / 'best.pt'} (and last.pt, args.yaml, results.csv)")
     return 0
 
 
@@ -53,8 +49,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not (args.weights and args.data):
             raise ConversionError("give --weights and --data, or --predictions and --gt")
-        from detection.cli import progress_bar
-
         with progress_bar("Predicting") as update:
             report = evaluate_model(
                 args.weights,
@@ -68,14 +62,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
     print((Path(args.out) / "report.md").read_text())
     metrics = report["metrics"]
-    _console().print(
+    stderr_console().print(
         f"mAP50 {metrics['AP50']:.4f}  mAP50:95 {metrics['AP50:95']:.4f}  -> {args.out}/report.md"
     )
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from detection.cli import progress_bar
     from detection.predict import predict
 
     with progress_bar("Predicting") as update:
@@ -91,7 +84,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             not args.no_images,
             update,
         )
-    console = _console()
+    console = stderr_console()
     _print_skipped(console, summary["errors"])
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "
@@ -109,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         raise ConversionError("--int8 needs --calibration images (a folder of real images)")
     path = export_onnx(args.weights, args.imgsz, calibration)
-    _console().print(f"Exported {path}")
+    stderr_console().print(f"Exported {path}")
     return 0
 
 
@@ -131,7 +124,7 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
         args.seed,
         args.workers,
     )
-    console = _console()
+    console = stderr_console()
     transfer = summary["transfer"]
     if transfer:
         console.print(
@@ -148,13 +141,12 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from detection.classify import classify
-    from detection.cli import progress_bar
 
     with progress_bar("Classifying") as update:
         summary = classify(
             args.weights, args.sources, args.out, args.top_k, args.heatmap, args.imgsz, update
         )
-    console = _console()
+    console = stderr_console()
     _print_skipped(console, summary["errors"])
     console.print(f"{summary['images']} images -> {args.out}/predictions.json")
     return 0
@@ -164,7 +156,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from converters.errors import ConversionError
     from detection import review
 
-    console = _console()
+    console = stderr_console()
     if args.action == "export":
         if not (args.name and args.out):
             raise ConversionError("review export needs --name and --out")

@@ -8,7 +8,6 @@ ultralytics' own validation and states the difference.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.report import write_report
 from detection.train import resolve_data
+from detection.weights import resolve_weights, sha256
 
 WHY_DIFFERENT = (
     "Why they differ: pycocotools matches detections to ground truth greedily in score "
@@ -29,21 +29,6 @@ WHY_DIFFERENT = (
     "rectangular batches at NMS IoU 0.7. Either can come out higher; the pycocotools "
     "numbers are the ones comparable to published COCO-style results."
 )
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def model_imgsz(model) -> int:
-    """The image size a checkpoint was trained at (640 if it does not say)."""
-    args = (getattr(model, "ckpt", None) or {}).get("train_args", {}) or {}
-    imgsz = args.get("imgsz", 640)
-    return int(imgsz[0] if isinstance(imgsz, list | tuple) else imgsz)
 
 
 def category_map(model_names: dict[int, str], gt: dict) -> dict[int, int]:
@@ -136,20 +121,19 @@ def evaluate_model(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise ConversionError(f"{weights}: no such weights file")
+    weights = resolve_weights(weights)
     data_yaml = resolve_data(data)
     root = data_yaml.parent
     gt_path = root / "annotations" / f"instances_{split}.json"
     if not gt_path.is_file():
         raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
-    gt = json.loads(gt_path.read_text())
+    gt = read_json(gt_path, "COCO ground truth")
     if not gt["images"]:
         raise ConversionError(f"{gt_path}: split '{split}' has no images")
     from detection.predict import TorchDetector
 
-    detector = TorchDetector(weights, imgsz, device)
+    classes = [category["name"] for category in gt["categories"]]
+    detector = TorchDetector(weights, imgsz, device, classes)
     imgsz = detector.imgsz
     results = predict_coco(detector, gt, root / "images" / split, progress=progress)
     scored = evaluate(gt, results)
@@ -170,25 +154,49 @@ def evaluate_model(
     return write_report(Path(out), scored, gt, results, meta, ultra, root / "images" / split)
 
 
+def read_json(path: Path, what: str):
+    """A JSON file's content.
+
+    Raises:
+        ConversionError: Missing, unreadable or not JSON; the message names ``path``.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConversionError(f"{path}: no such file ({what} expected)") from None
+    except IsADirectoryError:
+        raise ConversionError(f"{path}: a folder, not a {what} JSON file") from None
+    except OSError as error:
+        raise ConversionError(f"{path}: unreadable: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
+    if not text.strip():
+        raise ConversionError(f"{path}: empty file ({what} JSON expected)")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ConversionError(f"{path}: not valid JSON: {error}") from None
+
+
 def evaluate_files(
     predictions: Path, gt_path: Path, out: Path, image_dir: Path | None = None
 ) -> dict:
     """Scores any detector's COCO results file against a COCO ground-truth file."""
-    for path in (predictions, gt_path):
-        if not Path(path).is_file():
-            raise ConversionError(f"{path}: no such file")
-    try:
-        results = json.loads(Path(predictions).read_text())
-        gt = json.loads(Path(gt_path).read_text())
-    except ValueError as error:
-        raise ConversionError(f"not valid JSON: {error}") from None
+    results = read_json(Path(predictions), "COCO results")
+    gt = read_json(Path(gt_path), "COCO ground truth")
     if isinstance(results, dict) and "annotations" in results:
         results = results["annotations"]
     if not isinstance(results, list):
         raise ConversionError(f"{predictions}: expected a COCO results list")
+    if not isinstance(gt, dict) or not {"images", "annotations", "categories"} <= gt.keys():
+        raise ConversionError(
+            f"{gt_path}: not COCO ground truth (needs 'images', 'annotations' and 'categories')"
+        )
     image_ids = {im["id"] for im in gt.get("images", [])}
     category_ids = {c["id"] for c in gt.get("categories", [])}
     for index, det in enumerate(results):
+        if not isinstance(det, dict):
+            raise ConversionError(f"{predictions}: result {index} is not a JSON object")
         missing = {"image_id", "category_id", "bbox", "score"} - det.keys()
         if missing:
             raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")

@@ -58,11 +58,21 @@ def _ultralytics_settings() -> dict:
     }
 
 
-def _install_font() -> None:
-    """Ultralytics downloads Arial.ttf for its plots unless it finds one in its config dir;
-    matplotlib ships DejaVu Sans, which draws the same labels."""
+def ultralytics_user_dir() -> Path:
+    """The folder ultralytics really reads its ``settings.json`` and fonts from.
+
+    ``get_user_config_dir`` appends ``Ultralytics`` to ``$YOLO_CONFIG_DIR``; files one level
+    up are never read (ultralytics 8.4, ``ultralytics/utils/__init__.py``).
+    """
+    return Path(os.environ.get("YOLO_CONFIG_DIR", YOLO_CONFIG_DIR)) / "Ultralytics"
+
+
+def _install_font(user_dir: Path) -> None:
+    """Ultralytics downloads Arial.ttf for its plots unless it finds one in its config dir
+    (``check_font`` probes the download address first); matplotlib ships DejaVu Sans, which
+    draws the same labels."""
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        target = YOLO_CONFIG_DIR / name
+        target = user_dir / name
         if target.exists():
             continue
         try:
@@ -84,9 +94,9 @@ def set_offline() -> None:
     os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(FIFTYONE_DIR / "db"))
     os.environ.setdefault("FIFTYONE_DEFAULT_DATASET_DIR", str(FIFTYONE_DIR / "datasets"))
     os.environ.setdefault("MPLCONFIGDIR", str(STATE_DIR / "matplotlib"))
-    config_dir = Path(os.environ["YOLO_CONFIG_DIR"])
-    config_dir.mkdir(parents=True, exist_ok=True)
-    settings = config_dir / "settings.json"
+    user_dir = ultralytics_user_dir()
+    user_dir.mkdir(parents=True, exist_ok=True)
+    settings = user_dir / "settings.json"
     wanted = _ultralytics_settings()
     current = {}
     if settings.exists():
@@ -96,7 +106,7 @@ def set_offline() -> None:
             current = {}
     if current != wanted:
         settings.write_text(json.dumps(wanted, indent=2))
-    _install_font()
+    _install_font(user_dir)
 
 
 set_offline()

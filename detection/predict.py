@@ -9,8 +9,10 @@ is faster still on CPUs with VNNI; the benchmark states its accuracy cost.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,13 @@ import numpy as np
 from converters.errors import ConversionError
 from converters.layouts import IMAGE_SUFFIXES
 from detection import offline  # noqa: F401  (before ultralytics)
+from detection.weights import (
+    WeightsError,
+    check_onnx,
+    load_yolo,
+    model_imgsz,
+    resolve_weights,
+)
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
 
@@ -121,8 +130,20 @@ class OnnxDetector:
         # Spinning idle threads are 4% faster alone; sleeping ones leave the CPU to work
         # beside the model (the review starts FiftyOne's database meanwhile).
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        check_onnx(Path(path))
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # ONNX Runtime raises its own Fail/InvalidProtobuf kinds
+            reason = str(error).strip().splitlines()[0][:200]
+            raise WeightsError(f"{path}: not a loadable ONNX model ({reason})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
+        if "names" not in meta:
+            raise WeightsError(
+                f"{path}: an ONNX model without ultralytics' metadata (class names); "
+                "export it with defects export"
+            )
         self.names = {int(k): v for k, v in ast.literal_eval(meta["names"]).items()}
         exported = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         self.imgsz = imgsz or int(exported[0])
@@ -144,12 +165,14 @@ class OnnxDetector:
 class TorchDetector:
     """Ultralytics' own PyTorch predictor behind the same interface."""
 
-    def __init__(self, weights: Path, imgsz: int | None = None, device: str | None = None) -> None:
-        from ultralytics import YOLO
-
-        from detection.evaluate import model_imgsz
-
-        self.model = YOLO(str(weights))
+    def __init__(
+        self,
+        weights: Path,
+        imgsz: int | None = None,
+        device: str | None = None,
+        classes: list[str] | None = None,
+    ) -> None:
+        self.model = load_yolo(weights, "detect", classes)
         self.names = dict(self.model.names)
         self.imgsz = imgsz or model_imgsz(self.model)
         self.device = device
@@ -177,29 +200,37 @@ class TorchDetector:
 
 
 def load_detector(
-    weights: Path,
+    weights: Path | str,
     backend: str = "torch",
     imgsz: int | None = None,
     device: str | None = None,
     spinning: bool = True,
+    classes: list[str] | None = None,
 ):
     """``torch``: the ``.pt``; ``onnx``: the ``.onnx`` beside it (exported if missing).
 
-    ``spinning=False`` lets ONNX Runtime's idle threads sleep, for work running beside it.
+    ``weights`` may name a released model (``neu-det``). ``spinning=False`` lets ONNX
+    Runtime's idle threads sleep, for work running beside it. With ``classes`` (the
+    data's), a model whose classes are not among them is refused.
     """
-    weights = Path(weights)
-    if not weights.is_file():
-        raise ConversionError(f"{weights}: no such weights file")
+    weights = resolve_weights(weights)
     if backend == "torch":
         if weights.suffix == ".onnx":
             raise ConversionError(f"{weights}: an ONNX file needs --backend onnx")
-        return TorchDetector(weights, imgsz, device)
+        return TorchDetector(weights, imgsz, device, classes)
     if backend != "onnx":
         raise ConversionError(f"unknown backend {backend!r} (torch or onnx)")
     onnx_path = weights if weights.suffix == ".onnx" else weights.with_suffix(".onnx")
     if not onnx_path.is_file():
         onnx_path = export_onnx(weights, imgsz)
-    return OnnxDetector(onnx_path, imgsz, spinning=spinning)
+    detector = OnnxDetector(onnx_path, imgsz, spinning=spinning)
+    unknown = [n for n in detector.names.values() if classes is not None and n not in classes]
+    if unknown:
+        raise WeightsError(
+            f"{onnx_path}: its classes {list(detector.names.values())} do not match the "
+            f"data's classes {list(classes)} ({', '.join(unknown)} not in the data)"
+        )
+    return detector
 
 
 def export_onnx(
@@ -210,11 +241,7 @@ def export_onnx(
     With ``int8_calibration`` images, also writes ``<name>.int8.onnx``, statically
     quantised (QDQ, per-channel weights) with those images as calibration data.
     """
-    from ultralytics import YOLO
-
-    from detection.evaluate import model_imgsz
-
-    model = YOLO(str(weights))
+    model = load_yolo(weights, "detect")
     imgsz = imgsz or model_imgsz(model)
     path = Path(
         model.export(
@@ -233,7 +260,12 @@ def export_onnx(
 
 
 def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
-    """Static int8 quantisation of an exported model, calibrated on ``images``."""
+    """Static int8 quantisation of an exported model, calibrated on ``images``.
+
+    ONNX Runtime's quantisation tools write temporary models into the working directory
+    (``sym_shape_infer_temp.onnx`` and an external-data file when shape inference gives
+    up), so they run inside a temporary folder with every path absolute.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -254,22 +286,24 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             tensor = image[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
             return {"images": np.ascontiguousarray(tensor)}
 
-    prepared = onnx_path.with_suffix(".prep.onnx")
-    quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+    onnx_path = Path(onnx_path).resolve()
+    images = [Path(image).resolve() for image in images]
     target = onnx_path.with_suffix(".int8.onnx")
-    quantize_static(
-        str(prepared),
-        str(target),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8,
-        # Only the convolutions: the head's decoding (box coordinates in pixels next to
-        # class scores in 0..1, concatenated) cannot share one int8 scale.
-        op_types_to_quantize=["Conv"],
-    )
-    prepared.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="defects-int8-") as tmp, contextlib.chdir(tmp):
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+            # Only the convolutions: the head's decoding (box coordinates in pixels next to
+            # class scores in 0..1, concatenated) cannot share one int8 scale.
+            op_types_to_quantize=["Conv"],
+        )
     # Ultralytics' metadata (names, imgsz) is needed to read the outputs.
     import onnx
 

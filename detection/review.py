@@ -353,7 +353,9 @@ def prepare(
     if weights is not None:
         from detection.predict import load_detector
 
-        detector = load_detector(Path(weights), backend, spinning=False)
+        detector = load_detector(
+            weights, backend, spinning=False, classes=classes if labelled else None
+        )
         predictions, predicted_images = [], []
         for image, boxes in zip(images, predict_boxes(detector, [im.path for im in images], conf)):
             if boxes is not None:

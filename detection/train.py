@@ -14,11 +14,22 @@ Several GPUs: ``--device 0,1,2,3`` makes ultralytics launch its own DDP workers 
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 from pathlib import Path
 
 from converters.definitions import load_definition
 from converters.errors import ConversionError
+from converters.layouts import is_image_level_tree
 from detection import offline  # noqa: F401  (before ultralytics)
+from detection.weights import (
+    WeightsError,
+    atomic_write_bytes,
+    load_yolo,
+    remove_partial_writes,
+    resolve_weights,
+)
 
 # Keys of a recipe that are ours, not ultralytics training arguments.
 _RECIPE_ONLY = {"split"}
@@ -31,15 +42,12 @@ def resolve_data(data: Path) -> Path:
         ConversionError: Neither exists.
     """
     data = Path(data)
-    if data.is_dir() and not (data / "data.yaml").exists():
-        from detection.classify import is_image_level_tree
-
-        if is_image_level_tree(data):
-            raise ConversionError(
-                f"{data} has image-level labels (a folder per class) but no boxes, so there is "
-                f"nothing to train a detector on. Train a classifier instead:\n"
-                f"  defects train-cls --data {data} [--backbone weights/NAME/best.pt | none]"
-            )
+    if data.is_dir() and not (data / "data.yaml").exists() and is_image_level_tree(data):
+        raise ConversionError(
+            f"{data} has image-level labels (a folder per class) but no boxes, so there is "
+            f"nothing to train a detector on. Train a classifier instead:\n"
+            f"  defects train-cls --data {data} [--backbone weights/NAME/best.pt | none]"
+        )
     if data.is_dir():
         data = data / "data.yaml"
     if not data.is_file():
@@ -63,14 +71,71 @@ def recipe_for(data_yaml: Path) -> dict:
 
 _TRAINER_NAMES = {"detect": "DefectTrainer", "classify": "ClassifierTrainer"}
 
+# GPUs on which ultralytics' own check turns AMP off (ultralytics/utils/checks.py).
+_AMP_UNSAFE_GPU = re.compile(
+    r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)",
+    re.IGNORECASE,
+)
+
+
+def decide_amp(model) -> bool:
+    """Mixed precision on CUDA unless the GPU is one known to fail with it.
+
+    Replaces ultralytics' ``check_amp``, which loads ``yolo26n.pt`` (a download attempt
+    where the file is absent) to compare FP32 and AMP outputs of a pretrained model. The
+    GPUs that comparison exists for are the ones its own list names, and that list is kept.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False
+    return not _AMP_UNSAFE_GPU.search(torch.cuda.get_device_name(device))
+
+
+def _strip_optimizer_atomically(f, s: str = "", updates: dict | None = None) -> dict:
+    """Ultralytics' ``strip_optimizer`` (the final rewrite of ``last.pt`` and ``best.pt``)
+    through a partial file and a rename, so a kill during it cannot truncate either."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    target = Path(s or f)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.strip.partial")
+    try:
+        stripped = strip_optimizer(f, str(partial), updates)
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return stripped
+
+
+def _use_our_checks() -> None:
+    # Module attributes of ultralytics' trainer, looked up when a run starts; idempotent.
+    import ultralytics.engine.trainer as engine
+
+    engine.check_amp = decide_amp
+    engine.strip_optimizer = _strip_optimizer_atomically
+
+
+class _AtomicWrites(type(Path())):
+    """A path whose ``write_bytes`` replaces the file whole (ultralytics saves
+    ``last.pt`` and ``best.pt`` with ``write_bytes``, which a kill leaves half-written)."""
+
+    def write_bytes(self, data) -> int:
+        atomic_write_bytes(Path(self), bytes(data))
+        return len(data)
+
 
 def trainer_class(task: str = "detect"):
     """Ultralytics' trainer for ``task`` that keeps ``best.pt``/``last.pt`` beside
-    ``args.yaml`` and ``results.csv`` in ``weights/NAME/``."""
+    ``args.yaml`` and ``results.csv`` in ``weights/NAME/``, writes them atomically and
+    decides mixed precision without a download."""
     if task == "classify":
         from ultralytics.models.yolo.classify import ClassificationTrainer as Base
     else:
         from ultralytics.models.yolo.detect import DetectionTrainer as Base
+    _use_our_checks()
 
     class Trainer(Base):
         def __init__(self, *args, **kwargs) -> None:
@@ -78,7 +143,9 @@ def trainer_class(task: str = "detect"):
             if self.wdir.is_dir() and not any(self.wdir.iterdir()):
                 self.wdir.rmdir()
             self.wdir = self.save_dir
-            self.last, self.best = self.save_dir / "last.pt", self.save_dir / "best.pt"
+            self.last = _AtomicWrites(self.save_dir / "last.pt")
+            self.best = _AtomicWrites(self.save_dir / "best.pt")
+            remove_partial_writes(self.save_dir)
 
     Trainer.__name__ = Trainer.__qualname__ = _TRAINER_NAMES[task]
     Trainer.__module__ = __name__
@@ -94,13 +161,88 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def _check_model(model: str) -> None:
-    path = Path(model)
-    if path.suffix == ".pt" and not path.is_file():
-        raise ConversionError(
+def _starting_model(model: str) -> str:
+    """A ``.yaml`` definition as given; weights (a ``.pt`` or a released name) checked."""
+    if Path(model).suffix in (".yaml", ".yml"):
+        return model
+    path = resolve_weights(model)
+    if path.suffix == ".pt" and not path.exists():
+        raise WeightsError(
             f"{model}: no such weights file. Pretrained weights cannot be downloaded here; "
-            "train from a definition such as yolo11n.yaml or pass a local .pt"
+            "train from a definition such as yolo11n.yaml, a local .pt or a released model"
         )
+    load_yolo(path, "detect")
+    return str(path)
+
+
+def _checkpoint_state(path: Path) -> str:
+    """``resumable`` (epochs left), ``trained`` (every epoch done, but the final strip of
+    the optimizer was interrupted) or ``finished`` (stripped: the run ended normally)."""
+    checkpoint = load_yolo(path, "detect").ckpt or {}
+    epoch = checkpoint.get("epoch", -1)
+    if epoch < 0:
+        return "finished"
+    epochs = (checkpoint.get("train_args") or {}).get("epochs", 0)
+    return "resumable" if epoch + 1 < epochs else "trained"
+
+
+def _trim_results(run_dir: Path, epochs_saved: int) -> None:
+    """Keeps ``results.csv`` to the epochs the checkpoint holds: ultralytics writes an
+    epoch's row before its checkpoint, so a kill in between leaves a row that the resumed
+    run writes again."""
+    results = run_dir / "results.csv"
+    if epochs_saved <= 0 or not results.is_file():  # 0: a finished run (epoch -1)
+        return
+    header, *rows = results.read_text().splitlines(keepends=True)
+    kept = [row for row in rows if row.strip() and float(row.split(",")[0]) <= epochs_saved]
+    if len(kept) != len(rows):
+        atomic_write_bytes(results, "".join([header, *kept]).encode())
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``--resume`` continues: ``last.pt``, or ``best.pt`` if ``last.pt``
+    is damaged (said on stderr), so one bad file does not cost the whole run. ``None``
+    when every epoch was trained and only the final rewrite was cut short: that rewrite
+    is done here (ultralytics would refuse to resume a run with no epochs left).
+
+    Raises:
+        ConversionError: Nothing to resume, the run already finished, or no intact file.
+    """
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    if not last.is_file():
+        raise ConversionError(f"{last}: nothing to resume (no last.pt from an earlier run)")
+    remove_partial_writes(run_dir)
+    try:
+        state = _checkpoint_state(last)
+    except WeightsError as damaged:
+        try:
+            fallback = best.is_file() and _checkpoint_state(best) == "resumable"
+        except WeightsError:
+            fallback = False
+        if not fallback:
+            raise WeightsError(
+                f"{damaged}; cannot resume, and no intact best.pt to fall back to"
+            ) from None
+        print(f"defects train: {damaged}; resuming from {best} instead", file=sys.stderr)
+        _trim_results(run_dir, load_yolo(best, "detect").ckpt["epoch"] + 1)
+        return best
+    _trim_results(run_dir, load_yolo(last, "detect").ckpt["epoch"] + 1)
+    if state == "finished":
+        raise ConversionError(
+            f"{last}: that run finished; nothing to resume. Start a new stage from its "
+            f"weights with --model {best}"
+        )
+    if state == "trained":
+        for path in (last, best):
+            if path.is_file() and _checkpoint_state(path) != "finished":
+                _strip_optimizer_atomically(path)
+        print(
+            f"defects train: every epoch of {run_dir} was trained; its final checkpoint "
+            "rewrite had been cut short and is now done",
+            file=sys.stderr,
+        )
+        return None
+    return last
 
 
 def train(
@@ -123,8 +265,9 @@ def train(
     Args:
         data: Converter output folder or its ``data.yaml``.
         name: Run name; weights land in ``weights_dir/name``.
-        model: Model definition (``yolo11n.yaml``, from scratch) or a local ``.pt`` whose
-            weights training starts from; recipe default.
+        model: Model definition (``yolo11n.yaml``, from scratch), or weights training
+            starts from: a local ``.pt`` or a released model's name (``neu-det``); recipe
+            default.
         imgsz: Training image size; recipe default.
         epochs: Epochs; recipe default.
         batch: Batch size; recipe default.
@@ -146,10 +289,9 @@ def train(
     run_dir = (Path(weights_dir) / name).resolve()
     trainer = trainer_class("detect")
     if resume:
-        last = run_dir / "last.pt"
-        if not last.is_file():
-            raise ConversionError(f"{last}: nothing to resume (no last.pt from an earlier run)")
-        YOLO(str(last)).train(resume=True, trainer=trainer)
+        checkpoint = resume_checkpoint(run_dir)
+        if checkpoint is not None:
+            YOLO(str(checkpoint)).train(resume=True, trainer=trainer)
         return run_dir
 
     data_yaml = resolve_data(data)
@@ -158,7 +300,7 @@ def train(
     settings = {"model": "yolo11n.yaml", "imgsz": 640, "epochs": 100, "batch": 16}
     settings.update(recipe)
     settings.update({k: v for k, v in chosen.items() if v is not None})
-    _check_model(settings["model"])
+    settings["model"] = _starting_model(str(settings["model"]))
     arguments = {
         # Grayscale steel: no hue or saturation to jitter; defects have no up or down.
         "hsv_h": 0.0,

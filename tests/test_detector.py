@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -70,6 +71,72 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
         for row in (tmp_path / "killed" / "results.csv").read_text().strip().splitlines()[1:]
     ]
     assert epochs == [1, 2, 3, 4, 5]
+
+
+# Runs `defects` with a kill -9 injected into one checkpoint write: on the Nth write of a
+# checkpoint (the Nth fsync of a `.partial` file; with KILL_STRIP only the final
+# strip_optimizer rewrites count), the process cuts the partial file to half its length
+# (KILL_MODE=mid-write: the kernel had only part of the bytes) or leaves it whole
+# (before-rename), then SIGKILLs itself before the rename.
+KILL_DURING_SAVE = """
+import os, signal, sys
+import detection
+from detection.cli import main
+target, mode = int(os.environ["KILL_AT"]), os.environ["KILL_MODE"]
+only_strip = bool(os.environ.get("KILL_STRIP"))
+real_fsync, seen = os.fsync, [0]
+def fsync(fd):
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    if path.endswith(".partial") and (".strip." in path or not only_strip):
+        seen[0] += 1
+        if seen[0] == target:
+            if mode == "mid-write":
+                os.ftruncate(fd, os.fstat(fd).st_size // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_fsync(fd)
+os.fsync = fsync
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_during_checkpoint_writes_never_costs_the_run(tiny_data: Path, tmp_path: Path):
+    import torch
+
+    script = tmp_path / "kill_during_save.py"
+    script.write_text(KILL_DURING_SAVE)
+    repo = Path(__file__).resolve().parent.parent
+    train = ["train", "--data", str(tiny_data), "--name", "k", "--weights-dir", str(tmp_path)]
+    train += ["--epochs", "3", *TINY]
+    resume = ["train", "--resume", "--name", "k", "--weights-dir", str(tmp_path)]
+    run_dir = tmp_path / "k"
+
+    def run(argv: list[str], kill: dict[str, str] | None) -> subprocess.CompletedProcess:
+        environment = {**os.environ, "PYTHONPATH": str(repo), **(kill or {})}
+        command = [*DEFECTS[:1], str(script), *argv] if kill else [*DEFECTS, *argv]
+        return subprocess.run(
+            command, capture_output=True, text=True, cwd=tmp_path, env=environment
+        )
+
+    killed_runs = [
+        (train, {"KILL_AT": "2", "KILL_MODE": "mid-write"}),  # epoch 1's best.pt
+        (resume, {"KILL_AT": "1", "KILL_MODE": "mid-write"}),  # epoch 2's last.pt
+        (resume, {"KILL_AT": "1", "KILL_MODE": "before-rename"}),  # epoch 2's last.pt again
+        (resume, {"KILL_AT": "1", "KILL_MODE": "mid-write", "KILL_STRIP": "1"}),  # final
+    ]
+    for argv, kill in killed_runs:
+        result = run(argv, kill)
+        assert result.returncode == -signal.SIGKILL, (kill, result.stderr[-2000:])
+        # Whatever the moment, last.pt is whole: it loads, and --resume can use it.
+        checkpoint = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+        assert checkpoint["epoch"] >= 0
+    finished = run(resume, None)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = (run_dir / "results.csv").read_text().strip().splitlines()[1:]
+    assert [int(float(row.split(",")[0])) for row in rows] == [1, 2, 3]
+    for name in ("last.pt", "best.pt"):
+        stripped = torch.load(run_dir / name, map_location="cpu", weights_only=False)
+        assert stripped["epoch"] == -1 and stripped["optimizer"] is None
+    assert not list(run_dir.glob(".*.partial"))
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
@@ -254,3 +321,30 @@ def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: P
     assert (tmp_path / "a" / "results.json").read_bytes() == (
         tmp_path / "b" / "results.json"
     ).read_bytes()
+
+
+def test_int8_export_leaves_the_working_directory_untouched(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    models, working = tmp_path / "models", tmp_path / "empty"
+    models.mkdir()
+    working.mkdir()
+    shutil.copyfile(trained / "best.pt", models / "best.pt")
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "export",
+            "--weights",
+            str(models / "best.pt"),
+            "--int8",
+            "--calibration",
+            str(tiny_data / "images" / "train"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=working,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in models.iterdir()) == ["best.int8.onnx", "best.onnx", "best.pt"]
+    assert list(working.iterdir()) == []

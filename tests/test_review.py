@@ -267,10 +267,15 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     folder.mkdir()
     for image in sorted((tiny_data / "images" / "val").iterdir())[:4]:
         shutil.copyfile(image, folder / image.name)
-    # Left out and reported, not fatal: a file that is no image at all, and one whose
-    # header reads but whose pixels are cut off.
+    # Left out and reported, not fatal: a file that is no image at all, one cut short
+    # (found from its structure), and one whole in structure whose pixels do not decode.
     (folder / "notes.jpg").write_text("shift log, not an image")
     (folder / "cut.png").write_bytes(_png_bytes()[:60])
+    garbled = bytearray(_png_bytes())
+    start = garbled.find(b"IDAT") + 4
+    length = int.from_bytes(garbled[start - 8 : start - 4], "big")
+    garbled[start : start + length] = bytes(length)
+    (folder / "garbled.png").write_bytes(bytes(garbled))
     summary = _python(
         f"""
         import json
@@ -287,9 +292,10 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     )
     assert summary["samples"] == 4 and not summary["labelled"]
     skipped = {Path(e["file"]).name: e["error"] for e in summary["skipped"]}
-    assert skipped.keys() == {"notes.jpg", "cut.png"}
+    assert skipped.keys() == {"notes.jpg", "cut.png", "garbled.png"}
     assert "not a readable image" in skipped["notes.jpg"]
-    assert skipped["cut.png"] == "cannot be decoded"
+    assert skipped["cut.png"] == "PNG cut short: no IEND chunk at its end (60 bytes)"
+    assert skipped["garbled.png"] == "cannot be decoded"
     assert "ground_truth" not in summary["fields"] and "predictions" in summary["fields"]
     assert summary["views"] == ["by-confidence"]
     assert summary["top_confidences"] == sorted(summary["top_confidences"], reverse=True)

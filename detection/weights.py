@@ -1,0 +1,196 @@
+"""Weights: released names, one checked loader, atomic checkpoint writes, fingerprints.
+
+Every command that takes weights (``predict``, ``evaluate``, ``export``, ``review``,
+``train --model``/``--resume``, ``train-cls --backbone``, ``classify``) loads them through
+:func:`load_yolo` or :func:`check_onnx`, so a damaged file gets one line naming it and
+what is wrong with it, never a traceback from deep inside torch.
+
+A released model is a folder ``models/NAME/`` with ``model.pt`` (and ``model.onnx``);
+``--weights NAME`` finds it from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+from converters.errors import ConversionError
+from detection.offline import PROJECT_ROOT
+
+MODELS_DIR = PROJECT_ROOT / "models"
+RELEASED_WEIGHTS = "model.pt"
+TASK_NAMES = {
+    "detect": "a detector",
+    "classify": "a classifier",
+    "segment": "a segmentation model",
+    "pose": "a pose model",
+    "obb": "an oriented-box detector",
+}
+# A torch.save file is a zip archive (PyTorch >= 1.6) or, in the legacy format, a pickle.
+_ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
+class WeightsError(ConversionError):
+    """Weights that cannot be used; the message names the file and the problem."""
+
+
+def released_models() -> dict[str, Path]:
+    """``{name: models/name/model.pt}`` of every released model in this checkout."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {
+        folder.name: folder / RELEASED_WEIGHTS
+        for folder in sorted(MODELS_DIR.iterdir())
+        if (folder / RELEASED_WEIGHTS).is_file()
+    }
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A weights path as given, or the released model of that name (``neu-det``).
+
+    A path that exists wins over a released name, so a local file called ``neu-det``
+    is never shadowed. A bare name that is neither is left to the loader's "no such
+    file" error, which lists the released names.
+    """
+    path = Path(weights)
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return path
+    return released_models().get(str(weights), path)
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, the fingerprint reports and model cards record."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_imgsz(model) -> int:
+    """The image size a checkpoint was trained at (640 if it does not say)."""
+    args = (getattr(model, "ckpt", None) or {}).get("train_args", {}) or {}
+    imgsz = args.get("imgsz", 640)
+    return int(imgsz[0] if isinstance(imgsz, list | tuple) else imgsz)
+
+
+def _missing(path: Path) -> WeightsError:
+    released = ", ".join(released_models()) or "none in this checkout"
+    return WeightsError(
+        f"{path}: no such weights file (released models, usable by name: {released})"
+    )
+
+
+def check_file(path: Path) -> None:
+    """Cheap structural checks of a checkpoint file, before torch reads it.
+
+    Raises:
+        WeightsError: Missing, a folder, empty, truncated, damaged or not a checkpoint.
+    """
+    if not path.exists():
+        raise _missing(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a weights file")
+    size = path.stat().st_size
+    if size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(_PICKLE_MAGIC):
+        return
+    if head != _ZIP_MAGIC:
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (it starts with {head!r})")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise WeightsError(
+            f"{path}: truncated ({size} bytes, its end is missing): copied or saved incompletely"
+        ) from None
+    if damaged is not None:
+        raise WeightsError(f"{path}: damaged ({damaged} inside it fails its CRC)")
+
+
+def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | None = None):
+    """Loads an ultralytics checkpoint after checking it is whole and the right kind.
+
+    Args:
+        weights: A ``.pt`` path or a released model's name.
+        task: The task the caller needs (``detect`` or ``classify``).
+        classes: The data's class names; every class of the model must be among them.
+
+    Returns:
+        The ``ultralytics.YOLO`` model.
+
+    Raises:
+        WeightsError: Anything that makes the file unusable here, named in one line.
+    """
+    path = resolve_weights(weights)
+    if path.suffix == ".onnx":
+        raise WeightsError(f"{path}: an ONNX model; this needs the PyTorch .pt")
+    check_file(path)
+    from ultralytics import YOLO
+
+    try:
+        model = YOLO(str(path))
+    except Exception as error:  # torch and ultralytics raise many kinds for a bad file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise WeightsError(
+            f"{path}: not a loadable ultralytics checkpoint ({type(error).__name__}"
+            + (f": {reason[:200]}" if reason else "")
+            + ")"
+        ) from None
+    if model.task != task:
+        found = TASK_NAMES.get(model.task, f"a {model.task} model")
+        raise WeightsError(f"{path}: {found} where {TASK_NAMES[task]} is expected")
+    if classes is not None:
+        names = list(dict(model.names).values())
+        unknown = [name for name in names if name not in classes]
+        if unknown:
+            raise WeightsError(
+                f"{path}: its classes {names} do not match the data's classes {list(classes)} "
+                f"({', '.join(unknown)} not in the data)"
+            )
+    return model
+
+
+def check_onnx(path: Path) -> None:
+    """Structural checks of an ONNX file before ONNX Runtime reads it.
+
+    Raises:
+        WeightsError: Missing, a folder or empty (ONNX Runtime's own errors name no file).
+    """
+    if not path.exists():
+        raise _missing(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not an ONNX model")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not an ONNX model")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``path`` whole or not at all.
+
+    The bytes go to a hidden file beside ``path``, reach the disk (fsync), and then
+    replace ``path`` in one rename: a process killed at any moment leaves either the
+    previous file or the new one, never half of one.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def remove_partial_writes(folder: Path) -> None:
+    """Deletes what :func:`atomic_write_bytes` left behind when killed mid-write."""
+    if Path(folder).is_dir():
+        for leftover in Path(folder).glob(".*.partial"):
+            leftover.unlink(missing_ok=True)

@@ -1,0 +1,145 @@
+"""Image sizes from headers, and truncated or damaged images found without decoding."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from converters.convert import convert
+from converters.imagesize import CorruptImageError, image_size
+from detection.cli import main
+from tests.helpers import voc_xml, write_image, write_xml
+
+
+def _encode(fmt: str, mode: str = "L", size: tuple[int, int] = (64, 48), **options) -> bytes:
+    rng = np.random.default_rng(0)
+    channels = {"L": 1, "RGB": 3, "RGBA": 4, "P": 1, "I;16": 1}[mode]
+    shape = (size[1], size[0]) if channels == 1 else (size[1], size[0], channels)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, shape, dtype=np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8))
+        image = image.convert("P") if mode == "P" else image
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _with_exif_thumbnail() -> bytes:
+    # An APP1 segment holding a whole JPEG (with its own end-of-image marker) before the
+    # main image's scan, as cameras write their thumbnails.
+    main_jpeg, thumbnail = _encode("JPEG"), _encode("JPEG", size=(16, 16))
+    payload = b"Exif\x00\x00" + thumbnail
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return main_jpeg[:2] + segment + main_jpeg[2:]
+
+
+GOOD = {
+    "baseline grayscale JPEG": lambda: _encode("JPEG"),
+    "progressive RGB JPEG": lambda: _encode("JPEG", "RGB", progressive=True),
+    "JPEG with an EXIF thumbnail": _with_exif_thumbnail,
+    "JPEG with padding after its end": lambda: _encode("JPEG") + b"\x00" * 100,
+    "grayscale PNG": lambda: _encode("PNG"),
+    "RGBA PNG": lambda: _encode("PNG", "RGBA"),
+    "palette PNG": lambda: _encode("PNG", "P"),
+    "16-bit PNG": lambda: _encode("PNG", "I;16"),
+    "a flat 2048x1000 JPEG (compresses very well)": lambda: _flat("JPEG"),
+    "a flat 2048x1000 PNG (compresses very well)": lambda: _flat("PNG"),
+}
+
+
+def _flat(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (2048, 1000), 128).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_whole_images_read_their_size(tmp_path: Path, name: str):
+    data = GOOD[name]()
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    assert image_size(path) == Image.open(io.BytesIO(data)).size
+
+
+def _png_with_bad_ihdr_crc() -> bytes:
+    data = bytearray(_encode("PNG"))
+    data[29] ^= 0xFF
+    return bytes(data)
+
+
+def _png_too_small() -> bytes:
+    # A whole-looking file (IEND in place) whose header claims far more pixels than its
+    # bytes could ever hold.
+    data = bytearray(_encode("PNG", size=(8, 8)))
+    import struct
+    import zlib
+
+    data[16:24] = struct.pack(">II", 40000, 40000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "damaged", "message"),
+    [
+        ("JPEG cut to a third", lambda: _encode("JPEG")[: len(_encode("JPEG")) // 3], "cut short"),
+        ("JPEG less its last byte", lambda: _encode("JPEG")[:-1], "no end-of-image marker"),
+        ("JPEG cut inside its headers", lambda: _encode("JPEG")[:200], "cut short"),
+        ("PNG cut to a third", lambda: _encode("PNG")[: len(_encode("PNG")) // 3], "no IEND"),
+        ("PNG less its last byte", lambda: _encode("PNG")[:-1], "no IEND"),
+        ("PNG with a damaged header CRC", _png_with_bad_ihdr_crc, "fails its CRC"),
+        ("PNG too small for its pixels", _png_too_small, "cannot hold 40000x40000"),
+    ],
+)
+def test_damaged_images_are_corrupt(tmp_path: Path, name: str, damaged, message: str):
+    path = tmp_path / "image"
+    path.write_bytes(damaged())
+    with pytest.raises(CorruptImageError, match=message):
+        image_size(path)
+
+
+def test_real_neu_det_images_are_all_whole(neu_det: Path):
+    images = sorted((neu_det / "IMAGES").iterdir())
+    assert len(images) == 1800
+    assert {image_size(path) for path in images} == {(200, 200)}
+
+
+def _dataset_with_a_truncated_image(root: Path) -> Path:
+    for i in range(4):
+        image = write_image(root / "IMAGES" / f"patches_{i}.jpg", seed=i)
+        objects = [("patches", 1, 1, 20, 20), ("patches", 30, 30, 40, 40)]
+        write_xml(root / "ANNOTATIONS" / f"patches_{i}.xml", voc_xml(image.name, objects))
+    damaged = root / "IMAGES" / "patches_2.jpg"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 3])
+    return root
+
+
+def test_convert_skips_a_truncated_image_and_counts_its_boxes(tmp_path: Path, capsys):
+    src = _dataset_with_a_truncated_image(tmp_path / "src")
+    result = convert(src, tmp_path / "out")
+    problems = [p for p in result.source.report.problems if p.problem == "corrupt_image"]
+    assert [(p.file, p.boxes_dropped, p.action) for p in problems] == [
+        ("ANNOTATIONS/patches_2.xml", 2, "skipped image")
+    ]
+    assert "IMAGES/patches_2.jpg" in problems[0].detail
+    assert sorted(i.name for i in result.source.dataset.images) == [
+        "patches_0.jpg",
+        "patches_1.jpg",
+        "patches_3.jpg",
+    ]
+    summary = json.loads((tmp_path / "out" / "report.json").read_text())["summary"]
+    assert (summary["boxes_in_input"], summary["boxes_dropped"], summary["boxes_written"]) == (
+        8,
+        2,
+        6,
+    )
+    assert summary["accounted"]
+    assert main(["convert", str(src), "--out", str(tmp_path / "out2")]) == 0
+    assert main(["convert", str(src), "--out", str(tmp_path / "out3"), "--strict"]) == 1
+    assert "corrupt_image" in capsys.readouterr().err

@@ -1,0 +1,194 @@
+"""Damaged, empty or wrong weights: one clear line from every command, never a traceback.
+
+Every command loads weights through ``detection.weights``; these tests give each command
+each kind of bad file and check the exit code and the message (file and problem).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from detection.cli import main
+from detection.weights import (
+    WeightsError,
+    atomic_write_bytes,
+    check_file,
+    released_models,
+    resolve_weights,
+)
+from tests.conftest import DEFECTS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bad_weights(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One file of each kind of bad weights, made from the tiny trained detector."""
+    import torch
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("bad-weights")
+    whole = (trained / "best.pt").read_bytes()
+    files = {
+        "empty": b"",
+        "truncated": whole[: len(whole) // 3],
+        "not a checkpoint": b"these are not weights\n",
+    }
+    made = {}
+    for kind, data in files.items():
+        made[kind] = root / f"{kind.replace(' ', '-')}.pt"
+        made[kind].write_bytes(data)
+    made["classifier"] = root / "classifier.pt"
+    YOLO("yolo11n-cls.yaml").save(str(made["classifier"]))
+    checkpoint = torch.load(trained / "best.pt", map_location="cpu", weights_only=False)
+    checkpoint["model"].names = {i: f"rust-{i}" for i in checkpoint["model"].names}
+    made["other classes"] = root / "other-classes.pt"
+    torch.save(checkpoint, made["other classes"])
+    return made
+
+
+MESSAGES = {
+    "empty": "empty file (0 bytes), not a checkpoint",
+    "truncated": "truncated (",
+    "not a checkpoint": "not a PyTorch checkpoint",
+    "classifier": "a classifier where a detector is expected",
+    "detector": "a detector where a classifier is expected",
+    "other classes": "its classes ['rust-0', 'rust-1', 'rust-2', 'rust-3', 'rust-4', 'rust-5'] "
+    "do not match the data's classes ['crazing',",
+}
+DAMAGED = ("empty", "truncated", "not a checkpoint")
+
+
+# Each command that takes weights; {W} is the weights, {D} the converted data, {I} an
+# image and {O} an output folder.
+COMMANDS = {
+    "predict": "predict {I} --weights {W} --out {O}/p",
+    "evaluate": "evaluate --weights {W} --data {D} --out {O}/e",
+    "export": "export --weights {W}",
+    "train --model": "train --data {D} --model {W} --epochs 1 --weights-dir {O}/w --device cpu",
+    "review": "review --data {D} --weights {W} --no-launch --name bad-weights --backend torch",
+    "train-cls --backbone": "train-cls --data {D} --backbone {W} --epochs 1 --weights-dir {O}/w",
+    "classify": "classify {I} --weights {W} --out {O}/c",
+}
+
+
+CASES = [
+    (command, kind)
+    for command in (
+        "predict",
+        "evaluate",
+        "export",
+        "train --model",
+        "review",
+        "train-cls --backbone",
+    )
+    for kind in (*DAMAGED, "classifier")
+]
+CASES += [("classify", kind) for kind in DAMAGED] + [("classify", "detector")]
+CASES += [("evaluate", "other classes"), ("review", "other classes")]
+
+
+@pytest.mark.parametrize(("command", "kind"), CASES)
+def test_every_command_names_the_bad_file(
+    command: str, kind: str, bad_weights, trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    weights = trained / "best.pt" if kind == "detector" else bad_weights[kind]
+    image = next((tiny_data / "images" / "val").iterdir())
+    places = {"W": weights, "D": tiny_data, "I": image, "O": tmp_path}
+    argv = [word.format(**places) for word in COMMANDS[command].split()]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert f"{weights}: {MESSAGES[kind]}" in err
+
+
+def _run_dir_with(tmp_path: Path, last: bytes, best: bytes | None) -> Path:
+    run = tmp_path / "runs" / "run"
+    run.mkdir(parents=True)
+    (run / "last.pt").write_bytes(last)
+    if best is not None:
+        (run / "best.pt").write_bytes(best)
+    return run
+
+
+@pytest.mark.parametrize("kind", DAMAGED)
+def test_resume_names_a_damaged_last_pt(kind: str, bad_weights, tmp_path: Path, capsys):
+    run = _run_dir_with(tmp_path, bad_weights[kind].read_bytes(), None)
+    argv = ["train", "--resume", "--name", "run", "--weights-dir", str(run.parent)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{run / 'last.pt'}: {MESSAGES[kind]}" in err
+    assert "no intact best.pt to fall back to" in err
+
+
+def test_resume_of_a_finished_run_says_so(trained: Path, tmp_path: Path, capsys):
+    run = _run_dir_with(tmp_path, (trained / "last.pt").read_bytes(), None)
+    argv = ["train", "--resume", "--name", "run", "--weights-dir", str(run.parent)]
+    assert main(argv) == 2
+    assert "that run finished; nothing to resume" in capsys.readouterr().err
+
+
+def test_onnx_files_are_checked_too(bad_weights, tiny_data: Path, tmp_path: Path, capsys):
+    image = next((tiny_data / "images" / "val").iterdir())
+    for name, data, message in [
+        ("empty.onnx", b"", "empty file (0 bytes), not an ONNX model"),
+        ("text.onnx", b"not a model at all", "not a loadable ONNX model"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        argv = ["predict", str(image), "--weights", str(tmp_path / name), "--backend", "onnx"]
+        assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+        assert f"{tmp_path / name}: {message}" in capsys.readouterr().err
+
+
+def test_a_real_process_prints_one_line_and_no_traceback(bad_weights, tiny_data: Path):
+    image = next((tiny_data / "images" / "val").iterdir())
+    weights = bad_weights["truncated"]
+    for argv in (
+        ["predict", str(image), "--weights", str(weights), "--out", str(weights.parent / "o")],
+        ["export", "--weights", str(weights)],
+    ):
+        result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"defects {argv[0]}: error: {weights}: truncated ({weights.stat().st_size} bytes, "
+            "its end is missing): copied or saved incompletely"
+        ]
+
+
+def test_a_damaged_zip_member_is_found(trained: Path, tmp_path: Path):
+    data = bytearray((trained / "best.pt").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)  # same length, different bytes
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="fails its CRC"):
+        check_file(damaged)
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path, monkeypatch):
+    target = tmp_path / "last.pt"
+    atomic_write_bytes(target, b"first")
+
+    def fail(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, b"second, never seen")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no partial file left
+
+
+def test_released_names_resolve_from_any_folder(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, path in released_models().items():
+        assert resolve_weights(name) == path and path.is_file()
+    # A local file of that name wins; paths and unknown names are left as given.
+    (tmp_path / "neu-det").write_text("local")
+    assert resolve_weights("neu-det") == Path("neu-det")
+    assert resolve_weights("no-such-model") == Path("no-such-model")
+    assert resolve_weights("weights/x/best.pt") == Path("weights/x/best.pt")
