@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup browser test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify bench-review clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify bench-review clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -32,12 +32,14 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-# The review tests load the FiftyOne App in Debian's headless Chromium.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Debian tools the tests use: headless Chromium loads the FiftyOne App; strace watches
+# every process of the whole chain for a connection beyond loopback.
+test-tools:
+	@command -v chromium >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium strace >/dev/null; }
 
-test: setup browser
+test: setup test-tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

@@ -348,3 +348,36 @@ def test_int8_export_leaves_the_working_directory_untouched(
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in models.iterdir()) == ["best.int8.onnx", "best.onnx", "best.pt"]
     assert list(working.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu", "amp"),
+    [
+        ("cpu", None, False),
+        ("cuda:0", "NVIDIA H100 80GB HBM3", True),
+        ("cuda:0", "NVIDIA GeForce GTX 1660 SUPER", False),  # ultralytics' own exclusions
+        ("cuda:0", "Tesla T4", True),
+    ],
+)
+def test_amp_is_decided_without_loading_a_model(monkeypatch, device: str, gpu, amp: bool):
+    import torch
+    import ultralytics.engine.trainer as engine
+
+    from detection.train import decide_amp, trainer_class
+
+    trainer_class("detect")
+    assert engine.check_amp is decide_amp  # ultralytics' check (it loads yolo26n.pt) is out
+
+    class Model:
+        def parameters(self):
+            yield torch.nn.Parameter(torch.zeros(1)) if device == "cpu" else _OnDevice(device)
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _device: gpu)
+    assert decide_amp(Model()) is amp
+
+
+class _OnDevice:
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.device = torch.device(device)
