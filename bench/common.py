@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -12,8 +11,13 @@ RESULTS = REPO / "bench" / "results"
 
 
 def machine() -> str:
-    """The machine, as each result records it."""
-    return f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    """The machine, as each result records it (and as model cards describe it)."""
+    from detection.release import describe_machine
+
+    found = describe_machine()
+    return f"{platform.node()} {found['cpu']}, {found['cores']} cores" + (
+        f", {found['gpu']}" if found["gpu"] else ""
+    )
 
 
 def save(name: str, result: dict) -> Path:

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from detection.console import progress_bar, stderr_console
+from detection.weights import MODELS_DIR
 
 
 def _print_skipped(console, errors: list[dict]) -> None:
@@ -211,6 +212,18 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from detection.release import release
+
+    card = release(args.run, args.data, args.name, args.models_dir)
+    coco = card["evaluation"]["pycocotools"]
+    stderr_console().print(
+        f"Released {args.models_dir / args.name} (model.pt, model.onnx, card.md, card.json): "
+        f"mAP50 {coco['mAP50']:.4f}, mAP50:95 {coco['mAP50-95']:.4f}; use --weights {args.name}"
+    )
+    return 0
+
+
 def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     """Registers the detector subcommands."""
     train = commands.add_parser(
@@ -221,7 +234,10 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--device 0,1,2,3 trains on several GPUs with ultralytics' own DDP.",
     )
     train.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
-    train.add_argument("--model", help="yolo11n.yaml (from scratch) or a local .pt to start from")
+    train.add_argument(
+        "--model",
+        help="yolo11n.yaml (from scratch), or a local .pt or released name to start from",
+    )
     train.add_argument("--imgsz", type=int, help="training image size")
     train.add_argument("--epochs", type=int, help="epochs")
     train.add_argument("--batch", type=int, help="batch size")
@@ -244,7 +260,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         description="Score a model on a converted split, or any COCO results file against COCO "
         "ground truth, with pycocotools; write report.json/.md, per_class.csv and plots.",
     )
-    evaluate.add_argument("--weights", type=Path, help="trained weights (.pt)")
+    evaluate.add_argument("--weights", type=Path, help="trained .pt or a released name (neu-det)")
     evaluate.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
     evaluate.add_argument("--split", default="val", help="split to score (default val)")
     evaluate.add_argument("--predictions", type=Path, help="COCO results JSON of any detector")
@@ -266,7 +282,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "(COCO results with file names) and errors.json. Unreadable images are skipped.",
     )
     predict.add_argument("sources", type=Path, nargs="+", help="images or folders")
-    predict.add_argument("--weights", type=Path, required=True, help=".pt (or .onnx with onnx)")
+    predict.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help=".pt, .onnx (with --backend onnx) or a released name (neu-det)",
+    )
     predict.add_argument("--out", type=Path, required=True, help="output folder")
     predict.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0.25)")
     predict.add_argument(
@@ -286,7 +307,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="export weights to ONNX (optionally int8-quantised)",
         description="Export a trained detector to ONNX with dynamic batch, beside the .pt.",
     )
-    export.add_argument("--weights", type=Path, required=True, help="trained .pt")
+    export.add_argument(
+        "--weights", type=Path, required=True, help="trained .pt or a released name"
+    )
     export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx")
     export.add_argument("--imgsz", type=int, help="image size (default: the training size)")
     export.add_argument(
@@ -318,7 +341,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     review.add_argument("action", nargs="?", choices=("export",), help="export corrected labels")
     review.add_argument("--data", type=Path, help="converter output, or a folder of new images")
-    review.add_argument("--weights", type=Path, help="detector weights for predictions")
+    review.add_argument(
+        "--weights", type=Path, help="detector .pt or a released name (neu-det) for predictions"
+    )
     review.add_argument("--split", default="val", help="split to evaluate (val)")
     review.add_argument("--name", help="FiftyOne dataset name (default defects-<data folder>)")
     review.add_argument("--port", type=int, default=5151, help="App port (5151)")
@@ -362,7 +387,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     train_cls.add_argument(
         "--backbone",
         default="weights/detector/best.pt",
-        help="detector .pt whose backbone initialises the classifier, or none",
+        help="detector .pt (or released name) whose backbone initialises the classifier, or none",
     )
     train_cls.add_argument("--model", default="yolo11n-cls.yaml", help="classifier definition")
     train_cls.add_argument("--imgsz", type=int, default=224, help="image size (224)")
@@ -377,6 +402,25 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     train_cls.add_argument("--seed", type=int, default=0)
     train_cls.add_argument("--workers", type=int, help="data loader workers")
     train_cls.set_defaults(func=cmd_train_cls)
+
+    release = commands.add_parser(
+        "release",
+        help="publish a trained run as a released model (models/NAME) with its card",
+        description="Copy a run's best.pt to models/NAME/model.pt, export model.onnx, score it "
+        "on the val split (pycocotools and ultralytics), measure CPU throughput, draw its "
+        "weakest classes and write card.json and card.md. Then --weights NAME works anywhere.",
+    )
+    release.add_argument(
+        "--run",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the training runs in order (weights/NAME ...); the last one's best.pt is released",
+    )
+    release.add_argument("--data", type=Path, required=True, help="the converted dataset")
+    release.add_argument("--name", required=True, help="released name, e.g. neu-det")
+    release.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="default models/")
+    release.set_defaults(func=cmd_release)
 
     classify = commands.add_parser(
         "classify",
