@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify bench-review clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify bench-review release clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -61,9 +61,24 @@ endif
 	$(DEFECTS) train --data $(OUT)/data.yaml --name $(NAME) $(TRAIN_ARGS)
 	$(DEFECTS) evaluate --weights weights/$(NAME)/best.pt --data $(OUT)/data.yaml --split val --out reports/$(NAME)
 
-# FiftyOne review of a converted dataset with a detector's predictions (Ctrl-C to stop).
+# FiftyOne review with a detector's predictions (Ctrl-C to stop). DATA: a converter output,
+# a raw dataset (converted into OUT first, for its ground truth and split) or a plain folder
+# of images. Weights: WEIGHTS_REVIEW, else weights/NAME/best.pt if trained here, else the
+# released model NAME (models/NAME), so a fresh clone reviews NEU-DET with no training.
+REVIEW_WEIGHTS = $(or $(WEIGHTS_REVIEW),$(if $(wildcard weights/$(NAME)/best.pt),weights/$(NAME)/best.pt,$(NAME)))
 review: setup
-	$(DEFECTS) review --data $(or $(DATA),$(OUT)) --weights $(or $(WEIGHTS_REVIEW),weights/$(NAME)/best.pt) --name defects-$(NAME)
+	@data="$(or $(DATA),$(OUT))"; \
+	if [ -n "$(DATA)" ] && [ ! -f "$(DATA)/manifest.json" ] && \
+		$(DEFECTS) validate "$(DATA)" >/dev/null 2>&1; then \
+		$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED) && data="$(OUT)"; \
+	fi; \
+	$(DEFECTS) review --data "$$data" --weights $(REVIEW_WEIGHTS) --name defects-$(NAME)
+
+# Publish a trained run as models/NAME with its model card (RUNS: the run folders that made
+# it, in order; the last one's best.pt is released). Replace a release rarely: git keeps each.
+RUNS ?= weights/$(NAME)
+release: setup
+	$(DEFECTS) release --run $(RUNS) --data $(OUT) --name $(NAME)
 
 convert-neu: setup
 	@test -n "$(DATA)" || { echo "usage: make convert-neu DATA=path/to/NEU-DET [OUT=...]"; exit 2; }
@@ -73,14 +88,14 @@ convert-gc10: setup
 	@test -n "$(DATA)" || { echo "usage: make convert-gc10 DATA=path/to/GC10-DET [OUT=...]"; exit 2; }
 	$(DEFECTS) convert "$(DATA)" --format gc10-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
 
-WEIGHTS ?= weights/neu-det/best.pt
+# The released NEU-DET model (models/neu-det); WEIGHTS=weights/NAME/best.pt for a local run.
+WEIGHTS ?= neu-det
 
 bench: bench-convert bench-predict bench-classify bench-review
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
 
-# Needs trained NEU-DET weights (make train-det DATA=../shared/datasets/NEU-DET).
 bench-predict: setup
 	$(PY) bench/predict.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 

@@ -5,7 +5,7 @@ seeded 80/20 split). Both classifiers are yolo11n-cls at the same image size, ep
 seed; one starts from the trained NEU-DET detector's backbone, one from scratch. Their
 per-epoch validation top-1 curves are drawn side by side from this one run.
 
-    make bench-classify   (needs weights/neu-det/best.pt from make train-det DATA=...NEU-DET)
+    make bench-classify   (the backbone: the released neu-det model, or BACKBONE=...)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def curve(run_dir: Path) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
-    parser.add_argument("--backbone", type=Path, default=REPO / "weights/neu-det/best.pt")
+    parser.add_argument("--backbone", default="neu-det", help=".pt or a released name")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--imgsz", type=int, default=224)
     parser.add_argument("--device", default="auto")

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from detection.predict import (  # noqa: E402
     export_onnx,
     quantize_int8,
 )
+from detection.weights import resolve_weights  # noqa: E402
 
 
 def timed(function) -> float:
@@ -48,7 +51,7 @@ def timed(function) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=REPO / "weights/neu-det/best.pt")
+    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
     parser.add_argument(
         "--data",
         type=Path,
@@ -64,10 +67,14 @@ def main() -> None:
     args = parser.parse_args()
 
     paths = sorted(args.images.glob("*.jpg"))[: args.count]
-    fp32 = export_onnx(args.weights, args.imgsz)
+    # Exports land beside the weights: work on a copy, never in models/ or weights/.
+    scratch = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    weights = scratch / "model.pt"
+    shutil.copyfile(resolve_weights(args.weights), weights)
+    fp32 = export_onnx(weights, args.imgsz)
     calibration = sorted((args.data / "images" / "train").glob("*.jpg"))[:200]
     int8 = quantize_int8(fp32, calibration, args.imgsz)
-    torch_model = TorchDetector(args.weights, args.imgsz, "cpu")
+    torch_model = TorchDetector(weights, args.imgsz, "cpu")
     onnx_fp32, onnx_int8 = OnnxDetector(fp32, args.imgsz), OnnxDetector(int8, args.imgsz)
 
     def ultralytics_single() -> None:
@@ -125,6 +132,7 @@ def main() -> None:
         "mAP_on_val": accuracy,
         "all_runs_s": seconds,
     }
+    shutil.rmtree(scratch, ignore_errors=True)
     save("predict", result)
     print(json.dumps(result, indent=2))
 

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401  (offline switches for the child processes too)
 from bench.common import machine, save  # noqa: E402
+from detection.weights import resolve_weights  # noqa: E402
 
 BY_HAND_SCRIPT = r"""
 import json, sys, time
@@ -118,11 +119,12 @@ def database_running() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
-    parser.add_argument("--weights", type=Path, default=REPO / "weights/neu-det/best.pt")
+    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if database_running():
         sys.exit("a FiftyOne database is running (an open App?): close it for cold starts")
+    args.weights = resolve_weights(args.weights)
     if not args.weights.with_suffix(".onnx").is_file():
         sys.exit(f"{args.weights.with_suffix('.onnx')}: run `defects export` first")
     ours, by_hand = [], []

@@ -28,7 +28,7 @@ import yaml
 
 from converters.errors import ConversionError
 from detection.evaluate import evaluate_model
-from detection.report import iou_matrix
+from detection.report import _clean, iou_matrix
 from detection.train import resolve_data
 from detection.weights import MODELS_DIR, load_yolo, sha256
 
@@ -105,12 +105,10 @@ def training_stage(run_dir: Path) -> dict:
 
 
 def _relative(path: Path) -> str:
+    """``path`` as a command typed at the repository root would give it."""
     from detection.offline import PROJECT_ROOT
 
-    try:
-        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
+    return os.path.relpath(Path(path).resolve(), PROJECT_ROOT)
 
 
 def weakest_examples(
@@ -275,8 +273,9 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                 "manifest_sha256": sha256(root / "manifest.json"),
                 "split_sha256": split_fingerprint(manifest),
                 "val_ground_truth_sha256": sha256(root / "annotations" / "instances_val.json"),
-                "convert": "defects convert ../shared/datasets/NEU-DET --out "
-                "datasets/converted/neu-det --split 0.8,0.2 --seed 0",
+                "convert": f"defects convert {_relative(Path(manifest['source']))} --out "
+                f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
+                f"--seed {manifest['seed']}",
             },
             "stages": [training_stage(run) for run in runs],
             "hardware": describe_machine(),
@@ -303,6 +302,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
             ),
             "weaknesses": weaknesses,
         }
+        card = _clean(card)  # NaN (a class never detected) becomes null
         (release_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         (release_dir / "card.md").write_text(card_markdown(card))
         if target.exists():
@@ -314,6 +314,10 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
     return card
 
 
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def card_markdown(card: dict) -> str:
     """The model card for people: the same facts as ``card.json``."""
     evaluation, data, model = card["evaluation"], card["data"], card["model"]
@@ -323,9 +327,10 @@ def card_markdown(card: dict) -> str:
         f"# Model card: `{card['name']}`",
         "",
         f"A {model['architecture'].removesuffix('.yaml')} detector ({model['parameters']:,} "
-        f"parameters, {model['imgsz']} px) for the {len(model['classes'])} NEU-DET surface "
-        f"defect classes, trained from scratch (no pretrained weights of any kind). Released "
-        f"{card['released']}. Use it by name: `--weights {card['name']}`.",
+        f"parameters, {model['imgsz']} px) for the {len(model['classes'])} surface defect "
+        f"classes of {data['dataset']} ({', '.join(model['classes'])}), trained from scratch "
+        f"(no pretrained weights of any kind). Released {card['released']}. "
+        f"Use it by name: `--weights {card['name']}`.",
         "",
         "## Figures (val split, pycocotools)",
         "",
@@ -385,8 +390,8 @@ def card_markdown(card: dict) -> str:
     for weak in card["weaknesses"]:
         lines.append(
             f"- **{weak['class']}**: AP50 {weak['ap50']:.3f}, AP50:95 {weak['ap50_95']:.3f}, "
-            f"recall {weak['recall_at_best_f1'] or 0:.3f} at its best-F1 confidence "
-            f"{weak['best_f1_confidence'] or 0:.3f}. Its most-missed val images "
+            f"recall {_figure(weak['recall_at_best_f1'])} at its best-F1 confidence "
+            f"{_figure(weak['best_f1_confidence'])}. Its most-missed val images "
             f"(boxes missed: {weak['missed_boxes_in_examples']}; ground truth green, "
             "predictions red):"
         )

@@ -1,0 +1,88 @@
+"""Released models: the release command on a tiny run, and the shipped NEU-DET model
+reproducing its card exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from converters.convert import ConvertResult
+from detection.cli import main
+from detection.evaluate import evaluate_model
+from detection.release import split_fingerprint
+from detection.weights import MODELS_DIR, sha256
+
+pytestmark = pytest.mark.slow
+RELEASED = MODELS_DIR / "neu-det"
+
+
+def test_release_writes_a_model_that_reproduces_its_card(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    models = tmp_path / "models"
+    argv = ["release", "--run", str(trained), "--data", str(tiny_data), "--name", "tiny"]
+    assert main([*argv, "--models-dir", str(models)]) == 0
+    released = models / "tiny"
+    assert {p.name for p in released.iterdir()} >= {"model.pt", "model.onnx", "card.json"}
+    card = json.loads((released / "card.json").read_text())
+    assert card["model"]["weights_sha256"] == sha256(trained / "best.pt")
+    assert card["stages"][0]["epochs"] == 2 and card["stages"][0]["start"] == "yolo11n.yaml"
+    assert "defects train --data" in card["stages"][0]["command"]
+    assert card["throughput"]["images_per_second"]["onnx_fp32_batch32"] > 0
+    for weak in card["weaknesses"]:
+        assert all((released / example).is_file() for example in weak["examples"])
+    with_card = card["evaluation"]["pycocotools"]
+    report = evaluate_model(released / "model.pt", tiny_data, tmp_path / "again", "val",
+                            with_ultralytics=False)  # fmt: skip
+    assert report["metrics"]["AP50"] == pytest.approx(with_card["mAP50"], abs=1e-12)
+    assert report["metrics"]["AP50:95"] == pytest.approx(with_card["mAP50-95"], abs=1e-12)
+    markdown = (released / "card.md").read_text()
+    assert f"{with_card['mAP50']:.4f}" in markdown and "## Known weaknesses" in markdown
+    # Nothing was staged inside the repository or the models folder.
+    assert sorted(p.name for p in models.iterdir()) == ["tiny"]
+    assert "Released" in capsys.readouterr().err
+
+
+def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_path: Path):
+    """The shipped model, re-scored on a fresh conversion of the real NEU-DET with the
+    seeded split: the same split, and the card's figures to 1e-6."""
+    card = json.loads((RELEASED / "card.json").read_text())
+    out = neu_converted.out
+    assert (
+        split_fingerprint(json.loads((out / "manifest.json").read_text()))
+        == (card["data"]["split_sha256"])
+    )
+    val_gt = out / "annotations" / "instances_val.json"
+    assert sha256(val_gt) == card["data"]["val_ground_truth_sha256"]
+    assert sha256(RELEASED / "model.pt") == card["model"]["weights_sha256"]
+    report = evaluate_model("neu-det", out, tmp_path / "report", "val", with_ultralytics=False)
+    figures = card["evaluation"]["pycocotools"]
+    assert report["metrics"]["AP50"] == pytest.approx(figures["mAP50"], abs=1e-6)
+    assert report["metrics"]["AP50:95"] == pytest.approx(figures["mAP50-95"], abs=1e-6)
+    for cls in report["per_class"]:
+        assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)
+
+
+def test_released_neu_det_is_small_and_complete():
+    files = {p.name: p.stat().st_size for p in RELEASED.rglob("*") if p.is_file()}
+    assert {"model.pt", "model.onnx", "card.json", "card.md"} <= files.keys()
+    assert sum(files.values()) < 20 * 2**20
+
+
+def test_predict_by_released_name_from_any_folder(neu_det: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((neu_det / "IMAGES").iterdir())[::300]:
+        shutil.copyfile(path, images / path.name)
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        argv = ["predict", str(images), "--weights", "neu-det", "--out", str(out)]
+        assert main([*argv, "--backend", backend]) == 0
+        predictions = json.loads((out / "predictions.json").read_text())
+        assert {p["file_name"] for p in predictions} <= {str(p) for p in images.iterdir()}
+        assert len({p["file_name"] for p in predictions}) >= 4  # defects found in most
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "torch"]
