@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify bench-review release clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-classify bench-review release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -111,6 +111,12 @@ bench-review: setup
 BACKBONE ?= weights/$(NAME)/best.pt
 train-cls: setup
 	$(DEFECTS) train-cls --data $(or $(DATA),$(OUT)) --backbone $(BACKBONE) --name $(NAME)-cls $(TRAIN_ARGS)
+
+# tidecv's figures for the TIDE parity test, in a throwaway venv: tidecv needs opencv-python,
+# which must never enter the project's environment (two OpenCVs overwrite each other).
+tide-reference:
+	@tmp=$$(mktemp -d) && python3 -m venv $$tmp && $$tmp/bin/pip install -q tidecv==1.0.1 && \
+		$$tmp/bin/python tests/data/tide/make_reference.py; status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
 	rm -rf datasets/generated datasets/converted reports .state/runs

@@ -1,0 +1,215 @@
+"""Bootstrap intervals for COCO AP: match once with pycocotools, re-accumulate per replicate.
+
+Re-running ``COCOeval`` on 1,000 resampled datasets takes minutes. Matching does not
+depend on which other images are in the sample (pycocotools matches per image and
+category), so it is done once; a replicate is then only a weight per image (how often the
+resample drew it), and AP is pycocotools' ``accumulate`` with weighted counts: cumulative
+true and false positives, the precision envelope, precision at the 101 recall points.
+With every weight 1 the figures equal pycocotools' own to float precision (tested).
+Replicates are vectorised in blocks; a paired comparison uses the same draws for both
+models, so their difference is resampled over the same images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from pycocotools.cocoeval import COCOeval
+
+from detection.cocoeval import load_gt, load_results
+
+_BLOCK = 100  # replicates accumulated at once (memory: block x detections x IoU floats)
+
+
+@dataclass
+class ClassMatches:
+    """One category's detections in pycocotools' accumulation order."""
+
+    image: np.ndarray  # [D] index into MatchTable.image_ids
+    true_positive: np.ndarray  # [T, D] bool
+    ignored: np.ndarray  # [T, D] bool
+    ground_truth: np.ndarray  # [N] non-ignored ground-truth boxes per image
+
+
+@dataclass
+class MatchTable:
+    """pycocotools' matches of one evaluation (one area range, 100 detections per image)."""
+
+    image_ids: list[int]
+    class_names: list[str]
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    classes: list[ClassMatches]
+
+    @classmethod
+    def from_cocoeval(cls, evaluator: COCOeval, area_index: int = 0) -> MatchTable:
+        """Reads ``evaluator.evalImgs`` (after ``evaluate()``) for one area range."""
+        params = evaluator.params
+        n_images, n_areas = len(params.imgIds), len(params.areaRng)
+        max_det = params.maxDets[-1]
+        per_class = []
+        for k in range(len(params.catIds)):
+            images, scores, matched, ignored = [], [], [], []
+            ground_truth = np.zeros(n_images)
+            for i in range(n_images):
+                entry = evaluator.evalImgs[k * n_areas * n_images + area_index * n_images + i]
+                if entry is None:
+                    continue
+                ground_truth[i] = np.count_nonzero(entry["gtIgnore"] == 0)
+                count = len(entry["dtScores"][:max_det])
+                images.append(np.full(count, i))
+                scores.append(np.asarray(entry["dtScores"][:max_det], dtype=float))
+                matched.append(entry["dtMatches"][:, :max_det])
+                ignored.append(entry["dtIgnore"][:, :max_det])
+            n_iou = len(params.iouThrs)
+            if scores:
+                order = np.argsort(-np.concatenate(scores), kind="mergesort")
+                image = np.concatenate(images)[order]
+                true_positive = (np.concatenate(matched, 1) > 0)[:, order]
+                ignore = np.concatenate(ignored, 1).astype(bool)[:, order]
+            else:
+                image = np.zeros(0, int)
+                true_positive = ignore = np.zeros((n_iou, 0), bool)
+            per_class.append(ClassMatches(image, true_positive, ignore, ground_truth))
+        names = [evaluator.cocoGt.cats[c]["name"] for c in params.catIds]
+        return cls(
+            list(params.imgIds),
+            names,
+            np.asarray(params.iouThrs),
+            np.asarray(params.recThrs),
+            per_class,
+        )
+
+    def average_precision(self, weights: np.ndarray) -> np.ndarray:
+        """AP for each row of image weights.
+
+        Args:
+            weights: ``[R, N]``, how often each image counts in each replicate (``N`` as
+                ``image_ids``; a row of ones is the evaluation itself, zeros leave an
+                image out).
+
+        Returns:
+            ``[R, K, T]`` AP per replicate, class and IoU threshold; NaN where the
+            replicate holds no ground truth of that class (pycocotools' -1).
+        """
+        weights = np.atleast_2d(np.asarray(weights, dtype=float))
+        result = np.empty((weights.shape[0], len(self.classes), len(self.iou_thresholds)))
+        for start in range(0, weights.shape[0], _BLOCK):
+            block = weights[start : start + _BLOCK]
+            for k, matches in enumerate(self.classes):
+                result[start : start + _BLOCK, k] = _class_ap(
+                    matches, block, self.recall_thresholds
+                )
+        return result
+
+
+def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndarray):
+    """``[R, T]`` AP of one class: pycocotools' accumulate with weighted counts.
+
+    Only true-positive positions are needed: recall rises only there, so the first
+    position reaching a recall point is one of them, and the precision envelope (the best
+    precision at or after a position) peaks at one of them too, since precision falls at
+    every false positive. One cumulative sum of the counted detections' weights per class
+    serves every IoU threshold with the same ignored detections; the rest works on the
+    true positives alone.
+    """
+    n_gt = weights @ matches.ground_truth  # [R]
+    replicates, n_iou = weights.shape[0], matches.true_positive.shape[0]
+    ap = np.zeros((replicates, n_iou))
+    ap[n_gt == 0] = np.nan
+    if matches.image.size == 0:
+        return ap
+    per_detection = weights[:, matches.image]  # [R, D]
+    live = np.flatnonzero(n_gt > 0)
+    safe_gt = np.where(n_gt > 0, n_gt, 1)[:, None]
+    counted_sums: dict[bytes, np.ndarray] = {}
+    for t in range(n_iou):
+        counted = ~matches.ignored[t]
+        key = np.packbits(counted).tobytes()
+        if key not in counted_sums:
+            counted_sums[key] = np.cumsum(per_detection * counted, axis=1)
+        positions = np.flatnonzero(matches.true_positive[t] & counted)
+        if positions.size == 0:
+            continue  # no true positive: every recall point has precision 0
+        seen = counted_sums[key][:, positions]  # tp + fp at each true positive
+        tp = np.cumsum(per_detection[:, positions], axis=1)
+        recall = tp / safe_gt
+        precision = tp / (seen + np.spacing(1))
+        envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        for r in live:
+            found = np.searchsorted(recall[r], recall_points, side="left")
+            inside = found < positions.size
+            ap[r, t] = envelope[r, found[inside]].sum() / recall_points.size
+    return ap
+
+
+def match(gt: dict, results: list[dict], area_ranges: dict[str, list[float]] | None = None):
+    """Runs pycocotools' matching once and returns a :class:`MatchTable` per area range.
+
+    Args:
+        gt: COCO ground truth.
+        results: COCO results.
+        area_ranges: ``{label: [low, high]}`` in the units of the annotations' ``area``;
+            default COCO's ``all`` only.
+    """
+    coco_gt = load_gt(gt)
+    coco_dt = load_results(coco_gt, results)
+    evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+    if area_ranges:
+        evaluator.params.areaRng = [list(r) for r in area_ranges.values()]
+        evaluator.params.areaRngLbl = list(area_ranges)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+    labels = evaluator.params.areaRngLbl
+    return {label: MatchTable.from_cocoeval(evaluator, a) for a, label in enumerate(labels)}
+
+
+def resample_weights(n_images: int, replicates: int, seed: int) -> np.ndarray:
+    """``[replicates, n_images]`` draw counts of a seeded bootstrap over images."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=replicates)
+
+
+def summarise(ap: np.ndarray) -> dict[str, np.ndarray]:
+    """``mAP50`` and ``mAP50-95`` per replicate and per class from ``[R, K, T]`` AP (IoU
+    0.50 is the first threshold), averaged over the classes present as pycocotools does."""
+    with np.errstate(invalid="ignore"), _quiet_nan_means():
+        per_class_50 = ap[:, :, 0]
+        per_class_50_95 = np.nanmean(ap, axis=2)
+        return {
+            "mAP50": np.nanmean(per_class_50, axis=1),
+            "mAP50-95": np.nanmean(per_class_50_95, axis=1),
+            "ap50": per_class_50,
+            "ap50_95": per_class_50_95,
+        }
+
+
+@contextlib.contextmanager
+def _quiet_nan_means():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN mean is a NaN, as meant
+        yield
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """The percentile interval of the finite bootstrap values (``None`` if there are none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
+
+
+def p_value(differences: np.ndarray) -> float | None:
+    """Two-sided bootstrap p-value of a paired difference being zero: twice the smaller
+    share of replicates on either side of zero (ties count for both), at most 1."""
+    finite = differences[np.isfinite(differences)]
+    if finite.size == 0:
+        return None
+    below, above = np.mean(finite <= 0), np.mean(finite >= 0)
+    return float(min(1.0, 2 * min(below, above)))
