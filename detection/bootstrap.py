@@ -146,17 +146,30 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndar
     return ap
 
 
-def match(gt: dict, results: list[dict], area_ranges: dict[str, list[float]] | None = None):
+def match(
+    gt: dict,
+    results: list[dict],
+    area_ranges: dict[str, list[float]] | None = None,
+    relative_area: bool = False,
+):
     """Runs pycocotools' matching once and returns a :class:`MatchTable` per area range.
 
     Args:
         gt: COCO ground truth.
         results: COCO results.
-        area_ranges: ``{label: [low, high]}`` in the units of the annotations' ``area``;
-            default COCO's ``all`` only.
+        area_ranges: ``{label: [low, high]}`` in the units of ``area``; default COCO's
+            ``all`` only.
+        relative_area: Measure every box (ground truth and detection) as a fraction of
+            its image's area, so the ranges mean the same on 200x200 and 2048x1000 images.
     """
     coco_gt = load_gt(gt)
     coco_dt = load_results(coco_gt, results)
+    if relative_area:
+        for coco in (coco_gt, coco_dt):
+            for annotation in coco.anns.values():
+                image = coco_gt.imgs[annotation["image_id"]]
+                _, _, w, h = annotation["bbox"]
+                annotation["area"] = w * h / (image["width"] * image["height"])
     evaluator = COCOeval(coco_gt, coco_dt, "bbox")
     if area_ranges:
         evaluator.params.areaRng = [list(r) for r in area_ranges.values()]
@@ -213,3 +226,54 @@ def p_value(differences: np.ndarray) -> float | None:
         return None
     below, above = np.mean(finite <= 0), np.mean(finite >= 0)
     return float(min(1.0, 2 * min(below, above)))
+
+
+def figures(
+    table: MatchTable, subset: np.ndarray | None, replicates: int, seed: int
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Point figures and their bootstrap intervals on ``subset`` of the images.
+
+    Args:
+        table: The matches.
+        subset: Indices into ``table.image_ids`` (``None``: every image); the bootstrap
+            draws that many images from the subset, with replacement.
+        replicates: Bootstrap replicates (0: point figures only).
+        seed: The draws' seed.
+
+    Returns:
+        The report's figures (``mAP50``, ``mAP50_ci``, ``mAP50-95``, ``mAP50-95_ci``,
+        ``per_class``) and the replicates' summaries, for paired differences.
+    """
+    n = len(table.image_ids)
+    chosen = np.arange(n) if subset is None else np.asarray(subset, dtype=int)
+    point_weights = np.zeros((1, n))
+    point_weights[0, chosen] = 1
+    point = summarise(table.average_precision(point_weights))
+    draws = np.zeros((replicates, n))
+    if replicates:
+        draws[:, chosen] = resample_weights(chosen.size, replicates, seed)
+    replicated = summarise(table.average_precision(draws)) if replicates else None
+
+    def ci(values_key: str, k: int | None = None) -> list[float] | None:
+        if replicated is None:
+            return None
+        values = replicated[values_key] if k is None else replicated[values_key][:, k]
+        return interval(values)
+
+    found = {
+        "images": int(chosen.size),
+        "mAP50": float(point["mAP50"][0]),
+        "mAP50_ci": ci("mAP50"),
+        "mAP50-95": float(point["mAP50-95"][0]),
+        "mAP50-95_ci": ci("mAP50-95"),
+        "per_class": {
+            name: {
+                "ap50": float(point["ap50"][0, k]),
+                "ap50_ci": ci("ap50", k),
+                "ap50_95": float(point["ap50_95"][0, k]),
+                "ap50_95_ci": ci("ap50_95", k),
+            }
+            for k, name in enumerate(table.class_names)
+        },
+    }
+    return found, replicated

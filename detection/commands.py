@@ -46,7 +46,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.predictions or args.gt:
         if not (args.predictions and args.gt) or args.weights:
             raise ConversionError("give --predictions and --gt together (and no --weights)")
-        report = evaluate_files(args.predictions, args.gt, args.out)
+        report = evaluate_files(
+            args.predictions, args.gt, args.out, replicates=args.bootstrap, seed=args.seed
+        )
     else:
         if not (args.weights and args.data):
             raise ConversionError("give --weights and --data, or --predictions and --gt")
@@ -60,13 +62,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 None if args.device == "auto" else args.device,
                 with_ultralytics=not args.no_ultralytics,
                 progress=update,
+                replicates=args.bootstrap,
+                seed=args.seed,
             )
     print((Path(args.out) / "report.md").read_text())
-    metrics = report["metrics"]
     stderr_console().print(
-        f"mAP50 {metrics['AP50']:.4f}  mAP50:95 {metrics['AP50:95']:.4f}  -> {args.out}/report.md"
+        f"mAP50 {report['mAP50']:.4f} {_interval(report['mAP50_ci'])}  mAP50:95 "
+        f"{report['mAP50-95']:.4f} {_interval(report['mAP50-95_ci'])}  -> {args.out}/report.md"
     )
     return 0
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+
+
+def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap replicates over images for the 95%% intervals (1000; 0: none)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (0)")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -212,6 +230,75 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from converters.errors import ConversionError
+    from detection.compare import compare
+    from detection.evaluate import read_ground_truth, read_results
+
+    if args.predictions:
+        if not args.gt or args.weights or args.data:
+            raise ConversionError("give --gt with --predictions (and no --weights or --data)")
+        gt = read_ground_truth(args.gt)
+        predictions = [read_results(path, gt, args.gt) for path in args.predictions]
+        sources = [str(path) for path in args.predictions]
+        default_names = [path.stem for path in args.predictions]
+    elif args.weights and args.data:
+        predictions, gt, sources = _predict_for_comparison(args)
+        default_names = [_weights_name(w) for w in args.weights]
+    else:
+        raise ConversionError(
+            "give --gt and --predictions A B ..., or --data and --weights A B ..."
+        )
+    count = len(predictions)
+    if count < 2:
+        raise ConversionError("compare needs at least two models")
+    names = args.names.split(",") if args.names else default_names
+    if len(names) != count or len(set(names)) != count:
+        raise ConversionError(f"--names needs {count} different names, one per model")
+    report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources)
+    print((args.out / "report.md").read_text())
+    differences = report["difference"]
+    for difference in differences if isinstance(differences, list) else [differences]:
+        stderr_console().print(
+            f"{difference['model']} - {difference['baseline']}: mAP50 "
+            f"{difference['mAP50']:+.4f} {_interval(difference['mAP50_ci'])}, "
+            f"p = {difference['p_value']}"
+        )
+    return 0
+
+
+def _weights_name(weights: Path) -> str:
+    from detection.weights import released_models
+
+    if str(weights) in released_models():
+        return str(weights)
+    return weights.parent.name if weights.stem in ("best", "last", "model") else weights.stem
+
+
+def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
+    from converters.errors import ConversionError
+    from detection.evaluate import predict_coco, read_ground_truth
+    from detection.predict import TorchDetector
+    from detection.train import resolve_data
+
+    root = resolve_data(args.data).parent
+    gt_path = root / "annotations" / f"instances_{args.split}.json"
+    if not gt_path.is_file():
+        raise ConversionError(f"{gt_path}: no ground truth for split '{args.split}'")
+    gt = read_ground_truth(gt_path)
+    classes = [category["name"] for category in gt["categories"]]
+    predictions = []
+    for weights in args.weights:
+        detector = TorchDetector(
+            weights, args.imgsz, None if args.device == "auto" else args.device, classes
+        )
+        with progress_bar(f"Predicting ({weights})") as update:
+            predictions.append(
+                predict_coco(detector, gt, root / "images" / args.split, progress=update)
+            )
+    return predictions, gt, [str(w) for w in args.weights]
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from detection.release import release
 
@@ -273,6 +360,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip ultralytics' own validation beside pycocotools",
     )
+    _add_bootstrap_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser(
@@ -402,6 +490,28 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     train_cls.add_argument("--seed", type=int, default=0)
     train_cls.add_argument("--workers", type=int, help="data loader workers")
     train_cls.set_defaults(func=cmd_train_cls)
+
+    compare = commands.add_parser(
+        "compare",
+        help="paired comparison of detectors: does B really beat A?",
+        description="Score two or more detectors on the same ground truth with 95%% bootstrap "
+        "intervals, and each later one's paired difference to the first (the same resampled "
+        "images for all), with its interval and p-value, overall and per class. Writes "
+        "report.json, report.md and differences.png (a forest plot).",
+    )
+    compare.add_argument("--gt", type=Path, help="COCO ground truth (with --predictions)")
+    compare.add_argument("--predictions", type=Path, nargs="+", help="COCO results, A first")
+    compare.add_argument("--data", type=Path, help="a converted dataset (with --weights)")
+    compare.add_argument(
+        "--weights", type=Path, nargs="+", help=".pt files or released names, A first"
+    )
+    compare.add_argument("--names", help="the models' names, comma-separated")
+    compare.add_argument("--split", default="val", help="with --data: the split (val)")
+    compare.add_argument("--imgsz", type=int, help="with --weights: image size")
+    compare.add_argument("--device", default="auto", help="with --weights: auto, cpu, 0")
+    compare.add_argument("--out", type=Path, required=True, help="report folder")
+    _add_bootstrap_arguments(compare)
+    compare.set_defaults(func=cmd_compare)
 
     release = commands.add_parser(
         "release",

@@ -119,8 +119,11 @@ def evaluate_model(
     device: str | None = None,
     with_ultralytics: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    replicates: int = 1000,
+    seed: int = 0,
 ) -> dict:
-    """Predicts on a converted split, scores with pycocotools, writes the report."""
+    """Predicts on a converted split, scores with pycocotools, writes the report (with
+    ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``)."""
     weights = resolve_weights(weights)
     data_yaml = resolve_data(data)
     root = data_yaml.parent
@@ -151,7 +154,9 @@ def evaluate_model(
         "prediction_settings": {"conf": 0.001, "max_det": 100, "nms_iou": 0.7},
     }
     ultra = ultralytics_val(weights, data_yaml, split, imgsz, device) if with_ultralytics else None
-    return write_report(Path(out), scored, gt, results, meta, ultra, root / "images" / split)
+    return write_report(
+        Path(out), scored, gt, results, meta, ultra, root / "images" / split, replicates, seed
+    )
 
 
 def read_json(path: Path, what: str):
@@ -178,22 +183,34 @@ def read_json(path: Path, what: str):
         raise ConversionError(f"{path}: not valid JSON: {error}") from None
 
 
-def evaluate_files(
-    predictions: Path, gt_path: Path, out: Path, image_dir: Path | None = None
-) -> dict:
-    """Scores any detector's COCO results file against a COCO ground-truth file."""
-    results = read_json(Path(predictions), "COCO results")
-    gt = read_json(Path(gt_path), "COCO ground truth")
-    if isinstance(results, dict) and "annotations" in results:
-        results = results["annotations"]
-    if not isinstance(results, list):
-        raise ConversionError(f"{predictions}: expected a COCO results list")
+def read_ground_truth(gt_path: Path) -> dict:
+    """A COCO ground-truth file, checked.
+
+    Raises:
+        ConversionError: Unreadable, not JSON or not COCO ground truth; names the file.
+    """
+    gt = read_json(gt_path, "COCO ground truth")
     if not isinstance(gt, dict) or not {"images", "annotations", "categories"} <= gt.keys():
         raise ConversionError(
             f"{gt_path}: not COCO ground truth (needs 'images', 'annotations' and 'categories')"
         )
-    image_ids = {im["id"] for im in gt.get("images", [])}
-    category_ids = {c["id"] for c in gt.get("categories", [])}
+    return gt
+
+
+def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
+    """A COCO results file, checked against the ground truth it is scored on.
+
+    Raises:
+        ConversionError: Unreadable, not JSON, not COCO results, or naming images or
+            categories the ground truth lacks; names the file and the result.
+    """
+    results = read_json(predictions, "COCO results")
+    if isinstance(results, dict) and "annotations" in results:
+        results = results["annotations"]
+    if not isinstance(results, list):
+        raise ConversionError(f"{predictions}: expected a COCO results list")
+    image_ids = {im["id"] for im in gt["images"]}
+    category_ids = {c["id"] for c in gt["categories"]}
     for index, det in enumerate(results):
         if not isinstance(det, dict):
             raise ConversionError(f"{predictions}: result {index} is not a JSON object")
@@ -205,6 +222,20 @@ def evaluate_files(
                 f"{predictions}: result {index} names image {det['image_id']} "
                 f"or category {det['category_id']} absent from {gt_path}"
             )
+    return results
+
+
+def evaluate_files(
+    predictions: Path,
+    gt_path: Path,
+    out: Path,
+    image_dir: Path | None = None,
+    replicates: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Scores any detector's COCO results file against a COCO ground-truth file."""
+    gt = read_ground_truth(Path(gt_path))
+    results = read_results(Path(predictions), gt, Path(gt_path))
     if image_dir is None:  # a converter output: annotations/instances_X.json -> images/X
         split = Path(gt_path).stem.removeprefix("instances_")
         candidate = Path(gt_path).resolve().parent.parent / "images" / split
@@ -218,4 +249,6 @@ def evaluate_files(
         "images": len(gt["images"]),
         "split": Path(gt_path).stem.removeprefix("instances_"),
     }
-    return write_report(Path(out), evaluate(gt, results), gt, results, meta, None, image_dir)
+    return write_report(
+        Path(out), evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed
+    )

@@ -227,16 +227,36 @@ def write_report(
     meta: dict,
     ultralytics_metrics: dict | None = None,
     image_dir: Path | None = None,
+    replicates: int = 1000,
+    seed: int = 0,
 ) -> dict:
-    """Writes report.json, report.md, per_class.csv, pr_curves.png, confusion_matrix.png
-    and examples/ into ``out``; returns the report dict."""
+    """Writes report.json, report.md, per_class.csv, pr_curves.png, confusion_matrix.png,
+    errors.png, examples/ and errors/ into ``out``; returns the report dict.
+
+    ``replicates`` and ``seed`` drive the bootstrap intervals (0 replicates: none).
+    """
+    from detection.explain import explain
+
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in result.classes]
     matrix = confusion_matrix(gt, results)
+    explained = explain(gt, results, replicates, seed)
+    overall = explained["figures"]
+    per_class = [
+        {**asdict(c), **{k: v for k, v in overall["per_class"][c.name].items() if "_ci" in k}}
+        for c in result.classes
+    ]
     report = {
         **meta,
+        "mAP50": result.stats["AP50"],
+        "mAP50_ci": overall["mAP50_ci"],
+        "mAP50-95": result.stats["AP50:95"],
+        "mAP50-95_ci": overall["mAP50-95_ci"],
+        "bootstrap": explained["bootstrap"],
         "metrics": result.stats,
-        "per_class": [asdict(c) for c in result.classes],
+        "per_class": per_class,
+        "errors": explained["errors"],
+        "breakdowns": explained["breakdowns"],
         "confusion_matrix": {
             "labels": [*names, "background"],
             "rows": "true",
@@ -277,9 +297,50 @@ def write_report(
             )
     plot_pr_curves(result, out / "pr_curves.png")
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
+    plot_errors(report["errors"], out / "errors.png")
     examples = draw_examples(gt, results, image_dir, out / "examples") if image_dir else []
+    if image_dir:
+        draw_error_examples(gt, report["errors"]["examples"], image_dir, out / "errors")
     (out / "report.md").write_text(_markdown(report, result, examples))
     return report
+
+
+def plot_errors(errors: dict, path: Path) -> None:
+    """TIDE's bars: the AP50 each error type costs, main errors and the two special ones."""
+    import matplotlib.pyplot as plt
+
+    from detection.tide import ERROR_TYPES
+
+    labels = [*ERROR_TYPES, "false_positives", "false_negatives"]
+    values = [errors["dAP"][k] for k in labels]
+    colours = ["#c0392b"] * len(ERROR_TYPES) + ["#7f8c8d"] * 2
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    bars = axis.barh(labels[::-1], values[::-1], color=colours[::-1])
+    axis.bar_label(bars, fmt="%.2f", padding=3)
+    axis.set_xlabel("dAP50 (points): AP50 recovered by fixing every error of the type")
+    axis.set_title(f"TIDE error decomposition (AP50 {errors['ap50']:.2f})")
+    axis.set_xlim(0, max(max(values), 1) * 1.2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def draw_error_examples(gt: dict, examples: dict, image_dir: Path, out: Path) -> dict:
+    """Each error type's example images (``errors/<type>/``): the image's ground truth in
+    green and the erring detection in red. Returns the files per type."""
+    written = {}
+    for kind, chosen in examples.items():
+        written[kind] = []
+        for example in chosen:
+            image_id = example["image_id"]
+            subset = {
+                **gt,
+                "images": [im for im in gt["images"] if im["id"] == image_id],
+                "annotations": [a for a in gt["annotations"] if a["image_id"] == image_id],
+            }
+            detections = [example["detection"]] if example["detection"] else []
+            written[kind] += draw_examples(subset, detections, image_dir, out / kind, conf=0.0)
+    return written
 
 
 def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
@@ -305,6 +366,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
             f"{_fmt(c.ap75)} | {_fmt(c.precision)} | {_fmt(c.recall)} | {_fmt(c.f1)} | "
             f"{_fmt(c.best_f1_confidence, 2)} |"
         )
+    lines += _explained_markdown(report)
     ultra = report.get("ultralytics")
     if ultra:
         lines += [
@@ -321,7 +383,77 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     lines += [
         "",
         "Files: `report.json`, `per_class.csv`, `results.json` (COCO results), "
-        "`pr_curves.png`, `confusion_matrix.png`"
-        + (", `examples/` (ground truth green, predictions red)." if examples else "."),
+        "`pr_curves.png`, `confusion_matrix.png`, `errors.png`"
+        + (
+            ", `examples/` and `errors/<type>/` (ground truth green, predictions red)."
+            if examples
+            else "."
+        ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
+
+
+def _explained_markdown(report: dict) -> list[str]:
+    """The report's intervals, TIDE errors and breakdowns as Markdown."""
+    from detection.tide import ERROR_TYPES
+
+    boot = report["bootstrap"]
+    lines = [
+        "",
+        f"## How sure: {boot['level']:.0%} bootstrap intervals",
+        "",
+        f"{boot['replicates']} replicates over images, seed {boot['seed']}: mAP50 "
+        f"{_fmt(report['mAP50'])} {_interval(report['mAP50_ci'])}, mAP50:95 "
+        f"{_fmt(report['mAP50-95'])} {_interval(report['mAP50-95_ci'])}.",
+        "",
+        "| class | AP50 | 95% interval | AP50:95 | 95% interval |",
+        "|---|---:|---|---:|---|",
+    ]
+    for c in report["per_class"]:
+        lines.append(
+            f"| {c['name']} | {_fmt(c['ap50'])} | {_interval(c.get('ap50_ci'))} | "
+            f"{_fmt(c['ap50_95'])} | {_interval(c.get('ap50_95_ci'))} |"
+        )
+    errors = report["errors"]
+    lines += [
+        "",
+        "## Why it falls short: TIDE errors (AP50 points)",
+        "",
+        f"AP50 {errors['ap50']:.2f}. Fixing every error of one type would add (`errors.png`, "
+        "examples in `errors/<type>/`):",
+        "",
+        "| error | count | dAP50 overall | "
+        + " | ".join(f"dAP50 {name}" for name in report["errors"]["per_class"]["missed"])
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(report["errors"]["per_class"]["missed"]),
+    ]
+    for kind in (*ERROR_TYPES, "false_positives", "false_negatives"):
+        per_class = errors["per_class"][kind]
+        lines.append(
+            f"| {kind} | {errors['counts'].get(kind, '')} | {errors['dAP'][kind]:.2f} | "
+            + " | ".join(f"{per_class.get(n, float('nan')):.2f}" for n in per_class)
+            + " |"
+        )
+    lines += [
+        "",
+        "Classification: the box is right, the class is not; localisation: the class is "
+        "right, IoU 0.1-0.5; both: neither; duplicate: a second detection of a found box; "
+        "background: nothing there (IoU < 0.1); missed: a box no detection came near. "
+        "False positives / false negatives: perfect precision / perfect recall.",
+        "",
+        "## Breakdowns",
+        "",
+        "| subset | images | boxes | mAP50 | 95% interval | mAP50:95 | 95% interval | what |",
+        "|---|---:|---:|---:|---|---:|---|---|",
+    ]
+    for name, figures in report["breakdowns"].items():
+        lines.append(
+            f"| {name} | {figures['images']} | {figures['boxes']} | {_fmt(figures['mAP50'])} | "
+            f"{_interval(figures.get('mAP50_ci'))} | {_fmt(figures['mAP50-95'])} | "
+            f"{_interval(figures.get('mAP50-95_ci'))} | {figures['definition']} |"
+        )
+    return lines

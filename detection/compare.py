@@ -1,0 +1,200 @@
+"""``defects compare``: does model B really beat model A? A paired bootstrap over images.
+
+Every model is scored on the same resampled images in each replicate (the same seeded
+draws), so the difference of two models is resampled as a pair: the noise the images
+share cancels, and the interval says how sure the difference is, not each figure. The
+p-value is two-sided: how often the replicates' difference falls on either side of zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from detection.bootstrap import figures, interval, match, p_value
+
+
+def _difference(
+    point: dict, base_point: dict, replicated: dict, base_replicated: dict | None
+) -> dict:
+    def paired(key: str, k: int | None = None) -> tuple[list[float] | None, float | None]:
+        if replicated is None or base_replicated is None:
+            return None, None
+        a, b = base_replicated[key], replicated[key]
+        delta = (b - a) if k is None else (b[:, k] - a[:, k])
+        return interval(delta), p_value(delta)
+
+    ci50, p50 = paired("mAP50")
+    ci5095, p5095 = paired("mAP50-95")
+    per_class = {}
+    for k, (name, figures_b) in enumerate(point["per_class"].items()):
+        figures_a = base_point["per_class"][name]
+        ci_a, p_a = paired("ap50", k)
+        ci_b, p_b = paired("ap50_95", k)
+        per_class[name] = {
+            "ap50": _minus(figures_b["ap50"], figures_a["ap50"]),
+            "ap50_ci": ci_a,
+            "p_value": p_a,
+            "ap50_95": _minus(figures_b["ap50_95"], figures_a["ap50_95"]),
+            "ap50_95_ci": ci_b,
+            "p_value_ap50_95": p_b,
+        }
+    return {
+        "mAP50": point["mAP50"] - base_point["mAP50"],
+        "mAP50_ci": ci50,
+        "p_value": p50,
+        "mAP50-95": point["mAP50-95"] - base_point["mAP50-95"],
+        "mAP50-95_ci": ci5095,
+        "p_value_mAP50-95": p5095,
+        "per_class": per_class,
+    }
+
+
+def _minus(b: float, a: float) -> float:
+    return float(b - a)
+
+
+def compare(
+    gt: dict,
+    predictions: list[list[dict]],
+    names: list[str],
+    out: Path,
+    replicates: int = 1000,
+    seed: int = 0,
+    sources: list[str] | None = None,
+) -> dict:
+    """Scores each model with intervals and each later model's paired difference to the
+    first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
+
+    Args:
+        gt: COCO ground truth.
+        predictions: Each model's COCO results, the baseline first.
+        names: The models' names, in the same order.
+        out: The report folder.
+        replicates: Bootstrap replicates (the same draws for every model).
+        seed: The draws' seed.
+        sources: Where each model's predictions came from, for the report.
+
+    Returns:
+        The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
+        two models; a list in model order for more).
+    """
+    from detection.report import _clean
+
+    scored = []
+    for results in predictions:
+        table = match(gt, results)["all"]
+        scored.append(figures(table, None, replicates, seed))
+    models = [
+        {"name": name, **point, **({"predictions": sources[i]} if sources else {})}
+        for i, (name, (point, _)) in enumerate(zip(names, scored))
+    ]
+    base_point, base_replicated = scored[0]
+    differences = [
+        {"model": names[i], "baseline": names[0]}
+        | _difference(point, base_point, replicated, base_replicated)
+        for i, (point, replicated) in enumerate(scored[1:], 1)
+    ]
+    report = _clean(
+        {
+            "models": models,
+            "difference": differences[0] if len(differences) == 1 else differences,
+            "bootstrap": {"replicates": replicates, "seed": seed, "level": 0.95, "paired": True},
+            "images": len(gt["images"]),
+        }
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_differences(differences, out / "differences.png")
+    (out / "report.md").write_text(_markdown(report, differences))
+    return report
+
+
+def plot_differences(differences: list[dict], path: Path) -> None:
+    """A forest plot: each later model's AP50 difference to the first, per class and
+    overall, with its 95% interval."""
+    import matplotlib.pyplot as plt
+
+    rows = ["mAP50", *differences[0]["per_class"]]
+    figure, axis = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.4))
+    offsets = np.linspace(-0.15, 0.15, len(differences)) if len(differences) > 1 else [0.0]
+    for difference, offset in zip(differences, offsets):
+        values, lows, highs = [], [], []
+        for row in rows:
+            entry = difference if row == "mAP50" else difference["per_class"][row]
+            value = entry["mAP50" if row == "mAP50" else "ap50"]
+            ci = entry["mAP50_ci" if row == "mAP50" else "ap50_ci"] or [value, value]
+            values.append(np.nan if value is None else value)
+            lows.append(ci[0] if ci[0] is not None else np.nan)
+            highs.append(ci[1] if ci[1] is not None else np.nan)
+        ys = np.arange(len(rows))[::-1] + offset
+        values, lows, highs = map(np.array, (values, lows, highs))
+        axis.errorbar(
+            values,
+            ys,
+            xerr=[values - lows, highs - values],
+            fmt="o",
+            capsize=3,
+            label=f"{difference['model']} - {difference['baseline']}",
+        )
+    axis.axvline(0, color="grey", linewidth=1)
+    axis.set_yticks(np.arange(len(rows))[::-1], rows)
+    axis.set_xlabel("AP50 difference (95% paired bootstrap interval)")
+    axis.legend(loc="best", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _fmt_ci(ci: list[float] | None, sign: str = "+") -> str:
+    return f"[{ci[0]:{sign}.4f}, {ci[1]:{sign}.4f}]" if ci else "n/a"
+
+
+def _fmt_p(p: float | None, replicates: int) -> str:
+    """A p-value no finer than the replicates can tell."""
+    if p is None:
+        return "n/a"
+    return f"< {1 / replicates:.3g}" if p == 0 else f"{p:.3f}"
+
+
+def _markdown(report: dict, differences: list[dict]) -> str:
+    boot = report["bootstrap"]
+    lines = [
+        "# Model comparison",
+        "",
+        f"{report['images']} images; {boot['replicates']} paired bootstrap replicates over "
+        f"images (seed {boot['seed']}), 95% intervals.",
+        "",
+        "| model | mAP50 | 95% interval | mAP50:95 | 95% interval |",
+        "|---|---:|---|---:|---|",
+    ]
+    for model in report["models"]:
+        lines.append(
+            f"| {model['name']} | {model['mAP50']:.4f} | {_fmt_ci(model['mAP50_ci'], '')} | "
+            f"{model['mAP50-95']:.4f} | {_fmt_ci(model['mAP50-95_ci'], '')} |"
+        )
+    for difference in differences:
+        p = difference["p_value"]
+        lines += [
+            "",
+            f"## {difference['model']} minus {difference['baseline']}",
+            "",
+            f"mAP50 {difference['mAP50']:+.4f} {_fmt_ci(difference['mAP50_ci'])}, p: "
+            f"{_fmt_p(p, boot['replicates'])}; mAP50:95 {difference['mAP50-95']:+.4f} "
+            f"{_fmt_ci(difference['mAP50-95_ci'])}.",
+            "",
+            "| class | dAP50 | 95% interval | p | dAP50:95 | 95% interval |",
+            "|---|---:|---|---:|---:|---|",
+        ]
+        for name, entry in difference["per_class"].items():
+            p = entry["p_value"]
+            lines.append(
+                f"| {name} | {entry['ap50']:+.4f} | {_fmt_ci(entry['ap50_ci'])} | "
+                f"{_fmt_p(p, boot['replicates'])} | {entry['ap50_95']:+.4f} | "
+                f"{_fmt_ci(entry['ap50_95_ci'])} |"
+            )
+    lines += ["", "Forest plot of the per-class differences: `differences.png`.", ""]
+    return "\n".join(lines)
