@@ -1,0 +1,174 @@
+"""Bootstrap intervals: exact against pycocotools at weight 1, deterministic, and covering
+the truth about 95% of the time on a synthetic case where the truth is known."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detection.bootstrap import (
+    ClassMatches,
+    MatchTable,
+    figures,
+    interval,
+    match,
+    p_value,
+    resample_weights,
+    summarise,
+)
+from detection.breakdowns import image_subsets, size_terciles
+from detection.cocoeval import evaluate
+
+DATA = Path(__file__).resolve().parent / "data"
+CASES = {
+    "edge-cases": (DATA / "parity_gt.json", DATA / "parity_dt.json"),
+    "neu-det-slice": (DATA / "tide" / "neu_gt.json", DATA / "tide" / "neu_dt.json"),
+    "every-error-type": (DATA / "tide" / "errors_gt.json", DATA / "tide" / "errors_dt.json"),
+}
+
+
+def _load(case: str) -> tuple[dict, list[dict]]:
+    gt_path, results_path = CASES[case]
+    return json.loads(gt_path.read_text()), json.loads(results_path.read_text())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_weight_one_is_pycocotools(case: str):
+    gt, results = _load(case)
+    point, _ = figures(match(gt, results)["all"], None, 0, 0)
+    scored = evaluate(gt, results)
+    assert point["mAP50"] == pytest.approx(scored.stats["AP50"], abs=1e-12)
+    assert point["mAP50-95"] == pytest.approx(scored.stats["AP50:95"], abs=1e-12)
+    for cls in scored.classes:
+        found = point["per_class"][cls.name]
+        assert found["ap50"] == pytest.approx(cls.ap50, abs=1e-12, nan_ok=True)
+        assert found["ap50_95"] == pytest.approx(cls.ap50_95, abs=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_subset_is_pycocotools_on_those_images(case: str):
+    gt, results = _load(case)
+    table = match(gt, results)["all"]
+    subset = np.arange(0, len(table.image_ids), 3)
+    kept = {table.image_ids[i] for i in subset}
+    point, _ = figures(table, subset, 0, 0)
+    sub_gt = {
+        **gt,
+        "images": [im for im in gt["images"] if im["id"] in kept],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in kept],
+    }
+    scored = evaluate(sub_gt, [r for r in results if r["image_id"] in kept])
+    assert point["mAP50"] == pytest.approx(scored.stats["AP50"], abs=1e-12)
+    assert point["mAP50-95"] == pytest.approx(scored.stats["AP50:95"], abs=1e-12)
+
+
+def test_a_weight_of_two_is_the_image_twice():
+    gt, results = _load("every-error-type")
+    table = match(gt, results)["all"]
+    twice = table.image_ids[4]
+    weights = np.ones((1, len(table.image_ids)))
+    weights[0, 4] = 2
+    found = summarise(table.average_precision(weights))
+    doubled = copy.deepcopy(gt)
+    copy_id = max(im["id"] for im in gt["images"]) + 1
+    doubled["images"].append({**next(im for im in gt["images"] if im["id"] == twice)})
+    doubled["images"][-1]["id"] = copy_id
+    next_id = max(a["id"] for a in gt["annotations"]) + 1
+    for annotation in [a for a in gt["annotations"] if a["image_id"] == twice]:
+        doubled["annotations"].append({**annotation, "id": next_id, "image_id": copy_id})
+        next_id += 1
+    doubled_results = results + [
+        {**r, "image_id": copy_id} for r in results if r["image_id"] == twice
+    ]
+    scored = evaluate(doubled, doubled_results)
+    assert found["mAP50"][0] == pytest.approx(scored.stats["AP50"], abs=1e-12)
+    assert found["mAP50-95"][0] == pytest.approx(scored.stats["AP50:95"], abs=1e-12)
+
+
+def test_same_seed_same_intervals_other_seed_other_intervals():
+    gt, results = _load("neu-det-slice")
+    table = match(gt, results)["all"]
+    first, _ = figures(table, None, 200, 3)
+    again, _ = figures(table, None, 200, 3)
+    other, _ = figures(table, None, 200, 4)
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
+    assert first["mAP50_ci"] != other["mAP50_ci"]
+    low, high = first["mAP50_ci"]
+    assert low <= first["mAP50"] <= high
+
+
+def _synthetic_table(images: int, rng: np.random.Generator) -> MatchTable:
+    """One class, one box per image; the detector finds it with probability 0.7 (score
+    higher when found) and adds 0 to 2 false positives per image."""
+    scores, image, correct = [], [], []
+    for i in range(images):
+        if rng.random() < 0.7:
+            scores.append(rng.uniform(0.3, 1.0))
+            image.append(i)
+            correct.append(True)
+        for _ in range(rng.integers(0, 3)):
+            scores.append(rng.uniform(0.0, 0.8))
+            image.append(i)
+            correct.append(False)
+    order = np.argsort(-np.array(scores), kind="mergesort")
+    matches = ClassMatches(
+        image=np.array(image)[order],
+        true_positive=np.array(correct)[order][None, :],
+        ignored=np.zeros((1, len(order)), bool),
+        ground_truth=np.ones(images),
+    )
+    return MatchTable(
+        list(range(images)), ["defect"], np.array([0.5]), np.linspace(0, 1, 101), [matches]
+    )
+
+
+def test_intervals_cover_the_truth_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    population = _synthetic_table(100_000, rng)
+    truth = summarise(population.average_precision(np.ones((1, 100_000))))["mAP50"][0]
+    covered, trials = 0, 200
+    for trial in range(trials):
+        sample = _synthetic_table(150, rng)
+        found, _ = figures(sample, None, 200, trial)
+        low, high = found["mAP50_ci"]
+        covered += low <= truth <= high
+    assert 0.88 <= covered / trials <= 0.99
+
+
+@pytest.mark.parametrize(
+    ("differences", "expected"),
+    [
+        (np.zeros(100), 1.0),  # identical models
+        (np.full(100, 0.01), 0.0),  # B always better
+        (np.r_[np.full(90, 0.01), np.full(10, -0.01)], 0.2),
+        (np.array([np.nan, np.nan]), None),
+    ],
+)
+def test_p_value(differences: np.ndarray, expected):
+    assert p_value(differences) == (expected if expected is None else pytest.approx(expected))
+
+
+def test_interval_of_nothing_is_none():
+    assert interval(np.array([np.nan])) is None
+
+
+def test_resample_weights_draw_every_image_count_times_in_total():
+    weights = resample_weights(50, 30, seed=1)
+    assert weights.shape == (30, 50) and (weights.sum(axis=1) == 50).all()
+
+
+def test_breakdown_subsets_and_terciles():
+    gt, _ = _load("every-error-type")
+    ids = [im["id"] for im in gt["images"]]
+    subsets = image_subsets(gt, ids)
+    boxes = {i: sum(a["image_id"] == i for a in gt["annotations"]) for i in ids}
+    assert {ids[k] for k in subsets["single-defect"]} == {i for i in ids if boxes[i] == 1}
+    assert {ids[k] for k in subsets["multi-defect"]} == {i for i in ids if boxes[i] >= 2}
+    low, high = size_terciles(gt)
+    relative = [a["bbox"][2] * a["bbox"][3] / 40000 for a in gt["annotations"]]
+    assert np.mean(np.array(relative) <= low) == pytest.approx(1 / 3, abs=0.03)
+    assert np.mean(np.array(relative) <= high) == pytest.approx(2 / 3, abs=0.03)

@@ -1,0 +1,112 @@
+"""`defects compare` and the explained report: the report.json contract, identical models
+differing by exactly 0, a better model found better, and the CLI's two forms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from detection.cli import main
+from detection.compare import compare
+from detection.evaluate import evaluate_files
+
+DATA = Path(__file__).resolve().parent / "data"
+GT = DATA / "tide" / "neu_gt.json"
+RESULTS = DATA / "tide" / "neu_dt.json"
+
+
+def _perfect(gt: dict) -> list[dict]:
+    return [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1}
+        for a in gt["annotations"]
+    ]
+
+
+def test_the_report_contract(tmp_path: Path):
+    gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
+    report = compare(gt, [results, _perfect(gt)], ["a", "b"], tmp_path, replicates=200)
+    assert [m["name"] for m in report["models"]] == ["a", "b"]
+    for model in report["models"]:
+        assert {"mAP50", "mAP50_ci", "mAP50-95", "mAP50-95_ci", "per_class"} <= model.keys()
+        low, high = model["mAP50_ci"]
+        assert low <= model["mAP50"] <= high
+    difference = report["difference"]
+    keys = {"mAP50", "mAP50_ci", "p_value", "mAP50-95", "mAP50-95_ci", "per_class"}
+    assert keys <= difference.keys()
+    assert difference["mAP50"] == pytest.approx(
+        report["models"][1]["mAP50"] - report["models"][0]["mAP50"]
+    )
+    assert difference["mAP50_ci"][0] > 0 and difference["p_value"] < 0.05  # b is better
+    for name in ("report.json", "report.md", "differences.png"):
+        assert (tmp_path / name).is_file()
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+
+
+def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path):
+    gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
+    report = compare(gt, [results, list(results)], ["a", "a-again"], tmp_path, replicates=200)
+    difference = report["difference"]
+    assert difference["mAP50"] == 0 and difference["mAP50-95"] == 0
+    assert difference["mAP50_ci"] == [0, 0] and difference["p_value"] == 1
+    for entry in difference["per_class"].values():
+        assert entry["ap50_ci"] in ([0, 0], None)
+
+
+def test_three_models_give_a_list_of_differences_in_model_order(tmp_path: Path):
+    gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
+    weaker = [r for r in results if r["score"] >= 0.5]
+    report = compare(gt, [results, weaker, _perfect(gt)], ["a", "b", "c"], tmp_path, 100)
+    assert [(d["model"], d["baseline"]) for d in report["difference"]] == [("b", "a"), ("c", "a")]
+
+
+def test_compare_from_results_files(tmp_path: Path, capsys):
+    perfect = tmp_path / "perfect.json"
+    perfect.write_text(json.dumps(_perfect(json.loads(GT.read_text()))))
+    argv = ["compare", "--gt", str(GT), "--predictions", str(RESULTS), str(perfect)]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--bootstrap", "100"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["neu_dt", "perfect"]
+    assert "perfect - neu_dt: mAP50 +" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--predictions", str(RESULTS)], "at least two models"),
+        (["--predictions", str(RESULTS), str(RESULTS), "--names", "a"], "2 different names"),
+        (["--predictions", str(RESULTS), str(RESULTS), "--names", "a,a"], "2 different names"),
+        (["--predictions", str(RESULTS), str(DATA / "nowhere.json")], "nowhere.json: no such"),
+    ],
+)
+def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_path, capsys):
+    assert main(["compare", "--gt", str(GT), *extra, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
+    weights = str(trained / "best.pt")
+    argv = ["compare", "--data", str(tiny_data), "--weights", weights, weights]
+    argv += ["--names", "first,second", "--device", "cpu", "--bootstrap", "50"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["difference"]["mAP50"] == 0
+
+
+def test_the_evaluation_report_explains(tmp_path: Path):
+    report = evaluate_files(RESULTS, GT, tmp_path / "a", replicates=200, seed=1)
+    again = evaluate_files(RESULTS, GT, tmp_path / "b", replicates=200, seed=1)
+    assert report["mAP50_ci"] == again["mAP50_ci"]  # seeded
+    assert report["mAP50"] == report["metrics"]["AP50"]
+    assert report["errors"]["ap50"] == pytest.approx(100 * report["mAP50"])
+    assert set(report["errors"]["dAP"]) >= {"classification", "missed", "false_positives"}
+    assert {"single-defect", "multi-defect", "size-small", "size-large"} <= set(
+        report["breakdowns"]
+    )
+    assert all("ap50_ci" in c for c in report["per_class"])
+    markdown = (tmp_path / "a" / "report.md").read_text()
+    for section in ("## How sure", "## Why it falls short", "## Breakdowns"):
+        assert section in markdown
+    assert (tmp_path / "a" / "errors.png").is_file()
