@@ -213,6 +213,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"mAP50 {evaluation['pycocotools_mAP50']:.4f} "
             f"(difference {evaluation['difference']:+.4f}). {evaluation['note']}"
         )
+        errors = evaluation["errors"]
+        console.print(
+            f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "
+            + ", ".join(f"{kind} {delta:.2f}" for kind, delta in errors["dAP"].items())
+        )
     seconds = summary["seconds"]
     console.print(
         f"Dataset '{name}': {summary['samples']} samples, fields "

@@ -215,6 +215,7 @@ def _open_database(name: str) -> tuple[bool, float]:
 def evaluate(dataset, split: str = "val") -> dict:
     """FiftyOne COCO-style evaluation on ``split`` (eval key ``eval``), pycocotools beside it."""
     from detection.cocoeval import evaluate as coco_evaluate
+    from detection.tide import decompose
 
     view = dataset.match_tags(split)
     if len(view) == 0:
@@ -270,6 +271,7 @@ def evaluate(dataset, split: str = "val") -> dict:
                 }
             )
     ours = coco_evaluate(gt, detections)
+    errors = decompose(gt, detections)
     return {
         "split": split,
         "images": len(view),
@@ -278,6 +280,8 @@ def evaluate(dataset, split: str = "val") -> dict:
         "pycocotools_mAP50": ours.stats["AP50"],
         "difference": float(results.mAP()) - ours.stats["AP50:95"],
         "per_class": {c: report.get(c, {}) for c in classes},
+        # TIDE on the same predictions (stored down to the review's confidence floor).
+        "errors": {"ap50": errors.ap50, "dAP": errors.delta, "counts": errors.counts()},
         "note": "FiftyOne's COCO-style mAP averages IoU 0.50:0.95 over 101 recall points "
         "(FiftyOne issue 5493: it is not mAP50); its per-class precision/recall/F1 "
         f"are at IoU 0.50 for all predictions stored (conf >= "

@@ -119,6 +119,9 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
     evaluation = reviewed["evaluation"]
     assert abs(evaluation["fiftyone_mAP50_95"] - evaluation["pycocotools_mAP50_95"]) <= 0.01
     assert evaluation["images"] == manifest["counts"]["val"]["images"]
+    # The review's report decomposes the errors too, from pycocotools' AP50 of the review.
+    assert evaluation["errors"]["ap50"] == pytest.approx(100 * evaluation["pycocotools_mAP50"])
+    assert set(evaluation["errors"]["dAP"]) >= {"classification", "localisation", "missed"}
     classes = load_definition("synthetic").classes
     assert set(reviewed["views"]) == {
         *(f"false-positives-{c}" for c in classes),
