@@ -229,9 +229,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     )
     if args.no_launch:
         return 0
-    review.launch(
-        name, args.port, args.address, view=None if summary["labelled"] else "by-confidence"
-    )
+    review.launch(name, args.port, args.address, view=_first_view(summary))
     return 0
 
 
@@ -314,6 +312,16 @@ def cmd_release(args: argparse.Namespace) -> int:
         f"mAP50 {coco['mAP50']:.4f}, mAP50:95 {coco['mAP50-95']:.4f}; use --weights {args.name}"
     )
     return 0
+
+
+def _first_view(summary: dict) -> str | None:
+    """Where the App opens: the ``start-here`` view of an evaluated review, the
+    ``by-confidence`` view of a plain folder."""
+    from detection.review import START_VIEW
+
+    if not summary["labelled"]:
+        return "by-confidence"
+    return START_VIEW if START_VIEW in summary.get("views", []) else None
 
 
 def add_detection_commands(commands: argparse._SubParsersAction) -> None:

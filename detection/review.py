@@ -26,6 +26,7 @@ from converters.coco import from_coco
 from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
+from detection.report import GT_COLOUR, PRED_COLOUR
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -282,6 +283,12 @@ def evaluate(dataset, split: str = "val") -> dict:
         "per_class": {c: report.get(c, {}) for c in classes},
         # TIDE on the same predictions (stored down to the review's confidence floor).
         "errors": {"ap50": errors.ap50, "dAP": errors.delta, "counts": errors.counts()},
+        # Where each class's F1 peaks at IoU 0.5: the App's first screen starts there.
+        "best_f1_confidence": {
+            c.name: c.best_f1_confidence
+            for c in ours.classes
+            if c.best_f1_confidence == c.best_f1_confidence  # not NaN
+        },
         "note": "FiftyOne's COCO-style mAP averages IoU 0.50:0.95 over 101 recall points "
         "(FiftyOne issue 5493: it is not mAP50); its per-class precision/recall/F1 "
         f"are at IoU 0.50 for all predictions stored (conf >= "
@@ -289,8 +296,19 @@ def evaluate(dataset, split: str = "val") -> dict:
     }
 
 
-def save_views(dataset, classes: list[str]) -> list[str]:
-    """The views annotators need, saved on the dataset (listed in the App's view bar)."""
+START_VIEW = "start-here"
+
+
+def save_views(
+    dataset, classes: list[str], thresholds: dict[str, float] | None = None
+) -> list[str]:
+    """The views annotators need, saved on the dataset (listed in the App's view bar).
+
+    ``start-here``, where the App opens: the images with the most errors first, showing
+    each class's predictions from its best-F1 confidence (``thresholds``); every
+    prediction stays in the dataset, reachable with the confidence slider once the
+    view is cleared.
+    """
     from fiftyone import ViewField as F
 
     saved = []
@@ -314,11 +332,42 @@ def save_views(dataset, classes: list[str]) -> list[str]:
         "low-iou-matches",
         dataset.filter_labels("predictions", (F(EVAL_KEY) == "tp") & (F(f"{EVAL_KEY}_iou") < 0.7)),
     )
-    save(
-        "most-errors-first",
-        dataset.sort_by(F(f"{EVAL_KEY}_fp") + F(f"{EVAL_KEY}_fn"), reverse=True),
-    )
+    most_errors_first = dataset.sort_by(F(f"{EVAL_KEY}_fp") + F(f"{EVAL_KEY}_fn"), reverse=True)
+    save("most-errors-first", most_errors_first)
+    thresholds = thresholds or {}
+    confident = [
+        (F("label") == cls) & (F("confidence") >= thresholds[cls])
+        for cls in classes
+        if cls in thresholds
+    ]
+    # A class without a threshold (never predicted) keeps all its predictions.
+    confident += [F("label") == cls for cls in classes if cls not in thresholds]
+    start = most_errors_first
+    if confident and len(confident) > len([c for c in classes if c not in thresholds]):
+        start = most_errors_first.filter_labels("predictions", F.any(confident), only_matches=False)
+    save(START_VIEW, start)
     return saved
+
+
+def _hex(bgr: tuple[int, int, int]) -> str:
+    return "#{2:02x}{1:02x}{0:02x}".format(*bgr)
+
+
+# The report's colours (ground truth green, predictions red), so the App and examples/
+# read alike.
+FIELD_COLOURS = {"ground_truth": _hex(GT_COLOUR), "predictions": _hex(PRED_COLOUR)}
+
+
+def set_colours(dataset) -> None:
+    """Ground truth and predictions in two clearly different colours in the App."""
+    fo = _fo()
+    fields = [
+        {"path": path, "fieldColor": colour}
+        for path, colour in FIELD_COLOURS.items()
+        if dataset.has_field(path)
+    ]
+    dataset.app_config.color_scheme = fo.ColorScheme(color_by="field", fields=fields)
+    dataset.save()
 
 
 def save_unlabeled_views(dataset) -> list[str]:
@@ -425,9 +474,12 @@ def prepare(
     }
     if labelled and has_predictions:
         summary["evaluation"] = evaluate(dataset, split)
-        summary["views"] = save_views(dataset, dataset.default_classes)
+        summary["views"] = save_views(
+            dataset, dataset.default_classes, summary["evaluation"]["best_f1_confidence"]
+        )
     elif not labelled:
         summary["views"] = save_unlabeled_views(dataset)
+    set_colours(dataset)
     summary["fields"] = sorted(dataset.get_field_schema())
     # Prediction and the database start overlap: "predict" and "database" (ready) both
     # count from the start; "load" and "evaluate" follow the later of the two.

@@ -128,7 +128,43 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
         *(f"missed-{c}" for c in classes),
         "low-iou-matches",
         "most-errors-first",
+        "start-here",
     }
+
+
+def test_the_app_opens_ready_to_work(reviewed: dict, fiftyone_env: dict):
+    # Ground truth green and predictions red, as in the report's examples/; the first
+    # screen is the most-errors-first order with each class's predictions from its
+    # best-F1 confidence, the rest kept in the dataset.
+    from detection.commands import _first_view
+
+    assert _first_view(reviewed) == "start-here"
+    thresholds = reviewed["evaluation"]["best_f1_confidence"]
+    assert thresholds
+    found = _python(
+        """
+        import json
+        import fiftyone as fo
+        dataset = fo.load_dataset("review-test")
+        scheme = dataset.app_config.color_scheme
+        start = dataset.load_saved_view("start-here")
+        errors = dataset.load_saved_view("most-errors-first")
+        shown = [(d.label, d.confidence) for s in start for d in s.predictions.detections]
+        print(json.dumps({
+            "colours": {f["path"]: f["fieldColor"] for f in scheme.fields},
+            "color_by": scheme.color_by,
+            "shown": shown,
+            "stored": dataset.count("predictions.detections"),
+            "order": start.values("id") == errors.values("id"),
+        }))
+    """,
+        fiftyone_env,
+    )
+    assert found["colours"] == {"ground_truth": "#3cc83c", "predictions": "#e62828"}
+    assert found["color_by"] == "field"
+    assert found["order"]
+    assert all(conf >= thresholds.get(label, 0.0) for label, conf in found["shown"])
+    assert 0 < len(found["shown"]) < found["stored"]
 
 
 def test_tags_persist_and_export_box_by_box(
@@ -348,7 +384,8 @@ def test_app_in_headless_chromium(
         while not any("FiftyOne App: http://127.0.0.1" in line for line in lines):
             assert app.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
             time.sleep(1)
-        wanted = ("review-browser", "ground_truth", "predictions", "eval_tp", "eval_fp", "eval_fn")
+        wanted = ("review-browser", "ground_truth", "predictions", "eval_tp", "eval_fp")
+        wanted += ("eval_fn", "start-here")  # the view the App opens on, by name
         for _attempt in range(3):  # a loaded machine may need longer than one page load
             dom = subprocess.run(
                 [
@@ -369,6 +406,27 @@ def test_app_in_headless_chromium(
                 break
             time.sleep(5)
         assert not missing, missing
+        # The first screen as a person sees it: a real picture, not a blank page.
+        screenshot = tmp_path / "first-screen.png"
+        subprocess.run(
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=30000",
+                "--window-size=1400,900",
+                f"--screenshot={screenshot}",
+                f"http://127.0.0.1:{port}/",
+            ],
+            capture_output=True,
+            timeout=180,
+        )
+        from PIL import Image
+
+        with Image.open(screenshot) as picture:
+            assert picture.size == (1400, 900)
+            colours = picture.convert("RGB").getcolors(maxcolors=1_000_000)
+        assert colours is not None and len(colours) > 200  # a rendered App, not one colour
     finally:
         app.send_signal(signal.SIGINT)
         app.wait(timeout=120)
