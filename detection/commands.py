@@ -218,6 +218,25 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "
             + ", ".join(f"{kind} {delta:.2f}" for kind, delta in errors["dAP"].items())
         )
+    if args.near_duplicates is not None:
+        if not (summary["labelled"] and args.weights):
+            raise ConversionError("--near-duplicates needs a converter output and --weights")
+        import fiftyone as fo
+
+        from detection.leaks import find_split_leaks
+
+        leaks = find_split_leaks(fo.load_dataset(name), args.weights, args.near_duplicates)
+        summary["views"] = [*summary.get("views", []), leaks["view"]]
+        console.print(
+            f"Near-duplicates across splits (cosine distance <= {leaks['threshold']}): "
+            f"{len(leaks['pairs'])} pairs, {leaks['images']} images, in the view "
+            f"'{leaks['view']}'"
+        )
+        for pair in leaks["pairs"][:20]:
+            console.print(
+                f"  {pair['a']} ({pair['splits'][0]}) ~ {pair['b']} ({pair['splits'][1]}): "
+                f"{pair['distance']:.5f}"
+            )
     seconds = summary["seconds"]
     console.print(
         f"Dataset '{name}': {summary['samples']} samples, fields "
@@ -469,6 +488,15 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="replace an existing dataset of that name (its tags are lost)",
     )
     review.add_argument("--no-launch", action="store_true", help="build and evaluate only")
+    review.add_argument(
+        "--near-duplicates",
+        type=float,
+        nargs="?",
+        const=0.00005,
+        metavar="THRESHOLD",
+        help="also find near-duplicate images across splits with the detector's backbone "
+        "(cosine distance, default 0.00005: copies), saved as the view leaky-splits",
+    )
     review.add_argument("--out", type=Path, help="export: output folder")
     review.add_argument(
         "--to", choices=("voc", "yolo", "coco"), default="voc", help="export: format (voc)"

@@ -445,3 +445,34 @@ def test_app_in_headless_chromium(
             break
         time.sleep(1)
     assert not running
+
+
+def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_env: dict):
+    # A train image copied into val under another name: the leak the check is for.
+    found = _python(
+        f"""
+        import json, shutil
+        from pathlib import Path
+        import fiftyone as fo
+        from detection.leaks import find_split_leaks
+        dataset = fo.load_dataset("review-test")
+        original = dataset.match_tags("train").first()
+        copy = Path(original.filepath).with_name("copy-of-" + Path(original.filepath).name)
+        shutil.copyfile(original.filepath, copy)
+        dataset.add_sample(fo.Sample(filepath=str(copy), tags=["val"]))
+        leaks = find_split_leaks(dataset, {str(trained / "best.pt")!r})
+        leaks["view_names"] = sorted(Path(p).name for p in
+                                     dataset.load_saved_view("leaky-splits").values("filepath"))
+        leaks["original"], leaks["copy"] = Path(original.filepath).name, copy.name
+        dataset.delete_samples(dataset.match(fo.ViewField("filepath") == str(copy)))
+        copy.unlink()
+        print(json.dumps(leaks))
+    """,
+        fiftyone_env,
+    )
+    pairs = {(p["a"], p["b"]) for p in found["pairs"]} | {(p["b"], p["a"]) for p in found["pairs"]}
+    assert (found["original"], found["copy"]) in pairs
+    closest = found["pairs"][0]
+    assert {closest["a"], closest["b"]} == {found["original"], found["copy"]}
+    assert closest["distance"] < 1e-9 and sorted(closest["splits"]) == ["train", "val"]
+    assert {found["original"], found["copy"]} <= set(found["view_names"])

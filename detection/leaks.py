@@ -1,0 +1,111 @@
+"""Near-duplicate images across splits: a leak makes every figure on the split look better.
+
+Embeddings come from our own trained detector (no zoo model: nothing may be downloaded):
+its backbone's last feature map (P5), average-pooled to 4x4 so the descriptor keeps
+where things are, centred on the dataset's mean and L2-normalised. A pooled global vector
+does not do: NEU-DET's near-uniform textures (pitted surface, crazing) are then all close
+to each other, while a copy of an image is close only in the spatial descriptor.
+FiftyOne Brain's ``compute_leaky_splits`` finds the pairs across splits (cosine distance
+below ``threshold``) and gives the view saved as ``leaky-splits``.
+
+Measured on NEU-DET (docs/benchmarks.md): an exact copy is 0.0 away, the nearest two
+different images 0.000095; a JPEG re-encoded at quality 70 moves a median 0.0001 (up to
+0.015), a 4-pixel shift or a brightness change much further. So the default threshold,
+0.00005, finds copies and near-exact copies and no look-alike textures; a descriptor that
+also finds shifted or re-exposed copies is still to come.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from converters.model import SPLITS
+from detection.weights import load_yolo, model_imgsz
+
+DEFAULT_THRESHOLD = 0.00005
+LEAKS_VIEW = "leaky-splits"
+_GRID = 4
+
+
+def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
+    """``[N, D]`` descriptors of the images from the detector's backbone (centred and
+    L2-normalised, so a dot product is a cosine similarity).
+
+    One image at a time by default: the CPU kernels differ with the batch size in the
+    last bits (1e-9), and where a feature barely varies across images (a barely trained
+    detector) centring leaves residuals that small, so a copy computed in another batch
+    would not come out equal to its original.
+    """
+    import cv2
+    import torch
+
+    from detection.predict import batches, letterbox
+
+    model = load_yolo(weights, "detect")
+    network = model.model.float().eval()
+    imgsz = model_imgsz(model)
+    backbone = network.model[: len(network.yaml["backbone"])]  # a plain chain of layers
+    found = []
+    with torch.no_grad():
+        for chunk in batches(list(paths), batch):
+            boxed = [letterbox(cv2.imread(str(p)), imgsz)[0] for p in chunk]
+            tensor = (
+                torch.from_numpy(
+                    np.ascontiguousarray(np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2))
+                ).float()
+                / 255.0
+            )
+            for layer in backbone:
+                tensor = layer(tensor)
+            pooled = torch.nn.functional.adaptive_avg_pool2d(tensor, _GRID).flatten(1)
+            found.append(pooled.numpy())
+    vectors = np.concatenate(found).astype(np.float64)
+    vectors -= vectors.mean(axis=0)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def cross_split_pairs(
+    embeddings: np.ndarray, splits: list[str], threshold: float
+) -> list[tuple[int, int, float]]:
+    """``(i, j, distance)`` of every pair in different splits closer than ``threshold``."""
+    distance = 1.0 - embeddings @ embeddings.T
+    split = np.asarray(splits)
+    close = (distance <= threshold) & (split[:, None] != split[None, :])
+    i, j = np.nonzero(np.triu(close, k=1))
+    return [(int(a), int(b), float(distance[a, b])) for a, b in zip(i, j)]
+
+
+def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Finds near-duplicates across the dataset's split tags; saves ``leaky-splits``.
+
+    Returns:
+        ``{"threshold", "pairs": [{"a", "b", "splits", "distance"}], "images"}``.
+    """
+    import fiftyone.brain as fob
+
+    ids, paths, tags = dataset.values(["id", "filepath", "tags"])
+    split_of = [next((t for t in sample_tags if t in SPLITS), "") for sample_tags in tags]
+    present = sorted({s for s in split_of if s})
+    embeddings = embed_images(weights, [Path(p) for p in paths])
+    index = fob.compute_leaky_splits(
+        dataset, splits=present, threshold=threshold, embeddings=embeddings
+    )
+    dataset.save_view(LEAKS_VIEW, index.leaks_view(), overwrite=True)
+    pairs = [
+        {
+            "a": Path(paths[i]).name,
+            "b": Path(paths[j]).name,
+            "splits": [split_of[i], split_of[j]],
+            "distance": distance,
+            "ids": [ids[i], ids[j]],
+        }
+        for i, j, distance in cross_split_pairs(embeddings, split_of, threshold)
+    ]
+    return {
+        "threshold": threshold,
+        "pairs": sorted(pairs, key=lambda p: p["distance"]),
+        "images": len(set(index.leaks_view().values("id"))),
+        "view": LEAKS_VIEW,
+    }
