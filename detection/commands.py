@@ -218,6 +218,20 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "
             + ", ".join(f"{kind} {delta:.2f}" for kind, delta in errors["dAP"].items())
         )
+    mistakes = summary.get("mistakes")
+    if mistakes:
+        console.print(
+            f"Likely annotation mistakes (FiftyOne Brain's mistakenness, view "
+            f"'{mistakes['view']}'): {mistakes['images']} images; "
+            f"{mistakes['possible_spurious']} ground-truth boxes no prediction matches, "
+            f"{mistakes['possible_missing']} confident predictions no box matches. Top:"
+        )
+        for entry in mistakes["top"][:10]:
+            console.print(
+                f"  {Path(entry['file']).name}: {entry['label']} box, predicted "
+                f"{entry['predicted']} ({entry['confidence']:.2f}), mistakenness "
+                f"{entry['mistakenness']:.2f} (box {entry['mistakenness_loc']:.2f})"
+            )
     if args.near_duplicates is not None:
         if not (summary["labelled"] and args.weights):
             raise ConversionError("--near-duplicates needs a converter output and --weights")

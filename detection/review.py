@@ -477,6 +477,10 @@ def prepare(
         summary["views"] = save_views(
             dataset, dataset.default_classes, summary["evaluation"]["best_f1_confidence"]
         )
+        from detection.mistakes import compute_mistakes
+
+        summary["mistakes"] = compute_mistakes(dataset)
+        summary["views"].append(summary["mistakes"]["view"])
     elif not labelled:
         summary["views"] = save_unlabeled_views(dataset)
     set_colours(dataset)

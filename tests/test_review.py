@@ -476,3 +476,41 @@ def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_e
     assert {closest["a"], closest["b"]} == {found["original"], found["copy"]}
     assert closest["distance"] < 1e-9 and sorted(closest["splits"]) == ["train", "val"]
     assert {found["original"], found["copy"]} <= set(found["view_names"])
+
+
+def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
+    # The bulk path must give what fiftyone.brain.compute_mistakenness gives, label by
+    # label, on a clone of the reviewed dataset.
+    assert reviewed["mistakes"]["view"] in reviewed["views"]
+    found = _python(
+        """
+        import json
+        import fiftyone as fo
+        import fiftyone.brain as fob
+        dataset = fo.load_dataset("review-test")
+        brains = dataset.clone("review-test-brain")
+        fob.compute_mistakenness(brains, "predictions", label_field="ground_truth")
+        fields = ["ground_truth.detections.mistakenness",
+                  "ground_truth.detections.mistakenness_loc",
+                  "ground_truth.detections.possible_spurious",
+                  "predictions.detections.possible_missing",
+                  "mistakenness", "possible_missing", "possible_spurious"]
+        print(json.dumps({"ours": dataset.values(fields), "brain": brains.values(fields),
+                          "view": len(dataset.load_saved_view("likely-annotation-mistakes"))}))
+        fo.delete_dataset("review-test-brain")
+    """,
+        fiftyone_env,
+    )
+
+    def flat(values):
+        return [v for row in values for v in (row if isinstance(row, list) else [row])]
+
+    for ours, brain in zip(found["ours"], found["brain"]):
+        ours, brain = flat(ours), flat(brain)
+        assert len(ours) == len(brain)
+        for a, b in zip(ours, brain):
+            if isinstance(b, float):
+                assert a == pytest.approx(b, abs=1e-9)
+            else:
+                assert bool(a) == bool(b)
+    assert found["view"] == reviewed["mistakes"]["images"]
