@@ -114,6 +114,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from detection.predict import collect_images, export_onnx
+    from detection.weights import MODELS_DIR, load_yolo, resolve_weights
+
+    weights = resolve_weights(args.weights)
+    released = weights.parent.parent == MODELS_DIR and weights.with_suffix(".onnx").is_file()
+    if released and not args.int8 and not args.imgsz:
+        # A release ships its export; writing it again would change a tracked file.
+        load_yolo(weights, "detect")
+        stderr_console().print(f"Released with its export: {weights.with_suffix('.onnx')}")
+        return 0
 
     calibration = collect_images(args.calibration)[: args.calibration_images] if args.int8 else None
     if args.int8 and not calibration:
