@@ -398,6 +398,8 @@ def classify(
         image = cv2.imread(str(path))
         if image is None:
             errors.append({"file": str(path), "error": "unreadable or not an image"})
+            if progress:
+                progress(done, len(paths))
             continue
         probabilities = predict_probabilities(model, [image], imgsz)[0]
         order = np.argsort(-probabilities)[: max(1, top_k)]
