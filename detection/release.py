@@ -104,6 +104,16 @@ def training_stage(run_dir: Path) -> dict:
     }
 
 
+def earlier_stages(first_run: Path) -> list[dict]:
+    """The stages of the released model a run started from (from its card), so a model
+    trained in several stages on several machines keeps its whole history."""
+    start = Path(yaml.safe_load((first_run / "args.yaml").read_text())["model"])
+    card = start.parent / "card.json"
+    if start.name != "model.pt" or not card.is_file():
+        return []
+    return json.loads(card.read_text())["stages"]
+
+
 def _relative(path: Path) -> str:
     """``path`` as a command typed at the repository root would give it."""
     from detection.offline import PROJECT_ROOT
@@ -290,7 +300,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                 f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
                 f"--seed {manifest['seed']}",
             },
-            "stages": [training_stage(run) for run in runs],
+            "stages": earlier_stages(runs[0]) + [training_stage(run) for run in runs],
             "hardware": describe_machine(),
             "evaluation": {
                 "split": "val",
