@@ -129,3 +129,19 @@ def test_review_by_released_name(tiny_data: Path, tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Dataset 'released'" in result.stderr
+
+
+def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Path, tmp_path: Path):
+    models = tmp_path / "models"
+    common = ["--data", str(tiny_data), "--models-dir", str(models)]
+    assert main(["release", "--run", str(trained), "--name", "tiny", *common]) == 0
+    stage_two = ["train", "--data", str(tiny_data), "--model", str(models / "tiny" / "model.pt")]
+    stage_two += ["--name", "two", "--epochs", "1", "--imgsz", "96", "--batch", "8"]
+    stage_two += ["--device", "cpu", "--workers", "0", "--weights-dir", str(tmp_path / "w")]
+    assert main(stage_two) == 0
+    assert main(["release", "--run", str(tmp_path / "w" / "two"), "--name", "tiny", *common]) == 0
+    card = json.loads((models / "tiny" / "card.json").read_text())
+    assert [(s["run"], s["start"]) for s in card["stages"]] == [
+        ("tiny", "yolo11n.yaml"),
+        ("two", "weights"),
+    ]
