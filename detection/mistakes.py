@@ -31,9 +31,19 @@ def _brain():
     return brain
 
 
+def mistakes_view(dataset):
+    """The images with a likely mistake (mistakenness above 0.5, or a possibly missing or
+    spurious box), the likeliest first: the view ``likely-annotation-mistakes``."""
+    from fiftyone import ViewField as F
+
+    return dataset.match(
+        (F("mistakenness") > 0.5) | (F("possible_missing") > 0) | (F("possible_spurious") > 0)
+    ).sort_by("mistakenness", reverse=True)
+
+
 def compute_mistakes(dataset, pred_field: str = "predictions", gt_field: str = "ground_truth"):
-    """Writes Brain's mistakenness fields on ``dataset`` and saves ``likely-annotation-
-    mistakes``; returns the top of the list and the counts."""
+    """Writes Brain's mistakenness fields on ``dataset``; returns the top of the list and
+    the counts (the view to save is :func:`mistakes_view`)."""
     from pycocotools import mask as mask_utils
     from pycocotools.cocoeval import COCOeval
 
@@ -123,12 +133,7 @@ def compute_mistakes(dataset, pred_field: str = "predictions", gt_field: str = "
     dataset.set_values("possible_missing", [sum(1 for m in row if m) for row in missing])
     dataset.set_values("possible_spurious", [sum(1 for s in row if s) for row in spurious])
 
-    from fiftyone import ViewField as F
-
-    suspects = dataset.match(
-        (F("mistakenness") > 0.5) | (F("possible_missing") > 0) | (F("possible_spurious") > 0)
-    ).sort_by("mistakenness", reverse=True)
-    dataset.save_view(MISTAKES_VIEW, suspects, overwrite=True)
+    suspects = mistakes_view(dataset)
     ranked = sorted(
         (
             (m, i, g)

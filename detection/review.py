@@ -477,10 +477,15 @@ def prepare(
         summary["views"] = save_views(
             dataset, dataset.default_classes, summary["evaluation"]["best_f1_confidence"]
         )
-        from detection.mistakes import compute_mistakes
+        from detection.mistakes import MISTAKES_VIEW, compute_mistakes, mistakes_view
 
-        summary["mistakes"] = compute_mistakes(dataset)
-        summary["views"].append(summary["mistakes"]["view"])
+        # Reopening keeps the stored predictions and ground truth, so their mistakes too.
+        if not (reused and "mistakes" in dataset.info):
+            dataset.info["mistakes"] = compute_mistakes(dataset)
+            dataset.save()
+        summary["mistakes"] = dataset.info["mistakes"]
+        dataset.save_view(MISTAKES_VIEW, mistakes_view(dataset), overwrite=True)
+        summary["views"].append(MISTAKES_VIEW)
     elif not labelled:
         summary["views"] = save_unlabeled_views(dataset)
     set_colours(dataset)

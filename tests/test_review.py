@@ -203,6 +203,7 @@ def test_tags_persist_and_export_box_by_box(
         # started beside the database start are dropped): the tags must survive that too.
         again = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r})
         assert again["reused"] and "evaluation" in again
+        assert "likely-annotation-mistakes" in again["views"] and "top" in again["mistakes"]
         dataset = fo.load_dataset("review-test")
         counts = dataset.count_label_tags()
         summaries = {{to: export_corrected("review-test", {str(out)!r} + "/" + to, to)
