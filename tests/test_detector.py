@@ -348,6 +348,18 @@ def test_int8_export_leaves_the_working_directory_untouched(
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in models.iterdir()) == ["best.int8.onnx", "best.onnx", "best.pt"]
     assert list(working.iterdir()) == []
+    # The first convolution and the head's stay fp32 (their weights are not dequantised);
+    # the others are int8.
+    import onnx
+
+    from detection.predict import sensitive_convolutions
+
+    graph = onnx.load(str(models / "best.int8.onnx")).graph
+    dequantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    spared = set(sensitive_convolutions(models / "best.onnx"))
+    convolutions = {n.name: n.input[1] in dequantised for n in graph.node if n.op_type == "Conv"}
+    assert spared and all(not convolutions[name] for name in spared)
+    assert all(int8 for name, int8 in convolutions.items() if name not in spared)
 
 
 @pytest.mark.parametrize(
