@@ -348,6 +348,77 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_env: dict):
+    # A train image copied into val under another name: the leak the check is for.
+    found = _python(
+        f"""
+        import json, shutil
+        from pathlib import Path
+        import fiftyone as fo
+        from detection.leaks import find_split_leaks
+        dataset = fo.load_dataset("review-test")
+        original = dataset.match_tags("train").first()
+        copy = Path(original.filepath).with_name("copy-of-" + Path(original.filepath).name)
+        shutil.copyfile(original.filepath, copy)
+        dataset.add_sample(fo.Sample(filepath=str(copy), tags=["val"]))
+        leaks = find_split_leaks(dataset, {str(trained / "best.pt")!r})
+        leaks["view_names"] = sorted(Path(p).name for p in
+                                     dataset.load_saved_view("leaky-splits").values("filepath"))
+        leaks["original"], leaks["copy"] = Path(original.filepath).name, copy.name
+        dataset.delete_samples(dataset.match(fo.ViewField("filepath") == str(copy)))
+        copy.unlink()
+        print(json.dumps(leaks))
+    """,
+        fiftyone_env,
+    )
+    pairs = {(p["a"], p["b"]) for p in found["pairs"]} | {(p["b"], p["a"]) for p in found["pairs"]}
+    assert (found["original"], found["copy"]) in pairs
+    closest = found["pairs"][0]
+    assert {closest["a"], closest["b"]} == {found["original"], found["copy"]}
+    assert closest["distance"] < 1e-9 and sorted(closest["splits"]) == ["train", "val"]
+    assert {found["original"], found["copy"]} <= set(found["view_names"])
+
+
+def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
+    # The bulk path must give what fiftyone.brain.compute_mistakenness gives, label by
+    # label, on a clone of the reviewed dataset.
+    assert reviewed["mistakes"]["view"] in reviewed["views"]
+    found = _python(
+        """
+        import json
+        import fiftyone as fo
+        import fiftyone.brain as fob
+        dataset = fo.load_dataset("review-test")
+        brains = dataset.clone("review-test-brain")
+        fob.compute_mistakenness(brains, "predictions", label_field="ground_truth")
+        fields = ["ground_truth.detections.mistakenness",
+                  "ground_truth.detections.mistakenness_loc",
+                  "ground_truth.detections.possible_spurious",
+                  "predictions.detections.possible_missing",
+                  "mistakenness", "possible_missing", "possible_spurious"]
+        print(json.dumps({"ours": dataset.values(fields), "brain": brains.values(fields),
+                          "view": len(dataset.load_saved_view("likely-annotation-mistakes"))}))
+        fo.delete_dataset("review-test-brain")
+    """,
+        fiftyone_env,
+    )
+
+    def flat(values):
+        return [v for row in values for v in (row if isinstance(row, list) else [row])]
+
+    for ours, brain in zip(found["ours"], found["brain"]):
+        ours, brain = flat(ours), flat(brain)
+        assert len(ours) == len(brain)
+        for a, b in zip(ours, brain):
+            if isinstance(b, float):
+                assert a == pytest.approx(b, abs=1e-9)
+            else:
+                assert bool(a) == bool(b)
+    assert found["view"] == reviewed["mistakes"]["images"]
+
+
+# Last in this file: its session stops the shared database as it ends, and a test that
+# started right after it could race the database's restart.
 def test_app_in_headless_chromium(
     reviewed: dict, tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
 ):
@@ -452,72 +523,3 @@ def test_app_in_headless_chromium(
             break
         time.sleep(1)
     assert not running
-
-
-def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_env: dict):
-    # A train image copied into val under another name: the leak the check is for.
-    found = _python(
-        f"""
-        import json, shutil
-        from pathlib import Path
-        import fiftyone as fo
-        from detection.leaks import find_split_leaks
-        dataset = fo.load_dataset("review-test")
-        original = dataset.match_tags("train").first()
-        copy = Path(original.filepath).with_name("copy-of-" + Path(original.filepath).name)
-        shutil.copyfile(original.filepath, copy)
-        dataset.add_sample(fo.Sample(filepath=str(copy), tags=["val"]))
-        leaks = find_split_leaks(dataset, {str(trained / "best.pt")!r})
-        leaks["view_names"] = sorted(Path(p).name for p in
-                                     dataset.load_saved_view("leaky-splits").values("filepath"))
-        leaks["original"], leaks["copy"] = Path(original.filepath).name, copy.name
-        dataset.delete_samples(dataset.match(fo.ViewField("filepath") == str(copy)))
-        copy.unlink()
-        print(json.dumps(leaks))
-    """,
-        fiftyone_env,
-    )
-    pairs = {(p["a"], p["b"]) for p in found["pairs"]} | {(p["b"], p["a"]) for p in found["pairs"]}
-    assert (found["original"], found["copy"]) in pairs
-    closest = found["pairs"][0]
-    assert {closest["a"], closest["b"]} == {found["original"], found["copy"]}
-    assert closest["distance"] < 1e-9 and sorted(closest["splits"]) == ["train", "val"]
-    assert {found["original"], found["copy"]} <= set(found["view_names"])
-
-
-def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
-    # The bulk path must give what fiftyone.brain.compute_mistakenness gives, label by
-    # label, on a clone of the reviewed dataset.
-    assert reviewed["mistakes"]["view"] in reviewed["views"]
-    found = _python(
-        """
-        import json
-        import fiftyone as fo
-        import fiftyone.brain as fob
-        dataset = fo.load_dataset("review-test")
-        brains = dataset.clone("review-test-brain")
-        fob.compute_mistakenness(brains, "predictions", label_field="ground_truth")
-        fields = ["ground_truth.detections.mistakenness",
-                  "ground_truth.detections.mistakenness_loc",
-                  "ground_truth.detections.possible_spurious",
-                  "predictions.detections.possible_missing",
-                  "mistakenness", "possible_missing", "possible_spurious"]
-        print(json.dumps({"ours": dataset.values(fields), "brain": brains.values(fields),
-                          "view": len(dataset.load_saved_view("likely-annotation-mistakes"))}))
-        fo.delete_dataset("review-test-brain")
-    """,
-        fiftyone_env,
-    )
-
-    def flat(values):
-        return [v for row in values for v in (row if isinstance(row, list) else [row])]
-
-    for ours, brain in zip(found["ours"], found["brain"]):
-        ours, brain = flat(ours), flat(brain)
-        assert len(ours) == len(brain)
-        for a, b in zip(ours, brain):
-            if isinstance(b, float):
-                assert a == pytest.approx(b, abs=1e-9)
-            else:
-                assert bool(a) == bool(b)
-    assert found["view"] == reviewed["mistakes"]["images"]
