@@ -27,6 +27,9 @@ _SWITCHES = {
     "FIFTYONE_DATABASE_VALIDATION": "false",
     "FIFTYONE_SHOW_PROGRESS_BARS": os.environ.get("FIFTYONE_SHOW_PROGRESS_BARS", "false"),
     "HF_HUB_OFFLINE": "1",
+    # ONNX Runtime's Linux wheels send telemetry events (a DNS lookup of Microsoft's
+    # events host, caught by tests/test_offline.py); its Python switch comes too late.
+    "ORT_DISABLE_TELEMETRY": "1",
     "WANDB_DISABLED": "true",
     "WANDB_MODE": "disabled",
     "COMET_MODE": "disabled",
