@@ -28,7 +28,7 @@ import yaml
 
 from converters.errors import ConversionError
 from detection.evaluate import evaluate_model
-from detection.report import _clean, iou_matrix
+from detection.report import _clean, _xyxy, iou_matrix
 from detection.train import resolve_data
 from detection.weights import MODELS_DIR, load_yolo, sha256
 
@@ -183,13 +183,6 @@ def _strip(weights: Path) -> None:
 
     with contextlib.redirect_stdout(io.StringIO()):
         strip_optimizer(str(weights))
-
-
-def _xyxy(boxes: list[list[float]]):
-    import numpy as np
-
-    array = np.array(boxes, dtype=float).reshape(-1, 4)
-    return np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], 1)
 
 
 def cpu_throughput(model_pt: Path, model_onnx: Path, images: list[Path], repeats: int = 3):
