@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from detection.console import progress_bar, stderr_console
-from detection.weights import MODELS_DIR
+from detection.weights import BACKENDS, MODELS_DIR
 
 
 def _print_skipped(console, errors: list[dict]) -> None:
@@ -117,11 +117,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from detection.weights import MODELS_DIR, load_yolo, resolve_weights
 
     weights = resolve_weights(args.weights)
-    released = weights.parent.parent == MODELS_DIR and weights.with_suffix(".onnx").is_file()
-    if released and not args.int8 and not args.imgsz:
-        # A release ships its export; writing it again would change a tracked file.
+    if weights.parent.parent == MODELS_DIR:
+        # A release ships its exports; writing them again would change tracked files.
+        shipped = weights.with_suffix(".int8.onnx" if args.int8 else ".onnx")
+        if args.imgsz or not shipped.is_file():
+            from converters.errors import ConversionError
+
+            raise ConversionError(
+                f"{weights}: released models are not re-exported in place ({shipped.name} "
+                "is shipped at the training size or not at all); copy model.pt out of "
+                f"{MODELS_DIR} and export the copy"
+            )
         load_yolo(weights, "detect")
-        stderr_console().print(f"Released with its export: {weights.with_suffix('.onnx')}")
+        stderr_console().print(f"Released with its export: {shipped}")
         return 0
 
     calibration = collect_images(args.calibration)[: args.calibration_images] if args.int8 else None
@@ -435,9 +443,10 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0.25)")
     predict.add_argument(
         "--backend",
-        choices=("torch", "onnx"),
+        choices=BACKENDS,
         default="torch",
-        help="onnx: ONNX Runtime, the fast CPU path (exports if needed)",
+        help="onnx: ONNX Runtime, the fast CPU path (exports if needed); onnx-int8: its "
+        "int8 export, faster still (released models ship it)",
     )
     predict.add_argument("--imgsz", type=int, help="image size (default: the training size)")
     predict.add_argument("--batch", type=int, default=16, help="images per batch (16)")
@@ -495,9 +504,10 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     review.add_argument(
         "--backend",
-        choices=("torch", "onnx"),
+        choices=BACKENDS,
         default="onnx",
-        help="onnx (default: the fast CPU path, exported beside the .pt if missing) or torch",
+        help="onnx (default: the fast CPU path, exported beside the .pt if missing), "
+        "onnx-int8 or torch",
     )
     review.add_argument(
         "--conf",

@@ -2,8 +2,8 @@
 
 The ONNX path is the fast CPU path: ONNX Runtime on the model ultralytics exports, with
 ultralytics' own letterbox and class-aware NMS reproduced in NumPy/OpenCV (no torch
-import), batched. Optional int8 (static QDQ quantisation, calibrated on real images)
-is faster still on CPUs with VNNI; the benchmark states its accuracy cost.
+import), batched. Optional int8 (static QDQ quantisation, calibrated on real images,
+taking uint8 pixels) is faster still; the benchmark states its speed and accuracy.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from converters.errors import ConversionError
 from converters.layouts import IMAGE_SUFFIXES
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
+    BACKENDS,
     WeightsError,
     check_onnx,
     load_yolo,
@@ -148,13 +150,18 @@ class OnnxDetector:
         exported = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         self.imgsz = imgsz or int(exported[0])
         self.input = self.session.get_inputs()[0].name
+        # The int8 export takes uint8 pixels; an fp32 export takes them scaled to 0..1.
+        self.takes_pixels = self.session.get_inputs()[0].type == "tensor(uint8)"
 
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
     ) -> list[Detections]:
         boxed = [letterbox(image, self.imgsz) for image in images]
-        batch = np.stack([b[0] for b in boxed])[..., ::-1].transpose(0, 3, 1, 2)  # BGR->RGB, NCHW
-        batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
+        pixels = np.stack([b[0] for b in boxed])[..., ::-1].transpose(0, 3, 1, 2)  # BGR->RGB, NCHW
+        if self.takes_pixels:
+            batch = np.ascontiguousarray(pixels)
+        else:
+            batch = np.ascontiguousarray(pixels, dtype=np.float32) / 255.0
         outputs = self.session.run(None, {self.input: batch})[0]
         return [
             nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2])
@@ -207,7 +214,9 @@ def load_detector(
     spinning: bool = True,
     classes: list[str] | None = None,
 ):
-    """``torch``: the ``.pt``; ``onnx``: the ``.onnx`` beside it (exported if missing).
+    """``torch``: the ``.pt``; ``onnx``: the ``.onnx`` beside it (exported if missing);
+    ``onnx-int8``: the ``.int8.onnx`` beside it (``defects export --int8`` writes it;
+    released models ship it).
 
     ``weights`` may name a released model (``neu-det``). ``spinning=False`` lets ONNX
     Runtime's idle threads sleep, for work running beside it. With ``classes`` (the
@@ -218,9 +227,19 @@ def load_detector(
         if weights.suffix == ".onnx":
             raise ConversionError(f"{weights}: an ONNX file needs --backend onnx")
         return TorchDetector(weights, imgsz, device, classes)
-    if backend != "onnx":
-        raise ConversionError(f"unknown backend {backend!r} (torch or onnx)")
-    onnx_path = weights if weights.suffix == ".onnx" else weights.with_suffix(".onnx")
+    if backend not in BACKENDS:
+        raise ConversionError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+    if weights.suffix == ".onnx":
+        onnx_path = weights
+    elif backend == "onnx-int8":
+        onnx_path = weights.with_suffix(".int8.onnx")
+        if not onnx_path.is_file():
+            raise ConversionError(
+                f"{onnx_path}: no int8 export beside {weights.name}; write it with "
+                f"defects export --weights {weights} --int8 --calibration IMAGES"
+            )
+    else:
+        onnx_path = weights.with_suffix(".onnx")
     if not onnx_path.is_file():
         onnx_path = export_onnx(weights, imgsz)
     detector = OnnxDetector(onnx_path, imgsz, spinning=spinning)
@@ -259,26 +278,45 @@ def export_onnx(
     return path
 
 
-def sensitive_convolutions(onnx_path: Path) -> list[str]:
-    """The convolutions int8 hurts most, left in fp32: the first (it sees raw pixels)
-    and the detection head's (the last module; its box and class branches). On NEU-DET
-    quantising every convolution cost 0.014 mAP50, sparing these -0.0001."""
+def float_head_nodes(onnx_path: Path) -> list[str]:
+    """The nodes left in fp32 by int8 quantisation: the detection head's output layers.
+
+    The head is the last module (``/model.23/...`` in yolo11n). Its inner blocks, an
+    ultralytics Conv each (``.../conv/Conv`` with its SiLU under ``.../act/``), are
+    quantised like the rest of the network. What stays fp32 is every other head node: the
+    final 1x1 convolution of each branch (box distributions and class logits), the DFL
+    and the decoding, where pixel coordinates and 0..1 scores are concatenated and cannot
+    share one int8 scale. On NEU-DET this costs 0.001 mAP50 against fp32 and runs 1.6x
+    faster than quantising the body alone (docs/benchmarks.md).
+    """
     import onnx
 
-    convolutions = [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "Conv"]
+    nodes = onnx.load(str(onnx_path)).graph.node
+    convolutions = [n.name for n in nodes if n.op_type == "Conv"]
     if not convolutions:
         return []
-    head = convolutions[-1].split("/")[1]  # "/model.23/cv3.2/..." -> "model.23"
-    return [convolutions[0], *(c for c in convolutions if c.split("/")[1] == head)]
+    head = "/" + convolutions[-1].split("/")[1] + "/"  # "/model.23/cv3.2/..." -> "/model.23/"
+    return [
+        n.name
+        for n in nodes
+        if n.name.startswith(head) and ("/dfl/" in n.name or not re.search(r"/(conv|act)/", n.name))
+    ]
 
 
 def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
     """Static int8 quantisation of an exported model, calibrated on ``images``.
 
+    QDQ, per-channel int8 weights, uint8 activations, everything but the head's output
+    layers (:func:`float_head_nodes`). The input is quantised with scale 1/255 and zero
+    point 0, which is exact for 8-bit pixels, and then removed: the int8 model takes the
+    letterboxed uint8 pixels themselves (NCHW, RGB), so neither the float conversion nor
+    its quantisation is paid per image. :class:`OnnxDetector` reads the input type.
+
     ONNX Runtime's quantisation tools write temporary models into the working directory
     (``sym_shape_infer_temp.onnx`` and an external-data file when shape inference gives
     up), so they run inside a temporary folder with every path absolute.
     """
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -302,6 +340,8 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
     onnx_path = Path(onnx_path).resolve()
     images = [Path(image).resolve() for image in images]
     target = onnx_path.with_suffix(".int8.onnx")
+    source = onnx.load(str(onnx_path))
+    pixels = {"scale": np.array(1 / 255, np.float32), "zero_point": np.array(0, np.uint8)}
     with tempfile.TemporaryDirectory(prefix="defects-int8-") as tmp, contextlib.chdir(tmp):
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
@@ -313,19 +353,38 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             per_channel=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
-            # Only the convolutions: the head's decoding (box coordinates in pixels next to
-            # class scores in 0..1, concatenated) cannot share one int8 scale.
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=sensitive_convolutions(onnx_path),
+            nodes_to_exclude=float_head_nodes(onnx_path),
+            extra_options={"TensorQuantOverrides": {source.graph.input[0].name: [pixels]}},
         )
+    quantised = onnx.load(str(target))
+    _take_pixels(quantised.graph)
     # Ultralytics' metadata (names, imgsz) is needed to read the outputs.
-    import onnx
-
-    source, quantised = onnx.load(str(onnx_path)), onnx.load(str(target))
     del quantised.metadata_props[:]
     quantised.metadata_props.extend(source.metadata_props)
     onnx.save(quantised, str(target))
     return target
+
+
+def _take_pixels(graph) -> None:
+    """Makes a quantised graph take uint8 pixels: drops the QuantizeLinear (scale 1/255,
+    zero point 0) that is the float input's only consumer and feeds its consumers the
+    input itself, retyped uint8."""
+    import onnx
+    from onnx import numpy_helper
+
+    name = graph.input[0].name
+    consumers = [n for n in graph.node if name in n.input]
+    if len(consumers) != 1 or consumers[0].op_type != "QuantizeLinear":
+        raise ValueError(f"int8 export: the input {name!r} is not quantised by one node")
+    quantize = consumers[0]
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    scale, zero = constants[quantize.input[1]], constants[quantize.input[2]]
+    if not (np.isclose(scale, 1 / 255, rtol=1e-6) and zero == 0 and zero.dtype == np.uint8):
+        raise ValueError(f"int8 export: the input is quantised with {scale}, {zero}, not 1/255, 0")
+    for node in graph.node:
+        node.input[:] = [name if x == quantize.output[0] else x for x in node.input]
+    graph.node.remove(quantize)
+    graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
 
 
 def batches(items: list, size: int) -> Iterator[list]:

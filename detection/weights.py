@@ -20,6 +20,9 @@ from converters.errors import ConversionError
 from detection.offline import PROJECT_ROOT
 
 MODELS_DIR = PROJECT_ROOT / "models"
+# The runtimes that run a detector, each on its own file beside the weights:
+# torch the .pt, onnx the .onnx export, onnx-int8 the .int8.onnx export.
+BACKENDS = ("torch", "onnx", "onnx-int8")
 RELEASED_WEIGHTS = "model.pt"
 TASK_NAMES = {
     "detect": "a detector",

@@ -348,18 +348,92 @@ def test_int8_export_leaves_the_working_directory_untouched(
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in models.iterdir()) == ["best.int8.onnx", "best.onnx", "best.pt"]
     assert list(working.iterdir()) == []
-    # The first convolution and the head's stay fp32 (their weights are not dequantised);
-    # the others are int8.
+    # Only the head's output layers stay fp32 (their weights are not dequantised); every
+    # other convolution, the first and the head's inner blocks included, is int8, and the
+    # model takes uint8 pixels.
+    import cv2
     import onnx
 
-    from detection.predict import sensitive_convolutions
+    from detection.predict import OnnxDetector, float_head_nodes, letterbox, load_detector
 
     graph = onnx.load(str(models / "best.int8.onnx")).graph
     dequantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    spared = set(sensitive_convolutions(models / "best.onnx"))
+    spared = set(float_head_nodes(models / "best.onnx"))
     convolutions = {n.name: n.input[1] in dequantised for n in graph.node if n.op_type == "Conv"}
-    assert spared and all(not convolutions[name] for name in spared)
-    assert all(int8 for name, int8 in convolutions.items() if name not in spared)
+    float_convolutions = {name for name, int8 in convolutions.items() if not int8}
+    assert len(float_convolutions) == 7  # three box, three class outputs and the DFL
+    assert float_convolutions == spared & convolutions.keys()
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    # On the same letterboxed pixels the int8 head outputs follow fp32's: boxes within a
+    # few pixels, class scores correlated (a barely trained model: scores are small).
+    fp32, int8 = OnnxDetector(models / "best.onnx"), load_detector(models / "best.pt", "onnx-int8")
+    assert int8.takes_pixels and not fp32.takes_pixels
+    paths = sorted((tiny_data / "images" / "train").iterdir())
+    pixels = np.stack([letterbox(cv2.imread(str(p)), fp32.imgsz)[0] for p in paths])
+    pixels = np.ascontiguousarray(pixels[..., ::-1].transpose(0, 3, 1, 2))
+    reference = fp32.session.run(None, {fp32.input: pixels.astype(np.float32) / 255})[0]
+    quantised = int8.session.run(None, {int8.input: pixels})[0]
+    box_error = np.abs(quantised[:, :4] - reference[:, :4])
+    correlation = np.corrcoef(quantised[:, 4:].ravel(), reference[:, 4:].ravel())[0, 1]
+    assert np.median(box_error) < 0.5 and correlation > 0.99
+
+
+def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1):
+    """images (float) -> QuantizeLinear(scale, zero_point) -> DequantizeLinear -> out,
+    with ``consumers - 1`` more nodes reading the float input."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["images", "scale", "zero"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["out"], name="dq"),
+    ]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])]
+    for index in range(consumers - 1):
+        nodes.append(helper.make_node("Identity", ["images"], [f"copy{index}"]))
+        outputs.append(helper.make_tensor_value_info(f"copy{index}", TensorProto.FLOAT, None))
+    graph = helper.make_graph(
+        nodes,
+        "pixels",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 4, 4])],
+        outputs,
+        [
+            numpy_helper.from_array(np.array(scale, np.float32), "scale"),
+            numpy_helper.from_array(np.array(zero_point, np.uint8), "zero"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize(
+    ("scale", "zero_point", "consumers", "error"),
+    [
+        (1 / 255, 0, 1, None),  # what quantize_int8 asks for: exact for 8-bit pixels
+        (1 / 128, 0, 1, "not 1/255, 0"),  # would clip pixels above 128
+        (1 / 255, 3, 1, "not 1/255, 0"),
+        (1 / 255, 0, 2, "not quantised by one node"),  # the float input is needed elsewhere
+    ],
+)
+def test_int8_model_takes_uint8_pixels_exactly(
+    scale: float, zero_point: int, consumers: int, error: str | None
+):
+    import onnx
+    import onnxruntime as ort
+
+    from detection.predict import _take_pixels
+
+    model = _quantised_input_graph(scale, zero_point, consumers)
+    if error:
+        with pytest.raises(ValueError, match=error):
+            _take_pixels(model.graph)
+        return
+    pixels = np.arange(48, dtype=np.uint8).reshape(1, 3, 4, 4) * 5 + 10  # 10..245
+    floats = pixels.astype(np.float32) / 255
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"images": floats})[0]
+    _take_pixels(model.graph)
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["DequantizeLinear"]
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"images": pixels})[0]
+    np.testing.assert_array_equal(after, before)
 
 
 @pytest.mark.parametrize(
