@@ -218,6 +218,15 @@ def interval(values: np.ndarray, level: float = 0.95) -> list[float] | None:
     return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
 
 
+def format_interval(ci: list[float] | None, digits: int = 4, signed: bool = False) -> str:
+    """An :func:`interval` as ``[low, high]``; ``n/a`` where there is none (no replicates,
+    or none finite). ``signed`` writes the signs of a difference's bounds."""
+    if not ci:
+        return "n/a"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
 def p_value(differences: np.ndarray) -> float | None:
     """Two-sided bootstrap p-value of a paired difference being zero: twice the smaller
     share of replicates on either side of zero (ties count for both), at most 1."""

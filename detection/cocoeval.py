@@ -90,6 +90,66 @@ def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
     return empty
 
 
+def coco_from_relative(
+    gt_labels: list,
+    gt_boxes: list,
+    labels: list,
+    boxes: list,
+    scores: list,
+    classes: list[str] | None = None,
+    sizes: list[tuple[float, float]] | None = None,
+) -> tuple[dict, list[dict]]:
+    """pycocotools ground truth and results from per-image lists in FiftyOne's form
+    (labels and relative ``[x, y, w, h]`` boxes; ``None`` for an image without any).
+
+    Image ids are 1.. in list order; annotation ids 1.. and the results follow the
+    labels' order, so ``load_results`` numbers the results 1.. the same way.
+
+    Args:
+        classes: Category names, ids 1.. in this order; ``None``: one category, for
+            class-agnostic matching.
+        sizes: Each image's ``(width, height)`` for boxes in pixels; ``None`` keeps them
+            relative (IoU is the same either way).
+    """
+    names = classes or ["defect"]
+    gt = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(names)],
+    }
+    results = []
+
+    def category(label: str) -> int:
+        return names.index(label) + 1 if classes else 1
+
+    rows = zip(gt_labels, gt_boxes, labels, boxes, scores, sizes or [(1, 1)] * len(gt_labels))
+    for image_id, (truth, truth_boxes, found, found_boxes, found_scores, (w, h)) in enumerate(
+        rows, 1
+    ):
+        gt["images"].append({"id": image_id, "width": w, "height": h})
+        for label, (x, y, bw, bh) in zip(truth or [], truth_boxes or []):
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": category(label),
+                    "bbox": [x * w, y * h, bw * w, bh * h],
+                    "area": bw * w * bh * h,
+                    "iscrowd": 0,
+                }
+            )
+        for label, (x, y, bw, bh), score in zip(found or [], found_boxes or [], found_scores or []):
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": category(label),
+                    "bbox": [x * w, y * h, bw * w, bh * h],
+                    "score": score,
+                }
+            )
+    return gt, results
+
+
 def _mean_valid(values: np.ndarray) -> float:
     valid = values[values > -1]
     return float(np.mean(valid)) if valid.size else math.nan

@@ -65,16 +65,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 replicates=args.bootstrap,
                 seed=args.seed,
             )
+    from detection.bootstrap import format_interval
+
     print((Path(args.out) / "report.md").read_text())
     stderr_console().print(
-        f"mAP50 {report['mAP50']:.4f} {_interval(report['mAP50_ci'])}  mAP50:95 "
-        f"{report['mAP50-95']:.4f} {_interval(report['mAP50-95_ci'])}  -> {args.out}/report.md"
+        f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
+        f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}  "
+        f"-> {args.out}/report.md"
     )
     return 0
-
-
-def _interval(ci: list[float] | None) -> str:
-    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
 
 
 def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
@@ -309,12 +308,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(names) != count or len(set(names)) != count:
         raise ConversionError(f"--names needs {count} different names, one per model")
     report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources)
+    from detection.bootstrap import format_interval
+
     print((args.out / "report.md").read_text())
     differences = report["difference"]
     for difference in differences if isinstance(differences, list) else [differences]:
         stderr_console().print(
             f"{difference['model']} - {difference['baseline']}: mAP50 "
-            f"{difference['mAP50']:+.4f} {_interval(difference['mAP50_ci'])}, "
+            f"{difference['mAP50']:+.4f} {format_interval(difference['mAP50_ci'], signed=True)}, "
             f"p = {difference['p_value']}"
         )
     return 0
@@ -329,26 +330,16 @@ def _weights_name(weights: Path) -> str:
 
 
 def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
-    from converters.errors import ConversionError
-    from detection.evaluate import predict_coco, read_ground_truth
-    from detection.predict import TorchDetector
-    from detection.train import resolve_data
+    from detection.evaluate import predict_split, split_ground_truth
 
-    root = resolve_data(args.data).parent
-    gt_path = root / "annotations" / f"instances_{args.split}.json"
-    if not gt_path.is_file():
-        raise ConversionError(f"{gt_path}: no ground truth for split '{args.split}'")
-    gt = read_ground_truth(gt_path)
-    classes = [category["name"] for category in gt["categories"]]
+    data_yaml, _, gt = split_ground_truth(args.data, args.split)
+    device = None if args.device == "auto" else args.device
     predictions = []
     for weights in args.weights:
-        detector = TorchDetector(
-            weights, args.imgsz, None if args.device == "auto" else args.device, classes
-        )
         with progress_bar(f"Predicting ({weights})") as update:
-            predictions.append(
-                predict_coco(detector, gt, root / "images" / args.split, progress=update)
-            )
+            image_dir = data_yaml.parent / "images" / args.split
+            _, results = predict_split(weights, gt, image_dir, args.imgsz, device, update)
+            predictions.append(results)
     return predictions, gt, [str(w) for w in args.weights]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detection.bootstrap import figures, interval, match, p_value
+from detection.bootstrap import figures, format_interval, interval, match, p_value
 
 
 def _difference(
@@ -149,10 +149,6 @@ def plot_differences(differences: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _fmt_ci(ci: list[float] | None, sign: str = "+") -> str:
-    return f"[{ci[0]:{sign}.4f}, {ci[1]:{sign}.4f}]" if ci else "n/a"
-
-
 def _fmt_p(p: float | None, replicates: int) -> str:
     """A p-value no finer than the replicates can tell."""
     if p is None:
@@ -173,8 +169,8 @@ def _markdown(report: dict, differences: list[dict]) -> str:
     ]
     for model in report["models"]:
         lines.append(
-            f"| {model['name']} | {model['mAP50']:.4f} | {_fmt_ci(model['mAP50_ci'], '')} | "
-            f"{model['mAP50-95']:.4f} | {_fmt_ci(model['mAP50-95_ci'], '')} |"
+            f"| {model['name']} | {model['mAP50']:.4f} | {format_interval(model['mAP50_ci'])} | "
+            f"{model['mAP50-95']:.4f} | {format_interval(model['mAP50-95_ci'])} |"
         )
     for difference in differences:
         p = difference["p_value"]
@@ -182,9 +178,10 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             "",
             f"## {difference['model']} minus {difference['baseline']}",
             "",
-            f"mAP50 {difference['mAP50']:+.4f} {_fmt_ci(difference['mAP50_ci'])}, p: "
+            f"mAP50 {difference['mAP50']:+.4f} "
+            f"{format_interval(difference['mAP50_ci'], signed=True)}, p: "
             f"{_fmt_p(p, boot['replicates'])}; mAP50:95 {difference['mAP50-95']:+.4f} "
-            f"{_fmt_ci(difference['mAP50-95_ci'])}.",
+            f"{format_interval(difference['mAP50-95_ci'], signed=True)}.",
             "",
             "| class | dAP50 | 95% interval | p | dAP50:95 | 95% interval |",
             "|---|---:|---|---:|---:|---|",
@@ -192,9 +189,10 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         for name, entry in difference["per_class"].items():
             p = entry["p_value"]
             lines.append(
-                f"| {name} | {entry['ap50']:+.4f} | {_fmt_ci(entry['ap50_ci'])} | "
+                f"| {name} | {entry['ap50']:+.4f} | "
+                f"{format_interval(entry['ap50_ci'], signed=True)} | "
                 f"{_fmt_p(p, boot['replicates'])} | {entry['ap50_95']:+.4f} | "
-                f"{_fmt_ci(entry['ap50_95_ci'])} |"
+                f"{format_interval(entry['ap50_95_ci'], signed=True)} |"
             )
     lines += ["", "Forest plot of the per-class differences: `differences.png`.", ""]
     return "\n".join(lines)

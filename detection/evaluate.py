@@ -110,6 +110,43 @@ def ultralytics_val(
     }
 
 
+def split_ground_truth(data: Path, split: str) -> tuple[Path, Path, dict]:
+    """A converted dataset's ``data.yaml``, and its split's ground-truth file and content.
+
+    Raises:
+        ConversionError: No ground truth for the split, not COCO ground truth, or no
+            images in it; the message names the file.
+    """
+    data_yaml = resolve_data(data)
+    gt_path = data_yaml.parent / "annotations" / f"instances_{split}.json"
+    if not gt_path.is_file():
+        raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
+    gt = read_ground_truth(gt_path)
+    if not gt["images"]:
+        raise ConversionError(f"{gt_path}: split '{split}' has no images")
+    return data_yaml, gt_path, gt
+
+
+def predict_split(
+    weights: Path | str,
+    gt: dict,
+    image_dir: Path,
+    imgsz: int | None = None,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+):
+    """Ultralytics' PyTorch predictions on every image of ``gt``, as COCO results.
+
+    Returns:
+        The detector (its classes checked against ``gt``'s) and the results.
+    """
+    from detection.predict import TorchDetector
+
+    classes = [category["name"] for category in gt["categories"]]
+    detector = TorchDetector(weights, imgsz, device, classes)
+    return detector, predict_coco(detector, gt, image_dir, progress=progress)
+
+
 def evaluate_model(
     weights: Path,
     data: Path,
@@ -125,20 +162,10 @@ def evaluate_model(
     """Predicts on a converted split, scores with pycocotools, writes the report (with
     ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``)."""
     weights = resolve_weights(weights)
-    data_yaml = resolve_data(data)
+    data_yaml, gt_path, gt = split_ground_truth(data, split)
     root = data_yaml.parent
-    gt_path = root / "annotations" / f"instances_{split}.json"
-    if not gt_path.is_file():
-        raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
-    gt = read_json(gt_path, "COCO ground truth")
-    if not gt["images"]:
-        raise ConversionError(f"{gt_path}: split '{split}' has no images")
-    from detection.predict import TorchDetector
-
-    classes = [category["name"] for category in gt["categories"]]
-    detector = TorchDetector(weights, imgsz, device, classes)
+    detector, results = predict_split(weights, gt, root / "images" / split, imgsz, device, progress)
     imgsz = detector.imgsz
-    results = predict_coco(detector, gt, root / "images" / split, progress=progress)
     scored = evaluate(gt, results)
     manifest = root / "manifest.json"
     meta = {

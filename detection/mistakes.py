@@ -41,13 +41,18 @@ def mistakes_view(dataset):
     ).sort_by("mistakenness", reverse=True)
 
 
+def _positions(per_sample: list) -> list[tuple[int, int]]:
+    """(sample index, label index) of every label, in order."""
+    return [(i, k) for i, labels in enumerate(per_sample) for k in range(len(labels or []))]
+
+
 def compute_mistakes(dataset, pred_field: str = "predictions", gt_field: str = "ground_truth"):
     """Writes Brain's mistakenness fields on ``dataset``; returns the top of the list and
     the counts (the view to save is :func:`mistakes_view`)."""
     from pycocotools import mask as mask_utils
     from pycocotools.cocoeval import COCOeval
 
-    from detection.cocoeval import load_gt, load_results
+    from detection.cocoeval import coco_from_relative, load_gt, load_results
 
     brain = _brain()
     columns = dataset.values(
@@ -63,30 +68,10 @@ def compute_mistakes(dataset, pred_field: str = "predictions", gt_field: str = "
             f"{pred_field}.detections.confidence",
         ]
     )
-    gt = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "defect"}]}
-    results = []
-    truth_at, prediction_at = {}, {}
-    for image_id, row in enumerate(zip(*columns), 1):
-        _, _, _, _, gt_boxes, _, _, pred_boxes, scores = row
-        gt["images"].append({"id": image_id, "width": 1, "height": 1})
-        for k, box in enumerate(gt_boxes or []):
-            annotation_id = len(gt["annotations"]) + 1
-            truth_at[annotation_id] = (image_id - 1, k)
-            gt["annotations"].append(
-                {
-                    "id": annotation_id,
-                    "image_id": image_id,
-                    "category_id": 1,
-                    "bbox": list(box),
-                    "area": box[2] * box[3],
-                    "iscrowd": 0,
-                }
-            )
-        for k, (box, score) in enumerate(zip(pred_boxes or [], scores or [])):
-            prediction_at[len(results) + 1] = (image_id - 1, k)
-            results.append(
-                {"image_id": image_id, "category_id": 1, "bbox": list(box), "score": score}
-            )
+    # Class-agnostic, as Brain matches; ids follow the labels' order, hence these maps.
+    gt, results = coco_from_relative(*columns[3:5], *columns[6:9])
+    truth_at = dict(enumerate(_positions(columns[4]), 1))
+    prediction_at = dict(enumerate(_positions(columns[7]), 1))
     coco_gt = load_gt(gt)
     coco_dt = load_results(coco_gt, results)
     evaluator = COCOeval(coco_gt, coco_dt, "bbox")

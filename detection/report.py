@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detection.bootstrap import format_interval
 from detection.cocoeval import CocoResult
 
 GT_COLOUR = (60, 200, 60)  # BGR green
@@ -393,10 +394,6 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interval(ci: list[float] | None) -> str:
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
-
-
 def _explained_markdown(report: dict) -> list[str]:
     """The report's intervals, TIDE errors and breakdowns as Markdown."""
     from detection.tide import ERROR_TYPES
@@ -407,16 +404,16 @@ def _explained_markdown(report: dict) -> list[str]:
         f"## How sure: {boot['level']:.0%} bootstrap intervals",
         "",
         f"{boot['replicates']} replicates over images, seed {boot['seed']}: mAP50 "
-        f"{_fmt(report['mAP50'])} {_interval(report['mAP50_ci'])}, mAP50:95 "
-        f"{_fmt(report['mAP50-95'])} {_interval(report['mAP50-95_ci'])}.",
+        f"{_fmt(report['mAP50'])} {format_interval(report['mAP50_ci'], 3)}, mAP50:95 "
+        f"{_fmt(report['mAP50-95'])} {format_interval(report['mAP50-95_ci'], 3)}.",
         "",
         "| class | AP50 | 95% interval | AP50:95 | 95% interval |",
         "|---|---:|---|---:|---|",
     ]
     for c in report["per_class"]:
         lines.append(
-            f"| {c['name']} | {_fmt(c['ap50'])} | {_interval(c.get('ap50_ci'))} | "
-            f"{_fmt(c['ap50_95'])} | {_interval(c.get('ap50_95_ci'))} |"
+            f"| {c['name']} | {_fmt(c['ap50'])} | {format_interval(c.get('ap50_ci'), 3)} | "
+            f"{_fmt(c['ap50_95'])} | {format_interval(c.get('ap50_95_ci'), 3)} |"
         )
     errors = report["errors"]
     lines += [
@@ -453,7 +450,7 @@ def _explained_markdown(report: dict) -> list[str]:
     for name, figures in report["breakdowns"].items():
         lines.append(
             f"| {name} | {figures['images']} | {figures['boxes']} | {_fmt(figures['mAP50'])} | "
-            f"{_interval(figures.get('mAP50_ci'))} | {_fmt(figures['mAP50-95'])} | "
-            f"{_interval(figures.get('mAP50-95_ci'))} | {figures['definition']} |"
+            f"{format_interval(figures.get('mAP50_ci'), 3)} | {_fmt(figures['mAP50-95'])} | "
+            f"{format_interval(figures.get('mAP50-95_ci'), 3)} | {figures['definition']} |"
         )
     return lines

@@ -215,6 +215,7 @@ def _open_database(name: str) -> tuple[bool, float]:
 
 def evaluate(dataset, split: str = "val") -> dict:
     """FiftyOne COCO-style evaluation on ``split`` (eval key ``eval``), pycocotools beside it."""
+    from detection.cocoeval import coco_from_relative
     from detection.cocoeval import evaluate as coco_evaluate
     from detection.tide import decompose
 
@@ -232,12 +233,6 @@ def evaluate(dataset, split: str = "val") -> dict:
     classes = dataset.default_classes
     report = results.report(classes=classes)
     # The same predictions through pycocotools (our report's scorer), read back in bulk.
-    gt = {
-        "images": [],
-        "annotations": [],
-        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(classes)],
-    }
-    detections = []
     columns = view.values(
         [
             "metadata.width",
@@ -249,28 +244,7 @@ def evaluate(dataset, split: str = "val") -> dict:
             "predictions.detections.confidence",
         ]
     )
-    for image_id, (w, h, gt_labels, gt_boxes, labels, boxes, scores) in enumerate(zip(*columns), 1):
-        gt["images"].append({"id": image_id, "width": w, "height": h})
-        for label, (x, y, bw, bh) in zip(gt_labels or [], gt_boxes or []):
-            gt["annotations"].append(
-                {
-                    "id": len(gt["annotations"]) + 1,
-                    "image_id": image_id,
-                    "category_id": classes.index(label) + 1,
-                    "bbox": [x * w, y * h, bw * w, bh * h],
-                    "area": bw * w * bh * h,
-                    "iscrowd": 0,
-                }
-            )
-        for label, (x, y, bw, bh), score in zip(labels or [], boxes or [], scores or []):
-            detections.append(
-                {
-                    "image_id": image_id,
-                    "category_id": classes.index(label) + 1,
-                    "bbox": [x * w, y * h, bw * w, bh * h],
-                    "score": score,
-                }
-            )
+    gt, detections = coco_from_relative(*columns[2:], classes, list(zip(*columns[:2])))
     ours = coco_evaluate(gt, detections)
     errors = decompose(gt, detections)
     return {

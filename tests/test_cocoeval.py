@@ -106,3 +106,33 @@ def test_deterministic(ours):
     again = evaluate(GT, DT)
     assert again.stats == ours.stats
     assert [vars(c) for c in again.classes] == [vars(c) for c in ours.classes]
+
+
+@pytest.mark.parametrize(
+    ("classes", "sizes", "categories", "first_box"),
+    [
+        (["scratches", "patches"], [(200, 100), (50, 50)], [2, 1, 1], [20.0, 10.0, 100.0, 50.0]),
+        (None, None, [1, 1, 1], [0.1, 0.1, 0.5, 0.5]),  # class-agnostic, relative (mistakes)
+    ],
+)
+def test_coco_from_relative(classes, sizes, categories, first_box):
+    from detection.cocoeval import coco_from_relative
+
+    gt_labels = [["patches", "scratches"], None, ["scratches"]]
+    gt_boxes = [[[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.2, 0.2]], None, [[0.2, 0.2, 0.4, 0.4]]]
+    scores = [[0.9, 0.8], None, [0.7]]
+    sizes = sizes and [*sizes[:1], (10, 10), *sizes[1:]]
+    gt, results = coco_from_relative(
+        gt_labels, gt_boxes, gt_labels, gt_boxes, scores, classes, sizes
+    )
+    assert [image["id"] for image in gt["images"]] == [1, 2, 3]
+    assert [a["id"] for a in gt["annotations"]] == [1, 2, 3]
+    assert (
+        [a["image_id"] for a in gt["annotations"]] == [r["image_id"] for r in results] == [1, 1, 3]
+    )
+    assert [a["category_id"] for a in gt["annotations"]] == [r["category_id"] for r in results]
+    assert [r["category_id"] for r in results] == categories
+    assert gt["annotations"][0]["bbox"] == pytest.approx(first_box)
+    assert [r["score"] for r in results] == [0.9, 0.8, 0.7]
+    # The ground truth found by itself, in pixels or relative: AP 1 at every IoU.
+    assert evaluate(gt, results).stats["AP50:95"] == pytest.approx(1.0)
