@@ -176,14 +176,20 @@ def _starting_model(model: str) -> str:
 
 
 def _checkpoint_state(path: Path) -> str:
-    """``resumable`` (epochs left), ``trained`` (every epoch done, but the final strip of
-    the optimizer was interrupted) or ``finished`` (stripped: the run ended normally)."""
+    """``resumable`` (epochs left), ``trained`` (every epoch done, or a ``--hours`` budget
+    spent, but the final strip of the optimizer was interrupted) or ``finished``
+    (stripped: the run ended normally)."""
     checkpoint = load_yolo(path, "detect").ckpt or {}
     epoch = checkpoint.get("epoch", -1)
     if epoch < 0:
         return "finished"
-    epochs = (checkpoint.get("train_args") or {}).get("epochs", 0)
-    return "resumable" if epoch + 1 < epochs else "trained"
+    args = checkpoint.get("train_args") or {}
+    # A --hours run stops when its clock passes the budget, usually before the epochs
+    # it last estimated; results.csv's time column is that clock (seconds this session).
+    elapsed = ((checkpoint.get("train_results") or {}).get("time") or [0])[-1]
+    if args.get("time") and elapsed > args["time"] * 3600:
+        return "trained"
+    return "resumable" if epoch + 1 < args.get("epochs", 0) else "trained"
 
 
 def _trim_results(run_dir: Path, epochs_saved: int) -> None:

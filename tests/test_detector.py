@@ -139,6 +139,32 @@ def test_kill_during_checkpoint_writes_never_costs_the_run(tiny_data: Path, tmp_
     assert not list(run_dir.glob(".*.partial"))
 
 
+@pytest.mark.parametrize(
+    ("epoch", "epochs", "hours", "elapsed_s", "state"),
+    [
+        (-1, 5, None, 9.0, "finished"),  # stripped: the run ended normally
+        (1, 5, None, 9.0, "resumable"),
+        (4, 5, None, 9.0, "trained"),  # every epoch done, the final strip cut short
+        (1, 5, 1.0, 9.0, "resumable"),  # within its --hours budget
+        # Budget spent before the estimated epochs: resuming would train a second budget.
+        (1, 5, 0.001, 9.0, "trained"),
+    ],
+)
+def test_checkpoint_state(
+    trained: Path, tmp_path: Path, epoch: int, epochs: int, hours, elapsed_s: float, state: str
+):
+    import torch
+
+    from detection.train import _checkpoint_state
+
+    checkpoint = torch.load(trained / "best.pt", map_location="cpu", weights_only=False)
+    checkpoint["epoch"] = epoch
+    checkpoint["train_args"] = {**checkpoint["train_args"], "epochs": epochs, "time": hours}
+    checkpoint["train_results"] = {"epoch": [1, 2], "time": [elapsed_s / 2, elapsed_s]}
+    torch.save(checkpoint, tmp_path / "last.pt")
+    assert _checkpoint_state(tmp_path / "last.pt") == state
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
     result = subprocess.run(
         [*DEFECTS, "train", "--resume", "--name", "none", "--weights-dir", str(tmp_path)],
