@@ -6,12 +6,14 @@ NMS), four ways in one run, alternating, median of REPEATS:
 * ultralytics predict, one image per call;
 * ultralytics predict, batches of 32;
 * ours: ONNX Runtime fp32, batches of 32 (`defects predict --backend onnx`);
-* ours: ONNX Runtime int8 (static QDQ, calibrated on 200 training images), batches of 32.
+* ours: ONNX Runtime int8 (`--backend onnx-int8`: static QDQ, every layer but the head's
+  output layers, calibrated on 200 training images, uint8 pixels in), batches of 32.
 
 Accuracy at equal image size: pycocotools mAP50 of each path on the converted val split
 (conf 0.001, 100 detections per image), so "faster" is checked at equal accuracy.
 
-    make bench-predict WEIGHTS=weights/neu-det/best.pt DATA_OUT=datasets/converted/neu-det
+    make bench-predict                       # the released model, neu-det
+    make bench-predict WEIGHTS=weights/RUN/best.pt
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 progress=update,
                 replicates=args.bootstrap,
                 seed=args.seed,
+                backend=args.backend,
             )
     from detection.bootstrap import format_interval
 
@@ -338,7 +339,9 @@ def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[
     for weights in args.weights:
         with progress_bar(f"Predicting ({weights})") as update:
             image_dir = data_yaml.parent / "images" / args.split
-            _, results = predict_split(weights, gt, image_dir, args.imgsz, device, update)
+            _, results = predict_split(
+                weights, gt, image_dir, args.imgsz, device, update, args.backend
+            )
             predictions.append(results)
     return predictions, gt, [str(w) for w in args.weights]
 
@@ -409,6 +412,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", type=Path, required=True, help="report folder")
     evaluate.add_argument("--imgsz", type=int, help="image size (default: the training size)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or a GPU index")
+    evaluate.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="the file scored: the .pt (torch) or its onnx / onnx-int8 export",
+    )
     evaluate.add_argument(
         "--no-ultralytics",
         action="store_true",
@@ -574,6 +583,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--split", default="val", help="with --data: the split (val)")
     compare.add_argument("--imgsz", type=int, help="with --weights: image size")
     compare.add_argument("--device", default="auto", help="with --weights: auto, cpu, 0")
+    compare.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="with --weights: torch, onnx or onnx-int8 (int8 against fp32: give the .onnx "
+        "and .int8.onnx files with --backend onnx)",
+    )
     compare.add_argument("--out", type=Path, required=True, help="report folder")
     _add_bootstrap_arguments(compare)
     compare.set_defaults(func=cmd_compare)

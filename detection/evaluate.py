@@ -134,16 +134,21 @@ def predict_split(
     imgsz: int | None = None,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    backend: str = "torch",
 ):
-    """Ultralytics' PyTorch predictions on every image of ``gt``, as COCO results.
+    """A detector's predictions on every image of ``gt``, as COCO results.
+
+    Args:
+        backend: ``torch`` (ultralytics' PyTorch predict), ``onnx`` or ``onnx-int8``
+            (the exports beside the weights, as :func:`detection.predict.load_detector`).
 
     Returns:
         The detector (its classes checked against ``gt``'s) and the results.
     """
-    from detection.predict import TorchDetector
+    from detection.predict import load_detector
 
     classes = [category["name"] for category in gt["categories"]]
-    detector = TorchDetector(weights, imgsz, device, classes)
+    detector = load_detector(weights, backend, imgsz, device, classes=classes)
     return detector, predict_coco(detector, gt, image_dir, progress=progress)
 
 
@@ -158,20 +163,29 @@ def evaluate_model(
     progress: Callable[[int, int], None] | None = None,
     replicates: int = 1000,
     seed: int = 0,
+    backend: str = "torch",
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report (with
-    ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``)."""
+    ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``).
+
+    ``backend`` picks the file scored: the ``.pt`` (``torch``) or its ``onnx`` or
+    ``onnx-int8`` export, the artifact that is deployed. Ultralytics' own val, which runs
+    the ``.pt``, is only put beside the ``torch`` figures.
+    """
     weights = resolve_weights(weights)
     data_yaml, gt_path, gt = split_ground_truth(data, split)
     root = data_yaml.parent
-    detector, results = predict_split(weights, gt, root / "images" / split, imgsz, device, progress)
+    detector, results = predict_split(
+        weights, gt, root / "images" / split, imgsz, device, progress, backend
+    )
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
     manifest = root / "manifest.json"
     meta = {
         "name": weights.parent.name,
-        "weights": str(weights.resolve()),
-        "weights_sha256": sha256(weights),
+        "weights": str(detector.path.resolve()),
+        "weights_sha256": sha256(detector.path),
+        "backend": backend,
         "data": str(data_yaml),
         "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
         "ground_truth": str(gt_path),
@@ -180,6 +194,7 @@ def evaluate_model(
         "images": len(gt["images"]),
         "prediction_settings": {"conf": 0.001, "max_det": 100, "nms_iou": 0.7},
     }
+    with_ultralytics = with_ultralytics and backend == "torch"
     ultra = ultralytics_val(weights, data_yaml, split, imgsz, device) if with_ultralytics else None
     return write_report(
         Path(out), scored, gt, results, meta, ultra, root / "images" / split, replicates, seed

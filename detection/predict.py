@@ -149,6 +149,7 @@ class OnnxDetector:
         self.names = {int(k): v for k, v in ast.literal_eval(meta["names"]).items()}
         exported = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         self.imgsz = imgsz or int(exported[0])
+        self.path = Path(path)
         self.input = self.session.get_inputs()[0].name
         # The int8 export takes uint8 pixels; an fp32 export takes them scaled to 0..1.
         self.takes_pixels = self.session.get_inputs()[0].type == "tensor(uint8)"
@@ -180,6 +181,7 @@ class TorchDetector:
         classes: list[str] | None = None,
     ) -> None:
         self.model = load_yolo(weights, "detect", classes)
+        self.path = Path(weights)
         self.names = dict(self.model.names)
         self.imgsz = imgsz or model_imgsz(self.model)
         self.device = device

@@ -226,6 +226,30 @@ def test_training_from_a_local_pt_starts_from_its_weights(
     assert all(np.array_equal(start[k].float().numpy(), end[k].float().numpy()) for k in start)
 
 
+def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, tmp_path: Path):
+    """--backend onnx scores the deployed file (exported beside the .pt), says so in the
+    report, and leaves ultralytics' val (which runs the .pt) out."""
+    from detection.cli import main
+    from detection.weights import sha256
+
+    weights = tmp_path / "best.pt"
+    shutil.copyfile(trained / "best.pt", weights)
+    reports = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        argv = ["evaluate", "--weights", str(weights), "--data", str(tiny_data), "--out"]
+        assert main([*argv, str(out), "--backend", backend, "--bootstrap", "0"]) == 0
+        reports[backend] = json.loads((out / "report.json").read_text())
+    exported = reports["onnx"]
+    assert exported["backend"] == "onnx" and reports["torch"]["backend"] == "torch"
+    assert exported["weights"] == str((tmp_path / "best.onnx").resolve())
+    assert exported["weights_sha256"] == sha256(tmp_path / "best.onnx")
+    assert exported["ultralytics"] is None and reports["torch"]["ultralytics"]
+    assert exported["metrics"]["AP50"] == pytest.approx(
+        reports["torch"]["metrics"]["AP50"], abs=0.01
+    )
+
+
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
     out = tmp_path / "report"
     result = subprocess.run(
