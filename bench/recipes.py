@@ -1,0 +1,141 @@
+"""Benchmark: the time-to-accuracy study, training recipes on one fixed wall-clock budget.
+
+Every variant trains on the same converted data (the seeded 80/20 NEU-DET split), with
+the same seed, for the same ``--hours`` (ultralytics fits its epochs into the budget and
+its learning-rate schedule with them), one after the other so each has the machine to
+itself; then each ``best.pt`` is scored with pycocotools on the val split, with a
+bootstrap interval. The variant with the highest val mAP50 per budget is the recipe.
+
+    make bench-recipes                         # every variant, 25 minutes each
+    make bench-recipes HOURS=0.1 ONLY=yolo11n-224,yolo11n-320
+
+Results: ``bench/results/recipes.json`` and a Markdown table (printed) for
+docs/benchmarks.md, each row with the exact command that reproduces it. Runs land in
+``weights/study-NAME`` (git-ignored); a variant whose run has its ``best.pt`` is scored
+again, not retrained, so a study cut short continues with the next variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import detection.offline  # noqa: E402,F401
+from bench.common import machine, save  # noqa: E402
+
+# name -> (model definition, image size, extra ultralytics training arguments). The
+# baseline is the released model's recipe; each other row changes one thing.
+VARIANTS: dict[str, tuple[str, int, dict]] = {
+    "yolo11n-224": ("yolo11n.yaml", 224, {}),
+    "yolo26n-224": ("yolo26n.yaml", 224, {}),  # NMS-free head, MuSGD
+    "yolo11n-256": ("yolo11n.yaml", 256, {}),
+    "yolo11n-320": ("yolo11n.yaml", 320, {}),
+    "yolo11n-224-cache": ("yolo11n.yaml", 224, {"cache": "ram"}),
+    "yolo11n-224-no-mosaic": ("yolo11n.yaml", 224, {"mosaic": 0.0}),
+    "yolo11n-224-cos-lr": ("yolo11n.yaml", 224, {"cos_lr": True}),
+    "yolo11n-224-sgd": ("yolo11n.yaml", 224, {"optimizer": "SGD", "lr0": 0.01}),
+}
+
+TRAIN = """
+import json, sys
+from detection.train import train
+name, runs, data, model, imgsz, hours, workers, batch, extra = sys.argv[1:]
+train(data, name, model=model, imgsz=int(imgsz), batch=int(batch), device="cpu",
+      weights_dir=runs, seed=0, workers=int(workers), hours=float(hours),
+      extra=json.loads(extra))
+"""
+
+
+def command(name: str, args: argparse.Namespace) -> str:
+    """The command that reproduces one row."""
+    return (
+        f"python bench/recipes.py --only {name} --hours {args.hours} --data {args.data} "
+        f"--workers {args.workers} --batch {args.batch}"
+    )
+
+
+def run_variant(name: str, runs: Path, data: Path, hours: float, workers: int, batch: int) -> None:
+    """Trains one variant in its own process."""
+    model, imgsz, extra = VARIANTS[name]
+    argv = [f"study-{name}", str(runs), str(data), model, str(imgsz), str(hours)]
+    argv += [str(workers), str(batch)]
+    subprocess.run(
+        [sys.executable, "-c", TRAIN, *argv, json.dumps(extra)],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def score(name: str, runs: Path, data: Path) -> dict:
+    """pycocotools figures of a variant's best.pt on the val split, with 1,000 bootstrap
+    replicates, and what its run did in the budget."""
+    import tempfile
+
+    from detection.evaluate import evaluate_model
+
+    run = runs / f"study-{name}"
+    with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
+        report = evaluate_model(run / "best.pt", data, Path(tmp), with_ultralytics=False)
+    with open(run / "results.csv", newline="") as handle:
+        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(handle)]
+    return {
+        "mAP50": report["metrics"]["AP50"],
+        "mAP50_ci": report["mAP50_ci"],
+        "mAP50-95": report["metrics"]["AP50:95"],
+        "epochs": len(rows),
+        "training_hours": float(rows[-1]["time"]) / 3600,  # ultralytics' own clock
+        "seconds_per_epoch": float(rows[-1]["time"]) / len(rows),
+        "per_class_ap50": {c["name"]: c["ap50"] for c in report["per_class"]},
+    }
+
+
+def markdown(results: dict, args: argparse.Namespace) -> str:
+    lines = [
+        f"| variant | epochs in {args.hours} h | s/epoch | mAP50 [95% CI] | mAP50:95 | command |",
+        "|---|---:|---:|---|---:|---|",
+    ]
+    ranked = sorted(results.items(), key=lambda item: -item[1]["mAP50"])
+    for name, r in ranked:
+        low, high = r["mAP50_ci"] or (float("nan"), float("nan"))
+        lines.append(
+            f"| {name} | {r['epochs']} | {r['seconds_per_epoch']:.0f} | {r['mAP50']:.3f} "
+            f"[{low:.3f}, {high:.3f}] | {r['mAP50-95']:.3f} | `{command(name, args)}` |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("datasets/converted/neu-det"))
+    parser.add_argument("--hours", type=float, default=25 / 60, help="budget per variant")
+    parser.add_argument("--only", help="comma-separated variant names (default: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--runs", type=Path, default=REPO / "weights", help="runs folder")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    results = {}
+    for name in names:
+        if not (args.runs / f"study-{name}" / "best.pt").is_file():
+            run_variant(name, args.runs, args.data, args.hours, args.workers, args.batch)
+        results[name] = score(name, args.runs, args.data)
+        print(name, json.dumps(results[name]), flush=True)
+    table = markdown(results, args)
+    save("recipes", {"machine": machine(), "hours": args.hours, "results": results})
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
