@@ -1,9 +1,11 @@
 """``defects release``: a trained run becomes a released model with its card.
 
 ``models/NAME/`` is tracked in git (the only weights that are) and holds ``model.pt``,
-``model.onnx`` (fp32, the fast CPU path), ``card.json`` (everything a script needs),
-``card.md`` (the same for people) and ``examples/`` (the known weaknesses, drawn with
-ground truth green and predictions red). ``--weights NAME`` then works from any folder.
+``model.onnx`` (fp32, the fast CPU path), ``model.int8.onnx`` (faster still; shipped
+only when it stays within ``INT8_TOLERANCE`` mAP50 of fp32), ``card.json`` (everything
+a script needs), ``card.md`` (the same for people) and ``examples/`` (the known
+weaknesses, drawn with ground truth green and predictions red). ``--weights NAME`` then
+works from any folder.
 
 The card's figures are recomputed here, never copied: pycocotools on the val split
 (reproduced to 1e-6 by ``tests/test_release.py``), ultralytics' own val beside it, and
@@ -33,6 +35,8 @@ from detection.train import resolve_data
 from detection.weights import MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
+CALIBRATION_IMAGES = 200  # the first train images in name order calibrate the int8 export
+INT8_TOLERANCE = 0.01  # mAP50 the int8 export may lose against fp32 and still ship
 
 
 def describe_machine() -> dict:
@@ -185,15 +189,17 @@ def _strip(weights: Path) -> None:
         strip_optimizer(str(weights))
 
 
-def cpu_throughput(model_pt: Path, model_onnx: Path, images: list[Path], repeats: int = 3):
+def cpu_throughput(
+    model_pt: Path, exports: dict[str, Path], images: list[Path], repeats: int = 3
+) -> dict:
     """Images per second end to end (decode, preprocess, model, NMS), batches of 32:
-    ultralytics' PyTorch predict against our ONNX path, alternating, median of
-    ``repeats``."""
+    ultralytics' PyTorch predict against each of our ONNX ``exports`` (name to file),
+    alternating, median of ``repeats``."""
     import cv2
 
     from detection.predict import OnnxDetector, TorchDetector, batches
 
-    torch_model, onnx_model = TorchDetector(model_pt, device="cpu"), OnnxDetector(model_onnx)
+    torch_model = TorchDetector(model_pt, device="cpu")
 
     def ultralytics() -> None:
         for chunk in batches(images, _THROUGHPUT_BATCH):
@@ -201,12 +207,16 @@ def cpu_throughput(model_pt: Path, model_onnx: Path, images: list[Path], repeats
                 [str(p) for p in chunk], imgsz=torch_model.imgsz, device="cpu", verbose=False
             )
 
-    def ours() -> None:
-        for chunk in batches(images, _THROUGHPUT_BATCH):
-            onnx_model([cv2.imread(str(p)) for p in chunk])
+    def ours(detector: OnnxDetector):
+        def run() -> None:
+            for chunk in batches(images, _THROUGHPUT_BATCH):
+                detector([cv2.imread(str(p)) for p in chunk])
 
-    seconds: dict[str, list[float]] = {"ultralytics_batch32": [], "onnx_fp32_batch32": []}
-    runs = {"ultralytics_batch32": ultralytics, "onnx_fp32_batch32": ours}
+        return run
+
+    runs = {"ultralytics_batch32": ultralytics}
+    runs |= {name: ours(OnnxDetector(path)) for name, path in exports.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run()  # warm-up
     for _ in range(repeats):
@@ -215,13 +225,24 @@ def cpu_throughput(model_pt: Path, model_onnx: Path, images: list[Path], repeats
             run()
             seconds[name].append(time.perf_counter() - started)
     per_second = {n: round(len(images) / statistics.median(s), 1) for n, s in seconds.items()}
-    ratio = per_second["onnx_fp32_batch32"] / per_second["ultralytics_batch32"]
+    theirs = per_second["ultralytics_batch32"]
     return {
         "images": len(images),
         "imgsz": torch_model.imgsz,
         "images_per_second": per_second,
-        "onnx_over_ultralytics": round(ratio, 2),
+        "over_ultralytics": {n: round(per_second[n] / theirs, 2) for n in exports},
     }
+
+
+def score_onnx(model_onnx: Path, gt: dict, image_dir: Path) -> dict:
+    """pycocotools mAP50 and mAP50:95 of an ONNX export on ``gt``'s images, with the
+    evaluation's prediction settings (conf 0.001, 100 detections per image)."""
+    from detection.cocoeval import evaluate
+    from detection.evaluate import predict_split
+
+    _, results = predict_split(model_onnx, gt, image_dir, backend="onnx")
+    stats = evaluate(gt, results).stats
+    return {"mAP50": stats["AP50"], "mAP50-95": stats["AP50:95"]}
 
 
 def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_DIR) -> dict:
@@ -237,7 +258,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
     Returns:
         The card.
     """
-    from detection.predict import export_onnx
+    from detection.predict import export_onnx, quantize_int8
 
     runs = [Path(run) for run in runs]
     best = runs[-1] / "best.pt"
@@ -261,6 +282,15 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
             results = json.loads((Path(tmp) / "results.json").read_text())
         gt = json.loads((root / "annotations" / "instances_val.json").read_text())
         image_dir = root / "images" / "val"
+        calibration = sorted((root / "images" / "train").iterdir())[:CALIBRATION_IMAGES]
+        int8 = quantize_int8(exported, calibration, report["imgsz"])
+        int8_scores = score_onnx(int8, gt, image_dir)
+        int8_drop = report["metrics"]["AP50"] - int8_scores["mAP50"]
+        exports = {"onnx_fp32_batch32": exported}
+        if int8_drop <= INT8_TOLERANCE:
+            exports["onnx_int8_batch32"] = int8
+        else:
+            int8.unlink()
         weaknesses = weakest_examples(
             gt, results, report["per_class"], image_dir, release_dir / "examples"
         )
@@ -313,9 +343,15 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                     k: report["ultralytics"][k] for k in ("mAP50", "mAP50-95", "per_class")
                 },
             },
-            "throughput": cpu_throughput(
-                release_dir / "model.pt", release_dir / "model.onnx", val_images
-            ),
+            "int8": {
+                "onnx": int8.name if int8.exists() else None,
+                "onnx_sha256": sha256(int8) if int8.exists() else None,
+                "calibration": f"the first {len(calibration)} train images by name",
+                "pycocotools": int8_scores,
+                "mAP50_below_fp32": int8_drop,
+                "tolerance": INT8_TOLERANCE,
+            },
+            "throughput": cpu_throughput(release_dir / "model.pt", exports, val_images),
             "weaknesses": weaknesses,
         }
         card = _clean(card)  # NaN (a class never detected) becomes null
@@ -328,6 +364,26 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return card
+
+
+def _int8_lines(int8: dict, throughput: dict) -> list[str]:
+    scores = int8["pycocotools"]
+    drop = int8["mAP50_below_fp32"]
+    measured = (
+        f"mAP50 {scores['mAP50']:.4f} ({abs(drop):.4f} {'below' if drop >= 0 else 'above'} "
+        f"fp32's), mAP50:95 {scores['mAP50-95']:.4f}"
+    )
+    if not int8["onnx"]:
+        return [
+            f"Not shipped: the int8 export ({measured}) lost more than {int8['tolerance']} mAP50."
+        ]
+    name = "onnx_int8_batch32"
+    return [
+        f"int8 (`{int8['onnx']}`, `--backend onnx-int8`; calibrated on {int8['calibration']}):"
+        f" {throughput['images_per_second'][name]} images/s "
+        f"({throughput['over_ultralytics'][name]}x ultralytics), {measured}. Every layer "
+        "but the head's output layers is int8, and the model takes the uint8 pixels."
+    ]
 
 
 def _figure(value: float | None) -> str:
@@ -395,10 +451,12 @@ def card_markdown(card: dict) -> str:
         "## CPU throughput",
         "",
         f"End to end (decode, preprocess, model, NMS) on the {throughput['images']} val images "
-        f"at {throughput['imgsz']} px, batches of 32, on the release machine: ONNX Runtime "
-        f"fp32 (`--backend onnx`) {per_second['onnx_fp32_batch32']} images/s, ultralytics' "
-        f"PyTorch predict {per_second['ultralytics_batch32']} images/s "
-        f"({throughput['onnx_over_ultralytics']}x).",
+        f"at {throughput['imgsz']} px, batches of 32, on the release machine, side by side: "
+        f"ultralytics' PyTorch predict {per_second['ultralytics_batch32']} images/s; ONNX "
+        f"Runtime fp32 (`--backend onnx`) {per_second['onnx_fp32_batch32']} images/s "
+        f"({throughput['over_ultralytics']['onnx_fp32_batch32']}x).",
+        "",
+        *_int8_lines(card["int8"], throughput),
         "",
         "## Known weaknesses",
         "",

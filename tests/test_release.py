@@ -12,7 +12,7 @@ import pytest
 from converters.convert import ConvertResult
 from detection.cli import main
 from detection.evaluate import evaluate_model
-from detection.release import split_fingerprint
+from detection.release import score_onnx, split_fingerprint
 from detection.weights import MODELS_DIR, sha256
 
 pytestmark = pytest.mark.slow
@@ -33,6 +33,19 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert card["stages"][0]["epochs"] == 2 and card["stages"][0]["start"] == "yolo11n.yaml"
     assert "defects train --data" in card["stages"][0]["command"]
     assert card["throughput"]["images_per_second"]["onnx_fp32_batch32"] > 0
+    # The int8 export ships only within the tolerance, with its own figures and speed.
+    int8 = card["int8"]
+    assert int8["mAP50_below_fp32"] == pytest.approx(
+        card["evaluation"]["pycocotools"]["mAP50"] - int8["pycocotools"]["mAP50"], abs=1e-12
+    )
+    shipped = int8["mAP50_below_fp32"] <= int8["tolerance"]
+    assert (released / "model.int8.onnx").is_file() == shipped == (int8["onnx"] is not None)
+    assert ("onnx_int8_batch32" in card["throughput"]["images_per_second"]) == shipped
+    if shipped:
+        gt = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())
+        assert int8["onnx_sha256"] == sha256(released / "model.int8.onnx")
+        again = score_onnx(released / "model.int8.onnx", gt, tiny_data / "images" / "val")
+        assert again == pytest.approx(int8["pycocotools"], abs=1e-12)
     for weak in card["weaknesses"]:
         assert all((released / example).is_file() for example in weak["examples"])
     with_card = card["evaluation"]["pycocotools"]
@@ -87,7 +100,7 @@ def test_predict_by_released_name_from_any_folder(neu_det: Path, tmp_path: Path,
         predictions = json.loads((out / "predictions.json").read_text())
         found[backend] = {p["file_name"] for p in predictions}
         assert found[backend] <= {str(p) for p in images.iterdir()}
-    assert found["torch"] and found["torch"] == found["onnx"]  # the same images, both ways
+    assert found["torch"] and found["torch"] == found["onnx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "torch"]
 
 
@@ -100,6 +113,8 @@ def test_every_command_takes_the_released_name(
     before = {p: p.stat().st_mtime_ns for p in RELEASED.rglob("*") if p.is_file()}
     assert main(["export", "--weights", "neu-det"]) == 0
     assert f"{RELEASED / 'model.onnx'}" in capsys.readouterr().err
+    assert main(["export", "--weights", "neu-det", "--imgsz", "320"]) == 2  # not in place
+    assert "not re-exported in place" in capsys.readouterr().err
     weights = ["--weights-dir", str(tmp_path / "w"), "--device", "cpu", "--workers", "0"]
     tiny = ["--epochs", "1", "--imgsz", "64", "--batch", "8", *weights]
     assert (
