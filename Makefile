@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-classify bench-review bench-bootstrap release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes gpu-carry bench-classify bench-review bench-bootstrap release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -98,6 +98,11 @@ bench-convert: setup
 
 bench-predict: setup
 	$(PY) bench/predict.py --weights $(WEIGHTS) --data datasets/converted/neu-det
+
+# Before a run on a lent GPU machine: the wheels it lacks and a NEU-DET copy, in .gpu/
+# (carried). There: `bash tools/gpu/run.sh HOURS` (see tools/gpu/run.sh).
+gpu-carry:
+	bash tools/gpu/prepare.sh
 
 # The time-to-accuracy study: each recipe variant trains HOURS (default 25 min) on the
 # converted NEU-DET split, one after the other, then pycocotools scores it. ONLY=a,b picks.

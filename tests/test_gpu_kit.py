@@ -1,0 +1,61 @@
+"""The GPU kit (tools/gpu): the device machine has no polars, so training there runs on
+a stand-in for the one call ultralytics makes while training. Here it must train and
+checkpoint exactly as with polars."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+SHIM = REPO / "tools" / "gpu" / "shim"
+
+TRAIN = """
+import sys
+import polars
+assert polars.__file__.startswith(sys.argv[3]), polars.__file__  # the stand-in, not polars
+from detection.train import train
+train(sys.argv[1], "shim", epochs=2, weights_dir=sys.argv[2], device="cpu", workers=0,
+      imgsz=64, batch=8, extra={"plots": False})
+"""
+
+
+def test_training_checkpoints_with_the_polars_stand_in(tiny_data: Path, tmp_path: Path):
+    import polars
+    import torch
+
+    environment = {**os.environ, "PYTHONPATH": f"{SHIM}{os.pathsep}{REPO}"}
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN, str(tiny_data), str(tmp_path), str(SHIM)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "shim"
+    expected = polars.read_csv((run / "results.csv").read_bytes()).to_dict(as_series=False)
+    # The last epoch's checkpoint embeds results.csv as polars itself would read it (the
+    # final strip keeps it).
+    checkpoint = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["train_results"] == expected
+    assert len(expected["epoch"]) == 2 and isinstance(expected["time"][0], float)
+
+
+def test_the_stand_in_refuses_what_it_does_not_provide():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stand_in", SHIM / "polars" / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(AttributeError, match="DataFrame is not provided"):
+        module.DataFrame  # noqa: B018
+    frame = module.read_csv(b"epoch,time,name\n1,2.5,a\n2,3,b\n")
+    columns = frame.to_dict(as_series=False)
+    assert columns == {"epoch": [1, 2], "time": [2.5, 3.0], "name": ["a", "b"]}
+    assert [type(v) for v in columns["time"]] == [float, float]
