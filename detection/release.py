@@ -115,7 +115,10 @@ def earlier_stages(first_run: Path) -> list[dict]:
     card = start.parent / "card.json"
     if start.name != "model.pt" or not card.is_file():
         return []
-    return json.loads(card.read_text())["stages"]
+    stages = json.loads(card.read_text())["stages"]
+    # Released again (the same run, re-exported): its card already lists this run.
+    runs = [stage["run"] for stage in stages]
+    return stages[: runs.index(first_run.name)] if first_run.name in runs else stages
 
 
 def _relative(path: Path) -> str:

@@ -361,6 +361,44 @@ def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path
     assert compared >= 20, compared
 
 
+def test_onnx_export_decodes_boxes_as_ultralytics_does(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    """Our export takes the DFL softmax over the last axis (faster in ONNX Runtime); its
+    outputs equal those of ultralytics' own export."""
+    import cv2
+    import onnx
+    import onnxruntime as ort
+
+    from detection.predict import export_onnx, letterbox
+    from detection.weights import load_yolo
+
+    for name in ("ours", "theirs"):
+        (tmp_path / name).mkdir()
+        shutil.copyfile(trained / "best.pt", tmp_path / name / "best.pt")
+    ours = export_onnx(tmp_path / "ours" / "best.pt")
+    theirs = load_yolo(tmp_path / "theirs" / "best.pt", "detect").export(
+        format="onnx", imgsz=96, dynamic=True, simplify=True, batch=1, device="cpu"
+    )
+    softmax_axes = {
+        name: [
+            next((a.i for a in n.attribute if a.name == "axis"), -1)
+            for n in onnx.load(str(path)).graph.node
+            if n.op_type == "Softmax"
+        ]
+        for name, path in (("ours", ours), ("theirs", theirs))
+    }
+    # (the other softmax is the attention block's, over the last axis in both)
+    assert sorted(softmax_axes["ours"]) == [-1, -1] and sorted(softmax_axes["theirs"]) == [-1, 1]
+    images = sorted((tiny_data / "images" / "val").glob("*.jpg"))
+    pixels = np.stack([letterbox(cv2.imread(str(p)), 96)[0] for p in images[:8]])
+    batch = np.ascontiguousarray(pixels[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255
+    outputs = [
+        ort.InferenceSession(str(path)).run(None, {"images": batch})[0] for path in (ours, theirs)
+    ]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-4)
+
+
 def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
     from detection.evaluate import evaluate_model
 
@@ -411,7 +449,8 @@ def test_int8_export_leaves_the_working_directory_untouched(
     spared = set(float_head_nodes(models / "best.onnx"))
     convolutions = {n.name: n.input[1] in dequantised for n in graph.node if n.op_type == "Conv"}
     float_convolutions = {name for name, int8 in convolutions.items() if not int8}
-    assert len(float_convolutions) == 7  # three box, three class outputs and the DFL
+    assert len(float_convolutions) == 6  # three box and three class outputs
+    assert any("/dfl/" in name for name in spared)  # the decoding stays float too
     assert float_convolutions == spared & convolutions.keys()
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     # On the same letterboxed pixels the int8 head outputs follow fp32's: boxes within a

@@ -78,11 +78,21 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert report["metrics"]["AP50:95"] == pytest.approx(figures["mAP50-95"], abs=1e-6)
     for cls in report["per_class"]:
         assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)
+    # The int8 export: its card figure again (to 0.002: int8 kernels differ between CPUs,
+    # VNNI or not) and within the tolerance of fp32.
+    int8 = card["int8"]
+    assert sha256(RELEASED / "model.int8.onnx") == int8["onnx_sha256"]
+    again = evaluate_model(
+        "neu-det", out, tmp_path / "int8", "val", replicates=0, backend="onnx-int8"
+    )
+    assert again["weights_sha256"] == int8["onnx_sha256"]
+    assert again["metrics"]["AP50"] == pytest.approx(int8["pycocotools"]["mAP50"], abs=0.002)
+    assert report["metrics"]["AP50"] - again["metrics"]["AP50"] <= int8["tolerance"] == 0.01
 
 
 def test_released_neu_det_is_small_and_complete():
     files = {p.name: p.stat().st_size for p in RELEASED.rglob("*") if p.is_file()}
-    assert {"model.pt", "model.onnx", "card.json", "card.md"} <= files.keys()
+    assert {"model.pt", "model.onnx", "model.int8.onnx", "card.json", "card.md"} <= files.keys()
     assert sum(files.values()) < 20 * 2**20
 
 
@@ -93,15 +103,15 @@ def test_predict_by_released_name_from_any_folder(neu_det: Path, tmp_path: Path,
     for path in sorted((neu_det / "IMAGES").iterdir())[::300]:
         shutil.copyfile(path, images / path.name)
     found = {}
-    for backend in ("torch", "onnx"):
+    for backend in ("torch", "onnx", "onnx-int8"):
         out = tmp_path / backend
         argv = ["predict", str(images), "--weights", "neu-det", "--out", str(out)]
         assert main([*argv, "--backend", backend]) == 0
         predictions = json.loads((out / "predictions.json").read_text())
         found[backend] = {p["file_name"] for p in predictions}
         assert found[backend] <= {str(p) for p in images.iterdir()}
-    assert found["torch"] and found["torch"] == found["onnx"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "torch"]
+    assert found["torch"] and found["torch"] == found["onnx"] == found["onnx-int8"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 
 def test_every_command_takes_the_released_name(
@@ -113,6 +123,8 @@ def test_every_command_takes_the_released_name(
     before = {p: p.stat().st_mtime_ns for p in RELEASED.rglob("*") if p.is_file()}
     assert main(["export", "--weights", "neu-det"]) == 0
     assert f"{RELEASED / 'model.onnx'}" in capsys.readouterr().err
+    assert main(["export", "--weights", "neu-det", "--int8"]) == 0
+    assert f"{RELEASED / 'model.int8.onnx'}" in capsys.readouterr().err
     assert main(["export", "--weights", "neu-det", "--imgsz", "320"]) == 2  # not in place
     assert "not re-exported in place" in capsys.readouterr().err
     weights = ["--weights-dir", str(tmp_path / "w"), "--device", "cpu", "--workers", "0"]
@@ -160,3 +172,7 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
         ("tiny", "yolo11n.yaml"),
         ("two", "weights"),
     ]
+    # Releasing the same run again (a new export, say) does not list it twice.
+    assert main(["release", "--run", str(tmp_path / "w" / "two"), "--name", "tiny", *common]) == 0
+    again = json.loads((models / "tiny" / "card.json").read_text())
+    assert [s["run"] for s in again["stages"]] == ["tiny", "two"]
