@@ -18,7 +18,6 @@ again, not retrained, so a study cut short continues with the next variant.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -81,19 +80,19 @@ def score(name: str, runs: Path, data: Path) -> dict:
     import tempfile
 
     from detection.evaluate import evaluate_model
+    from detection.release import training_stage
 
     run = runs / f"study-{name}"
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
         report = evaluate_model(run / "best.pt", data, Path(tmp), with_ultralytics=False)
-    with open(run / "results.csv", newline="") as handle:
-        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(handle)]
+    stage = training_stage(run)  # epochs and training time, as a model card records them
     return {
         "mAP50": report["metrics"]["AP50"],
         "mAP50_ci": report["mAP50_ci"],
         "mAP50-95": report["metrics"]["AP50:95"],
-        "epochs": len(rows),
-        "training_hours": float(rows[-1]["time"]) / 3600,  # ultralytics' own clock
-        "seconds_per_epoch": float(rows[-1]["time"]) / len(rows),
+        "epochs": stage["epochs"],
+        "training_hours": stage["wall_time_h"],
+        "seconds_per_epoch": stage["wall_time_h"] * 3600 / stage["epochs"],
         "per_class_ap50": {c["name"]: c["ap50"] for c in report["per_class"]},
     }
 

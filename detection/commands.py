@@ -114,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from detection.predict import collect_images, export_onnx
-    from detection.weights import MODELS_DIR, load_yolo, resolve_weights
+    from detection.weights import load_yolo, resolve_weights
 
     weights = resolve_weights(args.weights)
     if weights.parent.parent == MODELS_DIR:
@@ -335,10 +335,10 @@ def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[
 
     data_yaml, _, gt = split_ground_truth(args.data, args.split)
     device = None if args.device == "auto" else args.device
+    image_dir = data_yaml.parent / "images" / args.split
     predictions = []
     for weights in args.weights:
         with progress_bar(f"Predicting ({weights})") as update:
-            image_dir = data_yaml.parent / "images" / args.split
             _, results = predict_split(
                 weights, gt, image_dir, args.imgsz, device, update, args.backend
             )

@@ -80,6 +80,12 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[fl
     return image, ratio, (left, top)
 
 
+def rgb_nchw(letterboxed: list[np.ndarray]) -> np.ndarray:
+    """Letterboxed BGR images as one contiguous uint8 batch, RGB and channels first: what
+    an int8 export takes, and an fp32 export once scaled to 0..1."""
+    return np.ascontiguousarray(np.stack(letterboxed)[..., ::-1].transpose(0, 3, 1, 2))
+
+
 def nms_decode(
     output: np.ndarray,
     conf: float,
@@ -158,11 +164,8 @@ class OnnxDetector:
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
     ) -> list[Detections]:
         boxed = [letterbox(image, self.imgsz) for image in images]
-        pixels = np.stack([b[0] for b in boxed])[..., ::-1].transpose(0, 3, 1, 2)  # BGR->RGB, NCHW
-        if self.takes_pixels:
-            batch = np.ascontiguousarray(pixels)
-        else:
-            batch = np.ascontiguousarray(pixels, dtype=np.float32) / 255.0
+        pixels = rgb_nchw([b[0] for b in boxed])
+        batch = pixels if self.takes_pixels else pixels.astype(np.float32) / 255.0
         outputs = self.session.run(None, {self.input: batch})[0]
         return [
             nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2])
@@ -363,8 +366,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             if path is None:
                 return None
             image, _, _ = letterbox(cv2.imread(str(path)), imgsz)
-            tensor = image[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-            return {"images": np.ascontiguousarray(tensor)}
+            return {"images": rgb_nchw([image]).astype(np.float32) / 255.0}
 
     onnx_path = Path(onnx_path).resolve()
     images = [Path(image).resolve() for image in images]
@@ -406,8 +408,10 @@ def _take_pixels(graph) -> None:
     if len(consumers) != 1 or consumers[0].op_type != "QuantizeLinear":
         raise ValueError(f"int8 export: the input {name!r} is not quantised by one node")
     quantize = consumers[0]
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    scale, zero = constants[quantize.input[1]], constants[quantize.input[2]]
+    # Only the two constants of that node: converting every initializer would copy the
+    # whole network's weights.
+    constants = {i.name: i for i in graph.initializer if i.name in quantize.input[1:3]}
+    scale, zero = (numpy_helper.to_array(constants[n]) for n in quantize.input[1:3])
     if not (np.isclose(scale, 1 / 255, rtol=1e-6) and zero == 0 and zero.dtype == np.uint8):
         raise ValueError(f"int8 export: the input is quantised with {scale}, {zero}, not 1/255, 0")
     for node in graph.node:
