@@ -10,7 +10,7 @@ locked() { grep -A1 "^name = \"$1\"$" uv.lock | sed -n 's/^version = "\(.*\)"/\1
 wheels=()
 for name in ultralytics-opencv-headless ultralytics-thop ultralytics-platform albumentations \
     albucore pycocotools pydantic pydantic-core stringzilla simsimd annotated-types \
-    typing-inspection; do
+    typing-inspection onnxslim; do
   wheels+=("$name==$(locked "$name")")
 done
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \

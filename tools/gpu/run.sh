@@ -1,53 +1,82 @@
 #!/usr/bin/env bash
 # There, on the lent GPU machine (after tools/gpu/prepare.sh here, with .gpu carried):
-#   bash tools/gpu/run.sh [HOURS] [EXTRA_TRAIN_ARGS_JSON]
-# Installs the carried wheels, converts NEU-DET with the seeded split, proves that
-# --device auto takes CUDA and that nothing is downloaded, trains for HOURS (a new stage
-# from .gpu/start.pt if present, a best.pt brought back from an earlier call, else from
-# the recipe), evaluates, exports ONNX and predicts with it, and puts the run (best.pt,
-# last.pt, results.csv, args.yaml) and report.json in $OUT. A call must end within the
-# device tool's 10 minutes: HOURS 0.12 leaves about 2 for the rest.
+#   bash tools/gpu/run.sh HOURS BATCH VARIANT...
+# VARIANT is NAME:MODEL:IMGSZ[:KILL_AFTER_S]. MODEL is yolo11n.yaml (from scratch), a .pt
+# to start a new stage from (.gpu/start.pt, weights/gpu/NAME/best.pt left by an earlier
+# call while the machine stayed warm) or a released name (neu-det); KILL_AFTER_S kills
+# that training with SIGKILL after so many seconds and continues it with --resume, to
+# prove resume on the device. The variants train side by side (one leaves the GPU idle:
+# a nano model at 224 px is bound by its data loader), each through `defects train
+# --device auto` for HOURS, then each is scored by `defects evaluate` (pycocotools, and
+# ultralytics' val beside it); the best is exported to ONNX and predicts with it.
+# Every name lookup off loopback in every Python process is recorded (probe/).
+# $OUT gets NAME.tar per variant (best.pt, last.pt, results.csv, args.yaml, report,
+# logs), written as soon as that variant is scored, and lookups.txt. A call must end
+# within the device tool's 10 minutes: HOURS 0.11 leaves about 2.5 for the rest.
 set -euo pipefail
-hours=${1:-0.12}
-extra=${2:-'{}'}
+hours=$1 batch=$2
+shift 2
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .gpu/whl/*.whl
-export PYTHONPATH="$PWD/tools/gpu/shim:/tmp/site:$PWD" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/tools/gpu/probe:$PWD/tools/gpu/shim:/tmp/site:$PWD" PYTHONUNBUFFERED=1
 export YOLO_CONFIG_DIR=/tmp/yolo FIFTYONE_DATABASE_VALIDATION=false
+export LOOKUP_LOG=$OUT/lookups.txt
+touch "$LOOKUP_LOG"
+defects() { python3 -m detection.cli "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc
 python3 - <<'PY'
 import torch; from detection.train import decide_amp
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))
 print("amp", decide_amp(torch.nn.Linear(1, 1).cuda()))
 PY
-python3 -m detection.cli convert .gpu/NEU-DET --out /tmp/neu-det --split 0.8,0.2 --seed 0
-start=yolo11n.yaml
-[ -f .gpu/start.pt ] && start=.gpu/start.pt
-python3 - "$start" "$hours" "$extra" <<'PY'
-import json, socket, sys, time
-# No download may be attempted (ultralytics' AMP check would load yolo26n.pt): record
-# every name lookup off loopback in this process, where training and that check run.
-attempts = []
-def lookup(host, *args, real=socket.getaddrinfo, **kwargs):
-    if host not in ("localhost", "127.0.0.1", "::1", None):
-        attempts.append(host)
-    return real(host, *args, **kwargs)
-socket.getaddrinfo = lookup
-from detection.train import train
-start, hours, extra = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
-began = time.time()
-run = train("/tmp/neu-det", "gpu", model=start, device="auto", weights_dir="/tmp/weights",
-            seed=0, workers=8, hours=hours, extra={"plots": False, **extra})
-args = (run / "args.yaml").read_text()
-import torch
-print(f"trained {(time.time() - began) / 3600:.3f} h; CUDA memory used by training:",
-      f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB;",
-      [line for line in args.splitlines() if line.startswith(("device", "amp"))])
-print("network attempts:", attempts or "none")
-PY
-python3 -m detection.cli evaluate --weights /tmp/weights/gpu/best.pt --data /tmp/neu-det \
-  --out /tmp/report --bootstrap 200 --no-ultralytics | tail -3
-python3 -m detection.cli export --weights /tmp/weights/gpu/best.pt
-python3 -m detection.cli predict .gpu/NEU-DET/IMAGES/crazing_1.jpg .gpu/NEU-DET/IMAGES/patches_1.jpg \
-  --weights /tmp/weights/gpu/best.pt --backend onnx --out /tmp/predicted --no-images
-cp /tmp/weights/gpu/{best.pt,last.pt,results.csv,args.yaml} /tmp/report/report.json "$OUT"/
+[ -d /tmp/neu-det ] || defects convert .gpu/NEU-DET --out /tmp/neu-det --split 0.8,0.2 --seed 0 | tail -2
+workers=$(( $(nproc) / $# - 1 ))
+began=$(date +%s)
+for variant in "$@"; do
+  IFS=: read -r name model imgsz kill_after <<<"$variant"
+  mkdir -p weights/gpu/"$name"
+  ( set +e; (
+    train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
+      --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0)
+    if [ -n "${kill_after:-}" ]; then
+      timeout -s KILL "$kill_after" python3 -m detection.cli "${train[@]}" || echo "killed: $?"
+      echo "=== resumed"
+      defects train --name "$name" --weights-dir weights/gpu --resume
+    else
+      defects "${train[@]}"
+    fi
+  ) >weights/gpu/"$name"/train.log 2>&1
+  defects evaluate --weights weights/gpu/"$name"/best.pt --data /tmp/neu-det \
+    --out weights/gpu/"$name"/report --bootstrap 200 >weights/gpu/"$name"/evaluate.log 2>&1
+  tar -cf "$OUT/$name.tar" -C weights/gpu --ignore-failed-read "$name"/{best.pt,last.pt,results.csv,args.yaml} \
+    "$name"/{train.log,evaluate.log} "$name"/report/{report.json,report.md} 2>/dev/null
+  ) &
+done
+wait
+echo "trained and evaluated in $(( $(date +%s) - began )) s"
+set +e  # one failed variant must not cost the others their reports
+best="" best_map=-1
+for variant in "$@"; do
+  IFS=: read -r name _ <<<"$variant"
+  run=weights/gpu/$name
+  grep -E "^(amp|epochs|time|imgsz|batch|workers):" "$run"/args.yaml | tr '\n' ' '
+  echo "epochs done: $(( $(wc -l <"$run"/results.csv) - 1 ))"
+  grep -E -m1 "CUDA:|CPU \(" "$run"/train.log
+  grep -E "killed|resumed|Resuming|AMP|rror" "$run"/train.log | grep -v Plotting | head -6
+  tail -3 "$run"/evaluate.log
+  map=$(python3 -c "import json; r = json.load(open('$run/report/report.json'));
+print(r['mAP50'], r['mAP50-95'], {k: r['ultralytics'][k] for k in ('mAP50', 'mAP50-95')})") || continue
+  echo "$name: $map"
+  if python3 -c "import sys; sys.exit(not float('${map%% *}') > float('$best_map'))"; then
+    best=$name best_map=${map%% *}
+  fi
+done
+echo "best: $best"
+defects export --weights weights/gpu/"$best"/best.pt 2>&1 | tail -2
+defects predict .gpu/NEU-DET/IMAGES/crazing_1.jpg .gpu/NEU-DET/IMAGES/patches_1.jpg \
+  --weights weights/gpu/"$best"/best.pt --backend onnx --out /tmp/predicted --no-images 2>&1 | tail -3
+defects predict .gpu/NEU-DET/IMAGES/crazing_1.jpg --weights weights/gpu/"$best"/best.pt \
+  --device auto --out /tmp/predicted-torch --no-images 2>&1 | tail -2
+lookups=$(sort -u "$LOOKUP_LOG" | tr '\n' ' ')
+echo "name lookups off loopback: ${lookups:-none}"
