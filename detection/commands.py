@@ -19,7 +19,7 @@ def _print_skipped(console, errors: list[dict]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from detection.train import train
+    from detection.train import parse_overrides, train
 
     run_dir = train(
         args.data,
@@ -34,6 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.seed,
         args.workers,
         args.hours,
+        parse_overrides(args.set),
     )
     stderr_console().print(f"Weights: {run_dir / 'best.pt'} (and last.pt, args.yaml, results.csv)")
     return 0
@@ -377,7 +378,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "train",
         help="train a YOLO detector from its .yaml definition",
         description="Train an ultralytics YOLO detector on a converted dataset. Defaults for "
-        "model, image size, epochs and batch come from the dataset's definition in datasets/. "
+        "model, image size, epochs and batch come from the dataset's recipe in datasets/ (its gpu "
+        "entries when training on a GPU). "
         "--device 0,1,2,3 trains on several GPUs with ultralytics' own DDP.",
     )
     train.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
@@ -398,6 +400,14 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--hours",
         type=float,
         help="wall-clock budget: ultralytics fits the epochs into it (CPU runs)",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other ultralytics training argument, repeatable: a fine-tuning stage "
+        "takes --set optimizer=AdamW --set lr0=0.0002 --set warmup_epochs=0",
     )
     train.set_defaults(func=cmd_train)
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import tempfile
@@ -31,7 +32,7 @@ import yaml
 from converters.errors import ConversionError
 from detection.evaluate import evaluate_model
 from detection.report import _clean, _xyxy, iou_matrix
-from detection.train import resolve_data
+from detection.train import OWN_ARGUMENTS, STEEL_ARGUMENTS, resolve_data, training_recipe
 from detection.weights import MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
@@ -68,8 +69,44 @@ def split_fingerprint(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def training_stage(run_dir: Path) -> dict:
-    """One training run as the card records it: the command, epochs and wall time."""
+# The line ultralytics prints as training starts names the device it trained on:
+# "Ultralytics 8.4.190 🚀 Python-3.12.3 torch-2.11.0+cu130 CUDA:0 (NVIDIA H100 80GB HBM3, ...)".
+_DEVICE_BANNER = re.compile(r"^Ultralytics \S+ .*?torch-\S+ (.+)$", re.MULTILINE)
+
+
+def training_hardware(run_dir: Path) -> str | None:
+    """The device a run trained on, from its ``train.log`` (the console output of the
+    run, which the GPU kit keeps in each run folder), or None without one."""
+    log = run_dir / "train.log"
+    if not log.is_file():
+        return None
+    match = _DEVICE_BANNER.search(log.read_text(encoding="utf-8", errors="replace"))
+    return match.group(1).strip() if match else None
+
+
+def set_options(args: dict, data_yaml: Path | None, gpu: bool) -> list[str]:
+    """The ``--set KEY=VALUE`` options a run was given: its ultralytics arguments that
+    differ from what ``defects train`` sets by default (ultralytics' defaults, the steel
+    arguments, the dataset's recipe for the run's CPU or GPU)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    expected = {**DEFAULT_CFG_DICT, **STEEL_ARGUMENTS, **training_recipe(data_yaml, gpu)}
+    return [
+        f"--set {key}={value}"
+        for key, value in args.items()
+        if key in DEFAULT_CFG_DICT and key not in OWN_ARGUMENTS and value != expected[key]
+    ]
+
+
+def training_stage(run_dir: Path, data: Path | None = None) -> dict:
+    """One training run as the card records it: the command, epochs, wall time, device.
+
+    Args:
+        run_dir: The run folder (``args.yaml``, ``results.csv``, maybe ``train.log``).
+        data: The converted dataset the run trained on, as it lies on this machine (a
+            run trained elsewhere, on the GPU kit's machine, names a folder of that
+            machine); the run's own ``data`` when None.
+    """
     args = yaml.safe_load((run_dir / "args.yaml").read_text())
     rows = list(csv.DictReader((run_dir / "results.csv").read_text().splitlines()))
     if not rows:
@@ -82,16 +119,25 @@ def training_stage(run_dir: Path) -> dict:
             seconds += previous
         previous = now
     seconds += previous
-    data = Path(args["data"]).parent
+    data_yaml = resolve_data(data) if data is not None else Path(args["data"])
+    device = args["device"] or "auto"  # ultralytics records --device auto as ""
     command = (
-        f"defects train --data {_relative(data)} --model {_relative(Path(args['model']))} "
-        f"--name {args['name']} --device {args['device']} --imgsz {args['imgsz']} "
-        f"--batch {args['batch']} --seed {args['seed']} --workers {args['workers']}"
+        f"defects train --data {_relative(data_yaml.parent)} "
+        f"--model {_relative(Path(args['model']))} --name {args['name']} --device {device} "
+        f"--imgsz {args['imgsz']} --batch {args['batch']} --seed {args['seed']} "
+        f"--workers {args['workers']}"
     )
+    weights_dir = _relative(Path(args["project"]))
+    if weights_dir != "weights":
+        command += f" --weights-dir {weights_dir}"
     if args.get("time"):
         command += f" --hours {args['time']}"
     elif args.get("epochs"):
         command += f" --epochs {args['epochs']}"
+    hardware = training_hardware(run_dir)
+    gpu = device not in ("auto", "cpu") or "CUDA" in (hardware or "")
+    for option in set_options(args, data_yaml if data_yaml.is_file() else None, gpu):
+        command += f" {option}"
     last = rows[-1]
     return {
         "run": args["name"],
@@ -99,7 +145,8 @@ def training_stage(run_dir: Path) -> dict:
         "start": args["model"] if str(args["model"]).endswith(".yaml") else "weights",
         "epochs": len(rows),
         "wall_time_h": round(seconds / 3600, 3),
-        "device": args["device"],
+        "device": device,
+        "hardware": hardware,
         "imgsz": args["imgsz"],
         "batch": args["batch"],
         "seed": args["seed"],
@@ -326,7 +373,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                 f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
                 f"--seed {manifest['seed']}",
             },
-            "stages": earlier_stages(runs[0]) + [training_stage(run) for run in runs],
+            "stages": earlier_stages(runs[0]) + [training_stage(run, root) for run in runs],
             "hardware": describe_machine(),
             "evaluation": {
                 "split": "val",
@@ -441,13 +488,14 @@ def card_markdown(card: dict) -> str:
     for index, stage in enumerate(card["stages"], 1):
         lines.append(
             f"| {index} | `{stage['command']}` | {stage['start']} | {stage['epochs']} | "
-            f"{stage['wall_time_h']:.2f} h | {stage['device']} |"
+            f"{stage['wall_time_h']:.2f} h | {stage.get('hardware') or stage['device']} |"
         )
     throughput = card["throughput"]
     per_second = throughput["images_per_second"]
     lines += [
         "",
-        f"Hardware: {hardware['cpu']}, {hardware['cores']} cores, {hardware['memory_gib']} GiB"
+        f"Released (evaluated, exported, timed) on: {hardware['cpu']}, {hardware['cores']} "
+        f"cores, {hardware['memory_gib']} GiB"
         + (f", {hardware['gpu']}" if hardware["gpu"] else ", no GPU")
         + ".",
         "",

@@ -31,8 +31,9 @@ from detection.weights import (
     resolve_weights,
 )
 
-# Keys of a recipe that are ours, not ultralytics training arguments.
-_RECIPE_ONLY = {"split"}
+# Keys of a recipe that are ours, not ultralytics training arguments: the split ratios,
+# and `gpu`, what changes when training on a GPU (its own image size, batch, epochs).
+_RECIPE_ONLY = {"split", "gpu"}
 
 
 def resolve_data(data: Path) -> Path:
@@ -67,6 +68,25 @@ def recipe_for(data_yaml: Path) -> dict:
         return load_definition(name).recipe if name else {}
     except ConversionError:
         return {}
+
+
+def training_recipe(data_yaml: Path | None, gpu: bool) -> dict:
+    """The ultralytics arguments a dataset's recipe gives, for a CPU or a GPU run (the
+    recipe's ``gpu`` entries win on a GPU); empty for an unknown dataset."""
+    recipe = recipe_for(data_yaml) if data_yaml is not None else {}
+    arguments = {k: v for k, v in recipe.items() if k not in _RECIPE_ONLY}
+    if gpu:
+        arguments.update(recipe.get("gpu") or {})
+    return arguments
+
+
+def on_gpu(device: str | None) -> bool:
+    """Whether ``defects train --device DEVICE`` trains on a GPU (``auto``: if there is one)."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return torch.cuda.is_available()
+    return device != "cpu"
 
 
 _TRAINER_NAMES = {"detect": "DefectTrainer", "classify": "ClassifierTrainer"}
@@ -159,6 +179,44 @@ def __getattr__(name: str):
         if name == trainer_name:
             return trainer_class(task)
     raise AttributeError(name)
+
+
+# Grayscale steel: no hue or saturation to jitter; defects have no up or down.
+STEEL_ARGUMENTS = {"hsv_h": 0.0, "hsv_s": 0.0, "flipud": 0.5}
+# Ultralytics arguments that are `defects train` options of their own.
+_OPTIONS = {"data", "model", "imgsz", "epochs", "batch", "device", "name", "resume", "seed"}
+_OPTIONS |= {"workers", "time"}
+# Ultralytics arguments `defects train` or ultralytics itself derive (the run folder, the
+# starting point, the steel pipeline); `--set` may not override them either.
+OWN_ARGUMENTS = _OPTIONS | {"project", "exist_ok", "pretrained", "augmentations", "trainer"}
+OWN_ARGUMENTS |= {"save_dir", "mode", "task"}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Ultralytics training arguments given as ``KEY=VALUE`` (``lr0=0.0002``,
+    ``optimizer=AdamW``, ``cos_lr=true``), values read as YAML scalars.
+
+    Raises:
+        ConversionError: Not ``KEY=VALUE``, a key ultralytics' trainer does not know, or
+            one that has its own ``defects train`` option.
+    """
+    import yaml
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConversionError(f"--set {pair!r}: expected KEY=VALUE, e.g. lr0=0.0002")
+        if key in OWN_ARGUMENTS:
+            option = {"time": "hours"}.get(key, key)
+            instead = f"use its own option (--{option})" if key in _OPTIONS else "not settable"
+            raise ConversionError(f"--set {key}: `defects train` sets it; {instead}")
+        if key not in DEFAULT_CFG_DICT:
+            raise ConversionError(f"--set {key}: not an ultralytics training argument")
+        overrides[key] = yaml.safe_load(value) if value.strip() else None
+    return overrides
 
 
 def _starting_model(model: str) -> str:
@@ -301,17 +359,14 @@ def train(
         return run_dir
 
     data_yaml = resolve_data(data)
-    recipe = {k: v for k, v in recipe_for(data_yaml).items() if k not in _RECIPE_ONLY}
+    recipe = training_recipe(data_yaml, on_gpu(device))
     chosen = {"model": model, "imgsz": imgsz, "epochs": epochs, "batch": batch}
     settings = {"model": "yolo11n.yaml", "imgsz": 640, "epochs": 100, "batch": 16}
     settings.update(recipe)
     settings.update({k: v for k, v in chosen.items() if v is not None})
     settings["model"] = _starting_model(str(settings["model"]))
     arguments = {
-        # Grayscale steel: no hue or saturation to jitter; defects have no up or down.
-        "hsv_h": 0.0,
-        "hsv_s": 0.0,
-        "flipud": 0.5,
+        **STEEL_ARGUMENTS,
         **{k: v for k, v in settings.items() if k != "model"},
         **(extra or {}),
         "data": str(data_yaml),

@@ -59,6 +59,8 @@ def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--weights-dir",
             str(weights_dir),
             *TINY,
+            # What `optimizer=auto` picks for six classes and few iterations, set by hand.
+            *["--set", "optimizer=AdamW", "--set", "lr0=0.001", "--set", "momentum=0.9"],
         ],
         capture_output=True,
         text=True,

@@ -50,6 +50,9 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             "no such dataset definition",
         ),
         (["validate", "{src}/IMAGES"], "no known dataset layout"),
+        (["train", "--set", "lr0"], "--set 'lr0': expected KEY=VALUE"),
+        (["train", "--set", "lr=0.1"], "--set lr: not an ultralytics training argument"),
+        (["train", "--set", "epochs=3"], "use its own option (--epochs)"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args, message):

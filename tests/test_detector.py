@@ -25,6 +25,7 @@ def test_training_writes_weights_args_and_metrics(trained: Path):
     assert (trained / "best.pt").is_file() and (trained / "last.pt").is_file()
     args = (trained / "args.yaml").read_text()
     assert "imgsz: 96" in args and "pretrained: false" in args
+    assert "optimizer: AdamW" in args and "lr0: 0.001" in args  # --set reached ultralytics
     assert "RandomBrightnessContrast" in args  # the albumentations pipeline was used
     rows = (trained / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and "metrics/mAP50(B)" in rows[0]
@@ -556,3 +557,26 @@ class _OnDevice:
         import torch
 
         self.device = torch.device(device)
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu", "imgsz", "batch"),
+    [("cpu", False, 224, 32), ("0", True, 320, 64), ("0,1", True, 320, 64)],
+)
+def test_the_recipe_follows_the_device(tmp_path: Path, device: str, gpu: bool, imgsz, batch):
+    from detection.train import on_gpu, training_recipe
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"dataset": "neu-det"}))
+    assert on_gpu(device) is gpu
+    recipe = training_recipe(tmp_path / "data.yaml", on_gpu(device))
+    assert (recipe["imgsz"], recipe["batch"], recipe["model"]) == (imgsz, batch, "yolo11n.yaml")
+    assert "split" not in recipe and "gpu" not in recipe  # ours, not ultralytics arguments
+    assert training_recipe(None, gpu) == {}
+
+
+def test_auto_trains_on_a_gpu_only_if_there_is_one():
+    import torch
+
+    from detection.train import on_gpu
+
+    assert on_gpu("auto") is on_gpu(None) is torch.cuda.is_available()

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from converters.convert import ConvertResult
-from detection.cli import main
+from detection.cli import build_parser, main
 from detection.evaluate import evaluate_model
-from detection.release import score_onnx, split_fingerprint
+from detection.release import score_onnx, split_fingerprint, training_stage
+from detection.train import parse_overrides
 from detection.weights import MODELS_DIR, sha256
 
 pytestmark = pytest.mark.slow
@@ -176,3 +177,36 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     assert main(["release", "--run", str(tmp_path / "w" / "two"), "--name", "tiny", *common]) == 0
     again = json.loads((models / "tiny" / "card.json").read_text())
     assert [s["run"] for s in again["stages"]] == ["tiny", "two"]
+
+
+def test_a_stage_command_names_every_option_the_run_was_given(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    stage = training_stage(trained, tiny_data)
+    command = stage["command"].split()
+    # The `trained` fixture's --set options come back, and nothing the run did not set
+    # (ultralytics' defaults, the steel arguments, the recipe).
+    assert [command[i + 1] for i, word in enumerate(command) if word == "--set"] == [
+        "optimizer=AdamW",
+        "lr0=0.001",
+        "momentum=0.9",
+    ]
+    assert command[command.index("--weights-dir") + 1].endswith(trained.parent.name)
+    typed = build_parser().parse_args(command[1:])  # as a user would type it again
+    assert parse_overrides(typed.set) == {"optimizer": "AdamW", "lr0": 0.001, "momentum": 0.9}
+    assert (typed.imgsz, typed.batch, typed.device) == (96, 8, "cpu")
+    assert stage["device"] == "cpu" and stage["hardware"] is None  # no train.log kept
+    # A run trained elsewhere (the GPU kit keeps its console output as train.log): the
+    # card names the device from ultralytics' banner, and this machine's data folder.
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(trained, elsewhere)
+    args = (elsewhere / "args.yaml").read_text().replace("device: cpu", "device: ''")
+    (elsewhere / "args.yaml").write_text(args.replace(str(tiny_data), "/gone/data"))
+    (elsewhere / "train.log").write_text(
+        "Downloading nothing\nUltralytics 8.4.190 \U0001f680 Python-3.12.3 torch-2.11.0+cu130 "
+        "CUDA:0 (NVIDIA H100 80GB HBM3, 81079MiB)\nEpoch 1/2\n"
+    )
+    remote = training_stage(elsewhere, tiny_data)
+    assert remote["hardware"] == "CUDA:0 (NVIDIA H100 80GB HBM3, 81079MiB)"
+    assert remote["device"] == "auto" and "--device auto" in remote["command"]
+    assert "/gone" not in remote["command"]
