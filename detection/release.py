@@ -32,7 +32,13 @@ import yaml
 from converters.errors import ConversionError
 from detection.evaluate import evaluate_model
 from detection.report import _clean, _xyxy, iou_matrix
-from detection.train import OWN_ARGUMENTS, STEEL_ARGUMENTS, resolve_data, training_recipe
+from detection.train import (
+    OWN_ARGUMENTS,
+    STEEL_ARGUMENTS,
+    resolve_data,
+    seconds_trained,
+    training_recipe,
+)
 from detection.weights import MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
@@ -111,14 +117,7 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
     rows = list(csv.DictReader((run_dir / "results.csv").read_text().splitlines()))
     if not rows:
         raise ConversionError(f"{run_dir / 'results.csv'}: the run has no finished epoch")
-    seconds, previous = 0.0, 0.0
-    # Ultralytics' results.csv restarts its `time` column when a run is resumed.
-    for row in rows:
-        now = float(row["time"])
-        if now < previous:  # a resumed segment restarts the clock
-            seconds += previous
-        previous = now
-    seconds += previous
+    seconds = seconds_trained([float(row["time"]) for row in rows])
     data_yaml = resolve_data(data) if data is not None else Path(args["data"])
     device = args["device"] or "auto"  # ultralytics records --device auto as ""
     command = (

@@ -13,10 +13,13 @@ Several GPUs: ``--device 0,1,2,3`` makes ultralytics launch its own DDP workers 
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from converters.definitions import load_definition
@@ -147,6 +150,46 @@ class _AtomicWrites(type(Path())):
         return len(data)
 
 
+def seconds_trained(time_column: list[float]) -> float:
+    """Training seconds behind a ``results.csv`` time column. Runs resumed before this
+    fix restarted the column at each resume, so every segment's last value counts."""
+    seconds, previous = 0.0, 0.0
+    for now in time_column:
+        if now < previous:  # a resumed segment restarted the clock
+            seconds += previous
+        previous = now
+    return seconds + previous
+
+
+def _continue_the_clock(trainer) -> None:
+    """A resumed ``--hours`` run spends what is left of its budget. Ultralytics restarts
+    the clock on resume and refits the epochs to the whole budget from the first resumed
+    epoch alone, start-up included: a run killed at epoch 32 of 67 on a GPU refitted to
+    18 epochs and stopped after one more (docs/benchmarks.md, "GPU runs")."""
+    if not (trainer.args.time and trainer.start_epoch > 0):
+        return
+    rows = list(csv.DictReader(Path(trainer.csv).read_text().splitlines()))
+    before = [float(row["time"]) for row in rows if float(row["epoch"]) <= trainer.start_epoch]
+    trainer.train_time_start -= seconds_trained(before)
+    trainer.resumed_budget = True
+
+
+def _refit_epochs_to_the_budget(trainer) -> None:
+    """After each epoch of a resumed ``--hours`` run, ultralytics' refit again, counting
+    every epoch since the run began (this callback runs right after ultralytics' own)."""
+    if not getattr(trainer, "resumed_budget", False):
+        return
+    epoch, budget = trainer.epoch, trainer.args.time * 3600
+    elapsed = time.time() - trainer.train_time_start
+    fitted = math.ceil(budget / (elapsed / (epoch + 1)))
+    trainer.epochs = trainer.args.epochs = max(fitted, epoch + 1)
+    trainer._setup_scheduler()
+    trainer.scheduler.last_epoch = epoch
+    stopper = trainer.stopper
+    patience_spent = epoch + 1 - stopper.best_epoch >= stopper.patience
+    trainer.stop = elapsed > budget or epoch + 1 >= trainer.epochs or patience_spent
+
+
 def trainer_class(task: str = "detect"):
     """Ultralytics' trainer for ``task`` that keeps ``best.pt``/``last.pt`` beside
     ``args.yaml`` and ``results.csv`` in ``weights/NAME/``, writes them atomically and
@@ -166,6 +209,8 @@ def trainer_class(task: str = "detect"):
             self.last = _AtomicWrites(self.save_dir / "last.pt")
             self.best = _AtomicWrites(self.save_dir / "best.pt")
             remove_partial_writes(self.save_dir)
+            self.add_callback("on_train_start", _continue_the_clock)
+            self.add_callback("on_fit_epoch_end", _refit_epochs_to_the_budget)
 
     Trainer.__name__ = Trainer.__qualname__ = _TRAINER_NAMES[task]
     Trainer.__module__ = __name__

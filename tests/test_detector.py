@@ -3,6 +3,7 @@ evaluate, predict (with a corrupt image), ONNX equivalence."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -72,6 +73,37 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
         for row in (tmp_path / "killed" / "results.csv").read_text().strip().splitlines()[1:]
     ]
     assert epochs == [1, 2, 3, 4, 5]
+
+
+def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, tmp_path: Path):
+    budget = 40.0  # seconds
+    train = [*DEFECTS, "train", "--data", str(tiny_data), "--name", "timed"]
+    train += ["--hours", str(budget / 3600), "--weights-dir", str(tmp_path), *TINY]
+    process = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = tmp_path / "timed" / "results.csv"
+
+    def times() -> list[float]:
+        rows = results.read_text().strip().splitlines()[1:] if results.exists() else []
+        return [float(row.split(",")[1]) for row in rows]
+
+    deadline = time.time() + 240
+    while len(times()) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = times()
+    assert times()[-1] < budget / 2  # killed in the first half of its budget
+    resume = [*DEFECTS, "train", "--resume", "--name", "timed", "--weights-dir", str(tmp_path)]
+    resumed = subprocess.run(resume, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = times()
+    # Ultralytics alone restarts the clock (a whole new budget) and may stop after one
+    # epoch; here the clock goes on from where the kill left it, to the budget's end.
+    assert len(after) > len(before) + 1
+    assert all(b > a for a, b in itertools.pairwise(after)), after
+    epoch_seconds = max(b - a for a, b in itertools.pairwise(after))
+    assert budget - 2 * epoch_seconds <= after[-1] <= budget + 2 * epoch_seconds, after
 
 
 # Runs `defects` with a kill -9 injected into one checkpoint write: on the Nth write of a
