@@ -59,3 +59,41 @@ def test_the_stand_in_refuses_what_it_does_not_provide():
     columns = frame.to_dict(as_series=False)
     assert columns == {"epoch": [1, 2], "time": [2.5, 3.0], "name": ["a", "b"]}
     assert [type(v) for v in columns["time"]] == [float, float]
+
+
+PROBE = REPO / "tools" / "gpu" / "probe"
+# Real lookups replaced by recorders before the probe wraps them: nothing leaves here.
+LOOKUPS = """
+import importlib.util, socket, sys
+passed = []
+socket.getaddrinfo = lambda host, *args, **kwargs: passed.append(host) or []
+socket.gethostbyname = lambda host: passed.append(host) or "127.0.0.1"
+spec = importlib.util.spec_from_file_location("probe", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+socket.getaddrinfo("localhost", 80)
+socket.getaddrinfo(b"github.com", 443)
+socket.gethostbyname("127.0.0.1")
+socket.gethostbyname("pypi.org")
+print(passed)
+"""
+
+
+def test_the_lookup_probe_records_every_name_off_loopback(tmp_path: Path):
+    log = tmp_path / "lookups.txt"
+    environment = {**os.environ, "LOOKUP_LOG": str(log)}
+    probe = str(PROBE / "sitecustomize.py")
+    result = subprocess.run(
+        [sys.executable, "-c", LOOKUPS, probe], capture_output=True, text=True, env=environment
+    )
+    assert result.returncode == 0, result.stderr
+    # Every lookup still happens; the ones off loopback are on record.
+    assert result.stdout.strip() == "['localhost', b'github.com', '127.0.0.1', 'pypi.org']"
+    assert log.read_text().splitlines() == ["github.com", "pypi.org"]
+    # On PYTHONPATH (as run.sh sets it), Python loads it in every process by itself.
+    wrapped = subprocess.run(
+        [sys.executable, "-c", "import socket; print(socket.getaddrinfo.__qualname__)"],
+        capture_output=True,
+        text=True,
+        env={**environment, "PYTHONPATH": str(PROBE)},
+    )
+    assert wrapped.stdout.strip() == "_recorded.<locals>.lookup"
