@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # There, on the lent GPU machine (after tools/gpu/prepare.sh here, with .gpu carried):
 #   bash tools/gpu/run.sh HOURS BATCH VARIANT...
-# VARIANT is NAME:MODEL:IMGSZ[:KILL_AFTER_S]. MODEL is yolo11n.yaml (from scratch), a .pt
-# to start a new stage from (.gpu/start.pt, weights/gpu/NAME/best.pt left by an earlier
-# call while the machine stayed warm) or a released name (neu-det); KILL_AFTER_S kills
-# that training with SIGKILL after so many seconds and continues it with --resume, to
-# prove resume on the device. The variants train side by side (one leaves the GPU idle:
-# a nano model at 224 px is bound by its data loader), each through `defects train
-# --device auto` for HOURS, then each is scored by `defects evaluate` (pycocotools, and
-# ultralytics' val beside it); the best is exported to ONNX and predicts with it.
-# Every name lookup off loopback in every Python process is recorded (probe/).
+# VARIANT is NAME:MODEL:IMGSZ[:KILL], trained in weights/gpu/NAME.
+# MODEL: yolo11n.yaml (from scratch); a .pt to start a new stage from (.gpu/start.pt,
+#   weights/gpu/OTHER/best.pt left by an earlier call while the machine stayed warm); a
+#   released name (neu-det); or `resume`: continue weights/gpu/NAME, paused by the call
+#   before (the machine stays warm 30 s after a call: call again at once).
+# KILL: SECONDS kills that training with SIGKILL after so many seconds and continues it
+#   with --resume, to prove resume on the device; pause@SECONDS kills it and leaves it
+#   for the next call's `resume`, so one --hours schedule spans several 10-minute calls
+#   (its clock goes on over each resume: detection/train.py).
+# The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
+# bound by its data loader), each through `defects train --device auto` for HOURS, then
+# each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
+# best is exported to ONNX and predicts with it. Every name lookup off loopback in every
+# Python process is recorded (probe/).
 # $OUT gets NAME.tar per variant (best.pt, last.pt, results.csv, args.yaml, report,
 # logs), written as soon as that variant is scored, and lookups.txt. A call must end
-# within the device tool's 10 minutes: HOURS 0.11 leaves about 2.5 for the rest.
+# within the device tool's 10 minutes: HOURS 0.11 (or pause@480) leaves about 2.5 for
+# the rest.
 set -euo pipefail
 hours=$1 batch=$2
 shift 2
@@ -34,19 +40,27 @@ PY
 workers=$(( $(nproc) / $# - 1 ))
 began=$(date +%s)
 for variant in "$@"; do
-  IFS=: read -r name model imgsz kill_after <<<"$variant"
+  IFS=: read -r name model imgsz kill <<<"$variant"
   mkdir -p weights/gpu/"$name"
+  [ "$model" = resume ] || : >weights/gpu/"$name"/train.log  # a paused run's log goes on
   ( set +e; (
     train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
       --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0)
-    if [ -n "${kill_after:-}" ]; then
-      timeout -s KILL "$kill_after" python3 -m detection.cli "${train[@]}" || echo "killed: $?"
-      echo "=== resumed"
-      defects train --name "$name" --weights-dir weights/gpu --resume
-    else
-      defects "${train[@]}"
+    if [ "$model" = resume ]; then
+      echo "=== resumed (an earlier call paused it)"
+      train=(train --name "$name" --weights-dir weights/gpu --resume)
     fi
-  ) >weights/gpu/"$name"/train.log 2>&1
+    case "${kill:-}" in
+      "") defects "${train[@]}" ;;
+      pause@*)
+        timeout -s KILL "${kill#pause@}" python3 -m detection.cli "${train[@]}" \
+          || echo "=== paused: $?; the next call continues it with $name:resume:$imgsz" ;;
+      *)
+        timeout -s KILL "$kill" python3 -m detection.cli "${train[@]}" || echo "killed: $?"
+        echo "=== resumed"
+        defects train --name "$name" --weights-dir weights/gpu --resume ;;
+    esac
+  ) >>weights/gpu/"$name"/train.log 2>&1
   defects evaluate --weights weights/gpu/"$name"/best.pt --data /tmp/neu-det \
     --out weights/gpu/"$name"/report --bootstrap 200 >weights/gpu/"$name"/evaluate.log 2>&1
   tar -cf "$OUT/$name.tar" -C weights/gpu --ignore-failed-read "$name"/{best.pt,last.pt,results.csv,args.yaml} \
@@ -63,7 +77,7 @@ for variant in "$@"; do
   grep -E "^(amp|epochs|time|imgsz|batch|workers):" "$run"/args.yaml | tr '\n' ' '
   echo "epochs done: $(( $(wc -l <"$run"/results.csv) - 1 ))"
   grep -E -m1 "CUDA:|CPU \(" "$run"/train.log
-  grep -E "killed|resumed|Resuming|AMP|rror" "$run"/train.log | grep -v Plotting | head -6
+  grep -E "killed|paused|resumed|Resuming|AMP|rror" "$run"/train.log | grep -v Plotting | head -6
   tail -3 "$run"/evaluate.log
   map=$(python3 -c "import json; r = json.load(open('$run/report/report.json'));
 print(r['mAP50'], r['mAP50-95'], {k: r['ultralytics'][k] for k in ('mAP50', 'mAP50-95')})") || continue
