@@ -81,8 +81,8 @@ _DEVICE_BANNER = re.compile(r"^Ultralytics \S+ .*?torch-\S+ (.+)$", re.MULTILINE
 
 
 def training_hardware(run_dir: Path) -> str | None:
-    """The device a run trained on, from its ``train.log`` (the console output of the
-    run, which the GPU kit keeps in each run folder), or None without one."""
+    """The device a run trained on, from the ``train.log`` that ``defects train`` keeps
+    in the run folder, or None for a run without one."""
     log = run_dir / "train.log"
     if not log.is_file():
         return None

@@ -4,8 +4,9 @@ No pretrained weights exist on these machines, so models start from scratch. Per
 defaults (model, image size, epochs, batch, extra ultralytics arguments) come from the
 dataset definition in ``datasets/`` that the converter recorded in ``manifest.json``.
 
-Output: ``weights/NAME/best.pt``, ``last.pt``, ``args.yaml`` (every training argument)
-and ``results.csv`` (the per-epoch metrics), all in one folder.
+Output: ``weights/NAME/best.pt``, ``last.pt``, ``args.yaml`` (every training argument),
+``results.csv`` (the per-epoch metrics) and ``train.log`` (ultralytics' log, the device
+it trained on first), all in one folder.
 
 Several GPUs: ``--device 0,1,2,3`` makes ultralytics launch its own DDP workers through
 ``torch.distributed``; this module's trainer class is importable, which is all it needs.
@@ -13,6 +14,7 @@ Several GPUs: ``--device 0,1,2,3`` makes ultralytics launch its own DDP workers 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -148,6 +150,25 @@ class _AtomicWrites(type(Path())):
     def write_bytes(self, data) -> int:
         atomic_write_bytes(Path(self), bytes(data))
         return len(data)
+
+
+@contextlib.contextmanager
+def _logged_to(log: Path):
+    """Appends ultralytics' log of a run (its device line first: "Ultralytics 8.4.190 ...
+    CUDA:0 (NVIDIA H100 80GB HBM3, 81079MiB)") to ``log`` in the run folder, so a model
+    card names the device every stage trained on (``release.training_hardware``)."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log, encoding="utf-8")
+    LOGGER.addHandler(handler)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
+        handler.close()
 
 
 def seconds_trained(time_column: list[float]) -> float:
@@ -400,7 +421,8 @@ def train(
     if resume:
         checkpoint = resume_checkpoint(run_dir)
         if checkpoint is not None:
-            YOLO(str(checkpoint)).train(resume=True, trainer=trainer)
+            with _logged_to(run_dir / "train.log"):
+                YOLO(str(checkpoint)).train(resume=True, trainer=trainer)
         return run_dir
 
     data_yaml = resolve_data(data)
@@ -430,5 +452,6 @@ def train(
         arguments["workers"] = workers
     if hours is not None:
         arguments["time"] = hours
-    YOLO(settings["model"]).train(**arguments)
+    with _logged_to(run_dir / "train.log"):
+        YOLO(settings["model"]).train(**arguments)
     return run_dir

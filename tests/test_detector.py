@@ -31,6 +31,8 @@ def test_training_writes_weights_args_and_metrics(trained: Path):
     rows = (trained / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and "metrics/mAP50(B)" in rows[0]
     assert not (trained / "weights").exists()
+    log = (trained / "train.log").read_text()
+    assert "Ultralytics" in log and "CPU (" in log and "epochs completed" in log
 
 
 def test_resume_after_kill(tiny_data: Path, tmp_path: Path):

@@ -195,9 +195,9 @@ def test_a_stage_command_names_every_option_the_run_was_given(
     typed = build_parser().parse_args(command[1:])  # as a user would type it again
     assert parse_overrides(typed.set) == {"optimizer": "AdamW", "lr0": 0.001, "momentum": 0.9}
     assert (typed.imgsz, typed.batch, typed.device) == (96, 8, "cpu")
-    assert stage["device"] == "cpu" and stage["hardware"] is None  # no train.log kept
-    # A run trained elsewhere (the GPU kit keeps its console output as train.log): the
-    # card names the device from ultralytics' banner, and this machine's data folder.
+    assert stage["device"] == "cpu" and stage["hardware"].startswith("CPU (")  # its train.log
+    # A run trained elsewhere: the card names the device from its train.log, and this
+    # machine's data folder.
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(trained, elsewhere)
     args = (elsewhere / "args.yaml").read_text().replace("device: cpu", "device: ''")

@@ -16,9 +16,9 @@
 # best is exported to ONNX and predicts with it. Every name lookup off loopback in every
 # Python process is recorded (probe/).
 # $OUT gets NAME.tar per variant (best.pt, last.pt, results.csv, args.yaml, report,
-# logs), written as soon as that variant is scored, and lookups.txt. A call must end
-# within the device tool's 10 minutes: HOURS 0.11 (or pause@480) leaves about 2.5 for
-# the rest.
+# train.log, console.log, evaluate.log), written as soon as that variant is scored, and
+# lookups.txt. A call must end within the device tool's 10 minutes: HOURS 0.11 (or
+# pause@480) leaves about 2.5 for the rest.
 set -euo pipefail
 hours=$1 batch=$2
 shift 2
@@ -42,7 +42,7 @@ began=$(date +%s)
 for variant in "$@"; do
   IFS=: read -r name model imgsz kill <<<"$variant"
   mkdir -p weights/gpu/"$name"
-  [ "$model" = resume ] || : >weights/gpu/"$name"/train.log  # a paused run's log goes on
+  [ "$model" = resume ] || rm -f weights/gpu/"$name"/{train,console}.log  # a paused run's go on
   ( set +e; (
     train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
       --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0)
@@ -60,11 +60,11 @@ for variant in "$@"; do
         echo "=== resumed"
         defects train --name "$name" --weights-dir weights/gpu --resume ;;
     esac
-  ) >>weights/gpu/"$name"/train.log 2>&1
+  ) >>weights/gpu/"$name"/console.log 2>&1
   defects evaluate --weights weights/gpu/"$name"/best.pt --data /tmp/neu-det \
     --out weights/gpu/"$name"/report --bootstrap 200 >weights/gpu/"$name"/evaluate.log 2>&1
   tar -cf "$OUT/$name.tar" -C weights/gpu --ignore-failed-read "$name"/{best.pt,last.pt,results.csv,args.yaml} \
-    "$name"/{train.log,evaluate.log} "$name"/report/{report.json,report.md} 2>/dev/null
+    "$name"/{train.log,console.log,evaluate.log} "$name"/report/{report.json,report.md} 2>/dev/null
   ) &
 done
 wait
@@ -77,7 +77,7 @@ for variant in "$@"; do
   grep -E "^(amp|epochs|time|imgsz|batch|workers):" "$run"/args.yaml | tr '\n' ' '
   echo "epochs done: $(( $(wc -l <"$run"/results.csv) - 1 ))"
   grep -E -m1 "CUDA:|CPU \(" "$run"/train.log
-  grep -E "killed|paused|resumed|Resuming|AMP|rror" "$run"/train.log | grep -v Plotting | head -6
+  grep -E "killed|paused|resumed|Resuming|AMP|rror" "$run"/console.log | grep -v Plotting | head -6
   tail -3 "$run"/evaluate.log
   map=$(python3 -c "import json; r = json.load(open('$run/report/report.json'));
 print(r['mAP50'], r['mAP50-95'], {k: r['ultralytics'][k] for k in ('mAP50', 'mAP50-95')})") || continue
