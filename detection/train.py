@@ -187,7 +187,7 @@ def _continue_the_clock(trainer) -> None:
     the clock on resume and refits the epochs to the whole budget from the first resumed
     epoch alone, start-up included: a run killed at epoch 32 of 67 on a GPU refitted to
     18 epochs and stopped after one more (docs/benchmarks.md, "GPU runs")."""
-    if not (trainer.args.time and trainer.start_epoch > 0):
+    if not (trainer.args.time and trainer.start_epoch > 0 and Path(trainer.csv).is_file()):
         return
     rows = list(csv.DictReader(Path(trainer.csv).read_text().splitlines()))
     before = [float(row["time"]) for row in rows if float(row["epoch"]) <= trainer.start_epoch]
