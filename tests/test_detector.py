@@ -382,16 +382,21 @@ def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path
     onnx_path = export_onnx(trained / "best.pt")
     torch_model, onnx_model = TorchDetector(trained / "best.pt"), OnnxDetector(onnx_path)
     images = [cv2.imread(str(p)) for p in sorted((tiny_data / "images").rglob("*.jpg"))[:8]]
-    conf = 0.0005  # a barely trained model: scores are low, compare many boxes
+    # A barely trained model scores low and its scores differ from machine to machine (CI
+    # once kept 16 boxes above 0.001): keep nearly everything, compare each image's five
+    # best, which lie far above the threshold, where rounding cannot decide.
+    conf, best = 1e-6, 5
     torch_out = torch_model(images, conf=conf)
     onnx_out = onnx_model(images, conf=conf)  # one batch of 8 through the dynamic axis
     compared = 0
     for a, b in zip(torch_out, onnx_out):
-        confident = a.scores >= 2 * conf  # away from the threshold, where rounding decides
-        ious = iou_matrix(a.boxes[confident], b.boxes)
-        for row, cls in zip(ious, a.classes[confident]):
+        top = np.argsort(-a.scores, kind="stable")[:best]
+        ious = iou_matrix(a.boxes[top], b.boxes)
+        for row, cls, score in zip(ious, a.classes[top], a.scores[top]):
             candidates = np.where(b.classes == cls)[0]
             assert candidates.size and row[candidates].max() >= 0.99
+            match = candidates[row[candidates].argmax()]
+            assert b.scores[match] == pytest.approx(score, rel=0.01)
             compared += 1
     assert compared >= 20, compared
 
