@@ -211,6 +211,18 @@ def _refit_epochs_to_the_budget(trainer) -> None:
     trainer.stop = elapsed > budget or epoch + 1 >= trainer.epochs or patience_spent
 
 
+def _run_arguments(overrides: dict) -> bytes | None:
+    """The ``args.yaml`` a resumed run began with. Ultralytics writes it again on resume
+    from the checkpoint's arguments, with ``model`` and ``resume`` set to ``last.pt`` and
+    the workers it changed on a CPU: a card would then give the stage's command as
+    ``--model weights/NAME/last.pt --workers 0`` and lose the stages before it."""
+    resume = overrides.get("resume")
+    if not isinstance(resume, (str, Path)):
+        return None
+    run_args = Path(resume).parent / "args.yaml"
+    return run_args.read_bytes() if run_args.is_file() else None
+
+
 def trainer_class(task: str = "detect"):
     """Ultralytics' trainer for ``task`` that keeps ``best.pt``/``last.pt`` beside
     ``args.yaml`` and ``results.csv`` in ``weights/NAME/``, writes them atomically and
@@ -223,7 +235,10 @@ def trainer_class(task: str = "detect"):
 
     class Trainer(Base):
         def __init__(self, *args, **kwargs) -> None:
+            run_args = _run_arguments(kwargs.get("overrides") or {})
             super().__init__(*args, **kwargs)
+            if run_args is not None:
+                atomic_write_bytes(self.save_dir / "args.yaml", run_args)
             if self.wdir.is_dir() and not any(self.wdir.iterdir()):
                 self.wdir.rmdir()
             self.wdir = self.save_dir

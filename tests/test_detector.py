@@ -62,6 +62,7 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
     process.wait()
     done_before = len((tmp_path / "killed" / "results.csv").read_text().strip().splitlines()) - 1
     assert 1 <= done_before < 5
+    run_args = (tmp_path / "killed" / "args.yaml").read_text()
     resumed = subprocess.run(
         [*DEFECTS, "train", "--resume", "--name", "killed", "--weights-dir", str(tmp_path)],
         capture_output=True,
@@ -75,6 +76,9 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
         for row in (tmp_path / "killed" / "results.csv").read_text().strip().splitlines()[1:]
     ]
     assert epochs == [1, 2, 3, 4, 5]
+    # The run keeps the arguments it began with (its starting model, its workers), not
+    # ultralytics' rewrite pointing at last.pt: the card's command for the stage.
+    assert (tmp_path / "killed" / "args.yaml").read_text() == run_args
 
 
 def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, tmp_path: Path):
