@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes gpu-carry bench-classify bench-review bench-bootstrap release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -109,6 +109,10 @@ gpu-carry:
 bench-recipes: setup
 	$(PY) bench/recipes.py --data datasets/converted/neu-det --hours $(or $(HOURS),0.4167) \
 		$(if $(ONLY),--only $(ONLY))
+
+# Where a CPU training epoch goes: loader wait against forward/backward, per batch.
+bench-profile: setup
+	$(PY) bench/profile_train.py --data datasets/converted/neu-det
 
 # 1,000 bootstrap replicates on NEU-DET's val split (target: 10 s) against re-running COCOeval.
 bench-bootstrap: setup

@@ -42,7 +42,7 @@ from detection.predict import (  # noqa: E402
     export_onnx,
     quantize_int8,
 )
-from detection.weights import resolve_weights  # noqa: E402
+from detection.weights import load_yolo, model_imgsz, resolve_weights  # noqa: E402
 
 
 def timed(function) -> float:
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument(
         "--images", type=Path, default=REPO.parent / "shared/datasets/NEU-DET/IMAGES"
     )
-    parser.add_argument("--imgsz", type=int, default=224)
+    parser.add_argument("--imgsz", type=int, help="default: the size the model trained at")
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -73,6 +73,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     weights = scratch / "model.pt"
     shutil.copyfile(resolve_weights(args.weights), weights)
+    args.imgsz = args.imgsz or model_imgsz(load_yolo(weights))
     fp32 = export_onnx(weights, args.imgsz)
     calibration = sorted((args.data / "images" / "train").glob("*.jpg"))[:200]
     int8 = quantize_int8(fp32, calibration, args.imgsz)

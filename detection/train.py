@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from converters.definitions import load_definition
@@ -31,6 +32,7 @@ from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
     WeightsError,
     atomic_write_bytes,
+    check_file,
     load_yolo,
     remove_partial_writes,
     resolve_weights,
@@ -404,6 +406,8 @@ def train(
     workers: int | None = None,
     hours: float | None = None,
     extra: dict | None = None,
+    backbone: Path | None = None,
+    callbacks: dict[str, Callable] | None = None,
 ) -> Path:
     """Trains (or resumes) a detector and returns its weights folder.
 
@@ -423,6 +427,11 @@ def train(
         workers: Data loader workers.
         hours: Wall-clock budget; ultralytics then fits the epochs (and schedule) into it.
         extra: More ultralytics training arguments (they win over the recipe).
+        backbone: A checkpoint (a classifier trained on the same images) whose tensors
+            of the same name and shape initialise a model built from a definition; the
+            rest start random.
+        callbacks: Ultralytics callbacks by event (``on_train_batch_end``: ``fn(trainer)``),
+            for benchmarks and integrations.
 
     Raises:
         ConversionError: Missing data, weights or checkpoint.
@@ -447,6 +456,14 @@ def train(
     settings.update(recipe)
     settings.update({k: v for k, v in chosen.items() if v is not None})
     settings["model"] = _starting_model(str(settings["model"]))
+    if backbone is not None:
+        if Path(settings["model"]).suffix not in (".yaml", ".yml"):
+            raise ConversionError(
+                f"{backbone}: a backbone initialises a model built from a definition "
+                f"(yolo11n.yaml), not {settings['model']}, which has weights of its own"
+            )
+        backbone = resolve_weights(backbone)
+        check_file(backbone)
     arguments = {
         **STEEL_ARGUMENTS,
         **{k: v for k, v in settings.items() if k != "model"},
@@ -459,7 +476,7 @@ def train(
         "seed": seed,
         # A local .pt is where training starts (fine-tuning our own weights); ultralytics
         # builds the bare architecture from it when `pretrained` is False.
-        "pretrained": Path(settings["model"]).suffix == ".pt",
+        "pretrained": str(backbone) if backbone else Path(settings["model"]).suffix == ".pt",
         "augmentations": steel_augmentations(),
         "trainer": trainer,
     }
@@ -467,6 +484,9 @@ def train(
         arguments["workers"] = workers
     if hours is not None:
         arguments["time"] = hours
+    yolo = YOLO(settings["model"])
+    for event, function in (callbacks or {}).items():
+        yolo.add_callback(event, function)
     with _logged_to(run_dir / "train.log"):
-        YOLO(settings["model"]).train(**arguments)
+        yolo.train(**arguments)
     return run_dir

@@ -265,6 +265,79 @@ def test_training_from_a_local_pt_starts_from_its_weights(
     assert all(np.array_equal(start[k].float().numpy(), end[k].float().numpy()) for k in start)
 
 
+def test_a_classifier_backbone_starts_the_detector_and_callbacks_see_every_batch(
+    tiny_data: Path, tmp_path: Path
+):
+    # The time-to-accuracy study starts a detector from a classifier trained on the same
+    # images (bench/recipes.py) and times batches with callbacks (bench/profile_train.py).
+    import torch
+    from ultralytics.nn.tasks import ClassificationModel
+
+    from detection.train import train
+
+    torch.manual_seed(7)
+    classifier = ClassificationModel("yolo11n-cls.yaml", nc=6, verbose=False)
+    backbone = tmp_path / "classifier.pt"
+    torch.save({"model": classifier.half(), "train_args": {}}, backbone)  # as checkpoints are
+    batches: list[int] = []
+    still = {"optimizer": "SGD", "lr0": 0.0, "lrf": 0.0, "momentum": 0.0, "weight_decay": 0.0}
+    one_still_epoch = {
+        "model": "yolo11n.yaml",
+        "imgsz": 96,
+        "epochs": 1,
+        "batch": 8,
+        "device": "cpu",
+        "weights_dir": tmp_path,
+        "workers": 0,
+        "extra": {**still, "warmup_epochs": 0, "warmup_bias_lr": 0.0},
+    }
+    run = train(
+        tiny_data,
+        "from-classifier",
+        **one_still_epoch,
+        backbone=backbone,
+        callbacks={"on_train_batch_end": lambda trainer: batches.append(1)},
+    )
+    start, end = _conv_weights(backbone), _conv_weights(run / "last.pt")
+    shared = [k for k in start if k.split(".")[1] in {str(i) for i in range(9)}]
+    assert len(shared) == 31  # every convolution of layers 0-8, the backbone up to SPPF
+    assert all(np.array_equal(start[k].float().numpy(), end[k].float().numpy()) for k in shared)
+    # The same run without the backbone: the head starts alike (same seed), the stem not.
+    scratch = _conv_weights(train(tiny_data, "scratch", **one_still_epoch) / "last.pt")
+    head = [k for k in end if int(k.split(".")[1]) >= 11]
+    stem = "model.0.conv.weight"
+    assert not np.array_equal(end[stem].numpy(), scratch[stem].numpy())
+    assert head and all(np.array_equal(end[k].numpy(), scratch[k].numpy()) for k in head)
+    assert len(batches) == 3  # 24 training images in batches of 8
+
+
+@pytest.mark.parametrize(
+    ("model", "backbone", "message"),
+    [
+        ("yolo11n.yaml", "missing.pt", "no such weights file"),
+        ("TRAINED", "TRAINED", "has weights of its own"),
+    ],
+)
+def test_a_backbone_that_cannot_start_a_run_is_a_clear_error(
+    trained: Path, tiny_data: Path, tmp_path: Path, model: str, backbone: str, message: str
+):
+    from converters.errors import ConversionError
+    from detection.train import train
+
+    model = model.replace("TRAINED", str(trained / "best.pt"))
+    backbone = backbone.replace("TRAINED", str(trained / "best.pt"))
+    with pytest.raises(ConversionError, match=message):
+        train(
+            tiny_data,
+            "x",
+            model=model,
+            epochs=1,
+            device="cpu",
+            weights_dir=tmp_path,
+            backbone=Path(backbone),
+        )
+
+
 def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, tmp_path: Path):
     """--backend onnx scores the deployed file (exported beside the .pt), says so in the
     report, and leaves ultralytics' val (which runs the .pt) out."""
