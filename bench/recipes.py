@@ -48,10 +48,14 @@ VARIANTS: dict[str, tuple[str, int, dict]] = {
     # Not random and not downloaded: layers 0-8 from a yolo11n-cls trained first on
     # NEU-DET's image-level labels (the same train split); its time counts in the budget.
     "yolo11n-224-cls-start": ("yolo11n.yaml", 224, {}),
+    # Grayscale steel read as one channel: a third of the decoding, mosaic and stem.
+    "yolo11n-224-gray": ("yolo11n.yaml", 224, {}),
 }
 # Variants that first train a classifier for this many epochs, the detector then gets
 # what is left of the budget.
 CLASSIFIER_EPOCHS = {"yolo11n-224-cls-start": 8}
+# Variants that change the dataset's own settings (its data.yaml).
+DATA_SETTINGS = {"yolo11n-224-gray": {"channels": 1}}
 
 TRAIN = """
 import json, sys
@@ -96,6 +100,13 @@ def run_variant(name: str, runs: Path, data: Path, hours: float, workers: int, b
         )
         hours -= classifier_hours
         backbone = str(runs / f"study-{name}-cls" / "best.pt")
+    if name in DATA_SETTINGS:
+        import yaml
+
+        settings = yaml.safe_load((data / "data.yaml").read_text())
+        settings["path"] = str((data / settings.get("path", ".")).resolve())
+        data = runs / f".study-{name}-data.yaml"
+        data.write_text(yaml.safe_dump({**settings, **DATA_SETTINGS[name]}))
     argv = [f"study-{name}", str(runs), str(data), model, str(imgsz), str(hours)]
     argv += [str(workers), str(batch), json.dumps(extra), backbone]
     subprocess.run([sys.executable, "-c", TRAIN, *argv], cwd=REPO, check=True, env=env)
