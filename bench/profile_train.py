@@ -9,7 +9,8 @@ end is the model (preprocess, forward, loss, backward, optimiser step). On 2 cor
 loader's workers and the model's threads share the same cores, so a faster loader can
 still speed the model up.
 
-    make bench-profile                    # recipe, workers 0, cache ram, no mosaic, 320 px
+    make bench-profile     # recipe, workers 0, cache ram, no mosaic, 320 px (ultralytics
+                           # forces workers 0 on the CPU, so the first two coincide)
 
 Results: ``bench/results/profile_train.json`` and a Markdown table (printed).
 """
