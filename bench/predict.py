@@ -42,7 +42,7 @@ from detection.predict import (  # noqa: E402
     export_onnx,
     quantize_int8,
 )
-from detection.weights import load_yolo, model_imgsz, resolve_weights  # noqa: E402
+from detection.weights import resolve_weights  # noqa: E402
 
 
 def timed(function) -> float:
@@ -73,11 +73,11 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     weights = scratch / "model.pt"
     shutil.copyfile(resolve_weights(args.weights), weights)
-    args.imgsz = args.imgsz or model_imgsz(load_yolo(weights))
+    torch_model = TorchDetector(weights, args.imgsz, "cpu")  # imgsz None: the model's own
+    args.imgsz = torch_model.imgsz
     fp32 = export_onnx(weights, args.imgsz)
     calibration = sorted((args.data / "images" / "train").glob("*.jpg"))[:200]
     int8 = quantize_int8(fp32, calibration, args.imgsz)
-    torch_model = TorchDetector(weights, args.imgsz, "cpu")
     onnx_fp32, onnx_int8 = OnnxDetector(fp32, args.imgsz), OnnxDetector(int8, args.imgsz)
 
     def ultralytics_single() -> None:

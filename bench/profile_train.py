@@ -4,10 +4,9 @@ Each configuration trains one epoch of yolo11n from scratch on the converted NEU
 train split (half of it, ``--fraction``), through ``detection.train.train`` as
 `defects train` does, and times every batch with ultralytics' callbacks: from the end of
 one batch to the start of the next is the wait for the loader (decoding, mosaic,
-albumentations, collation; the first batch includes starting the workers), from start to
-end is the model (preprocess, forward, loss, backward, optimiser step). On 2 cores the
-loader's workers and the model's threads share the same cores, so a faster loader can
-still speed the model up.
+albumentations, collation), from start to end is the model (preprocess, forward, loss,
+backward, optimiser step). Ultralytics loads data in the main process when it trains on
+the CPU (it sets ``workers`` to 0), so the two never overlap there.
 
     make bench-profile     # recipe, workers 0, cache ram, no mosaic, 320 px (ultralytics
                            # forces workers 0 on the CPU, so the first two coincide)
