@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap bench-tta release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -91,7 +91,7 @@ convert-gc10: setup
 # The released NEU-DET model (models/neu-det); WEIGHTS=weights/NAME/best.pt for a local run.
 WEIGHTS ?= neu-det
 
-bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap
+bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
@@ -117,6 +117,11 @@ bench-profile: setup
 # 1,000 bootstrap replicates on NEU-DET's val split (target: 10 s) against re-running COCOeval.
 bench-bootstrap: setup
 	$(PY) bench/bootstrap.py --weights $(WEIGHTS) --data datasets/converted/neu-det
+
+# Flip test-time augmentation: fusion IoU chosen on the train split, then val side by side
+# with plain predictions and ultralytics' own TTA, with the paired difference.
+bench-tta: setup
+	$(PY) bench/tta.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 
 bench-classify: setup
 	$(PY) bench/classify.py --backbone $(WEIGHTS) --data datasets/converted/neu-det

@@ -66,6 +66,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 replicates=args.bootstrap,
                 seed=args.seed,
                 backend=args.backend,
+                tta=args.tta,
             )
     from detection.bootstrap import format_interval
 
@@ -76,6 +77,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"-> {args.out}/report.md"
     )
     return 0
+
+
+def _add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: predict on each image and its three mirror images, "
+        "fuse the boxes (weighted boxes fusion); four times the model's work",
+    )
 
 
 def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             None if args.device == "auto" else args.device,
             not args.no_images,
             update,
+            args.tta,
         )
     console = stderr_console()
     _print_skipped(console, summary["errors"])
@@ -209,7 +220,14 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise ConversionError("review needs --data (a converter output or a folder of images)")
     name = args.name or f"defects-{Path(args.data).resolve().name}"
     summary = review.prepare(
-        args.data, name, args.weights, args.split, args.backend, args.conf, args.rebuild
+        args.data,
+        name,
+        args.weights,
+        args.split,
+        args.backend,
+        args.conf,
+        args.rebuild,
+        args.tta,
     )
     _print_skipped(console, summary["skipped"])
     if summary["reused"]:
@@ -341,7 +359,7 @@ def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[
     for weights in args.weights:
         with progress_bar(f"Predicting ({weights})") as update:
             _, results = predict_split(
-                weights, gt, image_dir, args.imgsz, device, update, args.backend
+                weights, gt, image_dir, args.imgsz, device, update, args.backend, args.tta
             )
             predictions.append(results)
     return predictions, gt, [str(w) for w in args.weights]
@@ -437,6 +455,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="skip ultralytics' own validation beside pycocotools",
     )
     _add_bootstrap_arguments(evaluate)
+    _add_tta_argument(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser(
@@ -465,6 +484,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch", type=int, default=16, help="images per batch (16)")
     predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
     predict.add_argument("--no-images", action="store_true", help="write only the JSON")
+    _add_tta_argument(predict)
     predict.set_defaults(func=cmd_predict)
 
     export = commands.add_parser(
@@ -547,6 +567,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument(
         "--to", choices=("voc", "yolo", "coco"), default="voc", help="export: format (voc)"
     )
+    _add_tta_argument(review)
     review.set_defaults(func=cmd_review)
 
     train_cls = commands.add_parser(
@@ -605,6 +626,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--out", type=Path, required=True, help="report folder")
     _add_bootstrap_arguments(compare)
+    _add_tta_argument(compare)
     compare.set_defaults(func=cmd_compare)
 
     release = commands.add_parser(

@@ -135,12 +135,14 @@ def predict_split(
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     backend: str = "torch",
+    tta: bool = False,
 ):
     """A detector's predictions on every image of ``gt``, as COCO results.
 
     Args:
         backend: ``torch`` (ultralytics' PyTorch predict), ``onnx`` or ``onnx-int8``
             (the exports beside the weights, as :func:`detection.predict.load_detector`).
+        tta: Flip test-time augmentation (:class:`detection.predict.FlipTTADetector`).
 
     Returns:
         The detector (its classes checked against ``gt``'s) and the results.
@@ -148,8 +150,18 @@ def predict_split(
     from detection.predict import load_detector
 
     classes = [category["name"] for category in gt["categories"]]
-    detector = load_detector(weights, backend, imgsz, device, classes=classes)
+    detector = load_detector(weights, backend, imgsz, device, classes=classes, tta=tta)
     return detector, predict_coco(detector, gt, image_dir, progress=progress)
+
+
+def prediction_settings(tta: bool) -> dict:
+    """How an evaluation's predictions were made, as its report records them."""
+    from detection.predict import FLIPS, TTA_FUSION_IOU
+
+    settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": 0.7}
+    if tta:
+        settings["tta"] = {"flips": list(FLIPS), "fusion": "wbf", "fusion_iou": TTA_FUSION_IOU}
+    return settings
 
 
 def evaluate_model(
@@ -164,19 +176,22 @@ def evaluate_model(
     replicates: int = 1000,
     seed: int = 0,
     backend: str = "torch",
+    tta: bool = False,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report (with
     ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``).
 
     ``backend`` picks the file scored: the ``.pt`` (``torch``) or its ``onnx`` or
-    ``onnx-int8`` export, the artifact that is deployed. Ultralytics' own val, which runs
-    the ``.pt``, is only put beside the ``torch`` figures.
+    ``onnx-int8`` export, the artifact that is deployed. ``tta`` scores the predictions
+    of :class:`detection.predict.FlipTTADetector`. Ultralytics' own val, which runs the
+    ``.pt`` without test-time augmentation, is only put beside the plain ``torch``
+    figures.
     """
     weights = resolve_weights(weights)
     data_yaml, gt_path, gt = split_ground_truth(data, split)
     root = data_yaml.parent
     detector, results = predict_split(
-        weights, gt, root / "images" / split, imgsz, device, progress, backend
+        weights, gt, root / "images" / split, imgsz, device, progress, backend, tta
     )
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
@@ -192,9 +207,9 @@ def evaluate_model(
         "split": split,
         "imgsz": imgsz,
         "images": len(gt["images"]),
-        "prediction_settings": {"conf": 0.001, "max_det": 100, "nms_iou": 0.7},
+        "prediction_settings": prediction_settings(tta),
     }
-    with_ultralytics = with_ultralytics and backend == "torch"
+    with_ultralytics = with_ultralytics and backend == "torch" and not tta
     ultra = ultralytics_val(weights, data_yaml, split, imgsz, device) if with_ultralytics else None
     return write_report(
         Path(out), scored, gt, results, meta, ultra, root / "images" / split, replicates, seed

@@ -30,8 +30,9 @@ from pathlib import Path
 import yaml
 
 from converters.errors import ConversionError
-from detection.evaluate import evaluate_model
-from detection.report import _clean, _xyxy, iou_matrix
+from detection.boxes import iou_matrix
+from detection.evaluate import evaluate_model, prediction_settings
+from detection.report import _clean, _xyxy
 from detection.train import (
     OWN_ARGUMENTS,
     STEEL_ARGUMENTS,
@@ -42,6 +43,7 @@ from detection.train import (
 from detection.weights import MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
+_THEIRS = "ultralytics_batch32"
 CALIBRATION_IMAGES = 200  # the first train images in name order calibrate the int8 export
 INT8_TOLERANCE = 0.01  # mAP50 the int8 export may lose against fp32 and still ship
 
@@ -243,10 +245,10 @@ def cpu_throughput(
 ) -> dict:
     """Images per second end to end (decode, preprocess, model, NMS), batches of 32:
     ultralytics' PyTorch predict against each of our ONNX ``exports`` (name to file),
-    alternating, median of ``repeats``."""
+    and each with flip TTA (``NAME_tta``), alternating, median of ``repeats``."""
     import cv2
 
-    from detection.predict import OnnxDetector, TorchDetector, batches
+    from detection.predict import FlipTTADetector, OnnxDetector, TorchDetector, batches
 
     torch_model = TorchDetector(model_pt, device="cpu")
 
@@ -263,8 +265,10 @@ def cpu_throughput(
 
         return run
 
-    runs = {"ultralytics_batch32": ultralytics}
-    runs |= {name: ours(OnnxDetector(path)) for name, path in exports.items()}
+    runs = {_THEIRS: ultralytics}
+    for name, path in exports.items():
+        runs[name] = ours(OnnxDetector(path))
+        runs[f"{name}_tta"] = ours(FlipTTADetector(OnnxDetector(path)))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run()  # warm-up
@@ -274,24 +278,41 @@ def cpu_throughput(
             run()
             seconds[name].append(time.perf_counter() - started)
     per_second = {n: round(len(images) / statistics.median(s), 1) for n, s in seconds.items()}
-    theirs = per_second["ultralytics_batch32"]
+    theirs = per_second[_THEIRS]
     return {
         "images": len(images),
         "imgsz": torch_model.imgsz,
         "images_per_second": per_second,
-        "over_ultralytics": {n: round(per_second[n] / theirs, 2) for n in exports},
+        "over_ultralytics": {n: round(per_second[n] / theirs, 2) for n in runs if n != _THEIRS},
     }
 
 
-def score_onnx(model_onnx: Path, gt: dict, image_dir: Path) -> dict:
+def score_onnx(model_onnx: Path, gt: dict, image_dir: Path, tta: bool = False) -> dict:
     """pycocotools mAP50 and mAP50:95 of an ONNX export on ``gt``'s images, with the
-    evaluation's prediction settings (conf 0.001, 100 detections per image)."""
+    evaluation's prediction settings (conf 0.001, 100 detections per image; ``tta``: and
+    flip test-time augmentation)."""
     from detection.cocoeval import evaluate
     from detection.evaluate import predict_split
 
-    _, results = predict_split(model_onnx, gt, image_dir, backend="onnx")
+    _, results = predict_split(model_onnx, gt, image_dir, backend="onnx", tta=tta)
     stats = evaluate(gt, results).stats
     return {"mAP50": stats["AP50"], "mAP50-95": stats["AP50:95"]}
+
+
+def _keep_exports(target: Path, release_dir: Path) -> list[Path]:
+    """Re-releasing the weights already in ``target`` (for a new card): their shipped
+    ONNX exports are copied into ``release_dir`` and returned, not made again, since a
+    new export of the same weights differs only in ultralytics' export date and would
+    put another copy of the same model into git history."""
+    shipped = target / "model.pt"
+    if not shipped.is_file() or sha256(shipped) != sha256(release_dir / "model.pt"):
+        return []
+    kept = []
+    for export in ("model.onnx", "model.int8.onnx"):
+        if (target / export).is_file():
+            shutil.copyfile(target / export, release_dir / export)
+            kept.append(release_dir / export)
+    return kept
 
 
 def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_DIR) -> dict:
@@ -324,15 +345,19 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
         # Only the weights: a run still training keeps its optimizer in best.pt (26 MB
         # for yolo11n against 5.5 MB without).
         _strip(release_dir / "model.pt")
-        exported = export_onnx(release_dir / "model.pt")
-        assert exported == release_dir / "model.onnx", exported
+        kept = _keep_exports(target, release_dir)
+        exported = release_dir / "model.onnx"
+        if exported not in kept:
+            assert export_onnx(release_dir / "model.pt") == exported
         with tempfile.TemporaryDirectory(prefix="defects-release-") as tmp:
             report = evaluate_model(release_dir / "model.pt", data_yaml, Path(tmp), "val")
             results = json.loads((Path(tmp) / "results.json").read_text())
         gt = json.loads((root / "annotations" / "instances_val.json").read_text())
         image_dir = root / "images" / "val"
         calibration = sorted((root / "images" / "train").iterdir())[:CALIBRATION_IMAGES]
-        int8 = quantize_int8(exported, calibration, report["imgsz"])
+        int8 = release_dir / "model.int8.onnx"
+        if int8 not in kept:
+            assert quantize_int8(exported, calibration, report["imgsz"]) == int8
         int8_scores = score_onnx(int8, gt, image_dir)
         int8_drop = report["metrics"]["AP50"] - int8_scores["mAP50"]
         exports = {"onnx_fp32_batch32": exported}
@@ -340,6 +365,9 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
             exports["onnx_int8_batch32"] = int8
         else:
             int8.unlink()
+        with_tta = {"onnx_fp32": score_onnx(exported, gt, image_dir, tta=True)}
+        if int8.exists():
+            with_tta["onnx_int8"] = score_onnx(int8, gt, image_dir, tta=True)
         weaknesses = weakest_examples(
             gt, results, report["per_class"], image_dir, release_dir / "examples"
         )
@@ -400,6 +428,12 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                 "mAP50_below_fp32": int8_drop,
                 "tolerance": INT8_TOLERANCE,
             },
+            "tta": {
+                "settings": prediction_settings(tta=True)["tta"],
+                "command": f"defects evaluate --weights {name} --data {_relative(root)} "
+                f"--out reports/{name}-tta --backend onnx --tta",
+                "pycocotools": with_tta,
+            },
             "throughput": cpu_throughput(release_dir / "model.pt", exports, val_images),
             "weaknesses": weaknesses,
         }
@@ -433,6 +467,34 @@ def _int8_lines(int8: dict, throughput: dict) -> list[str]:
         f"({throughput['over_ultralytics'][name]}x ultralytics), {measured}. Every layer "
         "but the head's output layers is int8, and the model takes the uint8 pixels."
     ]
+
+
+def _tta_lines(card: dict, evaluation: dict) -> list[str]:
+    """The card's flip TTA figures and speed (cards released before TTA have none)."""
+    tta = card.get("tta")
+    if not tta:
+        return []
+    plain = evaluation["pycocotools"]
+    speed = card["throughput"]["over_ultralytics"]
+    lines = [
+        "## With flip test-time augmentation (`--tta`)",
+        "",
+        f"Each image and its {len(tta['settings']['flips']) - 1} mirror images, the "
+        f"detections fused by weighted boxes fusion at IoU {tta['settings']['fusion_iou']} "
+        "(chosen on the train split, docs/benchmarks.md); four times the model's work. "
+        f"Reproduce: `{tta['command']}`.",
+        "",
+        "| model | mAP50 | mAP50:95 | throughput against ultralytics (no TTA) |",
+        "|---|---:|---:|---:|",
+        f"| fp32, no TTA | {plain['mAP50']:.4f} | {plain['mAP50-95']:.4f} | "
+        f"{speed['onnx_fp32_batch32']}x |",
+    ]
+    for name, scores in tta["pycocotools"].items():
+        lines.append(
+            f"| {name.removeprefix('onnx_')}, TTA | {scores['mAP50']:.4f} | "
+            f"{scores['mAP50-95']:.4f} | {speed.get(f'{name}_batch32_tta', 'n/a')}x |"
+        )
+    return [*lines, ""]
 
 
 def _figure(value: float | None) -> str:
@@ -508,6 +570,7 @@ def card_markdown(card: dict) -> str:
         "",
         *_int8_lines(card["int8"], throughput),
         "",
+        *_tta_lines(card, evaluation),
         "## Known weaknesses",
         "",
     ]

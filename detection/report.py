@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from detection.bootstrap import format_interval
+from detection.boxes import iou_matrix
 from detection.cocoeval import CocoResult
 
 GT_COLOUR = (60, 200, 60)  # BGR green
@@ -37,20 +38,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{value:.{digits}f}"
     )
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` with every box in ``b`` (both ``[N, 4]`` xyxy)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 def _xyxy(boxes: list[list[float]]) -> np.ndarray:
@@ -344,6 +331,16 @@ def draw_error_examples(gt: dict, examples: dict, image_dir: Path, out: Path) ->
     return written
 
 
+def _tta_sentence(report: dict) -> str:
+    tta = report.get("prediction_settings", {}).get("tta")
+    if not tta:
+        return ""
+    return (
+        f" Test-time augmentation: {len(tta['flips'])} flips ({', '.join(tta['flips'])}), "
+        f"fused by weighted boxes fusion at IoU {tta['fusion_iou']}."
+    )
+
+
 def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     s = result.stats
     lines = [
@@ -351,7 +348,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         "",
         f"Split `{report.get('split', '?')}`, {report.get('images', '?')} images, "
         f"image size {report.get('imgsz', '?')}. Scored with pycocotools COCOeval (bbox), "
-        "100 detections per image.",
+        "100 detections per image." + _tta_sentence(report),
         "",
         f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "
         f"| AP small/medium/large {_fmt(s['AP_small'])}/{_fmt(s['AP_medium'])}/"

@@ -360,6 +360,7 @@ def prepare(
     backend: str = "onnx",
     conf: float = REVIEW_CONF,
     rebuild: bool = False,
+    tta: bool = False,
 ) -> dict:
     """Builds the dataset (or reopens it, tags and all, unless ``rebuild``), evaluates,
     saves views; returns a summary with timings.
@@ -372,6 +373,7 @@ def prepare(
         backend: ``onnx`` (the fast CPU path) or ``torch``.
         conf: Lowest confidence of the predictions stored.
         rebuild: Start over from ``data`` even if the dataset exists (drops its tags).
+        tta: Predict with flip test-time augmentation (four times the model's work).
     """
     started = time.perf_counter()
     source = read_source(Path(data))
@@ -381,7 +383,7 @@ def prepare(
         from detection.predict import load_detector
 
         detector = load_detector(
-            weights, backend, spinning=False, classes=classes if labelled else None
+            weights, backend, spinning=False, classes=classes if labelled else None, tta=tta
         )
         predictions, predicted_images = [], []
         for image, boxes in zip(images, predict_boxes(detector, [im.path for im in images], conf)):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from converters.definitions import load_definition
-from detection.report import iou_matrix
+from detection.boxes import iou_matrix
 from tests.conftest import DEFECTS, TINY
 
 pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ import pytest
 from converters.convert import ConvertResult
 from detection.cli import build_parser, main
 from detection.evaluate import evaluate_model
+from detection.predict import FLIPS
 from detection.release import score_onnx, split_fingerprint, training_stage
 from detection.train import parse_overrides
 from detection.weights import MODELS_DIR, sha256
@@ -42,11 +43,18 @@ def test_release_writes_a_model_that_reproduces_its_card(
     shipped = int8["mAP50_below_fp32"] <= int8["tolerance"]
     assert (released / "model.int8.onnx").is_file() == shipped == (int8["onnx"] is not None)
     assert ("onnx_int8_batch32" in card["throughput"]["images_per_second"]) == shipped
+    gt = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())
     if shipped:
-        gt = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())
         assert int8["onnx_sha256"] == sha256(released / "model.int8.onnx")
         again = score_onnx(released / "model.int8.onnx", gt, tiny_data / "images" / "val")
         assert again == pytest.approx(int8["pycocotools"], abs=1e-12)
+    # Flip TTA: its figures reproduce, for every shipped export, with its speed beside.
+    tta = card["tta"]
+    assert tta["settings"]["flips"] == list(FLIPS) and "--tta" in tta["command"]
+    assert set(tta["pycocotools"]) == {"onnx_fp32"} | ({"onnx_int8"} if shipped else set())
+    again = score_onnx(released / "model.onnx", gt, tiny_data / "images" / "val", tta=True)
+    assert again == pytest.approx(tta["pycocotools"]["onnx_fp32"], abs=1e-12)
+    assert card["throughput"]["over_ultralytics"]["onnx_fp32_batch32_tta"] > 0
     for weak in card["weaknesses"]:
         assert all((released / example).is_file() for example in weak["examples"])
     with_card = card["evaluation"]["pycocotools"]
@@ -56,6 +64,7 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert report["metrics"]["AP50:95"] == pytest.approx(with_card["mAP50-95"], abs=1e-12)
     markdown = (released / "card.md").read_text()
     assert f"{with_card['mAP50']:.4f}" in markdown and "## Known weaknesses" in markdown
+    assert f"| fp32, TTA | {tta['pycocotools']['onnx_fp32']['mAP50']:.4f} |" in markdown
     # Nothing was staged inside the repository or the models folder.
     assert sorted(p.name for p in models.iterdir()) == ["tiny"]
     assert "Released" in capsys.readouterr().err
@@ -89,6 +98,13 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert again["weights_sha256"] == int8["onnx_sha256"]
     assert again["metrics"]["AP50"] == pytest.approx(int8["pycocotools"]["mAP50"], abs=0.002)
     assert report["metrics"]["AP50"] - again["metrics"]["AP50"] <= int8["tolerance"] == 0.01
+    # Flip TTA (fp32), as the card's command scores it.
+    with_tta = evaluate_model(
+        "neu-det", out, tmp_path / "tta", "val", replicates=0, backend="onnx", tta=True
+    )
+    tta = card["tta"]["pycocotools"]["onnx_fp32"]
+    assert with_tta["metrics"]["AP50"] == pytest.approx(tta["mAP50"], abs=1e-6)
+    assert with_tta["metrics"]["AP50:95"] == pytest.approx(tta["mAP50-95"], abs=1e-6)
 
 
 def test_released_neu_det_is_small_and_complete():
@@ -163,6 +179,7 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     models = tmp_path / "models"
     common = ["--data", str(tiny_data), "--models-dir", str(models)]
     assert main(["release", "--run", str(trained), "--name", "tiny", *common]) == 0
+    first = json.loads((models / "tiny" / "card.json").read_text())
     stage_two = ["train", "--data", str(tiny_data), "--model", str(models / "tiny" / "model.pt")]
     stage_two += ["--name", "two", "--epochs", "1", "--imgsz", "96", "--batch", "8"]
     stage_two += ["--device", "cpu", "--workers", "0", "--weights-dir", str(tmp_path / "w")]
@@ -173,10 +190,15 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
         ("tiny", "yolo11n.yaml"),
         ("two", "weights"),
     ]
-    # Releasing the same run again (a new export, say) does not list it twice.
+    assert card["model"]["onnx_sha256"] != first["model"]["onnx_sha256"]  # new weights
+    # Releasing the same run again (a new card, say) does not list it twice, and keeps
+    # the shipped exports byte for byte (a new export would differ in its date only).
+    exports = {p.name: sha256(p) for p in (models / "tiny").glob("*.onnx")}
     assert main(["release", "--run", str(tmp_path / "w" / "two"), "--name", "tiny", *common]) == 0
     again = json.loads((models / "tiny" / "card.json").read_text())
     assert [s["run"] for s in again["stages"]] == ["tiny", "two"]
+    assert {p.name: sha256(p) for p in (models / "tiny").glob("*.onnx")} == exports
+    assert again["model"]["onnx_sha256"] == exports["model.onnx"]
 
 
 def test_a_stage_command_names_every_option_the_run_was_given(

@@ -1,0 +1,146 @@
+"""Benchmark: flip test-time augmentation on NEU-DET, its fusion IoU chosen on the train split.
+
+The detector (ONNX fp32 by default) predicts once on each of the four flips of every
+train and val image (conf 0.001, 100 detections per view). On the train split, the
+views are fused by weighted boxes fusion at each IoU of a grid and scored with
+pycocotools; the IoU with the best mAP50:95 (COCO's primary figure) is chosen there, so
+the val figures are not tuned on val. On the val split: plain predictions, ours with
+the chosen IoU, and ultralytics' own TTA (`augment=True`: scales 1, 0.83, 0.67 with a
+left-right flip, merged before NMS) side by side, and the paired bootstrap difference
+of ours against plain (`defects compare`'s method, 1,000 replicates).
+
+    make bench-tta                       # the released model, neu-det
+    make bench-tta WEIGHTS=weights/RUN/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import cv2  # noqa: E402
+
+import detection.offline  # noqa: E402,F401
+from bench.common import machine, save  # noqa: E402
+from detection.cocoeval import evaluate  # noqa: E402
+from detection.compare import compare  # noqa: E402
+from detection.evaluate import category_map, predict_coco, split_ground_truth  # noqa: E402
+from detection.predict import (  # noqa: E402
+    FLIPS,
+    Detections,
+    TorchDetector,
+    batches,
+    coco_results,
+    flip,
+    fuse_flips,
+    load_detector,
+)
+
+CONF, MAX_DET = 0.001, 100  # what `defects evaluate` predicts with
+PAIRED_KEYS = ("mAP50", "mAP50_ci", "p_value", "mAP50-95", "mAP50-95_ci", "p_value_mAP50-95")
+GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
+
+
+def flipped_detections(detector, images: list) -> list[list[Detections]]:
+    """Each image's detections on its four flips, in :data:`FLIPS` order."""
+    found = []
+    for chunk in batches(images, 16):
+        views = [flip(image, how) for how in FLIPS for image in chunk]
+        out = detector(views, conf=CONF, max_det=MAX_DET)
+        found += [out[i :: len(chunk)] for i in range(len(chunk))]
+    return found
+
+
+def fused_results(gt, images, views, to_category, fusion_iou: float) -> list[dict]:
+    results = []
+    for entry, image, found in zip(gt["images"], images, views):
+        fused = fuse_flips(found, image.shape[:2], CONF, MAX_DET, fusion_iou)
+        results += coco_results(fused, entry["id"], to_category)
+    return results
+
+
+def ultralytics_augment(weights, gt: dict, image_dir: Path, to_category) -> list[dict]:
+    """Ultralytics' own TTA (``augment=True``) on every image, as COCO results."""
+    model = TorchDetector(weights, device="cpu")
+    results = []
+    for entry in gt["images"]:
+        (found,) = model.model.predict(
+            str(image_dir / entry["file_name"]),
+            imgsz=model.imgsz,
+            conf=CONF,
+            max_det=MAX_DET,
+            augment=True,
+            device="cpu",
+            verbose=False,
+        )
+        detections = Detections(
+            found.boxes.xyxy.numpy(), found.boxes.conf.numpy(), found.boxes.cls.numpy().astype(int)
+        )
+        results += coco_results(detections, entry["id"], to_category)
+    return results
+
+
+def scores(gt: dict, results: list[dict]) -> dict:
+    stats = evaluate(gt, results).stats
+    return {"mAP50": stats["AP50"], "mAP50:95": stats["AP50:95"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
+    parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
+    parser.add_argument("--backend", default="onnx", help="torch, onnx or onnx-int8")
+    args = parser.parse_args()
+
+    detector = load_detector(args.weights, args.backend)
+    found, splits = {}, {}
+    for split in ("train", "val"):
+        data_yaml, _, gt = split_ground_truth(args.data, split)
+        gt["images"] = sorted(gt["images"], key=lambda entry: entry["id"])
+        image_dir = data_yaml.parent / "images" / split
+        images = [cv2.imread(str(image_dir / entry["file_name"])) for entry in gt["images"]]
+        splits[split] = (gt, images, image_dir)
+        found[split] = flipped_detections(detector, images)
+    to_category = category_map(detector.names, splits["val"][0])
+
+    gt, images, _ = splits["train"]
+    train = {"plain": scores(gt, predict_coco(detector, gt, splits["train"][2]))}
+    for fusion_iou in GRID:
+        fused = fused_results(gt, images, found["train"], to_category, fusion_iou)
+        train[f"tta_{fusion_iou}"] = scores(gt, fused)
+        print(f"train, fusion IoU {fusion_iou}: {train[f'tta_{fusion_iou}']}", flush=True)
+    chosen = max(GRID, key=lambda fusion_iou: train[f"tta_{fusion_iou}"]["mAP50:95"])
+
+    gt, images, image_dir = splits["val"]
+    plain = predict_coco(detector, gt, image_dir)
+    ours = fused_results(gt, images, found["val"], to_category, chosen)
+    theirs = ultralytics_augment(detector.path.with_suffix(".pt"), gt, image_dir, to_category)
+    with tempfile.TemporaryDirectory(prefix="bench-tta-") as out:
+        paired = compare(gt, [plain, ours], ["plain", "tta"], Path(out))["difference"]
+    val = {
+        "plain": scores(gt, plain),
+        f"ours_tta_{chosen}": scores(gt, ours),
+        "ultralytics_augment": scores(gt, theirs),
+    }
+    result = {
+        "machine": machine(),
+        "weights": str(args.weights),
+        "backend": args.backend,
+        "imgsz": detector.imgsz,
+        "fusion_iou_chosen_on_train": chosen,
+        "train": train,
+        "val": val,
+        "val_tta_minus_plain": {key: paired[key] for key in PAIRED_KEYS},
+        "val_tta_minus_plain_per_class": paired["per_class"],
+    }
+    save("tta", result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Box geometry shared by reports, releases and prediction: IoU and weighted boxes fusion.
+
+Boxes are ``[N, 4]`` arrays of ``x1, y1, x2, y2`` pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` with every box in ``b`` (both ``[N, 4]`` xyxy)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def weighted_boxes_fusion(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    views: int,
+    iou: float = 0.75,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fuses the detections of several views of one image (Solovyev et al., "Weighted
+    boxes fusion", 2021, arXiv:1910.13302).
+
+    Per class, in descending score order, each box joins the cluster whose fused box it
+    overlaps most above ``iou``, or starts a new one. A cluster's box is the
+    score-weighted mean of its members; its score is their mean score times
+    ``min(members, views) / views``, so a box that only some views found is trusted less.
+    Unlike NMS, which keeps one view's box, the fused box averages every view's estimate
+    of the extent.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy boxes of all views, in one image's pixel coordinates.
+        scores: ``[N]`` confidences.
+        classes: ``[N]`` class indices.
+        views: how many views the boxes came from.
+        iou: the overlap above which a box joins a cluster.
+
+    Returns:
+        The fused boxes, scores and classes, highest score first.
+    """
+    fused_boxes, fused_scores, fused_classes = [], [], []
+    for cls in np.unique(classes):
+        mine = np.flatnonzero(classes == cls)
+        mine = mine[np.argsort(-scores[mine], kind="stable")]
+        cls_boxes, cls_scores = boxes[mine].astype(np.float64), scores[mine].astype(np.float64)
+        clusters: list[list[int]] = []
+        centres = np.zeros((0, 4))
+        for i, box in enumerate(cls_boxes):
+            overlaps = iou_matrix(box[None], centres)[0]
+            best = int(overlaps.argmax()) if len(overlaps) else -1
+            if best >= 0 and overlaps[best] > iou:
+                clusters[best].append(i)
+                weights = cls_scores[clusters[best]]
+                centres[best] = weights @ cls_boxes[clusters[best]] / weights.sum()
+            else:
+                clusters.append([i])
+                centres = np.vstack([centres, box])
+        for members, centre in zip(clusters, centres):
+            member_scores = cls_scores[members]
+            fused_scores.append(member_scores.mean() * min(len(members), views) / views)
+            fused_boxes.append(centre)
+            fused_classes.append(cls)
+    if not fused_boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int)
+    order = np.argsort(-np.array(fused_scores), kind="stable")
+    return (
+        np.array(fused_boxes, np.float32)[order],
+        np.array(fused_scores, np.float32)[order],
+        np.array(fused_classes, int)[order],
+    )
