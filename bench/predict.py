@@ -7,7 +7,8 @@ NMS), four ways in one run, alternating, median of REPEATS:
 * ultralytics predict, batches of 32;
 * ours: ONNX Runtime fp32, batches of 32 (`defects predict --backend onnx`);
 * ours: ONNX Runtime int8 (`--backend onnx-int8`: static QDQ, every layer but the head's
-  output layers, calibrated on 200 training images, uint8 pixels in), batches of 32.
+  output layers, calibrated on 200 training images, uint8 pixels in), batches of 32;
+* ours with flip TTA (`--tta`: four views per image, fused), fp32 and int8.
 
 Accuracy at equal image size: pycocotools mAP50 of each path on the converted val split
 (conf 0.001, 100 detections per image), so "faster" is checked at equal accuracy.
@@ -36,6 +37,7 @@ from bench.common import machine, save  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.evaluate import predict_coco  # noqa: E402
 from detection.predict import (  # noqa: E402
+    FlipTTADetector,
     OnnxDetector,
     TorchDetector,
     batches,
@@ -101,6 +103,8 @@ def main() -> None:
         "ultralytics_batch32": ultralytics_batched,
         "ours_onnx_fp32_batch32": lambda: ours(onnx_fp32),
         "ours_onnx_int8_batch32": lambda: ours(onnx_int8),
+        "ours_onnx_fp32_tta_batch32": lambda: ours(FlipTTADetector(onnx_fp32)),
+        "ours_onnx_int8_tta_batch32": lambda: ours(FlipTTADetector(onnx_int8)),
     }
     for run in modes.values():  # warm-up
         run()
@@ -119,6 +123,8 @@ def main() -> None:
             ("torch", torch_model),
             ("onnx_fp32", onnx_fp32),
             ("onnx_int8", onnx_int8),
+            ("onnx_fp32_tta", FlipTTADetector(onnx_fp32)),
+            ("onnx_int8_tta", FlipTTADetector(onnx_int8)),
         ):
             scored = evaluate(gt, predict_coco(detector, gt, image_dir, max_det=100))
             accuracy[name] = {"mAP50": scored.stats["AP50"], "mAP50:95": scored.stats["AP50:95"]}
