@@ -437,6 +437,7 @@ def prepare(
                 "weights": str(weights) if weights else None,
                 "classes": classes,
                 "prediction_conf": conf,
+                "prediction_tta": tta,
             },
         )
         has_predictions = predictions is not None

@@ -167,7 +167,8 @@ def test_review_by_released_name(tiny_data: Path, tmp_path: Path):
         "FIFTYONE_DATABASE_DIR": str(tmp_path / "db"),
         "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp_path / "datasets"),
     }
-    argv = ["review", "--data", str(tiny_data), "--weights", "neu-det", "--no-launch"]
+    # With flip TTA: the review takes any detector the commands take.
+    argv = ["review", "--data", str(tiny_data), "--weights", "neu-det", "--no-launch", "--tta"]
     result = subprocess.run(
         [*DEFECTS, *argv, "--name", "released"], capture_output=True, text=True, env=env
     )
