@@ -47,6 +47,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.predictions or args.gt:
         if not (args.predictions and args.gt) or args.weights:
             raise ConversionError("give --predictions and --gt together (and no --weights)")
+        if args.tta:
+            raise ConversionError(TTA_NEEDS_WEIGHTS)
         report = evaluate_files(
             args.predictions, args.gt, args.out, replicates=args.bootstrap, seed=args.seed
         )
@@ -77,6 +79,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"-> {args.out}/report.md"
     )
     return 0
+
+
+TTA_NEEDS_WEIGHTS = (
+    "--tta changes how predictions are made (with --weights); a --predictions file is "
+    "scored as it is"
+)
 
 
 def _add_tta_argument(parser: argparse.ArgumentParser) -> None:
@@ -310,6 +318,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.predictions:
         if not args.gt or args.weights or args.data:
             raise ConversionError("give --gt with --predictions (and no --weights or --data)")
+        if args.tta:
+            raise ConversionError(TTA_NEEDS_WEIGHTS)
         gt = read_ground_truth(args.gt)
         predictions = [read_results(path, gt, args.gt) for path in args.predictions]
         sources = [str(path) for path in args.predictions]

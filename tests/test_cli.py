@@ -53,6 +53,33 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "lr0"], "--set 'lr0': expected KEY=VALUE"),
         (["train", "--set", "lr=0.1"], "--set lr: not an ultralytics training argument"),
         (["train", "--set", "epochs=3"], "use its own option (--epochs)"),
+        (
+            [
+                "evaluate",
+                "--predictions",
+                "{tmp}/r.json",
+                "--gt",
+                "{tmp}/g.json",
+                "--out",
+                "{tmp}/o",
+                "--tta",
+            ],
+            "--tta changes how predictions are made (with --weights)",
+        ),
+        (
+            [
+                "compare",
+                "--predictions",
+                "{tmp}/a.json",
+                "{tmp}/b.json",
+                "--gt",
+                "{tmp}/g.json",
+                "--out",
+                "{tmp}/o",
+                "--tta",
+            ],
+            "a --predictions file is scored as it is",
+        ),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args, message):
