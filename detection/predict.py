@@ -275,7 +275,7 @@ def _load_detector(
 # Steel surface defects keep their class under a mirror image in either axis: the
 # recipe already trains with flips both ways (``STEEL_ARGUMENTS`` in detection.train).
 FLIPS = ("none", "left-right", "up-down", "both")
-TTA_FUSION_IOU = 0.75  # chosen on NEU-DET's train split (docs/benchmarks.md, "Flip TTA")
+TTA_FUSION_IOU = 0.75  # chosen on NEU-DET's train split: docs/benchmarks.md, "Flip test-time"
 
 
 def flip(image: np.ndarray, how: str) -> np.ndarray:
