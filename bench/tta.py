@@ -29,16 +29,16 @@ import detection.offline  # noqa: E402,F401
 from bench.common import machine, save  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.compare import compare  # noqa: E402
-from detection.evaluate import category_map, predict_coco, split_ground_truth  # noqa: E402
+from detection.evaluate import category_map, split_ground_truth  # noqa: E402
 from detection.predict import (  # noqa: E402
-    FLIPS,
     Detections,
+    FlipTTADetector,
     TorchDetector,
     batches,
     coco_results,
-    flip,
     fuse_flips,
     load_detector,
+    ultralytics_detections,
 )
 
 CONF, MAX_DET = 0.001, 100  # what `defects evaluate` predicts with
@@ -47,13 +47,21 @@ GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 
 
 def flipped_detections(detector, images: list) -> list[list[Detections]]:
-    """Each image's detections on its four flips, in :data:`FLIPS` order."""
-    found = []
-    for chunk in batches(images, 16):
-        views = [flip(image, how) for how in FLIPS for image in chunk]
-        out = detector(views, conf=CONF, max_det=MAX_DET)
-        found += [out[i :: len(chunk)] for i in range(len(chunk))]
-    return found
+    """Each image's detections on its four flips (the first: the image itself), unfused,
+    so that every fusion IoU is scored on the same predictions."""
+    tta = FlipTTADetector(detector)
+    return [
+        views for chunk in batches(images, 16) for views in tta.views_of(chunk, CONF, 0.7, MAX_DET)
+    ]
+
+
+def plain_results(gt, views, to_category) -> list[dict]:
+    """The plain predictions: each image's first view, the image itself."""
+    return [
+        result
+        for entry, found in zip(gt["images"], views)
+        for result in coco_results(found[0], entry["id"], to_category)
+    ]
 
 
 def fused_results(gt, images, views, to_category, fusion_iou: float) -> list[dict]:
@@ -78,10 +86,7 @@ def ultralytics_augment(weights, gt: dict, image_dir: Path, to_category) -> list
             device="cpu",
             verbose=False,
         )
-        detections = Detections(
-            found.boxes.xyxy.numpy(), found.boxes.conf.numpy(), found.boxes.cls.numpy().astype(int)
-        )
-        results += coco_results(detections, entry["id"], to_category)
+        results += coco_results(ultralytics_detections(found), entry["id"], to_category)
     return results
 
 
@@ -109,7 +114,7 @@ def main() -> None:
     to_category = category_map(detector.names, splits["val"][0])
 
     gt, images, _ = splits["train"]
-    train = {"plain": scores(gt, predict_coco(detector, gt, splits["train"][2]))}
+    train = {"plain": scores(gt, plain_results(gt, found["train"], to_category))}
     for fusion_iou in GRID:
         fused = fused_results(gt, images, found["train"], to_category, fusion_iou)
         train[f"tta_{fusion_iou}"] = scores(gt, fused)
@@ -117,7 +122,7 @@ def main() -> None:
     chosen = max(GRID, key=lambda fusion_iou: train[f"tta_{fusion_iou}"]["mAP50:95"])
 
     gt, images, image_dir = splits["val"]
-    plain = predict_coco(detector, gt, image_dir)
+    plain = plain_results(gt, found["val"], to_category)
     ours = fused_results(gt, images, found["val"], to_category, chosen)
     theirs = ultralytics_augment(detector.path.with_suffix(".pt"), gt, image_dir, to_category)
     with tempfile.TemporaryDirectory(prefix="bench-tta-") as out:

@@ -202,14 +202,16 @@ class TorchDetector:
             device=self.device,
             verbose=False,
         )
-        return [
-            Detections(
-                r.boxes.xyxy.cpu().numpy(),
-                r.boxes.conf.cpu().numpy(),
-                r.boxes.cls.cpu().numpy().astype(int),
-            )
-            for r in results
-        ]
+        return [ultralytics_detections(r) for r in results]
+
+
+def ultralytics_detections(result) -> Detections:
+    """One image's ultralytics ``Results`` as our detections."""
+    return Detections(
+        result.boxes.xyxy.cpu().numpy(),
+        result.boxes.conf.cpu().numpy(),
+        result.boxes.cls.cpu().numpy().astype(int),
+    )
 
 
 def load_detector(
@@ -319,12 +321,20 @@ class FlipTTADetector:
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
     ) -> list[Detections]:
+        return [
+            fuse_flips(views, image.shape[:2], conf, max_det, self.fusion_iou)
+            for views, image in zip(self.views_of(images, conf, iou, max_det), images)
+        ]
+
+    def views_of(
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+    ) -> list[list[Detections]]:
+        """Each image's detections on its :data:`FLIPS` views, in that order, as the
+        wrapped detector found them (in the flipped images' coordinates; the first view
+        is the image itself), before fusion."""
         views = [flip(image, how) for how in FLIPS for image in images]
         found = self.detector(views, conf=conf, iou=iou, max_det=max_det)
-        return [
-            fuse_flips(found[i :: len(images)], image.shape[:2], conf, max_det, self.fusion_iou)
-            for i, image in enumerate(images)
-        ]
+        return [found[i :: len(images)] for i in range(len(images))]
 
 
 def fuse_flips(
