@@ -7,6 +7,8 @@ convert`` and ``defects --help`` start in milliseconds.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from detection.console import progress_bar, stderr_console
@@ -123,11 +125,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             update,
             args.tta,
         )
+    if args.out is None:
+        # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
+        sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
     _print_skipped(console, summary["errors"])
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "
-        f"{summary['predictions']}"
+        f"{summary['predictions'] or 'stdout'}"
     )
     return 0
 
@@ -471,8 +476,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict",
         help="detect defects in images or folders (PyTorch or ONNX Runtime)",
-        description="Run a detector on images/folders; write annotated images, predictions.json "
-        "(COCO results with file names) and errors.json. Unreadable images are skipped.",
+        description="Run a detector on images/folders. With --out: annotated images, "
+        "predictions.json (COCO results with file names) and errors.json; without it: one JSON "
+        "line per detection on stdout. Unreadable images are skipped and named on stderr.",
     )
     predict.add_argument("sources", type=Path, nargs="+", help="images or folders")
     predict.add_argument(
@@ -481,7 +487,11 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         required=True,
         help=".pt, .onnx (with --backend onnx) or a released name (neu-det)",
     )
-    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "--out",
+        type=Path,
+        help="output folder; without it, one JSON line per detection on stdout, no files",
+    )
     predict.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0.25)")
     predict.add_argument(
         "--backend",
@@ -493,7 +503,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--imgsz", type=int, help="image size (default: the training size)")
     predict.add_argument("--batch", type=int, default=16, help="images per batch (16)")
     predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
-    predict.add_argument("--no-images", action="store_true", help="write only the JSON")
+    predict.add_argument(
+        "--no-images", action="store_true", help="with --out: write only the JSON"
+    )
     _add_tta_argument(predict)
     predict.set_defaults(func=cmd_predict)
 

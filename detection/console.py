@@ -25,6 +25,7 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        console=stderr_console(),
         transient=True,
         disable=not sys.stderr.isatty(),
     ) as progress:

@@ -584,7 +584,7 @@ def draw(image: np.ndarray, detections: Detections, names: dict[int, str]) -> np
 def predict(
     weights: Path,
     sources: list[Path],
-    out: Path,
+    out: Path | None,
     conf: float = 0.25,
     backend: str = "torch",
     imgsz: int | None = None,
@@ -594,16 +594,20 @@ def predict(
     progress=None,
     tta: bool = False,
 ) -> dict:
-    """Predicts on images or folders, writing annotated images and one COCO results JSON
-    (``tta``: with :class:`FlipTTADetector`).
+    """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`).
 
+    With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
+    each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
+    with ``out=None`` writes nothing and returns the results instead.
     Unreadable images are reported in ``errors`` and skipped; the batch goes on.
-    Returns ``{"images": n, "detections": n, "errors": [...], "predictions": path}``.
+    Returns ``{"images": n, "detections": n, "errors": [...], "predictions": path or
+    None, "results": [...]}``.
     """
     paths = collect_images(sources)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    save_images = save_images and out is not None
+    if save_images:
+        (Path(out) / "images").mkdir(parents=True, exist_ok=True)
     images_json, results, errors = [], [], []
     to_category = {i: i + 1 for i in detector.names}
     for done, (path, pixels, detections) in enumerate(
@@ -629,16 +633,21 @@ def predict(
                 cv2.imwrite(str(out / "images" / name), draw(pixels, detections, detector.names))
         if progress:
             progress(done, len(paths))
-    predictions = out / "predictions.json"
-    predictions.write_text(json.dumps(results) + "\n")
-    categories = [{"id": i + 1, "name": n} for i, n in sorted(detector.names.items())]
-    (out / "images.json").write_text(
-        json.dumps({"images": images_json, "categories": categories}) + "\n"
-    )
-    (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+    predictions = None
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        predictions = out / "predictions.json"
+        predictions.write_text(json.dumps(results) + "\n")
+        categories = [{"id": i + 1, "name": n} for i, n in sorted(detector.names.items())]
+        (out / "images.json").write_text(
+            json.dumps({"images": images_json, "categories": categories}) + "\n"
+        )
+        (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
     return {
         "images": len(images_json),
         "detections": len(results),
         "errors": errors,
-        "predictions": str(predictions),
+        "predictions": None if predictions is None else str(predictions),
+        "results": results,
     }

@@ -113,7 +113,9 @@ def test_released_neu_det_is_small_and_complete():
     assert sum(files.values()) < 20 * 2**20
 
 
-def test_predict_by_released_name_from_any_folder(neu_det: Path, tmp_path: Path, monkeypatch):
+def test_predict_by_released_name_from_any_folder(
+    neu_det: Path, tmp_path: Path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     images = tmp_path / "images"
     images.mkdir()
@@ -128,6 +130,14 @@ def test_predict_by_released_name_from_any_folder(neu_det: Path, tmp_path: Path,
         found[backend] = {p["file_name"] for p in predictions}
         assert found[backend] <= {str(p) for p in images.iterdir()}
     assert found["torch"] and found["torch"] == found["onnx"] == found["onnx-int8"]
+    # The command as the issue writes it, no --out: the same records on stdout, one per
+    # line, and no file written anywhere.
+    capsys.readouterr()
+    assert main(["predict", str(images), "--weights", "neu-det"]) == 0
+    streamed = capsys.readouterr()
+    lines = [json.loads(line) for line in streamed.out.splitlines()]
+    assert lines == json.loads((tmp_path / "torch" / "predictions.json").read_text())
+    assert f"{len(lines)} detections -> stdout" in streamed.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 
