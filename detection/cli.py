@@ -13,7 +13,7 @@ from pathlib import Path
 
 from converters.errors import ConversionError
 from detection import offline  # noqa: F401  (sets the offline switches first)
-from detection.console import progress_bar, stderr_console
+from detection.console import COUNT, POSITIVE_INT, progress_bar, stderr_console
 
 
 def _definition(args: argparse.Namespace):
@@ -157,13 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--split", default="0.8,0.2", help="train,val[,test] ratios (default 0.8,0.2)"
     )
-    convert.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    convert.add_argument("--seed", type=COUNT, default=0, help="split seed (default 0)")
     convert.add_argument("--resplit", action="store_true", help="ignore a split the source gives")
     convert.add_argument(
         "--copy-images", action="store_true", help="copy images instead of symlinks"
     )
     convert.add_argument(
-        "--show", type=int, default=20, help="problems to print (all in report.json)"
+        "--show", type=COUNT, default=20, help="problems to print (all in report.json)"
     )
     convert.set_defaults(func=cmd_convert)
 
@@ -172,13 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_arguments(validate)
     validate.add_argument("--json", action="store_true", help="print the full report as JSON")
-    validate.add_argument("--show", type=int, default=50, help="problems to print")
+    validate.add_argument("--show", type=COUNT, default=50, help="problems to print")
     validate.set_defaults(func=cmd_validate)
 
     synth = commands.add_parser("synth", help="write the embedded synthetic NEU-DET-like dataset")
     synth.add_argument("--out", type=Path, required=True, help="output folder")
-    synth.add_argument("--images", type=int, default=400, help="number of images (default 400)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument(
+        "--images", type=POSITIVE_INT, default=400, help="number of images (default 400)"
+    )
+    synth.add_argument("--seed", type=COUNT, default=0, help="random seed (default 0)")
     synth.set_defaults(func=cmd_synth)
 
     from detection.commands import add_detection_commands

@@ -11,7 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-from detection.console import progress_bar, stderr_console
+from detection.console import (
+    COUNT,
+    POSITIVE_INT,
+    PROBABILITY,
+    number_in,
+    progress_bar,
+    stderr_console,
+)
 from detection.weights import BACKENDS, MODELS_DIR
 
 
@@ -98,14 +105,19 @@ def _add_tta_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _train_batch(text: str) -> int:
+    """A batch size, or -1: ultralytics' autobatch (a GPU's memory decides)."""
+    return -1 if text.strip() == "-1" else POSITIVE_INT(text)
+
+
 def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap",
-        type=int,
+        type=COUNT,
         default=1000,
         help="bootstrap replicates over images for the 95%% intervals (1000; 0: none)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (0)")
+    parser.add_argument("--seed", type=COUNT, default=0, help="the bootstrap's seed (0)")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -420,18 +432,20 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--model",
         help="yolo11n.yaml (from scratch), or a local .pt or released name to start from",
     )
-    train.add_argument("--imgsz", type=int, help="training image size")
-    train.add_argument("--epochs", type=int, help="epochs")
-    train.add_argument("--batch", type=int, help="batch size")
+    train.add_argument("--imgsz", type=POSITIVE_INT, help="training image size")
+    train.add_argument("--epochs", type=POSITIVE_INT, help="epochs")
+    train.add_argument(
+        "--batch", type=_train_batch, help="batch size (-1: ultralytics' autobatch on a GPU)"
+    )
     train.add_argument("--device", default="auto", help="auto (GPU if any), cpu, 0, or 0,1,2,3")
     train.add_argument("--name", default="detector", help="run name: weights land in weights/NAME")
     train.add_argument("--resume", action="store_true", help="continue weights/NAME/last.pt")
     train.add_argument("--weights-dir", type=Path, default=Path("weights"), help="default weights/")
-    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    train.add_argument("--workers", type=int, help="data loader workers")
+    train.add_argument("--seed", type=COUNT, default=0, help="training seed (default 0)")
+    train.add_argument("--workers", type=COUNT, help="data loader workers")
     train.add_argument(
         "--hours",
-        type=float,
+        type=number_in(float, 0.01),
         help="wall-clock budget: ultralytics fits the epochs into it (CPU runs)",
     )
     train.add_argument(
@@ -456,7 +470,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--predictions", type=Path, help="COCO results JSON of any detector")
     evaluate.add_argument("--gt", type=Path, help="COCO ground truth JSON (with --predictions)")
     evaluate.add_argument("--out", type=Path, required=True, help="report folder")
-    evaluate.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    evaluate.add_argument(
+        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+    )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or a GPU index")
     evaluate.add_argument(
         "--backend",
@@ -492,7 +508,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         type=Path,
         help="output folder; without it, one JSON line per detection on stdout, no files",
     )
-    predict.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0.25)")
+    predict.add_argument(
+        "--conf", type=PROBABILITY, default=0.25, help="confidence threshold (0.25)"
+    )
     predict.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -500,12 +518,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="onnx: ONNX Runtime, the fast CPU path (exports if needed); onnx-int8: its "
         "int8 export, faster still (released models ship it)",
     )
-    predict.add_argument("--imgsz", type=int, help="image size (default: the training size)")
-    predict.add_argument("--batch", type=int, default=16, help="images per batch (16)")
-    predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
     predict.add_argument(
-        "--no-images", action="store_true", help="with --out: write only the JSON"
+        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
     )
+    predict.add_argument("--batch", type=POSITIVE_INT, default=16, help="images per batch (16)")
+    predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
+    predict.add_argument("--no-images", action="store_true", help="with --out: write only the JSON")
     _add_tta_argument(predict)
     predict.set_defaults(func=cmd_predict)
 
@@ -518,7 +536,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--weights", type=Path, required=True, help="trained .pt or a released name"
     )
     export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx")
-    export.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    export.add_argument(
+        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+    )
     export.add_argument(
         "--int8", action="store_true", help="also write <name>.int8.onnx, statically quantised"
     )
@@ -531,7 +551,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--calibration-images",
-        type=int,
+        type=POSITIVE_INT,
         default=200,
         help="at most this many calibration images (200)",
     )
@@ -553,7 +573,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     review.add_argument("--split", default="val", help="split to evaluate (val)")
     review.add_argument("--name", help="FiftyOne dataset name (default defects-<data folder>)")
-    review.add_argument("--port", type=int, default=5151, help="App port (5151)")
+    review.add_argument(
+        "--port", type=number_in(int, 1, 65535), default=5151, help="App port (5151)"
+    )
     review.add_argument(
         "--address", default="127.0.0.1", help="App address (loopback unless you say otherwise)"
     )
@@ -566,7 +588,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     review.add_argument(
         "--conf",
-        type=float,
+        type=PROBABILITY,
         default=0.05,
         help="lowest confidence of the predictions stored (0.05)",
     )
@@ -578,7 +600,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument("--no-launch", action="store_true", help="build and evaluate only")
     review.add_argument(
         "--near-duplicates",
-        type=float,
+        type=number_in(float, 0.0, 2.0),
         nargs="?",
         const=0.00005,
         metavar="THRESHOLD",
@@ -608,17 +630,17 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="detector .pt (or released name) whose backbone initialises the classifier, or none",
     )
     train_cls.add_argument("--model", default="yolo11n-cls.yaml", help="classifier definition")
-    train_cls.add_argument("--imgsz", type=int, default=224, help="image size (224)")
-    train_cls.add_argument("--epochs", type=int, default=10, help="epochs (10)")
-    train_cls.add_argument("--batch", type=int, default=32, help="batch size (32)")
+    train_cls.add_argument("--imgsz", type=POSITIVE_INT, default=224, help="image size (224)")
+    train_cls.add_argument("--epochs", type=POSITIVE_INT, default=10, help="epochs (10)")
+    train_cls.add_argument("--batch", type=POSITIVE_INT, default=32, help="batch size (32)")
     train_cls.add_argument("--device", default="auto", help="auto, cpu, 0")
     train_cls.add_argument("--name", default="classifier", help="weights/NAME")
     train_cls.add_argument(
         "--background-class", help="converter output: images with no boxes become this class"
     )
     train_cls.add_argument("--weights-dir", type=Path, default=Path("weights"))
-    train_cls.add_argument("--seed", type=int, default=0)
-    train_cls.add_argument("--workers", type=int, help="data loader workers")
+    train_cls.add_argument("--seed", type=COUNT, default=0)
+    train_cls.add_argument("--workers", type=COUNT, help="data loader workers")
     train_cls.set_defaults(func=cmd_train_cls)
 
     compare = commands.add_parser(
@@ -637,7 +659,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--names", help="the models' names, comma-separated")
     compare.add_argument("--split", default="val", help="with --data: the split (val)")
-    compare.add_argument("--imgsz", type=int, help="with --weights: image size")
+    compare.add_argument("--imgsz", type=POSITIVE_INT, help="with --weights: image size")
     compare.add_argument("--device", default="auto", help="with --weights: auto, cpu, 0")
     compare.add_argument(
         "--backend",
@@ -680,7 +702,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("sources", type=Path, nargs="+", help="images or folders")
     classify.add_argument("--weights", type=Path, required=True, help="classifier .pt")
     classify.add_argument("--out", type=Path, required=True, help="output folder")
-    classify.add_argument("--top-k", type=int, default=3, help="classes per image (3)")
+    classify.add_argument("--top-k", type=POSITIVE_INT, default=3, help="classes per image (3)")
     classify.add_argument("--heatmap", action="store_true", help="write Grad-CAM overlays")
-    classify.add_argument("--imgsz", type=int, help="image size (default: the training size)")
+    classify.add_argument(
+        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+    )
     classify.set_defaults(func=cmd_classify)

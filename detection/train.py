@@ -280,11 +280,12 @@ def parse_overrides(pairs: list[str]) -> dict:
     ``optimizer=AdamW``, ``cos_lr=true``), values read as YAML scalars.
 
     Raises:
-        ConversionError: Not ``KEY=VALUE``, a key ultralytics' trainer does not know, or
-            one that has its own ``defects train`` option.
+        ConversionError: Not ``KEY=VALUE``, a key ultralytics' trainer does not know, one
+            that has its own ``defects train`` option, or a value of the wrong type or range
+            (checked here by ultralytics' own rules, not after the dataset is loaded).
     """
     import yaml
-    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
     overrides = {}
     for pair in pairs:
@@ -298,7 +299,12 @@ def parse_overrides(pairs: list[str]) -> dict:
             raise ConversionError(f"--set {key}: `defects train` sets it; {instead}")
         if key not in DEFAULT_CFG_DICT:
             raise ConversionError(f"--set {key}: not an ultralytics training argument")
-        overrides[key] = yaml.safe_load(value) if value.strip() else None
+        checked = {key: yaml.safe_load(value) if value.strip() else None}
+        try:
+            check_cfg(checked)
+        except (TypeError, ValueError) as error:
+            raise ConversionError(f"--set {pair}: {error}") from None
+        overrides.update(checked)
     return overrides
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,8 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "lr0"], "--set 'lr0': expected KEY=VALUE"),
         (["train", "--set", "lr=0.1"], "--set lr: not an ultralytics training argument"),
         (["train", "--set", "epochs=3"], "use its own option (--epochs)"),
+        (["train", "--set", "mosaic=5"], "--set mosaic=5: 'mosaic=5' is an invalid value"),
+        (["train", "--set", "lr0=abc"], "--set lr0=abc: 'lr0=abc' is of invalid type str"),
         (
             [
                 "evaluate",
@@ -80,6 +83,16 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             ],
             "a --predictions file is scored as it is",
         ),
+        # Out-of-range numbers: usage errors, not ultralytics' ValueError or range()'s.
+        (["predict", "{src}", "--weights", "w.pt", "--conf", "2"], "argument --conf: 2 is out"),
+        (["predict", "{src}", "--weights", "w.pt", "--batch", "0"], "argument --batch: 0 is out"),
+        (["train", "--epochs", "0"], "argument --epochs: 0 is out of range (expected at least 1)"),
+        (["train", "--batch", "0"], "argument --batch: 0 is out of range"),
+        (["train", "--hours", "0"], "argument --hours: 0 is out of range"),
+        (["review", "--data", "{src}", "--conf", "-0.1"], "argument --conf: -0.1 is out"),
+        (["evaluate", "--out", "{tmp}/o", "--bootstrap", "-5"], "argument --bootstrap: -5"),
+        (["synth", "--out", "{tmp}/s", "--images", "ten"], "argument --images: 'ten' is not an"),
+        (["convert", "{src}", "--out", "{tmp}/o", "--seed", "-1"], "argument --seed: -1 is out"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args, message):
@@ -89,6 +102,35 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "low", "high", "text", "expected"),
+    [
+        (int, 1, None, "1", 1),
+        (int, 1, None, "640", 640),
+        (int, 0, None, "0", 0),
+        (float, 0.0, 1.0, "0", 0.0),
+        (float, 0.0, 1.0, "1", 1.0),
+        (float, 0.0, 1.0, "0.25", 0.25),
+        (int, 1, None, "0", "out of range (expected at least 1)"),
+        (int, 1, None, "1.5", "'1.5' is not an integer"),
+        (float, 0.0, 1.0, "1.01", "out of range (expected from 0.0 to 1.0)"),
+        (float, 0.0, 1.0, "nan", "out of range"),
+        (float, 0.0, 1.0, "x", "'x' is not a number"),
+    ],
+)
+def test_number_options(kind, low, high, text, expected):
+    import argparse
+
+    from detection.console import number_in
+
+    parse = number_in(kind, low, high)
+    if isinstance(expected, str):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(expected)):
+            parse(text)
+    else:
+        assert parse(text) == expected and type(parse(text)) is kind
 
 
 def test_validate_writes_nothing(tmp_path: Path):
