@@ -9,6 +9,7 @@ ultralytics' own validation and states the difference.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -279,7 +280,27 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
                 f"{predictions}: result {index} names image {det['image_id']} "
                 f"or category {det['category_id']} absent from {gt_path}"
             )
+        box, score = det["bbox"], det["score"]
+        # pycocotools scores these without a word: a negative width gives a negative area
+        # and a NaN score sorts anywhere, so the mAP would silently mean nothing.
+        if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
+            raise ConversionError(
+                f"{predictions}: result {index} has bbox {box!r}; expected [x, y, width, "
+                "height], four finite numbers"
+            )
+        if box[2] < 0 or box[3] < 0:
+            raise ConversionError(
+                f"{predictions}: result {index} has a negative width or height in bbox {box}"
+            )
+        if not _finite(score):
+            raise ConversionError(
+                f"{predictions}: result {index} has score {score!r}; expected a finite number"
+            )
     return results
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def evaluate_files(

@@ -136,3 +136,44 @@ def test_coco_from_relative(classes, sizes, categories, first_box):
     assert [r["score"] for r in results] == [0.9, 0.8, 0.7]
     # The ground truth found by itself, in pixels or relative: AP 1 at every IoU.
     assert evaluate(gt, results).stats["AP50:95"] == pytest.approx(1.0)
+
+
+_GOOD = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("results", "message"),
+    [
+        ({"a": 1}, "expected a COCO results list"),
+        ([[1, 2]], "result 0 is not a JSON object"),
+        ([{"image_id": 1, "bbox": [1, 2, 3, 4]}], "result 0 lacks ['category_id', 'score']"),
+        ([_GOOD, {**_GOOD, "image_id": 999}], "result 1 names image 999 or category 1 absent"),
+        ([{**_GOOD, "category_id": 77}], "category 77 absent"),
+        ([{**_GOOD, "bbox": [1, 2, -3, 4]}], "negative width or height in bbox [1, 2, -3, 4]"),
+        ([{**_GOOD, "bbox": [1, 2, 3]}], "has bbox [1, 2, 3]; expected [x, y, width, height]"),
+        ([{**_GOOD, "bbox": [1, 2, "3", 4]}], "four finite numbers"),
+        ([{**_GOOD, "bbox": [1, 2, float("inf"), 4]}], "four finite numbers"),
+        ([{**_GOOD, "score": float("nan")}], "has score nan; expected a finite number"),
+        ([{**_GOOD, "score": "high"}], "has score 'high'"),
+        ([{**_GOOD, "score": True}], "has score True"),
+        ([_GOOD, {**_GOOD, "bbox": [0.0, 0.5, 0.0, 2.5], "score": 1}], None),
+        ({"annotations": [_GOOD]}, None),
+        ([], None),
+    ],
+)
+def test_results_file_checks(tmp_path: Path, results, message):
+    """A results file pycocotools would score into a meaningless mAP is refused, naming
+    the file and the result; valid ones (a zero-width box, an int score) pass unchanged."""
+    from converters.errors import ConversionError
+    from detection.evaluate import read_ground_truth, read_results
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    gt = read_ground_truth(GT)
+    if message is None:
+        expected = results["annotations"] if isinstance(results, dict) else results
+        assert read_results(path, gt, GT) == expected
+    else:
+        with pytest.raises(ConversionError) as error:
+            read_results(path, gt, GT)
+        assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
