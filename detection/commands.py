@@ -260,6 +260,14 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"Reopened the existing dataset '{name}' with its tags "
             "(--rebuild starts over from --data and discards them)"
         )
+    if "not_applied" in summary:
+        stored = summary["stored_predictions"]
+        console.print(
+            f"[yellow]Its predictions are the stored ones (weights {stored['weights']}, conf "
+            f"{stored['prediction_conf']}, TTA {'on' if stored['prediction_tta'] else 'off'}): "
+            f"this run's {', '.join(summary['not_applied'])} differ and are not applied; "
+            "--rebuild applies them and discards the tags[/]"
+        )
     evaluation = summary.get("evaluation")
     if evaluation:
         import fiftyone as fo

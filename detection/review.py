@@ -27,6 +27,7 @@ from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR
+from detection.weights import resolve_weights, sha256
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -416,11 +417,30 @@ def prepare(
     opened = time.perf_counter()
     fo = _fo()
     reused = exists and not rebuild
+    prediction_settings = {
+        "weights": str(weights) if weights else None,
+        "weights_sha256": sha256(resolve_weights(weights)) if weights else None,
+        "prediction_conf": conf,
+        "prediction_tta": tta,
+    }
+    not_applied = []
     if reused:
         # Reopening keeps every tag annotators made; rebuild starts over from DATA.
         dataset = fo.load_dataset(name)
         labelled = dataset.has_field("ground_truth")
         has_predictions = dataset.has_field("predictions")
+        if weights is not None:
+            # The stored predictions stay; say so when this run asked for other ones.
+            stored = dataset.info
+            not_applied = [
+                option
+                for option, key in (
+                    ("--weights", "weights_sha256"),
+                    ("--conf", "prediction_conf"),
+                    ("--tta", "prediction_tta"),
+                )
+                if stored.get(key) != prediction_settings[key]
+            ]
     else:
         if not labelled and detector is None:
             raise ConversionError(f"{data}: unlabelled images need --weights to show predictions")
@@ -432,13 +452,7 @@ def prepare(
             images,
             labelled,
             predictions,
-            {
-                "source": str(data),
-                "weights": str(weights) if weights else None,
-                "classes": classes,
-                "prediction_conf": conf,
-                "prediction_tta": tta,
-            },
+            {"source": str(data), "classes": classes, **prediction_settings},
         )
         has_predictions = predictions is not None
     loaded = time.perf_counter()
@@ -449,6 +463,11 @@ def prepare(
         "reused": reused,
         "skipped": source.skipped,
     }
+    if not_applied:
+        summary["not_applied"] = not_applied
+        summary["stored_predictions"] = {
+            key: dataset.info.get(key) for key in ("weights", "prediction_conf", "prediction_tta")
+        }
     if labelled and has_predictions:
         summary["evaluation"] = evaluate(dataset, split)
         summary["views"] = save_views(

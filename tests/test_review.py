@@ -201,8 +201,16 @@ def test_tags_persist_and_export_box_by_box(
         from detection.review import prepare
         # Running the review again, weights and all, reopens the dataset (the predictions
         # started beside the database start are dropped): the tags must survive that too.
-        again = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r})
-        assert again["reused"] and "evaluation" in again
+        again = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
+                        conf=0.0005)
+        assert again["reused"] and "evaluation" in again and "not_applied" not in again
+        # Asked for other predictions, it keeps the stored ones and says which options
+        # it did not apply.
+        other = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
+                        conf=0.2, tta=True)
+        assert other["not_applied"] == ["--conf", "--tta"], other
+        assert other["stored_predictions"]["prediction_conf"] == 0.0005
+        assert other["stored_predictions"]["prediction_tta"] is False
         assert "likely-annotation-mistakes" in again["views"] and "top" in again["mistakes"]
         dataset = fo.load_dataset("review-test")
         counts = dataset.count_label_tags()
