@@ -374,22 +374,33 @@ def grad_cam(
 def classify(
     weights: Path,
     sources: list[Path],
-    out: Path,
+    out: Path | None,
     top_k: int = 3,
     heatmap: bool = False,
     imgsz: int | None = None,
     progress=None,
 ) -> dict:
-    """Top-k classes with probabilities per image (``predictions.json``), and Grad-CAM
-    overlays in ``heatmaps/`` with ``heatmap``. Unreadable images are reported and skipped."""
+    """Top-k classes with probabilities per image, and Grad-CAM overlays in ``heatmaps/``
+    with ``heatmap``. Unreadable images are reported and skipped.
+
+    With an ``out`` folder writes ``predictions.json`` and ``errors.json``; with
+    ``out=None`` writes nothing. Returns ``{"images": n, "errors": [...], "predictions":
+    [...]}``.
+
+    Raises:
+        ConversionError: ``heatmap`` without an ``out`` folder to write them to.
+    """
     import cv2
 
     from detection.predict import collect_images
 
+    if heatmap and out is None:
+        raise ConversionError("--heatmap writes images: it needs --out")
     model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
     if heatmap:
         (out / "heatmaps").mkdir(exist_ok=True)
     predictions, errors = [], []
@@ -420,6 +431,7 @@ def classify(
         predictions.append(entry)
         if progress:
             progress(done, len(paths))
-    (out / "predictions.json").write_text(json.dumps(predictions, indent=2) + "\n")
-    (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
-    return {"images": len(predictions), "errors": errors}
+    if out is not None:
+        (out / "predictions.json").write_text(json.dumps(predictions, indent=2) + "\n")
+        (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+    return {"images": len(predictions), "errors": errors, "predictions": predictions}

@@ -219,9 +219,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         summary = classify(
             args.weights, args.sources, args.out, args.top_k, args.heatmap, args.imgsz, update
         )
+    if args.out is None:
+        sys.stdout.writelines(json.dumps(entry) + "\n" for entry in summary["predictions"])
     console = stderr_console()
     _print_skipped(console, summary["errors"])
-    console.print(f"{summary['images']} images -> {args.out}/predictions.json")
+    where = "stdout" if args.out is None else args.out / "predictions.json"
+    console.print(f"{summary['images']} images -> {where}")
     return 0
 
 
@@ -709,7 +712,11 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     classify.add_argument("sources", type=Path, nargs="+", help="images or folders")
     classify.add_argument("--weights", type=Path, required=True, help="classifier .pt")
-    classify.add_argument("--out", type=Path, required=True, help="output folder")
+    classify.add_argument(
+        "--out",
+        type=Path,
+        help="output folder; without it, one JSON line per image on stdout, no files",
+    )
     classify.add_argument("--top-k", type=POSITIVE_INT, default=3, help="classes per image (3)")
     classify.add_argument("--heatmap", action="store_true", help="write Grad-CAM overlays")
     classify.add_argument(

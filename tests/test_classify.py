@@ -185,6 +185,15 @@ def test_train_cls_end_to_end_with_backbone(
     assert json.loads((tmp_path / "out" / "errors.json").read_text())[0]["file"].endswith(
         "broken.jpg"
     )
+    # Without --out: the same entries (no heatmap) as JSON lines on stdout, no file.
+    argv = [*DEFECTS, "classify", str(images), "--weights", str(tmp_path / "cls" / "best.pt")]
+    streamed = subprocess.run([*argv, "--top-k", "2"], capture_output=True, text=True)
+    assert streamed.returncode == 0, streamed.stderr[-3000:]
+    lines = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert lines == [{k: v for k, v in e.items() if k != "heatmap"} for e in predictions]
+    assert "2 images -> stdout" in streamed.stderr and "broken.jpg" in streamed.stderr
+    refused = subprocess.run([*argv, "--heatmap"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--heatmap writes images: it needs --out" in refused.stderr
 
 
 def test_scale_mismatch_fails_loudly(good_defective: Path, detector_checkpoints, tmp_path: Path):
