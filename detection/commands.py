@@ -105,6 +105,11 @@ def _add_tta_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _confidence(text: str) -> float | str:
+    """A threshold, or where per-class ones come from: ``best-f1`` or a report.json."""
+    return text if text == "best-f1" or text.endswith(".json") else PROBABILITY(text)
+
+
 def _train_batch(text: str) -> int:
     """A batch size, or -1: ultralytics' autobatch (a GPU's memory decides)."""
     return -1 if text.strip() == "-1" else POSITIVE_INT(text)
@@ -123,12 +128,21 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from detection.predict import predict
 
+    conf = args.conf
+    if isinstance(conf, str):  # operating points from an evaluation of these weights
+        from detection.evaluate import best_f1_confidences
+
+        conf = best_f1_confidences(conf, args.weights)
+        stderr_console().print(
+            "Per-class confidence thresholds (best F1 on val): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in conf.items())
+        )
     with progress_bar("Predicting") as update:
         summary = predict(
             args.weights,
             args.sources,
             args.out,
-            args.conf,
+            conf,
             args.backend,
             args.imgsz,
             args.batch,
@@ -520,7 +534,11 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="output folder; without it, one JSON line per detection on stdout, no files",
     )
     predict.add_argument(
-        "--conf", type=PROBABILITY, default=0.25, help="confidence threshold (0.25)"
+        "--conf",
+        type=_confidence,
+        default=0.25,
+        help="confidence threshold (0.25); best-f1: each class's at its best F1 on val, from "
+        "a released model's card; or a report.json of `defects evaluate` of these weights",
     )
     predict.add_argument(
         "--backend",

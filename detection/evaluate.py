@@ -19,7 +19,7 @@ from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.report import write_report
 from detection.train import resolve_data
-from detection.weights import resolve_weights, sha256
+from detection.weights import MODELS_DIR, resolve_weights, sha256
 
 WHY_DIFFERENT = (
     "Why they differ: pycocotools matches detections to ground truth greedily in score "
@@ -215,6 +215,57 @@ def evaluate_model(
     return write_report(
         Path(out), scored, gt, results, meta, ultra, root / "images" / split, replicates, seed
     )
+
+
+def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, float]:
+    """Per-class operating points for ``weights``: each class's confidence at its best F1
+    on the validation split, as an evaluation of these same weights found it.
+
+    Args:
+        source: ``best-f1`` (a released model's card, ``models/NAME/card.json``) or a
+            ``report.json`` written by ``defects evaluate``.
+        weights: The weights the thresholds are for; the evaluation must have scored
+            them (their ``.pt`` or its ONNX exports, by SHA-256).
+
+    Returns:
+        ``{class name: confidence}``; a class the evaluation never detected has none.
+
+    Raises:
+        ConversionError: No card, not a report, a card from before operating points, or
+            an evaluation of other weights; the message names the file.
+    """
+    path = resolve_weights(weights)
+    if str(source) == "best-f1":
+        card_path = path.parent / "card.json"
+        if path.parent.parent.resolve() != MODELS_DIR.resolve() or not card_path.is_file():
+            raise ConversionError(
+                f"--conf best-f1: {weights} is not a released model with a card; evaluate it "
+                f"(defects evaluate --weights {weights} --data DATA --out REPORT) and give "
+                "--conf REPORT/report.json"
+            )
+        card = read_json(card_path, "model card")
+        per_class = card["evaluation"]["pycocotools"]["per_class"]
+        scored = card["model"]["weights_sha256"]
+        source = card_path
+    else:
+        source = Path(source)
+        report = read_json(source, "evaluation report")
+        if not isinstance(report, dict) or not isinstance(report.get("per_class"), list):
+            raise ConversionError(f"{source}: not a report.json from defects evaluate")
+        per_class = {entry["name"]: entry for entry in report["per_class"]}
+        scored = report.get("weights_sha256")
+    if any("best_f1_confidence" not in entry for entry in per_class.values()):
+        raise ConversionError(f"{source}: no per-class best-F1 confidences (an older file)")
+    candidates = [path, path.with_suffix(".onnx"), path.with_suffix(".int8.onnx")]
+    if scored not in {sha256(c) for c in candidates if c.is_file()}:
+        raise ConversionError(
+            f"{source}: its thresholds come from an evaluation of other weights than {weights}"
+        )
+    return {
+        name: entry["best_f1_confidence"]
+        for name, entry in per_class.items()
+        if entry["best_f1_confidence"] is not None
+    }
 
 
 def read_json(path: Path, what: str):

@@ -581,11 +581,21 @@ def draw(image: np.ndarray, detections: Detections, names: dict[int, str]) -> np
     return canvas
 
 
+def at_confidence(
+    detections: Detections, thresholds: dict[str, float], names: dict[int, str]
+) -> Detections:
+    """The detections at or above their own class's confidence threshold (a class
+    without one keeps every detection)."""
+    lowest = np.array([thresholds.get(names[i], 0.0) for i in range(len(names))])
+    keep = detections.scores >= lowest[detections.classes.astype(int)]
+    return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
+
+
 def predict(
     weights: Path,
     sources: list[Path],
     out: Path | None,
-    conf: float = 0.25,
+    conf: float | dict[str, float] = 0.25,
     backend: str = "torch",
     imgsz: int | None = None,
     batch: int = 16,
@@ -594,7 +604,9 @@ def predict(
     progress=None,
     tta: bool = False,
 ) -> dict:
-    """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`).
+    """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`), keeping
+    detections at or above ``conf``: one threshold, or one per class name (operating
+    points, as :func:`detection.evaluate.best_f1_confidences` reads them).
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
@@ -610,12 +622,16 @@ def predict(
         (Path(out) / "images").mkdir(parents=True, exist_ok=True)
     images_json, results, errors = [], [], []
     to_category = {i: i + 1 for i in detector.names}
+    per_class = conf if isinstance(conf, dict) else None
+    lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
     for done, (path, pixels, detections) in enumerate(
-        detect_images(detector, paths, batch, conf=conf), 1
+        detect_images(detector, paths, batch, conf=lowest), 1
     ):
         if pixels is None:
             errors.append({"file": str(path), "error": "unreadable or not an image"})
         else:
+            if per_class is not None:
+                detections = at_confidence(detections, per_class, detector.names)
             image_id = len(images_json) + 1
             images_json.append(
                 {

@@ -44,6 +44,9 @@ from detection.weights import MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
 _THEIRS = "ultralytics_batch32"
+# A class's figures on the card: its APs and its operating point (the confidence at its
+# best F1, with the precision and recall there), which `predict --conf best-f1` applies.
+CARD_PER_CLASS = ("ap50", "ap50_95", "best_f1_confidence", "precision", "recall", "f1")
 CALIBRATION_IMAGES = 200  # the first train images in name order calibrate the int8 export
 INT8_TOLERANCE = 0.01  # mAP50 the int8 export may lose against fp32 and still ship
 
@@ -412,7 +415,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                     "mAP50": report["metrics"]["AP50"],
                     "mAP50-95": report["metrics"]["AP50:95"],
                     "per_class": {
-                        c["name"]: {"ap50": c["ap50"], "ap50_95": c["ap50_95"]}
+                        c["name"]: {key: c[key] for key in CARD_PER_CLASS}
                         for c in report["per_class"]
                     },
                 },
@@ -522,15 +525,30 @@ def card_markdown(card: dict) -> str:
         f"{ultra['mAP50-95']:.4f}). Reproduce: `{evaluation['command']}`; "
         "`tests/test_release.py` re-evaluates and must match to 1e-6.",
         "",
-        "| class | AP50 | AP50:95 | ultralytics AP50 | ultralytics AP50:95 |",
-        "|---|---:|---:|---:|---:|",
+        "| class | AP50 | AP50:95 | ultralytics AP50 | ultralytics AP50:95 | conf at best F1 "
+        "(P / R) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for cls, figures in coco["per_class"].items():
         theirs = ultra["per_class"].get(cls, {})
+        point = (
+            f"{figures['best_f1_confidence']:.2f} ({figures['precision']:.2f} / "
+            f"{figures['recall']:.2f})"
+            if figures.get("best_f1_confidence") is not None
+            else "n/a"
+        )
         lines.append(
             f"| {cls} | {figures['ap50']:.3f} | {figures['ap50_95']:.3f} | "
-            f"{theirs.get('ap50', float('nan')):.3f} | {theirs.get('ap50_95', float('nan')):.3f} |"
+            f"{theirs.get('ap50', float('nan')):.3f} | {theirs.get('ap50_95', float('nan')):.3f} "
+            f"| {point} |"
         )
+    if any("best_f1_confidence" in figures for figures in coco["per_class"].values()):
+        lines += [
+            "",
+            "Operating points: each class's confidence at its best F1 on the val split, chosen "
+            "there and so optimistic on it; `defects predict IMAGES --weights "
+            f"{card['name']} --conf best-f1` keeps each class's detections at its own.",
+        ]
     lines += [
         "",
         "## Data and split",

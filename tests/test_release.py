@@ -64,6 +64,10 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert report["metrics"]["AP50:95"] == pytest.approx(with_card["mAP50-95"], abs=1e-12)
     markdown = (released / "card.md").read_text()
     assert f"{with_card['mAP50']:.4f}" in markdown and "## Known weaknesses" in markdown
+    assert "--conf best-f1` keeps each class's detections" in markdown
+    assert set(with_card["per_class"]["patches"]) == {
+        "ap50", "ap50_95", "best_f1_confidence", "precision", "recall", "f1"
+    }  # fmt: skip
     assert f"| fp32, TTA | {tta['pycocotools']['onnx_fp32']['mAP50']:.4f} |" in markdown
     # Nothing was staged inside the repository or the models folder.
     assert sorted(p.name for p in models.iterdir()) == ["tiny"]
@@ -87,7 +91,11 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert report["metrics"]["AP50"] == pytest.approx(figures["mAP50"], abs=1e-6)
     assert report["metrics"]["AP50:95"] == pytest.approx(figures["mAP50-95"], abs=1e-6)
     for cls in report["per_class"]:
-        assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)
+        on_card = figures["per_class"][cls["name"]]
+        assert cls["ap50"] == pytest.approx(on_card["ap50"], abs=1e-6)
+        # The operating point `predict --conf best-f1` applies.
+        for key in ("best_f1_confidence", "precision", "recall", "f1"):
+            assert cls[key] == pytest.approx(on_card[key], abs=1e-6)
     # The int8 export: its card figure again (to 0.002: int8 kernels differ between CPUs,
     # VNNI or not) and within the tolerance of fp32.
     int8 = card["int8"]
@@ -138,6 +146,16 @@ def test_predict_by_released_name_from_any_folder(
     lines = [json.loads(line) for line in streamed.out.splitlines()]
     assert lines == json.loads((tmp_path / "torch" / "predictions.json").read_text())
     assert f"{len(lines)} detections -> stdout" in streamed.err
+    # At the card's operating points: each class from its own best-F1 confidence.
+    assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1"]) == 0
+    streamed = capsys.readouterr()
+    per_class = json.loads((RELEASED / "card.json").read_text())["evaluation"]["pycocotools"]
+    thresholds = {name: c["best_f1_confidence"] for name, c in per_class["per_class"].items()}
+    at_points = [json.loads(line) for line in streamed.out.splitlines()]
+    assert at_points and all(r["score"] >= thresholds[r["category"]] - 5e-6 for r in at_points)
+    # What 0.25 found above its class's threshold is there too (5e-6: scores are rounded).
+    assert all(r in at_points for r in lines if r["score"] >= thresholds[r["category"]] + 5e-6)
+    assert "Per-class confidence thresholds (best F1 on val): crazing" in streamed.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 

@@ -1,0 +1,105 @@
+"""Per-class operating points: ``predict --conf best-f1`` (a released model's card) or
+``--conf REPORT.json`` (an evaluation of the same weights) keeps each class's detections
+at the confidence of its best F1 on val."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detection.cli import main
+from detection.predict import Detections, at_confidence
+from detection.weights import MODELS_DIR
+
+NAMES = {0: "crazing", 1: "patches", 2: "scratches"}
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "kept"),
+    [
+        ({"crazing": 0.4, "patches": 0.25, "scratches": 0.5}, [1, 3]),
+        ({"crazing": 0.3, "patches": 0.5, "scratches": 0.95}, [0, 1]),
+        ({"crazing": 0.4, "patches": 0.25}, [1, 3, 4]),  # scratches: no threshold, all kept
+        ({}, [0, 1, 2, 3, 4]),
+        ({"crazing": 1.0, "patches": 1.0, "scratches": 1.0}, []),
+    ],
+)
+def test_each_class_at_its_own_threshold(thresholds, kept):
+    detections = Detections(
+        boxes=np.arange(20, dtype=np.float32).reshape(5, 4),
+        scores=np.array([0.3, 0.5, 0.2, 0.9, 0.1], dtype=np.float32),
+        classes=np.array([0, 1, 1, 2, 2]),
+    )
+    found = at_confidence(detections, thresholds, NAMES)
+    assert found.scores.tolist() == detections.scores[kept].tolist()
+    assert found.boxes.tolist() == detections.boxes[kept].tolist()
+    assert found.classes.tolist() == detections.classes[kept].tolist()
+
+
+def _between(scores: list[float]) -> float | None:
+    """A threshold near the median, midway between two written scores (5 decimals) at
+    least 2e-5 apart, so that no raw score lies within rounding of it (None: no such)."""
+    unique = np.unique(scores)
+    gaps = [k for k in range(1, len(unique)) if unique[k] - unique[k - 1] >= 2e-5]
+    if not gaps:
+        return None
+    k = min(gaps, key=lambda k: abs(k - len(unique) / 2))
+    return float(unique[k - 1] + unique[k]) / 2
+
+
+@pytest.mark.slow
+def test_predict_at_an_evaluations_operating_points(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    """The report's thresholds give exactly the low-threshold predictions filtered class
+    by class; thresholds of other weights, or from something not a report, are refused.
+    The weights: a local copy of the released model (a two-epoch model finds one class)."""
+    weights = tmp_path / "best.pt"
+    shutil.copyfile(MODELS_DIR / "neu-det" / "model.pt", weights)
+    argv = ["evaluate", "--weights", str(weights), "--data", str(tiny_data), "--bootstrap", "0"]
+    assert main([*argv, "--out", str(tmp_path / "report"), "--no-ultralytics"]) == 0
+    report = tmp_path / "report" / "report.json"
+    images = tiny_data / "images" / "val"
+    base = ["predict", str(images), "--weights", str(weights), "--no-images"]
+    assert main([*base, "--out", str(tmp_path / "low"), "--conf", "0.001"]) == 0
+    assert main([*base, "--out", str(tmp_path / "as-evaluated"), "--conf", str(report)]) == 0
+    assert "Per-class confidence thresholds (best F1 on val)" in capsys.readouterr().err
+    low = json.loads((tmp_path / "low" / "predictions.json").read_text())
+
+    # Synthetic images give few classes a best F1: give each predicted class its own
+    # threshold (the median of its scores), in a report of the same weights.
+    edited = json.loads(report.read_text())
+    by_class = {}
+    for result in low:
+        by_class.setdefault(result["category"], []).append(result["score"])
+    thresholds = {name: _between(scores) for name, scores in by_class.items()}
+    thresholds = {name: value for name, value in thresholds.items() if value is not None}
+    assert len(set(thresholds.values())) > 1
+    for entry in edited["per_class"]:
+        entry["best_f1_confidence"] = thresholds.get(entry["name"])
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    conf = str(tmp_path / "edited.json")
+    assert main([*base, "--out", str(tmp_path / "points"), "--conf", conf]) == 0
+    points = json.loads((tmp_path / "points" / "predictions.json").read_text())
+    lowest = min(thresholds.values())  # a class without a threshold: kept from there up
+    expected = [r for r in low if r["score"] >= thresholds.get(r["category"], lowest)]
+    assert points == expected and 0 < len(points) < len(low)
+
+    def refused(conf: str, weights_file: Path = weights) -> str:
+        argv = ["predict", str(images), "--weights", str(weights_file), "--conf", conf]
+        assert main(argv) == 2
+        return capsys.readouterr().err
+
+    assert "not a released model with a card" in refused("best-f1")
+    assert "an evaluation of other weights" in refused(str(report), trained / "best.pt")
+    changed = json.loads(report.read_text())
+    changed["weights_sha256"] = "0" * 64
+    (tmp_path / "changed.json").write_text(json.dumps(changed))
+    assert "an evaluation of other weights" in refused(str(tmp_path / "changed.json"))
+    (tmp_path / "list.json").write_text("[]")
+    assert "not a report.json from defects evaluate" in refused(str(tmp_path / "list.json"))
+    assert "no such file" in refused(str(tmp_path / "missing.json"))
