@@ -364,6 +364,16 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
             f"{_fmt(c.ap75)} | {_fmt(c.precision)} | {_fmt(c.recall)} | {_fmt(c.f1)} | "
             f"{_fmt(c.best_f1_confidence, 2)} |"
         )
+    lines += [
+        "",
+        "P, R and F1 at each class's confidence of best F1 (its operating point)."
+        + (
+            " To detect at these: `defects predict IMAGES --weights WEIGHTS --conf "
+            "report.json` (this file; chosen on this split, so optimistic on it)."
+            if report.get("weights")
+            else ""
+        ),
+    ]
     lines += _explained_markdown(report)
     ultra = report.get("ultralytics")
     if ultra:

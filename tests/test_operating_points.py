@@ -63,6 +63,7 @@ def test_predict_at_an_evaluations_operating_points(
     argv = ["evaluate", "--weights", str(weights), "--data", str(tiny_data), "--bootstrap", "0"]
     assert main([*argv, "--out", str(tmp_path / "report"), "--no-ultralytics"]) == 0
     report = tmp_path / "report" / "report.json"
+    assert "--conf report.json` (this file" in (tmp_path / "report" / "report.md").read_text()
     images = tiny_data / "images" / "val"
     base = ["predict", str(images), "--weights", str(weights), "--no-images"]
     assert main([*base, "--out", str(tmp_path / "low"), "--conf", "0.001"]) == 0
