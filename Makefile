@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap bench-tta release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -91,7 +91,7 @@ convert-gc10: setup
 # The released NEU-DET model (models/neu-det); WEIGHTS=weights/NAME/best.pt for a local run.
 WEIGHTS ?= neu-det
 
-bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta
+bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta bench-operating-points
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
@@ -122,6 +122,9 @@ bench-bootstrap: setup
 # with plain predictions and ultralytics' own TTA, with the paired difference.
 bench-tta: setup
 	$(PY) bench/tta.py --weights $(WEIGHTS) --data datasets/converted/neu-det
+
+bench-operating-points: setup
+	$(PY) bench/operating_points.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 
 bench-classify: setup
 	$(PY) bench/classify.py --backbone $(WEIGHTS) --data datasets/converted/neu-det

@@ -232,3 +232,46 @@ def evaluate(gt: str | Path | dict | COCO, results: list[dict]) -> CocoResult:
         )
         curves[name] = [float(v) for v in precision[0, :, k, 0, -1]]
     return CocoResult(stats, classes, curves, [float(v) for v in evaluator.params.recThrs])
+
+
+def precision_recall(
+    gt: str | Path | dict | COCO, results: list[dict], iou: float = 0.5
+) -> dict[str, dict[str, float]]:
+    """Precision, recall and F1 per class of these detections as they are, every one
+    kept, as a production line sees them at a fixed threshold (filter ``results`` first).
+
+    Matching is pycocotools' (greedy in score order per image and class, crowd and
+    ignore rules, at most 100 detections per image) at one IoU. A class with no
+    detections has precision 0; one with no ground truth has recall NaN.
+
+    Returns:
+        ``{class name: {"precision", "recall", "f1", "true_positives", "detections",
+        "ground_truth"}}``.
+    """
+    coco_gt = gt if isinstance(gt, COCO) else load_gt(gt)
+    evaluator = COCOeval(coco_gt, load_results(coco_gt, results), "bbox")
+    evaluator.params.iouThrs = np.array([iou])
+    evaluator.params.areaRng, evaluator.params.areaRngLbl = [[0, 1e10]], ["all"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+    max_det = evaluator.params.maxDets[-1]
+    n_images = len(evaluator.params.imgIds)
+    counts = {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        entries = [e for e in evaluator.evalImgs[k * n_images : (k + 1) * n_images] if e]
+        kept = [~e["dtIgnore"][0, :max_det].astype(bool) for e in entries]
+        tp = sum(int((e["dtMatches"][0, :max_det][m] > 0).sum()) for e, m in zip(entries, kept))
+        detections = sum(int(m.sum()) for m in kept)
+        n_gt = sum(int(np.count_nonzero(e["gtIgnore"] == 0)) for e in entries)
+        precision = tp / detections if detections else 0.0
+        recall = tp / n_gt if n_gt else math.nan
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        counts[coco_gt.cats[category_id]["name"]] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1 if n_gt else math.nan,
+            "true_positives": tp,
+            "detections": detections,
+            "ground_truth": n_gt,
+        }
+    return counts

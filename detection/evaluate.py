@@ -218,12 +218,13 @@ def evaluate_model(
 
 
 def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, float]:
-    """Per-class operating points for ``weights``: each class's confidence at its best F1
-    on the validation split, as an evaluation of these same weights found it.
+    """Per-class operating points for ``weights``: each class's confidence of best F1, as
+    an evaluation of these same weights found it.
 
     Args:
-        source: ``best-f1`` (a released model's card, ``models/NAME/card.json``) or a
-            ``report.json`` written by ``defects evaluate``.
+        source: ``best-f1`` (a released model's card, ``models/NAME/card.json``: chosen on
+            the train split) or a ``report.json`` written by ``defects evaluate`` (chosen
+            on its split: ``--split train`` for thresholds val has not seen).
         weights: The weights the thresholds are for; the evaluation must have scored
             them (their ``.pt`` or its ONNX exports, by SHA-256).
 
@@ -244,8 +245,14 @@ def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, fl
                 "--conf REPORT/report.json"
             )
         card = read_json(card_path, "model card")
-        per_class = card["evaluation"]["pycocotools"]["per_class"]
-        scored = card["model"]["weights_sha256"]
+        points = card["evaluation"].get("operating_points")
+        if points is None:
+            raise ConversionError(f"{card_path}: no operating points (a card from before them)")
+        per_class = {
+            name: {"best_f1_confidence": point["confidence"]}
+            for name, point in points["per_class"].items()
+        }
+        scored = card["model"]["onnx_sha256"]  # the export that chose them
         source = card_path
     else:
         source = Path(source)

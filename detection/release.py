@@ -44,9 +44,6 @@ from detection.weights import MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
 _THEIRS = "ultralytics_batch32"
-# A class's figures on the card: its APs and its operating point (the confidence at its
-# best F1, with the precision and recall there), which `predict --conf best-f1` applies.
-CARD_PER_CLASS = ("ap50", "ap50_95", "best_f1_confidence", "precision", "recall", "f1")
 CALIBRATION_IMAGES = 200  # the first train images in name order calibrate the int8 export
 INT8_TOLERANCE = 0.01  # mAP50 the int8 export may lose against fp32 and still ship
 
@@ -302,6 +299,36 @@ def score_onnx(model_onnx: Path, gt: dict, image_dir: Path, tta: bool = False) -
     return {"mAP50": stats["AP50"], "mAP50-95": stats["AP50:95"]}
 
 
+def operating_points(model_onnx: Path, root: Path) -> dict:
+    """Each class's operating point, as `predict --conf best-f1` applies it: the
+    confidence of its best F1 on the **train** split, and the precision, recall and F1 it
+    gives on val (the split that did not choose it). The fp32 ONNX export predicts, with
+    the evaluation's settings (conf 0.001, 100 detections per image)."""
+    from detection.cocoeval import evaluate, precision_recall
+    from detection.evaluate import predict_split
+
+    found = {}
+    for split in ("train", "val"):
+        gt = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
+        _, results = predict_split(model_onnx, gt, root / "images" / split, backend="onnx")
+        found[split] = (gt, results)
+    chosen = {c.name: c.best_f1_confidence for c in evaluate(*found["train"]).classes}
+    gt, results = found["val"]
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    kept = [r for r in results if r["score"] >= chosen[names[r["category_id"]]]]
+    on_val = precision_recall(gt, kept)
+    return {
+        "chosen_on": "train",
+        "measured_on": "val",
+        "rule": "each class's confidence of best F1 (IoU 0.5)",
+        "per_class": {
+            name: {"confidence": chosen[name]}
+            | {key: on_val[name][key] for key in ("precision", "recall", "f1")}
+            for name in chosen
+        },
+    }
+
+
 def _keep_exports(target: Path, release_dir: Path) -> list[Path]:
     """Re-releasing the weights already in ``target`` (for a new card): their shipped
     ONNX exports are copied into ``release_dir`` and returned, not made again, since a
@@ -415,13 +442,14 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
                     "mAP50": report["metrics"]["AP50"],
                     "mAP50-95": report["metrics"]["AP50:95"],
                     "per_class": {
-                        c["name"]: {key: c[key] for key in CARD_PER_CLASS}
+                        c["name"]: {"ap50": c["ap50"], "ap50_95": c["ap50_95"]}
                         for c in report["per_class"]
                     },
                 },
                 "ultralytics": {
                     k: report["ultralytics"][k] for k in ("mAP50", "mAP50-95", "per_class")
                 },
+                "operating_points": operating_points(exported, root),
             },
             "int8": {
                 "onnx": int8.name if int8.exists() else None,
@@ -525,29 +553,30 @@ def card_markdown(card: dict) -> str:
         f"{ultra['mAP50-95']:.4f}). Reproduce: `{evaluation['command']}`; "
         "`tests/test_release.py` re-evaluates and must match to 1e-6.",
         "",
-        "| class | AP50 | AP50:95 | ultralytics AP50 | ultralytics AP50:95 | conf at best F1 "
-        "(P / R) |",
+        "| class | AP50 | AP50:95 | ultralytics AP50 | ultralytics AP50:95 | operating point: "
+        "conf (P / R on val) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    points = evaluation.get("operating_points", {}).get("per_class", {})
     for cls, figures in coco["per_class"].items():
         theirs = ultra["per_class"].get(cls, {})
-        point = (
-            f"{figures['best_f1_confidence']:.2f} ({figures['precision']:.2f} / "
-            f"{figures['recall']:.2f})"
-            if figures.get("best_f1_confidence") is not None
-            else "n/a"
-        )
+        point = points.get(cls, {})
         lines.append(
             f"| {cls} | {figures['ap50']:.3f} | {figures['ap50_95']:.3f} | "
             f"{theirs.get('ap50', float('nan')):.3f} | {theirs.get('ap50_95', float('nan')):.3f} "
-            f"| {point} |"
+            + (
+                f"| {point['confidence']:.2f} ({point['precision']:.2f} / {point['recall']:.2f}) |"
+                if point.get("confidence") is not None
+                else "| n/a |"
+            )
         )
-    if any("best_f1_confidence" in figures for figures in coco["per_class"].values()):
+    if points:
         lines += [
             "",
-            "Operating points: each class's confidence at its best F1 on the val split, chosen "
-            "there and so optimistic on it; `defects predict IMAGES --weights "
-            f"{card['name']} --conf best-f1` keeps each class's detections at its own.",
+            "Operating points: each class's confidence of best F1, chosen on the train split "
+            "and measured on val; `defects predict IMAGES --weights "
+            f"{card['name']} --conf best-f1` keeps each class's detections at its own "
+            "(`make bench-operating-points`: docs/benchmarks.md).",
         ]
     lines += [
         "",

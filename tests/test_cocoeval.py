@@ -96,6 +96,34 @@ def test_best_f1_against_a_brute_force_threshold_sweep(ours):
         )
 
 
+def test_precision_recall_at_a_threshold_is_the_brute_force_count(ours):
+    """At each class's best-F1 confidence, the detections kept there give the best-F1
+    point's P, R and F1 (as the brute-force sweep above counts them)."""
+    from detection.cocoeval import precision_recall
+
+    thresholds = {c.category_id: c.best_f1_confidence for c in ours.classes}
+    kept = [
+        d
+        for d in DT
+        if not math.isnan(thresholds[d["category_id"]])
+        and d["score"] >= thresholds[d["category_id"]]
+    ]
+    found = precision_recall(GT, kept)
+    for cls in ours.classes:
+        if cls.ground_truth == 0 or cls.detections == 0:
+            continue
+        assert found[cls.name]["precision"] == pytest.approx(cls.precision, abs=1e-12)
+        assert found[cls.name]["recall"] == pytest.approx(cls.recall, abs=1e-12)
+        assert found[cls.name]["f1"] == pytest.approx(cls.f1, abs=1e-12)
+    everything = precision_recall(GT, DT)
+    assert {name: c["ground_truth"] for name, c in everything.items()} == {
+        c.name: c.ground_truth for c in ours.classes
+    }
+    assert everything["pitted_surface"]["precision"] == 0.0  # no predictions
+    assert math.isnan(everything["scratches"]["recall"])  # no ground truth
+    assert all(c["detections"] == 0 for c in precision_recall(GT, []).values())
+
+
 def test_empty_results_score_zero():
     result = evaluate(GT, [])
     assert result.stats["AP50"] == 0.0

@@ -13,7 +13,7 @@ from converters.convert import ConvertResult
 from detection.cli import build_parser, main
 from detection.evaluate import evaluate_model
 from detection.predict import FLIPS
-from detection.release import score_onnx, split_fingerprint, training_stage
+from detection.release import operating_points, score_onnx, split_fingerprint, training_stage
 from detection.train import parse_overrides
 from detection.weights import MODELS_DIR, sha256
 
@@ -65,9 +65,9 @@ def test_release_writes_a_model_that_reproduces_its_card(
     markdown = (released / "card.md").read_text()
     assert f"{with_card['mAP50']:.4f}" in markdown and "## Known weaknesses" in markdown
     assert "--conf best-f1` keeps each class's detections" in markdown
-    assert set(with_card["per_class"]["patches"]) == {
-        "ap50", "ap50_95", "best_f1_confidence", "precision", "recall", "f1"
-    }  # fmt: skip
+    points = card["evaluation"]["operating_points"]
+    assert points["chosen_on"] == "train" and points["measured_on"] == "val"
+    assert set(points["per_class"]) == set(with_card["per_class"])
     assert f"| fp32, TTA | {tta['pycocotools']['onnx_fp32']['mAP50']:.4f} |" in markdown
     # Nothing was staged inside the repository or the models folder.
     assert sorted(p.name for p in models.iterdir()) == ["tiny"]
@@ -91,11 +91,13 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert report["metrics"]["AP50"] == pytest.approx(figures["mAP50"], abs=1e-6)
     assert report["metrics"]["AP50:95"] == pytest.approx(figures["mAP50-95"], abs=1e-6)
     for cls in report["per_class"]:
-        on_card = figures["per_class"][cls["name"]]
-        assert cls["ap50"] == pytest.approx(on_card["ap50"], abs=1e-6)
-        # The operating point `predict --conf best-f1` applies.
-        for key in ("best_f1_confidence", "precision", "recall", "f1"):
-            assert cls[key] == pytest.approx(on_card[key], abs=1e-6)
+        assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)
+    # The operating points `predict --conf best-f1` applies: chosen on train, P/R on val.
+    points = card["evaluation"]["operating_points"]
+    again = operating_points(RELEASED / "model.onnx", out)
+    assert points["chosen_on"] == again["chosen_on"] == "train"
+    for name, point in points["per_class"].items():
+        assert again["per_class"][name] == pytest.approx(point, abs=1e-6)
     # The int8 export: its card figure again (to 0.002: int8 kernels differ between CPUs,
     # VNNI or not) and within the tolerance of fp32.
     int8 = card["int8"]
@@ -149,8 +151,8 @@ def test_predict_by_released_name_from_any_folder(
     # At the card's operating points: each class from its own best-F1 confidence.
     assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1"]) == 0
     streamed = capsys.readouterr()
-    per_class = json.loads((RELEASED / "card.json").read_text())["evaluation"]["pycocotools"]
-    thresholds = {name: c["best_f1_confidence"] for name, c in per_class["per_class"].items()}
+    points = json.loads((RELEASED / "card.json").read_text())["evaluation"]["operating_points"]
+    thresholds = {name: point["confidence"] for name, point in points["per_class"].items()}
     at_points = [json.loads(line) for line in streamed.out.splitlines()]
     assert at_points and all(r["score"] >= thresholds[r["category"]] - 5e-6 for r in at_points)
     # What 0.25 found above its class's threshold is there too (5e-6: scores are rounded).

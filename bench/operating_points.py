@@ -1,0 +1,107 @@
+"""Benchmark: per-class operating points against one threshold for every class, on NEU-DET.
+
+`defects predict --conf best-f1` keeps each class's detections at the confidence of its
+best F1 on the train split (the model card's operating points). Here they are applied to
+val beside one threshold for all classes (ultralytics' and our default 0.25, and the one
+with the best macro F1 on train), so the gain is measured on images that did not choose
+it, and beside thresholds chosen on val itself, which flatter val (to show by how much).
+Predictions: `defects evaluate`'s (conf 0.001, 100 per image); P, R and F1 per class with
+pycocotools' matching at IoU 0.5 (`detection.cocoeval.precision_recall`).
+
+    make bench-operating-points                      # the released model, neu-det
+    make bench-operating-points WEIGHTS=weights/RUN/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import numpy as np  # noqa: E402
+
+import detection.offline  # noqa: E402,F401
+from bench.common import machine, save  # noqa: E402
+from detection.cocoeval import evaluate, precision_recall  # noqa: E402
+from detection.evaluate import predict_split, split_ground_truth  # noqa: E402
+
+GLOBAL_GRID = np.round(np.arange(0.05, 0.61, 0.01), 2)
+
+
+def at(results: list[dict], gt: dict, thresholds: dict[str, float]) -> list[dict]:
+    """The results at or above their class's threshold."""
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    return [r for r in results if r["score"] >= thresholds[names[r["category_id"]]]]
+
+
+def figures(gt: dict, results: list[dict], thresholds: dict[str, float]) -> dict:
+    per_class = precision_recall(gt, at(results, gt, thresholds))
+    f1 = [c["f1"] for c in per_class.values() if not math.isnan(c["f1"])]
+    return {
+        "macro_f1": float(np.mean(f1)),
+        "macro_precision": float(np.mean([c["precision"] for c in per_class.values()])),
+        "macro_recall": float(np.mean([c["recall"] for c in per_class.values()])),
+        "per_class_f1": {name: c["f1"] for name, c in per_class.items()},
+        "thresholds": thresholds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
+    parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
+    parser.add_argument("--backend", default="onnx", help="torch, onnx or onnx-int8")
+    args = parser.parse_args()
+
+    splits = {}
+    for split in ("train", "val"):
+        data_yaml, _, gt = split_ground_truth(args.data, split)
+        _, results = predict_split(
+            args.weights, gt, data_yaml.parent / "images" / split, backend=args.backend
+        )
+        splits[split] = (gt, results)
+    classes = [c["name"] for c in splits["val"][0]["categories"]]
+
+    def best_f1(split: str) -> dict[str, float]:
+        scored = evaluate(*splits[split]).classes
+        return {c.name: c.best_f1_confidence for c in scored}
+
+    train_gt, train_results = splits["train"]
+    on_train = {
+        float(t): figures(train_gt, train_results, dict.fromkeys(classes, float(t)))["macro_f1"]
+        for t in GLOBAL_GRID
+    }
+    best_global = max(on_train, key=on_train.get)
+    policies = {
+        "one threshold, 0.25 (the default)": dict.fromkeys(classes, 0.25),
+        f"one threshold, {best_global} (best macro F1 on train)": dict.fromkeys(
+            classes, best_global
+        ),
+        "per class, best F1 on train": best_f1("train"),
+        "per class, best F1 on val (chosen on val: flatters val)": best_f1("val"),
+    }
+    val_gt, val_results = splits["val"]
+    val = {name: figures(val_gt, val_results, t) for name, t in policies.items()}
+    result = {
+        "machine": machine(),
+        "weights": str(args.weights),
+        "backend": args.backend,
+        "train_macro_f1_by_global_threshold": on_train,
+        "val": val,
+    }
+    save("operating_points", result)
+    for name, scored in val.items():
+        per_class = ", ".join(f"{c} {f:.3f}" for c, f in scored["per_class_f1"].items())
+        print(
+            f"{name}: macro F1 {scored['macro_f1']:.4f} (P {scored['macro_precision']:.3f}, "
+            f"R {scored['macro_recall']:.3f}); {per_class}"
+        )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
