@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 from pathlib import Path
@@ -26,3 +27,13 @@ def save(name: str, result: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
     return path
+
+
+def detector_arguments(description: str) -> argparse.Namespace:
+    """The options of the benchmarks that score one detector on the converted NEU-DET:
+    ``--weights`` (the released model by default), ``--data`` and ``--backend``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
+    parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
+    parser.add_argument("--backend", default="onnx", help="torch, onnx or onnx-int8")
+    return parser.parse_args()

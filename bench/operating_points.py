@@ -14,7 +14,6 @@ pycocotools' matching at IoU 0.5 (`detection.cocoeval.precision_recall`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
-from bench.common import machine, save  # noqa: E402
+from bench.common import detector_arguments, machine, save  # noqa: E402
 from detection.cocoeval import evaluate, precision_recall  # noqa: E402
 from detection.evaluate import predict_split, split_ground_truth  # noqa: E402
 
@@ -51,11 +50,7 @@ def figures(gt: dict, results: list[dict], thresholds: dict[str, float]) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
-    parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
-    parser.add_argument("--backend", default="onnx", help="torch, onnx or onnx-int8")
-    args = parser.parse_args()
+    args = detector_arguments(__doc__.splitlines()[0])
 
     splits = {}
     for split in ("train", "val"):

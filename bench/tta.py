@@ -15,7 +15,6 @@ of ours against plain (`defects compare`'s method, 1,000 replicates).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -26,7 +25,7 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
-from bench.common import machine, save  # noqa: E402
+from bench.common import detector_arguments, machine, save  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import category_map, split_ground_truth  # noqa: E402
@@ -96,11 +95,7 @@ def scores(gt: dict, results: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
-    parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
-    parser.add_argument("--backend", default="onnx", help="torch, onnx or onnx-int8")
-    args = parser.parse_args()
+    args = detector_arguments(__doc__.splitlines()[0])
 
     detector = load_detector(args.weights, args.backend)
     found, splits = {}, {}
