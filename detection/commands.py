@@ -132,9 +132,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if isinstance(conf, str):  # operating points from an evaluation of these weights
         from detection.evaluate import best_f1_confidences
 
-        conf = best_f1_confidences(conf, args.weights)
+        conf = best_f1_confidences(conf, args.weights, args.tta)
         stderr_console().print(
-            "Per-class confidence thresholds (best F1 on val): "
+            "Per-class confidence thresholds (each class's best F1): "
             + ", ".join(f"{name} {value:.3f}" for name, value in conf.items())
         )
     with progress_bar("Predicting") as update:
@@ -537,8 +537,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--conf",
         type=_confidence,
         default=0.25,
-        help="confidence threshold (0.25); best-f1: each class's at its best F1 on val, from "
-        "a released model's card; or a report.json of `defects evaluate` of these weights",
+        help="confidence threshold (0.25); best-f1: each class's own, at its best F1 on the "
+        "train split, from a released model's card; or a report.json of `defects evaluate` "
+        "of these weights (its split's best F1)",
     )
     predict.add_argument(
         "--backend",

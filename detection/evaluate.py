@@ -217,7 +217,9 @@ def evaluate_model(
     )
 
 
-def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, float]:
+def best_f1_confidences(
+    source: str | Path, weights: Path | str, tta: bool = False
+) -> dict[str, float]:
     """Per-class operating points for ``weights``: each class's confidence of best F1, as
     an evaluation of these same weights found it.
 
@@ -227,6 +229,8 @@ def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, fl
             on its split: ``--split train`` for thresholds val has not seen).
         weights: The weights the thresholds are for; the evaluation must have scored
             them (their ``.pt`` or its ONNX exports, by SHA-256).
+        tta: Whether the predictions will use flip TTA; the evaluation must have too
+            (fused scores are distributed differently from plain ones).
 
     Returns:
         ``{class name: confidence}``; a class the evaluation never detected has none.
@@ -253,7 +257,7 @@ def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, fl
             for name, point in points["per_class"].items()
         }
         scored = card["model"]["onnx_sha256"]  # the export that chose them
-        source = card_path
+        source, evaluated_with_tta = card_path, False
     else:
         source = Path(source)
         report = read_json(source, "evaluation report")
@@ -261,8 +265,16 @@ def best_f1_confidences(source: str | Path, weights: Path | str) -> dict[str, fl
             raise ConversionError(f"{source}: not a report.json from defects evaluate")
         per_class = {entry["name"]: entry for entry in report["per_class"]}
         scored = report.get("weights_sha256")
+        evaluated_with_tta = "tta" in (report.get("prediction_settings") or {})
     if any("best_f1_confidence" not in entry for entry in per_class.values()):
         raise ConversionError(f"{source}: no per-class best-F1 confidences (an older file)")
+    if evaluated_with_tta != tta:
+        made, wanted = ("with", "without") if evaluated_with_tta else ("without", "with")
+        raise ConversionError(
+            f"{source}: its thresholds were chosen on predictions {made} --tta, and these are "
+            f"{wanted} it; evaluate the weights {wanted} --tta (--split train) and give "
+            "--conf REPORT/report.json"
+        )
     candidates = [path, path.with_suffix(".onnx"), path.with_suffix(".int8.onnx")]
     if scored not in {sha256(c) for c in candidates if c.is_file()}:
         raise ConversionError(

@@ -68,7 +68,7 @@ def test_predict_at_an_evaluations_operating_points(
     base = ["predict", str(images), "--weights", str(weights), "--no-images"]
     assert main([*base, "--out", str(tmp_path / "low"), "--conf", "0.001"]) == 0
     assert main([*base, "--out", str(tmp_path / "as-evaluated"), "--conf", str(report)]) == 0
-    assert "Per-class confidence thresholds (best F1 on val)" in capsys.readouterr().err
+    assert "Per-class confidence thresholds (each class's best F1)" in capsys.readouterr().err
     low = json.loads((tmp_path / "low" / "predictions.json").read_text())
 
     # Synthetic images give few classes a best F1: give each predicted class its own
@@ -90,12 +90,15 @@ def test_predict_at_an_evaluations_operating_points(
     expected = [r for r in low if r["score"] >= thresholds.get(r["category"], lowest)]
     assert points == expected and 0 < len(points) < len(low)
 
-    def refused(conf: str, weights_file: Path = weights) -> str:
+    def refused(conf: str, weights_file: Path = weights, extra: tuple = ()) -> str:
         argv = ["predict", str(images), "--weights", str(weights_file), "--conf", conf]
-        assert main(argv) == 2
+        assert main([*argv, *extra]) == 2
         return capsys.readouterr().err
 
     assert "not a released model with a card" in refused("best-f1")
+    assert "chosen on predictions without --tta, and these are with it" in refused(
+        str(report), extra=["--tta"]
+    )
     assert "an evaluation of other weights" in refused(str(report), trained / "best.pt")
     changed = json.loads(report.read_text())
     changed["weights_sha256"] = "0" * 64

@@ -157,7 +157,10 @@ def test_predict_by_released_name_from_any_folder(
     assert at_points and all(r["score"] >= thresholds[r["category"]] - 5e-6 for r in at_points)
     # What 0.25 found above its class's threshold is there too (5e-6: scores are rounded).
     assert all(r in at_points for r in lines if r["score"] >= thresholds[r["category"]] + 5e-6)
-    assert "Per-class confidence thresholds (best F1 on val): crazing" in streamed.err
+    assert "Per-class confidence thresholds (each class's best F1): crazing" in streamed.err
+    # The card's points are for plain predictions: with --tta they are refused.
+    assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1", "--tta"]) == 2
+    assert "chosen on predictions without --tta" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 
