@@ -192,10 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
     try:
+        if out is not None and Path(out).exists() and not Path(out).is_dir():
+            # Before the work, not after it: evaluate predicts a whole split first.
+            raise ConversionError(f"{out}: exists and is not a folder (--out is an output folder)")
         return args.func(args)
     except ConversionError as error:
         print(f"defects {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder not writable, a full disk: the file and the reason
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"defects {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"defects {args.command}: interrupted", file=sys.stderr)

@@ -19,6 +19,9 @@ from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
+DATA = Path(__file__).parent / "data"
+# A results file and its ground truth that score without error.
+_SCORED = ["evaluate", "--predictions", f"{DATA}/parity_dt.json", "--gt", f"{DATA}/parity_gt.json"]
 
 
 def _small(root: Path, bad: bool = False) -> Path:
@@ -82,6 +85,16 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
                 "--tta",
             ],
             "a --predictions file is scored as it is",
+        ),
+        # An output folder that is a file, or lies under one: before the work, or from
+        # the OSError, one line naming it.
+        (
+            ["predict", "{src}/IMAGES", "--weights", "w.pt", "--out", "{src}/IMAGES/patches_0.jpg"],
+            "patches_0.jpg: exists and is not a folder",
+        ),
+        (
+            [*_SCORED, "--out", "{src}/IMAGES/patches_0.jpg/report", "--bootstrap", "0"],
+            "patches_0.jpg/report: Not a directory",
         ),
         # Out-of-range numbers: usage errors, not ultralytics' ValueError or range()'s.
         (["predict", "{src}", "--weights", "w.pt", "--conf", "2"], "argument --conf: 2 is out"),
