@@ -19,7 +19,7 @@ from detection.console import (
     progress_bar,
     stderr_console,
 )
-from detection.weights import BACKENDS, MODELS_DIR
+from detection.weights import BACKENDS, MODELS_DIR, is_released
 
 
 def _print_skipped(console, errors: list[dict]) -> None:
@@ -168,7 +168,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from detection.weights import load_yolo, resolve_weights
 
     weights = resolve_weights(args.weights)
-    if weights.parent.parent == MODELS_DIR:
+    if is_released(weights):
         # A release ships its exports; writing them again would change tracked files.
         shipped = weights.with_suffix(".int8.onnx" if args.int8 else ".onnx")
         if args.imgsz or not shipped.is_file():

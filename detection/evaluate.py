@@ -19,7 +19,7 @@ from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.report import write_report
 from detection.train import resolve_data
-from detection.weights import MODELS_DIR, resolve_weights, sha256
+from detection.weights import is_released, resolve_weights, sha256
 
 WHY_DIFFERENT = (
     "Why they differ: pycocotools matches detections to ground truth greedily in score "
@@ -242,7 +242,7 @@ def best_f1_confidences(
     path = resolve_weights(weights)
     if str(source) == "best-f1":
         card_path = path.parent / "card.json"
-        if path.parent.parent.resolve() != MODELS_DIR.resolve() or not card_path.is_file():
+        if not is_released(path) or not card_path.is_file():
             raise ConversionError(
                 f"--conf best-f1: {weights} is not a released model with a card; evaluate it "
                 f"(defects evaluate --weights {weights} --data DATA --out REPORT) and give "

@@ -29,6 +29,7 @@ from detection.weights import (
     BACKENDS,
     WeightsError,
     check_onnx,
+    is_released,
     load_yolo,
     model_imgsz,
     resolve_weights,
@@ -262,6 +263,13 @@ def _load_detector(
             )
     else:
         onnx_path = weights.with_suffix(".onnx")
+    if _stale(onnx_path, weights):
+        if backend == "onnx-int8":
+            raise ConversionError(
+                f"{onnx_path}: older than {weights.name}, so made from other weights; export "
+                f"it again: defects export --weights {weights} --int8 --calibration IMAGES"
+            )
+        onnx_path.unlink()  # training wrote new weights since: export them
     if not onnx_path.is_file():
         onnx_path = export_onnx(weights, imgsz)
     detector = OnnxDetector(onnx_path, imgsz, spinning=spinning)
@@ -272,6 +280,19 @@ def _load_detector(
             f"data's classes {list(classes)} ({', '.join(unknown)} not in the data)"
         )
     return detector
+
+
+def _stale(export: Path, weights: Path) -> bool:
+    """An export beside a ``.pt`` that training has rewritten since (``best.pt`` moves on
+    every better epoch), which would score other weights than the ones named. Released
+    models are exempt: git sets their files' times, and their card checks their hashes."""
+    return (
+        weights.suffix == ".pt"
+        and export.is_file()
+        and weights.is_file()
+        and not is_released(weights)
+        and export.stat().st_mtime < weights.stat().st_mtime
+    )
 
 
 # Steel surface defects keep their class under a mirror image in either axis: the

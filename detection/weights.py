@@ -50,6 +50,12 @@ def released_models() -> dict[str, Path]:
     }
 
 
+def is_released(path: Path) -> bool:
+    """Whether ``path`` lies in a released model's folder (``models/NAME/``), whose files
+    are shipped together and checked against its card, not re-made."""
+    return Path(path).resolve().parent.parent == MODELS_DIR.resolve()
+
+
 def resolve_weights(weights: str | Path) -> Path:
     """A weights path as given, or the released model of that name (``neu-det``).
 

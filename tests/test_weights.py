@@ -192,3 +192,35 @@ def test_released_names_resolve_from_any_folder(tmp_path: Path, monkeypatch):
     assert resolve_weights("neu-det") == Path("neu-det")
     assert resolve_weights("no-such-model") == Path("no-such-model")
     assert resolve_weights("weights/x/best.pt") == Path("weights/x/best.pt")
+
+
+def test_an_export_older_than_its_weights_is_not_used(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    """Training rewrites best.pt on every better epoch; the .onnx beside it from before
+    would score other weights. fp32 is exported again; int8 (it needs calibration images)
+    is refused with the command that makes it."""
+    import os
+
+    from detection.weights import MODELS_DIR, sha256
+
+    image = next((tiny_data / "images" / "val").iterdir())
+    weights = tmp_path / "best.pt"
+    weights.write_bytes((trained / "best.pt").read_bytes())
+    argv = ["predict", str(image), "--weights", str(weights), "--no-images"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--backend", "onnx"]) == 0
+    onnx = weights.with_suffix(".onnx")
+    first = sha256(onnx)
+    # Training moves on: other weights (the released model's) written after the export.
+    weights.write_bytes((MODELS_DIR / "neu-det" / "model.pt").read_bytes())
+    earlier = weights.stat().st_mtime - 10
+    os.utime(onnx, (earlier, earlier))
+    assert main([*argv, "--out", str(tmp_path / "b"), "--backend", "onnx"]) == 0
+    assert sha256(onnx) != first and onnx.stat().st_mtime >= weights.stat().st_mtime
+    # An int8 export from before the weights: refused, naming the fix.
+    int8 = weights.with_suffix(".int8.onnx")
+    int8.write_bytes(onnx.read_bytes())
+    os.utime(int8, (earlier, earlier))
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "c"), "--backend", "onnx-int8"]) == 2
+    assert "older than best.pt, so made from other weights" in capsys.readouterr().err
