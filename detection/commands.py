@@ -613,7 +613,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--backend",
         choices=BACKENDS,
         default="onnx",
-        help="onnx (default: the fast CPU path, exported beside the .pt if missing), "
+        help="onnx (default: the fast CPU path, exported beside the .pt if missing or older), "
         "onnx-int8 or torch",
     )
     review.add_argument(
