@@ -261,9 +261,12 @@ def best_f1_confidences(
     else:
         source = Path(source)
         report = read_json(source, "evaluation report")
-        if not isinstance(report, dict) or not isinstance(report.get("per_class"), list):
+        entries = report.get("per_class") if isinstance(report, dict) else None
+        if not isinstance(entries, list) or not all(
+            isinstance(entry, dict) and "name" in entry for entry in entries
+        ):
             raise ConversionError(f"{source}: not a report.json from defects evaluate")
-        per_class = {entry["name"]: entry for entry in report["per_class"]}
+        per_class = {entry["name"]: entry for entry in entries}
         scored = report.get("weights_sha256")
         evaluated_with_tta = "tta" in (report.get("prediction_settings") or {})
     if any("best_f1_confidence" not in entry for entry in per_class.values()):

@@ -104,6 +104,7 @@ def test_predict_at_an_evaluations_operating_points(
     changed["weights_sha256"] = "0" * 64
     (tmp_path / "changed.json").write_text(json.dumps(changed))
     assert "an evaluation of other weights" in refused(str(tmp_path / "changed.json"))
-    (tmp_path / "list.json").write_text("[]")
-    assert "not a report.json from defects evaluate" in refused(str(tmp_path / "list.json"))
+    for name, content in (("list", []), ("entries", {"per_class": [{"ap50": 1}]})):
+        (tmp_path / f"{name}.json").write_text(json.dumps(content))
+        assert "not a report.json from defects evaluate" in refused(str(tmp_path / f"{name}.json"))
     assert "no such file" in refused(str(tmp_path / "missing.json"))
