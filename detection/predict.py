@@ -607,7 +607,7 @@ def at_confidence(
 ) -> Detections:
     """The detections at or above their own class's confidence threshold (a class
     without one keeps every detection)."""
-    lowest = np.array([thresholds.get(names[i], 0.0) for i in range(len(names))])
+    lowest = np.array([thresholds.get(names.get(i, ""), 0.0) for i in range(max(names) + 1)])
     keep = detections.scores >= lowest[detections.classes.astype(int)]
     return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
 
@@ -638,9 +638,10 @@ def predict(
     """
     paths = collect_images(sources)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
+    out = None if out is None else Path(out)
     save_images = save_images and out is not None
     if save_images:
-        (Path(out) / "images").mkdir(parents=True, exist_ok=True)
+        (out / "images").mkdir(parents=True, exist_ok=True)
     images_json, results, errors = [], [], []
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
@@ -672,7 +673,6 @@ def predict(
             progress(done, len(paths))
     predictions = None
     if out is not None:
-        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         predictions = out / "predictions.json"
         predictions.write_text(json.dumps(results) + "\n")
