@@ -25,20 +25,14 @@ import numpy as np  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from bench.common import detector_arguments, machine, save  # noqa: E402
-from detection.cocoeval import evaluate, precision_recall  # noqa: E402
+from detection.cocoeval import at_thresholds, evaluate, precision_recall  # noqa: E402
 from detection.evaluate import predict_split, split_ground_truth  # noqa: E402
 
 GLOBAL_GRID = np.round(np.arange(0.05, 0.61, 0.01), 2)
 
 
-def at(results: list[dict], gt: dict, thresholds: dict[str, float]) -> list[dict]:
-    """The results at or above their class's threshold."""
-    names = {c["id"]: c["name"] for c in gt["categories"]}
-    return [r for r in results if r["score"] >= thresholds[names[r["category_id"]]]]
-
-
 def figures(gt: dict, results: list[dict], thresholds: dict[str, float]) -> dict:
-    per_class = precision_recall(gt, at(results, gt, thresholds))
+    per_class = precision_recall(gt, at_thresholds(gt, results, thresholds))
     f1 = [c["f1"] for c in per_class.values() if not math.isnan(c["f1"])]
     return {
         "macro_f1": float(np.mean(f1)),

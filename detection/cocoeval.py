@@ -234,6 +234,13 @@ def evaluate(gt: str | Path | dict | COCO, results: list[dict]) -> CocoResult:
     return CocoResult(stats, classes, curves, [float(v) for v in evaluator.params.recThrs])
 
 
+def at_thresholds(gt: dict, results: list[dict], thresholds: dict[str, float]) -> list[dict]:
+    """The COCO results at or above their class's threshold; ``thresholds`` names every
+    category of ``gt``, and a NaN one (a class never detected) keeps none."""
+    names = {category["id"]: category["name"] for category in gt["categories"]}
+    return [r for r in results if r["score"] >= thresholds[names[r["category_id"]]]]
+
+
 def precision_recall(
     gt: str | Path | dict | COCO, results: list[dict], iou: float = 0.5
 ) -> dict[str, dict[str, float]]:

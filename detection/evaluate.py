@@ -252,10 +252,7 @@ def best_f1_confidences(
         points = card["evaluation"].get("operating_points")
         if points is None:
             raise ConversionError(f"{card_path}: no operating points (a card from before them)")
-        per_class = {
-            name: {"best_f1_confidence": point["confidence"]}
-            for name, point in points["per_class"].items()
-        }
+        thresholds = {name: point["confidence"] for name, point in points["per_class"].items()}
         scored = card["model"]["onnx_sha256"]  # the export that chose them
         source, evaluated_with_tta = card_path, False
     else:
@@ -266,11 +263,11 @@ def best_f1_confidences(
             isinstance(entry, dict) and "name" in entry for entry in entries
         ):
             raise ConversionError(f"{source}: not a report.json from defects evaluate")
-        per_class = {entry["name"]: entry for entry in entries}
+        if any("best_f1_confidence" not in entry for entry in entries):
+            raise ConversionError(f"{source}: no per-class best-F1 confidences (an older file)")
+        thresholds = {entry["name"]: entry["best_f1_confidence"] for entry in entries}
         scored = report.get("weights_sha256")
         evaluated_with_tta = "tta" in (report.get("prediction_settings") or {})
-    if any("best_f1_confidence" not in entry for entry in per_class.values()):
-        raise ConversionError(f"{source}: no per-class best-F1 confidences (an older file)")
     if evaluated_with_tta != tta:
         made, wanted = ("with", "without") if evaluated_with_tta else ("without", "with")
         raise ConversionError(
@@ -283,11 +280,7 @@ def best_f1_confidences(
         raise ConversionError(
             f"{source}: its thresholds come from an evaluation of other weights than {weights}"
         )
-    return {
-        name: entry["best_f1_confidence"]
-        for name, entry in per_class.items()
-        if entry["best_f1_confidence"] is not None
-    }
+    return {name: value for name, value in thresholds.items() if value is not None}
 
 
 def read_json(path: Path, what: str):

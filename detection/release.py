@@ -304,7 +304,7 @@ def operating_points(model_onnx: Path, root: Path) -> dict:
     confidence of its best F1 on the **train** split, and the precision, recall and F1 it
     gives on val (the split that did not choose it). The fp32 ONNX export predicts, with
     the evaluation's settings (conf 0.001, 100 detections per image)."""
-    from detection.cocoeval import evaluate, precision_recall
+    from detection.cocoeval import at_thresholds, evaluate, precision_recall
     from detection.evaluate import predict_split
 
     found = {}
@@ -314,9 +314,7 @@ def operating_points(model_onnx: Path, root: Path) -> dict:
         found[split] = (gt, results)
     chosen = {c.name: c.best_f1_confidence for c in evaluate(*found["train"]).classes}
     gt, results = found["val"]
-    names = {c["id"]: c["name"] for c in gt["categories"]}
-    kept = [r for r in results if r["score"] >= chosen[names[r["category_id"]]]]
-    on_val = precision_recall(gt, kept)
+    on_val = precision_recall(gt, at_thresholds(gt, results, chosen))
     return {
         "chosen_on": "train",
         "measured_on": "val",
