@@ -17,9 +17,10 @@ from pathlib import Path
 from converters.errors import ConversionError
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
+from detection.predict import FLIPS, TTA_FUSION_IOU, coco_results, detect_images, load_detector
 from detection.report import write_report
 from detection.train import resolve_data
-from detection.weights import is_released, resolve_weights, sha256
+from detection.weights import NMS_IOU, is_released, resolve_weights, sha256
 
 WHY_DIFFERENT = (
     "Why they differ: pycocotools matches detections to ground truth greedily in score "
@@ -56,16 +57,15 @@ def predict_coco(
     max_det: int = 100,
     batch: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    iou: float = NMS_IOU,
 ) -> list[dict]:
     """Runs a detector (:mod:`detection.predict`'s PyTorch or ONNX one) on every
-    ground-truth image and returns COCO results."""
-    from detection.predict import coco_results, detect_images
-
+    ground-truth image and returns COCO results (``iou``: the NMS IoU)."""
     to_category = category_map(detector.names, gt)
     results = []
     entries = sorted(gt["images"], key=lambda im: im["id"])
     paths = [image_dir / entry["file_name"] for entry in entries]
-    found = detect_images(detector, paths, batch, conf=conf, max_det=max_det)
+    found = detect_images(detector, paths, batch, conf=conf, iou=iou, max_det=max_det)
     for done, (entry, (path, pixels, detections)) in enumerate(zip(entries, found), 1):
         if pixels is None:
             raise ConversionError(f"{path}: ground-truth image unreadable or missing")
@@ -76,9 +76,14 @@ def predict_coco(
 
 
 def ultralytics_val(
-    weights: Path, data_yaml: Path, split: str, imgsz: int, device: str | None = None
+    weights: Path,
+    data_yaml: Path,
+    split: str,
+    imgsz: int,
+    device: str | None = None,
+    iou: float = NMS_IOU,
 ) -> dict:
-    """Ultralytics' own metrics for the same weights and split."""
+    """Ultralytics' own metrics for the same weights and split (``iou``: the NMS IoU)."""
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
@@ -88,7 +93,7 @@ def ultralytics_val(
             split=split,
             imgsz=imgsz,
             conf=0.001,
-            iou=0.7,
+            iou=iou,
             plots=False,
             device=device,
             project=tmp,
@@ -106,7 +111,7 @@ def ultralytics_val(
         "mAP50": float(metrics.box.map50),
         "mAP50-95": float(metrics.box.map),
         "per_class": per_class,
-        "settings": {"conf": 0.001, "iou": 0.7, "max_det": 300},
+        "settings": {"conf": 0.001, "iou": iou, "max_det": 300},
         "why_different": WHY_DIFFERENT,
     }
 
@@ -137,6 +142,7 @@ def predict_split(
     progress: Callable[[int, int], None] | None = None,
     backend: str = "torch",
     tta: bool = False,
+    iou: float = NMS_IOU,
 ):
     """A detector's predictions on every image of ``gt``, as COCO results.
 
@@ -144,22 +150,19 @@ def predict_split(
         backend: ``torch`` (ultralytics' PyTorch predict), ``onnx`` or ``onnx-int8``
             (the exports beside the weights, as :func:`detection.predict.load_detector`).
         tta: Flip test-time augmentation (:class:`detection.predict.FlipTTADetector`).
+        iou: The NMS IoU.
 
     Returns:
         The detector (its classes checked against ``gt``'s) and the results.
     """
-    from detection.predict import load_detector
-
     classes = [category["name"] for category in gt["categories"]]
     detector = load_detector(weights, backend, imgsz, device, classes=classes, tta=tta)
-    return detector, predict_coco(detector, gt, image_dir, progress=progress)
+    return detector, predict_coco(detector, gt, image_dir, progress=progress, iou=iou)
 
 
-def prediction_settings(tta: bool) -> dict:
+def prediction_settings(tta: bool, nms_iou: float = NMS_IOU) -> dict:
     """How an evaluation's predictions were made, as its report records them."""
-    from detection.predict import FLIPS, TTA_FUSION_IOU
-
-    settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": 0.7}
+    settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": nms_iou}
     if tta:
         settings["tta"] = {"flips": list(FLIPS), "fusion": "wbf", "fusion_iou": TTA_FUSION_IOU}
     return settings
@@ -178,21 +181,22 @@ def evaluate_model(
     seed: int = 0,
     backend: str = "torch",
     tta: bool = False,
+    nms_iou: float = NMS_IOU,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report (with
     ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``).
 
     ``backend`` picks the file scored: the ``.pt`` (``torch``) or its ``onnx`` or
     ``onnx-int8`` export, the artifact that is deployed. ``tta`` scores the predictions
-    of :class:`detection.predict.FlipTTADetector`. Ultralytics' own val, which runs the
-    ``.pt`` without test-time augmentation, is only put beside the plain ``torch``
-    figures.
+    of :class:`detection.predict.FlipTTADetector`; ``nms_iou`` is the NMS IoU of the
+    predictions and of ultralytics' own val, which runs the ``.pt`` without test-time
+    augmentation and is only put beside the plain ``torch`` figures.
     """
     weights = resolve_weights(weights)
     data_yaml, gt_path, gt = split_ground_truth(data, split)
     root = data_yaml.parent
     detector, results = predict_split(
-        weights, gt, root / "images" / split, imgsz, device, progress, backend, tta
+        weights, gt, root / "images" / split, imgsz, device, progress, backend, tta, nms_iou
     )
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
@@ -208,17 +212,21 @@ def evaluate_model(
         "split": split,
         "imgsz": imgsz,
         "images": len(gt["images"]),
-        "prediction_settings": prediction_settings(tta),
+        "prediction_settings": prediction_settings(tta, nms_iou),
     }
     with_ultralytics = with_ultralytics and backend == "torch" and not tta
-    ultra = ultralytics_val(weights, data_yaml, split, imgsz, device) if with_ultralytics else None
+    ultra = (
+        ultralytics_val(weights, data_yaml, split, imgsz, device, nms_iou)
+        if with_ultralytics
+        else None
+    )
     return write_report(
         Path(out), scored, gt, results, meta, ultra, root / "images" / split, replicates, seed
     )
 
 
 def best_f1_confidences(
-    source: str | Path, weights: Path | str, tta: bool = False
+    source: str | Path, weights: Path | str, tta: bool = False, nms_iou: float = NMS_IOU
 ) -> dict[str, float]:
     """Per-class operating points for ``weights``: each class's confidence of best F1, as
     an evaluation of these same weights found it.
@@ -231,6 +239,8 @@ def best_f1_confidences(
             them (their ``.pt`` or its ONNX exports, by SHA-256).
         tta: Whether the predictions will use flip TTA; the evaluation must have too
             (fused scores are distributed differently from plain ones).
+        nms_iou: The predictions' NMS IoU; the evaluation's must be the same (it
+            decides which overlapping boxes survive, so precision at each confidence).
 
     Returns:
         ``{class name: confidence}``; a class the evaluation never detected has none.
@@ -254,7 +264,7 @@ def best_f1_confidences(
             raise ConversionError(f"{card_path}: no operating points (a card from before them)")
         thresholds = {name: point["confidence"] for name, point in points["per_class"].items()}
         scored = card["model"]["onnx_sha256"]  # the export that chose them
-        source, evaluated_with_tta = card_path, False
+        source, settings = card_path, card["evaluation"]["prediction_settings"]
     else:
         source = Path(source)
         report = read_json(source, "evaluation report")
@@ -267,13 +277,21 @@ def best_f1_confidences(
             raise ConversionError(f"{source}: no per-class best-F1 confidences (an older file)")
         thresholds = {entry["name"]: entry["best_f1_confidence"] for entry in entries}
         scored = report.get("weights_sha256")
-        evaluated_with_tta = "tta" in (report.get("prediction_settings") or {})
+        settings = report.get("prediction_settings") or {}
+    evaluated_with_tta = "tta" in settings
     if evaluated_with_tta != tta:
         made, wanted = ("with", "without") if evaluated_with_tta else ("without", "with")
         raise ConversionError(
             f"{source}: its thresholds were chosen on predictions {made} --tta, and these are "
             f"{wanted} it; evaluate the weights {wanted} --tta (--split train) and give "
             "--conf REPORT/report.json"
+        )
+    evaluated_iou = settings.get("nms_iou", NMS_IOU)
+    if evaluated_iou != nms_iou:
+        raise ConversionError(
+            f"{source}: its thresholds were chosen on predictions at NMS IoU {evaluated_iou}, "
+            f"and these are at {nms_iou}; evaluate the weights with --iou {nms_iou} "
+            "(--split train) and give --conf REPORT/report.json"
         )
     candidates = [path, path.with_suffix(".onnx"), path.with_suffix(".int8.onnx")]
     if scored not in {sha256(c) for c in candidates if c.is_file()}:

@@ -27,6 +27,7 @@ from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
 from detection.weights import (
     BACKENDS,
+    NMS_IOU,
     WeightsError,
     check_onnx,
     is_released,
@@ -163,7 +164,7 @@ class OnnxDetector:
         self.takes_pixels = self.session.get_inputs()[0].type == "tensor(uint8)"
 
     def __call__(
-        self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
         boxed = [letterbox(image, self.imgsz) for image in images]
         pixels = rgb_nchw([b[0] for b in boxed])
@@ -192,7 +193,7 @@ class TorchDetector:
         self.device = device
 
     def __call__(
-        self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
         results = self.model.predict(
             images,
@@ -340,7 +341,7 @@ class FlipTTADetector:
         self.path = detector.path
 
     def __call__(
-        self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
         return [
             fuse_flips(views, image.shape[:2], conf, max_det, self.fusion_iou)
@@ -348,7 +349,7 @@ class FlipTTADetector:
         ]
 
     def views_of(
-        self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[list[Detections]]:
         """Each image's detections on its :data:`FLIPS` views, in that order, as the
         wrapped detector found them (in the flipped images' coordinates; the first view
@@ -624,10 +625,12 @@ def predict(
     save_images: bool = True,
     progress=None,
     tta: bool = False,
+    iou: float = NMS_IOU,
 ) -> dict:
-    """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`), keeping
-    detections at or above ``conf``: one threshold, or one per class name (operating
-    points, as :func:`detection.evaluate.best_f1_confidences` reads them).
+    """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`; ``iou``:
+    the NMS IoU), keeping detections at or above ``conf``: one threshold, or one per
+    class name (operating points, as :func:`detection.evaluate.best_f1_confidences`
+    reads them).
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
@@ -647,7 +650,7 @@ def predict(
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
     for done, (path, pixels, detections) in enumerate(
-        detect_images(detector, paths, batch, conf=lowest), 1
+        detect_images(detector, paths, batch, conf=lowest, iou=iou), 1
     ):
         if pixels is None:
             errors.append({"file": str(path), "error": "unreadable or not an image"})

@@ -60,17 +60,12 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "mosaic=5"], "--set mosaic=5: 'mosaic=5' is an invalid value"),
         (["train", "--set", "lr0=abc"], "--set lr0=abc: 'lr0=abc' is of invalid type str"),
         (
-            [
-                "evaluate",
-                "--predictions",
-                "{tmp}/r.json",
-                "--gt",
-                "{tmp}/g.json",
-                "--out",
-                "{tmp}/o",
-                "--tta",
-            ],
-            "--tta changes how predictions are made (with --weights)",
+            [*_SCORED, "--out", "{tmp}/o", "--tta"],
+            "--tta and --iou change how predictions are made (with --weights)",
+        ),
+        (
+            [*_SCORED, "--out", "{tmp}/o", "--iou", "0.5"],
+            "a --predictions file is scored as it is",
         ),
         (
             [
@@ -98,6 +93,7 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         ),
         # Out-of-range numbers: usage errors, not ultralytics' ValueError or range()'s.
         (["predict", "{src}", "--weights", "w.pt", "--conf", "2"], "argument --conf: 2 is out"),
+        (["predict", "{src}", "--weights", "w.pt", "--iou", "1.5"], "argument --iou: 1.5 is out"),
         (["predict", "{src}", "--weights", "w.pt", "--batch", "0"], "argument --batch: 0 is out"),
         (["train", "--epochs", "0"], "argument --epochs: 0 is out of range (expected at least 1)"),
         (["train", "--batch", "0"], "argument --batch: 0 is out of range"),

@@ -340,7 +340,8 @@ def test_a_backbone_that_cannot_start_a_run_is_a_clear_error(
 
 def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, tmp_path: Path):
     """--backend onnx scores the deployed file (exported beside the .pt), says so in the
-    report, and leaves ultralytics' val (which runs the .pt) out."""
+    report, and leaves ultralytics' val (which runs the .pt) out; --iou is the NMS IoU of
+    both backends and of ultralytics' val, recorded."""
     from detection.cli import main
     from detection.weights import sha256
 
@@ -350,8 +351,12 @@ def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, 
     for backend in ("torch", "onnx"):
         out = tmp_path / backend
         argv = ["evaluate", "--weights", str(weights), "--data", str(tiny_data), "--out"]
-        assert main([*argv, str(out), "--backend", backend, "--bootstrap", "0"]) == 0
+        options = ["--backend", backend, "--bootstrap", "0", "--iou", "0.6"]
+        assert main([*argv, str(out), *options]) == 0
         reports[backend] = json.loads((out / "report.json").read_text())
+        assert reports[backend]["prediction_settings"]["nms_iou"] == 0.6
+        assert "NMS IoU 0.6." in (out / "report.md").read_text()
+    assert reports["torch"]["ultralytics"]["settings"]["iou"] == 0.6  # compared like for like
     exported = reports["onnx"]
     assert exported["backend"] == "onnx" and reports["torch"]["backend"] == "torch"
     assert exported["weights"] == str((tmp_path / "best.onnx").resolve())
@@ -696,3 +701,29 @@ def test_auto_trains_on_a_gpu_only_if_there_is_one():
     from detection.train import on_gpu
 
     assert on_gpu("auto") is on_gpu(None) is torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(neu_det: Path, capsys, backend: str):
+    """``predict --iou`` reaches both backends' NMS: at 0.3 no two boxes of one class
+    overlap by more than 0.3; at 0.9 some do (the released model on real NEU-DET, whose
+    patches and inclusions give many overlapping candidates)."""
+    from detection.cli import main
+
+    images = [str(path) for path in sorted((neu_det / "IMAGES").rglob("*.jpg"))[::150]]
+    largest = {}
+    for iou in (0.3, 0.9):
+        argv = ["predict", *images, "--weights", "neu-det", "--conf", "0.01"]
+        assert main([*argv, "--backend", backend, "--iou", str(iou)]) == 0
+        records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        boxes: dict[tuple[str, str], list] = {}
+        for record in records:
+            boxes.setdefault((record["file_name"], record["category"]), []).append(record["bbox"])
+        overlaps = [0.0]
+        for xywh in map(np.array, boxes.values()):
+            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+            overlaps.append(float(np.triu(iou_matrix(xyxy, xyxy), 1).max()))
+        largest[iou] = max(overlaps)
+    # Slack: boxes are clipped to the image after NMS, and ultralytics offsets each class's
+    # boxes by thousands of pixels in float32 before it, so IoUs move by a few thousandths.
+    assert largest[0.3] <= 0.3 + 0.01 and largest[0.9] > 0.3 + 0.1, largest

@@ -99,6 +99,10 @@ def test_predict_at_an_evaluations_operating_points(
     assert "chosen on predictions without --tta, and these are with it" in refused(
         str(report), extra=["--tta"]
     )
+    assert "at NMS IoU 0.7, and these are at 0.5" in refused(str(report), extra=["--iou", "0.5"])
+    assert "at NMS IoU 0.7, and these are at 0.6" in refused(
+        "best-f1", Path("neu-det"), ["--iou", "0.6"]
+    )
     assert "an evaluation of other weights" in refused(str(report), trained / "best.pt")
     changed = json.loads(report.read_text())
     changed["weights_sha256"] = "0" * 64
