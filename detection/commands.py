@@ -283,6 +283,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         args.conf,
         args.rebuild,
         args.tta,
+        args.iou,
     )
     _print_skipped(console, summary["skipped"])
     if summary["reused"]:
@@ -294,7 +295,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         stored = summary["stored_predictions"]
         console.print(
             f"[yellow]Its predictions are the stored ones (weights {stored['weights']}, conf "
-            f"{stored['prediction_conf']}, TTA {'on' if stored['prediction_tta'] else 'off'}): "
+            f"{stored['prediction_conf']}, TTA {'on' if stored['prediction_tta'] else 'off'}, "
+            f"NMS IoU {stored['prediction_iou']}): "
             f"this run's {', '.join(summary['not_applied'])} differ and are not applied; "
             "--rebuild applies them and discards the tags[/]"
         )
@@ -665,6 +667,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--to", choices=("voc", "yolo", "coco"), default="voc", help="export: format (voc)"
     )
     _add_tta_argument(review)
+    _add_iou_argument(review)
     review.set_defaults(func=cmd_review)
 
     train_cls = commands.add_parser(

@@ -27,7 +27,7 @@ from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR
-from detection.weights import resolve_weights, sha256
+from detection.weights import NMS_IOU, resolve_weights, sha256
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -103,12 +103,14 @@ def read_source(data: Path) -> Source:
     return source
 
 
-def predict_boxes(detector, paths: list[Path], conf: float) -> Iterator[list[Box] | None]:
+def predict_boxes(
+    detector, paths: list[Path], conf: float, iou: float = NMS_IOU
+) -> Iterator[list[Box] | None]:
     """The detector's boxes (pixels, with confidences) for each image, in order, read and
-    run 32 at a time; ``None`` for an image OpenCV cannot decode."""
+    run 32 at a time (``iou``: the NMS IoU); ``None`` for an image OpenCV cannot decode."""
     from detection.predict import detect_images
 
-    for _, pixels, det in detect_images(detector, paths, 32, conf=conf, max_det=100):
+    for _, pixels, det in detect_images(detector, paths, 32, conf=conf, iou=iou, max_det=100):
         yield (
             None
             if pixels is None
@@ -362,6 +364,7 @@ def prepare(
     conf: float = REVIEW_CONF,
     rebuild: bool = False,
     tta: bool = False,
+    iou: float = NMS_IOU,
 ) -> dict:
     """Builds the dataset (or reopens it, tags and all, unless ``rebuild``), evaluates,
     saves views; returns a summary with timings.
@@ -375,6 +378,7 @@ def prepare(
         conf: Lowest confidence of the predictions stored.
         rebuild: Start over from ``data`` even if the dataset exists (drops its tags).
         tta: Predict with flip test-time augmentation (four times the model's work).
+        iou: The predictions' NMS IoU.
     """
     started = time.perf_counter()
     source = read_source(Path(data))
@@ -387,7 +391,8 @@ def prepare(
             weights, backend, spinning=False, classes=classes if labelled else None, tta=tta
         )
         predictions, predicted_images = [], []
-        for image, boxes in zip(images, predict_boxes(detector, [im.path for im in images], conf)):
+        found = predict_boxes(detector, [image.path for image in images], conf, iou)
+        for image, boxes in zip(images, found):
             if boxes is not None:
                 predictions.append(boxes)
                 predicted_images.append(image)
@@ -422,6 +427,7 @@ def prepare(
         "weights_sha256": sha256(resolve_weights(weights)) if weights else None,
         "prediction_conf": conf,
         "prediction_tta": tta,
+        "prediction_iou": iou,
     }
     not_applied = []
     if reused:
@@ -431,13 +437,15 @@ def prepare(
         has_predictions = dataset.has_field("predictions")
         if weights is not None:
             # The stored predictions stay; say so when this run asked for other ones.
-            stored = dataset.info
+            # (datasets stored before --iou was recorded were predicted at NMS_IOU)
+            stored = {"prediction_iou": NMS_IOU, **dataset.info}
             not_applied = [
                 option
                 for option, key in (
                     ("--weights", "weights_sha256"),
                     ("--conf", "prediction_conf"),
                     ("--tta", "prediction_tta"),
+                    ("--iou", "prediction_iou"),
                 )
                 if stored.get(key) != prediction_settings[key]
             ]
@@ -466,7 +474,8 @@ def prepare(
     if not_applied:
         summary["not_applied"] = not_applied
         summary["stored_predictions"] = {
-            key: dataset.info.get(key) for key in ("weights", "prediction_conf", "prediction_tta")
+            key: stored.get(key)
+            for key in ("weights", "prediction_conf", "prediction_tta", "prediction_iou")
         }
     if labelled and has_predictions:
         summary["evaluation"] = evaluate(dataset, split)

@@ -199,6 +199,10 @@ def test_tags_persist_and_export_box_by_box(
         import fiftyone as fo
         from detection.review import export_corrected
         from detection.review import prepare
+        # A dataset stored before the NMS IoU was recorded was predicted at the default.
+        stored = fo.load_dataset("review-test")
+        assert stored.info.pop("prediction_iou") == 0.7
+        stored.save()
         # Running the review again, weights and all, reopens the dataset (the predictions
         # started beside the database start are dropped): the tags must survive that too.
         again = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
@@ -207,10 +211,11 @@ def test_tags_persist_and_export_box_by_box(
         # Asked for other predictions, it keeps the stored ones and says which options
         # it did not apply.
         other = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
-                        conf=0.2, tta=True)
-        assert other["not_applied"] == ["--conf", "--tta"], other
+                        conf=0.2, tta=True, iou=0.5)
+        assert other["not_applied"] == ["--conf", "--tta", "--iou"], other
         assert other["stored_predictions"]["prediction_conf"] == 0.0005
         assert other["stored_predictions"]["prediction_tta"] is False
+        assert other["stored_predictions"]["prediction_iou"] == 0.7
         assert "likely-annotation-mistakes" in again["views"] and "top" in again["mistakes"]
         dataset = fo.load_dataset("review-test")
         counts = dataset.count_label_tags()
