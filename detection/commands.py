@@ -27,6 +27,18 @@ def _print_skipped(console, errors: list[dict]) -> None:
         console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
 
 
+def _check_any_read(summary: dict, sources: list[Path]) -> None:
+    """A run that could read none of its images failed, whatever it wrote (errors.json):
+    a script checking the exit status must not take it for a day without defects."""
+    from converters.errors import ConversionError
+
+    if summary["images"] == 0:
+        raise ConversionError(
+            f"no readable images in {', '.join(map(str, sources))} "
+            f"({len(summary['errors'])} skipped)"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from detection.train import parse_overrides, train
 
@@ -169,6 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
     _print_skipped(console, summary["errors"])
+    _check_any_read(summary, args.sources)
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "
         f"{summary['predictions'] or 'stdout'}"
@@ -250,6 +263,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         sys.stdout.writelines(json.dumps(entry) + "\n" for entry in summary["predictions"])
     console = stderr_console()
     _print_skipped(console, summary["errors"])
+    _check_any_read(summary, args.sources)
     where = "stdout" if args.out is None else args.out / "predictions.json"
     console.print(f"{summary['images']} images -> {where}")
     return 0

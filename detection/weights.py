@@ -64,12 +64,13 @@ def is_released(path: Path) -> bool:
 def resolve_weights(weights: str | Path) -> Path:
     """A weights path as given, or the released model of that name (``neu-det``).
 
-    A path that exists wins over a released name, so a local file called ``neu-det``
-    is never shadowed. A bare name that is neither is left to the loader's "no such
-    file" error, which lists the released names.
+    A file that exists wins over a released name, so a local file called ``neu-det``
+    is never shadowed; a folder does not (weights are never a folder, and a dataset
+    folder called ``neu-det`` beside the user is common). A bare name that is neither is
+    left to the loader's "no such file" error, which lists the released names.
     """
     path = Path(weights)
-    if path.exists() or path.suffix or len(path.parts) != 1:
+    if path.is_file() or path.suffix or len(path.parts) != 1:
         return path
     return released_models().get(str(weights), path)
 

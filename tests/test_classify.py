@@ -194,6 +194,11 @@ def test_train_cls_end_to_end_with_backbone(
     assert "2 images -> stdout" in streamed.stderr and "broken.jpg" in streamed.stderr
     refused = subprocess.run([*argv, "--heatmap"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--heatmap writes images: it needs --out" in refused.stderr
+    # Nothing readable at all: a failure, not a day without defects.
+    broken = [*DEFECTS, "classify", str(images / "broken.jpg"), "--weights", argv[-1]]
+    unread = subprocess.run(broken, capture_output=True, text=True)
+    assert unread.returncode == 2, unread.stderr[-3000:]
+    assert "broken.jpg (1 skipped)" in unread.stderr and "Traceback" not in unread.stderr
 
 
 def test_scale_mismatch_fails_loudly(good_defective: Path, detector_checkpoints, tmp_path: Path):

@@ -91,6 +91,11 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             [*_SCORED, "--out", "{src}/IMAGES/patches_0.jpg/report", "--bootstrap", "0"],
             "patches_0.jpg/report: Not a directory",
         ),
+        # Nothing readable among the sources: a failure (exit 2), not "0 detections".
+        (
+            ["predict", "{src}/ANNOTATIONS/patches_0.xml", "--weights", "neu-det"],
+            "no readable images in {src}/ANNOTATIONS/patches_0.xml (1 skipped)",
+        ),
         # Out-of-range numbers: usage errors, not ultralytics' ValueError or range()'s.
         (["predict", "{src}", "--weights", "w.pt", "--conf", "2"], "argument --conf: 2 is out"),
         (["predict", "{src}", "--weights", "w.pt", "--iou", "1.5"], "argument --iou: 1.5 is out"),
@@ -109,7 +114,7 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     argv = [a.format(tmp=tmp_path, src=src) for a in args]
     result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
-    assert message in result.stderr
+    assert message.format(tmp=tmp_path, src=src) in result.stderr
     assert "Traceback" not in result.stderr
 
 

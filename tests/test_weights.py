@@ -187,6 +187,10 @@ def test_released_names_resolve_from_any_folder(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name, path in released_models().items():
         assert resolve_weights(name) == path and path.is_file()
+    # A local folder of that name (the dataset, say) does not hide the released model.
+    (tmp_path / "neu-det").mkdir()
+    assert resolve_weights("neu-det") == released_models()["neu-det"]
+    (tmp_path / "neu-det").rmdir()
     # A local file of that name wins; paths and unknown names are left as given.
     (tmp_path / "neu-det").write_text("local")
     assert resolve_weights("neu-det") == Path("neu-det")
