@@ -384,8 +384,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from converters.errors import ConversionError
     from detection.compare import compare
-    from detection.evaluate import read_ground_truth, read_results
+    from detection.evaluate import prediction_settings, read_ground_truth, read_results
 
+    settings = None  # results files are scored as they are: their settings are unknown
     if args.predictions:
         if not args.gt or args.weights or args.data:
             raise ConversionError("give --gt with --predictions (and no --weights or --data)")
@@ -398,6 +399,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif args.weights and args.data:
         predictions, gt, sources = _predict_for_comparison(args)
         default_names = [_weights_name(w) for w in args.weights]
+        settings = {"backend": args.backend, **prediction_settings(args.tta, args.iou)}
     else:
         raise ConversionError(
             "give --gt and --predictions A B ..., or --data and --weights A B ..."
@@ -408,7 +410,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = args.names.split(",") if args.names else default_names
     if len(names) != count or len(set(names)) != count:
         raise ConversionError(f"--names needs {count} different names, one per model")
-    report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources)
+    report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings)
     from detection.bootstrap import format_interval
 
     print((args.out / "report.md").read_text())

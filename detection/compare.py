@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from detection.bootstrap import figures, format_interval, interval, match, p_value
+from detection.report import _clean, settings_sentence
 
 
 def _difference(
@@ -64,6 +65,7 @@ def compare(
     replicates: int = 1000,
     seed: int = 0,
     sources: list[str] | None = None,
+    settings: dict | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -76,13 +78,13 @@ def compare(
         replicates: Bootstrap replicates (the same draws for every model).
         seed: The draws' seed.
         sources: Where each model's predictions came from, for the report.
+        settings: How the predictions were made, where they were made here from weights
+            (:func:`detection.evaluate.prediction_settings`, with the backend).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
         two models; a list in model order for more).
     """
-    from detection.report import _clean
-
     scored = []
     for results in predictions:
         table = match(gt, results)["all"]
@@ -103,6 +105,7 @@ def compare(
             "difference": differences[0] if len(differences) == 1 else differences,
             "bootstrap": {"replicates": replicates, "seed": seed, "level": 0.95, "paired": True},
             "images": len(gt["images"]),
+            **({"prediction_settings": settings} if settings else {}),
         }
     )
     out = Path(out)
@@ -162,7 +165,7 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         "# Model comparison",
         "",
         f"{report['images']} images; {boot['replicates']} paired bootstrap replicates over "
-        f"images (seed {boot['seed']}), 95% intervals.",
+        f"images (seed {boot['seed']}), 95% intervals." + settings_sentence(report),
         "",
         "| model | mAP50 | 95% interval | mAP50:95 | 95% interval |",
         "|---|---:|---|---:|---|",

@@ -331,7 +331,7 @@ def draw_error_examples(gt: dict, examples: dict, image_dir: Path, out: Path) ->
     return written
 
 
-def _settings_sentence(report: dict) -> str:
+def settings_sentence(report: dict) -> str:
     """How the predictions were made, where this report made them (not for a results
     file scored as it is)."""
     settings = report.get("prediction_settings")
@@ -354,7 +354,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         "",
         f"Split `{report.get('split', '?')}`, {report.get('images', '?')} images, "
         f"image size {report.get('imgsz', '?')}. Scored with pycocotools COCOeval (bbox), "
-        "100 detections per image." + _settings_sentence(report),
+        "100 detections per image." + settings_sentence(report),
         "",
         f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "
         f"| AP small/medium/large {_fmt(s['AP_small'])}/{_fmt(s['AP_medium'])}/"

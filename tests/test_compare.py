@@ -89,10 +89,15 @@ def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_p
 def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
     weights = str(trained / "best.pt")
     argv = ["compare", "--data", str(tiny_data), "--weights", weights, weights]
-    argv += ["--names", "first,second", "--device", "cpu", "--bootstrap", "50"]
+    argv += ["--names", "first,second", "--device", "cpu", "--bootstrap", "50", "--iou", "0.6"]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["difference"]["mAP50"] == 0
+    # How the predictions were made is on record, as in an evaluation's report.
+    assert report["prediction_settings"]["nms_iou"] == 0.6
+    assert report["prediction_settings"]["backend"] == "torch"
+    assert "tta" not in report["prediction_settings"]
+    assert "NMS IoU 0.6." in (tmp_path / "report.md").read_text()
 
 
 def test_the_evaluation_report_explains(tmp_path: Path):
