@@ -19,7 +19,7 @@ from detection.console import (
     progress_bar,
     stderr_console,
 )
-from detection.weights import BACKENDS, MODELS_DIR, NMS_IOU, is_released
+from detection.weights import BACKENDS, MAX_RELEASE_MB, MODELS_DIR, NMS_IOU, is_released
 
 
 def _print_skipped(console, errors: list[dict]) -> None:
@@ -459,7 +459,7 @@ def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[
 def cmd_release(args: argparse.Namespace) -> int:
     from detection.release import release
 
-    card = release(args.run, args.data, args.name, args.models_dir)
+    card = release(args.run, args.data, args.name, args.models_dir, args.max_mb)
     coco, int8 = card["evaluation"]["pycocotools"], card["int8"]
     files = ", ".join(p.name for p in sorted((args.models_dir / args.name).glob("*.*")))
     stderr_console().print(
@@ -764,6 +764,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     release.add_argument("--data", type=Path, required=True, help="the converted dataset")
     release.add_argument("--name", required=True, help="released name, e.g. neu-det")
     release.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="default models/")
+    release.add_argument(
+        "--max-mb",
+        type=number_in(float, 0.0, None),
+        default=MAX_RELEASE_MB,
+        help=f"the most the release folder may take, in MB ({MAX_RELEASE_MB:g}: every version "
+        "stays in git history; yolo11n at 320 px takes 20.2)",
+    )
     release.set_defaults(func=cmd_release)
 
     classify = commands.add_parser(

@@ -40,7 +40,7 @@ from detection.train import (
     seconds_trained,
     training_recipe,
 )
-from detection.weights import MODELS_DIR, load_yolo, sha256
+from detection.weights import MAX_RELEASE_MB, MODELS_DIR, load_yolo, sha256
 
 _THROUGHPUT_BATCH = 32
 _THEIRS = "ultralytics_batch32"
@@ -343,7 +343,37 @@ def _keep_exports(target: Path, release_dir: Path) -> list[Path]:
     return kept
 
 
-def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_DIR) -> dict:
+def check_release_size(release_dir: Path, max_mb: float) -> None:
+    """Refuses a release folder over ``max_mb`` megabytes, naming its largest files.
+
+    Raises:
+        ConversionError: The folder is over the limit; nothing has been released.
+    """
+    files = sorted(
+        (path for path in release_dir.rglob("*") if path.is_file()),
+        key=lambda path: -path.stat().st_size,
+    )
+    total = sum(path.stat().st_size for path in files)
+    if total > max_mb * 1e6:
+        largest = ", ".join(
+            f"{path.relative_to(release_dir)} {path.stat().st_size / 1e6:.1f} MB"
+            for path in files[:3]
+        )
+        raise ConversionError(
+            f"{release_dir.name}: the release would take {total / 1e6:.1f} MB ({largest}), over "
+            f"its {max_mb:g} MB: every released version stays in git history. Release a "
+            "smaller model, or give --max-mb if the repository should carry it; nothing was "
+            "released"
+        )
+
+
+def release(
+    runs: list[Path],
+    data: Path,
+    name: str,
+    models_dir: Path = MODELS_DIR,
+    max_mb: float = MAX_RELEASE_MB,
+) -> dict:
     """Releases the last run's ``best.pt`` as ``models_dir/name`` with its card.
 
     Args:
@@ -352,6 +382,8 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
         data: The converter output the model was trained and is scored on (val split).
         name: The released name (``--weights NAME``).
         models_dir: Where released models live.
+        max_mb: The most the release folder may take (checked once the weights and their
+            fp32 export are staged, before the long evaluation, and again at the end).
 
     Returns:
         The card.
@@ -377,6 +409,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
         exported = release_dir / "model.onnx"
         if exported not in kept:
             assert export_onnx(release_dir / "model.pt") == exported
+        check_release_size(release_dir, max_mb)
         with tempfile.TemporaryDirectory(prefix="defects-release-") as tmp:
             report = evaluate_model(release_dir / "model.pt", data_yaml, Path(tmp), "val")
             results = json.loads((Path(tmp) / "results.json").read_text())
@@ -469,6 +502,7 @@ def release(runs: list[Path], data: Path, name: str, models_dir: Path = MODELS_D
         card = _clean(card)  # NaN (a class never detected) becomes null
         (release_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         (release_dir / "card.md").write_text(card_markdown(card))
+        check_release_size(release_dir, max_mb)
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)

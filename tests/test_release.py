@@ -15,7 +15,7 @@ from detection.evaluate import evaluate_model
 from detection.predict import FLIPS
 from detection.release import operating_points, score_onnx, split_fingerprint, training_stage
 from detection.train import parse_overrides
-from detection.weights import MODELS_DIR, sha256
+from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256
 
 pytestmark = pytest.mark.slow
 RELEASED = MODELS_DIR / "neu-det"
@@ -72,6 +72,15 @@ def test_release_writes_a_model_that_reproduces_its_card(
     # Nothing was staged inside the repository or the models folder.
     assert sorted(p.name for p in models.iterdir()) == ["tiny"]
     assert "Released" in capsys.readouterr().err
+    # Over the size a release may take: refused before the evaluation, the release in
+    # place untouched (every released version stays in git history).
+    before = {p.name: sha256(p) for p in released.rglob("*") if p.is_file()}
+    assert main([*argv, "--models-dir", str(models), "--max-mb", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "tiny: the release would take" in error and "model.pt" in error, error
+    assert "over its 1 MB" in error and "nothing was released" in error
+    assert {p.name: sha256(p) for p in released.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in models.iterdir()) == ["tiny"]
 
 
 def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_path: Path):
@@ -120,7 +129,7 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
 def test_released_neu_det_is_small_and_complete():
     files = {p.name: p.stat().st_size for p in RELEASED.rglob("*") if p.is_file()}
     assert {"model.pt", "model.onnx", "model.int8.onnx", "card.json", "card.md"} <= files.keys()
-    assert sum(files.values()) < 20 * 2**20
+    assert sum(files.values()) <= MAX_RELEASE_MB * 1e6
 
 
 def test_predict_by_released_name_from_any_folder(
