@@ -233,8 +233,9 @@ def best_f1_confidences(
 
     Args:
         source: ``best-f1`` (a released model's card, ``models/NAME/card.json``: chosen on
-            the train split) or a ``report.json`` written by ``defects evaluate`` (chosen
-            on its split: ``--split train`` for thresholds val has not seen).
+            the train split, with and without flip TTA) or a ``report.json`` written by
+            ``defects evaluate`` (chosen on its split: ``--split train`` for thresholds
+            val has not seen).
         weights: The weights the thresholds are for; the evaluation must have scored
             them (their ``.pt`` or its ONNX exports, by SHA-256).
         tta: Whether the predictions will use flip TTA; the evaluation must have too
@@ -259,12 +260,21 @@ def best_f1_confidences(
                 "--conf REPORT/report.json"
             )
         card = read_json(card_path, "model card")
-        points = card["evaluation"].get("operating_points")
+        # The card's TTA section has its own: fused scores are distributed differently.
+        section = (card.get("tta") or {}) if tta else card["evaluation"]
+        points = section.get("operating_points")
         if points is None:
-            raise ConversionError(f"{card_path}: no operating points (a card from before them)")
+            raise ConversionError(
+                f"{card_path}: no operating points{' for --tta' if tta else ''} (a card from "
+                f"before them); evaluate the weights{' with --tta' if tta else ''} --split "
+                "train and give --conf REPORT/report.json"
+            )
         thresholds = {name: point["confidence"] for name, point in points["per_class"].items()}
         scored = card["model"]["onnx_sha256"]  # the export that chose them
-        source, settings = card_path, card["evaluation"]["prediction_settings"]
+        settings = card["evaluation"]["prediction_settings"]
+        if tta:
+            settings = {**settings, "tta": card["tta"]["settings"]}
+        source = card_path
     else:
         source = Path(source)
         report = read_json(source, "evaluation report")

@@ -299,18 +299,19 @@ def score_onnx(model_onnx: Path, gt: dict, image_dir: Path, tta: bool = False) -
     return {"mAP50": stats["AP50"], "mAP50-95": stats["AP50:95"]}
 
 
-def operating_points(model_onnx: Path, root: Path) -> dict:
+def operating_points(model_onnx: Path, root: Path, tta: bool = False) -> dict:
     """Each class's operating point, as `predict --conf best-f1` applies it: the
     confidence of its best F1 on the **train** split, and the precision, recall and F1 it
     gives on val (the split that did not choose it). The fp32 ONNX export predicts, with
-    the evaluation's settings (conf 0.001, 100 detections per image)."""
+    the evaluation's settings (conf 0.001, 100 detections per image; ``tta``: with flip
+    test-time augmentation, whose fused scores want their own thresholds)."""
     from detection.cocoeval import at_thresholds, evaluate, precision_recall
     from detection.evaluate import predict_split
 
     found = {}
     for split in ("train", "val"):
         gt = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
-        _, results = predict_split(model_onnx, gt, root / "images" / split, backend="onnx")
+        _, results = predict_split(model_onnx, gt, root / "images" / split, backend="onnx", tta=tta)
         found[split] = (gt, results)
     chosen = {c.name: c.best_f1_confidence for c in evaluate(*found["train"]).classes}
     gt, results = found["val"]
@@ -495,6 +496,7 @@ def release(
                 "command": f"defects evaluate --weights {name} --data {_relative(root)} "
                 f"--out reports/{name}-tta --backend onnx --tta",
                 "pycocotools": with_tta,
+                "operating_points": operating_points(exported, root, tta=True),
             },
             "throughput": cpu_throughput(release_dir / "model.pt", exports, val_images),
             "weaknesses": weaknesses,
@@ -557,6 +559,20 @@ def _tta_lines(card: dict, evaluation: dict) -> list[str]:
             f"| {name.removeprefix('onnx_')}, TTA | {scores['mAP50']:.4f} | "
             f"{scores['mAP50-95']:.4f} | {speed.get(f'{name}_batch32_tta', 'n/a')}x |"
         )
+    points = tta.get("operating_points", {}).get("per_class", {})
+    if points:
+        lines += [
+            "",
+            "Operating points with TTA (fused scores want their own), chosen on the train "
+            "split and measured on val; `--tta --conf best-f1` applies them: "
+            + ", ".join(
+                f"{name} {point['confidence']:.2f} ({point['precision']:.2f} / "
+                f"{point['recall']:.2f})"
+                for name, point in points.items()
+                if point.get("confidence") is not None
+            )
+            + " (confidence, then precision / recall on val).",
+        ]
     return [*lines, ""]
 
 

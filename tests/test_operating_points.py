@@ -53,7 +53,7 @@ def _between(scores: list[float]) -> float | None:
 
 @pytest.mark.slow
 def test_predict_at_an_evaluations_operating_points(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys, monkeypatch
 ):
     """The report's thresholds give exactly the low-threshold predictions filtered class
     by class; thresholds of other weights, or from something not a report, are refused.
@@ -96,6 +96,18 @@ def test_predict_at_an_evaluations_operating_points(
         return capsys.readouterr().err
 
     assert "not a released model with a card" in refused("best-f1")
+    # A card from before the TTA operating points: --tta --conf best-f1 says how to make them.
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR / "neu-det", models / "neu-det")
+    card_path = models / "neu-det" / "card.json"
+    card = json.loads(card_path.read_text())
+    del card["tta"]["operating_points"]
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setattr("detection.weights.MODELS_DIR", models)
+    assert "card.json: no operating points for --tta (a card from before them)" in refused(
+        "best-f1", Path("neu-det"), ["--tta"]
+    )
+    monkeypatch.undo()
     assert "chosen on predictions without --tta, and these are with it" in refused(
         str(report), extra=["--tta"]
     )

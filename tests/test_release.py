@@ -69,6 +69,12 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert points["chosen_on"] == "train" and points["measured_on"] == "val"
     assert set(points["per_class"]) == set(with_card["per_class"])
     assert f"| fp32, TTA | {tta['pycocotools']['onnx_fp32']['mAP50']:.4f} |" in markdown
+    tta_points = tta["operating_points"]
+    assert tta_points["chosen_on"] == "train"
+    assert set(tta_points["per_class"]) == set(points["per_class"])
+    assert ("Operating points with TTA" in markdown) == any(
+        point["confidence"] is not None for point in tta_points["per_class"].values()
+    )
     # Nothing was staged inside the repository or the models folder.
     assert sorted(p.name for p in models.iterdir()) == ["tiny"]
     assert "Released" in capsys.readouterr().err
@@ -167,9 +173,16 @@ def test_predict_by_released_name_from_any_folder(
     # What 0.25 found above its class's threshold is there too (5e-6: scores are rounded).
     assert all(r in at_points for r in lines if r["score"] >= thresholds[r["category"]] + 5e-6)
     assert "Per-class confidence thresholds (each class's best F1): crazing" in streamed.err
-    # The card's points are for plain predictions: with --tta they are refused.
-    assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1", "--tta"]) == 2
-    assert "chosen on predictions without --tta" in capsys.readouterr().err
+    # With --tta, the card's TTA points (fused scores want their own thresholds).
+    assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1", "--tta"]) == 0
+    streamed = capsys.readouterr()
+    card = json.loads((RELEASED / "card.json").read_text())
+    tta_points = card["tta"]["operating_points"]["per_class"]
+    with_tta = {name: point["confidence"] for name, point in tta_points.items()}
+    assert with_tta != thresholds
+    fused = [json.loads(line) for line in streamed.out.splitlines()]
+    assert fused and all(r["score"] >= with_tta[r["category"]] - 5e-6 for r in fused)
+    assert f"crazing {with_tta['crazing']:.3f}" in streamed.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 
