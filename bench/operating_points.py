@@ -5,8 +5,10 @@ best F1 on the train split (the model card's operating points). Here they are ap
 val beside one threshold for all classes (ultralytics' and our default 0.25, and the one
 with the best macro F1 on train), so the gain is measured on images that did not choose
 it, and beside thresholds chosen on val itself, which flatter val (to show by how much).
-Predictions: `defects evaluate`'s (conf 0.001, 100 per image); P, R and F1 per class with
-pycocotools' matching at IoU 0.5 (`detection.cocoeval.precision_recall`).
+Predictions: `defects evaluate`'s (conf 0.001, 100 per image, NMS IoU 0.7); P, R and F1
+per class with pycocotools' matching at IoU 0.5 (`detection.cocoeval.precision_recall`).
+The last row is the card's (`detection.release.operating_points`): the NMS IoU is chosen
+on train with the thresholds.
 
     make bench-operating-points                      # the released model, neu-det
     make bench-operating-points WEIGHTS=weights/RUN/best.pt
@@ -27,6 +29,7 @@ import detection.offline  # noqa: E402,F401
 from bench.common import detector_arguments, machine, save  # noqa: E402
 from detection.cocoeval import at_thresholds, evaluate, precision_recall  # noqa: E402
 from detection.evaluate import predict_split, split_ground_truth  # noqa: E402
+from detection.release import OPERATING_NMS_IOUS, operating_points  # noqa: E402
 
 GLOBAL_GRID = np.round(np.arange(0.05, 0.61, 0.01), 2)
 
@@ -75,6 +78,17 @@ def main() -> None:
     }
     val_gt, val_results = splits["val"]
     val = {name: figures(val_gt, val_results, t) for name, t in policies.items()}
+    # The card's: per-class thresholds and the NMS IoU, both chosen on train.
+    card = operating_points(args.weights, args.data, nms_ious=OPERATING_NMS_IOUS)
+    per_class = card["per_class"]
+    val[f"per class, best F1 on train, at NMS IoU {card['nms_iou']} (chosen on train)"] = {
+        "macro_f1": card["val_macro_f1"],
+        "macro_precision": float(np.mean([c["precision"] for c in per_class.values()])),
+        "macro_recall": float(np.mean([c["recall"] for c in per_class.values()])),
+        "per_class_f1": {name: c["f1"] for name, c in per_class.items()},
+        "thresholds": {name: c["confidence"] for name, c in per_class.items()},
+        "train_macro_f1_by_nms_iou": card["train_macro_f1_by_nms_iou"],
+    }
     result = {
         "machine": machine(),
         "weights": str(args.weights),

@@ -109,14 +109,15 @@ SETTINGS_NEED_WEIGHTS = (
 )
 
 
-def _add_iou_argument(parser: argparse.ArgumentParser) -> None:
+def _add_iou_argument(parser: argparse.ArgumentParser, default: float | None = NMS_IOU) -> None:
     parser.add_argument(
         "--iou",
         type=PROBABILITY,
-        default=NMS_IOU,
-        help=f"NMS IoU ({NMS_IOU}, ultralytics' default): overlapping boxes of a class above "
-        "it are merged into the most confident; lower raises mAP50 on NEU-DET and lowers "
-        "mAP50:95",
+        default=default,
+        help=f"NMS IoU ({NMS_IOU}, ultralytics' default"
+        + ("; with per-class --conf, the IoU they were chosen at" if default is None else "")
+        + "): overlapping boxes of a class above it are merged into the most confident; lower "
+        "raises mAP50 on NEU-DET and lowers mAP50:95",
     )
 
 
@@ -152,15 +153,17 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from detection.predict import predict
 
-    conf = args.conf
+    conf, iou = args.conf, args.iou
     if isinstance(conf, str):  # operating points from an evaluation of these weights
         from detection.evaluate import best_f1_confidences
 
-        conf = best_f1_confidences(conf, args.weights, args.tta, args.iou)
+        conf, iou = best_f1_confidences(conf, args.weights, args.tta, iou)
         stderr_console().print(
             "Per-class confidence thresholds (each class's best F1): "
             + ", ".join(f"{name} {value:.3f}" for name, value in conf.items())
+            + f"; NMS IoU {iou}"
         )
+    iou = NMS_IOU if iou is None else iou
     with progress_bar("Predicting") as update:
         summary = predict(
             args.weights,
@@ -174,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             not args.no_images,
             update,
             args.tta,
-            args.iou,
+            iou,
         )
     if args.out is None:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
@@ -595,7 +598,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
     predict.add_argument("--no-images", action="store_true", help="with --out: write only the JSON")
     _add_tta_argument(predict)
-    _add_iou_argument(predict)
+    _add_iou_argument(predict, default=None)
     predict.set_defaults(func=cmd_predict)
 
     export = commands.add_parser(

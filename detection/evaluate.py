@@ -226,10 +226,10 @@ def evaluate_model(
 
 
 def best_f1_confidences(
-    source: str | Path, weights: Path | str, tta: bool = False, nms_iou: float = NMS_IOU
-) -> dict[str, float]:
+    source: str | Path, weights: Path | str, tta: bool = False, nms_iou: float | None = None
+) -> tuple[dict[str, float], float]:
     """Per-class operating points for ``weights``: each class's confidence of best F1, as
-    an evaluation of these same weights found it.
+    an evaluation of these same weights found it, and the NMS IoU it predicted at.
 
     Args:
         source: ``best-f1`` (a released model's card, ``models/NAME/card.json``: chosen on
@@ -240,11 +240,14 @@ def best_f1_confidences(
             them (their ``.pt`` or its ONNX exports, by SHA-256).
         tta: Whether the predictions will use flip TTA; the evaluation must have too
             (fused scores are distributed differently from plain ones).
-        nms_iou: The predictions' NMS IoU; the evaluation's must be the same (it
-            decides which overlapping boxes survive, so precision at each confidence).
+        nms_iou: The predictions' NMS IoU, if the user chose one: the evaluation's must
+            be the same (it decides which overlapping boxes survive, so the precision at
+            each confidence). ``None``: the evaluation's (a card's operating points have
+            their own, chosen on train).
 
     Returns:
-        ``{class name: confidence}``; a class the evaluation never detected has none.
+        ``{class name: confidence}`` (a class the evaluation never detected has none) and
+        the NMS IoU to predict at.
 
     Raises:
         ConversionError: No card, not a report, a card from before operating points, or
@@ -272,6 +275,8 @@ def best_f1_confidences(
         thresholds = {name: point["confidence"] for name, point in points["per_class"].items()}
         scored = card["model"]["onnx_sha256"]  # the export that chose them
         settings = card["evaluation"]["prediction_settings"]
+        if "nms_iou" in points:  # chosen with the thresholds (cards from 2026-11-23 on)
+            settings = {**settings, "nms_iou": points["nms_iou"]}
         if tta:
             settings = {**settings, "tta": card["tta"]["settings"]}
         source = card_path
@@ -297,7 +302,7 @@ def best_f1_confidences(
             "--conf REPORT/report.json"
         )
     evaluated_iou = settings.get("nms_iou", NMS_IOU)
-    if evaluated_iou != nms_iou:
+    if nms_iou is not None and evaluated_iou != nms_iou:
         raise ConversionError(
             f"{source}: its thresholds were chosen on predictions at NMS IoU {evaluated_iou}, "
             f"and these are at {nms_iou}; evaluate the weights with --iou {nms_iou} "
@@ -308,7 +313,7 @@ def best_f1_confidences(
         raise ConversionError(
             f"{source}: its thresholds come from an evaluation of other weights than {weights}"
         )
-    return {name: value for name, value in thresholds.items() if value is not None}
+    return {name: value for name, value in thresholds.items() if value is not None}, evaluated_iou
 
 
 def read_json(path: Path, what: str):

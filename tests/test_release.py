@@ -13,7 +13,13 @@ from converters.convert import ConvertResult
 from detection.cli import build_parser, main
 from detection.evaluate import evaluate_model
 from detection.predict import FLIPS
-from detection.release import operating_points, score_onnx, split_fingerprint, training_stage
+from detection.release import (
+    OPERATING_NMS_IOUS,
+    operating_points,
+    score_onnx,
+    split_fingerprint,
+    training_stage,
+)
 from detection.report import _clean
 from detection.train import parse_overrides
 from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256
@@ -69,6 +75,14 @@ def test_release_writes_a_model_that_reproduces_its_card(
     points = card["evaluation"]["operating_points"]
     assert points["chosen_on"] == "train" and points["measured_on"] == "val"
     assert set(points["per_class"]) == set(with_card["per_class"])
+    # Its NMS IoU: of those tried, the best macro F1 on train; the search reproduces.
+    search = {float(iou): f1 for iou, f1 in points["train_macro_f1_by_nms_iou"].items()}
+    assert list(search) == list(OPERATING_NMS_IOUS)
+    assert search[points["nms_iou"]] == max(search.values())
+    again = _clean(
+        operating_points(released / "model.onnx", tiny_data, nms_ious=OPERATING_NMS_IOUS)
+    )
+    assert json.loads(json.dumps(again)) == points
     assert f"| fp32, TTA | {tta['pycocotools']['onnx_fp32']['mAP50']:.4f} |" in markdown
     tta_points = tta["operating_points"]
     assert tta_points["chosen_on"] == "train"
@@ -114,8 +128,13 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
         assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)
     # The operating points `predict --conf best-f1` applies: chosen on train, P/R on val.
     points = card["evaluation"]["operating_points"]
-    again = operating_points(RELEASED / "model.onnx", out)
+    # At the card's NMS IoU: the best macro F1 on train among those tried (a real choice
+    # here; the tiny release above reproduces the search itself).
+    search = {float(iou): f1 for iou, f1 in points["train_macro_f1_by_nms_iou"].items()}
+    assert search[points["nms_iou"]] == max(search.values()) > min(search.values())
+    again = operating_points(RELEASED / "model.onnx", out, nms_ious=(points["nms_iou"],))
     assert points["chosen_on"] == again["chosen_on"] == "train"
+    assert again["val_macro_f1"] == pytest.approx(points["val_macro_f1"], abs=1e-6)
     for name, point in points["per_class"].items():
         assert again["per_class"][name] == pytest.approx(point, abs=1e-6)
     # The int8 export: its card figure again (to 0.002: int8 kernels differ between CPUs,
@@ -168,16 +187,28 @@ def test_predict_by_released_name_from_any_folder(
     lines = [json.loads(line) for line in streamed.out.splitlines()]
     assert lines == json.loads((tmp_path / "torch" / "predictions.json").read_text())
     assert f"{len(lines)} detections -> stdout" in streamed.err
-    # At the card's operating points: each class from its own best-F1 confidence.
+    # At the card's operating points: each class from its own best-F1 confidence, at the
+    # NMS IoU chosen with them (unless --iou says otherwise: then refused, as it differs).
     assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1"]) == 0
     streamed = capsys.readouterr()
     points = json.loads((RELEASED / "card.json").read_text())["evaluation"]["operating_points"]
     thresholds = {name: point["confidence"] for name, point in points["per_class"].items()}
     at_points = [json.loads(line) for line in streamed.out.splitlines()]
     assert at_points and all(r["score"] >= thresholds[r["category"]] - 5e-6 for r in at_points)
-    # What 0.25 found above its class's threshold is there too (5e-6: scores are rounded).
-    assert all(r in at_points for r in lines if r["score"] >= thresholds[r["category"]] + 5e-6)
+    iou = str(points["nms_iou"])
+    assert f"; NMS IoU {iou}" in streamed.err
+    assert main(["predict", str(images), "--weights", "neu-det", "--iou", iou]) == 0
+    at_iou = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert at_iou != lines  # the NMS IoU was applied
+    # What 0.25 found at that IoU above its class's threshold is there too (5e-6: scores
+    # are rounded).
+    assert all(r in at_points for r in at_iou if r["score"] >= thresholds[r["category"]] + 5e-6)
     assert "Per-class confidence thresholds (each class's best F1): crazing" in streamed.err
+    argv = ["predict", str(images), "--weights", "neu-det", "--conf", "best-f1", "--iou", "0.7"]
+    assert main(argv) == 2
+    assert (
+        f"chosen on predictions at NMS IoU {iou}, and these are at 0.7" in capsys.readouterr().err
+    )
     # With --tta, the card's TTA points (fused scores want their own thresholds).
     assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1", "--tta"]) == 0
     streamed = capsys.readouterr()
