@@ -17,7 +17,6 @@ on train with the thresholds.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -27,23 +26,26 @@ import numpy as np  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from bench.common import detector_arguments, machine, save  # noqa: E402
-from detection.cocoeval import at_thresholds, evaluate, precision_recall  # noqa: E402
+from detection.cocoeval import at_thresholds, evaluate, macro_f1, precision_recall  # noqa: E402
 from detection.evaluate import predict_split, split_ground_truth  # noqa: E402
 from detection.release import OPERATING_NMS_IOUS, operating_points  # noqa: E402
 
 GLOBAL_GRID = np.round(np.arange(0.05, 0.61, 0.01), 2)
 
 
-def figures(gt: dict, results: list[dict], thresholds: dict[str, float]) -> dict:
-    per_class = precision_recall(gt, at_thresholds(gt, results, thresholds))
-    f1 = [c["f1"] for c in per_class.values() if not math.isnan(c["f1"])]
+def summary(per_class: dict[str, dict[str, float]], thresholds: dict[str, float]) -> dict:
+    """Macro figures of per-class P/R/F1 (``precision_recall``'s) at ``thresholds``."""
     return {
-        "macro_f1": float(np.mean(f1)),
+        "macro_f1": macro_f1(per_class),
         "macro_precision": float(np.mean([c["precision"] for c in per_class.values()])),
         "macro_recall": float(np.mean([c["recall"] for c in per_class.values()])),
         "per_class_f1": {name: c["f1"] for name, c in per_class.items()},
         "thresholds": thresholds,
     }
+
+
+def figures(gt: dict, results: list[dict], thresholds: dict[str, float]) -> dict:
+    return summary(precision_recall(gt, at_thresholds(gt, results, thresholds)), thresholds)
 
 
 def main() -> None:
@@ -80,13 +82,9 @@ def main() -> None:
     val = {name: figures(val_gt, val_results, t) for name, t in policies.items()}
     # The card's: per-class thresholds and the NMS IoU, both chosen on train.
     card = operating_points(args.weights, args.data, nms_ious=OPERATING_NMS_IOUS)
-    per_class = card["per_class"]
+    thresholds = {name: c["confidence"] for name, c in card["per_class"].items()}
     val[f"per class, best F1 on train, at NMS IoU {card['nms_iou']} (chosen on train)"] = {
-        "macro_f1": card["val_macro_f1"],
-        "macro_precision": float(np.mean([c["precision"] for c in per_class.values()])),
-        "macro_recall": float(np.mean([c["recall"] for c in per_class.values()])),
-        "per_class_f1": {name: c["f1"] for name, c in per_class.items()},
-        "thresholds": {name: c["confidence"] for name, c in per_class.items()},
+        **summary(card["per_class"], thresholds),
         "train_macro_f1_by_nms_iou": card["train_macro_f1_by_nms_iou"],
     }
     result = {

@@ -14,6 +14,7 @@ import copy
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,3 +283,10 @@ def precision_recall(
             "ground_truth": n_gt,
         }
     return counts
+
+
+def macro_f1(per_class: dict[str, dict[str, float]]) -> float:
+    """The mean F1 of the classes that have one, from :func:`precision_recall`'s
+    per-class figures (a class never detected has NaN); 0 if none has."""
+    values = [figures["f1"] for figures in per_class.values() if not math.isnan(figures["f1"])]
+    return statistics.fmean(values) if values else 0.0

@@ -315,7 +315,7 @@ def operating_points(
     give the best macro F1 on train is the operating point's (on NEU-DET a lower NMS IoU
     than ultralytics' 0.7 removes duplicate boxes of one defect: docs/benchmarks.md).
     """
-    from detection.cocoeval import at_thresholds, evaluate, precision_recall
+    from detection.cocoeval import at_thresholds, evaluate, macro_f1, precision_recall
     from detection.evaluate import predict_split
 
     def predicted(split: str, iou: float) -> tuple[dict, list[dict]]:
@@ -323,11 +323,6 @@ def operating_points(
         image_dir = root / "images" / split
         _, results = predict_split(model_onnx, gt, image_dir, backend="onnx", tta=tta, iou=iou)
         return gt, results
-
-    def macro_f1(per_class: dict) -> float:
-        """The mean F1 of the classes that have one (0 if none: nothing detected)."""
-        values = [c["f1"] for c in per_class.values() if c["f1"] == c["f1"]]  # not NaN
-        return statistics.fmean(values) if values else 0.0
 
     search = {}
     for iou in nms_ious:
@@ -380,15 +375,12 @@ def check_release_size(release_dir: Path, max_mb: float) -> None:
     Raises:
         ConversionError: The folder is over the limit; nothing has been released.
     """
-    files = sorted(
-        (path for path in release_dir.rglob("*") if path.is_file()),
-        key=lambda path: -path.stat().st_size,
-    )
-    total = sum(path.stat().st_size for path in files)
+    sizes = {path: path.stat().st_size for path in release_dir.rglob("*") if path.is_file()}
+    total = sum(sizes.values())
     if total > max_mb * 1e6:
         largest = ", ".join(
-            f"{path.relative_to(release_dir)} {path.stat().st_size / 1e6:.1f} MB"
-            for path in files[:3]
+            f"{path.relative_to(release_dir)} {size / 1e6:.1f} MB"
+            for path, size in sorted(sizes.items(), key=lambda item: -item[1])[:3]
         )
         raise ConversionError(
             f"{release_dir.name}: the release would take {total / 1e6:.1f} MB ({largest}), over "

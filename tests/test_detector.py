@@ -709,6 +709,7 @@ def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(neu_det: Path, capsys,
     overlap by more than 0.3; at 0.9 some do (the released model on real NEU-DET, whose
     patches and inclusions give many overlapping candidates)."""
     from detection.cli import main
+    from detection.report import _xyxy
 
     images = [str(path) for path in sorted((neu_det / "IMAGES").rglob("*.jpg"))[::150]]
     largest = {}
@@ -720,8 +721,7 @@ def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(neu_det: Path, capsys,
         for record in records:
             boxes.setdefault((record["file_name"], record["category"]), []).append(record["bbox"])
         overlaps = [0.0]
-        for xywh in map(np.array, boxes.values()):
-            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        for xyxy in map(_xyxy, boxes.values()):
             overlaps.append(float(np.triu(iou_matrix(xyxy, xyxy), 1).max()))
         largest[iou] = max(overlaps)
     # Slack: boxes are clipped to the image after NMS, and ultralytics offsets each class's
