@@ -357,16 +357,31 @@ def _keep_exports(target: Path, release_dir: Path) -> list[Path]:
     """Re-releasing the weights already in ``target`` (for a new card): their shipped
     ONNX exports are copied into ``release_dir`` and returned, not made again, since a
     new export of the same weights differs only in ultralytics' export date and would
-    put another copy of the same model into git history."""
+    put another copy of the same model into git history. The int8 export is kept only
+    if its card records today's quantisation (:data:`INT8_QUANTISATION`)."""
+    from detection.predict import INT8_QUANTISATION
+
     shipped = target / "model.pt"
     if not shipped.is_file() or sha256(shipped) != sha256(release_dir / "model.pt"):
         return []
+    card = _released_card(target) or {}
+    exports = ["model.onnx"]
+    if card.get("int8", {}).get("quantisation") == INT8_QUANTISATION:
+        exports.append("model.int8.onnx")
     kept = []
-    for export in ("model.onnx", "model.int8.onnx"):
+    for export in exports:
         if (target / export).is_file():
             shutil.copyfile(target / export, release_dir / export)
             kept.append(release_dir / export)
     return kept
+
+
+def _released_card(folder: Path) -> dict | None:
+    """The card of a released model's folder (``models/NAME``); None for a training run."""
+    card = folder / "card.json"
+    if not (card.is_file() and (folder / "model.pt").is_file()):
+        return None
+    return json.loads(card.read_text())
 
 
 def check_release_size(release_dir: Path, max_mb: float) -> None:
@@ -401,7 +416,10 @@ def release(
 
     Args:
         runs: The training runs that made the model, in order (each later one started
-            from the one before); the last one's ``best.pt`` is released.
+            from the one before); the last one's ``best.pt`` is released. Or one
+            released model's folder (``models/NAME``): its ``model.pt`` is released again
+            with the stages its card records (a new card and exports, the same weights,
+            on a machine that no longer has the runs).
         data: The converter output the model was trained and is scored on (val split).
         name: The released name (``--weights NAME``).
         models_dir: Where released models live.
@@ -411,10 +429,16 @@ def release(
     Returns:
         The card.
     """
-    from detection.predict import export_onnx, quantize_int8
+    from detection.predict import INT8_QUANTISATION, export_onnx, quantize_int8
 
     runs = [Path(run) for run in runs]
-    best = runs[-1] / "best.pt"
+    released_before = _released_card(runs[-1])
+    if released_before is not None and len(runs) > 1:
+        raise ConversionError(
+            f"{runs[-1]}: a released model is released again on its own (its card has "
+            "its stages), not after other runs"
+        )
+    best = runs[-1] / ("model.pt" if released_before else "best.pt")
     load_yolo(best, "detect")
     data_yaml = resolve_data(data)
     root = data_yaml.parent
@@ -465,11 +489,15 @@ def release(
                 "weights_sha256": sha256(release_dir / "model.pt"),
                 "onnx": "model.onnx",
                 "onnx_sha256": sha256(release_dir / "model.onnx"),
-                "architecture": yaml.safe_load((runs[0] / "args.yaml").read_text())["model"],
+                # The definition the weights were built from, whatever they started from
+                # (a later stage's run starts from a .pt).
+                "architecture": model.model.yaml.get("yaml_file"),
                 "parameters": sum(p.numel() for p in model.model.parameters()),
                 "imgsz": report["imgsz"],
                 "classes": list(dict(model.names).values()),
-                "source_run": str(runs[-1]),
+                "source_run": released_before["model"]["source_run"]
+                if released_before
+                else str(runs[-1]),
             },
             "data": {
                 "dataset": manifest.get("dataset"),
@@ -484,7 +512,9 @@ def release(
                 f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
                 f"--seed {manifest['seed']}",
             },
-            "stages": earlier_stages(runs[0]) + [training_stage(run, root) for run in runs],
+            "stages": released_before["stages"]
+            if released_before
+            else earlier_stages(runs[0]) + [training_stage(run, root) for run in runs],
             "hardware": describe_machine(),
             "evaluation": {
                 "split": "val",
@@ -509,6 +539,7 @@ def release(
                 "onnx": int8.name if int8.exists() else None,
                 "onnx_sha256": sha256(int8) if int8.exists() else None,
                 "calibration": f"the first {len(calibration)} train images by name",
+                "quantisation": INT8_QUANTISATION,
                 "pycocotools": int8_scores,
                 "mAP50_below_fp32": int8_drop,
                 "tolerance": INT8_TOLERANCE,

@@ -12,7 +12,7 @@ import pytest
 from converters.convert import ConvertResult
 from detection.cli import build_parser, main
 from detection.evaluate import evaluate_model
-from detection.predict import FLIPS
+from detection.predict import FLIPS, INT8_QUANTISATION
 from detection.release import (
     OPERATING_NMS_IOUS,
     operating_points,
@@ -291,6 +291,33 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     assert [s["run"] for s in again["stages"]] == ["tiny", "two"]
     assert {p.name: sha256(p) for p in (models / "tiny").glob("*.onnx")} == exports
     assert again["model"]["onnx_sha256"] == exports["model.onnx"]
+    # The released folder itself, released again (a machine without the runs): the same
+    # weights and stages; an int8 export its card says was quantised otherwise (here: a
+    # card from before the quantisation was recorded, beside a stand-in file) is made
+    # again, and the fp32 export kept.
+    tiny = models / "tiny"
+    del again["int8"]["quantisation"]
+    (tiny / "card.json").write_text(json.dumps(again))
+    shutil.copyfile(tiny / "model.onnx", tiny / "model.int8.onnx")
+    weights = sha256(tiny / "model.pt")
+    assert main(["release", "--run", str(tiny), "--name", "tiny", *common]) == 0
+    third = json.loads((tiny / "card.json").read_text())
+    assert third["stages"] == again["stages"]
+    assert third["model"]["source_run"] == again["model"]["source_run"]
+    assert third["model"]["architecture"] == "yolo11n.yaml"
+    assert sha256(tiny / "model.pt") == third["model"]["weights_sha256"] == weights
+    assert sha256(tiny / "model.onnx") == exports["model.onnx"]
+    assert third["int8"]["quantisation"] == INT8_QUANTISATION
+    assert third["int8"]["onnx_sha256"] != exports["model.onnx"]
+    if third["int8"]["onnx"]:
+        assert sha256(tiny / "model.int8.onnx") == third["int8"]["onnx_sha256"]
+    else:
+        assert not (tiny / "model.int8.onnx").exists()
+    # ... but on its own: after other runs it is refused, nothing released.
+    before = {p.name: sha256(p) for p in tiny.rglob("*") if p.is_file()}
+    two = str(tmp_path / "w" / "two")
+    assert main(["release", "--run", two, str(tiny), "--name", "tiny", *common]) == 2
+    assert {p.name: sha256(p) for p in tiny.rglob("*") if p.is_file()} == before
 
 
 def test_a_stage_command_names_every_option_the_run_was_given(
