@@ -660,6 +660,63 @@ def test_int8_model_takes_uint8_pixels_exactly(
 
 
 @pytest.mark.parametrize(
+    ("flags", "lacks"),
+    [
+        ("fpu sse4_2 avx avx2 fma", True),  # AMD EPYC (Zen 1), where the 8-bit export lost
+        ("avx avx2 avx512f avx512bw", True),  # AVX-512 before VNNI (Skylake-SP)
+        ("avx avx2 avx512f avx512_vnni", False),
+        ("avx avx2 avx_vnni", False),  # Alder Lake and later
+        ("avx avx2 avx512_vnni amx_int8", False),  # the Xeon the NEU-DET card was made on
+        ("fp asimd asimddp", False),  # ARM: other kernels
+        ("", False),  # unknown (no /proc/cpuinfo)
+    ],
+)
+def test_which_cpus_saturate_8_bit_int8_weights(flags: str, lacks: bool):
+    from detection.predict import lacks_vnni
+
+    assert lacks_vnni(set(flags.split())) == lacks
+
+
+def test_an_8_bit_int8_export_is_refused_on_a_cpu_without_vnni(
+    trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
+):
+    import onnx
+    from onnx import numpy_helper
+
+    import detection.predict
+    from detection.cli import main
+    from detection.predict import OnnxDetector, export_onnx, quantize_int8
+    from detection.weights import WeightsError
+
+    shutil.copyfile(trained / "best.pt", tmp_path / "best.pt")
+    calibration = sorted((tiny_data / "images" / "train").iterdir())
+    seven = quantize_int8(export_onnx(tmp_path / "best.pt"), calibration, 96)
+    # The same export with one convolution's weights in 8 bits (as before 7-bit weights).
+    model = onnx.load(str(seven))
+    tensor = next(
+        t
+        for t in model.graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and numpy_helper.to_array(t).size > 100
+    )
+    wide = np.clip(numpy_helper.to_array(tensor).astype(np.int16) * 2, -127, 127)
+    tensor.CopyFrom(numpy_helper.from_array(wide.astype(np.int8), tensor.name))
+    eight = tmp_path / "eight.int8.onnx"
+    onnx.save(model, str(eight))
+
+    monkeypatch.setattr(detection.predict, "cpu_flags", lambda: {"avx2"})
+    assert OnnxDetector(seven).takes_pixels
+    with pytest.raises(WeightsError, match=r"eight\.int8\.onnx: an int8 export with 8-bit weights"):
+        OnnxDetector(eight)
+    image = str(calibration[0])
+    assert main(["predict", image, "--weights", str(eight), "--backend", "onnx"]) == 2
+    error = capsys.readouterr().err
+    assert "8-bit weights" in error and "defects export" in error and "Traceback" not in error
+    # Where the kernels do not saturate (VNNI), the same file runs.
+    monkeypatch.setattr(detection.predict, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    assert OnnxDetector(eight).takes_pixels
+
+
+@pytest.mark.parametrize(
     ("device", "gpu", "amp"),
     [
         ("cpu", None, False),
