@@ -170,15 +170,22 @@ def test_predict_by_released_name_from_any_folder(
     images.mkdir()
     for path in sorted((neu_det / "IMAGES").iterdir())[::300]:
         shutil.copyfile(path, images / path.name)
-    found = {}
+    found, top = {}, {}
     for backend in ("torch", "onnx", "onnx-int8"):
         out = tmp_path / backend
         argv = ["predict", str(images), "--weights", "neu-det", "--out", str(out)]
         assert main([*argv, "--backend", backend]) == 0
         predictions = json.loads((out / "predictions.json").read_text())
         found[backend] = {p["file_name"] for p in predictions}
+        top[backend] = {}
+        for p in predictions:
+            top[backend][p["file_name"]] = max(p["score"], top[backend].get(p["file_name"], 0))
         assert found[backend] <= {str(p) for p in images.iterdir()}
-    assert found["torch"] and found["torch"] == found["onnx"] == found["onnx-int8"]
+    assert found["torch"] and found["torch"] == found["onnx"]
+    # int8 scores differ from fp32's by a few hundredths: the same images away from the
+    # 0.25 threshold (crazing_1.jpg's best box: 0.242 in fp32, 0.263 in int8).
+    for this, other in (("onnx", "onnx-int8"), ("onnx-int8", "onnx")):
+        assert {f for f, score in top[this].items() if score >= 0.3} <= found[other]
     # The command as the issue writes it, no --out: the same records on stdout, one per
     # line, and no file written anywhere.
     capsys.readouterr()
