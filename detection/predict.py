@@ -538,15 +538,21 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
     return target
 
 
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags as Linux lists them (empty where it does not)."""
+def cpu_info(key: str) -> str | None:
+    """The first ``key`` line of Linux's /proc/cpuinfo (``model name``, ``flags``), or None
+    where there is none."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
-        return set()
+        return None
     for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        if line.startswith(key):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as Linux lists them (empty where it does not)."""
+    return set((cpu_info("flags") or "").split())
 
 
 def lacks_vnni(flags: set[str]) -> bool:

@@ -53,13 +53,9 @@ OPERATING_NMS_IOUS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 
 def describe_machine() -> dict:
     """The CPU model, cores and memory (and GPU, if torch sees one) of this machine."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from detection.predict import cpu_info
+
+    cpu = cpu_info("model name") or platform.processor() or platform.machine()
     memory = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
