@@ -56,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.workers,
         args.hours,
         parse_overrides(args.set),
+        teacher=args.teacher,
     )
     stderr_console().print(f"Weights: {run_dir / 'best.pt'} (and last.pt, args.yaml, results.csv)")
     return 0
@@ -514,6 +515,11 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--hours",
         type=number_in(float, 0.01),
         help="wall-clock budget: ultralytics fits the epochs into it (CPU runs)",
+    )
+    train.add_argument(
+        "--teacher",
+        help="a trained detector (.pt or released name) to distil from: a larger model "
+        "teaches this one, whose weights alone are saved (ultralytics' distillation)",
     )
     train.add_argument(
         "--set",

@@ -268,7 +268,9 @@ def __getattr__(name: str):
 STEEL_ARGUMENTS = {"hsv_h": 0.0, "hsv_s": 0.0, "flipud": 0.5}
 # Ultralytics arguments that are `defects train` options of their own.
 _OPTIONS = {"data", "model", "imgsz", "epochs", "batch", "device", "name", "resume", "seed"}
-_OPTIONS |= {"workers", "time"}
+_OPTIONS |= {"workers", "time", "distill_model"}
+# Ultralytics' name for an argument whose `defects train` option is named otherwise.
+_OPTION_NAMES = {"time": "hours", "distill_model": "teacher"}
 # Ultralytics arguments `defects train` or ultralytics itself derive (the run folder, the
 # starting point, the steel pipeline); `--set` may not override them either.
 OWN_ARGUMENTS = _OPTIONS | {"project", "exist_ok", "pretrained", "augmentations", "trainer"}
@@ -294,7 +296,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         if not sep or not key:
             raise ConversionError(f"--set {pair!r}: expected KEY=VALUE, e.g. lr0=0.0002")
         if key in OWN_ARGUMENTS:
-            option = {"time": "hours"}.get(key, key)
+            option = _OPTION_NAMES.get(key, key)
             instead = f"use its own option (--{option})" if key in _OPTIONS else "not settable"
             raise ConversionError(f"--set {key}: `defects train` sets it; {instead}")
         if key not in DEFAULT_CFG_DICT:
@@ -320,6 +322,49 @@ def _starting_model(model: str) -> str:
         )
     load_yolo(path, "detect")
     return str(path)
+
+
+def _teacher_model(teacher: str, data_yaml: Path) -> Path:
+    """The trained detector a student learns from, checked before training starts: the
+    same classes in the same order as the data, since distillation compares the two
+    models' class scores index by index.
+
+    Raises:
+        WeightsError: Missing, not a trained detector, or other classes (named).
+    """
+    import yaml
+
+    if Path(teacher).suffix in (".yaml", ".yml"):
+        raise WeightsError(
+            f"{teacher}: a teacher is a trained detector (a .pt or a released name), "
+            "not a definition"
+        )
+    path = resolve_weights(teacher)
+    names = list(dict(load_yolo(path, "detect").names).values())
+    data_names = yaml.safe_load(data_yaml.read_text()).get("names")
+    data_names = list(data_names.values()) if isinstance(data_names, dict) else data_names
+    if names != data_names:
+        raise WeightsError(
+            f"{path}: the teacher's classes {names} are not the data's {data_names} "
+            f"({data_yaml}), in the same order; distillation compares class scores by index"
+        )
+    return path
+
+
+def _check_teacher_still_there(checkpoint: Path) -> None:
+    """A distillation run resumes only with its teacher, which ultralytics rebuilds from
+    the path the run began with.
+
+    Raises:
+        WeightsError: That file is gone (named).
+    """
+    taught_by = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args", {})
+    taught_by = taught_by.get("distill_model")
+    if taught_by and not Path(taught_by).is_file():
+        raise WeightsError(
+            f"{checkpoint}: trained with the teacher {taught_by}, which is gone; put it "
+            "back to resume"
+        )
 
 
 def _checkpoint_state(path: Path) -> str:
@@ -414,6 +459,7 @@ def train(
     extra: dict | None = None,
     backbone: Path | None = None,
     callbacks: dict[str, Callable] | None = None,
+    teacher: str | None = None,
 ) -> Path:
     """Trains (or resumes) a detector and returns its weights folder.
 
@@ -438,6 +484,10 @@ def train(
             rest start random.
         callbacks: Ultralytics callbacks by event (``on_train_batch_end``: ``fn(trainer)``),
             for benchmarks and integrations.
+        teacher: A trained detector (a ``.pt`` or a released name) to distil from:
+            ultralytics' knowledge distillation matches the model's features and outputs
+            to the teacher's (weight ``--set dis=6.0``). The weights saved are the model's
+            alone, so a large teacher can make a small model better at the small one's size.
 
     Raises:
         ConversionError: Missing data, weights or checkpoint.
@@ -451,6 +501,7 @@ def train(
     if resume:
         checkpoint = resume_checkpoint(run_dir)
         if checkpoint is not None:
+            _check_teacher_still_there(checkpoint)
             with _logged_to(run_dir / "train.log"):
                 YOLO(str(checkpoint)).train(resume=True, trainer=trainer)
         return run_dir
@@ -486,6 +537,8 @@ def train(
         "augmentations": steel_augmentations(),
         "trainer": trainer,
     }
+    if teacher is not None:
+        arguments["distill_model"] = str(_teacher_model(teacher, data_yaml))
     if workers is not None:
         arguments["workers"] = workers
     if hours is not None:

@@ -57,6 +57,7 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "lr0"], "--set 'lr0': expected KEY=VALUE"),
         (["train", "--set", "lr=0.1"], "--set lr: not an ultralytics training argument"),
         (["train", "--set", "epochs=3"], "use its own option (--epochs)"),
+        (["train", "--set", "distill_model=t.pt"], "use its own option (--teacher)"),
         (["train", "--set", "mosaic=5"], "--set mosaic=5: 'mosaic=5' is an invalid value"),
         (["train", "--set", "lr0=abc"], "--set lr0=abc: 'lr0=abc' is of invalid type str"),
         (

@@ -17,6 +17,7 @@ import pytest
 
 from converters.definitions import load_definition
 from detection.boxes import iou_matrix
+from detection.weights import WeightsError
 from tests.conftest import DEFECTS, TINY
 
 pytestmark = pytest.mark.slow
@@ -229,6 +230,81 @@ def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path):
         text=True,
     )
     assert result.returncode == 2 and "cannot be downloaded" in result.stderr
+
+
+def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    import csv
+
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detection.release import training_stage
+    from detection.train import _check_teacher_still_there
+
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(trained / "best.pt", teacher)
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            *["train", "--data", str(tiny_data), "--name", "student", "--epochs", "1"],
+            *["--weights-dir", str(tmp_path), "--model", "yolo11n.yaml", *TINY],
+            *["--teacher", str(teacher), "--set", "optimizer=AdamW", "--set", "lr0=0.001"],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "student"
+    rows = list(csv.DictReader((run / "results.csv").read_text().splitlines()))
+    # The distillation loss took part in training (ultralytics logs it beside the others).
+    assert float(rows[-1]["train/dis_loss"]) > 0
+    # What is saved is the student alone: a plain detector, none of the teacher's tensors.
+    student = torch.load(run / "best.pt", weights_only=False)["model"]
+    assert type(student) is DetectionModel
+    fresh = DetectionModel("yolo11n.yaml", nc=6, verbose=False).state_dict()
+    assert student.state_dict().keys() == fresh.keys()
+    stage = training_stage(run)
+    assert stage["teacher"].endswith("teacher.pt") and "--teacher " in stage["command"]
+    # Ultralytics rebuilds the teacher from its path on --resume: gone, a clear error.
+    _check_teacher_still_there(run / "last.pt")
+    teacher.unlink()
+    with pytest.raises(WeightsError, match=r"teacher\.pt, which is gone"):
+        _check_teacher_still_there(run / "last.pt")
+
+
+@pytest.mark.parametrize(
+    ("teacher", "names", "message"),
+    [
+        ("{tmp}/none.pt", None, "none.pt: no such"),
+        ("yolo11s.yaml", None, "a teacher is a trained detector"),
+        # NEU-DET's classes in another order: the scores would be compared class to class.
+        ("neu-det", ["scratches", "crazing"], "are not the data's ['scratches', 'crazing'"),
+    ],
+)
+def test_a_teacher_that_cannot_teach_is_a_clear_error(
+    tiny_data: Path, tmp_path: Path, teacher: str, names: list[str] | None, message: str
+):
+    import yaml
+
+    data = tiny_data / "data.yaml"
+    if names is not None:
+        content = yaml.safe_load(data.read_text())
+        content.update(path=str(tiny_data), names=dict(enumerate(names)))
+        data = tmp_path / "data.yaml"
+        data.write_text(yaml.safe_dump(content))
+    result = subprocess.run(
+        [
+            *[*DEFECTS, "train", "--data", str(data), "--weights-dir", str(tmp_path), *TINY],
+            *["--teacher", teacher.format(tmp=tmp_path)],
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
 
 
 def _conv_weights(weights: Path) -> dict:

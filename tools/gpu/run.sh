@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # There, on the lent GPU machine (after tools/gpu/prepare.sh here, with .gpu carried):
 #   bash tools/gpu/run.sh HOURS BATCH VARIANT...
-# VARIANT is NAME:MODEL:IMGSZ[:KILL], trained in weights/gpu/NAME.
+# VARIANT is NAME:MODEL:IMGSZ[:KILL[:TEACHER]], trained in weights/gpu/NAME.
 # MODEL: yolo11n.yaml (from scratch); a .pt to start a new stage from (.gpu/start.pt,
 #   weights/gpu/OTHER/best.pt left by an earlier call while the machine stayed warm); a
 #   released name (neu-det); or `resume`: continue weights/gpu/NAME, paused by the call
@@ -10,6 +10,8 @@
 #   with --resume, to prove resume on the device; pause@SECONDS kills it and leaves it
 #   for the next call's `resume`, so one --hours schedule spans several 10-minute calls
 #   (its clock goes on over each resume: detection/train.py).
+# TEACHER: a trained detector to distil from (`defects train --teacher`), such as
+#   weights/gpu/OTHER/best.pt left by an earlier call: s:yolo11n.yaml:320::weights/gpu/t/best.pt.
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
@@ -40,12 +42,13 @@ PY
 workers=$(( $(nproc) / $# - 1 ))
 began=$(date +%s)
 for variant in "$@"; do
-  IFS=: read -r name model imgsz kill <<<"$variant"
+  IFS=: read -r name model imgsz kill teacher <<<"$variant"
   mkdir -p weights/gpu/"$name"
   [ "$model" = resume ] || rm -f weights/gpu/"$name"/{train,console}.log  # a paused run's go on
   ( set +e; (
     train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
-      --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0)
+      --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0
+      ${teacher:+--teacher "$teacher"})
     if [ "$model" = resume ]; then
       echo "=== resumed (an earlier call paused it)"
       train=(train --name "$name" --weights-dir weights/gpu --resume)
