@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -91,7 +91,7 @@ convert-gc10: setup
 # The released NEU-DET model (models/neu-det); WEIGHTS=weights/NAME/best.pt for a local run.
 WEIGHTS ?= neu-det
 
-bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou
+bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
@@ -128,6 +128,9 @@ bench-operating-points: setup
 
 bench-nms-iou: setup
 	$(PY) bench/nms_iou.py --weights $(WEIGHTS) --data datasets/converted/neu-det
+
+bench-border: setup
+	$(PY) bench/border.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 
 bench-classify: setup
 	$(PY) bench/classify.py --backbone $(WEIGHTS) --data datasets/converted/neu-det
