@@ -2,15 +2,15 @@
 
 Ultralytics' val letterboxes each batch into rectangles padded by half a stride
 (`rect=True`, `pad=0.5`): a 200x200 NEU-DET image at 416 px is resized to 416 and put on a
-448x448 grey canvas, 16 px on every side, where its predict (and our predict and
-evaluate) give the model the 416x416 image alone. That is why ultralytics' val can score
-the same weights higher than `defects evaluate` (docs/benchmarks.md). Here each model
-is scored (pycocotools, conf 0.001, 100 per image, ONNX fp32) as it is predicted today,
-with a 16 and a 32 px border, and resized to the larger canvas without a border (to
-tell the border from the scale); every variant paired with the first model as it is.
+448x448 grey canvas, 16 px on every side, where its predict gives the model the 416x416
+image alone. That is why ultralytics' val scored the same weights higher than `defects
+evaluate` once did, and why our detectors now add that border (`detection.predict.BORDER`).
+Here each model is scored (pycocotools, conf 0.001, 100 per image, ONNX fp32) without a
+border, with a 16 and a 32 px border, and resized to the larger canvas without a border
+(to tell the border from the scale); every variant paired with the first model's first.
 
     make bench-border                                             # the released model
-    make bench-border WEIGHTS="neu-det weights/gpu/n416/best.pt"  # several, the first the baseline
+    make bench-border WEIGHTS="neu-det weights/gpu/n416/best.pt"  # baseline: the first's first
 """
 
 from __future__ import annotations
@@ -20,53 +20,15 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import predict_coco, split_ground_truth  # noqa: E402
-from detection.predict import (  # noqa: E402
-    PAD_VALUE,
-    Detections,
-    OnnxDetector,
-    letterbox,
-    load_detector,
-    nms_decode,
-    rgb_nchw,
-)
-from detection.weights import NMS_IOU  # noqa: E402
+from detection.predict import OnnxDetector, load_detector  # noqa: E402
 
 STRIDE = 32  # the largest stride of a YOLO11 detector: canvases are multiples of it
-
-
-class BorderedDetector:
-    """An ONNX detector fed each image letterboxed to ``size`` and then bordered by
-    ``border`` grey pixels on every side (a canvas of ``size + 2 * border``)."""
-
-    def __init__(self, detector: OnnxDetector, size: int, border: int) -> None:
-        self.detector, self.size, self.border = detector, size, border
-        self.names, self.path = detector.names, detector.path
-        self.imgsz = size + 2 * border
-
-    def __call__(
-        self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
-    ) -> list[Detections]:
-        boxed = [letterbox(image, self.size) for image in images]
-        b = self.border
-        canvases = [
-            cv2.copyMakeBorder(pixels, b, b, b, b, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-            for pixels, _, _ in boxed
-        ]
-        batch = rgb_nchw(canvases).astype(np.float32) / 255.0
-        outputs = self.detector.session.run(None, {self.detector.input: batch})[0]
-        return [
-            nms_decode(out, conf, iou, max_det, ratio, (left + b, top + b), image.shape[:2])
-            for out, (_, ratio, (left, top)), image in zip(outputs, boxed, images)
-        ]
 
 
 def main() -> None:
@@ -79,14 +41,14 @@ def main() -> None:
     image_dir = data_yaml.parent / "images" / "val"
     names, predictions = [], []
     for weights in args.weights:
-        detector = load_detector(weights, "onnx")
+        onnx = load_detector(weights, "onnx").path  # exported beside the weights if missing
         model = Path(str(weights)).parent.name if str(weights).endswith(".pt") else str(weights)
-        size = detector.imgsz
+        size = OnnxDetector(onnx).imgsz
         variants = {
-            f"{model} as predicted ({size})": BorderedDetector(detector, size, 0),
-            f"{model} + 16 px border ({size + 32})": BorderedDetector(detector, size, 16),
-            f"{model} + 32 px border ({size + 64})": BorderedDetector(detector, size, 32),
-            f"{model} resized to {size + STRIDE}": BorderedDetector(detector, size + STRIDE, 0),
+            f"{model} without a border ({size})": OnnxDetector(onnx, size, border=0),
+            f"{model} + 16 px border ({size + 32})": OnnxDetector(onnx, size, border=16),
+            f"{model} + 32 px border ({size + 64})": OnnxDetector(onnx, size, border=32),
+            f"{model} resized to {size + STRIDE}": OnnxDetector(onnx, size + STRIDE, border=0),
         }
         for name, variant in variants.items():
             names.append(name)

@@ -17,7 +17,14 @@ from pathlib import Path
 from converters.errors import ConversionError
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
-from detection.predict import FLIPS, TTA_FUSION_IOU, coco_results, detect_images, load_detector
+from detection.predict import (
+    BORDER,
+    FLIPS,
+    TTA_FUSION_IOU,
+    coco_results,
+    detect_images,
+    load_detector,
+)
 from detection.report import write_report
 from detection.train import resolve_data
 from detection.weights import NMS_IOU, is_released, resolve_weights, sha256
@@ -162,7 +169,7 @@ def predict_split(
 
 def prediction_settings(tta: bool, nms_iou: float = NMS_IOU) -> dict:
     """How an evaluation's predictions were made, as its report records them."""
-    settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": nms_iou}
+    settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": nms_iou, "border": BORDER}
     if tta:
         settings["tta"] = {"flips": list(FLIPS), "fusion": "wbf", "fusion_iou": TTA_FUSION_IOU}
     return settings

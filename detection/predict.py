@@ -37,6 +37,12 @@ from detection.weights import (
 )
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
+# Grey pixels around every letterboxed image, on each side. Ultralytics' val pads its
+# batches by half the largest stride (`rect=True, pad=0.5`: 16 of 32), its predict does
+# not; its training keeps the `best.pt` that scores best on such bordered images, and
+# mosaic puts image edges next to grey fill. Without the border, a NEU-DET model trained
+# at 416 px lost 0.021 mAP50 and 0.029 mAP50:95 (`make bench-border`, docs/benchmarks.md).
+BORDER = 16
 
 
 @dataclass
@@ -67,20 +73,34 @@ def collect_images(sources: list[Path]) -> list[Path]:
     return found
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Ultralytics' letterbox to a ``size`` square: resize keeping aspect, pad centred."""
+def letterbox(
+    image: np.ndarray, size: int, border: int = 0
+) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Ultralytics' letterbox to a ``size`` square: resize keeping aspect, pad centred;
+    then ``border`` more grey pixels on every side (a ``size + 2 * border`` square).
+    Returns the canvas, the resize ratio and the image's offset in the canvas."""
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
     new_w, new_h = round(width * ratio), round(height * ratio)
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
+    top, bottom = round(dh - 0.1) + border, round(dh + 0.1) + border
+    left, right = round(dw - 0.1) + border, round(dw + 0.1) + border
     image = cv2.copyMakeBorder(
         image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
     )
     return image, ratio, (left, top)
+
+
+def to_image(
+    xyxy: np.ndarray, ratio: float, pad: tuple[float, float], shape: tuple[int, int]
+) -> np.ndarray:
+    """Boxes in a letterboxed canvas mapped back to the image's pixels, clipped to it."""
+    xyxy = xyxy.copy()
+    xyxy[:, [0, 2]] = ((xyxy[:, [0, 2]] - pad[0]) / ratio).clip(0, shape[1])
+    xyxy[:, [1, 3]] = ((xyxy[:, [1, 3]] - pad[1]) / ratio).clip(0, shape[0])
+    return xyxy
 
 
 def rgb_nchw(letterboxed: list[np.ndarray]) -> np.ndarray:
@@ -116,10 +136,7 @@ def nms_decode(
     picked = picked[np.argsort(-scores[picked], kind="stable")][:max_det]
     boxes = boxes[picked]
     xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1)
-    xyxy[:, [0, 2]] = (xyxy[:, [0, 2]] - pad[0]) / ratio
-    xyxy[:, [1, 3]] = (xyxy[:, [1, 3]] - pad[1]) / ratio
-    xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, shape[1])
-    xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, shape[0])
+    xyxy = to_image(xyxy, ratio, pad, shape)
     return Detections(xyxy.astype(np.float32), scores[picked], classes[picked])
 
 
@@ -132,6 +149,7 @@ class OnnxDetector:
         imgsz: int | None = None,
         threads: int | None = None,
         spinning: bool = True,
+        border: int = BORDER,
     ) -> None:
         import onnxruntime as ort
 
@@ -158,6 +176,7 @@ class OnnxDetector:
         self.names = {int(k): v for k, v in ast.literal_eval(meta["names"]).items()}
         exported = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         self.imgsz = imgsz or int(exported[0])
+        self.border = border
         self.path = Path(path)
         self.input = self.session.get_inputs()[0].name
         # The int8 export takes uint8 pixels; an fp32 export takes them scaled to 0..1.
@@ -168,7 +187,7 @@ class OnnxDetector:
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
-        boxed = [letterbox(image, self.imgsz) for image in images]
+        boxed = [letterbox(image, self.imgsz, self.border) for image in images]
         pixels = rgb_nchw([b[0] for b in boxed])
         batch = pixels if self.takes_pixels else pixels.astype(np.float32) / 255.0
         outputs = self.session.run(None, {self.input: batch})[0]
@@ -179,7 +198,9 @@ class OnnxDetector:
 
 
 class TorchDetector:
-    """Ultralytics' own PyTorch predictor behind the same interface."""
+    """Ultralytics' own PyTorch predictor behind the same interface, given the images
+    letterboxed and bordered as the ONNX path gives them (its own letterbox cannot add a
+    border): a tensor, which ultralytics takes as already prepared."""
 
     def __init__(
         self,
@@ -187,26 +208,37 @@ class TorchDetector:
         imgsz: int | None = None,
         device: str | None = None,
         classes: list[str] | None = None,
+        border: int = BORDER,
     ) -> None:
         self.model = load_yolo(weights, "detect", classes)
         self.path = Path(weights)
         self.names = dict(self.model.names)
         self.imgsz = imgsz or model_imgsz(self.model)
+        self.border = border
         self.device = device
 
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
+        import torch
+
+        boxed = [letterbox(image, self.imgsz, self.border) for image in images]
+        batch = torch.from_numpy(rgb_nchw([b[0] for b in boxed])).float() / 255.0
         results = self.model.predict(
-            images,
-            imgsz=self.imgsz,
+            batch,
+            imgsz=self.imgsz + 2 * self.border,
             conf=conf,
             iou=iou,
             max_det=max_det,
             device=self.device,
             verbose=False,
         )
-        return [ultralytics_detections(r) for r in results]
+        found = []
+        for result, (_, ratio, pad), image in zip(results, boxed, images):
+            canvas = ultralytics_detections(result)  # in the canvas' pixels
+            boxes = to_image(canvas.boxes, ratio, pad, image.shape[:2])
+            found.append(Detections(boxes, canvas.scores, canvas.classes))
+        return found
 
 
 def ultralytics_detections(result) -> Detections:
@@ -464,8 +496,9 @@ def float_head_nodes(onnx_path: Path) -> list[str]:
 # How :func:`quantize_int8` quantises, as a release card records it: a released int8
 # export recorded otherwise (or not at all) is made again when its weights are re-released.
 INT8_QUANTISATION = (
-    "static QDQ, calibrated min-max; int8 weights per channel in 7 bits (reduce_range); "
-    "uint8 activations; the head's output layers fp32; uint8 pixels in"
+    f"static QDQ, calibrated min-max on images bordered as predicted ({BORDER} px); int8 "
+    "weights per channel in 7 bits (reduce_range); uint8 activations; the head's output "
+    "layers fp32; uint8 pixels in"
 )
 
 
@@ -499,7 +532,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             path = next(self.items, None)
             if path is None:
                 return None
-            image, _, _ = letterbox(cv2.imread(str(path)), imgsz)
+            image, _, _ = letterbox(cv2.imread(str(path)), imgsz, BORDER)
             return {"images": rgb_nchw([image]).astype(np.float32) / 255.0}
 
     onnx_path = Path(onnx_path).resolve()

@@ -337,7 +337,10 @@ def settings_sentence(report: dict) -> str:
     settings = report.get("prediction_settings")
     if not settings:
         return ""
-    sentence = f" Predictions at confidence >= {settings['conf']}, NMS IoU {settings['nms_iou']}."
+    sentence = f" Predictions at confidence >= {settings['conf']}, NMS IoU {settings['nms_iou']}"
+    # Reports made before the border record none (docs/benchmarks.md, bench-border).
+    border = settings.get("border")
+    sentence += f", each image bordered by {border} grey pixels." if border else "."
     tta = settings.get("tta")
     if tta:
         sentence += (

@@ -97,7 +97,8 @@ def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
     assert report["prediction_settings"]["nms_iou"] == 0.6
     assert report["prediction_settings"]["backend"] == "torch"
     assert "tta" not in report["prediction_settings"]
-    assert "NMS IoU 0.6." in (tmp_path / "report.md").read_text()
+    settings = "NMS IoU 0.6, each image bordered by 16 grey pixels."
+    assert settings in (tmp_path / "report.md").read_text()
 
 
 def test_the_evaluation_report_explains(tmp_path: Path):

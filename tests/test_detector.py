@@ -431,7 +431,8 @@ def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, 
         assert main([*argv, str(out), *options]) == 0
         reports[backend] = json.loads((out / "report.json").read_text())
         assert reports[backend]["prediction_settings"]["nms_iou"] == 0.6
-        assert "NMS IoU 0.6." in (out / "report.md").read_text()
+        settings = "NMS IoU 0.6, each image bordered by 16 grey pixels."
+        assert settings in (out / "report.md").read_text()
     assert reports["torch"]["ultralytics"]["settings"]["iou"] == 0.6  # compared like for like
     exported = reports["onnx"]
     assert exported["backend"] == "onnx" and reports["torch"]["backend"] == "torch"
@@ -530,6 +531,33 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert all(
         {"image_id", "category_id", "bbox", "score", "file_name"} <= p.keys() for p in predictions
     )
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "border", "canvas", "ratio", "offset"),
+    [
+        ((200, 200), 416, 0, 416, 2.08, (0, 0)),
+        ((200, 200), 416, 16, 448, 2.08, (16, 16)),  # ultralytics' val canvas for NEU-DET
+        ((100, 200), 320, 16, 352, 1.6, (16, 96)),  # wide: grey above and below, then border
+    ],
+)
+def test_the_border_surrounds_the_letterboxed_image_and_boxes_map_back(
+    shape, size, border, canvas, ratio, offset
+):
+    from detection.predict import PAD_VALUE, letterbox, to_image
+
+    image = np.full((*shape, 3), 7, np.uint8)
+    boxed, got_ratio, got_offset = letterbox(image, size, border)
+    assert boxed.shape == (canvas, canvas, 3)
+    assert got_ratio == pytest.approx(ratio) and got_offset == offset
+    left, top = offset
+    inner = boxed[top : canvas - top, left : canvas - left]
+    assert (inner == 7).all() and (boxed[:border] == PAD_VALUE).all()
+    # The whole image, drawn in canvas pixels, maps back to the whole image (and beyond
+    # it, to its edges).
+    drawn = np.array([[left, top, canvas - left, canvas - top], [0, 0, canvas, canvas]], float)
+    back = to_image(drawn, got_ratio, got_offset, shape)
+    np.testing.assert_allclose(back, [[0, 0, shape[1], shape[0]]] * 2, atol=1e-6)
 
 
 def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path: Path):
