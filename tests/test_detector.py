@@ -855,7 +855,7 @@ class _OnDevice:
 
 @pytest.mark.parametrize(
     ("device", "gpu", "imgsz", "batch"),
-    [("cpu", False, 224, 32), ("0", True, 320, 64), ("0,1", True, 320, 64)],
+    [("cpu", False, 224, 32), ("0", True, 416, 64), ("0,1", True, 416, 64)],
 )
 def test_the_recipe_follows_the_device(tmp_path: Path, device: str, gpu: bool, imgsz, batch):
     from detection.train import on_gpu, training_recipe
