@@ -41,9 +41,9 @@ def main() -> None:
     image_dir = data_yaml.parent / "images" / "val"
     names, predictions = [], []
     for weights in args.weights:
-        onnx = load_detector(weights, "onnx").path  # exported beside the weights if missing
+        loaded = load_detector(weights, "onnx")  # exported beside the weights if missing
+        onnx, size = loaded.path, loaded.imgsz
         model = Path(str(weights)).parent.name if str(weights).endswith(".pt") else str(weights)
-        size = OnnxDetector(onnx).imgsz
         variants = {
             f"{model} without a border ({size})": OnnxDetector(onnx, size, border=0),
             f"{model} + 16 px border ({size + 32})": OnnxDetector(onnx, size, border=16),

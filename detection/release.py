@@ -134,8 +134,9 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
         command += f" --hours {args['time']}"
     elif args.get("epochs"):
         command += f" --epochs {args['epochs']}"
-    if args.get("distill_model"):
-        command += f" --teacher {_relative(Path(args['distill_model']))}"
+    teacher = _relative(Path(args["distill_model"])) if args.get("distill_model") else None
+    if teacher:
+        command += f" --teacher {teacher}"
     hardware = training_hardware(run_dir)
     gpu = device not in ("auto", "cpu") or "CUDA" in (hardware or "")
     for option in set_options(args, data_yaml if data_yaml.is_file() else None, gpu):
@@ -145,7 +146,7 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
         "run": args["name"],
         "command": command,
         "start": args["model"] if str(args["model"]).endswith(".yaml") else "weights",
-        "teacher": _relative(Path(args["distill_model"])) if args.get("distill_model") else None,
+        "teacher": teacher,
         "epochs": len(rows),
         "wall_time_h": round(seconds / 3600, 3),
         "device": device,
