@@ -147,6 +147,7 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
         "command": command,
         "start": args["model"] if str(args["model"]).endswith(".yaml") else "weights",
         "teacher": teacher,
+        "teacher_stages": teacher_stages(Path(args["distill_model"]), data) if teacher else None,
         "epochs": len(rows),
         "wall_time_h": round(seconds / 3600, 3),
         "device": device,
@@ -157,6 +158,28 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
         "last_epoch_ultralytics_mAP50": float(last["metrics/mAP50(B)"]),
         "last_epoch_ultralytics_mAP50-95": float(last["metrics/mAP50-95(B)"]),
     }
+
+
+def teacher_stages(teacher: Path, data: Path | None = None) -> list[dict] | None:
+    """How a distillation run's teacher was trained, so that a card whose model learned
+    from a teacher says how to make the teacher too: the stages of the released model
+    whose card lies beside it, or of the run folder it lies in (``args.yaml`` and
+    ``results.csv``, which come back from the GPU machine even when the teacher's weights
+    are too large to: tools/gpu/run.sh); None when its folder records neither.
+
+    Args:
+        teacher: The teacher's weights as the run recorded them (relative paths are the
+            repository root's, where ``defects train`` runs).
+        data: As for :func:`training_stage`.
+    """
+    from detection.offline import PROJECT_ROOT
+
+    folder = (teacher if teacher.is_absolute() else PROJECT_ROOT / teacher).parent
+    if (folder / "card.json").is_file():
+        return json.loads((folder / "card.json").read_text())["stages"]
+    if (folder / "args.yaml").is_file() and (folder / "results.csv").is_file():
+        return [*earlier_stages(folder), training_stage(folder, data)]
+    return None
 
 
 def earlier_stages(first_run: Path) -> list[dict]:
@@ -633,6 +656,15 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _stage_row(label: str, stage: dict) -> str:
+    """One row of a card's table of training stages."""
+    start = stage["start"] + (f", taught by `{stage['teacher']}`" if stage.get("teacher") else "")
+    return (
+        f"| {label} | `{stage['command']}` | {start} | {stage['epochs']} | "
+        f"{stage['wall_time_h']:.2f} h | {stage.get('hardware') or stage['device']} |"
+    )
+
+
 def card_markdown(card: dict) -> str:
     """The model card for people: the same facts as ``card.json``."""
     evaluation, data, model = card["evaluation"], card["data"], card["model"]
@@ -701,11 +733,20 @@ def card_markdown(card: dict) -> str:
         "| stage | command | start | epochs | wall time | device |",
         "|---|---|---|---:|---:|---|",
     ]
+    unrecorded = []
     for index, stage in enumerate(card["stages"], 1):
-        lines.append(
-            f"| {index} | `{stage['command']}` | {stage['start']} | {stage['epochs']} | "
-            f"{stage['wall_time_h']:.2f} h | {stage.get('hardware') or stage['device']} |"
-        )
+        # A teacher is trained before the stage it teaches; its rows come first.
+        for number, taught in enumerate(stage.get("teacher_stages") or [], 1):
+            lines.append(_stage_row(f"{index}'s teacher, {number}", taught))
+        if stage.get("teacher") and stage.get("teacher_stages") is None:
+            unrecorded.append(f"stage {index}'s teacher (`{stage['teacher']}`)")
+        lines.append(_stage_row(str(index), stage))
+    if unrecorded:
+        lines += [
+            "",
+            f"Not recorded: how {', '.join(unrecorded)} was trained; its run folder was "
+            "not on the release machine.",
+        ]
     throughput = card["throughput"]
     per_second = throughput["images_per_second"]
     lines += [

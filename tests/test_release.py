@@ -3,6 +3,7 @@ reproducing its card exactly."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from detection.evaluate import evaluate_model
 from detection.predict import FLIPS, INT8_QUANTISATION
 from detection.release import (
     OPERATING_NMS_IOUS,
+    card_markdown,
     operating_points,
     score_onnx,
     split_fingerprint,
@@ -325,6 +327,57 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     two = str(tmp_path / "w" / "two")
     assert main(["release", "--run", two, str(tiny), "--name", "tiny", *common]) == 2
     assert {p.name: sha256(p) for p in tiny.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("teacher_lies", ["in its run folder", "in a release", "alone"])
+def test_a_distilled_stage_records_how_its_teacher_was_trained(
+    trained: Path, tiny_data: Path, tmp_path: Path, teacher_lies: str
+):
+    # The teacher: a run folder (as tools/gpu/run.sh brings one back), a released model
+    # with its card, or a bare file whose training no folder records.
+    folder = tmp_path / "teacher"
+    shutil.copytree(trained, folder)
+    (folder / "args.yaml").write_text(
+        (folder / "args.yaml").read_text().replace("name: tiny", "name: teacher")
+    )
+    released_stages = json.loads((RELEASED / "card.json").read_text())["stages"]
+    if teacher_lies == "in a release":
+        (folder / "card.json").write_text(json.dumps({"stages": released_stages}))
+    elif teacher_lies == "alone":
+        for record in ("args.yaml", "results.csv"):
+            (folder / record).unlink()
+    student = tmp_path / "student"
+    shutil.copytree(trained, student)
+    args = (student / "args.yaml").read_text()
+    (student / "args.yaml").write_text(
+        args.replace("distill_model: null", f"distill_model: {folder / 'best.pt'}")
+    )
+
+    stage = training_stage(student, tiny_data)
+
+    assert "--teacher " in stage["command"]
+    taught = stage["teacher_stages"]
+    if teacher_lies == "in its run folder":
+        assert [s["run"] for s in taught] == ["teacher"]
+        assert taught[0] == training_stage(folder, tiny_data)
+    elif teacher_lies == "in a release":
+        assert taught == released_stages
+    else:
+        assert taught is None
+    card = json.loads((RELEASED / "card.json").read_text())
+    card["stages"] = [stage]
+    lines = card_markdown(card).splitlines()
+    header = lines.index("| stage | command | start | epochs | wall time | device |")
+    rows = list(itertools.takewhile(lambda line: line.startswith("| "), lines[header + 2 :]))
+    labels = [row.split(" | ")[0] for row in rows]
+    if taught:
+        assert labels[: len(taught) + 1] == [
+            *(f"| 1's teacher, {n}" for n in range(1, len(taught) + 1)),
+            "| 1",
+        ]
+    else:
+        assert "Not recorded: how stage 1's teacher" in card_markdown(card)
+    assert "taught by `" in rows[labels.index("| 1")]
 
 
 def test_a_stage_command_names_every_option_the_run_was_given(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # There, on the lent GPU machine (after tools/gpu/prepare.sh here, with .gpu carried):
 #   bash tools/gpu/run.sh HOURS BATCH VARIANT...
-# VARIANT is NAME:MODEL:IMGSZ[:KILL[:TEACHER]], trained in weights/gpu/NAME.
+# VARIANT is NAME:MODEL:IMGSZ[:KILL[:TEACHER[:SETS]]], trained in weights/gpu/NAME.
 # MODEL: yolo11n.yaml (from scratch); a .pt to start a new stage from (.gpu/start.pt,
 #   weights/gpu/OTHER/best.pt left by an earlier call while the machine stayed warm); a
 #   released name (neu-det); or `resume`: continue weights/gpu/NAME, paused by the call
@@ -12,14 +12,18 @@
 #   (its clock goes on over each resume: detection/train.py).
 # TEACHER: a trained detector to distil from (`defects train --teacher`), such as
 #   weights/gpu/OTHER/best.pt left by an earlier call: s:yolo11n.yaml:320::weights/gpu/t/best.pt.
+# SETS: other training arguments, KEY=VALUE separated by commas, each given as --set (a
+#   stage from trained weights: kd:neu-det:416::t.pt:lr0=0.0002,warmup_epochs=0).
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
 # best is exported to ONNX and predicts with it. Every name lookup off loopback in every
 # Python process is recorded (probe/).
-# $OUT gets NAME.tar per variant (best.pt, last.pt, results.csv, args.yaml, report,
-# train.log, console.log, evaluate.log), written as soon as that variant is scored, and
-# lookups.txt. A call must end within the device tool's 10 minutes: HOURS 0.11 (or
+# $OUT gets NAME.tar per variant (best.pt, results.csv, args.yaml, report, train.log,
+# console.log, evaluate.log; last.pt too when paused), written as soon as that variant is
+# scored, and lookups.txt. A tar over the 16 MiB a file may have to come back (yolo11s)
+# comes in 15 MiB pieces, NAME.tar.00, .01...: here, `cat NAME.tar.* | tar -x -C
+# weights/gpu`. The records alone let a card state how a teacher was trained. A call must end within the device tool's 10 minutes: HOURS 0.11 (or
 # pause@480) leaves about 2.5 for the rest.
 set -euo pipefail
 hours=$1 batch=$2
@@ -42,13 +46,16 @@ PY
 workers=$(( $(nproc) / $# - 1 ))
 began=$(date +%s)
 for variant in "$@"; do
-  IFS=: read -r name model imgsz kill teacher <<<"$variant"
+  IFS=: read -r name model imgsz kill teacher sets <<<"$variant"
+  overrides=()
+  IFS=, read -r -a pairs <<<"${sets:-}"
+  for pair in "${pairs[@]}"; do overrides+=(--set "$pair"); done
   mkdir -p weights/gpu/"$name"
   [ "$model" = resume ] || rm -f weights/gpu/"$name"/{train,console}.log  # a paused run's go on
   ( set +e; (
     train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
       --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0
-      ${teacher:+--teacher "$teacher"})
+      ${teacher:+--teacher "$teacher"} "${overrides[@]}")
     if [ "$model" = resume ]; then
       echo "=== resumed (an earlier call paused it)"
       train=(train --name "$name" --weights-dir weights/gpu --resume)
@@ -66,8 +73,15 @@ for variant in "$@"; do
   ) >>weights/gpu/"$name"/console.log 2>&1
   defects evaluate --weights weights/gpu/"$name"/best.pt --data /tmp/neu-det \
     --out weights/gpu/"$name"/report --bootstrap 200 >weights/gpu/"$name"/evaluate.log 2>&1
-  tar -cf "$OUT/$name.tar" -C weights/gpu --ignore-failed-read "$name"/{best.pt,last.pt,results.csv,args.yaml} \
-    "$name"/{train.log,console.log,evaluate.log} "$name"/report/{report.json,report.md} 2>/dev/null
+  # last.pt only for a paused run (a finished one's is best.pt's twin, yolo11s' 19 MB).
+  paused=()
+  [[ "${kill:-}" == pause@* ]] && paused=("$name"/last.pt)
+  tar -cf "$OUT/$name.tar" -C weights/gpu --ignore-failed-read "$name"/{best.pt,results.csv,args.yaml} \
+    "${paused[@]}" "$name"/{train.log,console.log,evaluate.log} "$name"/report/{report.json,report.md} 2>/dev/null
+  # A file over the 16 MiB that come back whole travels in pieces: NAME.tar.00, .01, ...
+  if [ "$(stat -c %s "$OUT/$name.tar")" -gt $((16 << 20)) ]; then
+    split -b 15M -d "$OUT/$name.tar" "$OUT/$name.tar." && rm "$OUT/$name.tar"
+  fi
   ) &
 done
 wait
