@@ -22,7 +22,8 @@ sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401
 from bench.common import detector_arguments, machine, save  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
-from detection.evaluate import predict_split, split_ground_truth  # noqa: E402
+from detection.evaluate import predict_coco_at_ious, split_ground_truth  # noqa: E402
+from detection.predict import load_detector  # noqa: E402
 
 GRID = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75)
 FIGURES = {"mAP50": "AP50", "mAP50-95": "AP50:95"}
@@ -31,12 +32,16 @@ FIGURES = {"mAP50": "AP50", "mAP50-95": "AP50:95"}
 def main() -> None:
     args = detector_arguments(__doc__.splitlines()[0])
     scores: dict[str, dict[float, dict[str, float]]] = {}
+    detector = None
     for split in ("train", "val"):
         data_yaml, _, gt = split_ground_truth(args.data, split)
         image_dir = data_yaml.parent / "images" / split
+        classes = [category["name"] for category in gt["categories"]]
+        detector = detector or load_detector(args.weights, args.backend, classes=classes)
+        # The ONNX backends run the model once for every IoU; only NMS differs.
+        by_iou = predict_coco_at_ious(detector, gt, image_dir, GRID)
         scores[split] = {}
-        for iou in GRID:
-            _, results = predict_split(args.weights, gt, image_dir, backend=args.backend, iou=iou)
+        for iou, results in by_iou.items():
             stats = evaluate(gt, results).stats
             scores[split][iou] = {figure: stats[key] for figure, key in FIGURES.items()}
             print(

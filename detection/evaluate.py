@@ -21,6 +21,8 @@ from detection.predict import (
     BORDER,
     FLIPS,
     TTA_FUSION_IOU,
+    Detections,
+    OnnxDetector,
     coco_results,
     detect_images,
     load_detector,
@@ -68,15 +70,40 @@ def predict_coco(
 ) -> list[dict]:
     """Runs a detector (:mod:`detection.predict`'s PyTorch or ONNX one) on every
     ground-truth image and returns COCO results (``iou``: the NMS IoU)."""
+    by_iou = predict_coco_at_ious(detector, gt, image_dir, (iou,), conf, max_det, batch, progress)
+    return by_iou[iou]
+
+
+def predict_coco_at_ious(
+    detector,
+    gt: dict,
+    image_dir: Path,
+    ious: tuple[float, ...],
+    conf: float = 0.001,
+    max_det: int = 100,
+    batch: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[float, list[dict]]:
+    """:func:`predict_coco` at each NMS IoU of ``ious``, each image read once. The ONNX
+    detector runs its model once for all of them (:meth:`OnnxDetector.at_ious`); any
+    other runs once per IoU."""
+
+    def detect(images: list, **options) -> list[dict[float, Detections]]:
+        if isinstance(detector, OnnxDetector):
+            return detector.at_ious(images, ious, **options)
+        found = {iou: detector(images, iou=iou, **options) for iou in ious}
+        return [{iou: found[iou][i] for iou in ious} for i in range(len(images))]
+
     to_category = category_map(detector.names, gt)
-    results = []
+    results: dict[float, list[dict]] = {iou: [] for iou in ious}
     entries = sorted(gt["images"], key=lambda im: im["id"])
     paths = [image_dir / entry["file_name"] for entry in entries]
-    found = detect_images(detector, paths, batch, conf=conf, iou=iou, max_det=max_det)
-    for done, (entry, (path, pixels, detections)) in enumerate(zip(entries, found), 1):
+    found = detect_images(detect, paths, batch, conf=conf, max_det=max_det)
+    for done, (entry, (path, pixels, by_iou)) in enumerate(zip(entries, found), 1):
         if pixels is None:
             raise ConversionError(f"{path}: ground-truth image unreadable or missing")
-        results += coco_results(detections, entry["id"], to_category)
+        for iou, detections in by_iou.items():
+            results[iou] += coco_results(detections, entry["id"], to_category)
         if progress:
             progress(done, len(entries))
     return results

@@ -187,12 +187,24 @@ class OnnxDetector:
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
+        return [found[iou] for found in self.at_ious(images, (iou,), conf, max_det)]
+
+    def at_ious(
+        self,
+        images: list[np.ndarray],
+        ious: tuple[float, ...],
+        conf: float = 0.25,
+        max_det: int = 300,
+    ) -> list[dict[float, Detections]]:
+        """Each image's detections at each NMS IoU of ``ious``, for one run of the model:
+        the raw output is the same at every IoU, only NMS differs (choosing the NMS IoU
+        on a split costs one prediction of it, not one per IoU)."""
         boxed = [letterbox(image, self.imgsz, self.border) for image in images]
         pixels = rgb_nchw([b[0] for b in boxed])
         batch = pixels if self.takes_pixels else pixels.astype(np.float32) / 255.0
         outputs = self.session.run(None, {self.input: batch})[0]
         return [
-            nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2])
+            {iou: nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2]) for iou in ious}
             for out, (_, ratio, pad), image in zip(outputs, boxed, images)
         ]
 

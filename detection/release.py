@@ -339,23 +339,25 @@ def operating_points(
     than ultralytics' 0.7 removes duplicate boxes of one defect: docs/benchmarks.md).
     """
     from detection.cocoeval import at_thresholds, evaluate, macro_f1, precision_recall
-    from detection.evaluate import predict_split
+    from detection.evaluate import predict_coco_at_ious
+    from detection.predict import load_detector
 
-    def predicted(split: str, iou: float) -> tuple[dict, list[dict]]:
+    def predicted(split: str, ious: tuple[float, ...]) -> tuple[dict, dict[float, list[dict]]]:
         gt = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
         image_dir = root / "images" / split
-        _, results = predict_split(model_onnx, gt, image_dir, backend="onnx", tta=tta, iou=iou)
-        return gt, results
+        return gt, predict_coco_at_ious(detector, gt, image_dir, ious)
 
+    classes = json.loads((root / "annotations" / "instances_val.json").read_text())["categories"]
+    detector = load_detector(model_onnx, "onnx", classes=[c["name"] for c in classes], tta=tta)
     search = {}
-    for iou in nms_ious:
-        gt, results = predicted("train", iou)
+    gt, by_iou = predicted("train", nms_ious)  # the model runs once for every IoU
+    for iou, results in by_iou.items():
         chosen = {c.name: c.best_f1_confidence for c in evaluate(gt, results).classes}
         search[iou] = (macro_f1(precision_recall(gt, at_thresholds(gt, results, chosen))), chosen)
     best = max(nms_ious, key=lambda iou: search[iou][0])  # a tie: the first given
     chosen = search[best][1]
-    gt, results = predicted("val", best)
-    on_val = precision_recall(gt, at_thresholds(gt, results, chosen))
+    gt, by_iou = predicted("val", (best,))
+    on_val = precision_recall(gt, at_thresholds(gt, by_iou[best], chosen))
     return {
         "chosen_on": "train",
         "measured_on": "val",

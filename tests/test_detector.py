@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from converters.convert import ConvertResult
 from converters.definitions import load_definition
 from detection.boxes import iou_matrix
 from detection.weights import WeightsError
@@ -900,3 +901,30 @@ def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(neu_det: Path, capsys,
     # Slack: boxes are clipped to the image after NMS, and ultralytics offsets each class's
     # boxes by thousands of pixels in float32 before it, so IoUs move by a few thousandths.
     assert largest[0.3] <= 0.3 + 0.01 and largest[0.9] > 0.3 + 0.1, largest
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_predictions_at_several_nms_ious_are_those_of_one_prediction_per_iou(
+    neu_converted: ConvertResult, monkeypatch, backend: str
+):
+    """Choosing the NMS IoU (the card's operating points, `make bench-nms-iou`) predicts a
+    split once for every IoU: the same COCO results as one prediction per IoU, and the
+    ONNX model runs once per batch, not once per IoU."""
+    from detection.evaluate import predict_coco, predict_coco_at_ious
+    from detection.predict import load_detector
+
+    root = neu_converted.out
+    gt = json.loads((root / "annotations" / "instances_val.json").read_text())
+    gt["images"] = sorted(gt["images"], key=lambda image: image["id"])[:20]
+    image_dir = root / "images" / "val"
+    detector = load_detector("neu-det", backend)
+    ious = (0.4, 0.7)
+    alone = {iou: predict_coco(detector, gt, image_dir, iou=iou, batch=8) for iou in ious}
+    runs = []
+    if backend == "onnx":
+        run = detector.session.run
+        monkeypatch.setattr(detector.session, "run", lambda *a: runs.append(1) or run(*a))
+    together = predict_coco_at_ious(detector, gt, image_dir, ious, batch=8)
+    assert together == alone
+    assert alone[0.4] != alone[0.7]  # the IoU mattered
+    assert len(runs) == (3 if backend == "onnx" else 0)  # 20 images, batches of 8
