@@ -41,7 +41,7 @@ test-tools:
 
 test: setup test-tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .
