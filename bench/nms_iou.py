@@ -32,12 +32,11 @@ FIGURES = {"mAP50": "AP50", "mAP50-95": "AP50:95"}
 def main() -> None:
     args = detector_arguments(__doc__.splitlines()[0])
     scores: dict[str, dict[float, dict[str, float]]] = {}
-    detector = None
-    for split in ("train", "val"):
-        data_yaml, _, gt = split_ground_truth(args.data, split)
+    truths = {split: split_ground_truth(args.data, split) for split in ("train", "val")}
+    classes = [category["name"] for category in truths["train"][2]["categories"]]
+    detector = load_detector(args.weights, args.backend, classes=classes)
+    for split, (data_yaml, _, gt) in truths.items():
         image_dir = data_yaml.parent / "images" / split
-        classes = [category["name"] for category in gt["categories"]]
-        detector = detector or load_detector(args.weights, args.backend, classes=classes)
         # The ONNX backends run the model once for every IoU; only NMS differs.
         by_iou = predict_coco_at_ious(detector, gt, image_dir, GRID)
         scores[split] = {}

@@ -342,22 +342,26 @@ def operating_points(
     from detection.evaluate import predict_coco_at_ious
     from detection.predict import load_detector
 
-    def predicted(split: str, ious: tuple[float, ...]) -> tuple[dict, dict[float, list[dict]]]:
-        gt = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
-        image_dir = root / "images" / split
-        return gt, predict_coco_at_ious(detector, gt, image_dir, ious)
+    gt = {
+        split: json.loads((root / "annotations" / f"instances_{split}.json").read_text())
+        for split in ("train", "val")
+    }
+    classes = [category["name"] for category in gt["train"]["categories"]]
+    detector = load_detector(model_onnx, "onnx", classes=classes, tta=tta)
 
-    classes = json.loads((root / "annotations" / "instances_val.json").read_text())["categories"]
-    detector = load_detector(model_onnx, "onnx", classes=[c["name"] for c in classes], tta=tta)
+    def predicted(split: str, ious: tuple[float, ...]) -> dict[float, list[dict]]:
+        return predict_coco_at_ious(detector, gt[split], root / "images" / split, ious)
+
     search = {}
-    gt, by_iou = predicted("train", nms_ious)  # the model runs once for every IoU
-    for iou, results in by_iou.items():
-        chosen = {c.name: c.best_f1_confidence for c in evaluate(gt, results).classes}
-        search[iou] = (macro_f1(precision_recall(gt, at_thresholds(gt, results, chosen))), chosen)
+    train = gt["train"]
+    for iou, results in predicted("train", nms_ious).items():  # one model run for every IoU
+        chosen = {c.name: c.best_f1_confidence for c in evaluate(train, results).classes}
+        on_train = precision_recall(train, at_thresholds(train, results, chosen))
+        search[iou] = (macro_f1(on_train), chosen)
     best = max(nms_ious, key=lambda iou: search[iou][0])  # a tie: the first given
     chosen = search[best][1]
-    gt, by_iou = predicted("val", (best,))
-    on_val = precision_recall(gt, at_thresholds(gt, by_iou[best], chosen))
+    val_results = predicted("val", (best,))[best]
+    on_val = precision_recall(gt["val"], at_thresholds(gt["val"], val_results, chosen))
     return {
         "chosen_on": "train",
         "measured_on": "val",

@@ -23,8 +23,9 @@
 # console.log, evaluate.log; last.pt too when paused), written as soon as that variant is
 # scored, and lookups.txt. A tar over the 16 MiB a file may have to come back (yolo11s)
 # comes in 15 MiB pieces, NAME.tar.00, .01...: here, `cat NAME.tar.* | tar -x -C
-# weights/gpu`. The records alone let a card state how a teacher was trained. A call must end within the device tool's 10 minutes: HOURS 0.11 (or
-# pause@480) leaves about 2.5 for the rest.
+# weights/gpu`. The records alone let a card state how a teacher was trained. A call
+# must end within the device tool's 10 minutes: HOURS 0.11 (or pause@480) leaves about
+# 2.5 for the rest.
 set -euo pipefail
 hours=$1 batch=$2
 shift 2
@@ -73,7 +74,8 @@ for variant in "$@"; do
   ) >>weights/gpu/"$name"/console.log 2>&1
   defects evaluate --weights weights/gpu/"$name"/best.pt --data /tmp/neu-det \
     --out weights/gpu/"$name"/report --bootstrap 200 >weights/gpu/"$name"/evaluate.log 2>&1
-  # last.pt only for a paused run (a finished one's is best.pt's twin, yolo11s' 19 MB).
+  # last.pt only for a paused run, which continues from it; a finished run's next stage
+  # starts from best.pt, and yolo11s' last.pt would add another 19 MB.
   paused=()
   [[ "${kill:-}" == pause@* ]] && paused=("$name"/last.pt)
   tar -cf "$OUT/$name.tar" -C weights/gpu --ignore-failed-read "$name"/{best.pt,results.csv,args.yaml} \
