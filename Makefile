@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile bench-profile-predict gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -113,6 +113,10 @@ bench-recipes: setup
 # Where a CPU training epoch goes: loader wait against forward/backward, per batch.
 bench-profile: setup
 	$(PY) bench/profile_train.py --data datasets/converted/neu-det
+
+# Where prediction's time goes: its stages, batch sizes and ONNX Runtime's operators.
+bench-profile-predict: setup
+	$(PY) bench/profile_predict.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 
 # 1,000 bootstrap replicates on NEU-DET's val split (target: 10 s) against re-running COCOeval.
 bench-bootstrap: setup

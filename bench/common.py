@@ -37,3 +37,19 @@ def detector_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
     parser.add_argument("--backend", default="onnx", help="torch, onnx or onnx-int8")
     return parser.parse_args()
+
+
+def throughput_arguments(description: str, count: int) -> argparse.ArgumentParser:
+    """The options of the benchmarks that time prediction on NEU-DET's images:
+    ``--weights``, ``--data`` (the converted NEU-DET: its train images calibrate int8,
+    its val split scores accuracy), ``--images``, ``--count`` and ``--repeats``; a parser,
+    for a benchmark's own options to be added."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
+    parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
+    parser.add_argument(
+        "--images", type=Path, default=REPO.parent / "shared/datasets/NEU-DET/IMAGES"
+    )
+    parser.add_argument("--count", type=int, default=count, help="the first COUNT by name")
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser

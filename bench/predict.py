@@ -19,7 +19,6 @@ Accuracy at equal image size: pycocotools mAP50 of each path on the converted va
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -33,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
-from bench.common import machine, save  # noqa: E402
+from bench.common import machine, save, throughput_arguments  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.evaluate import predict_coco  # noqa: E402
 from detection.predict import (  # noqa: E402
@@ -54,20 +53,8 @@ def timed(function) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="neu-det", help=".pt or a released name")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=REPO / "datasets/converted/neu-det",
-        help="converted NEU-DET (its val split scores accuracy)",
-    )
-    parser.add_argument(
-        "--images", type=Path, default=REPO.parent / "shared/datasets/NEU-DET/IMAGES"
-    )
+    parser = throughput_arguments(__doc__.splitlines()[0], count=300)
     parser.add_argument("--imgsz", type=int, help="default: the size the model trained at")
-    parser.add_argument("--count", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     paths = sorted(args.images.glob("*.jpg"))[: args.count]

@@ -103,10 +103,18 @@ def to_image(
     return xyxy
 
 
-def rgb_nchw(letterboxed: list[np.ndarray]) -> np.ndarray:
-    """Letterboxed BGR images as one contiguous uint8 batch, RGB and channels first: what
-    an int8 export takes, and an fp32 export once scaled to 0..1."""
-    return np.ascontiguousarray(np.stack(letterboxed)[..., ::-1].transpose(0, 3, 1, 2))
+def rgb_nchw(letterboxed: list[np.ndarray], scaled: bool = False) -> np.ndarray:
+    """Letterboxed BGR images as one contiguous batch, RGB and channels first: uint8
+    pixels (what an int8 export takes) or, ``scaled``, float32 in 0..1 (an fp32 export).
+
+    Scaled, the pixels are divided in one pass from the channel-swapping view, the same
+    numbers as converting and then dividing: a batch of 32 at 448 px is 77 MB of floats,
+    and the pass saved was 3% of the fp32 path's time (``make bench-profile-predict``).
+    """
+    view = np.stack(letterboxed)[..., ::-1].transpose(0, 3, 1, 2)
+    if scaled:
+        return np.divide(view, np.float32(255), dtype=np.float32, order="C")
+    return np.ascontiguousarray(view)
 
 
 def nms_decode(
@@ -200,8 +208,7 @@ class OnnxDetector:
         the raw output is the same at every IoU, only NMS differs (choosing the NMS IoU
         on a split costs one prediction of it, not one per IoU)."""
         boxed = [letterbox(image, self.imgsz, self.border) for image in images]
-        pixels = rgb_nchw([b[0] for b in boxed])
-        batch = pixels if self.takes_pixels else pixels.astype(np.float32) / 255.0
+        batch = rgb_nchw([b[0] for b in boxed], scaled=not self.takes_pixels)
         outputs = self.session.run(None, {self.input: batch})[0]
         return [
             {iou: nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2]) for iou in ious}
@@ -235,7 +242,7 @@ class TorchDetector:
         import torch
 
         boxed = [letterbox(image, self.imgsz, self.border) for image in images]
-        batch = torch.from_numpy(rgb_nchw([b[0] for b in boxed])).float() / 255.0
+        batch = torch.from_numpy(rgb_nchw([b[0] for b in boxed], scaled=True))
         results = self.model.predict(
             batch,
             imgsz=self.imgsz + 2 * self.border,
@@ -545,7 +552,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             if path is None:
                 return None
             image, _, _ = letterbox(cv2.imread(str(path)), imgsz, BORDER)
-            return {"images": rgb_nchw([image]).astype(np.float32) / 255.0}
+            return {"images": rgb_nchw([image], scaled=True)}
 
     onnx_path = Path(onnx_path).resolve()
     images = [Path(image).resolve() for image in images]

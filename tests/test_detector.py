@@ -561,6 +561,25 @@ def test_the_border_surrounds_the_letterboxed_image_and_boxes_map_back(
     np.testing.assert_allclose(back, [[0, 0, shape[1], shape[0]]] * 2, atol=1e-6)
 
 
+def test_the_model_input_is_ultralytics_own_preprocessing():
+    """RGB, channels first, and for an fp32 model scaled to 0..1 bit for bit as ultralytics
+    scales it (a float tensor divided by 255), though in one pass from BGR pixels."""
+    import torch
+
+    from detection.predict import rgb_nchw
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
+    pixels = rgb_nchw(images)
+    assert pixels.dtype == np.uint8 and pixels.flags.c_contiguous and pixels.shape == (3, 3, 40, 40)
+    assert (pixels[1, 0] == images[1][..., 2]).all() and (pixels[2, 2] == images[2][..., 0]).all()
+    scaled = rgb_nchw(images, scaled=True)
+    assert scaled.dtype == np.float32 and scaled.flags.c_contiguous
+    theirs = torch.from_numpy(pixels).float() / 255  # ultralytics' BasePredictor.preprocess
+    assert np.array_equal(scaled, theirs.numpy())
+    assert scaled.min() == 0 and scaled.max() == 1
+
+
 def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path: Path):
     import cv2
 
