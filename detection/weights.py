@@ -160,6 +160,18 @@ def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | No
             + (f": {reason[:200]}" if reason else "")
             + ")"
         ) from None
+    student = getattr(model.model, "student_model", None)
+    if student is not None:
+        # A distillation run's checkpoint from before the run ended (a killed run's,
+        # save_period's): ultralytics keeps its training wrapper (the student, projectors,
+        # no teacher) until the end strips it. Its predict runs the student, but its ONNX
+        # export unwraps the student and fails on what only the wrapper carries. Take the
+        # student, with what ultralytics' loader set on the wrapper (task, arguments, and
+        # the file: the student's own pt_path names the weights it started from, where its
+        # export would otherwise be written, over a released model's model.onnx).
+        student.task, student.args = model.model.task, model.model.args
+        student.pt_path = model.model.pt_path
+        model.model = student
     if model.task != task:
         found = TASK_NAMES.get(model.task, f"a {model.task} model")
         raise WeightsError(f"{path}: {found} where {TASK_NAMES[task]} is expected")

@@ -238,20 +238,24 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
 ):
     import csv
 
+    import cv2
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
+    from detection.predict import export_onnx, load_detector
     from detection.release import training_stage
     from detection.train import _check_teacher_still_there
 
-    teacher = tmp_path / "teacher.pt"
+    teacher, start = tmp_path / "teacher.pt", tmp_path / "start.pt"
     shutil.copy(trained / "best.pt", teacher)
+    shutil.copy(trained / "best.pt", start)
     result = subprocess.run(
         [
             *DEFECTS,
             *["train", "--data", str(tiny_data), "--name", "student", "--epochs", "1"],
-            *["--weights-dir", str(tmp_path), "--model", "yolo11n.yaml", *TINY],
+            *["--weights-dir", str(tmp_path), "--model", str(start), *TINY],
             *["--teacher", str(teacher), "--set", "optimizer=AdamW", "--set", "lr0=0.001"],
+            *["--set", "save_period=1"],  # a checkpoint from within the run, kept as saved
         ],
         capture_output=True,
         text=True,
@@ -269,6 +273,16 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
     assert student.state_dict().keys() == fresh.keys()
     stage = training_stage(run)
     assert stage["teacher"].endswith("teacher.pt") and "--teacher " in stage["command"]
+    # A checkpoint saved before the run ended (save_period's, or a killed run's last.pt)
+    # still holds ultralytics' training wrapper; it exports and predicts as the student,
+    # its export beside it, never over the weights the student started from.
+    (within,) = run.glob("epoch*.pt")
+    assert hasattr(torch.load(within, weights_only=False)["ema"], "student_model")
+    assert export_onnx(within) == within.with_suffix(".onnx")
+    assert not start.with_suffix(".onnx").exists()
+    image = cv2.imread(str(next((tiny_data / "images" / "val").glob("*.jpg"))))
+    for backend in ("torch", "onnx"):
+        assert load_detector(within, backend)([image], conf=0.0)[0].scores.size > 0
     # Ultralytics rebuilds the teacher from its path on --resume: gone, a clear error.
     _check_teacher_still_there(run / "last.pt")
     teacher.unlink()
