@@ -310,18 +310,23 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def _starting_model(model: str) -> str:
-    """A ``.yaml`` definition as given; weights (a ``.pt`` or a released name) checked."""
+def _starting_model(model: str):
+    """Where training starts, as the run records it and loaded: a ``.yaml`` definition as
+    given, or weights (a ``.pt`` or a released name) checked by :func:`load_yolo`, which
+    also takes the student out of a distillation run's checkpoint saved before that run
+    ended (ultralytics would transfer none of the wrapper's tensors: "Transferred 0/499",
+    and train from scratch)."""
+    from ultralytics import YOLO
+
     if Path(model).suffix in (".yaml", ".yml"):
-        return model
+        return model, YOLO(model)
     path = resolve_weights(model)
     if path.suffix == ".pt" and not path.exists():
         raise WeightsError(
             f"{model}: no such weights file. Pretrained weights cannot be downloaded here; "
             "train from a definition such as yolo11n.yaml, a local .pt or a released model"
         )
-    load_yolo(path, "detect")
-    return str(path)
+    return str(path), load_yolo(path, "detect")
 
 
 def _teacher_model(teacher: str, data_yaml: Path) -> Path:
@@ -512,7 +517,7 @@ def train(
     settings = {"model": "yolo11n.yaml", "imgsz": 640, "epochs": 100, "batch": 16}
     settings.update(recipe)
     settings.update({k: v for k, v in chosen.items() if v is not None})
-    settings["model"] = _starting_model(str(settings["model"]))
+    settings["model"], yolo = _starting_model(str(settings["model"]))
     if backbone is not None:
         if Path(settings["model"]).suffix not in (".yaml", ".yml"):
             raise ConversionError(
@@ -543,7 +548,6 @@ def train(
         arguments["workers"] = workers
     if hours is not None:
         arguments["time"] = hours
-    yolo = YOLO(settings["model"])
     for event, function in (callbacks or {}).items():
         yolo.add_callback(event, function)
     with _logged_to(run_dir / "train.log"):

@@ -244,7 +244,7 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
 
     from detection.predict import export_onnx, load_detector
     from detection.release import training_stage
-    from detection.train import _check_teacher_still_there
+    from detection.train import _check_teacher_still_there, train
 
     teacher, start = tmp_path / "teacher.pt", tmp_path / "start.pt"
     shutil.copy(trained / "best.pt", teacher)
@@ -283,6 +283,12 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
     image = cv2.imread(str(next((tiny_data / "images" / "val").glob("*.jpg"))))
     for backend in ("torch", "onnx"):
         assert load_detector(within, backend)([image], conf=0.0)[0].scores.size > 0
+    # A new stage from it starts from the student's weights (ultralytics transferred none
+    # of the wrapper's tensors and trained from scratch): at a zero learning rate, they
+    # come out of an epoch as they went in.
+    again = train(tiny_data, "from-within", model=str(within), weights_dir=tmp_path, **STILL)
+    start = torch.load(within, weights_only=False)["ema"].student_model.state_dict()
+    _assert_same_convolutions({k: v for k, v in start.items() if k.endswith("conv.weight")}, again)
     # Ultralytics rebuilds the teacher from its path on --resume: gone, a clear error.
     _check_teacher_still_there(run / "last.pt")
     teacher.unlink()
@@ -329,6 +335,24 @@ def _conv_weights(weights: Path) -> dict:
     return {k: v for k, v in model.state_dict().items() if k.endswith("conv.weight")}
 
 
+# One epoch that changes no weight (learning rate, momentum, decay and warm-up all zero),
+# on the tiny data: whatever a run starts from, it ends with.
+STILL = {
+    **{"imgsz": 96, "epochs": 1, "batch": 8, "device": "cpu", "workers": 0},
+    "seed": 1,  # the tiny run used seed 0: a fresh start would not reproduce its weights
+    "extra": {
+        **{"optimizer": "SGD", "lr0": 0.0, "lrf": 0.0, "momentum": 0.0},
+        **{"weight_decay": 0.0, "warmup_epochs": 0, "warmup_bias_lr": 0.0},
+    },
+}
+
+
+def _assert_same_convolutions(start: dict, run: Path) -> None:
+    end = _conv_weights(run / "last.pt")
+    assert start.keys() == end.keys() and len(start) > 50
+    assert all(np.array_equal(start[k].float().numpy(), end[k].float().numpy()) for k in start)
+
+
 def test_training_from_a_local_pt_starts_from_its_weights(
     trained: Path, tiny_data: Path, tmp_path: Path
 ):
@@ -337,23 +361,8 @@ def test_training_from_a_local_pt_starts_from_its_weights(
     # epoch from the .pt must leave its convolution weights exactly as they were.
     from detection.train import train
 
-    still = {"optimizer": "SGD", "lr0": 0.0, "lrf": 0.0, "momentum": 0.0}
-    run = train(
-        tiny_data,
-        "from-pt",
-        model=str(trained / "best.pt"),
-        imgsz=96,
-        epochs=1,
-        batch=8,
-        device="cpu",
-        weights_dir=tmp_path,
-        workers=0,
-        seed=1,  # the tiny run used seed 0: a fresh start would not reproduce its weights
-        extra={**still, "weight_decay": 0.0, "warmup_epochs": 0, "warmup_bias_lr": 0.0},
-    )
-    start, end = _conv_weights(trained / "best.pt"), _conv_weights(run / "last.pt")
-    assert start.keys() == end.keys() and len(start) > 50
-    assert all(np.array_equal(start[k].float().numpy(), end[k].float().numpy()) for k in start)
+    run = train(tiny_data, "from-pt", model=str(trained / "best.pt"), weights_dir=tmp_path, **STILL)
+    _assert_same_convolutions(_conv_weights(trained / "best.pt"), run)
 
 
 def test_a_classifier_backbone_starts_the_detector_and_callbacks_see_every_batch(
