@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -77,10 +78,10 @@ def stage_seconds(detector: OnnxDetector, paths: list[Path]) -> dict[str, float]
 
 
 def model_input(detector: OnnxDetector, count: int) -> np.ndarray:
-    """``count`` random letterbox-sized inputs of the type the export takes."""
+    """``count`` random letterbox-sized images as the export takes them (:func:`rgb_nchw`)."""
     side = detector.imgsz + 2 * detector.border
-    pixels = np.random.default_rng(0).integers(0, 256, (count, 3, side, side), dtype=np.uint8)
-    return pixels if detector.takes_pixels else pixels.astype(np.float32) / 255.0
+    images = np.random.default_rng(0).integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+    return rgb_nchw(list(images), scaled=not detector.takes_pixels)
 
 
 def operator_shares(onnx_path: Path, batch: np.ndarray, runs: int = 3) -> dict[str, float]:
@@ -90,6 +91,7 @@ def operator_shares(onnx_path: Path, batch: np.ndarray, runs: int = 3) -> dict[s
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-predict-") as tmp:
         options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
@@ -110,8 +112,6 @@ def openvino_model(onnx_path: Path):
     """The ONNX export compiled by OpenVINO for this CPU in f32 (on CPUs with bf16 it
     would otherwise run in bf16, another accuracy), with as many threads as ONNX Runtime;
     a function from the input batch to the output."""
-    import os
-
     import openvino
 
     compiled = openvino.Core().compile_model(
