@@ -31,7 +31,10 @@ def neu_converted(neu_det: Path, tmp_path_factory: pytest.TempPathFactory) -> Co
 
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
-TINY = ["--imgsz", "96", "--batch", "8", "--device", "cpu", "--workers", "0"]
+# Without ultralytics' training plots: a third of a tiny run's time is matplotlib's.
+# (test_offline's runs keep them: they prove the plots' font needs no download.)
+NO_PLOTS = ["--set", "plots=false"]
+TINY = ["--imgsz", "96", "--batch", "8", "--device", "cpu", "--workers", "0", *NO_PLOTS]
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from detection.release import (
 from detection.report import _clean
 from detection.train import parse_overrides
 from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256
+from tests.conftest import DEFECTS, NO_PLOTS
 
 pytestmark = pytest.mark.slow
 RELEASED = MODELS_DIR / "neu-det"
@@ -253,9 +254,8 @@ def test_every_command_takes_the_released_name(
     assert "not re-exported in place" in capsys.readouterr().err
     weights = ["--weights-dir", str(tmp_path / "w"), "--device", "cpu", "--workers", "0"]
     tiny = ["--epochs", "1", "--imgsz", "64", "--batch", "8", *weights]
-    assert (
-        main(["train", "--data", str(tiny_data), "--model", "neu-det", "--name", "d", *tiny]) == 0
-    )
+    train = ["train", "--data", str(tiny_data), "--model", "neu-det", "--name", "d"]
+    assert main([*train, *tiny, *NO_PLOTS]) == 0
     assert (tmp_path / "w" / "d" / "best.pt").is_file()
     argv = ["train-cls", "--data", str(tiny_data), "--backbone", "neu-det", "--name", "c", *tiny]
     assert main(argv) == 0
@@ -266,8 +266,6 @@ def test_every_command_takes_the_released_name(
 def test_review_by_released_name(tiny_data: Path, tmp_path: Path):
     import os
     import subprocess
-
-    from tests.conftest import DEFECTS
 
     env = {
         **os.environ,
@@ -291,6 +289,7 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     stage_two = ["train", "--data", str(tiny_data), "--model", str(models / "tiny" / "model.pt")]
     stage_two += ["--name", "two", "--epochs", "1", "--imgsz", "96", "--batch", "8"]
     stage_two += ["--device", "cpu", "--workers", "0", "--weights-dir", str(tmp_path / "w")]
+    stage_two += NO_PLOTS
     assert main(stage_two) == 0
     assert main(["release", "--run", str(tmp_path / "w" / "two"), "--name", "tiny", *common]) == 0
     card = json.loads((models / "tiny" / "card.json").read_text())
@@ -396,12 +395,14 @@ def test_a_stage_command_names_every_option_the_run_was_given(
     # (ultralytics' defaults, the steel arguments, the recipe).
     assert [command[i + 1] for i, word in enumerate(command) if word == "--set"] == [
         "optimizer=AdamW",
+        "plots=False",
         "lr0=0.001",
         "momentum=0.9",
     ]
     assert command[command.index("--weights-dir") + 1].endswith(trained.parent.name)
     typed = build_parser().parse_args(command[1:])  # as a user would type it again
-    assert parse_overrides(typed.set) == {"optimizer": "AdamW", "lr0": 0.001, "momentum": 0.9}
+    overrides = {"optimizer": "AdamW", "plots": False, "lr0": 0.001, "momentum": 0.9}
+    assert parse_overrides(typed.set) == overrides
     assert (typed.imgsz, typed.batch, typed.device) == (96, 8, "cpu")
     assert stage["device"] == "cpu" and stage["hardware"].startswith("CPU (")  # its train.log
     # A run trained elsewhere: the card names the device from its train.log, and this
