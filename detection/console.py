@@ -11,10 +11,14 @@ from contextlib import contextmanager
 
 
 def stderr_console():
-    """A rich console on stderr (stdout stays free for reports and JSON)."""
+    """A rich console on stderr (stdout stays free for reports and JSON).
+
+    Its lines are never broken at the console's width (80 columns off a terminal): a
+    path split over two lines of a log cannot be searched for or copied.
+    """
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -526,7 +526,7 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
 
 
 def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path):
-    images = tmp_path / "in"
+    images = tmp_path / ("in-a-folder-whose-name-is-longer-than-a-line-" + "x" * 40)
     images.mkdir()
     for source in sorted((tiny_data / "images" / "val").iterdir())[:3]:
         (images / source.name).write_bytes(source.read_bytes())
@@ -547,7 +547,8 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "broken.jpg" in result.stderr
+    # The whole path on one line of the log, not broken at 80 columns off a terminal.
+    assert f"skipped {images / 'broken.jpg'}: " in result.stderr
     errors = json.loads((tmp_path / "out" / "errors.json").read_text())
     assert [Path(e["file"]).name for e in errors] == ["broken.jpg"]
     assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 3
