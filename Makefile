@@ -39,9 +39,15 @@ test-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium strace >/dev/null; }
 
+# Two pytest workers, each test file whole on one of them (its module fixtures: a
+# MongoDB server, a review dataset, built once). Most of a test's wall time is a
+# process starting, Python importing torch or FiftyOne, MongoDB or Chromium waiting:
+# on 2 cores two workers overlap that (README, "Tests").
+TEST_WORKERS ?= 2
+
 test: setup test-tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .
