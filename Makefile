@@ -42,7 +42,7 @@ test-tools:
 # Two pytest workers, each test file whole on one of them (its module fixtures: a
 # MongoDB server, a review dataset, built once). Most of a test's wall time is a
 # process starting, Python importing torch or FiftyOne, MongoDB or Chromium waiting:
-# on 2 cores two workers overlap that (README, "Tests").
+# on 2 cores two workers overlap that (README, `make test`).
 TEST_WORKERS ?= 2
 
 test: setup test-tools

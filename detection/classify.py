@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,13 @@ from converters.layouts import class_folders, images_in, is_image_level_tree
 from converters.model import SPLITS
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
-from detection.weights import load_yolo, model_imgsz, resolve_weights, sha256
+from detection.weights import (
+    load_yolo,
+    model_imgsz,
+    resolve_weights,
+    sha256,
+    student_checkpoint,
+)
 
 
 def image_label_from_boxes(boxes: list[tuple[int, float]]) -> int | None:
@@ -188,36 +195,41 @@ def train_classifier(
     source = prepare_source(data, background_class, seed)
     run_dir = (Path(weights_dir) / name).resolve()
     tree = layout_tree(source, run_dir.parent / f".{name}-data")
-    transfer = None
-    if backbone:
-        probe = ClassificationModel(model, nc=len(source.classes), verbose=False)
-        transferred, total, matched = count_transfer(Path(backbone), probe)
-        if not matched:
-            raise ConversionError(
-                f"{backbone}: its backbone does not fit {model} (only {transferred} of {total} "
-                "tensors match, not the backbone): use the detector's own scale, e.g. "
-                "yolo11n.yaml -> yolo11n-cls.yaml, or --backbone none"
-            )
-        transfer = {"transferred": transferred, "total": total, "from": str(backbone)}
-    arguments = {
-        "data": str(tree),
-        "epochs": epochs,
-        "imgsz": imgsz,
-        "batch": batch,
-        "device": None if device == "auto" else device,
-        "project": str(run_dir.parent),
-        "name": name,
-        "exist_ok": True,
-        "seed": seed,
-        "plots": False,
-        "pretrained": str(backbone) if backbone else False,
-        "hsv_h": 0.0,
-        "hsv_s": 0.0,
-        "flipud": 0.5,
-    }
-    if workers is not None:
-        arguments["workers"] = workers
-    YOLO(model).train(**arguments, trainer=trainer_class("classify"))
+    # (A distillation run's unfinished checkpoint starts the classifier from its student,
+    # written into a folder gone after training: ultralytics' args.yaml names that copy,
+    # summary.json the backbone as given.)
+    with tempfile.TemporaryDirectory(prefix="defects-backbone-") as scratch:
+        start = student_checkpoint(backbone, Path(scratch)) if backbone else None
+        transfer = None
+        if start:
+            probe = ClassificationModel(model, nc=len(source.classes), verbose=False)
+            transferred, total, matched = count_transfer(start, probe)
+            if not matched:
+                raise ConversionError(
+                    f"{backbone}: its backbone does not fit {model} (only {transferred} of "
+                    f"{total} tensors match, not the backbone): use the detector's own "
+                    "scale, e.g. yolo11n.yaml -> yolo11n-cls.yaml, or --backbone none"
+                )
+            transfer = {"transferred": transferred, "total": total, "from": str(backbone)}
+        arguments = {
+            "data": str(tree),
+            "epochs": epochs,
+            "imgsz": imgsz,
+            "batch": batch,
+            "device": None if device == "auto" else device,
+            "project": str(run_dir.parent),
+            "name": name,
+            "exist_ok": True,
+            "seed": seed,
+            "plots": False,
+            "pretrained": str(start) if start else False,
+            "hsv_h": 0.0,
+            "hsv_s": 0.0,
+            "flipud": 0.5,
+        }
+        if workers is not None:
+            arguments["workers"] = workers
+        YOLO(model).train(**arguments, trainer=trainer_class("classify"))
     weights = run_dir / "best.pt"
     report = evaluate_classifier(weights, tree / "val", run_dir / "report", imgsz)
     summary = {

@@ -289,6 +289,16 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
     again = train(tiny_data, "from-within", model=str(within), weights_dir=tmp_path, **STILL)
     start = torch.load(within, weights_only=False)["ema"].student_model.state_dict()
     _assert_same_convolutions({k: v for k, v in start.items() if k.endswith("conv.weight")}, again)
+    # The classifier fallback starts from the student's backbone too (ultralytics'
+    # loader would have rebuilt a distillation around the wrapper).
+    classify = [*DEFECTS, "train-cls", "--data", str(tiny_data), "--backbone", str(within)]
+    classify += ["--name", "cls", "--weights-dir", str(tmp_path), "--epochs", "1"]
+    classify += ["--imgsz", "64", "--batch", "8", "--device", "cpu", "--workers", "0"]
+    result = subprocess.run(classify, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Transferred 192/236 items from pretrained weights" in result.stdout + result.stderr
+    summary = json.loads((tmp_path / "cls" / "summary.json").read_text())
+    assert summary["transfer"] == {"transferred": 192, "total": 236, "from": str(within)}
     # Ultralytics rebuilds the teacher from its path on --resume: gone, a clear error.
     _check_teacher_still_there(run / "last.pt")
     teacher.unlink()
