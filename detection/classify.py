@@ -189,9 +189,10 @@ def train_classifier(
 
     from detection.train import trainer_class
 
+    detector = None
     if backbone:
         backbone = resolve_weights(backbone)
-        load_yolo(backbone, "detect")
+        detector = load_yolo(backbone, "detect")
     source = prepare_source(data, background_class, seed)
     run_dir = (Path(weights_dir) / name).resolve()
     tree = layout_tree(source, run_dir.parent / f".{name}-data")
@@ -199,7 +200,7 @@ def train_classifier(
     # written into a folder gone after training: ultralytics' args.yaml names that copy,
     # summary.json the backbone as given.)
     with tempfile.TemporaryDirectory(prefix="defects-backbone-") as scratch:
-        start = student_checkpoint(backbone, Path(scratch)) if backbone else None
+        start = student_checkpoint(detector, Path(scratch)) if detector else None
         transfer = None
         if start:
             probe = ClassificationModel(model, nc=len(source.classes), verbose=False)

@@ -186,23 +186,20 @@ def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | No
     return model
 
 
-def student_checkpoint(weights: Path, folder: Path) -> Path:
-    """A checkpoint ultralytics' trainers can start from (``pretrained=``): ``weights``
-    itself, or, for a distillation run's checkpoint from before the run ended (its
-    training wrapper, :func:`load_yolo`), the student alone, written into ``folder``.
-    Ultralytics' own loader would rebuild a distillation around the wrapper, or find
-    none of the student's tensors under the wrapper's names."""
+def student_checkpoint(model, folder: Path) -> Path:
+    """A checkpoint ultralytics' trainers can start from (``pretrained=``), for ``model``
+    as :func:`load_yolo` returned it: its own file, or, where load_yolo took the student
+    out of a distillation run's checkpoint from before the run ended, the student alone,
+    written into ``folder``. Given that checkpoint, ultralytics' own loader would rebuild
+    a distillation around the wrapper, or find none of the student's tensors under the
+    wrapper's names."""
     import torch
-    from ultralytics.nn.tasks import torch_safe_load
 
-    path = resolve_weights(weights)
-    checkpoint, _ = torch_safe_load(str(path))
-    wrapper = checkpoint.get("ema") or checkpoint.get("model")
-    student = getattr(wrapper, "student_model", None)
-    if student is None:
-        return path
+    path = Path(model.ckpt_path)
+    if model.model is (model.ckpt.get("ema") or model.ckpt.get("model")):
+        return path  # the module the file holds: nothing was taken out
     target = Path(folder) / path.name
-    torch.save({"model": student, "train_args": checkpoint.get("train_args", {})}, target)
+    torch.save({"model": model.model, "train_args": model.ckpt.get("train_args", {})}, target)
     return target
 
 
