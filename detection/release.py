@@ -31,7 +31,12 @@ import yaml
 
 from converters.errors import ConversionError
 from detection.boxes import iou_matrix
-from detection.evaluate import evaluate_model, prediction_settings
+from detection.evaluate import (
+    evaluate_model,
+    predict_coco_at_ious,
+    predict_split,
+    prediction_settings,
+)
 from detection.report import _clean, _xyxy
 from detection.train import (
     OWN_ARGUMENTS,
@@ -172,9 +177,7 @@ def teacher_stages(teacher: Path, data: Path | None = None) -> list[dict] | None
             repository root's, where ``defects train`` runs).
         data: As for :func:`training_stage`.
     """
-    from detection.offline import PROJECT_ROOT
-
-    folder = (teacher if teacher.is_absolute() else PROJECT_ROOT / teacher).parent
+    folder = _as_recorded(teacher).parent
     if (folder / "card.json").is_file():
         return json.loads((folder / "card.json").read_text())["stages"]
     if (folder / "args.yaml").is_file() and (folder / "results.csv").is_file():
@@ -185,7 +188,7 @@ def teacher_stages(teacher: Path, data: Path | None = None) -> list[dict] | None
 def earlier_stages(first_run: Path) -> list[dict]:
     """The stages of the released model a run started from (from its card), so a model
     trained in several stages on several machines keeps its whole history."""
-    start = Path(yaml.safe_load((first_run / "args.yaml").read_text())["model"])
+    start = _as_recorded(Path(yaml.safe_load((first_run / "args.yaml").read_text())["model"]))
     card = start.parent / "card.json"
     if start.name != "model.pt" or not card.is_file():
         return []
@@ -193,6 +196,15 @@ def earlier_stages(first_run: Path) -> list[dict]:
     # Released again (the same run, re-exported): its card already lists this run.
     runs = [stage["run"] for stage in stages]
     return stages[: runs.index(first_run.name)] if first_run.name in runs else stages
+
+
+def _as_recorded(path: Path) -> Path:
+    """A path a run's ``args.yaml`` recorded, found where the run meant it: a relative
+    one is the repository root's, where ``defects train`` runs (make's targets and
+    tools/gpu/run.sh alike), wherever ``defects release`` runs now."""
+    from detection.offline import PROJECT_ROOT
+
+    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def _relative(path: Path) -> str:
@@ -317,16 +329,24 @@ def score_onnx(model_onnx: Path, gt: dict, image_dir: Path, tta: bool = False) -
     """pycocotools mAP50 and mAP50:95 of an ONNX export on ``gt``'s images, with the
     evaluation's prediction settings (conf 0.001, 100 detections per image; ``tta``: and
     flip test-time augmentation)."""
-    from detection.cocoeval import evaluate
-    from detection.evaluate import predict_split
-
     _, results = predict_split(model_onnx, gt, image_dir, backend="onnx", tta=tta)
+    return coco_scores(gt, results)
+
+
+def coco_scores(gt: dict, results: list[dict]) -> dict:
+    """pycocotools mAP50 and mAP50:95 of COCO ``results``, as a card records them."""
+    from detection.cocoeval import evaluate
+
     stats = evaluate(gt, results).stats
     return {"mAP50": stats["AP50"], "mAP50-95": stats["AP50:95"]}
 
 
 def operating_points(
-    model_onnx: Path, root: Path, tta: bool = False, nms_ious: tuple[float, ...] = (NMS_IOU,)
+    model_onnx: Path,
+    root: Path,
+    tta: bool = False,
+    nms_ious: tuple[float, ...] = (NMS_IOU,),
+    val_results: dict[float, list[dict]] | None = None,
 ) -> dict:
     """Each class's operating point, as `predict --conf best-f1` applies it: the
     confidence of its best F1 on the **train** split, and the precision, recall and F1 it
@@ -337,9 +357,12 @@ def operating_points(
     With several ``nms_ious``, train is predicted at each, and the one whose thresholds
     give the best macro F1 on train is the operating point's (on NEU-DET a lower NMS IoU
     than ultralytics' 0.7 removes duplicate boxes of one defect: docs/benchmarks.md).
+
+    ``val_results``: val's predictions already made with these settings, by NMS IoU
+    (the release scores val with TTA at :data:`NMS_IOU` anyway); val is predicted only
+    if the chosen IoU is not among them.
     """
     from detection.cocoeval import at_thresholds, evaluate, macro_f1, precision_recall
-    from detection.evaluate import predict_coco_at_ious
     from detection.predict import load_detector
 
     train = json.loads((root / "annotations" / "instances_train.json").read_text())
@@ -353,7 +376,7 @@ def operating_points(
         search[iou] = (macro_f1(on_train), chosen)
     best = max(nms_ious, key=lambda iou: search[iou][0])  # a tie: the first given
     chosen = search[best][1]
-    on_val = measured_on_val(detector, root, chosen, best)
+    on_val = measured_on_val(detector, root, chosen, best, (val_results or {}).get(best))
     return {
         "chosen_on": "train",
         "measured_on": "val",
@@ -369,17 +392,25 @@ def operating_points(
     }
 
 
-def measured_on_val(detector, root: Path, confidences: dict[str, float], nms_iou: float) -> dict:
+def measured_on_val(
+    detector,
+    root: Path,
+    confidences: dict[str, float],
+    nms_iou: float,
+    results: list[dict] | None = None,
+) -> dict:
     """The ``val_macro_f1`` and ``per_class`` of :func:`operating_points`: each class's
     precision, recall and F1 on the val split of ``root`` with its detections kept at
     its confidence in ``confidences``, as ``detector`` predicts them at ``nms_iou`` (and
-    the evaluation's other settings). Checking a card's operating points takes val alone,
-    not train's four times as many images."""
+    the evaluation's other settings), or as ``results`` holds them when already made.
+    Checking a card's operating points takes val alone, not train's four times as many
+    images."""
     from detection.cocoeval import at_thresholds, macro_f1, precision_recall
-    from detection.evaluate import predict_coco_at_ious
 
     gt = json.loads((root / "annotations" / "instances_val.json").read_text())
-    results = predict_coco_at_ious(detector, gt, root / "images" / "val", (nms_iou,))[nms_iou]
+    if results is None:
+        images = root / "images" / "val"
+        results = predict_coco_at_ious(detector, gt, images, (nms_iou,))[nms_iou]
     on_val = precision_recall(gt, at_thresholds(gt, results, confidences))
     return {
         "val_macro_f1": macro_f1(on_val),
@@ -511,7 +542,10 @@ def release(
             exports["onnx_int8_batch32"] = int8
         else:
             int8.unlink()
-        with_tta = {"onnx_fp32": score_onnx(exported, gt, image_dir, tta=True)}
+        # Val with TTA at NMS_IOU, predicted once: its score, and where its operating
+        # points are measured.
+        _, fp32_tta = predict_split(exported, gt, image_dir, backend="onnx", tta=True)
+        with_tta = {"onnx_fp32": coco_scores(gt, fp32_tta)}
         if int8.exists():
             with_tta["onnx_int8"] = score_onnx(int8, gt, image_dir, tta=True)
         weaknesses = weakest_examples(
@@ -587,7 +621,9 @@ def release(
                 "command": f"defects evaluate --weights {name} --data {_relative(root)} "
                 f"--out reports/{name}-tta --backend onnx --tta",
                 "pycocotools": with_tta,
-                "operating_points": operating_points(exported, root, tta=True),
+                "operating_points": operating_points(
+                    exported, root, tta=True, val_results={NMS_IOU: fp32_tta}
+                ),
             },
             "throughput": cpu_throughput(release_dir / "model.pt", exports, val_images),
             "weaknesses": weaknesses,

@@ -17,6 +17,7 @@ from detection.predict import FLIPS, INT8_QUANTISATION, load_detector
 from detection.release import (
     OPERATING_NMS_IOUS,
     card_markdown,
+    earlier_stages,
     measured_on_val,
     operating_points,
     score_onnx,
@@ -164,6 +165,14 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     tta = card["tta"]["pycocotools"]["onnx_fp32"]
     assert with_tta["metrics"]["AP50"] == pytest.approx(tta["mAP50"], abs=1e-6)
     assert with_tta["metrics"]["AP50:95"] == pytest.approx(tta["mAP50-95"], abs=1e-6)
+    # ... and the card's TTA operating points, measured on those same predictions.
+    tta_points = card["tta"]["operating_points"]
+    confidences = {name: point["confidence"] for name, point in tta_points["per_class"].items()}
+    results = json.loads((tmp_path / "tta" / "results.json").read_text())
+    again = measured_on_val(None, out, confidences, tta_points["nms_iou"], results)
+    assert again["val_macro_f1"] == pytest.approx(tta_points["val_macro_f1"], abs=1e-6)
+    for name, point in tta_points["per_class"].items():
+        assert again["per_class"][name] == pytest.approx(point, abs=1e-6)
 
 
 def test_released_neu_det_is_small_and_complete():
@@ -333,6 +342,26 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     two = str(tmp_path / "w" / "two")
     assert main(["release", "--run", two, str(tiny), "--name", "tiny", *common]) == 2
     assert {p.name: sha256(p) for p in tiny.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("recorded", ["relative", "absolute"])
+def test_a_stage_from_the_release_finds_its_card_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str
+):
+    # `defects train --model models/neu-det/model.pt` at the repository root records the
+    # path as typed; `defects release` run from another folder must still find the card
+    # beside it, as it finds a teacher's (both are the repository root's).
+    start = RELEASED / "model.pt"
+    run = tmp_path / "run"
+    run.mkdir()
+    model = start.relative_to(MODELS_DIR.parent) if recorded == "relative" else start
+    (run / "args.yaml").write_text(f"model: {model}\nname: run\n")
+    monkeypatch.chdir(tmp_path)
+
+    stages = earlier_stages(run)
+
+    assert stages == json.loads((RELEASED / "card.json").read_text())["stages"]
+    assert stages
 
 
 @pytest.mark.parametrize("teacher_lies", ["in its run folder", "in a release", "alone"])
