@@ -29,12 +29,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-import cv2  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save, throughput_arguments  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.evaluate import predict_coco  # noqa: E402
+from detection.images import read_image  # noqa: E402
 from detection.predict import (  # noqa: E402
     FlipTTADetector,
     OnnxDetector,
@@ -83,7 +83,7 @@ def main() -> None:
 
     def ours(detector) -> None:
         for chunk in batches(paths, 32):
-            detector([cv2.imread(str(p)) for p in chunk], conf=0.25)
+            detector([read_image(p) for p in chunk], conf=0.25)
 
     modes = {
         "ultralytics_single": ultralytics_single,

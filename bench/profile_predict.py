@@ -33,11 +33,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save, throughput_arguments  # noqa: E402
+from detection.images import read_image  # noqa: E402
 from detection.predict import (  # noqa: E402
     OnnxDetector,
     batches,
@@ -60,7 +60,7 @@ def stage_seconds(detector: OnnxDetector, paths: list[Path]) -> dict[str, float]
     spent = dict.fromkeys(STAGES, 0.0)
     for chunk in batches(paths, 32):
         started = time.perf_counter()
-        images = [cv2.imread(str(p)) for p in chunk]
+        images = [read_image(p) for p in chunk]
         decoded = time.perf_counter()
         boxed = [letterbox(image, detector.imgsz, detector.border) for image in images]
         batch = rgb_nchw([b[0] for b in boxed], scaled=not detector.takes_pixels)

@@ -38,9 +38,9 @@ from detection.weights import resolve_weights  # noqa: E402
 BY_HAND_SCRIPT = r"""
 import json, sys, time
 from pathlib import Path
-import cv2
 import fiftyone as fo
 from converters.coco import from_coco
+from detection.images import read_image
 from detection.predict import load_detector, batches
 
 data, weights, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
@@ -53,7 +53,7 @@ for split in ("train", "val"):
     coco = json.loads((data / "annotations" / f"instances_{split}.json").read_text())
     images = from_coco(coco, data / "images" / split, split).images
     for chunk in batches(images, 32):
-        found = detector([cv2.imread(str(im.path)) for im in chunk], conf=0.05, max_det=100)
+        found = detector([read_image(im.path) for im in chunk], conf=0.05, max_det=100)
         for image, det in zip(chunk, found):
             w, h = image.width, image.height
             sample = fo.Sample(filepath=str(Path(image.path).absolute()), tags=[split])

@@ -22,13 +22,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-import cv2  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from bench.common import detector_arguments, machine, save  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import category_map, split_ground_truth  # noqa: E402
+from detection.images import read_image  # noqa: E402
 from detection.predict import (  # noqa: E402
     Detections,
     FlipTTADetector,
@@ -103,7 +103,7 @@ def main() -> None:
         data_yaml, _, gt = split_ground_truth(args.data, split)
         gt["images"] = sorted(gt["images"], key=lambda entry: entry["id"])
         image_dir = data_yaml.parent / "images" / split
-        images = [cv2.imread(str(image_dir / entry["file_name"])) for entry in gt["images"]]
+        images = [read_image(image_dir / entry["file_name"]) for entry in gt["images"]]
         splits[split] = (gt, images, image_dir)
         found[split] = flipped_detections(detector, images)
     to_category = category_map(detector.names, splits["val"][0])

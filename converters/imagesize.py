@@ -81,6 +81,26 @@ def _check_png(data: bytes, size: tuple[int, int]) -> None:
         raise CorruptImageError(f"PNG of {len(data)} bytes cannot hold {size[0]}x{size[1]} pixels")
 
 
+def check_structure(data: bytes) -> tuple[int, int] | None:
+    """A JPEG's or PNG's ``(width, height)`` from its bytes, after checking the file whole
+    (None for a file of another format, or whose header gives no size).
+
+    Raises:
+        CorruptImageError: A JPEG or PNG cut short or damaged (its header reads).
+    """
+    if data[:2] == b"\xff\xd8":
+        size, scan = _jpeg_layout(data)
+        if size is not None and size[0] > 0 and size[1] > 0:
+            _check_jpeg(data, size, scan)
+        return size
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 33:
+        size = struct.unpack(">II", data[16:24])
+        if size[0] > 0 and size[1] > 0:
+            _check_png(data, size)
+        return size
+    return None
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """Returns ``(width, height)`` of an image file, checking JPEG and PNG files whole.
 
@@ -90,15 +110,7 @@ def image_size(path: Path) -> tuple[int, int]:
     """
     with open(path, "rb") as handle:
         data = handle.read()
-    size = None
-    if data[:2] == b"\xff\xd8":
-        size, scan = _jpeg_layout(data)
-        if size is not None and size[0] > 0 and size[1] > 0:
-            _check_jpeg(data, size, scan)
-    elif data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 33:
-        size = struct.unpack(">II", data[16:24])
-        if size[0] > 0 and size[1] > 0:
-            _check_png(data, size)
+    size = check_structure(data)
     if size is None:
         from PIL import Image
 

@@ -405,6 +405,7 @@ def classify(
     """
     import cv2
 
+    from detection.images import read_image
     from detection.predict import collect_images
 
     if heatmap and out is None:
@@ -419,9 +420,10 @@ def classify(
     predictions, errors = [], []
     paths = collect_images(sources)
     for done, path in enumerate(paths, 1):
-        image = cv2.imread(str(path))
-        if image is None:
-            errors.append({"file": str(path), "error": "unreadable or not an image"})
+        try:
+            image = read_image(path)
+        except OSError as error:
+            errors.append({"file": str(path), "error": error.strerror or str(error)})
             if progress:
                 progress(done, len(paths))
             continue

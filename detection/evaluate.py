@@ -99,10 +99,10 @@ def predict_coco_at_ious(
     entries = sorted(gt["images"], key=lambda im: im["id"])
     paths = [image_dir / entry["file_name"] for entry in entries]
     found = detect_images(detect, paths, batch, conf=conf, max_det=max_det)
-    for done, (entry, (path, pixels, by_iou)) in enumerate(zip(entries, found), 1):
-        if pixels is None:
-            raise ConversionError(f"{path}: ground-truth image unreadable or missing")
-        for iou, detections in by_iou.items():
+    for done, (entry, read) in enumerate(zip(entries, found), 1):
+        if read.pixels is None:
+            raise ConversionError(f"{read.path}: ground-truth image not read: {read.problem}")
+        for iou, detections in read.detections.items():
             results[iou] += coco_results(detections, entry["id"], to_category)
         if progress:
             progress(done, len(entries))

@@ -38,9 +38,9 @@ def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
     detector) centring leaves residuals that small, so a copy computed in another batch
     would not come out equal to its original.
     """
-    import cv2
     import torch
 
+    from detection.images import read_image
     from detection.predict import batches, letterbox
 
     model = load_yolo(weights, "detect")
@@ -50,7 +50,7 @@ def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
     found = []
     with torch.no_grad():
         for chunk in batches(list(paths), batch):
-            boxed = [letterbox(cv2.imread(str(p)), imgsz)[0] for p in chunk]
+            boxed = [letterbox(read_image(p), imgsz)[0] for p in chunk]
             tensor = (
                 torch.from_numpy(
                     np.ascontiguousarray(np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2))

@@ -34,6 +34,9 @@ _SWITCHES = {
     "WANDB_MODE": "disabled",
     "COMET_MODE": "disabled",
     "MPLBACKEND": "Agg",
+    # OpenCV's own warnings ("TIFFRGBAImageOK: Sorry, ...") repeat, in a decoder's words,
+    # what our one line per skipped image says (detection/images.py).
+    "OPENCV_LOG_LEVEL": os.environ.get("OPENCV_LOG_LEVEL", "ERROR"),
 }
 
 

@@ -25,6 +25,7 @@ from converters.errors import ConversionError
 from converters.layouts import IMAGE_SUFFIXES
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
+from detection.images import read_image
 from detection.weights import (
     BACKENDS,
     NMS_IOU,
@@ -554,7 +555,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int) -> Path:
             path = next(self.items, None)
             if path is None:
                 return None
-            image, _, _ = letterbox(cv2.imread(str(path)), imgsz, BORDER)
+            image, _, _ = letterbox(read_image(path), imgsz, BORDER)
             return {"images": rgb_nchw([image], scaled=True)}
 
     onnx_path = Path(onnx_path).resolve()
@@ -673,20 +674,38 @@ def batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+@dataclass
+class DetectedImage:
+    """One image read and detected, or why it could not be read."""
+
+    path: Path
+    pixels: np.ndarray | None  # None: not read, ``problem`` says why
+    detections: Detections | None
+    problem: str | None = None
+
+
 def detect_images(
     detector, paths: list[Path], batch: int = 16, **options
-) -> Iterator[tuple[Path, np.ndarray | None, Detections | None]]:
-    """Reads and detects ``batch`` images at a time; yields ``(path, pixels, detections)``
-    per image in order, with ``None`` pixels and detections for an unreadable image.
+) -> Iterator[DetectedImage]:
+    """Reads (:func:`detection.images.read_image`) and detects ``batch`` images at a time;
+    yields one :class:`DetectedImage` per path, in order. An image missing, cut short or
+    not decodable has no pixels and no detections, and the batch goes on.
 
     ``options`` go to the detector (``conf``, ``iou``, ``max_det``).
     """
     for chunk in batches(paths, batch):
-        loaded = [(path, cv2.imread(str(path))) for path in chunk]
-        readable = [pixels for _, pixels in loaded if pixels is not None]
+        loaded = []
+        for path in chunk:
+            try:
+                loaded.append(DetectedImage(path, read_image(path), None))
+            except OSError as error:
+                loaded.append(DetectedImage(path, None, None, error.strerror or str(error)))
+        readable = [image.pixels for image in loaded if image.pixels is not None]
         found = iter(detector(readable, **options) if readable else [])
-        for path, pixels in loaded:
-            yield path, pixels, None if pixels is None else next(found)
+        for image in loaded:
+            if image.pixels is not None:
+                image.detections = next(found)
+            yield image
 
 
 def coco_results(detections: Detections, image_id: int, to_category: dict[int, int]) -> list[dict]:
@@ -772,11 +791,10 @@ def predict(
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
-    for done, (path, pixels, detections) in enumerate(
-        detect_images(detector, paths, batch, conf=lowest, iou=iou), 1
-    ):
+    for done, read in enumerate(detect_images(detector, paths, batch, conf=lowest, iou=iou), 1):
+        path, pixels, detections = read.path, read.pixels, read.detections
         if pixels is None:
-            errors.append({"file": str(path), "error": "unreadable or not an image"})
+            errors.append({"file": str(path), "error": read.problem})
         else:
             if per_class is not None:
                 detections = at_confidence(detections, per_class, detector.names)

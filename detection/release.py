@@ -284,8 +284,7 @@ def cpu_throughput(
     """Images per second end to end (decode, preprocess, model, NMS), batches of 32:
     ultralytics' PyTorch predict against each of our ONNX ``exports`` (name to file),
     and each with flip TTA (``NAME_tta``), alternating, median of ``repeats``."""
-    import cv2
-
+    from detection.images import read_image
     from detection.predict import FlipTTADetector, OnnxDetector, TorchDetector, batches
 
     torch_model = TorchDetector(model_pt, device="cpu")
@@ -299,7 +298,7 @@ def cpu_throughput(
     def ours(detector: OnnxDetector):
         def run() -> None:
             for chunk in batches(images, _THROUGHPUT_BATCH):
-                detector([cv2.imread(str(p)) for p in chunk])
+                detector([read_image(p) for p in chunk])
 
         return run
 

@@ -157,6 +157,8 @@ def draw_examples(
     with ground truth, by image id. Returns the files written."""
     import cv2
 
+    from detection.images import read_image
+
     out.mkdir(parents=True, exist_ok=True)
     names = {c["id"]: c["name"] for c in gt["categories"]}
     with_gt = sorted({a["image_id"] for a in gt["annotations"]})[:count]
@@ -164,8 +166,9 @@ def draw_examples(
     written = []
     for image_id in with_gt:
         entry = images[image_id]
-        pixels = cv2.imread(str(image_dir / entry["file_name"]))
-        if pixels is None:
+        try:
+            pixels = read_image(image_dir / entry["file_name"])
+        except OSError:  # an example fewer; the evaluation read every image already
             continue
         scale = max(1, round(400 / max(pixels.shape[:2])))
         pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)

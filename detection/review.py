@@ -105,15 +105,17 @@ def read_source(data: Path) -> Source:
 
 def predict_boxes(
     detector, paths: list[Path], conf: float, iou: float = NMS_IOU
-) -> Iterator[list[Box] | None]:
+) -> Iterator[list[Box] | str]:
     """The detector's boxes (pixels, with confidences) for each image, in order, read and
-    run 32 at a time (``iou``: the NMS IoU); ``None`` for an image OpenCV cannot decode."""
+    run 32 at a time (``iou``: the NMS IoU); for an image that could not be read (missing,
+    cut short, not decodable: :func:`detection.images.read_image`), why."""
     from detection.predict import detect_images
 
-    for _, pixels, det in detect_images(detector, paths, 32, conf=conf, iou=iou, max_det=100):
+    for read in detect_images(detector, paths, 32, conf=conf, iou=iou, max_det=100):
+        det = read.detections
         yield (
-            None
-            if pixels is None
+            read.problem
+            if det is None
             else [
                 Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
                 for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
@@ -393,13 +395,13 @@ def prepare(
         predictions, predicted_images = [], []
         found = predict_boxes(detector, [image.path for image in images], conf, iou)
         for image, boxes in zip(images, found):
-            if boxes is not None:
+            if isinstance(boxes, list):
                 predictions.append(boxes)
                 predicted_images.append(image)
             elif labelled:
-                raise ConversionError(f"{image.path}: unreadable or not an image")
+                raise ConversionError(f"{image.path}: not read: {boxes}")
             else:  # the header was readable, the pixels are not
-                source.skipped.append({"file": str(image.path), "error": "cannot be decoded"})
+                source.skipped.append({"file": str(image.path), "error": boxes})
             if database is None:
                 # Started once the first batch is through, so every import prediction
                 # needs is done and the two threads never import the same modules at once.

@@ -541,6 +541,10 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     for source in sorted((tiny_data / "images" / "val").iterdir())[:3]:
         (images / source.name).write_bytes(source.read_bytes())
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    # A JPEG cut short, which OpenCV alone would decode with grey rows, and an empty file.
+    whole = next(p for p in sorted(images.iterdir()) if p.suffix == ".jpg" and p.stem != "broken")
+    (images / "cut.jpg").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    (images / "empty.jpg").write_bytes(b"")
     result = subprocess.run(
         [
             *DEFECTS,
@@ -559,8 +563,14 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert result.returncode == 0, result.stderr[-3000:]
     # The whole path on one line of the log, not broken at 80 columns off a terminal.
     assert f"skipped {images / 'broken.jpg'}: " in result.stderr
-    errors = json.loads((tmp_path / "out" / "errors.json").read_text())
-    assert [Path(e["file"]).name for e in errors] == ["broken.jpg"]
+    errors = {Path(e["file"]).name: e["error"] for e in json.loads(
+        (tmp_path / "out" / "errors.json").read_text())}  # fmt: skip
+    assert errors.keys() == {"broken.jpg", "cut.jpg", "empty.jpg"}
+    assert errors["broken.jpg"] == "not an image OpenCV can decode"
+    assert errors["cut.jpg"].startswith("JPEG cut short: no end-of-image marker")
+    assert errors["empty.jpg"] == "empty file (0 bytes)"
+    assert f"skipped {images / 'cut.jpg'}: JPEG cut short" in result.stderr
+    assert "Premature end of JPEG" not in result.stderr  # never handed to the decoder
     assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 3
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert all(

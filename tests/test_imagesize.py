@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ from PIL import Image
 from converters.convert import convert
 from converters.imagesize import CorruptImageError, image_size
 from detection.cli import main
+from detection.images import read_image
 from tests.helpers import voc_xml, write_image, write_xml
 
 
@@ -85,23 +87,67 @@ def _png_too_small() -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize(
-    ("name", "damaged", "message"),
-    [
-        ("JPEG cut to a third", lambda: _encode("JPEG")[: len(_encode("JPEG")) // 3], "cut short"),
-        ("JPEG less its last byte", lambda: _encode("JPEG")[:-1], "no end-of-image marker"),
-        ("JPEG cut inside its headers", lambda: _encode("JPEG")[:200], "cut short"),
-        ("PNG cut to a third", lambda: _encode("PNG")[: len(_encode("PNG")) // 3], "no IEND"),
-        ("PNG less its last byte", lambda: _encode("PNG")[:-1], "no IEND"),
-        ("PNG with a damaged header CRC", _png_with_bad_ihdr_crc, "fails its CRC"),
-        ("PNG too small for its pixels", _png_too_small, "cannot hold 40000x40000"),
-    ],
-)
+DAMAGED = [
+    ("JPEG cut to a third", lambda: _encode("JPEG")[: len(_encode("JPEG")) // 3], "cut short"),
+    ("JPEG less its last byte", lambda: _encode("JPEG")[:-1], "no end-of-image marker"),
+    ("JPEG cut inside its headers", lambda: _encode("JPEG")[:200], "cut short"),
+    ("PNG cut to a third", lambda: _encode("PNG")[: len(_encode("PNG")) // 3], "no IEND"),
+    ("PNG less its last byte", lambda: _encode("PNG")[:-1], "no IEND"),
+    ("PNG with a damaged header CRC", _png_with_bad_ihdr_crc, "fails its CRC"),
+    ("PNG too small for its pixels", _png_too_small, "cannot hold 40000x40000"),
+]
+
+
+@pytest.mark.parametrize(("name", "damaged", "message"), DAMAGED)
 def test_damaged_images_are_corrupt(tmp_path: Path, name: str, damaged, message: str):
     path = tmp_path / "image"
     path.write_bytes(damaged())
     with pytest.raises(CorruptImageError, match=message):
         image_size(path)
+
+
+# Reading pixels for a model (detection.images.read_image): the same pixels as OpenCV's
+# own reader for a whole image; for a damaged one the converter's reason, where OpenCV
+# would have decoded a JPEG cut short into grey rows without failing.
+@pytest.mark.parametrize("name", GOOD)
+def test_a_whole_image_reads_as_opencv_reads_it(tmp_path: Path, name: str):
+    path = tmp_path / "image"
+    path.write_bytes(GOOD[name]())
+    np.testing.assert_array_equal(read_image(path), cv2.imread(str(path)))
+
+
+@pytest.mark.parametrize(("name", "damaged", "message"), DAMAGED)
+def test_a_damaged_image_is_refused_before_decoding(tmp_path: Path, name, damaged, message):
+    path = tmp_path / "image"
+    path.write_bytes(damaged())
+    with pytest.raises(CorruptImageError, match=message):
+        read_image(path)
+
+
+def test_opencv_alone_decodes_a_jpeg_cut_short(tmp_path: Path):
+    # Why read_image checks first: the model would see a third of the image and grey.
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(_encode("JPEG", size=(64, 64))[:600])
+    assert cv2.imread(str(path)).shape == (64, 64, 3)
+    with pytest.raises(CorruptImageError, match="no end-of-image marker"):
+        read_image(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        (b"", OSError, "empty file \\(0 bytes\\)"),
+        (b"shift log, not an image", OSError, "not an image OpenCV can decode"),
+        (b"\xff\xd8\xff\xe0 not really a jpeg", OSError, "not an image OpenCV can decode"),
+        (None, FileNotFoundError, "No such file"),
+    ],
+)
+def test_what_is_no_image_is_refused_with_its_reason(tmp_path: Path, content, error, message):
+    path = tmp_path / "image.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error, match=message):
+        read_image(path)
 
 
 def test_real_neu_det_images_are_all_whole(neu_det: Path):

@@ -349,7 +349,7 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     assert skipped.keys() == {"notes.jpg", "cut.png", "garbled.png"}
     assert "not a readable image" in skipped["notes.jpg"]
     assert skipped["cut.png"] == "PNG cut short: no IEND chunk at its end (60 bytes)"
-    assert skipped["garbled.png"] == "cannot be decoded"
+    assert skipped["garbled.png"] == "not an image OpenCV can decode"
     assert "ground_truth" not in summary["fields"] and "predictions" in summary["fields"]
     assert summary["views"] == ["by-confidence"]
     assert summary["top_confidences"] == sorted(summary["top_confidences"], reverse=True)

@@ -1,0 +1,41 @@
+"""Reading an image's pixels for a model, refusing what would be half an image.
+
+OpenCV decodes a JPEG cut short (a camera transfer interrupted, a copy that ran out of
+disk) without failing: libjpeg prints "Premature end of JPEG file" and fills the missing
+rows with grey, and a detector then reports defects, or none, on pixels that were never
+taken. Conversion already skips such files from their structure
+(:func:`converters.imagesize.image_size`, ``corrupt_image``); every command that runs a
+model on images reads them here, with the same check, so a file refused by ``convert`` is
+refused by ``predict``, ``evaluate``, ``review`` and ``classify`` too, with the same reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from converters.imagesize import check_structure
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """An image's BGR pixels, as ultralytics reads them (``cv2.imdecode`` of the file's
+    bytes, EXIF orientation applied), after checking a JPEG or PNG file whole.
+
+    Raises:
+        OSError: Missing or unreadable (the operating system's reason), cut short or
+            damaged (:class:`converters.imagesize.CorruptImageError`, saying how), or
+            not an image OpenCV can decode.
+    """
+    data = Path(path).read_bytes()
+    if not data:
+        raise OSError("empty file (0 bytes)")
+    check_structure(data)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:  # a decoder's assertion, not a usable message
+        raise OSError(f"not an image OpenCV can decode ({error.err})") from None
+    if pixels is None:
+        raise OSError("not an image OpenCV can decode")
+    return pixels
