@@ -478,6 +478,24 @@ def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, 
     )
 
 
+def test_evaluate_refuses_a_ground_truth_image_cut_short(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    # Scored on grey rows it would lower the figure silently; it is named instead.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)  # the images' contents, not links to the fixture's
+    cut = sorted((data / "images" / "val").iterdir())[0]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    argv = ["evaluate", "--weights", str(trained / "best.pt"), "--data", str(data)]
+    result = subprocess.run(
+        [*DEFECTS, *argv, "--out", str(tmp_path / "report")], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{cut}: ground-truth image not read: JPEG cut short" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "report" / "report.json").exists()
+
+
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
     out = tmp_path / "report"
     result = subprocess.run(
