@@ -423,7 +423,7 @@ def classify(
         try:
             image = read_image(path)
         except OSError as error:
-            errors.append({"file": str(path), "error": error.strerror or str(error)})
+            errors.append({"file": str(path), "error": error.strerror})
             if progress:
                 progress(done, len(paths))
             continue

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.imagesize import check_structure
+from converters.imagesize import CorruptImageError, check_structure
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -24,18 +24,23 @@ def read_image(path: Path | str) -> np.ndarray:
     bytes, EXIF orientation applied), after checking a JPEG or PNG file whole.
 
     Raises:
-        OSError: Missing or unreadable (the operating system's reason), cut short or
-            damaged (:class:`converters.imagesize.CorruptImageError`, saying how), or
-            not an image OpenCV can decode.
+        OSError: With the file as ``filename`` and the reason as ``strerror`` (the CLI
+            prints both, a caller that names the file itself takes the reason): missing
+            or unreadable (the operating system's words), cut short or damaged
+            (:class:`converters.imagesize.CorruptImageError`, saying how), empty, or not
+            an image OpenCV can decode.
     """
-    data = Path(path).read_bytes()
+    data = Path(path).read_bytes()  # its OSError has the file and the reason already
     if not data:
-        raise OSError("empty file (0 bytes)")
-    check_structure(data)
+        raise OSError(None, "empty file (0 bytes)", str(path))
+    try:
+        check_structure(data)
+    except CorruptImageError as error:
+        raise CorruptImageError(None, str(error), str(path)) from None
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as error:  # a decoder's assertion, not a usable message
-        raise OSError(f"not an image OpenCV can decode ({error.err})") from None
+    except cv2.error:  # a decoder's assertion, not a usable message
+        pixels = None
     if pixels is None:
-        raise OSError("not an image OpenCV can decode")
+        raise OSError(None, "not an image OpenCV can decode", str(path))
     return pixels

@@ -699,7 +699,7 @@ def detect_images(
             try:
                 loaded.append(DetectedImage(path, read_image(path), None))
             except OSError as error:
-                loaded.append(DetectedImage(path, None, None, error.strerror or str(error)))
+                loaded.append(DetectedImage(path, None, None, error.strerror))
         readable = [image.pixels for image in loaded if image.pixels is not None]
         found = iter(detector(readable, **options) if readable else [])
         for image in loaded:

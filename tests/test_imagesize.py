@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -146,8 +147,12 @@ def test_what_is_no_image_is_refused_with_its_reason(tmp_path: Path, content, er
     path = tmp_path / "image.jpg"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as caught:
         read_image(path)
+    # The file and the reason apart: the CLI prints "FILE: REASON", predict's
+    # "skipped FILE: REASON" and errors.json take the reason.
+    assert caught.value.filename == str(path)
+    assert re.search(message, caught.value.strerror) and str(path) not in caught.value.strerror
 
 
 def test_real_neu_det_images_are_all_whole(neu_det: Path):
