@@ -157,6 +157,8 @@ def test_train_cls_end_to_end_with_backbone(
     for source in sorted((good_defective / "defective").iterdir())[:2]:
         (images / source.name).write_bytes(source.read_bytes())
     (images / "broken.jpg").write_bytes(b"nope")
+    whole = sorted((good_defective / "defective").iterdir())[0].read_bytes()
+    (images / "cut.jpg").write_bytes(whole[: len(whole) // 2])  # OpenCV alone decodes it
     result = subprocess.run(
         [
             *DEFECTS,
@@ -182,9 +184,10 @@ def test_train_cls_end_to_end_with_backbone(
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)  # 2 classes, top-2 = all
         heat = cv2.imread(entry["heatmap"])
         assert heat.shape == cv2.imread(str(images / Path(entry["file"]).name)).shape
-    assert json.loads((tmp_path / "out" / "errors.json").read_text())[0]["file"].endswith(
-        "broken.jpg"
-    )
+    errors = json.loads((tmp_path / "out" / "errors.json").read_text())
+    errors = {Path(error["file"]).name: error["error"] for error in errors}
+    assert errors.keys() == {"broken.jpg", "cut.jpg"}
+    assert errors["cut.jpg"].startswith("JPEG cut short")
     # Without --out: the same entries (no heatmap) as JSON lines on stdout, no file.
     argv = [*DEFECTS, "classify", str(images), "--weights", str(tmp_path / "cls" / "best.pt")]
     streamed = subprocess.run([*argv, "--top-k", "2"], capture_output=True, text=True)
