@@ -91,35 +91,26 @@ def command(name: str, args: argparse.Namespace) -> str:
 
 
 def run_variant(name: str, runs: Path, data: Path, hours: float, workers: int, batch: int) -> None:
-    """Trains one variant in its own process (its classifier first, in another, if any)."""
+    """Trains one variant in its own process (its pretraining first, in another, if any)."""
     model, imgsz, extra = VARIANTS[name]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     backbone = ""
     if name in CLASSIFIER_EPOCHS:
-        started = time.perf_counter()
         argv = [f"study-{name}-cls", str(runs), str(data), str(imgsz)]
         argv += [str(CLASSIFIER_EPOCHS[name]), str(workers), str(batch)]
         classifier = [sys.executable, "-c", TRAIN_CLASSIFIER, *argv]
-        subprocess.run(classifier, cwd=REPO, check=True, env=env)
-        classifier_hours = (time.perf_counter() - started) / 3600
-        (runs / f"study-{name}").mkdir(parents=True, exist_ok=True)
-        (runs / f"study-{name}" / "pretraining.json").write_text(
-            json.dumps({"epochs": CLASSIFIER_EPOCHS[name], "hours": classifier_hours}) + "\n"
+        hours -= _pretrain(
+            runs / f"study-{name}", classifier, {"epochs": CLASSIFIER_EPOCHS[name]}, env
         )
-        hours -= classifier_hours
         backbone = str(runs / f"study-{name}-cls" / "best.pt")
     if name in SYNTH_IMAGES:
         synthetic = _synthetic_data(runs / f".study-{name}-synth", SYNTH_IMAGES[name], env)
-        started = time.perf_counter()
         argv = [f"study-{name}-pre", str(runs), str(synthetic), model, str(imgsz)]
         argv += [str(hours * SYNTH_SHARE), str(workers), str(batch), json.dumps(extra), ""]
-        subprocess.run([sys.executable, "-c", TRAIN, *argv], cwd=REPO, check=True, env=env)
-        pretraining_hours = (time.perf_counter() - started) / 3600
-        (runs / f"study-{name}").mkdir(parents=True, exist_ok=True)
-        (runs / f"study-{name}" / "pretraining.json").write_text(
-            json.dumps({"synthetic_images": SYNTH_IMAGES[name], "hours": pretraining_hours}) + "\n"
+        pretraining = [sys.executable, "-c", TRAIN, *argv]
+        hours -= _pretrain(
+            runs / f"study-{name}", pretraining, {"synthetic_images": SYNTH_IMAGES[name]}, env
         )
-        hours -= pretraining_hours
         model = str(runs / f"study-{name}-pre" / "best.pt")
     if name in DATA_SETTINGS:
         import yaml
@@ -131,6 +122,18 @@ def run_variant(name: str, runs: Path, data: Path, hours: float, workers: int, b
     argv = [f"study-{name}", str(runs), str(data), model, str(imgsz), str(hours)]
     argv += [str(workers), str(batch), json.dumps(extra), backbone]
     subprocess.run([sys.executable, "-c", TRAIN, *argv], cwd=REPO, check=True, env=env)
+
+
+def _pretrain(run: Path, command: list[str], record: dict, env: dict) -> float:
+    """Runs a variant's pretraining ``command`` (a classifier, a detector on synthetic
+    images), whose time counts in the variant's budget, and records it with its hours in
+    ``RUN/pretraining.json`` (which :func:`score` reads). Returns the hours."""
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True, env=env)
+    hours = (time.perf_counter() - started) / 3600
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pretraining.json").write_text(json.dumps({**record, "hours": hours}) + "\n")
+    return hours
 
 
 def _synthetic_data(folder: Path, images: int, env: dict) -> Path:
