@@ -5,6 +5,9 @@ NMS), four ways in one run, alternating, median of REPEATS:
 
 * ultralytics predict, one image per call;
 * ultralytics predict, batches of 32;
+* ultralytics predict, batches of 32, as it ships: torch on its own ``os.cpu_count() - 1``
+  threads (1 of 2 cores); every other path runs on the same threads
+  (``detection.threads.cpu_threads``: every usable core), and the ratios compare those;
 * ours: ONNX Runtime fp32, batches of 32 (`defects predict --backend onnx`);
 * ours: ONNX Runtime int8 (`--backend onnx-int8`: static QDQ, every layer but the head's
   output layers, calibrated on 200 training images, uint8 pixels in), batches of 32;
@@ -43,6 +46,7 @@ from detection.predict import (  # noqa: E402
     export_onnx,
     quantize_int8,
 )
+from detection.threads import cpu_threads, ultralytics_threads  # noqa: E402
 from detection.weights import resolve_weights  # noqa: E402
 
 
@@ -53,6 +57,8 @@ def timed(function) -> float:
 
 
 def main() -> None:
+    import torch  # after the offline switches
+
     parser = throughput_arguments(__doc__.splitlines()[0], count=300)
     parser.add_argument("--imgsz", type=int, help="default: the size the model trained at")
     args = parser.parse_args()
@@ -75,11 +81,17 @@ def main() -> None:
                 str(path), imgsz=args.imgsz, conf=0.25, device="cpu", verbose=False
             )
 
-    def ultralytics_batched() -> None:
-        for chunk in batches(paths, 32):
-            torch_model.model.predict(
-                [str(p) for p in chunk], imgsz=args.imgsz, conf=0.25, device="cpu", verbose=False
-            )
+    def ultralytics_batched(threads: int):
+        def run() -> None:
+            torch.set_num_threads(threads)
+            for chunk in batches(paths, 32):
+                torch_model.model.predict(
+                    [str(p) for p in chunk], imgsz=args.imgsz, conf=0.25, device="cpu",
+                    verbose=False,
+                )  # fmt: skip
+            torch.set_num_threads(cpu_threads())
+
+        return run
 
     def ours(detector) -> None:
         for chunk in batches(paths, 32):
@@ -87,7 +99,8 @@ def main() -> None:
 
     modes = {
         "ultralytics_single": ultralytics_single,
-        "ultralytics_batch32": ultralytics_batched,
+        "ultralytics_batch32": ultralytics_batched(cpu_threads()),
+        "ultralytics_batch32_as_shipped": ultralytics_batched(ultralytics_threads()),
         "ours_onnx_fp32_batch32": lambda: ours(onnx_fp32),
         "ours_onnx_int8_batch32": lambda: ours(onnx_int8),
         "ours_onnx_fp32_tta_batch32": lambda: ours(FlipTTADetector(onnx_fp32)),
@@ -121,6 +134,7 @@ def main() -> None:
         "images": len(paths),
         "imgsz": args.imgsz,
         "weights": str(args.weights),
+        "threads": {"every_path": cpu_threads(), "ultralytics_as_shipped": ultralytics_threads()},
         "images_per_second": throughput,
         "ratio_vs_ultralytics_batch32": {
             n: t / throughput["ultralytics_batch32"] for n, t in throughput.items()

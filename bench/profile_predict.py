@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -49,6 +48,7 @@ from detection.predict import (  # noqa: E402
     quantize_int8,
     rgb_nchw,
 )
+from detection.threads import cpu_threads  # noqa: E402
 from detection.weights import is_released, resolve_weights  # noqa: E402
 
 STAGES = ("decode", "letterbox", "model", "nms")
@@ -91,7 +91,7 @@ def operator_shares(onnx_path: Path, batch: np.ndarray, runs: int = 3) -> dict[s
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-predict-") as tmp:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
@@ -120,7 +120,7 @@ def openvino_model(onnx_path: Path):
         {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",
-            "INFERENCE_NUM_THREADS": os.cpu_count() or 1,
+            "INFERENCE_NUM_THREADS": cpu_threads(),
         },
     )
     request = compiled.create_infer_request()

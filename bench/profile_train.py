@@ -8,8 +8,12 @@ albumentations, collation), from start to end is the model (preprocess, forward,
 backward, optimiser step). Ultralytics loads data in the main process when it trains on
 the CPU (it sets ``workers`` to 0), so the two never overlap there.
 
-    make bench-profile     # recipe, workers 0, cache ram, no mosaic, 320 px (ultralytics
-                           # forces workers 0 on the CPU, so the first two coincide)
+    make bench-profile     # recipe, ultralytics' own threads, workers 0, cache ram, no
+                           # mosaic, 320 px (ultralytics forces workers 0 on the CPU, so
+                           # the recipe and workers 0 coincide)
+
+The recipe runs torch on every usable core (``detection.threads``); ultralytics alone
+gives it ``os.cpu_count() - 1`` threads, one of two cores here.
 
 Results: ``bench/results/profile_train.json`` and a Markdown table (printed).
 """
@@ -17,10 +21,13 @@ Results: ``bench/results/profile_train.json`` and a Markdown table (printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,15 +35,18 @@ sys.path.insert(0, str(REPO))
 
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save  # noqa: E402
+from detection.threads import ultralytics_threads  # noqa: E402
 from detection.train import train  # noqa: E402
 
-# name -> (image size, loader workers, more ultralytics training arguments)
-CONFIGURATIONS: dict[str, tuple[int, int, dict]] = {
-    "recipe (224 px, 2 workers)": (224, 2, {}),
-    "workers 0 (loading in the main process)": (224, 0, {}),
-    "cache: ram": (224, 2, {"cache": "ram"}),
-    "mosaic off": (224, 2, {"mosaic": 0.0}),
-    "320 px": (320, 2, {}),
+# name -> (image size, loader workers, more ultralytics training arguments, torch threads:
+# None for ours, every usable core; "ultralytics" for its own os.cpu_count() - 1)
+CONFIGURATIONS: dict[str, tuple[int, int, dict, str | None]] = {
+    "recipe (224 px, 2 workers)": (224, 2, {}, None),
+    "ultralytics' own threads (cpu_count - 1)": (224, 2, {}, "ultralytics"),
+    "workers 0 (loading in the main process)": (224, 0, {}, None),
+    "cache: ram": (224, 2, {"cache": "ram"}, None),
+    "mosaic off": (224, 2, {"mosaic": 0.0}, None),
+    "320 px": (320, 2, {}, None),
 }
 
 
@@ -46,12 +56,16 @@ class BatchClock:
     def __init__(self) -> None:
         self.waits: list[float] = []
         self.steps: list[float] = []
+        self.threads = 0
         self._mark = 0.0
 
     def epoch_start(self, trainer) -> None:
         self._mark = time.perf_counter()
 
     def batch_start(self, trainer) -> None:
+        import torch
+
+        self.threads = torch.get_num_threads()
         now = time.perf_counter()
         self.waits.append(now - self._mark)
         self._mark = now
@@ -69,10 +83,18 @@ class BatchClock:
         }
 
 
-def profile(data: Path, imgsz: int, workers: int, extra: dict, fraction: float, batch: int) -> dict:
+def profile(
+    data: Path,
+    imgsz: int,
+    workers: int,
+    extra: dict,
+    fraction: float,
+    batch: int,
+    threads: str | None = None,
+) -> dict:
     """One epoch of one configuration, its batches timed."""
     clock = BatchClock()
-    with tempfile.TemporaryDirectory(prefix="bench-profile-") as runs:
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as runs, _threads(threads):
         train(
             data,
             "profile",
@@ -89,6 +111,7 @@ def profile(data: Path, imgsz: int, workers: int, extra: dict, fraction: float, 
         )
     wait, step = sum(clock.waits), sum(clock.steps)
     return {
+        "threads": clock.threads,
         "batches": len(clock.steps),
         "first_wait_s": clock.waits[0],
         "median_wait_s": statistics.median(clock.waits[1:]),
@@ -99,19 +122,33 @@ def profile(data: Path, imgsz: int, workers: int, extra: dict, fraction: float, 
     }
 
 
+@contextlib.contextmanager
+def _threads(threads: str | None) -> Iterator[None]:
+    """``OMP_NUM_THREADS`` (set by detection.offline, read when a trainer is made) at
+    ultralytics' own count for ``"ultralytics"``, as it was otherwise."""
+    chosen = os.environ["OMP_NUM_THREADS"]
+    if threads == "ultralytics":
+        os.environ["OMP_NUM_THREADS"] = str(ultralytics_threads())
+    try:
+        yield
+    finally:
+        os.environ["OMP_NUM_THREADS"] = chosen
+
+
 def markdown(results: dict) -> str:
     baseline = results[next(iter(CONFIGURATIONS))]
     per_batch = (baseline["wait_s"] + baseline["step_s"]) / baseline["batches"]
     lines = [
-        "| configuration | batches | loader wait, median s/batch | model, median s/batch "
-        "| share waiting | s/batch in all | against the recipe |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| configuration | torch threads | batches | loader wait, median s/batch "
+        "| model, median s/batch | share waiting | s/batch in all | against the recipe |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         total = (r["wait_s"] + r["step_s"]) / r["batches"]
         lines.append(
-            f"| {name} | {r['batches']} | {r['median_wait_s']:.3f} | {r['median_step_s']:.3f} "
-            f"| {r['wait_share']:.1%} | {total:.3f} | {total / per_batch:.2f}x |"
+            f"| {name} | {r['threads']} | {r['batches']} | {r['median_wait_s']:.3f} "
+            f"| {r['median_step_s']:.3f} | {r['wait_share']:.1%} | {total:.3f} "
+            f"| {total / per_batch:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -123,8 +160,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     results = {}
-    for name, (imgsz, workers, extra) in CONFIGURATIONS.items():
-        results[name] = profile(args.data, imgsz, workers, extra, args.fraction, args.batch)
+    for name, (imgsz, workers, extra, threads) in CONFIGURATIONS.items():
+        results[name] = profile(
+            args.data, imgsz, workers, extra, args.fraction, args.batch, threads
+        )
         print(name, results[name], flush=True)
     save("profile_train", {"machine": machine(), "fraction": args.fraction, "results": results})
     print(markdown(results))

@@ -29,7 +29,7 @@ from detection.predict import (
 )
 from detection.report import write_report
 from detection.train import resolve_data
-from detection.weights import NMS_IOU, is_released, resolve_weights, sha256
+from detection.weights import NMS_IOU, is_released, load_yolo, resolve_weights, sha256
 
 WHY_DIFFERENT = (
     "Why they differ: pycocotools matches detections to ground truth greedily in score "
@@ -118,9 +118,7 @@ def ultralytics_val(
     iou: float = NMS_IOU,
 ) -> dict:
     """Ultralytics' own metrics for the same weights and split (``iou``: the NMS IoU)."""
-    from ultralytics import YOLO
-
-    model = YOLO(str(weights))
+    model = load_yolo(weights, "detect")
     with tempfile.TemporaryDirectory() as tmp:
         metrics = model.val(
             data=str(data_yaml),

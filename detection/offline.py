@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from detection.threads import usable_cores
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("DEFECTS_STATE_DIR", PROJECT_ROOT / ".state"))
 YOLO_CONFIG_DIR = STATE_DIR / "ultralytics"
@@ -94,6 +96,10 @@ def set_offline() -> None:
     """Sets every offline switch in ``os.environ`` and prepares the local config dirs."""
     for key, value in _SWITCHES.items():
         os.environ.setdefault(key, value)
+    # Not a network switch, but it too must be set before ultralytics is imported, which
+    # otherwise sets it to 1 (for this process and every process it starts) and starts
+    # torch on one thread: the usable cores, unless the user chose (detection/threads.py).
+    os.environ.setdefault("OMP_NUM_THREADS", str(usable_cores()))
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "0"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(YOLO_CONFIG_DIR))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from converters.layouts import IMAGE_SUFFIXES
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
 from detection.images import read_image
+from detection.threads import cpu_threads
 from detection.weights import (
     BACKENDS,
     NMS_IOU,
@@ -163,7 +163,7 @@ class OnnxDetector:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning idle threads are 4% faster alone; sleeping ones leave the CPU to work
         # beside the model (the review starts FiftyOne's database meanwhile).

@@ -49,6 +49,7 @@ from detection.weights import MAX_RELEASE_MB, MODELS_DIR, NMS_IOU, load_yolo, sh
 
 _THROUGHPUT_BATCH = 32
 _THEIRS = "ultralytics_batch32"
+_AS_SHIPPED = "ultralytics_as_shipped_batch32"
 CALIBRATION_IMAGES = 200  # the first train images in name order calibrate the int8 export
 INT8_TOLERANCE = 0.01  # mAP50 the int8 export may lose against fp32 and still ship
 # The NMS IoUs the operating points are chosen among, on train (plain predictions; with
@@ -283,17 +284,30 @@ def cpu_throughput(
 ) -> dict:
     """Images per second end to end (decode, preprocess, model, NMS), batches of 32:
     ultralytics' PyTorch predict against each of our ONNX ``exports`` (name to file),
-    and each with flip TTA (``NAME_tta``), alternating, median of ``repeats``."""
+    and each with flip TTA (``NAME_tta``), alternating, median of ``repeats``.
+
+    Every path computes on the same threads (:func:`detection.threads.cpu_threads`), which
+    the ratios compare against; ultralytics as it ships (torch on its own
+    ``os.cpu_count() - 1`` threads, one of two cores) is timed beside for the record.
+    """
+    import torch
+
     from detection.images import read_image
     from detection.predict import FlipTTADetector, OnnxDetector, TorchDetector, batches
+    from detection.threads import cpu_threads, ultralytics_threads
 
     torch_model = TorchDetector(model_pt, device="cpu")
 
-    def ultralytics() -> None:
-        for chunk in batches(images, _THROUGHPUT_BATCH):
-            torch_model.model.predict(
-                [str(p) for p in chunk], imgsz=torch_model.imgsz, device="cpu", verbose=False
-            )
+    def ultralytics(threads: int):
+        def run() -> None:
+            torch.set_num_threads(threads)
+            for chunk in batches(images, _THROUGHPUT_BATCH):
+                torch_model.model.predict(
+                    [str(p) for p in chunk], imgsz=torch_model.imgsz, device="cpu", verbose=False
+                )
+            torch.set_num_threads(cpu_threads())
+
+        return run
 
     def ours(detector: OnnxDetector):
         def run() -> None:
@@ -302,7 +316,7 @@ def cpu_throughput(
 
         return run
 
-    runs = {_THEIRS: ultralytics}
+    runs = {_THEIRS: ultralytics(cpu_threads()), _AS_SHIPPED: ultralytics(ultralytics_threads())}
     for name, path in exports.items():
         runs[name] = ours(OnnxDetector(path))
         runs[f"{name}_tta"] = ours(FlipTTADetector(OnnxDetector(path)))
@@ -319,6 +333,7 @@ def cpu_throughput(
     return {
         "images": len(images),
         "imgsz": torch_model.imgsz,
+        "threads": {"every_path": cpu_threads(), "ultralytics_as_shipped": ultralytics_threads()},
         "images_per_second": per_second,
         "over_ultralytics": {n: round(per_second[n] / theirs, 2) for n in runs if n != _THEIRS},
     }
@@ -640,6 +655,18 @@ def release(
     return card
 
 
+def _threads_note(throughput: dict) -> str:
+    """On how many threads the paths ran (cards released before it recorded none)."""
+    threads = throughput.get("threads")
+    if not threads:
+        return ""
+    shipped = throughput["images_per_second"][_AS_SHIPPED]
+    return (
+        f" on {threads['every_path']} threads, as every path here ({shipped} images/s as "
+        f"ultralytics ships, on its own {threads['ultralytics_as_shipped']})"
+    )
+
+
 def _int8_lines(int8: dict, throughput: dict) -> list[str]:
     scores = int8["pycocotools"]
     drop = int8["mAP50_below_fp32"]
@@ -810,8 +837,9 @@ def card_markdown(card: dict) -> str:
         "",
         f"End to end (decode, preprocess, model, NMS) on the {throughput['images']} val images "
         f"at {throughput['imgsz']} px, batches of 32, on the release machine, side by side: "
-        f"ultralytics' PyTorch predict {per_second['ultralytics_batch32']} images/s; ONNX "
-        f"Runtime fp32 (`--backend onnx`) {per_second['onnx_fp32_batch32']} images/s "
+        f"ultralytics' PyTorch predict {per_second['ultralytics_batch32']} images/s"
+        + _threads_note(throughput)
+        + f"; ONNX Runtime fp32 (`--backend onnx`) {per_second['onnx_fp32_batch32']} images/s "
         f"({throughput['over_ultralytics']['onnx_fp32_batch32']}x).",
         "",
         *_int8_lines(card["int8"], throughput),

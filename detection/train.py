@@ -29,6 +29,7 @@ from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
 from detection import offline  # noqa: F401  (before ultralytics)
+from detection.threads import use_cpu_threads
 from detection.weights import (
     WeightsError,
     atomic_write_bytes,
@@ -234,6 +235,7 @@ def trainer_class(task: str = "detect"):
     else:
         from ultralytics.models.yolo.detect import DetectionTrainer as Base
     _use_our_checks()
+    use_cpu_threads()
 
     class Trainer(Base):
         def __init__(self, *args, **kwargs) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from converters.errors import ConversionError
 from detection.offline import PROJECT_ROOT
+from detection.threads import use_cpu_threads
 
 MODELS_DIR = PROJECT_ROOT / "models"
 # The runtimes that run a detector, each on its own file beside the weights:
@@ -151,6 +152,7 @@ def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | No
     check_file(path)
     from ultralytics import YOLO
 
+    use_cpu_threads()
     try:
         model = YOLO(str(path))
     except Exception as error:  # torch and ultralytics raise many kinds for a bad file

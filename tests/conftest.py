@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# Several pytest workers share the cores: one thread each for torch and ONNX Runtime, in
+# this process and every command a test starts, rather than every worker on every core
+# (two ONNX Runtime pools spinning on two cores ran 1.25x slower than one thread each).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import detection  # noqa: F401  (offline switches before anything else)
 from converters.convert import ConvertResult, convert

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from detection.release import (
     training_stage,
 )
 from detection.report import _clean
+from detection.threads import cpu_threads
 from detection.train import parse_overrides
 from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256
 from tests.conftest import DEFECTS, NO_PLOTS
@@ -46,7 +48,13 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert (released / "model.pt").stat().st_size < 8 * 2**20  # weights only, no optimizer
     assert card["stages"][0]["epochs"] == 2 and card["stages"][0]["start"] == "yolo11n.yaml"
     assert "defects train --data" in card["stages"][0]["command"]
-    assert card["throughput"]["images_per_second"]["onnx_fp32_batch32"] > 0
+    speed = card["throughput"]
+    assert speed["images_per_second"]["onnx_fp32_batch32"] > 0
+    # Ratios at equal threads; ultralytics as it ships (its own thread count) timed beside.
+    theirs = min(8, max(1, os.cpu_count() - 1))  # ultralytics.utils.NUM_THREADS
+    assert speed["threads"] == {"every_path": cpu_threads(), "ultralytics_as_shipped": theirs}
+    assert speed["images_per_second"]["ultralytics_as_shipped_batch32"] > 0
+    assert f"as ultralytics ships, on its own {theirs})" in (released / "card.md").read_text()
     # The int8 export ships only within the tolerance, with its own figures and speed.
     int8 = card["int8"]
     assert int8["mAP50_below_fp32"] == pytest.approx(
