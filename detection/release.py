@@ -667,6 +667,11 @@ def _threads_note(throughput: dict) -> str:
     )
 
 
+def _ratio(over_ultralytics: float | None) -> str:
+    """A throughput ratio as the card prints it: two decimals, or n/a when not timed."""
+    return "n/a" if over_ultralytics is None else f"{over_ultralytics:.2f}x"
+
+
 def _int8_lines(int8: dict, throughput: dict) -> list[str]:
     scores = int8["pycocotools"]
     drop = int8["mAP50_below_fp32"]
@@ -682,7 +687,7 @@ def _int8_lines(int8: dict, throughput: dict) -> list[str]:
     return [
         f"int8 (`{int8['onnx']}`, `--backend onnx-int8`; calibrated on {int8['calibration']}):"
         f" {throughput['images_per_second'][name]} images/s "
-        f"({throughput['over_ultralytics'][name]}x ultralytics), {measured}. Every layer "
+        f"({_ratio(throughput['over_ultralytics'][name])} ultralytics), {measured}. Every layer "
         "but the head's output layers is int8, and the model takes the uint8 pixels."
     ]
 
@@ -705,12 +710,12 @@ def _tta_lines(card: dict, evaluation: dict) -> list[str]:
         "| model | mAP50 | mAP50:95 | throughput against ultralytics (no TTA) |",
         "|---|---:|---:|---:|",
         f"| fp32, no TTA | {plain['mAP50']:.4f} | {plain['mAP50-95']:.4f} | "
-        f"{speed['onnx_fp32_batch32']}x |",
+        f"{_ratio(speed['onnx_fp32_batch32'])} |",
     ]
     for name, scores in tta["pycocotools"].items():
         lines.append(
             f"| {name.removeprefix('onnx_')}, TTA | {scores['mAP50']:.4f} | "
-            f"{scores['mAP50-95']:.4f} | {speed.get(f'{name}_batch32_tta', 'n/a')}x |"
+            f"{scores['mAP50-95']:.4f} | {_ratio(speed.get(f'{name}_batch32_tta'))} |"
         )
     points = tta.get("operating_points", {}).get("per_class", {})
     if points:
@@ -840,7 +845,7 @@ def card_markdown(card: dict) -> str:
         f"ultralytics' PyTorch predict {per_second['ultralytics_batch32']} images/s"
         + _threads_note(throughput)
         + f"; ONNX Runtime fp32 (`--backend onnx`) {per_second['onnx_fp32_batch32']} images/s "
-        f"({throughput['over_ultralytics']['onnx_fp32_batch32']}x).",
+        f"({_ratio(throughput['over_ultralytics']['onnx_fp32_batch32'])}).",
         "",
         *_int8_lines(card["int8"], throughput),
         "",

@@ -189,6 +189,18 @@ def test_released_neu_det_is_small_and_complete():
     assert sum(files.values()) <= MAX_RELEASE_MB * 1e6
 
 
+def test_released_card_markdown_is_written_from_its_json():
+    # card.json is the record; card.md must say what it says (a re-timed throughput, say,
+    # rewrites both), with every throughput ratio printed to two decimals.
+    card = json.loads((RELEASED / "card.json").read_text())
+
+    markdown = card_markdown(card)
+
+    assert (RELEASED / "card.md").read_text() == markdown
+    fp32 = card["throughput"]["over_ultralytics"]["onnx_fp32_batch32"]
+    assert f"({fp32:.2f}x)" in markdown
+
+
 def test_predict_by_released_name_from_any_folder(
     neu_det: Path, tmp_path: Path, monkeypatch, capsys
 ):
