@@ -5,8 +5,9 @@ device (``select_device``: every train, val, predict and export), to leave a cor
 data loaders. But on the CPU it trains with ``workers`` forced to 0, loading each batch in
 the same process between model steps, so on a 2-core machine (this project's CI and
 training machine) one core sat idle while the model, 95% of a training batch, ran on the
-other. On both cores a training batch takes 1.76x less time and ultralytics' predict
-runs 1.8x faster (docs/benchmarks.md, "Threads").
+other. On both cores a training batch takes 1.5-1.8x less time and ultralytics' batched
+predict runs 1.7x faster (docs/benchmarks.md, "CPU detection throughput" and "Where a
+CPU training step goes").
 
 ``OMP_NUM_THREADS`` decides, set by :mod:`detection.offline` to the usable cores unless
 the user set it (to share a machine: each pytest worker sets 1), and read here as the
