@@ -331,6 +331,7 @@ def cpu_throughput(
     per_second = {n: round(len(images) / statistics.median(s), 1) for n, s in seconds.items()}
     theirs = per_second[_THEIRS]
     return {
+        "timed": datetime.date.today().isoformat(),
         "images": len(images),
         "imgsz": torch_model.imgsz,
         "threads": {"every_path": cpu_threads(), "ultralytics_as_shipped": ultralytics_threads()},
@@ -655,6 +656,15 @@ def release(
     return card
 
 
+def _timed_note(card: dict) -> str:
+    """When the throughput was timed again after the release, with the same weights and
+    exports (cards released before it recorded no date: timed with the release)."""
+    timed = card["throughput"].get("timed")
+    if timed is None or timed == card["released"]:
+        return ""
+    return f" (timed again on {timed}, the same weights and exports)"
+
+
 def _threads_note(throughput: dict) -> str:
     """On how many threads the paths ran (cards released before it recorded none)."""
     threads = throughput.get("threads")
@@ -841,7 +851,9 @@ def card_markdown(card: dict) -> str:
         "## CPU throughput",
         "",
         f"End to end (decode, preprocess, model, NMS) on the {throughput['images']} val images "
-        f"at {throughput['imgsz']} px, batches of 32, on the release machine, side by side: "
+        f"at {throughput['imgsz']} px, batches of 32, on the release machine"
+        + _timed_note(card)
+        + ", side by side: "
         f"ultralytics' PyTorch predict {per_second['ultralytics_batch32']} images/s"
         + _threads_note(throughput)
         + f"; ONNX Runtime fp32 (`--backend onnx`) {per_second['onnx_fp32_batch32']} images/s "

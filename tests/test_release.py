@@ -50,6 +50,7 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert "defects train --data" in card["stages"][0]["command"]
     speed = card["throughput"]
     assert speed["images_per_second"]["onnx_fp32_batch32"] > 0
+    assert speed["timed"] == card["released"]  # timed by the release itself
     # Ratios at equal threads; ultralytics as it ships (its own thread count) timed beside.
     theirs = min(8, max(1, os.cpu_count() - 1))  # ultralytics.utils.NUM_THREADS
     assert speed["threads"] == {"every_path": cpu_threads(), "ultralytics_as_shipped": theirs}
@@ -199,6 +200,25 @@ def test_released_card_markdown_is_written_from_its_json():
     assert (RELEASED / "card.md").read_text() == markdown
     fp32 = card["throughput"]["over_ultralytics"]["onnx_fp32_batch32"]
     assert f"({fp32:.2f}x)" in markdown
+
+
+@pytest.mark.parametrize(
+    ("timed", "note"),
+    [
+        ("released", None),  # timed by the release itself
+        ("2026-12-01", "on the release machine (timed again on 2026-12-01, the same weights"),
+        (None, None),  # a card from before the date was recorded
+    ],
+)
+def test_the_card_says_when_its_throughput_was_timed_again(timed: str | None, note):
+    card = json.loads((RELEASED / "card.json").read_text())
+    card["throughput"].pop("timed", None)
+    if timed is not None:
+        card["throughput"]["timed"] = card["released"] if timed == "released" else timed
+
+    markdown = card_markdown(card)
+
+    assert (note in markdown) if note else ("timed again" not in markdown)
 
 
 def test_predict_by_released_name_from_any_folder(
