@@ -2,7 +2,9 @@
 
 Conversion reads the size of every image (the real size wins over ``<size>``); decoding
 1,800 JPEGs to learn two numbers would dominate the run. JPEG and PNG files are read
-directly, anything else through Pillow's lazy open.
+directly, anything else through Pillow's lazy open. The header's EXIF orientation comes
+with the size, since OpenCV turns the pixels by it when it decodes
+(:mod:`converters.orientation`).
 
 A file cut short keeps its header, so its size reads fine while its pixels are gone. The
 structure tells without decoding: a JPEG ends its entropy-coded scan with the
@@ -15,11 +17,15 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+
+from converters.orientation import TURNS, orientation_from_tiff, shown_size
 
 # JPEG start-of-frame markers carry the size; C4, C8 and CC are other segments.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_SOS, _EOI = 0xDA, b"\xff\xd9"
+_SOS, _EOI, _APP1 = 0xDA, b"\xff\xd9", 0xE1
+_EXIF_PREFIX = b"Exif\x00\x00"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 # Deflate cannot compress better than about 1032:1; a baseline JPEG spends at least one
@@ -32,12 +38,37 @@ class CorruptImageError(OSError):
     """An image whose header reads but whose data is cut short or damaged."""
 
 
-def _jpeg_layout(data: bytes) -> tuple[tuple[int, int] | None, int | None]:
-    """``((width, height), offset of the first scan)`` from a JPEG's segments."""
-    index, size = 2, None
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says.
+
+    Attributes:
+        stored_width: Width of the pixels as stored in the file.
+        stored_height: Height of the pixels as stored.
+        orientation: The EXIF orientation tag, 1 (as stored) to 8.
+    """
+
+    stored_width: int
+    stored_height: int
+    orientation: int = 1
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        return self.stored_width, self.stored_height
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` as OpenCV decodes it, the EXIF orientation applied."""
+        return shown_size(self.stored_width, self.stored_height, self.orientation)
+
+
+def _jpeg_layout(data: bytes) -> tuple[tuple[int, int] | None, int | None, int]:
+    """``((width, height), offset of the first scan, EXIF orientation)`` from a JPEG's
+    segments."""
+    index, size, orientation = 2, None, None
     while index + 4 <= len(data):
         if data[index] != 0xFF:
-            return size, None
+            return size, None, orientation or 1
         marker = data[index + 1]
         if marker == 0xFF:  # fill byte
             index += 1
@@ -49,10 +80,27 @@ def _jpeg_layout(data: bytes) -> tuple[tuple[int, int] | None, int | None]:
         if marker in _SOF_MARKERS and index + 9 <= len(data):
             height, width = struct.unpack(">HH", data[index + 5 : index + 9])
             size = width, height
+        segment = data[index + 4 : index + 2 + length]
+        # The first EXIF segment counts; XMP and others share the APP1 marker.
+        if marker == _APP1 and orientation is None and segment.startswith(_EXIF_PREFIX):
+            orientation = orientation_from_tiff(segment[len(_EXIF_PREFIX) :])
         if marker == _SOS:
-            return size, index + 2 + length
+            return size, index + 2 + length, orientation or 1
         index += 2 + length
-    return size, None
+    return size, None, orientation or 1
+
+
+def _png_orientation(data: bytes) -> int:
+    """The orientation in a PNG's ``eXIf`` chunk (1 without one), walking its chunks."""
+    index = 8
+    while index + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[index : index + 8])
+        if kind == b"eXIf":
+            return orientation_from_tiff(data[index + 8 : index + 8 + length])
+        if kind == b"IEND" or length > len(data):
+            return 1
+        index += 12 + length
+    return 1
 
 
 def _check_jpeg(data: bytes, size: tuple[int, int], scan: int | None) -> None:
@@ -81,28 +129,30 @@ def _check_png(data: bytes, size: tuple[int, int]) -> None:
         raise CorruptImageError(f"PNG of {len(data)} bytes cannot hold {size[0]}x{size[1]} pixels")
 
 
-def check_structure(data: bytes) -> tuple[int, int] | None:
-    """A JPEG's or PNG's ``(width, height)`` from its bytes, after checking the file whole
-    (None for a file of another format, or whose header gives no size).
+def check_structure(data: bytes) -> ImageHeader | None:
+    """A JPEG's or PNG's header from its bytes, after checking the file whole (None for a
+    file of another format, or whose header gives no size).
 
     Raises:
         CorruptImageError: A JPEG or PNG cut short or damaged (its header reads).
     """
     if data[:2] == b"\xff\xd8":
-        size, scan = _jpeg_layout(data)
-        if size is not None and size[0] > 0 and size[1] > 0:
+        size, scan, orientation = _jpeg_layout(data)
+        if size is None:
+            return None
+        if size[0] > 0 and size[1] > 0:
             _check_jpeg(data, size, scan)
-        return size
+        return ImageHeader(*size, orientation)
     if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 33:
         size = struct.unpack(">II", data[16:24])
         if size[0] > 0 and size[1] > 0:
             _check_png(data, size)
-        return size
+        return ImageHeader(*size, _png_orientation(data))
     return None
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """Returns ``(width, height)`` of an image file, checking JPEG and PNG files whole.
+def read_header(path: Path) -> ImageHeader:
+    """An image file's stored size and EXIF orientation, checking JPEG and PNG files whole.
 
     Raises:
         CorruptImageError: A JPEG or PNG cut short or damaged (its header reads).
@@ -110,17 +160,35 @@ def image_size(path: Path) -> tuple[int, int]:
     """
     with open(path, "rb") as handle:
         data = handle.read()
-    size = check_structure(data)
-    if size is None:
+    header = check_structure(data)
+    if header is None:
         from PIL import Image
 
         try:
             with Image.open(path) as image:
+                orientation = image.getexif().get(0x0112, 1)
+                orientation = orientation if orientation in TURNS else 1
                 size = image.size
+                if image.format == "TIFF":  # Pillow gives a TIFF's size as shown already
+                    size = image.tag_v2.get(256, size[0]), image.tag_v2.get(257, size[1])
+                header = ImageHeader(*size, orientation)
         # Broad on purpose: once ultralytics is imported it patches Image.open, and an
         # unidentified file then raises ModuleNotFoundError (its optional HEIF plugin).
         except Exception as error:
             raise OSError(f"not a readable image: {error}") from None
-    if size[0] <= 0 or size[1] <= 0:
-        raise OSError(f"image header gives an empty size {size[0]}x{size[1]}")
-    return int(size[0]), int(size[1])
+    if header.stored_width <= 0 or header.stored_height <= 0:
+        raise OSError(
+            f"image header gives an empty size {header.stored_width}x{header.stored_height}"
+        )
+    return header
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file as OpenCV decodes it (EXIF orientation
+    applied), checking JPEG and PNG files whole.
+
+    Raises:
+        CorruptImageError: A JPEG or PNG cut short or damaged (its header reads).
+        OSError: The file is missing, unreadable or not an image.
+    """
+    return read_header(path).size

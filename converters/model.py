@@ -52,9 +52,10 @@ class ImageAnnotation:
     Attributes:
         name: File name of the image in the converted dataset (unique per dataset).
         path: Where the image file really is.
-        width: Real image width in pixels.
-        height: Real image height in pixels.
-        boxes: The boxes, in the order they were read.
+        width: Real image width in pixels, as decoded (EXIF orientation applied).
+        height: Real image height in pixels, as decoded.
+        boxes: The boxes, in the order they were read, in the frame of the image as
+            decoded (:mod:`converters.orientation`).
         split: ``train``, ``val``, ``test`` or ``None`` before splitting.
         source: Annotation file the boxes came from, relative to the source root.
     """

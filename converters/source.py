@@ -10,9 +10,10 @@ from pathlib import Path
 
 from converters.definitions import DatasetDefinition, load_definition
 from converters.errors import AnnotationError, ConversionError, Report
-from converters.imagesize import CorruptImageError, image_size
+from converters.imagesize import CorruptImageError, ImageHeader, image_size, read_header
 from converters.layouts import SourceLayout, detect_layout
 from converters.model import Dataset, ImageAnnotation
+from converters.orientation import TURNS, turn_box
 from converters.voc import VocAnnotation, count_objects, parse_voc_xml, validate_objects
 
 KNOWN_DEFINITIONS = ("neu-det", "gc10-det")
@@ -208,24 +209,33 @@ def read_dataset(
         for copy in identical_copies or [image_path]:
             claimed.setdefault(copy, file)
         try:
-            width, height = image_size(image_path)
+            header = read_header(image_path)
         except CorruptImageError as error:
             skip("corrupt_image", f"{_relative(image_path, base)}: {error}")
             continue
         except OSError as error:
             skip("unreadable_image", f"{_relative(image_path, base)}: {error}")
             continue
-        if annotation.width is None or annotation.height is None:
+        width, height = header.size
+        given = (annotation.width, annotation.height)
+        # <size> as stored, not as shown: drawn by a tool that ignores EXIF (LabelImg).
+        on_stored_pixels = given == header.stored_size != header.size
+        if header.orientation != 1:
+            _report_orientation(file, header, given, on_stored_pixels, report)
+        frame = header.stored_size if on_stored_pixels else header.size
+        if None in given:
             report.add(file, "missing_size", "<size> is missing", f"used the real {width}x{height}")
-        elif (annotation.width, annotation.height) != (width, height):
+        elif given != frame:
             report.add(
                 file,
                 "size_mismatch",
-                f"<size> says {annotation.width}x{annotation.height}, "
-                f"the image is {width}x{height}",
+                f"<size> says {given[0]}x{given[1]}, the image is {width}x{height}"
+                + ("" if header.orientation == 1 else " as shown"),
                 "used the real size",
             )
-        boxes = validate_objects(annotation, width, height, definition.resolve, file, report)
+        boxes = validate_objects(annotation, *frame, definition.resolve, file, report)
+        if on_stored_pixels:
+            boxes = [turn_box(box, *frame, header.orientation) for box in boxes]
         split = layout.given_split.get(xml_path.stem) or layout.given_split.get(image_path.stem)
         images.append(
             ImageAnnotation(image_path.name, image_path, width, height, boxes, split, file)
@@ -244,7 +254,7 @@ def read_dataset(
             )
             continue
         try:
-            width, height = image_size(image_path)
+            width, height = image_size(image_path)  # as shown: the tag needs no boxes turned
         except CorruptImageError as error:
             report.add(file, "corrupt_image", str(error), "skipped image")
             continue
@@ -258,6 +268,51 @@ def read_dataset(
     _make_names_unique(images, base, report)
     images.sort(key=lambda image: image.name)
     return SourceDataset(Dataset(list(definition.classes), images), report, layout, definition)
+
+
+def _report_orientation(
+    file: str,
+    header: ImageHeader,
+    given: tuple[int | None, int | None],
+    on_stored_pixels: bool,
+    report: Report,
+) -> None:
+    """Says which frame an EXIF-tagged image's boxes were read in, and why."""
+    (width, height), (stored_width, stored_height) = header.size, header.stored_size
+    tag = f"EXIF orientation {header.orientation} ({TURNS[header.orientation]})"
+    if on_stored_pixels:
+        report.add(
+            file,
+            "exif_turned_boxes",
+            f"{tag}: shown {width}x{height}, but <size> gives the stored "
+            f"{stored_width}x{stored_height}, so the boxes were drawn on the stored pixels "
+            "(a tool that ignores EXIF, such as LabelImg)",
+            "turned the boxes with the image",
+        )
+    elif given == header.size != header.stored_size:
+        report.add(
+            file,
+            "exif_orientation",
+            f"{tag}: <size> gives the image as shown, {width}x{height}",
+            "kept the boxes as drawn on the image as shown",
+        )
+    else:
+        # Nothing in the file says which; the frame every viewer and model uses wins.
+        if None in given:
+            says = "<size> is missing"
+        elif given in (header.size, header.stored_size):
+            says = "<size> fits the image stored or shown"
+        else:
+            says = "<size> fits neither the image stored nor shown"
+        report.add(
+            file,
+            "exif_orientation",
+            f"{tag}: {says}, so the boxes are taken as drawn "
+            "on the image as shown (CVAT, Label Studio, `defects review` exports); boxes "
+            "drawn on the stored pixels (LabelImg ignores EXIF) need the tag removed "
+            "(exiftool -Orientation= FILE) before converting",
+            "kept the boxes as drawn on the image as shown",
+        )
 
 
 def _make_names_unique(images: list[ImageAnnotation], root: Path, report: Report) -> None:
