@@ -191,19 +191,47 @@ def _best_f1(evaluator: COCOeval, k: int) -> tuple[float, float, float, float, i
     )
 
 
-def evaluate(gt: str | Path | dict | COCO, results: list[dict]) -> CocoResult:
+class _DifficultIgnored(COCOeval):
+    """COCOeval with the ground truth marked ``difficult`` (VOC's flag, kept by the
+    converter) ignored, as PASCAL VOC scores: a detection matched to such a box counts
+    neither right nor wrong, and the box is not a positive to find.
+
+    pycocotools' ``_prepare`` sets every box's ``ignore`` from ``iscrowd`` alone; this sets
+    it for the difficult ones afterwards, so pycocotools' own matching (which prefers a
+    box not ignored) does the rest, with the ordinary IoU (not the crowd one).
+    """
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        for boxes in self._gts.values():
+            for box in boxes:
+                if box.get("difficult"):
+                    box["ignore"] = 1
+
+
+def difficult_boxes(gt: dict) -> int:
+    """How many ground-truth boxes are marked ``difficult``."""
+    return sum(1 for a in gt["annotations"] if a.get("difficult") and not a.get("iscrowd"))
+
+
+def evaluate(
+    gt: str | Path | dict | COCO, results: list[dict], ignore_difficult: bool = False
+) -> CocoResult:
     """Scores COCO results against COCO ground truth with pycocotools.
 
     Args:
         gt: Ground truth (path, dict or ``COCO``).
         results: COCO results (``image_id``, ``category_id``, ``bbox``, ``score``).
+        ignore_difficult: Ignore the boxes marked ``difficult``, as PASCAL VOC does
+            (otherwise they count like any other, as pycocotools and ultralytics count
+            them).
 
     Returns:
         The 12 standard numbers, per-class metrics and per-class PR curves at IoU 0.5.
     """
     coco_gt = gt if isinstance(gt, COCO) else load_gt(gt)
     coco_dt = load_results(coco_gt, results)
-    evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+    evaluator = (_DifficultIgnored if ignore_difficult else COCOeval)(coco_gt, coco_dt, "bbox")
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.evaluate()
         evaluator.accumulate()
@@ -215,7 +243,11 @@ def evaluate(gt: str | Path | dict | COCO, results: list[dict]) -> CocoResult:
     for k, category_id in enumerate(evaluator.params.catIds):
         name = coco_gt.cats[category_id]["name"]
         p, r, f1, confidence, detections = _best_f1(evaluator, k)
-        n_gt = len(coco_gt.getAnnIds(catIds=[category_id], iscrowd=False))
+        n_gt = sum(
+            1
+            for a in coco_gt.loadAnns(coco_gt.getAnnIds(catIds=[category_id], iscrowd=False))
+            if not (ignore_difficult and a.get("difficult"))
+        )
         classes.append(
             ClassMetrics(
                 name=name,

@@ -205,3 +205,62 @@ def test_results_file_checks(tmp_path: Path, results, message):
         with pytest.raises(ConversionError) as error:
             read_results(path, gt, GT)
         assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def _one_class_gt(difficult: list[bool]) -> dict:
+    # Boxes 20 px apart on one 200x200 image, so no detection overlaps two of them.
+    return {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 200}],
+        "categories": [{"id": 1, "name": "crazing"}],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [30 * i, 0, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+                "difficult": int(flag),
+            }
+            for i, flag in enumerate(difficult)
+        ],
+    }
+
+
+def _on(box: int, score: float) -> dict:
+    return {"image_id": 1, "category_id": 1, "bbox": [30 * box, 0, 10, 10], "score": score}
+
+
+# PASCAL VOC ignores boxes marked difficult: a detection on one is neither right nor
+# wrong, and missing one costs nothing. 101-point AP50 worked by hand.
+@pytest.mark.parametrize(
+    ("difficult", "results", "counted", "ignored"),
+    [
+        # The difficult box missed: counted, recall stops at 1/2 (51 of 101 points).
+        ([False, True], [_on(0, 0.8)], 51 / 101, 1.0),
+        # Found: counted it is a true positive; ignored, its detection is passed over.
+        ([False, True], [_on(0, 0.8), _on(1, 0.9)], 1.0, 1.0),
+        # A false positive first (box 5 has no ground truth): counted, precision 2/3 at
+        # full recall; ignored, the detection on the difficult box no longer helps: 1/2.
+        ([False, True], [_on(5, 0.95), _on(1, 0.9), _on(0, 0.8)], 2 / 3, 1 / 2),
+        # Only difficult boxes: nothing to find once they are ignored (NaN, not 0).
+        ([True], [_on(0, 0.9)], 1.0, math.nan),
+        # No box difficult: the same figure either way.
+        ([False, False], [_on(0, 0.9), _on(5, 0.8)], 51 / 101, 51 / 101),
+    ],
+    ids=["difficult missed", "difficult found", "false positive first", "only difficult", "none"],
+)
+def test_difficult_boxes_ignored_as_pascal_voc_does(difficult, results, counted, ignored):
+    gt = _one_class_gt(difficult)
+    assert evaluate(gt, results).stats["AP50"] == pytest.approx(counted)
+    scored = evaluate(gt, results, ignore_difficult=True)
+    (crazing,) = scored.classes
+    assert crazing.ground_truth == difficult.count(False)
+    if math.isnan(ignored):
+        assert math.isnan(crazing.ap50) and scored.stats["AP50"] == -1
+    else:
+        assert scored.stats["AP50"] == pytest.approx(ignored) == crazing.ap50
+
+
+def test_ignoring_difficult_without_any_is_the_plain_evaluation(ours):
+    assert evaluate(GT, DT, ignore_difficult=True).stats == ours.stats

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from detection.cli import main
+from detection.cocoeval import evaluate
 from detection.compare import compare
 from detection.evaluate import evaluate_files
 
@@ -116,3 +117,23 @@ def test_the_evaluation_report_explains(tmp_path: Path):
     for section in ("## How sure", "## Why it falls short", "## Breakdowns"):
         assert section in markdown
     assert (tmp_path / "a" / "errors.png").is_file()
+
+
+def test_the_report_gives_the_figures_with_difficult_boxes_ignored_beside(tmp_path: Path):
+    gt = json.loads(GT.read_text())
+    plain = evaluate_files(RESULTS, GT, tmp_path / "plain", replicates=0)
+    assert plain["difficult_ignored"] is None
+    assert "difficult" not in (tmp_path / "plain" / "report.md").read_text()
+    for annotation in gt["annotations"][::10]:  # 15 of the slice's 145 boxes
+        annotation["difficult"] = 1
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    report = evaluate_files(RESULTS, tmp_path / "gt.json", tmp_path / "marked", replicates=0)
+    # The main figures still count every box; the difficult ones change only the other.
+    assert report["metrics"] == plain["metrics"]
+    ignored = report["difficult_ignored"]
+    assert ignored["boxes"] == 15
+    assert ignored["mAP50"] == evaluate(gt, json.loads(RESULTS.read_text()), True).stats["AP50"]
+    assert ignored["mAP50"] != report["mAP50"]
+    assert sum(c["ground_truth"] for c in ignored["per_class"].values()) == 145 - 15
+    markdown = (tmp_path / "marked" / "report.md").read_text()
+    assert "the 15 boxes marked difficult" in markdown
