@@ -41,6 +41,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "box_clipped": "warning",
     "size_mismatch": "warning",
     "exif_turned_boxes": "warning",
+    "xml_encoding": "warning",
     "unsafe_path": "warning",
     "name_collision": "warning",
     "class_alias": "info",

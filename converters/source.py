@@ -117,6 +117,14 @@ def read_dataset(
             continue
         try:
             parsed.append((xml_path, parse_voc_xml(data, file)))
+            if parsed[-1][1].encoding:
+                name = parsed[-1][1].encoding.upper()
+                report.add(
+                    file,
+                    "xml_encoding",
+                    f"not valid in the encoding it declares (UTF-8 if none); decodes as {name}",
+                    f"read as {name}",
+                )
         except AnnotationError as error:
             lost = count_objects(data)
             unparsed_stems.add(xml_path.stem)

@@ -64,6 +64,7 @@ class VocAnnotation:
     height: int | None
     depth: int | None
     objects: list[VocObject] = field(default_factory=list)
+    encoding: str | None = None  # a guessed one, when the file was not what it declared
 
 
 def count_objects(data: bytes) -> int:
@@ -110,10 +111,14 @@ def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:
         raise AnnotationError(
             file, "forbidden_dtd", "a DOCTYPE/ENTITY is declared (entities are never expanded)"
         )
+    encoding = None
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as error:
-        raise AnnotationError(file, "malformed_xml", str(error)) from None
+        try:
+            root, encoding = _parse_in_another_encoding(data, error)
+        except etree.XMLSyntaxError as telling:
+            raise AnnotationError(file, "malformed_xml", str(telling)) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise AnnotationError(
@@ -143,7 +148,41 @@ def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:
         height=_int_or_none(_text(size, "height")),
         depth=_int_or_none(_text(size, "depth")),
         objects=objects,
+        encoding=encoding,
     )
+
+
+# Tools on Chinese Windows (where NEU-DET and GC10-DET were made) have written GBK text
+# with no declaration, or under a UTF-8 one; Western ones, Windows-1252; and a file
+# edited by hand may be UTF-8 under another declaration. libxml2 then stops at the first
+# non-ASCII byte, usually in <path> or <folder>, and the boxes, all ASCII, would be lost
+# with it. GB18030 is GBK's superset; Windows-1252 comes last, as it decodes almost any
+# bytes. A file that parses in none of them is malformed for another reason.
+_FALLBACK_ENCODINGS = ("utf-8", "gb18030", "cp1252")
+_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
+
+
+def _parse_in_another_encoding(
+    data: bytes, error: etree.XMLSyntaxError
+) -> tuple[etree._Element, str]:
+    """The document read in the first encoding that decodes it and parses, ignoring the
+    one it declares, and that encoding.
+
+    Raises:
+        etree.XMLSyntaxError: Parsed in none: the error in the first encoding that decodes
+            it (a syntax error, not the bytes libxml2 stopped at), else ``error``.
+    """
+    telling = None
+    for encoding in _FALLBACK_ENCODINGS:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        try:  # lxml refuses a str that still declares an encoding
+            return etree.fromstring(_DECLARATION.sub("", text, count=1), _parser()), encoding
+        except etree.XMLSyntaxError as failed:
+            telling = telling or failed
+    raise telling or error
 
 
 ClassResolver = Callable[[str], str | None]

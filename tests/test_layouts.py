@@ -168,3 +168,21 @@ def test_missing_and_unreadable_images(tmp_path: Path):
     # An image with no objects stays, as a background image with an empty label file.
     assert [im.name for im in result.source.dataset.images] == ["crazing_3.jpg"]
     assert (tmp_path / "out" / "labels" / "train" / "crazing_3.txt").read_text() == ""
+
+
+def test_a_gbk_annotation_is_converted_and_reported(tmp_path: Path):
+    # LabelImg-era tools on Chinese Windows: GBK bytes in <path>, no declaration.
+    write_image(tmp_path / "d" / "IMAGES" / "crazing_1.jpg", 64, 48)
+    text = voc_xml("crazing_1.jpg", [("crazing", 1, 1, 30, 40)], size=(64, 48), folder="裂纹")
+    path = tmp_path / "d" / "ANNOTATIONS" / "crazing_1.xml"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(text.encode("gbk"))
+    result = convert(tmp_path / "d", tmp_path / "out", ratios=(1.0, 0.0))
+    assert [b.coords for b in result.source.dataset.images[0].boxes] == [(0, 0, 30, 40)]
+    (problem,) = result.source.report.problems
+    assert (problem.problem, problem.severity, problem.action) == (
+        "xml_encoding",
+        "warning",
+        "read as GB18030",
+    )
+    assert (tmp_path / "out" / "labels" / "train" / "crazing_1.txt").read_text().strip()

@@ -128,6 +128,46 @@ def test_unreadable_files(data, problem):
     assert "bad.xml" in str(caught.value)
 
 
+def _with_folder(folder: str, declaration: str = "") -> str:
+    return declaration + voc_xml("a.jpg", [("crazing", 1, 2, 30, 40)], folder=folder)
+
+
+@pytest.mark.parametrize(
+    ("data", "folder", "encoding"),
+    [
+        # As declared, or UTF-8 without a declaration: read as it is, nothing to say.
+        (_with_folder("缺陷").encode(), "缺陷", None),
+        (_with_folder("缺陷", '<?xml version="1.0" encoding="GBK"?>').encode("gbk"), "缺陷", None),
+        (b"\xef\xbb\xbf" + _with_folder("缺陷").encode(), "缺陷", None),  # UTF-8's BOM
+        # GBK with no declaration (LabelImg-era tools on Chinese Windows), or under UTF-8's.
+        (_with_folder("缺陷").encode("gbk"), "缺陷", "gb18030"),
+        (
+            _with_folder("缺陷", '<?xml version="1.0" encoding="utf-8"?>').encode("gbk"),
+            "缺陷",
+            "gb18030",
+        ),
+        # UTF-8 under a declaration it does not keep.
+        (_with_folder("缺陷", '<?xml version="1.0" encoding="ascii"?>').encode(), "缺陷", "utf-8"),
+        # Windows-1252: "é<" is no GB18030 sequence, so the last resort.
+        (_with_folder("défauté").encode("cp1252"), "défauté", "cp1252"),
+    ],
+    ids=["utf-8", "declared gbk", "utf-8 bom", "gbk", "gbk as utf-8", "utf-8 as ascii", "cp1252"],
+)
+def test_a_file_not_in_its_declared_encoding_keeps_its_boxes(data, folder, encoding):
+    annotation = parse_voc_xml(data, "a.xml")
+    assert (annotation.folder, annotation.encoding) == (folder, encoding)
+    assert annotation.objects[0].coords == ("1", "2", "30", "40")
+
+
+def test_a_syntax_error_is_not_taken_for_an_encoding():
+    with pytest.raises(AnnotationError) as caught:
+        parse_voc_xml(
+            "<annotation><folder>缺陷</folder><object></annotation>".encode("gbk"), "a.xml"
+        )
+    assert caught.value.problem == "malformed_xml"
+    assert "tag mismatch" in caught.value.detail
+
+
 def test_size_and_fields_as_written():
     annotation = parse_voc_xml(
         voc_xml("x", [("crazing", 1, 2, 3, 4)], size=(7, 8), folder="cr").encode(), "a.xml"
