@@ -13,8 +13,7 @@ from pycocotools.coco import COCO
 from converters.coco import from_coco
 from converters.convert import convert
 from converters.definitions import load_definition
-from converters.errors import Report
-from converters.voc import parse_voc_xml, to_voc_xml, validate_objects
+from converters.voc import from_voc, parse_voc_xml, to_voc_xml
 from converters.yolo import from_yolo_lines
 
 README_COUNTS = {
@@ -128,25 +127,16 @@ def test_round_trip_voc_coco_yolo_voc_is_exact(neu_det: Path, neu_converted):
     for split in ("train", "val"):
         coco = from_coco(json.loads((out / "annotations" / f"instances_{split}.json").read_text()))
         for image in coco.images:
-            xml = to_voc_xml(image)
-            report = Report()
-            back = validate_objects(
-                parse_voc_xml(xml, image.name), 200, 200, neu.resolve, image.name, report
-            )
-            assert back == originals[image.name].boxes
+            back, report = from_voc(to_voc_xml(image), image.name, 200, 200, neu.resolve)
+            assert back.boxes == originals[image.name].boxes and not report.problems
+            assert back.name == image.name
             label_text = (out / "labels" / split / f"{image.stem}.txt").read_text()
             yolo_image = type(image)(
                 image.name, image.path, 200, 200, from_yolo_lines(label_text, 200, 200, neu.classes)
             )
-            back = validate_objects(
-                parse_voc_xml(to_voc_xml(yolo_image), image.name),
-                200,
-                200,
-                neu.resolve,
-                image.name,
-                report,
-            )
-            assert [b.coords for b in back] == [b.coords for b in originals[image.name].boxes]
+            back, _ = from_voc(to_voc_xml(yolo_image), image.name, 200, 200, neu.resolve)
+            want = originals[image.name].boxes
+            assert [b.coords for b in back.boxes] == [b.coords for b in want]
 
 
 def test_same_seed_gives_identical_bytes(neu_det: Path, tmp_path: Path):
