@@ -80,10 +80,11 @@ def _jpeg_layout(data: bytes) -> tuple[tuple[int, int] | None, int | None, int]:
         if marker in _SOF_MARKERS and index + 9 <= len(data):
             height, width = struct.unpack(">HH", data[index + 5 : index + 9])
             size = width, height
-        segment = data[index + 4 : index + 2 + length]
         # The first EXIF segment counts; XMP and others share the APP1 marker.
-        if marker == _APP1 and orientation is None and segment.startswith(_EXIF_PREFIX):
-            orientation = orientation_from_tiff(segment[len(_EXIF_PREFIX) :])
+        if marker == _APP1 and orientation is None:
+            segment = data[index + 4 : index + 2 + length]
+            if segment.startswith(_EXIF_PREFIX):
+                orientation = orientation_from_tiff(segment[len(_EXIF_PREFIX) :])
         if marker == _SOS:
             return size, index + 2 + length, orientation or 1
         index += 2 + length

@@ -116,20 +116,22 @@ def read_dataset(
             unparsed_stems.add(xml_path.stem)
             continue
         try:
-            parsed.append((xml_path, parse_voc_xml(data, file)))
-            if parsed[-1][1].encoding:
-                name = parsed[-1][1].encoding.upper()
+            annotation = parse_voc_xml(data, file)
+        except AnnotationError as error:
+            lost = count_objects(data)
+            unparsed_stems.add(xml_path.stem)
+            report.boxes_in_input += lost
+            report.add(file, error.problem, error.detail, "skipped image", boxes_dropped=lost)
+        else:
+            parsed.append((xml_path, annotation))
+            if annotation.encoding:
+                name = annotation.encoding.upper()
                 report.add(
                     file,
                     "xml_encoding",
                     f"not valid in the encoding it declares (UTF-8 if none); decodes as {name}",
                     f"read as {name}",
                 )
-        except AnnotationError as error:
-            lost = count_objects(data)
-            unparsed_stems.add(xml_path.stem)
-            report.boxes_in_input += lost
-            report.add(file, error.problem, error.detail, "skipped image", boxes_dropped=lost)
         if progress:
             progress(done, len(layout.annotations))
     definition = definition or _choose_definition(parsed, format, layout)

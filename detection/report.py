@@ -301,9 +301,9 @@ def difficult_ignored(gt: dict, results: list[dict]) -> dict | None:
     """The figures with the boxes marked difficult ignored (PASCAL VOC's way), beside the
     main ones that count them (pycocotools' and ultralytics' way); None without any.
 
-    Papers score NEU-DET (81 difficult boxes) either way, or with the boxes left out of the
-    labels altogether (ultralytics' own VOC conversion drops them, so a detection on one is
-    a false positive), so an evaluator comparing with a published figure needs to know.
+    A published figure may count them, ignore them, or come from labels that left them
+    out (ultralytics' own VOC conversion drops them; a detection on one is then a false
+    positive), so an evaluator comparing with one needs to know what difference it makes.
     """
     boxes = difficult_boxes(gt)
     if not boxes:
