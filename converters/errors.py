@@ -48,6 +48,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "float_coordinates": "info",
     "missing_size": "info",
     "exif_orientation": "info",
+    "high_bit_depth": "info",
     "filename_mismatch": "info",
     "duplicate_image": "info",
     "unlabeled_as_background": "info",

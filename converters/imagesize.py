@@ -34,6 +34,10 @@ _DEFLATE_RATIO = 1032
 _JPEG_BITS_PER_BLOCK = 1
 
 
+# Pillow's modes of more than 8 bits per sample (TIFF, mostly).
+_PILLOW_BITS = {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
+
+
 class CorruptImageError(OSError):
     """An image whose header reads but whose data is cut short or damaged."""
 
@@ -46,11 +50,13 @@ class ImageHeader:
         stored_width: Width of the pixels as stored in the file.
         stored_height: Height of the pixels as stored.
         orientation: The EXIF orientation tag, 1 (as stored) to 8.
+        bits: Bits per sample (8 for most; 12 or 16 from some cameras).
     """
 
     stored_width: int
     stored_height: int
     orientation: int = 1
+    bits: int = 8
 
     @property
     def stored_size(self) -> tuple[int, int]:
@@ -62,13 +68,17 @@ class ImageHeader:
         return shown_size(self.stored_width, self.stored_height, self.orientation)
 
 
-def _jpeg_layout(data: bytes) -> tuple[tuple[int, int] | None, int | None, int]:
-    """``((width, height), offset of the first scan, EXIF orientation)`` from a JPEG's
-    segments."""
-    index, size, orientation = 2, None, None
+def _jpeg_layout(data: bytes) -> tuple[ImageHeader | None, int | None]:
+    """A JPEG's header (None without a frame header) and the offset of its first scan
+    (None if it has none), from its segments."""
+    index, frame, orientation = 2, None, None
+
+    def header() -> ImageHeader | None:
+        return frame and ImageHeader(frame[0], frame[1], orientation or 1, frame[2])
+
     while index + 4 <= len(data):
         if data[index] != 0xFF:
-            return size, None, orientation or 1
+            return header(), None
         marker = data[index + 1]
         if marker == 0xFF:  # fill byte
             index += 1
@@ -78,17 +88,17 @@ def _jpeg_layout(data: bytes) -> tuple[tuple[int, int] | None, int | None, int]:
             continue
         length = struct.unpack(">H", data[index + 2 : index + 4])[0]
         if marker in _SOF_MARKERS and index + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
-            size = width, height
+            bits, height, width = struct.unpack(">BHH", data[index + 4 : index + 9])
+            frame = width, height, bits
         # The first EXIF segment counts; XMP and others share the APP1 marker.
         if marker == _APP1 and orientation is None:
             segment = data[index + 4 : index + 2 + length]
             if segment.startswith(_EXIF_PREFIX):
                 orientation = orientation_from_tiff(segment[len(_EXIF_PREFIX) :])
         if marker == _SOS:
-            return size, index + 2 + length, orientation or 1
+            return header(), index + 2 + length
         index += 2 + length
-    return size, None, orientation or 1
+    return header(), None
 
 
 def _png_orientation(data: bytes) -> int:
@@ -138,17 +148,15 @@ def check_structure(data: bytes) -> ImageHeader | None:
         CorruptImageError: A JPEG or PNG cut short or damaged (its header reads).
     """
     if data[:2] == b"\xff\xd8":
-        size, scan, orientation = _jpeg_layout(data)
-        if size is None:
-            return None
-        if size[0] > 0 and size[1] > 0:
-            _check_jpeg(data, size, scan)
-        return ImageHeader(*size, orientation)
+        header, scan = _jpeg_layout(data)
+        if header is not None and header.stored_width > 0 and header.stored_height > 0:
+            _check_jpeg(data, header.stored_size, scan)
+        return header
     if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 33:
         size = struct.unpack(">II", data[16:24])
         if size[0] > 0 and size[1] > 0:
             _check_png(data, size)
-        return ImageHeader(*size, _png_orientation(data))
+        return ImageHeader(*size, _png_orientation(data), 16 if data[24] == 16 else 8)
     return None
 
 
@@ -172,7 +180,7 @@ def read_header(path: Path) -> ImageHeader:
                 size = image.size
                 if image.format == "TIFF":  # Pillow gives a TIFF's size as shown already
                     size = image.tag_v2.get(256, size[0]), image.tag_v2.get(257, size[1])
-                header = ImageHeader(*size, orientation)
+                header = ImageHeader(*size, orientation, _PILLOW_BITS.get(image.mode, 8))
         # Broad on purpose: once ultralytics is imported it patches Image.open, and an
         # unidentified file then raises ModuleNotFoundError (its optional HEIF plugin).
         except Exception as error:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from converters.definitions import DatasetDefinition, load_definition
 from converters.errors import AnnotationError, ConversionError, Report
-from converters.imagesize import CorruptImageError, ImageHeader, image_size, read_header
+from converters.imagesize import CorruptImageError, ImageHeader, read_header
 from converters.layouts import SourceLayout, detect_layout
 from converters.model import Dataset, ImageAnnotation
 from converters.orientation import TURNS, turn_box
@@ -226,6 +226,10 @@ def read_dataset(
         except OSError as error:
             skip("unreadable_image", f"{_relative(image_path, base)}: {error}")
             continue
+        if header.bits > 16:
+            skip("unreadable_image", f"{_relative(image_path, base)}: {_UNDECODABLE}")
+            continue
+        _report_bit_depth(file, header, report)
         width, height = header.size
         given = (annotation.width, annotation.height)
         # <size> as stored, not as shown: drawn by a tool that ignores EXIF (LabelImg).
@@ -264,13 +268,18 @@ def read_dataset(
             )
             continue
         try:
-            width, height = image_size(image_path)  # as shown: the tag needs no boxes turned
+            header = read_header(image_path)
         except CorruptImageError as error:
             report.add(file, "corrupt_image", str(error), "skipped image")
             continue
         except OSError as error:
             report.add(file, "unreadable_image", str(error), "skipped image")
             continue
+        if header.bits > 16:
+            report.add(file, "unreadable_image", _UNDECODABLE, "skipped image")
+            continue
+        _report_bit_depth(file, header, report)
+        width, height = header.size  # as shown: with no boxes, nothing to turn
         report.add(file, "unlabeled_as_background", "no annotation file", "kept with no boxes")
         split = layout.given_split.get(image_path.stem)
         images.append(ImageAnnotation(image_path.name, image_path, width, height, [], split, None))
@@ -278,6 +287,24 @@ def read_dataset(
     _make_names_unique(images, base, report)
     images.sort(key=lambda image: image.name)
     return SourceDataset(Dataset(list(definition.classes), images), report, layout, definition)
+
+
+# OpenCV reads TIFF through libtiff's RGBA interface, which refuses them.
+_UNDECODABLE = "32-bit samples, which OpenCV (training and prediction) cannot decode"
+
+
+def _report_bit_depth(file: str, header: ImageHeader, report: Report) -> None:
+    """Warns of samples wider than 8 bits: OpenCV, so ultralytics' training and our
+    prediction, decodes them to 8 by keeping the top byte, and an image that fills only 12
+    of 16 bits (line-scan cameras) comes out nearly black, with nothing said."""
+    if header.bits > 8:
+        report.add(
+            file,
+            "high_bit_depth",
+            f"{header.bits}-bit samples: training and prediction (OpenCV) see only the top 8 "
+            "bits, so an image using 12 of 16 bits (0-4095) is seen nearly black (0-15)",
+            "kept as it is (scale it to 8 bits over its own range before converting)",
+        )
 
 
 def _report_orientation(

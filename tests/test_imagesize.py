@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.convert import convert
-from converters.imagesize import CorruptImageError, image_size
+from converters.imagesize import CorruptImageError, image_size, read_header
 from detection.cli import main
 from detection.images import read_image
 from tests.helpers import voc_xml, write_image, write_xml
@@ -194,3 +194,68 @@ def test_convert_skips_a_truncated_image_and_counts_its_boxes(tmp_path: Path, ca
     assert main(["convert", str(src), "--out", str(tmp_path / "out2")]) == 0
     assert main(["convert", str(src), "--out", str(tmp_path / "out3"), "--strict"]) == 1
     assert "corrupt_image" in capsys.readouterr().err
+
+
+def _twelve_bits_in_sixteen(fmt: str) -> bytes:
+    # A line-scan camera's 12-bit image saved in a 16-bit container: values 0-4095.
+    pixels = (np.arange(48 * 64).reshape(48, 64) * 7 % 4096).astype(np.uint16)
+    return cv2.imencode(f".{fmt}", pixels)[1].tobytes()
+
+
+def _jpeg_of_precision(bits: int) -> bytes:
+    # A 12-bit JPEG's frame header; Pillow writes only 8-bit ones, so the byte is set.
+    data = bytearray(_encode("JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 4] = bits
+    return bytes(data)
+
+
+def _pillow(mode: str, fmt: str) -> bytes:
+    pixels = np.arange(48 * 64).reshape(48, 64)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.float32 if mode == "F" else np.int32), mode).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "bits"),
+    [
+        (lambda: _encode("JPEG"), 8),
+        (lambda: _encode("PNG", "I;16"), 16),
+        (lambda: _twelve_bits_in_sixteen("png"), 16),
+        (lambda: _twelve_bits_in_sixteen("tiff"), 16),
+        (lambda: _jpeg_of_precision(12), 12),
+        (lambda: _pillow("I", "TIFF"), 32),
+        (lambda: _pillow("F", "TIFF"), 32),
+    ],
+    ids=["jpeg", "png 16", "png 12 in 16", "tiff 12 in 16", "jpeg 12", "tiff int32", "tiff float"],
+)
+def test_bits_per_sample_from_the_header(tmp_path: Path, make, bits: int):
+    path = tmp_path / "image"
+    path.write_bytes(make())
+    assert read_header(path).bits == bits
+
+
+def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path: Path):
+    src = tmp_path / "src"
+    for i, data in enumerate(
+        [_encode("JPEG"), _twelve_bits_in_sixteen("png"), _pillow("F", "TIFF")]
+    ):
+        suffix = (".jpg", ".png", ".tif")[i]
+        (src / "IMAGES").mkdir(parents=True, exist_ok=True)
+        (src / "IMAGES" / f"patches_{i}{suffix}").write_bytes(data)
+        objects = [("patches", 1, 1, 20, 20)]
+        write_xml(src / "ANNOTATIONS" / f"patches_{i}.xml", voc_xml(None, objects))
+    # What training and prediction would see: the 12-bit image nearly black, the float
+    # one nothing at all.
+    assert read_image(src / "IMAGES" / "patches_1.png").max() <= 15
+    with pytest.raises(OSError, match="not an image OpenCV can decode"):
+        read_image(src / "IMAGES" / "patches_2.tif")
+
+    report = convert(src, tmp_path / "out", ratios=(1.0, 0.0)).source.report
+    found = {p.file: (p.problem, p.severity, p.boxes_dropped) for p in report.problems}
+    assert found == {
+        "ANNOTATIONS/patches_1.xml": ("high_bit_depth", "info", 0),
+        "ANNOTATIONS/patches_2.xml": ("unreadable_image", "error", 1),
+    }
+    assert (tmp_path / "out" / "labels" / "train" / "patches_1.txt").is_file()
