@@ -19,6 +19,7 @@ import yaml
 
 from converters.coco import to_coco
 from converters.definitions import DatasetDefinition
+from converters.errors import ConversionError
 from converters.model import Dataset
 from converters.source import SourceDataset, read_dataset
 from converters.split import assign_splits
@@ -86,7 +87,9 @@ def _write_tree(
             if copy_images:
                 shutil.copyfile(image.path, target)
             else:
-                target.symlink_to(image.path)  # absolute: the source root is resolved
+                # The file itself, not a link on the way to it: a review's export names
+                # images through an earlier output, which this one may replace.
+                target.symlink_to(Path(image.path).resolve())
             (label_dir / f"{Path(image.name).stem}.txt").write_text(
                 to_yolo_lines(image, dataset.classes)
             )
@@ -121,6 +124,30 @@ def _write_tree(
     return manifest
 
 
+def check_output_folder(out: Path, source_root: Path) -> None:
+    """Refuses an output folder whose replacement would delete what was not written here.
+
+    The output is built beside ``out`` and swapped in whole, so ``out`` must be new, empty
+    or an earlier output (its ``manifest.json`` says so), and it may neither be nor hold
+    the source dataset: ``--out .`` or ``--out SRC`` would otherwise delete it, images
+    and all.
+
+    Raises:
+        ConversionError: Naming the folder and why.
+    """
+    out, source_root = Path(out).resolve(), Path(source_root).resolve()
+    if source_root == out or source_root.is_relative_to(out):
+        raise ConversionError(
+            f"{out}: holds the source dataset ({source_root}), and the output replaces its "
+            "folder whole; write it to a folder of its own"
+        )
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise ConversionError(
+            f"{out}: a folder with files of its own (no manifest.json: not a converter "
+            "output), and the output replaces its folder whole; choose a new or empty one"
+        )
+
+
 def write_output(
     source: SourceDataset,
     out: Path,
@@ -128,7 +155,13 @@ def write_output(
     seed: int,
     copy_images: bool = False,
 ) -> dict:
-    """Writes the output folder beside ``out``, then swaps it in; returns the manifest."""
+    """Writes the output folder beside ``out``, then swaps it in; returns the manifest.
+
+    Raises:
+        ConversionError: ``out`` is not new, empty or an earlier output, or holds the
+            source (:func:`check_output_folder`).
+    """
+    check_output_folder(out, source.layout.root)
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -175,6 +208,7 @@ def convert(
     Returns:
         The output folder, its manifest and what was read.
     """
+    check_output_folder(out, src)  # before the reading, not after it
     source = read_dataset(src, format, definition, unlabeled_as_background, progress)
     if resplit:
         for image in source.dataset.images:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from converters.errors import AnnotationError, Report
+from converters.errors import AnnotationError, ConversionError, Report
 from converters.model import Box, Dataset, ImageAnnotation
 
 # Real annotation files are a few kB; anything this large is not an annotation.
@@ -346,10 +346,21 @@ def from_voc(
 def write_voc_dataset(dataset: Dataset, out: Path, copy_images: bool = False) -> Path:
     """Writes ``out/Annotations/*.xml`` + ``out/JPEGImages/`` (symlinks, or copies) and
     ``out/ImageSets/Main/<split>.txt``: a Pascal VOC dataset ``defects convert`` reads back.
+
+    Raises:
+        ConversionError: ``out/JPEGImages`` holds images of its own (not links this writes):
+            ``out`` is a real dataset, the one the images come from, say, and writing
+            over it would replace its images by links to themselves, and its annotations.
     """
     import shutil
 
     annotations, images = out / "Annotations", out / "JPEGImages"
+    own = [p for p in images.iterdir() if not p.is_symlink()] if images.is_dir() else []
+    if own:
+        raise ConversionError(
+            f"{out}: a dataset with images of its own ({own[0].name}, ...), which an export "
+            "would overwrite with its annotations; export to a new folder"
+        )
     annotations.mkdir(parents=True, exist_ok=True)
     images.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[str]] = {}

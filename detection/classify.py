@@ -30,6 +30,7 @@ from converters.model import SPLITS
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
+    check_name,
     load_yolo,
     model_imgsz,
     resolve_weights,
@@ -189,12 +190,12 @@ def train_classifier(
 
     from detection.train import trainer_class
 
+    run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     detector = None
     if backbone:
         backbone = resolve_weights(backbone)
         detector = load_yolo(backbone, "detect")
     source = prepare_source(data, background_class, seed)
-    run_dir = (Path(weights_dir) / name).resolve()
     tree = layout_tree(source, run_dir.parent / f".{name}-data")
     # (A distillation run's unfinished checkpoint starts the classifier from its student,
     # written into a folder gone after training: ultralytics' args.yaml names that copy,

@@ -45,7 +45,14 @@ from detection.train import (
     seconds_trained,
     training_recipe,
 )
-from detection.weights import MAX_RELEASE_MB, MODELS_DIR, NMS_IOU, load_yolo, sha256
+from detection.weights import (
+    MAX_RELEASE_MB,
+    MODELS_DIR,
+    NMS_IOU,
+    check_name,
+    load_yolo,
+    sha256,
+)
 
 _THROUGHPUT_BATCH = 32
 _THEIRS = "ultralytics_batch32"
@@ -515,6 +522,7 @@ def release(
     """
     from detection.predict import INT8_QUANTISATION, export_onnx, quantize_int8
 
+    check_name(name, "release")  # its folder is replaced whole, at the end
     runs = [Path(run) for run in runs]
     released_before = _released_card(runs[-1])
     if released_before is not None and len(runs) > 1:

@@ -34,6 +34,7 @@ from detection.weights import (
     WeightsError,
     atomic_write_bytes,
     check_file,
+    check_name,
     load_yolo,
     remove_partial_writes,
     resolve_weights,
@@ -503,7 +504,7 @@ def train(
 
     from detection.augment import steel_augmentations
 
-    run_dir = (Path(weights_dir) / name).resolve()
+    run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     trainer = trainer_class("detect")
     if resume:
         checkpoint = resume_checkpoint(run_dir)

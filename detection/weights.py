@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,25 @@ _ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
 
 class WeightsError(ConversionError):
     """Weights that cannot be used; the message names the file and the problem."""
+
+
+# A run's or a release's name is one folder (weights/NAME, models/NAME); as a path ("..",
+# "a/b", "") it would land elsewhere, and a release replaces its folder whole.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it can name one folder of runs or releases.
+
+    Raises:
+        ConversionError: A path or an empty name, saying what a name may hold.
+    """
+    if not _FOLDER_NAME.fullmatch(name):
+        raise ConversionError(
+            f"{name!r}: not a {what} name (letters, digits, '.', '_' and '-', first a letter "
+            "or digit): it names one folder"
+        )
+    return name
 
 
 def released_models() -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from converters.definitions import from_class_list
 from converters.errors import ConversionError
 from converters.layouts import detect_layout
 from converters.split import parse_ratios
+from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
 
 CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
@@ -186,3 +188,44 @@ def test_a_gbk_annotation_is_converted_and_reported(tmp_path: Path):
         "read as GB18030",
     )
     assert (tmp_path / "out" / "labels" / "train" / "crazing_1.txt").read_text().strip()
+
+
+def _source_and_a_folder_of_ones_own(root: Path) -> None:
+    write_image(root / "src" / "IMAGES" / "crazing_1.jpg", 64, 48)
+    write_xml(root / "src" / "ANNOTATIONS" / "crazing_1.xml", voc_xml("crazing_1.jpg", []))
+    (root / "mine").mkdir()
+    (root / "mine" / "thesis.txt").write_text("precious")
+
+
+# The output is swapped in whole; before this, `--out mine` deleted mine/thesis.txt and
+# `--out src` the dataset itself, images and all.
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("mine", "files of its own"),
+        ("src", "holds the source dataset"),
+        (".", "holds the source dataset"),
+    ],
+)
+def test_convert_never_replaces_a_folder_it_did_not_write(
+    tmp_path: Path, monkeypatch, capsys, out: str, message: str
+):
+    _source_and_a_folder_of_ones_own(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConversionError, match=message):
+        convert(Path("src"), Path(out))
+    assert main(["convert", "src", "--out", out]) == 2
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
+    assert (tmp_path / "src" / "IMAGES" / "crazing_1.jpg").is_file()
+    assert not (tmp_path / "src" / "manifest.json").exists()
+
+
+def test_convert_replaces_an_empty_folder_and_its_own_output(tmp_path: Path):
+    _source_and_a_folder_of_ones_own(tmp_path)
+    (tmp_path / "empty").mkdir()
+    convert(tmp_path / "src", tmp_path / "empty")
+    first = convert(tmp_path / "src", tmp_path / "out", seed=1)
+    again = convert(tmp_path / "src", tmp_path / "out", seed=2)
+    assert (first.manifest["seed"], again.manifest["seed"]) == (1, 2)
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["seed"] == 2

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from converters.convert import convert
+from converters.errors import ConversionError
 from converters.imagesize import ImageHeader, image_size, read_header
 from converters.model import Box
 from converters.orientation import TURNS, orientation_from_tiff, turn_box
@@ -194,3 +195,19 @@ def test_a_plain_folder_for_review_has_its_images_as_shown(tmp_path: Path):
     (image,) = read_source(tmp_path / "photos").images
     assert (image.width, image.height) == SHOWN_6
     assert cv2.imread(str(image.path)).shape[:2] == (SHOWN_6[1], SHOWN_6[0])
+
+
+def test_an_export_never_writes_over_a_dataset_with_images_of_its_own(tmp_path: Path):
+    # Exporting corrections over the dataset they came from would have replaced each
+    # image by a link to itself, and its annotation file by the export's.
+    source = _source(tmp_path / "src", 6, MARK, STORED)
+    dataset = convert(source, tmp_path / "out", ratios=(1.0, 0.0)).source.dataset
+    (tmp_path / "voc" / "JPEGImages").mkdir(parents=True)
+    (tmp_path / "voc" / "JPEGImages" / "crazing_1.jpg").write_bytes(b"the original")
+    with pytest.raises(ConversionError, match="images of its own"):
+        write_voc_dataset(dataset, tmp_path / "voc")
+    assert (tmp_path / "voc" / "JPEGImages" / "crazing_1.jpg").read_bytes() == b"the original"
+    assert not (tmp_path / "voc" / "Annotations").exists()
+    write_voc_dataset(dataset, tmp_path / "fresh")
+    write_voc_dataset(dataset, tmp_path / "fresh")  # its own links: written again
+    assert (tmp_path / "fresh" / "JPEGImages" / "crazing_1.jpg").resolve() == dataset.images[0].path

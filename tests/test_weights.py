@@ -16,6 +16,7 @@ from detection.weights import (
     WeightsError,
     atomic_write_bytes,
     check_file,
+    check_name,
     released_models,
     resolve_weights,
 )
@@ -228,3 +229,23 @@ def test_an_export_older_than_its_weights_is_not_used(
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "c"), "--backend", "onnx-int8"]) == 2
     assert "older than best.pt, so made from other weights" in capsys.readouterr().err
+
+
+# A name is one folder: `release --name ..` replaced models/.. (the repository) whole at
+# the end of a 40-minute release.
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "/tmp/x", "", "-flag", "two words"])
+@pytest.mark.parametrize("command", ["train", "release", "train-cls"])
+def test_a_name_that_is_a_path_is_refused(tmp_path: Path, capsys, command: str, name: str):
+    arguments = {
+        "train": ["train", "--data", str(tmp_path)],
+        "release": ["release", "--run", str(tmp_path), "--data", str(tmp_path)],
+        "train-cls": ["train-cls", "--data", str(tmp_path)],
+    }[command]
+    assert main([*arguments, f"--name={name}"]) == 2
+    assert f"{name!r}: not a " in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["neu-det", "n416", "cpu-s224", "v1.2_final"])
+def test_a_plain_name_passes(name: str):
+    assert check_name(name, "run") == name
