@@ -188,7 +188,7 @@ def train_classifier(
     from ultralytics import YOLO
     from ultralytics.nn.tasks import ClassificationModel
 
-    from detection.train import trainer_class
+    from detection.train import keep_earlier_run, trainer_class
 
     run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     detector = None
@@ -231,6 +231,7 @@ def train_classifier(
         }
         if workers is not None:
             arguments["workers"] = workers
+        keep_earlier_run(run_dir, [backbone])
         YOLO(model).train(**arguments, trainer=trainer_class("classify"))
     weights = run_dir / "best.pt"
     report = evaluate_classifier(weights, tree / "val", run_dir / "report", imgsz)

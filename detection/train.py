@@ -451,6 +451,34 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     return last
 
 
+def keep_earlier_run(run_dir: Path, inputs: list[Path | str | None]) -> Path | None:
+    """Moves an earlier run of the same name aside (``NAME.before-<its last save>``), so a
+    new run never overwrites weights that took hours (ultralytics, told ``exist_ok``,
+    would write over them); returns where it went, None when there was none.
+
+    Raises:
+        ConversionError: One of ``inputs`` (the starting model, a teacher, a backbone)
+            lies in that run: a new stage from it needs a name of its own.
+    """
+    checkpoints = [p for p in (run_dir / "last.pt", run_dir / "best.pt") if p.is_file()]
+    if not checkpoints:
+        return None
+    for given in inputs:
+        if given is not None and Path(given).resolve().is_relative_to(run_dir.resolve()):
+            raise ConversionError(
+                f"{given}: lies in {run_dir}, the earlier run this --name would replace; "
+                "give the new stage a --name of its own"
+            )
+    saved = time.localtime(max(p.stat().st_mtime for p in checkpoints))
+    stem = f"{run_dir.name}.before-{time.strftime('%Y-%m-%dT%H-%M-%S', saved)}"
+    kept, n = run_dir.with_name(stem), 1
+    while kept.exists():
+        kept, n = run_dir.with_name(f"{stem}-{n}"), n + 1
+    run_dir.rename(kept)
+    print(f"defects train: {run_dir} held an earlier run, kept as {kept}", file=sys.stderr)
+    return kept
+
+
 def train(
     data: Path,
     name: str,
@@ -553,6 +581,7 @@ def train(
         arguments["time"] = hours
     for event, function in (callbacks or {}).items():
         yolo.add_callback(event, function)
+    keep_earlier_run(run_dir, [settings["model"], arguments.get("distill_model"), backbone])
     with _logged_to(run_dir / "train.log"):
         yolo.train(**arguments)
     return run_dir

@@ -375,6 +375,26 @@ def test_training_from_a_local_pt_starts_from_its_weights(
     _assert_same_convolutions(_conv_weights(trained / "best.pt"), run)
 
 
+def test_training_again_under_a_name_keeps_the_earlier_run(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    # exist_ok made ultralytics write a new run over the earlier one's weights.
+    from converters.errors import ConversionError
+    from detection.train import train
+    from detection.weights import sha256
+
+    shutil.copytree(trained, tmp_path / "again")
+    before = sha256(tmp_path / "again" / "best.pt")
+    with pytest.raises(ConversionError, match="give the new stage a --name of its own"):
+        train(tiny_data, "again", model=str(tmp_path / "again" / "best.pt"), weights_dir=tmp_path)
+    assert sha256(tmp_path / "again" / "best.pt") == before  # refused before anything moved
+    run = train(tiny_data, "again", model=str(trained / "best.pt"), weights_dir=tmp_path, **STILL)
+    (kept,) = tmp_path.glob("again.before-*")
+    assert sha256(kept / "best.pt") == before and (kept / "args.yaml").is_file()
+    assert (run / "last.pt").is_file() and run == (tmp_path / "again").resolve()
+    assert f"kept as {kept}" in capsys.readouterr().err
+
+
 def test_a_classifier_backbone_starts_the_detector_and_callbacks_see_every_batch(
     tiny_data: Path, tmp_path: Path
 ):
