@@ -22,7 +22,9 @@ from pathlib import Path
 from converters.errors import ConversionError
 from converters.model import SPLITS
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+# What OpenCV decodes, and so ultralytics trains on (its own list adds formats OpenCV
+# reads only through Pillow plugins); matched case-blind (.JPG from cameras).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 FORMATS = ("neu-det", "gc10-det", "voc")
 
 

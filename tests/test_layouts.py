@@ -229,3 +229,15 @@ def test_convert_replaces_an_empty_folder_and_its_own_output(tmp_path: Path):
     again = convert(tmp_path / "src", tmp_path / "out", seed=2)
     assert (first.manifest["seed"], again.manifest["seed"]) == (1, 2)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["seed"] == 2
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".JPG", ".Png", ".tiff"])
+def test_every_image_format_opencv_decodes_is_found(tmp_path: Path, suffix: str):
+    write_image(tmp_path / "d" / "IMAGES" / f"crazing_1{suffix}", 64, 48)  # by its suffix
+    write_xml(
+        tmp_path / "d" / "ANNOTATIONS" / "crazing_1.xml",
+        voc_xml(f"crazing_1{suffix}", [("crazing", 1, 1, 30, 40)], size=(64, 48)),
+    )
+    result = convert(tmp_path / "d", tmp_path / "out", ratios=(1.0, 0.0))
+    assert [i.name for i in result.source.dataset.images] == [f"crazing_1{suffix}"]
+    assert not result.source.report.problems
