@@ -8,7 +8,6 @@ beside OUT and renamed into place, so an interrupted run leaves a previous OUT i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -19,13 +18,14 @@ import yaml
 
 from converters.coco import to_coco
 from converters.definitions import DatasetDefinition
-from converters.errors import ConversionError
+from converters.folders import check_output_folder, write_folder
 from converters.model import Dataset
 from converters.source import SourceDataset, read_dataset
 from converters.split import assign_splits
 from converters.yolo import to_yolo_lines
 
 FORMAT_VERSION = 1
+MARKER = "manifest.json"  # what makes a folder a converter output
 
 
 @dataclass
@@ -119,33 +119,9 @@ def _write_tree(
         "counts": split_counts(dataset),
         "split_of_image": {image.name: image.split for image in dataset.images},
     }
-    _dump(tmp / "manifest.json", manifest)
+    _dump(tmp / MARKER, manifest)
     _dump(tmp / "report.json", source.report.to_dict(boxes_written=dataset.box_count))
     return manifest
-
-
-def check_output_folder(out: Path, source_root: Path) -> None:
-    """Refuses an output folder whose replacement would delete what was not written here.
-
-    The output is built beside ``out`` and swapped in whole, so ``out`` must be new, empty
-    or an earlier output (its ``manifest.json`` says so), and it may neither be nor hold
-    the source dataset: ``--out .`` or ``--out SRC`` would otherwise delete it, images
-    and all.
-
-    Raises:
-        ConversionError: Naming the folder and why.
-    """
-    out, source_root = Path(out).resolve(), Path(source_root).resolve()
-    if source_root == out or source_root.is_relative_to(out):
-        raise ConversionError(
-            f"{out}: holds the source dataset ({source_root}), and the output replaces its "
-            "folder whole; write it to a folder of its own"
-        )
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise ConversionError(
-            f"{out}: a folder with files of its own (no manifest.json: not a converter "
-            "output), and the output replaces its folder whole; choose a new or empty one"
-        )
 
 
 def write_output(
@@ -159,24 +135,16 @@ def write_output(
 
     Raises:
         ConversionError: ``out`` is not new, empty or an earlier output, or holds the
-            source (:func:`check_output_folder`).
+            source (:func:`converters.folders.check_output_folder`).
     """
-    check_output_folder(out, source.layout.root)
     out = Path(out).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        manifest = _write_tree(tmp, out, source, ratios, seed, copy_images)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return manifest
+    return write_folder(
+        out,
+        lambda tmp: _write_tree(tmp, out, source, ratios, seed, copy_images),
+        MARKER,
+        "defects convert",
+        source.layout.root,
+    )
 
 
 def convert(
@@ -208,7 +176,7 @@ def convert(
     Returns:
         The output folder, its manifest and what was read.
     """
-    check_output_folder(out, src)  # before the reading, not after it
+    check_output_folder(out, MARKER, "defects convert", src)  # before the reading
     source = read_dataset(src, format, definition, unlabeled_as_background, progress)
     if resplit:
         for image in source.dataset.images:

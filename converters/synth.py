@@ -15,6 +15,7 @@ structure that identifies it on real steel:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from converters.folders import write_folder
 from converters.model import Box, ImageAnnotation
 from converters.voc import to_voc_xml
 
@@ -35,6 +37,7 @@ FOLDERS = {
     "scratches": "sc",
 }
 SIZE = 200
+MARKER = "synth.json"  # what makes a folder a synth output
 
 
 def _texture(rng: np.random.Generator) -> np.ndarray:
@@ -165,31 +168,42 @@ def synth_image(rng: np.random.Generator) -> tuple[np.ndarray, list[Box]]:
 def synth_dataset(
     out: Path, images: int = 400, seed: int = 0, progress: Callable[[int, int], None] | None = None
 ) -> list[ImageAnnotation]:
-    """Writes ``images`` synthetic images and VOC annotations in NEU-DET's layout.
+    """Writes ``images`` synthetic images and VOC annotations in NEU-DET's layout, the
+    folder whole (an earlier run's files never stay behind to mix with these).
 
     Args:
-        out: The folder to create (``IMAGES/`` and ``ANNOTATIONS/`` go inside).
+        out: The folder to create (``IMAGES/``, ``ANNOTATIONS/`` and ``synth.json`` go
+            inside): new, empty or an earlier ``synth`` output.
         images: How many images.
         seed: Same seed, same bytes.
         progress: Called with (done, total) after each image.
 
     Returns:
         What was written.
+
+    Raises:
+        ConversionError: ``out`` holds files ``synth`` did not write.
     """
-    rng = np.random.default_rng(seed)
-    image_dir, xml_dir = out / "IMAGES", out / "ANNOTATIONS"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    xml_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for index in range(1, images + 1):
-        pixels, boxes = synth_image(rng)
-        stem = f"{boxes[0].label}_{index}"
-        cv2.imwrite(str(image_dir / f"{stem}.jpg"), pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        annotation = ImageAnnotation(f"{stem}.jpg", image_dir / f"{stem}.jpg", SIZE, SIZE, boxes)
-        (xml_dir / f"{stem}.xml").write_bytes(
-            to_voc_xml(annotation, FOLDERS[boxes[0].label], depth=1)
-        )
-        written.append(annotation)
-        if progress:
-            progress(index, images)
-    return written
+    out = Path(out).absolute()
+
+    def build(folder: Path) -> list[ImageAnnotation]:
+        rng = np.random.default_rng(seed)
+        (folder / "IMAGES").mkdir(parents=True)
+        (folder / "ANNOTATIONS").mkdir()
+        written = []
+        for index in range(1, images + 1):
+            pixels, boxes = synth_image(rng)
+            name = f"{boxes[0].label}_{index}.jpg"
+            cv2.imwrite(str(folder / "IMAGES" / name), pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            # Its path once the folder is in place.
+            annotation = ImageAnnotation(name, out / "IMAGES" / name, SIZE, SIZE, boxes)
+            (folder / "ANNOTATIONS" / f"{Path(name).stem}.xml").write_bytes(
+                to_voc_xml(annotation, FOLDERS[boxes[0].label], depth=1)
+            )
+            written.append(annotation)
+            if progress:
+                progress(index, images)
+        (folder / MARKER).write_text(json.dumps({"images": images, "seed": seed}) + "\n")
+        return written
+
+    return write_folder(out, build, MARKER, "defects synth")

@@ -204,6 +204,20 @@ def test_synth_is_deterministic(tmp_path: Path):
     for name in ("a", "b"):
         assert main(["synth", "--out", str(tmp_path / name), "--images", "6", "--seed", "1"]) == 0
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
-    assert len(files_a) == 12
+    assert len(files_a) == 13  # 6 images, 6 annotations, synth.json
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
+    # Two runs into one folder once left the union of both datasets, so `make train-det
+    # SEED=1` after a first run trained on a mixture of two seeds.
+    out = tmp_path / "s"
+    assert main(["synth", "--out", str(out), "--images", "12", "--seed", "0"]) == 0
+    assert main(["synth", "--out", str(out), "--images", "5", "--seed", "1"]) == 0
+    assert len(list((out / "IMAGES").iterdir())) == len(list((out / "ANNOTATIONS").iterdir())) == 5
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    assert main(["synth", "--out", str(tmp_path / "mine")]) == 2
+    assert "no synth.json" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

@@ -1,0 +1,84 @@
+"""Output folders written whole: built beside their place, then swapped in.
+
+A run that is interrupted leaves the previous folder intact, and a run never leaves
+files of an earlier one behind (two ``synth`` runs into one folder once gave the union of
+both datasets). Since the folder is replaced whole, it must be new, empty or an earlier
+output of the same command, recognised by the marker file that command writes into it:
+``--out mine`` once deleted mine/, and ``--out SRC`` the source dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from converters.errors import ConversionError
+
+T = TypeVar("T")
+
+
+def check_output_folder(
+    out: Path, marker: str, command: str, source_root: Path | None = None
+) -> None:
+    """Refuses an output folder whose replacement would delete what was not written here.
+
+    Args:
+        out: The folder to be replaced whole.
+        marker: The file ``command`` writes into every folder it makes.
+        command: What writes such folders, for the message (``defects convert``).
+        source_root: The data the output is made from: ``out`` may neither be nor hold it.
+
+    Raises:
+        ConversionError: Naming the folder and why.
+    """
+    out = Path(out).resolve()
+    if source_root is not None:
+        source_root = Path(source_root).resolve()
+        if source_root == out or source_root.is_relative_to(out):
+            raise ConversionError(
+                f"{out}: holds the source dataset ({source_root}), and the output replaces "
+                "its folder whole; write it to a folder of its own"
+            )
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ConversionError(
+            f"{out}: a folder with files of its own (no {marker}: not written by {command}), "
+            "and the output replaces its folder whole; choose a new or empty one"
+        )
+
+
+def write_folder(
+    out: Path,
+    build: Callable[[Path], T],
+    marker: str,
+    command: str,
+    source_root: Path | None = None,
+) -> T:
+    """Builds the folder with ``build(tmp)`` beside ``out`` and swaps it in whole.
+
+    ``build`` must write ``marker`` into the folder it is given (which it creates).
+
+    Returns:
+        What ``build`` returned.
+
+    Raises:
+        ConversionError: ``out`` may not be replaced (:func:`check_output_folder`).
+    """
+    check_output_folder(out, marker, command, source_root)
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        result = build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return result
