@@ -20,11 +20,13 @@ from pathlib import Path
 
 from lxml import etree
 
-from converters.errors import AnnotationError, ConversionError, Report
+from converters.errors import AnnotationError, Report
+from converters.folders import write_folder
 from converters.model import Box, Dataset, ImageAnnotation
 
 # Real annotation files are a few kB; anything this large is not an annotation.
 MAX_XML_BYTES = 16 * 1024 * 1024
+VOC_EXPORT_MARKER = "voc_export.json"  # what makes a folder our VOC export
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _OBJECT_TAG = re.compile(rb"<object[\s>]")
 # Checked on the raw bytes, before libxml2 sees them: no declaration, no expansion.
@@ -344,40 +346,40 @@ def from_voc(
 
 
 def write_voc_dataset(dataset: Dataset, out: Path, copy_images: bool = False) -> Path:
-    """Writes ``out/Annotations/*.xml`` + ``out/JPEGImages/`` (symlinks, or copies) and
-    ``out/ImageSets/Main/<split>.txt``: a Pascal VOC dataset ``defects convert`` reads back.
+    """Writes ``out/Annotations/*.xml`` + ``out/JPEGImages/`` (symlinks, or copies),
+    ``out/ImageSets/Main/<split>.txt`` and ``out/voc_export.json``: a Pascal VOC dataset
+    ``defects convert`` reads back. The folder is written whole, so an earlier export's
+    files never stay behind.
 
     Raises:
-        ConversionError: ``out/JPEGImages`` holds images of its own (not links this writes):
-            ``out`` is a real dataset, the one the images come from, say, and writing
-            over it would replace its images by links to themselves, and its annotations.
+        ConversionError: ``out`` holds files of its own (no ``voc_export.json``): a real
+            dataset, the one the images come from, say, whose images an export would
+            replace by links to themselves.
     """
+    import json
     import shutil
 
-    annotations, images = out / "Annotations", out / "JPEGImages"
-    own = [p for p in images.iterdir() if not p.is_symlink()] if images.is_dir() else []
-    if own:
-        raise ConversionError(
-            f"{out}: a dataset with images of its own ({own[0].name}, ...), which an export "
-            "would overwrite with its annotations; export to a new folder"
-        )
-    annotations.mkdir(parents=True, exist_ok=True)
-    images.mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[str]] = {}
-    for image in dataset.images:
-        target = images / image.name
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        if copy_images:
-            shutil.copyfile(image.path, target)
-        else:
-            target.symlink_to(Path(image.path).resolve())
-        (annotations / f"{image.stem}.xml").write_bytes(to_voc_xml(image))
-        if image.split:
-            splits.setdefault(image.split, []).append(image.stem)
-    if splits:
-        main = out / "ImageSets" / "Main"
-        main.mkdir(parents=True, exist_ok=True)
-        for split, stems in splits.items():
-            (main / f"{split}.txt").write_text("".join(f"{s}\n" for s in sorted(stems)))
+    def build(folder: Path) -> None:
+        annotations, images = folder / "Annotations", folder / "JPEGImages"
+        annotations.mkdir(parents=True)
+        images.mkdir()
+        splits: dict[str, list[str]] = {}
+        for image in dataset.images:
+            target = images / image.name
+            if copy_images:
+                shutil.copyfile(image.path, target)
+            else:
+                target.symlink_to(Path(image.path).resolve())
+            (annotations / f"{image.stem}.xml").write_bytes(to_voc_xml(image))
+            if image.split:
+                splits.setdefault(image.split, []).append(image.stem)
+        if splits:
+            main = folder / "ImageSets" / "Main"
+            main.mkdir(parents=True)
+            for split, stems in splits.items():
+                (main / f"{split}.txt").write_text("".join(f"{s}\n" for s in sorted(stems)))
+        summary = {"images": len(dataset.images), "boxes": dataset.box_count}
+        (folder / VOC_EXPORT_MARKER).write_text(json.dumps(summary) + "\n")
+
+    write_folder(out, build, VOC_EXPORT_MARKER, "a VOC export")
     return out

@@ -204,7 +204,7 @@ def test_an_export_never_writes_over_a_dataset_with_images_of_its_own(tmp_path: 
     dataset = convert(source, tmp_path / "out", ratios=(1.0, 0.0)).source.dataset
     (tmp_path / "voc" / "JPEGImages").mkdir(parents=True)
     (tmp_path / "voc" / "JPEGImages" / "crazing_1.jpg").write_bytes(b"the original")
-    with pytest.raises(ConversionError, match="images of its own"):
+    with pytest.raises(ConversionError, match="files of its own"):
         write_voc_dataset(dataset, tmp_path / "voc")
     assert (tmp_path / "voc" / "JPEGImages" / "crazing_1.jpg").read_bytes() == b"the original"
     assert not (tmp_path / "voc" / "Annotations").exists()
