@@ -9,6 +9,7 @@ output of the same command, recognised by the marker file that command writes in
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -33,8 +34,13 @@ def check_output_folder(
 
     Raises:
         ConversionError: Naming the folder and why.
+        NotADirectoryError: ``out`` lies under a file.
     """
-    out = Path(out).resolve()
+    given = Path(out)
+    existing = next((p for p in given.absolute().parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(given))
+    out = given.resolve()
     if source_root is not None:
         source_root = Path(source_root).resolve()
         if source_root == out or source_root.is_relative_to(out):

@@ -407,48 +407,55 @@ def classify(
     """
     import cv2
 
+    from converters.folders import write_folder
     from detection.images import read_image
-    from detection.predict import collect_images
+    from detection.predict import PREDICTIONS_MARKER, collect_images
 
     if heatmap and out is None:
         raise ConversionError("--heatmap writes images: it needs --out")
     model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-    if heatmap:
-        (out / "heatmaps").mkdir(exist_ok=True)
     predictions, errors = [], []
     paths = collect_images(sources)
-    for done, path in enumerate(paths, 1):
-        try:
-            image = read_image(path)
-        except OSError as error:
-            errors.append({"file": str(path), "error": error.strerror})
+
+    def run(folder: Path | None) -> None:
+        if folder is not None:
+            folder.mkdir(parents=True)
+        if heatmap:
+            (folder / "heatmaps").mkdir()
+        for done, path in enumerate(paths, 1):
+            try:
+                image = read_image(path)
+            except OSError as error:
+                errors.append({"file": str(path), "error": error.strerror})
+                if progress:
+                    progress(done, len(paths))
+                continue
+            probabilities = predict_probabilities(model, [image], imgsz)[0]
+            order = np.argsort(-probabilities)[: max(1, top_k)]
+            entry = {
+                "file": str(path),
+                "top_k": [
+                    {"class": model.names[int(i)], "probability": float(probabilities[i])}
+                    for i in order
+                ],
+            }
+            if heatmap:
+                cam = grad_cam(model, image, imgsz, int(order[0]))
+                colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+                overlay = cv2.addWeighted(image, 0.55, colour, 0.45, 0)
+                name = Path("heatmaps") / f"{done:06d}_{path.stem}.png"
+                cv2.imwrite(str(folder / name), overlay)
+                entry["heatmap"] = str(Path(out) / name)  # where it is once in place
+            predictions.append(entry)
             if progress:
                 progress(done, len(paths))
-            continue
-        probabilities = predict_probabilities(model, [image], imgsz)[0]
-        order = np.argsort(-probabilities)[: max(1, top_k)]
-        entry = {
-            "file": str(path),
-            "top_k": [
-                {"class": model.names[int(i)], "probability": float(probabilities[i])}
-                for i in order
-            ],
-        }
-        if heatmap:
-            cam = grad_cam(model, image, imgsz, int(order[0]))
-            colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
-            overlay = cv2.addWeighted(image, 0.55, colour, 0.45, 0)
-            target = out / "heatmaps" / f"{done:06d}_{path.stem}.png"
-            cv2.imwrite(str(target), overlay)
-            entry["heatmap"] = str(target)
-        predictions.append(entry)
-        if progress:
-            progress(done, len(paths))
-    if out is not None:
-        (out / "predictions.json").write_text(json.dumps(predictions, indent=2) + "\n")
-        (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+        if folder is not None:
+            (folder / PREDICTIONS_MARKER).write_text(json.dumps(predictions, indent=2) + "\n")
+            (folder / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+
+    if out is None:
+        run(None)
+    else:  # written whole: an earlier run's heatmaps never stay among these
+        write_folder(Path(out), run, PREDICTIONS_MARKER, "defects predict or classify")
     return {"images": len(predictions), "errors": errors, "predictions": predictions}

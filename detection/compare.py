@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.folders import write_folder
 from detection.bootstrap import figures, format_interval, interval, match, p_value
-from detection.report import _clean, settings_sentence
+from detection.report import REPORT_MARKER, _clean, settings_sentence
 
 
 def _difference(
@@ -108,11 +109,14 @@ def compare(
             **({"prediction_settings": settings} if settings else {}),
         }
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_differences(differences, out / "differences.png")
-    (out / "report.md").write_text(_markdown(report, differences))
+
+    def write(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        (folder / REPORT_MARKER).write_text(json.dumps(report, indent=2) + "\n")
+        plot_differences(differences, folder / "differences.png")
+        (folder / "report.md").write_text(_markdown(report, differences))
+
+    write_folder(Path(out), write, REPORT_MARKER, "a report")
     return report
 
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from converters.errors import ConversionError
+from converters.folders import write_folder
 from converters.layouts import IMAGE_SUFFIXES
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
@@ -38,6 +39,8 @@ from detection.weights import (
 )
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
+# What makes a folder an output of `predict` or `classify`, which write it whole.
+PREDICTIONS_MARKER = "predictions.json"
 # Grey pixels around every letterboxed image, on each side. Ultralytics' val pads its
 # batches by half the largest stride (`rect=True, pad=0.5`: 16 of 32), its predict does
 # not; its training keeps the `best.pt` that scores best on such bordered images, and
@@ -783,48 +786,56 @@ def predict(
     """
     paths = collect_images(sources)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
-    out = None if out is None else Path(out)
-    save_images = save_images and out is not None
-    if save_images:
-        (out / "images").mkdir(parents=True, exist_ok=True)
-    images_json, results, errors = [], [], []
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
-    for done, read in enumerate(detect_images(detector, paths, batch, conf=lowest, iou=iou), 1):
-        path, pixels, detections = read.path, read.pixels, read.detections
-        if pixels is None:
-            errors.append({"file": str(path), "error": read.problem})
-        else:
-            if per_class is not None:
-                detections = at_confidence(detections, per_class, detector.names)
-            image_id = len(images_json) + 1
-            images_json.append(
-                {
-                    "id": image_id,
-                    "file_name": str(path),
-                    "width": pixels.shape[1],
-                    "height": pixels.shape[0],
-                }
-            )
-            for result in coco_results(detections, image_id, to_category):
-                category = detector.names[result["category_id"] - 1]
-                results.append({**result, "file_name": str(path), "category": category})
+    images_json, results, errors = [], [], []
+
+    def run(folder: Path | None) -> None:
+        if folder is not None:
+            folder.mkdir(parents=True)
             if save_images:
-                name = f"{image_id:06d}_{path.stem}.jpg"
-                cv2.imwrite(str(out / "images" / name), draw(pixels, detections, detector.names))
-        if progress:
-            progress(done, len(paths))
+                (folder / "images").mkdir()
+        found = detect_images(detector, paths, batch, conf=lowest, iou=iou)
+        for done, read in enumerate(found, 1):
+            path, pixels, detections = read.path, read.pixels, read.detections
+            if pixels is None:
+                errors.append({"file": str(path), "error": read.problem})
+            else:
+                if per_class is not None:
+                    detections = at_confidence(detections, per_class, detector.names)
+                image_id = len(images_json) + 1
+                images_json.append(
+                    {
+                        "id": image_id,
+                        "file_name": str(path),
+                        "width": pixels.shape[1],
+                        "height": pixels.shape[0],
+                    }
+                )
+                for result in coco_results(detections, image_id, to_category):
+                    category = detector.names[result["category_id"] - 1]
+                    results.append({**result, "file_name": str(path), "category": category})
+                if folder is not None and save_images:
+                    drawn = draw(pixels, detections, detector.names)
+                    cv2.imwrite(str(folder / "images" / f"{image_id:06d}_{path.stem}.jpg"), drawn)
+            if progress:
+                progress(done, len(paths))
+        if folder is not None:
+            (folder / PREDICTIONS_MARKER).write_text(json.dumps(results) + "\n")
+            categories = [{"id": i + 1, "name": n} for i, n in sorted(detector.names.items())]
+            (folder / "images.json").write_text(
+                json.dumps({"images": images_json, "categories": categories}) + "\n"
+            )
+            (folder / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+
     predictions = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        predictions = out / "predictions.json"
-        predictions.write_text(json.dumps(results) + "\n")
-        categories = [{"id": i + 1, "name": n} for i, n in sorted(detector.names.items())]
-        (out / "images.json").write_text(
-            json.dumps({"images": images_json, "categories": categories}) + "\n"
-        )
-        (out / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+    if out is None:
+        run(None)
+    else:
+        # Written whole: an earlier run's annotated images never stay among these.
+        write_folder(Path(out), run, PREDICTIONS_MARKER, "defects predict or classify")
+        predictions = Path(out) / PREDICTIONS_MARKER
     return {
         "images": len(images_json),
         "detections": len(results),

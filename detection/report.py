@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.folders import write_folder
 from detection.bootstrap import format_interval
 from detection.boxes import iou_matrix
 from detection.cocoeval import CocoResult, difficult_boxes, evaluate
@@ -210,6 +211,9 @@ def draw_examples(
     return written
 
 
+REPORT_MARKER = "report.json"  # what makes a folder a report (evaluate's or compare's)
+
+
 def write_report(
     out: Path,
     result: CocoResult,
@@ -222,13 +226,34 @@ def write_report(
     seed: int = 0,
 ) -> dict:
     """Writes report.json, report.md, per_class.csv, pr_curves.png, confusion_matrix.png,
-    errors.png, examples/ and errors/ into ``out``; returns the report dict.
+    errors.png, examples/ and errors/ into ``out``, the folder whole (an earlier report's
+    examples never stay behind among these); returns the report dict.
 
     ``replicates`` and ``seed`` drive the bootstrap intervals (0 replicates: none).
+
+    Raises:
+        ConversionError: ``out`` holds files that are not a report's.
     """
+    arguments = (result, gt, results, meta, ultralytics_metrics, image_dir, replicates, seed)
+    return write_folder(
+        Path(out), lambda folder: _write_report(folder, *arguments), REPORT_MARKER, "a report"
+    )
+
+
+def _write_report(
+    out: Path,
+    result: CocoResult,
+    gt: dict,
+    results: list[dict],
+    meta: dict,
+    ultralytics_metrics: dict | None,
+    image_dir: Path | None,
+    replicates: int,
+    seed: int,
+) -> dict:
     from detection.explain import explain
 
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True)
     names = [c.name for c in result.classes]
     matrix = confusion_matrix(gt, results)
     explained = explain(gt, results, replicates, seed)
@@ -258,7 +283,7 @@ def write_report(
         "difficult_ignored": difficult_ignored(gt, results),
     }
     (out / "results.json").write_text(json.dumps(results) + "\n")
-    (out / "report.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
+    (out / REPORT_MARKER).write_text(json.dumps(_clean(report), indent=2) + "\n")
     fields = [
         "name",
         "category_id",

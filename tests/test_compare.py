@@ -137,3 +137,22 @@ def test_the_report_gives_the_figures_with_difficult_boxes_ignored_beside(tmp_pa
     assert sum(c["ground_truth"] for c in ignored["per_class"].values()) == 145 - 15
     markdown = (tmp_path / "marked" / "report.md").read_text()
     assert "the 15 boxes marked difficult" in markdown
+
+
+def test_a_report_folder_is_written_whole(tmp_path: Path, capsys):
+    # An earlier report's example images once stayed among the new ones (another model's
+    # errors in errors/<type>/), and --out could point at any folder.
+    evaluate_files(RESULTS, GT, tmp_path / "r", replicates=0)
+    (tmp_path / "r" / "stale_from_another_model.jpg").write_bytes(b"old")
+    gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
+    compare(gt, [results, results], ["a", "b"], tmp_path / "r", replicates=0)
+    assert not (tmp_path / "r" / "stale_from_another_model.jpg").exists()
+    assert not (tmp_path / "r" / "errors.png").exists()  # evaluate's, not compare's
+    evaluate_files(RESULTS, GT, tmp_path / "r", replicates=0)  # and back
+    assert not (tmp_path / "r" / "differences.png").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    arguments = ["--predictions", str(RESULTS), "--gt", str(GT), "--out", str(tmp_path / "mine")]
+    assert main(["evaluate", *arguments]) == 2
+    assert "no report.json" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

@@ -614,6 +614,14 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert all(
         {"image_id", "category_id", "bbox", "score", "file_name"} <= p.keys() for p in predictions
     )
+    # Again into the same folder, on one image: the folder is written whole, so the
+    # earlier run's annotated images do not stay among this one's.
+    from detection.predict import predict
+
+    again = predict(trained / "best.pt", [whole], tmp_path / "out", conf=0.01)
+    assert again["images"] == 1 and not again["errors"]
+    assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 1
+    assert again["predictions"] == str(tmp_path / "out" / "predictions.json")
 
 
 @pytest.mark.parametrize(
