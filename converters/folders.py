@@ -40,6 +40,8 @@ def check_output_folder(
     existing = next((p for p in given.absolute().parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(given))
+    if given.exists() and not given.is_dir():
+        raise ConversionError(f"{given}: exists and is not a folder (an output folder)")
     out = given.resolve()
     if source_root is not None:
         source_root = Path(source_root).resolve()
