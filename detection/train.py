@@ -475,7 +475,7 @@ def keep_earlier_run(run_dir: Path, inputs: list[Path | str | None]) -> Path | N
     while kept.exists():
         kept, n = run_dir.with_name(f"{stem}-{n}"), n + 1
     run_dir.rename(kept)
-    print(f"defects train: {run_dir} held an earlier run, kept as {kept}", file=sys.stderr)
+    print(f"defects: {run_dir} held an earlier run, kept as {kept}", file=sys.stderr)
     return kept
 
 
