@@ -142,7 +142,6 @@ def write_output(
         out,
         lambda tmp: _write_tree(tmp, out, source, ratios, seed, copy_images),
         MARKER,
-        "defects convert",
         source.layout.root,
     )
 
@@ -176,7 +175,7 @@ def convert(
     Returns:
         The output folder, its manifest and what was read.
     """
-    check_output_folder(out, MARKER, "defects convert", src)  # before the reading
+    check_output_folder(out, MARKER, src)  # before the reading
     source = read_dataset(src, format, definition, unlabeled_as_background, progress)
     if resplit:
         for image in source.dataset.images:

@@ -21,15 +21,12 @@ from converters.errors import ConversionError
 T = TypeVar("T")
 
 
-def check_output_folder(
-    out: Path, marker: str, command: str, source_root: Path | None = None
-) -> None:
+def check_output_folder(out: Path, marker: str, source_root: Path | None = None) -> None:
     """Refuses an output folder whose replacement would delete what was not written here.
 
     Args:
         out: The folder to be replaced whole.
-        marker: The file ``command`` writes into every folder it makes.
-        command: What writes such folders, for the message (``defects convert``).
+        marker: The file the command writes into every folder it makes.
         source_root: The data the output is made from: ``out`` may neither be nor hold it.
 
     Raises:
@@ -52,8 +49,8 @@ def check_output_folder(
             )
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise ConversionError(
-            f"{out}: a folder with files of its own (no {marker}: not written by {command}), "
-            "and the output replaces its folder whole; choose a new or empty one"
+            f"{out}: a folder with files of its own (no {marker}, which marks this command's "
+            "outputs), and the output replaces its folder whole; choose a new or empty one"
         )
 
 
@@ -61,7 +58,6 @@ def write_folder(
     out: Path,
     build: Callable[[Path], T],
     marker: str,
-    command: str,
     source_root: Path | None = None,
 ) -> T:
     """Builds the folder with ``build(tmp)`` beside ``out`` and swaps it in whole.
@@ -74,7 +70,7 @@ def write_folder(
     Raises:
         ConversionError: ``out`` may not be replaced (:func:`check_output_folder`).
     """
-    check_output_folder(out, marker, command, source_root)
+    check_output_folder(out, marker, source_root)
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

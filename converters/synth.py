@@ -206,4 +206,4 @@ def synth_dataset(
         (folder / MARKER).write_text(json.dumps({"images": images, "seed": seed}) + "\n")
         return written
 
-    return write_folder(out, build, MARKER, "defects synth")
+    return write_folder(out, build, MARKER)

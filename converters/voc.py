@@ -381,5 +381,5 @@ def write_voc_dataset(dataset: Dataset, out: Path, copy_images: bool = False) ->
         summary = {"images": len(dataset.images), "boxes": dataset.box_count}
         (folder / VOC_EXPORT_MARKER).write_text(json.dumps(summary) + "\n")
 
-    write_folder(out, build, VOC_EXPORT_MARKER, "a VOC export")
+    write_folder(out, build, VOC_EXPORT_MARKER)
     return out

@@ -457,5 +457,5 @@ def classify(
     if out is None:
         run(None)
     else:  # written whole: an earlier run's heatmaps never stay among these
-        write_folder(Path(out), run, PREDICTIONS_MARKER, "defects predict or classify")
+        write_folder(Path(out), run, PREDICTIONS_MARKER)
     return {"images": len(predictions), "errors": errors, "predictions": predictions}

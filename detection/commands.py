@@ -68,7 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from detection.evaluate import evaluate_files, evaluate_model
     from detection.report import REPORT_MARKER
 
-    check_output_folder(args.out, REPORT_MARKER, "a report")  # before the predicting
+    check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if args.predictions or args.gt:
         if not (args.predictions and args.gt) or args.weights:
@@ -156,11 +156,7 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from converters.folders import check_output_folder
-    from detection.predict import PREDICTIONS_MARKER, predict
-
-    if args.out is not None:  # before the predicting
-        check_output_folder(args.out, PREDICTIONS_MARKER, "defects predict or classify")
+    from detection.predict import predict
 
     conf, iou = args.conf, args.iou
     if isinstance(conf, str):  # operating points from an evaluation of these weights
@@ -265,12 +261,7 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from converters.folders import check_output_folder
     from detection.classify import classify
-    from detection.predict import PREDICTIONS_MARKER
-
-    if args.out is not None:  # before the classifying
-        check_output_folder(args.out, PREDICTIONS_MARKER, "defects predict or classify")
 
     with progress_bar("Classifying") as update:
         summary = classify(
@@ -405,7 +396,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from detection.evaluate import prediction_settings, read_ground_truth, read_results
     from detection.report import REPORT_MARKER
 
-    check_output_folder(args.out, REPORT_MARKER, "a report")  # before the predicting
+    check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     settings = None  # results files are scored as they are: their settings are unknown
     if args.predictions:

@@ -116,7 +116,7 @@ def compare(
         plot_differences(differences, folder / "differences.png")
         (folder / "report.md").write_text(_markdown(report, differences))
 
-    write_folder(Path(out), write, REPORT_MARKER, "a report")
+    write_folder(Path(out), write, REPORT_MARKER)
     return report
 
 

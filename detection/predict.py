@@ -833,8 +833,9 @@ def predict(
     if out is None:
         run(None)
     else:
-        # Written whole: an earlier run's annotated images never stay among these.
-        write_folder(Path(out), run, PREDICTIONS_MARKER, "defects predict or classify")
+        # Written whole (the folder checked before any image is read): an earlier run's
+        # annotated images never stay among these.
+        write_folder(Path(out), run, PREDICTIONS_MARKER)
         predictions = Path(out) / PREDICTIONS_MARKER
     return {
         "images": len(images_json),

@@ -235,9 +235,7 @@ def write_report(
         ConversionError: ``out`` holds files that are not a report's.
     """
     arguments = (result, gt, results, meta, ultralytics_metrics, image_dir, replicates, seed)
-    return write_folder(
-        Path(out), lambda folder: _write_report(folder, *arguments), REPORT_MARKER, "a report"
-    )
+    return write_folder(Path(out), lambda folder: _write_report(folder, *arguments), REPORT_MARKER)
 
 
 def _write_report(
