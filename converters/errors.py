@@ -52,6 +52,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "filename_mismatch": "info",
     "duplicate_image": "info",
     "unlabeled_as_background": "info",
+    "not_dataset_file": "info",
 }
 
 

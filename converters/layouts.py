@@ -11,6 +11,9 @@ Layouts (names are matched case-insensitively):
 
 A folder holding exactly one sub-folder and nothing recognisable is looked into, so
 ``NEU-DET/NEU-DET/...`` and ``VOCdevkit/VOC2007/...`` are found too.
+
+Hidden files and folders and macOS's metadata are no part of any dataset and are never
+read (:func:`is_not_data`); a layout lists the ones that would have been read otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +31,19 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 FORMATS = ("neu-det", "gc10-det", "voc")
 
 
+def is_not_data(name: str) -> bool:
+    """True for a file or folder name that no dataset holds: hidden ones (``.DS_Store``,
+    ``.ipynb_checkpoints/``, ``.git/``) and macOS's metadata, an AppleDouble ``._NAME``
+    beside every file a Mac copies to a non-Mac disk or into a zip (under ``__MACOSX/``).
+
+    A ``._crazing_1.xml`` is 4 KB of Finder attributes, not the annotation; read as one
+    it was a malformed XML that failed ``--strict`` (datasets ship with them:
+    https://github.com/Project-MONAI/MONAI/issues/8305). Python's ``glob``, and so
+    ultralytics' own image lists, skip hidden names the same way.
+    """
+    return name.startswith(".") or name == "__MACOSX"
+
+
 @dataclass
 class SourceLayout:
     """Where one dataset's files are.
@@ -40,6 +56,8 @@ class SourceLayout:
         annotations: Every XML file.
         images: Every image file.
         given_split: Split fixed by the source, by image stem or XML stem.
+        not_read: The hidden or macOS metadata files (or folders) that were skipped
+            where annotations or images were looked for (:func:`is_not_data`).
     """
 
     root: Path
@@ -48,6 +66,7 @@ class SourceLayout:
     annotations: list[Path] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
     given_split: dict[str, str] = field(default_factory=dict)
+    not_read: list[Path] = field(default_factory=list)
 
 
 def _child(folder: Path, *names: str) -> Path | None:
@@ -61,9 +80,22 @@ def _child(folder: Path, *names: str) -> Path | None:
     return None
 
 
-def _files(folder: Path, suffixes: frozenset[str] | set[str], recursive: bool = True) -> list[Path]:
+def _files(
+    folder: Path,
+    suffixes: frozenset[str] | set[str],
+    recursive: bool = True,
+    not_read: list[Path] | None = None,
+) -> list[Path]:
+    """The files under ``folder`` with one of ``suffixes``, sorted; the hidden ones, and
+    hidden folders when ``recursive``, are appended to ``not_read`` instead.
+
+    A linked folder is followed, but each real folder is read once: a link to a folder
+    above it (``IMAGES/all -> ..``) listed its files again at every level until the
+    system refused the path (ELOOP) and the command stopped.
+    """
     found = []
     stack = [folder]
+    seen = {os.path.realpath(folder)}
     while stack:
         current = stack.pop()
         try:
@@ -72,27 +104,38 @@ def _files(folder: Path, suffixes: frozenset[str] | set[str], recursive: bool = 
             continue
         for entry in entries:
             if entry.is_dir():
-                if recursive:
+                if not recursive:
+                    continue
+                if is_not_data(entry.name):
+                    if not_read is not None:
+                        not_read.append(Path(entry.path))
+                elif (real := os.path.realpath(entry.path)) not in seen:
+                    seen.add(real)
                     stack.append(Path(entry.path))
             elif os.path.splitext(entry.name)[1].lower() in suffixes and entry.is_file():
-                found.append(Path(entry.path))
+                if not is_not_data(entry.name):
+                    found.append(Path(entry.path))
+                elif not_read is not None:
+                    not_read.append(Path(entry.path))
     return sorted(found)
 
 
-def _xml(folder: Path, recursive: bool = False) -> list[Path]:
-    return _files(folder, {".xml"}, recursive)
+def _xml(folder: Path, recursive: bool = False, not_read: list[Path] | None = None) -> list[Path]:
+    return _files(folder, {".xml"}, recursive, not_read)
 
 
 def _neu_original(root: Path) -> SourceLayout | None:
     images, annotations = _child(root, "images"), _child(root, "annotations")
-    xmls = _xml(annotations) if images and annotations else []
+    not_read: list[Path] = []
+    xmls = _xml(annotations, not_read=not_read) if images and annotations else []
     if xmls:
         return SourceLayout(
             root,
             "neu-det",
             f"NEU-DET original ({images.name}/ + {annotations.name}/)",
             xmls,
-            _files(images, IMAGE_SUFFIXES),
+            _files(images, IMAGE_SUFFIXES, not_read=not_read),
+            not_read=not_read,
         )
     return None
 
@@ -112,9 +155,9 @@ def _neu_kaggle(root: Path) -> SourceLayout | None:
         images, annotations = _child(part, "images"), _child(part, "annotations")
         if not (images and annotations):
             continue
-        xmls = _xml(annotations)
+        xmls = _xml(annotations, not_read=found.not_read)
         found.annotations += xmls
-        found.images += _files(images, IMAGE_SUFFIXES)
+        found.images += _files(images, IMAGE_SUFFIXES, not_read=found.not_read)
         found.given_split.update({x.stem: split for x in xmls})
     return found if found.annotations else None
 
@@ -122,14 +165,17 @@ def _neu_kaggle(root: Path) -> SourceLayout | None:
 def _gc10_official(root: Path) -> SourceLayout | None:
     labels = _child(root, "lable", "label", "labels")
     numbered = [root / str(n) for n in range(1, 11) if (root / str(n)).is_dir()]
-    if labels and numbered and _xml(labels):
-        images = [p for folder in numbered for p in _files(folder, IMAGE_SUFFIXES)]
+    not_read: list[Path] = []
+    xmls = _xml(labels, not_read=not_read) if labels and numbered else []
+    if xmls:
+        images = [p for d in numbered for p in _files(d, IMAGE_SUFFIXES, not_read=not_read)]
         return SourceLayout(
             root,
             "gc10-det",
             f"GC10-DET official (folders 1..10 + {labels.name}/)",
-            _xml(labels),
+            xmls,
             images,
+            not_read=not_read,
         )
     return None
 
@@ -140,30 +186,36 @@ def _gc10_kaggle(root: Path) -> SourceLayout | None:
         return None
     images = _child(outer_images, "images") or outer_images
     labels = _child(outer_labels, "label", "labels") or outer_labels
-    if _xml(labels) and any(p.is_dir() for p in images.iterdir()):
+    not_read: list[Path] = []
+    xmls = _xml(labels, not_read=not_read)
+    if xmls and any(p.is_dir() and not is_not_data(p.name) for p in images.iterdir()):
         return SourceLayout(
             root,
             "gc10-det",
             "GC10-DET Kaggle (images/images/<class>/ + label/label/)",
-            _xml(labels),
-            _files(images, IMAGE_SUFFIXES),
+            xmls,
+            _files(images, IMAGE_SUFFIXES, not_read=not_read),
+            not_read=not_read,
         )
     return None
 
 
 def _voc_devkit(root: Path) -> SourceLayout | None:
     annotations, images = _child(root, "annotations"), _child(root, "jpegimages")
-    if not (annotations and images and _xml(annotations)):
+    not_read: list[Path] = []
+    xmls = _xml(annotations, not_read=not_read) if annotations and images else []
+    if not xmls:
         return None
     found = SourceLayout(
         root,
         None,
         "Pascal VOC (Annotations/ + JPEGImages/)",
-        _xml(annotations),
-        _files(images, IMAGE_SUFFIXES),
+        xmls,
+        _files(images, IMAGE_SUFFIXES, not_read=not_read),
+        not_read=not_read,
     )
     main = root / "ImageSets" / "Main"
-    lists = {p.stem.lower(): p for p in main.glob("*.txt")} if main.is_dir() else {}
+    lists = {p.stem.lower(): p for p in _files(main, {".txt"}, recursive=False, not_read=not_read)}
     named = [("train", "train"), ("val", "val"), ("test", "test")]
     if "train" not in lists and "trainval" in lists:
         named[0] = ("trainval", "train")
@@ -195,7 +247,7 @@ def detect_layout(root: Path) -> SourceLayout:
             found = detector(folder)
             if found is not None:
                 return found
-        subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        subfolders = [p for p in folder.iterdir() if p.is_dir() and not is_not_data(p.name)]
         if len(subfolders) != 1:
             break
         folder = subfolders[0]
@@ -206,16 +258,21 @@ def detect_layout(root: Path) -> SourceLayout:
     )
 
 
-def images_in(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def images_in(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (directly, or at any depth when ``recursive``),
+    sorted; none hidden or macOS metadata (:func:`is_not_data`)."""
+    return _files(folder, IMAGE_SUFFIXES, recursive)
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:
     """``{class: images}`` for a folder whose sub-folders each hold one class's images."""
     if not root.is_dir():
         return {}
-    found = {d.name: images_in(d) for d in sorted(root.iterdir()) if d.is_dir()}
+    found = {
+        d.name: images_in(d)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not is_not_data(d.name)
+    }
     return {name: images for name, images in found.items() if images}
 
 

@@ -105,6 +105,7 @@ def read_dataset(
     layout = detect_layout(root)
     base = layout.root
     report = Report()
+    _report_not_read(layout, report)
     parsed: list[tuple[Path, VocAnnotation]] = []
     unparsed_stems: set[str] = set()  # their images are reported with the XML, not again
     for done, xml_path in enumerate(layout.annotations, 1):
@@ -291,6 +292,22 @@ def read_dataset(
 
 # OpenCV reads TIFF through libtiff's RGBA interface, which refuses them.
 _UNDECODABLE = "32-bit samples, which OpenCV (training and prediction) cannot decode"
+
+
+def _report_not_read(layout: SourceLayout, report: Report) -> None:
+    """One ``not_dataset_file`` line per folder holding hidden or macOS metadata files
+    that were skipped, naming a few (a Mac's copy has one beside every file)."""
+    by_folder: dict[Path, list[str]] = defaultdict(list)
+    for path in layout.not_read:
+        by_folder[path.parent].append(path.name + ("/" if path.is_dir() else ""))
+    for folder, names in sorted(by_folder.items()):
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        report.add(
+            _relative(folder, layout.root) + "/",
+            "not_dataset_file",
+            f"{len(names)} hidden or macOS metadata (._NAME) files or folders: {shown}",
+            "not read",
+        )
 
 
 def _report_bit_depth(file: str, header: ImageHeader, report: Report) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from converters.errors import ConversionError
 from converters.folders import write_folder
-from converters.layouts import IMAGE_SUFFIXES
+from converters.layouts import images_in
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
 from detection.images import read_image
@@ -59,7 +59,9 @@ class Detections:
 
 
 def collect_images(sources: list[Path]) -> list[Path]:
-    """Image files given directly or found (recursively) in folders, in a stable order.
+    """Image files given directly or found (recursively) in folders, in a stable order;
+    a folder's hidden and macOS metadata files are left out
+    (:func:`converters.layouts.is_not_data`).
 
     Raises:
         ConversionError: A source does not exist or nothing was found.
@@ -67,7 +69,7 @@ def collect_images(sources: list[Path]) -> list[Path]:
     found: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found += sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += images_in(source, recursive=True)
         elif source.exists():
             found.append(source)
         else:

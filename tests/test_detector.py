@@ -583,6 +583,10 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     whole = next(p for p in sorted(images.iterdir()) if p.suffix == ".jpg" and p.stem != "broken")
     (images / "cut.jpg").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     (images / "empty.jpg").write_bytes(b"")
+    # Not images: a Mac's ._NAME beside a file, a notebook's copy in a hidden folder.
+    (images / f"._{whole.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    (images / ".ipynb_checkpoints").mkdir()
+    (images / ".ipynb_checkpoints" / "copy-checkpoint.jpg").write_bytes(whole.read_bytes())
     result = subprocess.run(
         [
             *DEFECTS,
@@ -608,6 +612,9 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert errors["cut.jpg"].startswith("JPEG cut short: no end-of-image marker")
     assert errors["empty.jpg"] == "empty file (0 bytes)"
     assert f"skipped {images / 'cut.jpg'}: JPEG cut short" in result.stderr
+    read = json.loads((tmp_path / "out" / "images.json").read_text())["images"]
+    assert len(read) == 3 and not any("._" in i["file_name"] or "checkpoint" in i["file_name"]
+                                      for i in read)  # fmt: skip
     assert "Premature end of JPEG" not in result.stderr  # never handed to the decoder
     assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 3
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 from converters.convert import convert
 from converters.definitions import from_class_list
 from converters.errors import ConversionError
-from converters.layouts import detect_layout
+from converters.layouts import class_folders, detect_layout, images_in
 from converters.split import parse_ratios
 from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
@@ -241,3 +241,101 @@ def test_every_image_format_opencv_decodes_is_found(tmp_path: Path, suffix: str)
     result = convert(tmp_path / "d", tmp_path / "out", ratios=(1.0, 0.0))
     assert [i.name for i in result.source.dataset.images] == [f"crazing_1{suffix}"]
     assert not result.source.report.problems
+
+
+# The 4 KB of Finder attributes a Mac writes as ._NAME beside each file it copies to a
+# non-Mac disk or into a zip (where they go under __MACOSX/ as well).
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4096 - 24)
+
+
+def _neu_original(root: Path) -> None:
+    for i, cls in enumerate(CLASSES):
+        write_image(root / "IMAGES" / f"{cls}_{i}.jpg", 200, 200, seed=i)
+        write_xml(
+            root / "ANNOTATIONS" / f"{cls}_{i}.xml",
+            voc_xml(f"{cls}_{i}.jpg", [(cls, 10, 10, 60, 60)], (200, 200)),
+        )
+
+
+def _copied_from_a_mac(root: Path) -> None:
+    """Adds what a Mac and a notebook leave in a dataset: ._NAME beside every file, the
+    same under __MACOSX/, a .DS_Store, and a .ipynb_checkpoints/ copy of a file in each
+    folder."""
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    for path in files:
+        (path.parent / f"._{path.name}").write_bytes(APPLE_DOUBLE)
+        mac = root / "__MACOSX" / path.relative_to(root).parent / f"._{path.name}"
+        mac.parent.mkdir(parents=True, exist_ok=True)
+        mac.write_bytes(APPLE_DOUBLE)
+    folders = sorted({path.parent for path in files})
+    for folder in folders:
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        checkpoints = folder / ".ipynb_checkpoints"
+        checkpoints.mkdir()
+        first = next(p for p in files if p.parent == folder)
+        (checkpoints / f"{first.stem}-checkpoint{first.suffix}").write_bytes(first.read_bytes())
+
+
+def _as_read(result) -> list[tuple]:
+    return [(i.name, i.split, [(b.label, b.xmin, b.ymax) for b in i.boxes]) for i in result]
+
+
+@pytest.mark.parametrize(
+    ("make", "classes"),
+    [
+        (_neu_original, None),
+        (_neu_kaggle, None),
+        (lambda root: _generic_voc(root, with_lists=True), ["washer", "nut", "bolt"]),
+    ],
+)
+def test_hidden_and_mac_metadata_files_are_not_data(tmp_path: Path, make, classes):
+    # https://github.com/Project-MONAI/MONAI/issues/8305: datasets zipped on a Mac ship
+    # ._NAME files; a ._crazing_1.xml was read as a malformed annotation (an error).
+    make(tmp_path / "clean")
+    make(tmp_path / "mac")
+    _copied_from_a_mac(tmp_path / "mac")
+    definition = from_class_list(classes) if classes else None
+    clean = convert(tmp_path / "clean", tmp_path / "a", definition=definition, seed=3)
+    mac = convert(tmp_path / "mac", tmp_path / "b", definition=definition, seed=3)
+    assert _as_read(mac.source.dataset.images) == _as_read(clean.source.dataset.images)
+    assert mac.source.layout.layout == clean.source.layout.layout
+    assert {p.problem for p in mac.source.report.problems} - {
+        p.problem for p in clean.source.report.problems
+    } == {"not_dataset_file"}
+    skipped = [p for p in mac.source.report.problems if p.problem == "not_dataset_file"]
+    assert all(p.severity == "info" and p.action == "not read" for p in skipped)
+    assert all("._" in p.detail and p.file.endswith("/") for p in skipped)
+    assert not any("__MACOSX" in p.file for p in skipped)  # never looked into
+
+
+def test_a_zip_from_a_mac_is_found_beside_its_macosx_folder(tmp_path: Path):
+    _neu_original(tmp_path / "unzipped" / "NEU-DET")
+    _copied_from_a_mac(tmp_path / "unzipped" / "NEU-DET")
+    (tmp_path / "unzipped" / "NEU-DET" / "__MACOSX").rename(tmp_path / "unzipped" / "__MACOSX")
+    layout = detect_layout(tmp_path / "unzipped")
+    assert layout.root == (tmp_path / "unzipped" / "NEU-DET").resolve()
+    assert len(layout.annotations) == len(layout.images) == 6
+
+
+def test_a_link_to_a_folder_above_is_read_once(tmp_path: Path):
+    _neu_original(tmp_path / "d")
+    (tmp_path / "d" / "IMAGES" / "all").symlink_to("..")  # the dataset root, IMAGES again
+    (tmp_path / "d" / "IMAGES" / "more").mkdir()
+    write_image(tmp_path / "d" / "IMAGES" / "more" / "crazing_9.jpg")
+    (tmp_path / "d" / "IMAGES" / "more" / "again").symlink_to("../more")
+    layout = detect_layout(tmp_path / "d")
+    names = sorted(p.name for p in layout.images)
+    assert names == sorted([f"{c}_{i}.jpg" for i, c in enumerate(CLASSES)] + ["crazing_9.jpg"])
+
+
+def test_class_folders_and_image_searches_leave_out_mac_metadata(tmp_path: Path):
+    for cls in ("good", "defective"):
+        write_image(tmp_path / "cls" / cls / f"{cls}_1.jpg")
+    _copied_from_a_mac(tmp_path / "cls")
+    found = class_folders(tmp_path / "cls")
+    assert {name: [p.name for p in images] for name, images in found.items()} == {
+        "defective": ["defective_1.jpg"],
+        "good": ["good_1.jpg"],
+    }
+    everywhere = images_in(tmp_path / "cls", recursive=True)
+    assert [p.name for p in everywhere] == ["defective_1.jpg", "good_1.jpg"]
