@@ -386,12 +386,44 @@ def read_ground_truth(gt_path: Path) -> dict:
     return gt
 
 
+def _path_parts(file_name: str) -> tuple[str, ...]:
+    return tuple(part for part in file_name.replace("\\", "/").split("/") if part not in ("", "."))
+
+
+def _image_ids_by_file_name(gt: dict) -> Callable[[str], list[int]]:
+    """The ground-truth images a result's ``file_name`` can name: those whose file name,
+    as folders and name, ends the result's or is ended by it (``/data/images/val/a.jpg``
+    names ``a.jpg`` and ``images/val/a.jpg``, and ``a.jpg`` names ``val/a.jpg``)."""
+    by_name: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+    for image in gt["images"]:
+        parts = _path_parts(str(image.get("file_name", "")))
+        if parts:
+            by_name.setdefault(parts[-1], []).append((parts, image["id"]))
+
+    def named(file_name: str) -> list[int]:
+        parts = _path_parts(file_name)
+        return [
+            image_id
+            for candidate, image_id in by_name.get(parts[-1] if parts else "", [])
+            if candidate[-len(parts) :] == parts or parts[-len(candidate) :] == candidate
+        ]
+
+    return named
+
+
 def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
     """A COCO results file, checked against the ground truth it is scored on.
 
+    A result with a ``file_name`` (``defects predict``'s and ultralytics' val
+    ``save_json`` results have one) is matched to the ground truth's image of that name,
+    whatever its ``image_id``: theirs numbers the images of that run (predict's from 1,
+    in path order) or is the file's stem (ultralytics), not the ground truth's ids.
+    Matching by the number would score each image's boxes against another image's.
+
     Raises:
         ConversionError: Unreadable, not JSON, not COCO results, or naming images or
-            categories the ground truth lacks; names the file and the result.
+            categories the ground truth lacks, or a file name that several of its
+            images end with; names the file and the result.
     """
     results = read_json(predictions, "COCO results")
     if isinstance(results, dict) and "annotations" in results:
@@ -400,17 +432,34 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
         raise ConversionError(f"{predictions}: expected a COCO results list")
     image_ids = {im["id"] for im in gt["images"]}
     category_ids = {c["id"] for c in gt["categories"]}
+    named = _image_ids_by_file_name(gt)
+    checked = []
     for index, det in enumerate(results):
         if not isinstance(det, dict):
             raise ConversionError(f"{predictions}: result {index} is not a JSON object")
         missing = {"image_id", "category_id", "bbox", "score"} - det.keys()
         if missing:
             raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")
-        if det["image_id"] not in image_ids or det["category_id"] not in category_ids:
+        if isinstance(det.get("file_name"), str):
+            found = named(det["file_name"])
+            if len(found) != 1:
+                raise ConversionError(
+                    f"{predictions}: result {index}'s file_name {det['file_name']!r} matches "
+                    + (f"{len(found)} images of {gt_path}: give their folders too" if found
+                       else f"no image of {gt_path}")
+                )  # fmt: skip
+            det = {**det, "image_id": found[0]}
+        if det["image_id"] not in image_ids:
             raise ConversionError(
-                f"{predictions}: result {index} names image {det['image_id']} "
-                f"or category {det['category_id']} absent from {gt_path}"
+                f"{predictions}: result {index} names image {det['image_id']!r}, absent from "
+                f"{gt_path} (give each result the file_name of its image to match it by name)"
             )
+        if det["category_id"] not in category_ids:
+            raise ConversionError(
+                f"{predictions}: result {index} names category {det['category_id']!r}, "
+                f"absent from {gt_path} (its categories: {sorted(category_ids)})"
+            )
+        checked.append(det)
         box, score = det["bbox"], det["score"]
         # pycocotools scores these without a word: a negative width gives a negative area
         # and a NaN score sorts anywhere, so the mAP would silently mean nothing.
@@ -427,7 +476,7 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
             raise ConversionError(
                 f"{predictions}: result {index} has score {score!r}; expected a finite number"
             )
-    return results
+    return checked
 
 
 def _finite(value) -> bool:

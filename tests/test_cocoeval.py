@@ -175,8 +175,10 @@ _GOOD = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
         ({"a": 1}, "expected a COCO results list"),
         ([[1, 2]], "result 0 is not a JSON object"),
         ([{"image_id": 1, "bbox": [1, 2, 3, 4]}], "result 0 lacks ['category_id', 'score']"),
-        ([_GOOD, {**_GOOD, "image_id": 999}], "result 1 names image 999 or category 1 absent"),
-        ([{**_GOOD, "category_id": 77}], "category 77 absent"),
+        ([_GOOD, {**_GOOD, "image_id": 999}], "result 1 names image 999, absent from"),
+        ([{**_GOOD, "image_id": "img_1"}], "result 0 names image 'img_1', absent from"),
+        ([{**_GOOD, "category_id": 77}], "category 77, absent from"),
+        ([{**_GOOD, "category_id": 0}], "its categories: [1, 2, 3, 4, 5, 6]"),
         ([{**_GOOD, "bbox": [1, 2, -3, 4]}], "negative width or height in bbox [1, 2, -3, 4]"),
         ([{**_GOOD, "bbox": [1, 2, 3]}], "has bbox [1, 2, 3]; expected [x, y, width, height]"),
         ([{**_GOOD, "bbox": [1, 2, "3", 4]}], "four finite numbers"),
@@ -205,6 +207,47 @@ def test_results_file_checks(tmp_path: Path, results, message):
         with pytest.raises(ConversionError) as error:
             read_results(path, gt, GT)
         assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+_FOLDERS_GT = {
+    "images": [
+        {"id": 10, "file_name": "a.jpg", "width": 50, "height": 50},
+        {"id": 20, "file_name": "x/b.jpg", "width": 50, "height": 50},
+        {"id": 30, "file_name": "y/b.jpg", "width": 50, "height": 50},
+    ],
+    "categories": [{"id": 1, "name": "crazing"}],
+    "annotations": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("file_name", "image_id", "expected"),
+    [
+        ("/data/images/val/a.jpg", 1, 10),  # defects predict: that run's own numbering
+        ("a.jpg", "a", 10),  # ultralytics' save_json: the stem as image_id
+        ("./a.jpg", 10, 10),
+        ("C:\\data\\x\\b.jpg", 1, 20),  # written on Windows
+        ("/data/y/b.jpg", 20, 30),  # the file named wins over another image's id
+        ("b.jpg", 20, "'b.jpg' matches 2 images of"),
+        ("data/x/b.jpg.png", 20, "matches no image of"),
+        ("", 10, "matches no image of"),
+    ],
+)
+def test_results_are_matched_to_images_by_file_name(tmp_path: Path, file_name, image_id, expected):
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    path = tmp_path / "results.json"
+    other = {"image_id": 10, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    path.write_text(json.dumps([other, {**other, "image_id": image_id, "file_name": file_name}]))
+    if isinstance(expected, int):
+        read = read_results(path, _FOLDERS_GT, tmp_path / "gt.json")
+        assert [r["image_id"] for r in read] == [10, expected]
+        assert read[1]["file_name"] == file_name
+    else:
+        with pytest.raises(ConversionError, match="result 1's file_name") as error:
+            read_results(path, _FOLDERS_GT, tmp_path / "gt.json")
+        assert expected in str(error.value)
 
 
 def _one_class_gt(difficult: list[bool]) -> dict:

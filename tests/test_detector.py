@@ -572,6 +572,27 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((again / "report.json").read_text())["metrics"] == report["metrics"]
 
+    # So does predict's own predictions.json, though its image_id numbers that run's
+    # images from 1 and the ground truth's do not: results are matched by file_name.
+    predicted = tmp_path / "predicted"
+    argv = ["predict", str(tiny_data / "images" / "val"), "--weights", str(trained / "best.pt")]
+    result = subprocess.run(
+        [*DEFECTS, *argv, "--conf", "0.001", "--no-images", "--out", str(predicted)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    gt = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())
+    assert [i["id"] for i in gt["images"]] != list(range(1, len(gt["images"]) + 1))
+    argv = ["evaluate", "--predictions", str(predicted / "predictions.json")]
+    argv += ["--gt", str(tiny_data / "annotations" / "instances_val.json")]
+    result = subprocess.run(
+        [*DEFECTS, *argv, "--out", str(tmp_path / "by-name")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    by_name = json.loads((tmp_path / "by-name" / "report.json").read_text())["metrics"]
+    assert by_name == report["metrics"]
+
 
 def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path):
     images = tmp_path / ("in-a-folder-whose-name-is-longer-than-a-line-" + "x" * 40)
