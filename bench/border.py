@@ -37,8 +37,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "datasets/converted/neu-det")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/border")
     args = parser.parse_args()
-    data_yaml, _, gt = split_ground_truth(args.data, "val")
-    image_dir = data_yaml.parent / "images" / "val"
+    truth = split_ground_truth(args.data, "val")
+    gt, image_dir = truth.gt, truth.image_dir
     names, predictions = [], []
     for weights in args.weights:
         loaded = load_detector(weights, "onnx")  # exported beside the weights if missing

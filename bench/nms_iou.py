@@ -33,12 +33,12 @@ def main() -> None:
     args = detector_arguments(__doc__.splitlines()[0])
     scores: dict[str, dict[float, dict[str, float]]] = {}
     truths = {split: split_ground_truth(args.data, split) for split in ("train", "val")}
-    classes = [category["name"] for category in truths["train"][2]["categories"]]
+    classes = [category["name"] for category in truths["train"].gt["categories"]]
     detector = load_detector(args.weights, args.backend, classes=classes)
-    for split, (data_yaml, _, gt) in truths.items():
-        image_dir = data_yaml.parent / "images" / split
+    for split, truth in truths.items():
+        gt = truth.gt
         # The ONNX backends run the model once for every IoU; only NMS differs.
-        by_iou = predict_coco_at_ious(detector, gt, image_dir, GRID)
+        by_iou = predict_coco_at_ious(detector, gt, truth.image_dir, GRID)
         scores[split] = {}
         for iou, results in by_iou.items():
             stats = evaluate(gt, results).stats

@@ -53,10 +53,9 @@ def main() -> None:
 
     splits = {}
     for split in ("train", "val"):
-        data_yaml, _, gt = split_ground_truth(args.data, split)
-        _, results = predict_split(
-            args.weights, gt, data_yaml.parent / "images" / split, backend=args.backend
-        )
+        truth = split_ground_truth(args.data, split)
+        gt = truth.gt
+        _, results = predict_split(args.weights, gt, truth.image_dir, backend=args.backend)
         splits[split] = (gt, results)
     classes = [c["name"] for c in splits["val"][0]["categories"]]
 

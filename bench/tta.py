@@ -100,9 +100,9 @@ def main() -> None:
     detector = load_detector(args.weights, args.backend)
     found, splits = {}, {}
     for split in ("train", "val"):
-        data_yaml, _, gt = split_ground_truth(args.data, split)
+        truth = split_ground_truth(args.data, split)
+        gt, image_dir = truth.gt, truth.image_dir
         gt["images"] = sorted(gt["images"], key=lambda entry: entry["id"])
-        image_dir = data_yaml.parent / "images" / split
         images = [read_image(image_dir / entry["file_name"]) for entry in gt["images"]]
         splits[split] = (gt, images, image_dir)
         found[split] = flipped_detections(detector, images)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from converters.errors import AnnotationError
-from converters.model import Box, ImageAnnotation
+from converters.imagesize import image_size
+from converters.model import Box, Dataset, ImageAnnotation
 
 # Six decimals keep 2048-pixel coordinates within 0.001 px, so integer VOC boxes
 # survive a VOC -> YOLO -> VOC round trip exactly.
@@ -27,44 +28,93 @@ def to_yolo_lines(image: ImageAnnotation, classes: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def label_path(image_path: Path) -> Path:
+    """Where ultralytics looks for an image's labels: the last ``/images/`` folder of its
+    path made ``/labels/``, the suffix ``.txt`` (beside the image when no folder is
+    named ``images``)."""
+    parts = list(image_path.parts)
+    if "images" in parts[:-1]:
+        parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
 def from_yolo_lines(
     text: str, width: int, height: int, classes: list[str], file: str = "<labels>"
 ) -> list[Box]:
-    """Parses a YOLO label file back into boxes in pixel coordinates.
+    """A YOLO label file's boxes in pixels, read the way ultralytics' datasets read it:
+    ``class cx cy w h`` lines, or segmentation lines (``class x1 y1 x2 y2 ...``, more
+    than six values) taken as their polygon's bounding box; a line repeated is one box,
+    and a box over the image's edge is clipped to it.
 
     Raises:
-        AnnotationError: A line that is not ``class cx cy w h`` with a known class id
-            (an optional sixth column is read as the confidence).
+        AnnotationError: A line of another shape, a class id outside ``classes``, or a
+            coordinate outside 0..1 (ultralytics drops such an image's labels whole,
+            "non-normalized or out of bounds coordinates", and scores it as having none).
     """
-    boxes = []
+    boxes: list[Box] = []
+    seen: set[tuple[float, ...]] = set()
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         try:
             class_id = int(fields[0])
-            cx, cy, w, h = (float(v) for v in fields[1:5])
-            confidence = float(fields[5]) if len(fields) > 5 else None
-            if len(fields) < 5 or not 0 <= class_id < len(classes):
-                raise ValueError
+            values = [float(v) for v in fields[1:]]
         except ValueError:
-            raise AnnotationError(file, "malformed_label", f"line {number}: {line!r}") from None
-        boxes.append(
-            Box(
-                classes[class_id],
-                (cx - w / 2) * width,
-                (cy - h / 2) * height,
-                (cx + w / 2) * width,
-                (cy + h / 2) * height,
-                confidence=confidence,
-            )
-        )
+            values, class_id = [], -1
+        if len(values) == 4:
+            cx, cy, w, h = values
+            corners = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        elif len(values) >= 6 and len(values) % 2 == 0:  # a polygon: its bounding box
+            xs, ys = values[0::2], values[1::2]
+            corners = (min(xs), min(ys), max(xs), max(ys))
+        else:
+            detail = f"line {number}: {line.strip()!r}; expected 'class cx cy w h' or a polygon"
+            raise AnnotationError(file, "malformed_label", detail)
+        if not 0 <= class_id < len(classes):
+            detail = f"line {number}: class {fields[0]} is not one of 0..{len(classes) - 1}"
+            raise AnnotationError(file, "unknown_class", detail)
+        if not all(0 <= v <= 1 for v in values):
+            detail = f"line {number}: {line.strip()!r} is not normalised to 0..1"
+            raise AnnotationError(file, "invalid_coordinate", detail)
+        corners = tuple(min(max(v, 0.0), 1.0) for v in corners)  # a box over the edge
+        key = (class_id, *corners)
+        if key in seen:
+            continue
+        seen.add(key)
+        x1, y1, x2, y2 = corners
+        boxes.append(Box(classes[class_id], x1 * width, y1 * height, x2 * width, y2 * height))
     return boxes
 
 
-def label_path(image_path: Path) -> Path:
-    """Where ultralytics looks for an image's labels: ``/images/`` -> ``/labels/``."""
-    parts = list(image_path.parts)
-    index = len(parts) - 1 - parts[::-1].index("images")
-    parts[index] = "labels"
-    return Path(*parts).with_suffix(".txt")
+def from_yolo(images: list[Path], classes: list[str], root: Path, split: str) -> Dataset:
+    """The ground truth of YOLO-labelled images (any YOLO dataset: Roboflow's export, a
+    team's own), each image's labels where ultralytics finds them (:func:`label_path`;
+    none there: an image without defects), sizes as decoded (EXIF applied).
+
+    Args:
+        images: The images, as a ``data.yaml`` split lists them.
+        classes: Class names in id order.
+        root: The images' names are their paths relative to it (absolute outside it).
+        split: Recorded on every image.
+
+    Raises:
+        AnnotationError: An image or label file that cannot be read, naming it.
+    """
+    dataset = Dataset(list(classes))
+    for image_path in images:
+        labels = label_path(image_path)
+        try:
+            width, height = image_size(image_path)
+            text = labels.read_text(errors="replace") if labels.is_file() else ""
+        except OSError as error:
+            raise AnnotationError(
+                str(error.filename or image_path), "unreadable_image", error.strerror or str(error)
+            ) from None
+        try:
+            name = image_path.relative_to(root).as_posix()
+        except ValueError:
+            name = image_path.as_posix()
+        boxes = from_yolo_lines(text, width, height, dataset.classes, str(labels))
+        dataset.images.append(ImageAnnotation(name, image_path, width, height, boxes, split))
+    return dataset

@@ -447,9 +447,9 @@ def _weights_name(weights: Path) -> str:
 def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
     from detection.evaluate import predict_split, split_ground_truth
 
-    data_yaml, _, gt = split_ground_truth(args.data, args.split)
+    truth = split_ground_truth(args.data, args.split)
+    gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
-    image_dir = data_yaml.parent / "images" / args.split
     predictions = []
     for weights in args.weights:
         with progress_bar(f"Predicting ({weights})") as update:

@@ -12,9 +12,13 @@ import json
 import math
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from converters.errors import ConversionError
+from converters.coco import to_coco
+from converters.errors import AnnotationError, ConversionError
+from converters.layouts import IMAGE_SUFFIXES, images_in
+from converters.yolo import from_yolo
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.predict import (
@@ -148,21 +152,84 @@ def ultralytics_val(
     }
 
 
-def split_ground_truth(data: Path, split: str) -> tuple[Path, Path, dict]:
-    """A converted dataset's ``data.yaml``, and its split's ground-truth file and content.
+@dataclass(frozen=True)
+class SplitTruth:
+    """One split's ground truth, ready to score against.
+
+    Attributes:
+        data_yaml: The dataset's ``data.yaml`` (ultralytics' val reads it too).
+        gt: COCO ground truth; its images' ``file_name`` are relative to ``image_dir``.
+        image_dir: Where the split's images are.
+        source: The COCO file it was read from, or ``None`` when it was read from the
+            YOLO labels of a dataset that has none (:func:`yolo_split_truth`).
+    """
+
+    data_yaml: Path
+    gt: dict
+    image_dir: Path
+    source: Path | None
+
+
+def split_ground_truth(data: Path, split: str) -> SplitTruth:
+    """A dataset split's ground truth: the converter's COCO file
+    (``annotations/instances_SPLIT.json``), or, for any other YOLO dataset (a Roboflow
+    export, a team's own labels), its YOLO labels read as ultralytics reads them.
 
     Raises:
-        ConversionError: No ground truth for the split, not COCO ground truth, or no
-            images in it; the message names the file.
+        ConversionError: No such split, a file that is not COCO ground truth, a label or
+            image that cannot be read, or no images; the message names the file.
     """
     data_yaml = resolve_data(data)
     gt_path = data_yaml.parent / "annotations" / f"instances_{split}.json"
-    if not gt_path.is_file():
+    if gt_path.is_file():
+        truth = SplitTruth(
+            data_yaml, read_ground_truth(gt_path), data_yaml.parent / "images" / split, gt_path
+        )
+    elif (data_yaml.parent / "manifest.json").is_file():  # our converter wrote every split
         raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
-    gt = read_ground_truth(gt_path)
-    if not gt["images"]:
-        raise ConversionError(f"{gt_path}: split '{split}' has no images")
-    return data_yaml, gt_path, gt
+    else:
+        truth = yolo_split_truth(data_yaml, split)
+    if not truth.gt["images"]:
+        raise ConversionError(f"{truth.source or data_yaml}: split '{split}' has no images")
+    return truth
+
+
+def yolo_split_truth(data_yaml: Path, split: str) -> SplitTruth:
+    """The ground truth of a YOLO dataset's split: the images its ``data.yaml`` lists
+    (folders, searched at any depth, or ``.txt`` lists of images), found as ultralytics
+    finds them (``path``, and its ``../`` quirk of Roboflow's exports, by ultralytics'
+    own ``check_det_dataset``), each with its labels (:func:`converters.yolo.from_yolo`).
+
+    Raises:
+        ConversionError: A ``data.yaml`` ultralytics refuses, no such split, or a label
+            or image that cannot be read; names the file.
+    """
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        data = check_det_dataset(str(data_yaml), autodownload=False, split=split)
+    except (FileNotFoundError, SyntaxError, TypeError, ValueError) as error:
+        message = str(error).replace("❌", "").strip()
+        raise ConversionError(f"{data_yaml}: {message}") from None
+    listed = data[split] if isinstance(data[split], list) else [data[split]]
+    images: list[Path] = []
+    for entry in map(Path, listed):
+        if entry.is_dir():
+            images += images_in(entry, recursive=True)
+        else:  # a list of images; "./x.jpg" is beside the list (as ultralytics reads it)
+            lines = entry.read_text(errors="replace").splitlines()
+            named = [
+                entry.parent / line[2:] if line.startswith("./") else Path(line) for line in lines
+            ]
+            images += [p for p in named if p.suffix.lower() in IMAGE_SUFFIXES]
+    classes = [data["names"][i] for i in sorted(data["names"])]
+    root = Path(data["path"])
+    try:
+        dataset = from_yolo(images, classes, root, split)
+    except AnnotationError as error:
+        raise ConversionError(str(error)) from None
+    ids = {image.name: number for number, image in enumerate(dataset.images, 1)}
+    return SplitTruth(data_yaml, to_coco(dataset.images, classes, ids), root, None)
 
 
 def predict_split(
@@ -225,14 +292,14 @@ def evaluate_model(
     augmentation and is only put beside the plain ``torch`` figures.
     """
     weights = resolve_weights(weights)
-    data_yaml, gt_path, gt = split_ground_truth(data, split)
-    root = data_yaml.parent
+    truth = split_ground_truth(data, split)
+    data_yaml, gt = truth.data_yaml, truth.gt
     detector, results = predict_split(
-        weights, gt, root / "images" / split, imgsz, device, progress, backend, tta, nms_iou
+        weights, gt, truth.image_dir, imgsz, device, progress, backend, tta, nms_iou
     )
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
-    manifest = root / "manifest.json"
+    manifest = data_yaml.parent / "manifest.json"
     meta = {
         "name": weights.parent.name,
         "weights": str(detector.path.resolve()),
@@ -240,7 +307,7 @@ def evaluate_model(
         "backend": backend,
         "data": str(data_yaml),
         "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
-        "ground_truth": str(gt_path),
+        "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
         "split": split,
         "imgsz": imgsz,
         "images": len(gt["images"]),
@@ -253,7 +320,7 @@ def evaluate_model(
         else None
     )
     return write_report(
-        Path(out), scored, gt, results, meta, ultra, root / "images" / split, replicates, seed
+        Path(out), scored, gt, results, meta, ultra, truth.image_dir, replicates, seed
     )
 
 

@@ -594,6 +594,64 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     assert by_name == report["metrics"]
 
 
+def _roboflow_export(converted: Path, out: Path) -> Path:
+    """A converted dataset laid out as Roboflow exports YOLO data: a folder per split with
+    images/ and labels/, and a data.yaml whose ../ paths ultralytics resolves its way."""
+    names = json.loads((converted / "manifest.json").read_text())["classes"]
+    for split, folder in (("train", "train"), ("val", "valid")):
+        shutil.copytree(converted / "images" / split, out / folder / "images")
+        shutil.copytree(converted / "labels" / split, out / folder / "labels")
+    (out / "data.yaml").write_text(
+        f"train: ../train/images\nval: ../valid/images\nnc: {len(names)}\nnames: {names}\n"
+    )
+    return out / "data.yaml"
+
+
+def test_evaluate_scores_any_yolo_dataset_from_its_labels(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    # No COCO file: the ground truth is read from its YOLO labels as ultralytics reads
+    # them, so it scores as the converter's COCO ground truth of the same boxes does.
+    data_yaml = _roboflow_export(tiny_data, tmp_path / "roboflow")
+    reports = {}
+    for name, data in (("converted", tiny_data), ("roboflow", data_yaml)):
+        argv = ["evaluate", "--weights", str(trained / "best.pt"), "--data", str(data)]
+        out = tmp_path / f"report-{name}"
+        result = subprocess.run(
+            [*DEFECTS, *argv, "--bootstrap", "0", "--out", str(out)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports[name] = json.loads((out / "report.json").read_text())
+    converted, roboflow = reports["converted"], reports["roboflow"]
+    assert roboflow["ground_truth"] == "YOLO labels of val"
+    assert roboflow["images"] == converted["images"] > 0
+    assert roboflow["metrics"] == pytest.approx(converted["metrics"], abs=1e-6)
+    assert roboflow["ultralytics"]["mAP50"] == pytest.approx(converted["ultralytics"]["mAP50"])
+    assert list((tmp_path / "report-roboflow" / "examples").glob("*.jpg"))
+    # The same boxes as the converter's COCO file, on the same images (the tiny model
+    # scores 0 on both, so the figures alone would not tell).
+    from detection.evaluate import split_ground_truth
+
+    def boxes(data: Path) -> list[tuple]:
+        truth = split_ground_truth(data, "val")
+        names = {image["id"]: Path(image["file_name"]).name for image in truth.gt["images"]}
+        return sorted(
+            (names[a["image_id"]], a["category_id"], *np.round(a["bbox"], 2))
+            for a in truth.gt["annotations"]
+        )
+
+    assert boxes(data_yaml) == boxes(tiny_data) and len(boxes(tiny_data)) > 5
+    # A split the data.yaml lacks is named, with no traceback.
+    argv = ["evaluate", "--weights", str(trained / "best.pt"), "--data", str(data_yaml)]
+    result = subprocess.run(
+        [*DEFECTS, *argv, "--split", "test", "--out", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "'test:' images not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path):
     images = tmp_path / ("in-a-folder-whose-name-is-longer-than-a-line-" + "x" * 40)
     images.mkdir()

@@ -1,0 +1,85 @@
+"""YOLO labels read as ground truth (any YOLO dataset's, for ``defects evaluate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from converters.errors import AnnotationError
+from converters.yolo import from_yolo, from_yolo_lines, label_path, to_yolo_lines
+from tests.helpers import write_image
+
+CLASSES = ["crazing", "inclusion"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "error"),
+    [
+        ("0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
+        ("\n1 0.5 0.5 0.2 0.4\n\n", [("inclusion", 40, 30, 60, 70)], None),
+        # ultralytics reads a repeated line once ("duplicate labels removed").
+        ("0 0.5 0.5 0.2 0.4\n0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
+        # A segmentation line: its polygon's bounding box, as ultralytics' segments2boxes.
+        ("1 0.1 0.2 0.3 0.1 0.2 0.6\n", [("inclusion", 10, 10, 30, 60)], None),
+        # A box over the edge (its centre and size within 0..1): clipped to the image.
+        ("0 0.05 0.5 0.2 0.2\n", [("crazing", 0, 40, 15, 60)], None),
+        ("", [], None),
+        ("0 0.5 0.5 0.2\n", None, "line 1: '0 0.5 0.5 0.2'; expected 'class cx cy w h'"),
+        ("0 0.5 0.5 0.2 0.4 0.9\n", None, "expected 'class cx cy w h' or a polygon"),
+        ("a 0.5 0.5 0.2 0.4\n", None, "expected 'class cx cy w h'"),
+        ("0 0.5 0.5 0.2 0.4\n2 0.5 0.5 0.2 0.4\n", None, "line 2: class 2 is not one of 0..1"),
+        ("-1 0.5 0.5 0.2 0.4\n", None, "class -1 is not one of"),
+        ("0 50 50 20 40\n", None, "'0 50 50 20 40' is not normalised to 0..1"),
+        ("0 0.5 0.5 -0.2 0.4\n", None, "not normalised"),
+    ],
+)
+def test_from_yolo_lines(text: str, expected, error):
+    if error:
+        with pytest.raises(AnnotationError) as raised:
+            from_yolo_lines(text, 100, 100, CLASSES, "labels/a.txt")
+        assert str(raised.value).startswith("labels/a.txt: ") and error in str(raised.value)
+    else:
+        boxes = from_yolo_lines(text, 100, 100, CLASSES, "labels/a.txt")
+        assert [(b.label, *b.coords) for b in boxes] == [
+            pytest.approx((label, *coords)) for label, *coords in expected
+        ]
+
+
+@pytest.mark.parametrize(
+    ("image", "labels"),
+    [
+        ("data/train/images/a.jpg", "data/train/labels/a.txt"),
+        ("data/images/train/sub/a.png", "data/labels/train/sub/a.txt"),
+        ("images/x/images/a.jpg", "images/x/labels/a.txt"),  # the last images/ only
+        ("photos/a.jpg", "photos/a.txt"),  # no images/ folder: beside the image
+    ],
+)
+def test_label_path_is_where_ultralytics_looks(image: str, labels: str):
+    assert label_path(Path(image)) == Path(labels)
+
+
+def test_from_yolo_reads_back_what_to_yolo_wrote(tmp_path: Path):
+    from converters.model import Box, ImageAnnotation
+
+    written = []
+    for i, (width, height) in enumerate([(200, 100), (64, 48)]):
+        path = write_image(tmp_path / "valid" / "images" / f"im{i}.jpg", width, height, seed=i)
+        boxes = [Box("inclusion", 3, 5, 40, 30)] if i == 0 else []
+        written.append(ImageAnnotation(path.name, path, width, height, boxes, "val"))
+        if boxes:  # the second has no label file: an image without defects
+            labels = label_path(path)
+            labels.parent.mkdir(parents=True, exist_ok=True)
+            labels.write_text(to_yolo_lines(written[-1], CLASSES))
+    images = [image.path for image in written]
+    read = from_yolo(images, CLASSES, tmp_path, "val")
+    assert [i.name for i in read.images] == ["valid/images/im0.jpg", "valid/images/im1.jpg"]
+    assert [(i.width, i.height, i.split) for i in read.images] == [
+        (200, 100, "val"),
+        (64, 48, "val"),
+    ]
+    assert [b.coords for b in read.images[0].boxes] == [pytest.approx((3, 5, 40, 30), abs=1e-3)]
+    assert read.images[1].boxes == []
+    (tmp_path / "valid" / "images" / "im1.jpg").write_bytes(b"")
+    with pytest.raises(AnnotationError, match=r"im1\.jpg: unreadable_image"):
+        from_yolo(images, CLASSES, tmp_path, "val")
