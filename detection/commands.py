@@ -503,7 +503,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "entries when training on a GPU). "
         "--device 0,1,2,3 trains on several GPUs with ultralytics' own DDP.",
     )
-    train.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
+    train.add_argument(
+        "--data", type=Path, help="converted dataset, or any YOLO dataset (folder or data.yaml)"
+    )
     train.add_argument(
         "--model",
         help="yolo11n.yaml (from scratch), or a local .pt or released name to start from",
@@ -546,7 +548,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "ground truth, with pycocotools; write report.json/.md, per_class.csv and plots.",
     )
     evaluate.add_argument("--weights", type=Path, help="trained .pt or a released name (neu-det)")
-    evaluate.add_argument("--data", type=Path, help="converted dataset folder or its data.yaml")
+    evaluate.add_argument(
+        "--data", type=Path, help="converted dataset, or any YOLO dataset (folder or data.yaml)"
+    )
     evaluate.add_argument("--split", default="val", help="split to score (default val)")
     evaluate.add_argument("--predictions", type=Path, help="COCO results JSON of any detector")
     evaluate.add_argument("--gt", type=Path, help="COCO ground truth JSON (with --predictions)")
@@ -655,7 +659,11 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "tagged 'accept'.",
     )
     review.add_argument("action", nargs="?", choices=("export",), help="export corrected labels")
-    review.add_argument("--data", type=Path, help="converter output, or a folder of new images")
+    review.add_argument(
+        "--data",
+        type=Path,
+        help="converter output, a YOLO dataset (folder or data.yaml), or a folder of new images",
+    )
     review.add_argument(
         "--weights", type=Path, help="detector .pt or a released name (neu-det) for predictions"
     )

@@ -81,14 +81,40 @@ class Source:
     skipped: list[dict] = field(default_factory=list)  # {"file", "error"}, as predict's
 
 
+def _yolo_images(data: Path) -> tuple[list[str], list[ImageAnnotation]]:
+    """Every split of a YOLO dataset (its ``data.yaml``'s train, val and test), with the
+    ground truth of its labels (:func:`detection.evaluate.yolo_split_truth`)."""
+    import yaml
+
+    from detection.evaluate import yolo_split_truth
+    from detection.train import resolve_data
+
+    data_yaml = resolve_data(data)
+    listed = yaml.safe_load(data_yaml.read_text(errors="replace"))
+    listed = listed if isinstance(listed, dict) else {}
+    classes: list[str] = []
+    images: list[ImageAnnotation] = []
+    for split in SPLITS:
+        if listed.get(split) or (split == "val" and listed.get("validation")):
+            truth = yolo_split_truth(data_yaml, split)
+            classes = [category["name"] for category in truth.gt["categories"]]
+            images += from_coco(truth.gt, truth.image_dir, split).images
+    if not images:
+        raise ConversionError(f"{data_yaml}: no images in its train, val or test")
+    return classes, images
+
+
 def read_source(data: Path) -> Source:
-    """The images to review: a converter output (classes, ground truth, splits) or a plain
-    folder of images (no classes, no boxes). A plain folder's files that are not readable
-    images are left out and listed in ``skipped``; a converter output was validated when
-    it was written."""
+    """The images to review: a converter output (classes, ground truth, splits), a YOLO
+    dataset (its ``data.yaml``'s splits and labels), or a plain folder of images (no
+    classes, no boxes). A plain folder's files that are not readable images are left out
+    and listed in ``skipped``; a converter output was validated when it was written, and
+    a YOLO dataset's labels are checked as they are read."""
     data = Path(data)
     if (data / "manifest.json").is_file():
         return Source(*_converted_images(data), labelled=True)
+    if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
+        return Source(*_yolo_images(data), labelled=True)
     from converters.imagesize import image_size
     from detection.predict import collect_images
 

@@ -1,7 +1,9 @@
-"""Builders for small VOC datasets on disk, reproducing real layouts and quirks."""
+"""Builders for small datasets on disk (VOC, a Roboflow YOLO export), with real quirks."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,16 @@ def write_xml(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def roboflow_export(converted: Path, out: Path) -> Path:
+    """A converted dataset laid out as Roboflow exports YOLO data: a folder per split with
+    images/ and labels/, and a data.yaml whose ../ paths ultralytics resolves its way."""
+    names = json.loads((converted / "manifest.json").read_text())["classes"]
+    for split, folder in (("train", "train"), ("val", "valid")):
+        shutil.copytree(converted / "images" / split, out / folder / "images")
+        shutil.copytree(converted / "labels" / split, out / folder / "labels")
+    (out / "data.yaml").write_text(
+        f"train: ../train/images\nval: ../valid/images\nnc: {len(names)}\nnames: {names}\n"
+    )
+    return out / "data.yaml"

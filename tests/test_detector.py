@@ -20,6 +20,7 @@ from converters.definitions import load_definition
 from detection.boxes import iou_matrix
 from detection.weights import WeightsError
 from tests.conftest import DEFECTS, TINY
+from tests.helpers import roboflow_export
 
 pytestmark = pytest.mark.slow
 
@@ -594,25 +595,12 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     assert by_name == report["metrics"]
 
 
-def _roboflow_export(converted: Path, out: Path) -> Path:
-    """A converted dataset laid out as Roboflow exports YOLO data: a folder per split with
-    images/ and labels/, and a data.yaml whose ../ paths ultralytics resolves its way."""
-    names = json.loads((converted / "manifest.json").read_text())["classes"]
-    for split, folder in (("train", "train"), ("val", "valid")):
-        shutil.copytree(converted / "images" / split, out / folder / "images")
-        shutil.copytree(converted / "labels" / split, out / folder / "labels")
-    (out / "data.yaml").write_text(
-        f"train: ../train/images\nval: ../valid/images\nnc: {len(names)}\nnames: {names}\n"
-    )
-    return out / "data.yaml"
-
-
 def test_evaluate_scores_any_yolo_dataset_from_its_labels(
     trained: Path, tiny_data: Path, tmp_path: Path
 ):
     # No COCO file: the ground truth is read from its YOLO labels as ultralytics reads
     # them, so it scores as the converter's COCO ground truth of the same boxes does.
-    data_yaml = _roboflow_export(tiny_data, tmp_path / "roboflow")
+    data_yaml = roboflow_export(tiny_data, tmp_path / "roboflow")
     reports = {}
     for name, data in (("converted", tiny_data), ("roboflow", data_yaml)):
         argv = ["evaluate", "--weights", str(trained / "best.pt"), "--data", str(data)]

@@ -29,6 +29,7 @@ from converters.model import Box
 from converters.voc import parse_voc_xml, validate_objects
 from converters.yolo import from_yolo_lines
 from tests.conftest import DEFECTS
+from tests.helpers import roboflow_export
 
 pytestmark = pytest.mark.slow
 CHROMIUM_FLAGS = [
@@ -353,6 +354,27 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     assert "ground_truth" not in summary["fields"] and "predictions" in summary["fields"]
     assert summary["views"] == ["by-confidence"]
     assert summary["top_confidences"] == sorted(summary["top_confidences"], reverse=True)
+
+
+def test_a_yolo_dataset_is_reviewed_with_its_labels(tiny_data: Path, tmp_path: Path):
+    # A Roboflow export has no manifest: it was shown as a folder of unlabelled images,
+    # train and val mixed, its ground truth silently left out.
+    from detection.review import read_source
+
+    def boxes(images) -> list[tuple]:
+        return sorted(
+            (Path(im.name).name, im.split, b.label, *(round(v, 2) for v in b.coords))
+            for im in images
+            for b in im.boxes
+        )
+
+    converted = read_source(tiny_data)
+    for data in (roboflow_export(tiny_data, tmp_path / "rf"), tmp_path / "rf"):
+        source = read_source(data)
+        assert source.labelled and source.classes == converted.classes
+        assert len(source.images) == len(converted.images)
+        assert boxes(source.images) == boxes(converted.images) and boxes(source.images)
+        assert all(Path(im.path).is_file() for im in source.images)
 
 
 def _free_port() -> int:
