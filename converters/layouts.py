@@ -103,7 +103,12 @@ def _files(
         except OSError:
             continue
         for entry in entries:
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError:  # a link that loops on itself (ELOOP): no file there
+                continue
+            if is_dir:
                 if not recursive:
                     continue
                 if is_not_data(entry.name):
@@ -112,7 +117,7 @@ def _files(
                 elif (real := os.path.realpath(entry.path)) not in seen:
                     seen.add(real)
                     stack.append(Path(entry.path))
-            elif os.path.splitext(entry.name)[1].lower() in suffixes and entry.is_file():
+            elif is_file and os.path.splitext(entry.name)[1].lower() in suffixes:
                 if not is_not_data(entry.name):
                     found.append(Path(entry.path))
                 elif not_read is not None:

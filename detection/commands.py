@@ -189,6 +189,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
     _print_skipped(console, summary["errors"])
+    for note in summary["notes"]:
+        console.print(f"[yellow]note {note['file']}: {note['note']}[/]")
     _check_any_read(summary, args.sources)
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.imagesize import CorruptImageError, check_structure
+from converters.imagesize import CorruptImageError, check_structure, read_header
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -44,3 +44,24 @@ def read_image(path: Path | str) -> np.ndarray:
     if pixels is None:
         raise OSError(None, "not an image OpenCV can decode", str(path))
     return pixels
+
+
+def narrowed_samples(path: Path | str, pixels: np.ndarray) -> str | None:
+    """What a model misses of an image whose samples are wider than 8 bits (a 12- or
+    16-bit camera's PNG or TIFF): OpenCV keeps their top 8 bits, as in training, so an
+    image that uses 12 of 16 bits is seen nearly black. ``None`` for an 8-bit image.
+
+    Conversion reports such images (``high_bit_depth``); this says it where a model
+    runs on images no conversion has seen, with the brightest value it was given.
+    """
+    try:
+        bits = read_header(Path(path)).bits
+    except OSError:  # decoded already; a header Pillow cannot read says nothing more
+        return None
+    if bits <= 8:
+        return None
+    return (
+        f"{bits}-bit samples, of which the model sees the top 8 (as OpenCV reads them, and "
+        f"as in training): its brightest pixel reads {int(pixels.max())} of 255; scale such "
+        "images to 8 bits over their own range first"
+    )

@@ -25,7 +25,7 @@ from converters.folders import write_folder
 from converters.layouts import images_in
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
-from detection.images import read_image
+from detection.images import narrowed_samples, read_image
 from detection.threads import cpu_threads
 from detection.weights import (
     BACKENDS,
@@ -782,16 +782,18 @@ def predict(
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
     with ``out=None`` writes nothing and returns the results instead.
-    Unreadable images are reported in ``errors`` and skipped; the batch goes on.
-    Returns ``{"images": n, "detections": n, "errors": [...], "predictions": path or
-    None, "results": [...]}``.
+    Unreadable images are reported in ``errors`` and skipped; the batch goes on. An
+    image the model sees only part of (:func:`detection.images.narrowed_samples`) is
+    predicted on and noted in ``notes`` and its ``images.json`` entry.
+    Returns ``{"images": n, "detections": n, "errors": [...], "notes": [...],
+    "predictions": path or None, "results": [...]}``.
     """
     paths = collect_images(sources)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
-    images_json, results, errors = [], [], []
+    images_json, results, errors, notes = [], [], [], []
 
     def run(folder: Path | None) -> None:
         if folder is not None:
@@ -815,6 +817,10 @@ def predict(
                         "height": pixels.shape[0],
                     }
                 )
+                note = narrowed_samples(path, pixels)
+                if note:
+                    images_json[-1]["note"] = note
+                    notes.append({"file": str(path), "note": note})
                 for result in coco_results(detections, image_id, to_category):
                     category = detector.names[result["category_id"] - 1]
                     results.append({**result, "file_name": str(path), "category": category})
@@ -843,6 +849,7 @@ def predict(
         "images": len(images_json),
         "detections": len(results),
         "errors": errors,
+        "notes": notes,
         "predictions": None if predictions is None else str(predictions),
         "results": results,
     }

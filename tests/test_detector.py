@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -654,6 +655,10 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     (images / f"._{whole.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
     (images / ".ipynb_checkpoints").mkdir()
     (images / ".ipynb_checkpoints" / "copy-checkpoint.jpg").write_bytes(whole.read_bytes())
+    # Read, predicted on, and noted: a 12-bit camera image in 16 bits, which OpenCV (so
+    # the model) sees by its top 8 bits, nearly black.
+    twelve_bits = (np.arange(64 * 48) * 4095 // (64 * 48 - 1)).astype(np.uint16).reshape(48, 64)
+    assert cv2.imwrite(str(images / "camera.png"), twelve_bits)
     result = subprocess.run(
         [
             *DEFECTS,
@@ -680,10 +685,15 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert errors["empty.jpg"] == "empty file (0 bytes)"
     assert f"skipped {images / 'cut.jpg'}: JPEG cut short" in result.stderr
     read = json.loads((tmp_path / "out" / "images.json").read_text())["images"]
-    assert len(read) == 3 and not any("._" in i["file_name"] or "checkpoint" in i["file_name"]
+    assert len(read) == 4 and not any("._" in i["file_name"] or "checkpoint" in i["file_name"]
                                       for i in read)  # fmt: skip
+    noted = {Path(i["file_name"]).name: i["note"] for i in read if "note" in i}
+    assert list(noted) == ["camera.png"]
+    assert noted["camera.png"].startswith("16-bit samples, of which the model sees the top 8")
+    assert "brightest pixel reads 15 of 255" in noted["camera.png"]
+    assert f"note {images / 'camera.png'}: 16-bit samples" in result.stderr
     assert "Premature end of JPEG" not in result.stderr  # never handed to the decoder
-    assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 3
+    assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 4
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert all(
         {"image_id", "category_id", "bbox", "score", "file_name"} <= p.keys() for p in predictions

@@ -323,6 +323,8 @@ def test_a_link_to_a_folder_above_is_read_once(tmp_path: Path):
     (tmp_path / "d" / "IMAGES" / "more").mkdir()
     write_image(tmp_path / "d" / "IMAGES" / "more" / "crazing_9.jpg")
     (tmp_path / "d" / "IMAGES" / "more" / "again").symlink_to("../more")
+    (tmp_path / "d" / "IMAGES" / "loop").symlink_to("loop")  # ELOOP when looked into
+    (tmp_path / "d" / "IMAGES" / "loop.jpg").symlink_to("loop.jpg")
     layout = detect_layout(tmp_path / "d")
     names = sorted(p.name for p in layout.images)
     assert names == sorted([f"{c}_{i}.jpg" for i, c in enumerate(CLASSES)] + ["crazing_9.jpg"])
