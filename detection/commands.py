@@ -745,7 +745,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare",
         help="paired comparison of detectors: does B really beat A?",
-        description="Score two or more detectors on the same ground truth with 95%% bootstrap "
+        description="Score two or more detectors on the same ground truth with 95% bootstrap "
         "intervals, and each later one's paired difference to the first (the same resampled "
         "images for all), with its interval and p-value, overall and per class. Writes "
         "report.json, report.md and differences.png (a forest plot).",

@@ -162,9 +162,20 @@ def test_validate_writes_nothing(tmp_path: Path):
 
 
 def test_help_on_every_command():
+    import argparse
+
+    from detection.cli import build_parser
+
     for command in ([], ["convert"], ["validate"], ["synth"]):
         result = subprocess.run([*DEFECTS, *command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: defects" in result.stdout
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(commands.choices) == 12
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        # A description is not %-formatted as an option's help is: "95%%" showed as such.
+        assert text.startswith(f"usage: defects {name}") and "%%" not in text, name
 
 
 def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch):
