@@ -151,8 +151,8 @@ bench-review: setup
 	$(PY) bench/review.py --weights $(WEIGHTS) --data datasets/converted/neu-det
 
 # Image-level classifier on the detector's backbone. Defaults: the converted synthetic data
-# and the detector make train-det trained on it.
-BACKBONE ?= weights/$(NAME)/best.pt
+# and the detector make train-det trained on it, else the released neu-det.
+BACKBONE ?= $(if $(wildcard weights/$(NAME)/best.pt),weights/$(NAME)/best.pt,neu-det)
 train-cls: setup
 	$(DEFECTS) train-cls --data $(or $(DATA),$(OUT)) --backbone $(BACKBONE) --name $(NAME)-cls $(TRAIN_ARGS)
 

@@ -725,8 +725,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     train_cls.add_argument(
         "--backbone",
-        default="weights/detector/best.pt",
-        help="detector .pt (or released name) whose backbone initialises the classifier, or none",
+        default="neu-det",
+        help="detector .pt or released name whose backbone initialises the classifier (the "
+        "released neu-det), or none",
     )
     train_cls.add_argument("--model", default="yolo11n-cls.yaml", help="classifier definition")
     train_cls.add_argument("--imgsz", type=POSITIVE_INT, default=224, help="image size (224)")
