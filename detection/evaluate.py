@@ -457,15 +457,18 @@ def _path_parts(file_name: str) -> tuple[str, ...]:
     return tuple(part for part in file_name.replace("\\", "/").split("/") if part not in ("", "."))
 
 
-def _image_ids_by_file_name(gt: dict) -> Callable[[str], list[int]]:
+def _image_ids_by_file_name(gt: dict) -> tuple[Callable[[str], list[int]], dict[str, list[int]]]:
     """The ground-truth images a result's ``file_name`` can name: those whose file name,
     as folders and name, ends the result's or is ended by it (``/data/images/val/a.jpg``
-    names ``a.jpg`` and ``images/val/a.jpg``, and ``a.jpg`` names ``val/a.jpg``)."""
+    names ``a.jpg`` and ``images/val/a.jpg``, and ``a.jpg`` names ``val/a.jpg``); and the
+    images of each file stem."""
     by_name: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+    by_stem: dict[str, list[int]] = {}
     for image in gt["images"]:
         parts = _path_parts(str(image.get("file_name", "")))
         if parts:
             by_name.setdefault(parts[-1], []).append((parts, image["id"]))
+            by_stem.setdefault(Path(parts[-1]).stem, []).append(image["id"])
 
     def named(file_name: str) -> list[int]:
         parts = _path_parts(file_name)
@@ -475,7 +478,7 @@ def _image_ids_by_file_name(gt: dict) -> Callable[[str], list[int]]:
             if candidate[-len(parts) :] == parts or parts[-len(candidate) :] == candidate
         ]
 
-    return named
+    return named, by_stem
 
 
 def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
@@ -485,7 +488,9 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
     ``save_json`` results have one) is matched to the ground truth's image of that name,
     whatever its ``image_id``: theirs numbers the images of that run (predict's from 1,
     in path order) or is the file's stem (ultralytics), not the ground truth's ids.
-    Matching by the number would score each image's boxes against another image's.
+    Matching by the number would score each image's boxes against another image's. An
+    ``image_id`` that is a string and no id, the stem of one image's file, names it
+    (ultralytics' results before they had a ``file_name``).
 
     Raises:
         ConversionError: Unreadable, not JSON, not COCO results, or naming images or
@@ -499,7 +504,7 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
         raise ConversionError(f"{predictions}: expected a COCO results list")
     image_ids = {im["id"] for im in gt["images"]}
     category_ids = {c["id"] for c in gt["categories"]}
-    named = _image_ids_by_file_name(gt)
+    named, by_stem = _image_ids_by_file_name(gt)
     checked = []
     for index, det in enumerate(results):
         if not isinstance(det, dict):
@@ -516,6 +521,9 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
                        else f"no image of {gt_path}")
                 )  # fmt: skip
             det = {**det, "image_id": found[0]}
+        elif isinstance(det["image_id"], str) and len(by_stem.get(det["image_id"], [])) == 1:
+            # ultralytics' save_json before it wrote file_name: the stem, "crazing_1".
+            det = {**det, "image_id": by_stem[det["image_id"]][0]}
         if det["image_id"] not in image_ids:
             raise ConversionError(
                 f"{predictions}: result {index} names image {det['image_id']!r}, absent from "

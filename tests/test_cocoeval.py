@@ -176,7 +176,7 @@ _GOOD = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
         ([[1, 2]], "result 0 is not a JSON object"),
         ([{"image_id": 1, "bbox": [1, 2, 3, 4]}], "result 0 lacks ['category_id', 'score']"),
         ([_GOOD, {**_GOOD, "image_id": 999}], "result 1 names image 999, absent from"),
-        ([{**_GOOD, "image_id": "img_1"}], "result 0 names image 'img_1', absent from"),
+        ([{**_GOOD, "image_id": "img_31"}], "result 0 names image 'img_31', absent from"),
         ([{**_GOOD, "category_id": 77}], "category 77, absent from"),
         ([{**_GOOD, "category_id": 0}], "its categories: [1, 2, 3, 4, 5, 6]"),
         ([{**_GOOD, "bbox": [1, 2, -3, 4]}], "negative width or height in bbox [1, 2, -3, 4]"),
@@ -218,6 +218,20 @@ _FOLDERS_GT = {
     "categories": [{"id": 1, "name": "crazing"}],
     "annotations": [],
 }
+
+
+def test_an_image_id_that_is_a_stem_names_its_image(tmp_path: Path):
+    # ultralytics' save_json before file_name: {"image_id": "crazing_1", ...}.
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    path = tmp_path / "results.json"
+    result = {"image_id": "a", "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    path.write_text(json.dumps([result]))
+    assert read_results(path, _FOLDERS_GT, tmp_path / "gt.json")[0]["image_id"] == 10
+    path.write_text(json.dumps([{**result, "image_id": "b"}]))  # two images' stem
+    with pytest.raises(ConversionError, match="names image 'b', absent"):
+        read_results(path, _FOLDERS_GT, tmp_path / "gt.json")
 
 
 @pytest.mark.parametrize(
