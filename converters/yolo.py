@@ -58,7 +58,8 @@ def from_yolo_lines(
         if not fields:
             continue
         try:
-            class_id = int(fields[0])
+            class_value = float(fields[0])  # ultralytics reads "0.0" as class 0 too
+            class_id = int(class_value) if class_value.is_integer() else -1
             values = [float(v) for v in fields[1:]]
         except ValueError:
             values, class_id = [], -1

@@ -18,6 +18,8 @@ CLASSES = ["crazing", "inclusion"]
     [
         ("0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
         ("\n1 0.5 0.5 0.2 0.4\n\n", [("inclusion", 40, 30, 60, 70)], None),
+        ("1.0 0.5 0.5 0.2 0.4\n", [("inclusion", 40, 30, 60, 70)], None),
+        ("0.5 0.5 0.5 0.2 0.4\n", None, "line 1: class 0.5 is not one of 0..1"),
         # ultralytics reads a repeated line once ("duplicate labels removed").
         ("0 0.5 0.5 0.2 0.4\n0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
         # A segmentation line: its polygon's bounding box, as ultralytics' segments2boxes.
