@@ -98,8 +98,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 nms_iou=args.iou,
             )
     from detection.bootstrap import format_interval
+    from detection.report import results_cut_short
 
     print((Path(args.out) / "report.md").read_text())
+    cut = results_cut_short(report)
+    if cut:
+        stderr_console().print(f"[yellow]{cut.replace('**', '')}[/]")
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
         f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}  "

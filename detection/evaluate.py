@@ -581,6 +581,7 @@ def evaluate_files(
         "ground_truth_sha256": sha256(Path(gt_path)),
         "images": len(gt["images"]),
         "split": Path(gt_path).stem.removeprefix("instances_"),
+        "lowest_score": min((r["score"] for r in results), default=None),
     }
     return write_report(
         Path(out), evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed

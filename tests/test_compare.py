@@ -156,3 +156,21 @@ def test_a_report_folder_is_written_whole(tmp_path: Path, capsys):
     assert main(["evaluate", *arguments]) == 2
     assert "no report.json" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys):
+    # predict's default --conf 0.25 fed to evaluate: a lower mAP that is not the model's.
+    results = json.loads(RESULTS.read_text())
+    assert min(r["score"] for r in results) < 0.051  # a detector's usual cut, 0.05
+    full = evaluate_files(RESULTS, GT, tmp_path / "full", replicates=0)
+    assert "stop at confidence" not in (tmp_path / "full" / "report.md").read_text()
+    cut = [r for r in results if r["score"] >= 0.25]
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
+    argv = ["evaluate", "--predictions", str(tmp_path / "cut.json"), "--gt", str(GT)]
+    assert main([*argv, "--out", str(tmp_path / "cut"), "--bootstrap", "0"]) == 0
+    report = json.loads((tmp_path / "cut" / "report.json").read_text())
+    lowest = min(r["score"] for r in cut)
+    assert report["lowest_score"] == lowest and report["mAP50"] < full["mAP50"]
+    said = f"These results stop at confidence {lowest:.3g}"
+    assert said in (tmp_path / "cut" / "report.md").read_text().replace("**", "")
+    assert said in capsys.readouterr().err
