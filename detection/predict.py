@@ -154,6 +154,25 @@ def nms_decode(
     return Detections(xyxy.astype(np.float32), scores[picked], classes[picked])
 
 
+def check_input_size(imgsz: int, border: int, stride: int, weights: Path) -> None:
+    """Refuses an image size whose bordered input the model cannot take (a tensor of
+    another size reaches the network as it is, and its layers fail deep inside).
+
+    Raises:
+        ConversionError: ``imgsz + 2 * border`` is not a multiple of ``stride``; names the
+            nearest sizes that are.
+    """
+    side = imgsz + 2 * border
+    if side % stride == 0:
+        return
+    below, above = side - side % stride - 2 * border, side - side % stride + stride - 2 * border
+    sizes = f"{below} or {above}" if below > 0 else f"{above}"
+    raise ConversionError(
+        f"{weights}: --imgsz {imgsz} makes a {side}-pixel input (with the {border}-pixel "
+        f"border), not a multiple of the model's stride {stride}; use {sizes}"
+    )
+
+
 class OnnxDetector:
     """A YOLO detector exported to ONNX, run with ONNX Runtime on the CPU."""
 
@@ -192,6 +211,7 @@ class OnnxDetector:
         self.imgsz = imgsz or int(exported[0])
         self.border = border
         self.path = Path(path)
+        check_input_size(self.imgsz, border, int(meta.get("stride", 32)), self.path)
         self.input = self.session.get_inputs()[0].name
         # The int8 export takes uint8 pixels; an fp32 export takes them scaled to 0..1.
         self.takes_pixels = self.session.get_inputs()[0].type == "tensor(uint8)"
@@ -241,6 +261,7 @@ class TorchDetector:
         self.imgsz = imgsz or model_imgsz(self.model)
         self.border = border
         self.device = device
+        check_input_size(self.imgsz, border, int(self.model.model.stride.max()), self.path)
 
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300

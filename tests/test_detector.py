@@ -641,6 +641,22 @@ def test_evaluate_scores_any_yolo_dataset_from_its_labels(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_an_image_size_the_model_cannot_take_is_refused(
+    trained: Path, tiny_data: Path, backend: str, capsys
+):
+    # --imgsz 100: a 132-pixel bordered input, which reached the network and failed in a
+    # Concat layer (ONNX Runtime) or in ultralytics' stride check, as a traceback.
+    from detection.cli import main
+
+    image = str(next((tiny_data / "images" / "val").iterdir()))
+    argv = ["predict", image, "--weights", str(trained / "best.pt"), "--backend", backend]
+    assert main([*argv, "--imgsz", "100"]) == 2
+    assert "--imgsz 100 makes a 132-pixel input (with the 16-pixel border), not a multiple " \
+        "of the model's stride 32; use 96 or 128" in capsys.readouterr().err  # fmt: skip
+    assert main([*argv, "--imgsz", "128"]) == 0
+
+
 def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path):
     images = tmp_path / ("in-a-folder-whose-name-is-longer-than-a-line-" + "x" * 40)
     images.mkdir()
