@@ -15,6 +15,7 @@ from detection.console import (
     COUNT,
     POSITIVE_INT,
     PROBABILITY,
+    device_option,
     number_in,
     progress_bar,
     stderr_console,
@@ -521,7 +522,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--batch", type=_train_batch, help="batch size (-1: ultralytics' autobatch on a GPU)"
     )
-    train.add_argument("--device", default="auto", help="auto (GPU if any), cpu, 0, or 0,1,2,3")
+    train.add_argument(
+        "--device", type=device_option, default="auto", help="auto (GPU if any), cpu, 0, or 0,1,2,3"
+    )
     train.add_argument("--name", default="detector", help="run name: weights land in weights/NAME")
     train.add_argument("--resume", action="store_true", help="continue weights/NAME/last.pt")
     train.add_argument("--weights-dir", type=Path, default=Path("weights"), help="default weights/")
@@ -564,7 +567,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
     )
-    evaluate.add_argument("--device", default="auto", help="auto, cpu or a GPU index")
+    evaluate.add_argument(
+        "--device", type=device_option, default="auto", help="auto, cpu or a GPU index"
+    )
     evaluate.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -619,7 +624,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
     )
     predict.add_argument("--batch", type=POSITIVE_INT, default=16, help="images per batch (16)")
-    predict.add_argument("--device", default="auto", help="torch backend: auto, cpu, 0")
+    predict.add_argument(
+        "--device", type=device_option, default="auto", help="torch backend: auto, cpu, 0"
+    )
     predict.add_argument("--no-images", action="store_true", help="with --out: write only the JSON")
     _add_tta_argument(predict)
     _add_iou_argument(predict, default=None)
@@ -737,7 +744,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     train_cls.add_argument("--imgsz", type=POSITIVE_INT, default=224, help="image size (224)")
     train_cls.add_argument("--epochs", type=POSITIVE_INT, default=10, help="epochs (10)")
     train_cls.add_argument("--batch", type=POSITIVE_INT, default=32, help="batch size (32)")
-    train_cls.add_argument("--device", default="auto", help="auto, cpu, 0")
+    train_cls.add_argument("--device", type=device_option, default="auto", help="auto, cpu, 0")
     train_cls.add_argument("--name", default="classifier", help="weights/NAME")
     train_cls.add_argument(
         "--background-class", help="converter output: images with no boxes become this class"
@@ -764,7 +771,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--names", help="the models' names, comma-separated")
     compare.add_argument("--split", default="val", help="with --data: the split (val)")
     compare.add_argument("--imgsz", type=POSITIVE_INT, help="with --weights: image size")
-    compare.add_argument("--device", default="auto", help="with --weights: auto, cpu, 0")
+    compare.add_argument(
+        "--device", type=device_option, default="auto", help="with --weights: auto, cpu, 0"
+    )
     compare.add_argument(
         "--backend",
         choices=BACKENDS,

@@ -1,5 +1,5 @@
 """Command-line plumbing shared by the ``defects`` subcommands: a stderr console, a
-progress bar and the number types of their options. Library code takes a
+progress bar and the number and device types of their options. Library code takes a
 ``progress(done, total)`` callable instead."""
 
 from __future__ import annotations
@@ -65,3 +65,35 @@ def number_in(kind: type[int] | type[float], low: float, high: float | None = No
 POSITIVE_INT = number_in(int, 1)
 COUNT = number_in(int, 0)
 PROBABILITY = number_in(float, 0.0, 1.0)
+
+
+def device_option(text: str) -> str:
+    """An argparse ``type`` for ``--device``: ``auto``, ``cpu``, ``mps`` or GPU indices
+    (``0``, ``0,1,2,3``; ``cuda`` and ``cuda:1`` read as ``0`` and ``1``, as ultralytics
+    reads them), each checked against what torch sees here, so that a GPU this
+    machine lacks is a usage error naming it, not ultralytics' traceback at the first
+    batch (after the dataset and the model were loaded)."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu"):
+        return value
+    import torch
+
+    if value == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError("mps: no Apple GPU here; use auto or cpu")
+        return value
+    indices = [
+        "0" if index == "cuda" else index.removeprefix("cuda:") for index in value.split(",")
+    ]
+    if not all(index.isdigit() for index in indices):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device (auto, cpu, mps, or GPU indices such as 0, 0,1 or cuda:0)"
+        )
+    count = torch.cuda.device_count()
+    missing = [index for index in indices if int(index) >= count]
+    if missing:
+        seen = f"GPUs 0..{count - 1}" if count else "no CUDA GPU"
+        raise argparse.ArgumentTypeError(
+            f"GPU {', '.join(missing)} requested; torch sees {seen} here (use auto or cpu)"
+        )
+    return ",".join(indices)

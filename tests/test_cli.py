@@ -148,6 +148,48 @@ def test_number_options(kind, low, high, text, expected):
         assert parse(text) == expected and type(parse(text)) is kind
 
 
+@pytest.mark.parametrize(
+    ("text", "gpus", "expected"),
+    [
+        ("auto", 0, "auto"),
+        ("CPU", 0, "cpu"),
+        ("0", 1, "0"),
+        ("0,1", 2, "0,1"),
+        ("cuda", 1, "0"),
+        ("cuda:1", 2, "1"),
+        ("7", 0, "GPU 7 requested; torch sees no CUDA GPU here (use auto or cpu)"),
+        ("0,3", 2, "GPU 3 requested; torch sees GPUs 0..1 here"),
+        ("gpu", 1, "'gpu' is not a device (auto, cpu, mps, or GPU indices"),
+        ("-1", 1, "'-1' is not a device"),
+    ],
+)
+def test_device_option(monkeypatch, text: str, gpus: int, expected: str):
+    # ultralytics refused a missing GPU with a traceback at the first batch.
+    import argparse
+
+    import torch
+
+    from detection.console import device_option
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    if " " in expected:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(expected)):
+            device_option(text)
+    else:
+        assert device_option(text) == expected
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "train-cls", "compare"])
+def test_every_command_refuses_a_gpu_it_lacks(command: str, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--device", "3", "--help"])
+    assert exited.value.code == 2
+    assert "argument --device: GPU 3 requested" in capsys.readouterr().err
+
+
 def test_validate_writes_nothing(tmp_path: Path):
     src = _small(tmp_path / "src", bad=True)
     before = sorted(tmp_path.rglob("*"))
