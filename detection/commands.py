@@ -102,9 +102,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from detection.report import results_cut_short
 
     print((Path(args.out) / "report.md").read_text())
-    cut = results_cut_short(report)
+    cut = results_cut_short(report.get("lowest_score"))
     if cut:
-        stderr_console().print(f"[yellow]{cut.replace('**', '')}[/]")
+        stderr_console().print(f"[yellow]Cut short: {cut}.[/]")
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
         f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}  "
@@ -431,8 +431,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConversionError(f"--names needs {count} different names, one per model")
     report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings)
     from detection.bootstrap import format_interval
+    from detection.report import results_cut_short
 
     print((args.out / "report.md").read_text())
+    for model in report["models"]:
+        cut = results_cut_short(model.get("lowest_score"))
+        if cut:
+            stderr_console().print(f"[yellow]{model['name']} cut short: {cut}.[/]")
     differences = report["difference"]
     for difference in differences if isinstance(differences, list) else [differences]:
         stderr_console().print(

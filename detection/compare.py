@@ -15,7 +15,7 @@ import numpy as np
 
 from converters.folders import write_folder
 from detection.bootstrap import figures, format_interval, interval, match, p_value
-from detection.report import REPORT_MARKER, _clean, settings_sentence
+from detection.report import REPORT_MARKER, _clean, results_cut_short, settings_sentence
 
 
 def _difference(
@@ -91,7 +91,12 @@ def compare(
         table = match(gt, results)["all"]
         scored.append(figures(table, None, replicates, seed))
     models = [
-        {"name": name, **point, **({"predictions": sources[i]} if sources else {})}
+        {
+            "name": name,
+            **point,
+            **({"predictions": sources[i]} if sources else {}),
+            "lowest_score": min((r["score"] for r in predictions[i]), default=None),
+        }
         for i, (name, (point, _)) in enumerate(zip(names, scored))
     ]
     base_point, base_replicated = scored[0]
@@ -179,6 +184,9 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             f"| {model['name']} | {model['mAP50']:.4f} | {format_interval(model['mAP50_ci'])} | "
             f"{model['mAP50-95']:.4f} | {format_interval(model['mAP50-95_ci'])} |"
         )
+    for model in report["models"]:
+        cut = results_cut_short(model.get("lowest_score"))
+        lines += ["", f"**{model['name']} cut short:** {cut}."] if cut else []
     for difference in differences:
         p = difference["p_value"]
         lines += [

@@ -406,17 +406,16 @@ FULL_RESULTS_SCORE = 0.05
 CUT_SHORT_SCORE = 0.1
 
 
-def results_cut_short(report: dict) -> str | None:
+def results_cut_short(lowest_score: float | None) -> str | None:
     """Why a results file's mAP is low, when its detections stop at a high confidence
     (``predict``'s default 0.25 is one): said, since it is not the detector's figure."""
-    lowest = report.get("lowest_score")
-    if lowest is None or lowest <= CUT_SHORT_SCORE:
+    if lowest_score is None or lowest_score <= CUT_SHORT_SCORE:
         return None
     return (
-        f"**These results stop at confidence {lowest:.3g}**, so each class's precision-recall "
+        f"results stop at confidence {lowest_score:.3g}, so each class's precision-recall "
         "curve ends early and mAP is lower than the detector's: score results down to "
         f"{FULL_RESULTS_SCORE} or lower (`defects predict --conf 0.001`, as `evaluate "
-        "--weights` predicts)."
+        "--weights` predicts)"
     )
 
 
@@ -453,7 +452,8 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
             else ""
         ),
     ]
-    lines += [f"\n{cut}" for cut in [results_cut_short(report)] if cut]
+    cut = results_cut_short(report.get("lowest_score"))
+    lines += ["", f"**Cut short:** {cut}."] if cut else []
     lines += _explained_markdown(report)
     ignored = report.get("difficult_ignored")
     if ignored:

@@ -171,6 +171,14 @@ def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys)
     report = json.loads((tmp_path / "cut" / "report.json").read_text())
     lowest = min(r["score"] for r in cut)
     assert report["lowest_score"] == lowest and report["mAP50"] < full["mAP50"]
-    said = f"These results stop at confidence {lowest:.3g}"
+    said = f"Cut short: results stop at confidence {lowest:.3g}"
     assert said in (tmp_path / "cut" / "report.md").read_text().replace("**", "")
     assert said in capsys.readouterr().err
+    # compare says which model's results are cut: its "difference" is the cut's.
+    argv = ["compare", "--gt", str(GT), "--predictions", str(RESULTS), str(tmp_path / "cut.json")]
+    argv += ["--names", "full,quarter", "--bootstrap", "0"]
+    assert main([*argv, "--out", str(tmp_path / "c")]) == 0
+    text = (tmp_path / "c" / "report.md").read_text().replace("**", "")
+    assert f"quarter cut short: results stop at confidence {lowest:.3g}" in text
+    assert "full cut short" not in text
+    assert "quarter cut short: results stop" in capsys.readouterr().err
