@@ -399,8 +399,9 @@ def classify(
     with ``heatmap``. Unreadable images are reported and skipped.
 
     With an ``out`` folder writes ``predictions.json`` and ``errors.json``; with
-    ``out=None`` writes nothing. Returns ``{"images": n, "errors": [...], "predictions":
-    [...]}``.
+    ``out=None`` writes nothing. An image the model sees only part of
+    (:func:`detection.images.narrowed_samples`) is classified and noted. Returns
+    ``{"images": n, "errors": [...], "notes": [...], "predictions": [...]}``.
 
     Raises:
         ConversionError: ``heatmap`` without an ``out`` folder to write them to.
@@ -408,14 +409,14 @@ def classify(
     import cv2
 
     from converters.folders import write_folder
-    from detection.images import read_image
+    from detection.images import narrowed_samples, read_image
     from detection.predict import PREDICTIONS_MARKER, collect_images
 
     if heatmap and out is None:
         raise ConversionError("--heatmap writes images: it needs --out")
     model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
-    predictions, errors = [], []
+    predictions, errors, notes = [], [], []
     paths = collect_images(sources)
 
     def run(folder: Path | None) -> None:
@@ -440,6 +441,10 @@ def classify(
                     for i in order
                 ],
             }
+            note = narrowed_samples(path, image)
+            if note:
+                entry["note"] = note
+                notes.append({"file": str(path), "note": note})
             if heatmap:
                 cam = grad_cam(model, image, imgsz, int(order[0]))
                 colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
@@ -458,4 +463,9 @@ def classify(
         run(None)
     else:  # written whole: an earlier run's heatmaps never stay among these
         write_folder(Path(out), run, PREDICTIONS_MARKER)
-    return {"images": len(predictions), "errors": errors, "predictions": predictions}
+    return {
+        "images": len(predictions),
+        "errors": errors,
+        "notes": notes,
+        "predictions": predictions,
+    }

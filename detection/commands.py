@@ -23,9 +23,12 @@ from detection.console import (
 from detection.weights import BACKENDS, MAX_RELEASE_MB, MODELS_DIR, NMS_IOU, is_released
 
 
-def _print_skipped(console, errors: list[dict]) -> None:
+def _print_skipped(console, errors: list[dict], notes: list[dict] = ()) -> None:
+    """Each image left out, and each read but noted (:func:`detection.images.narrowed_samples`)."""
     for error in errors:
         console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+    for note in notes:
+        console.print(f"[yellow]note {note['file']}: {note['note']}[/]")
 
 
 def _check_any_read(summary: dict, sources: list[Path]) -> None:
@@ -193,9 +196,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
         sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
-    _print_skipped(console, summary["errors"])
-    for note in summary["notes"]:
-        console.print(f"[yellow]note {note['file']}: {note['note']}[/]")
+    _print_skipped(console, summary["errors"], summary["notes"])
     _check_any_read(summary, args.sources)
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "
@@ -277,7 +278,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.writelines(json.dumps(entry) + "\n" for entry in summary["predictions"])
     console = stderr_console()
-    _print_skipped(console, summary["errors"])
+    _print_skipped(console, summary["errors"], summary["notes"])
     _check_any_read(summary, args.sources)
     where = "stdout" if args.out is None else args.out / "predictions.json"
     console.print(f"{summary['images']} images -> {where}")

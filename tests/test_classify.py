@@ -159,6 +159,9 @@ def test_train_cls_end_to_end_with_backbone(
     (images / "broken.jpg").write_bytes(b"nope")
     whole = sorted((good_defective / "defective").iterdir())[0].read_bytes()
     (images / "cut.jpg").write_bytes(whole[: len(whole) // 2])  # OpenCV alone decodes it
+    # A 12-bit camera image in 16 bits: classified as OpenCV reads it (top 8 bits), noted.
+    camera = (np.arange(48 * 64) * 4095 // (48 * 64 - 1)).astype(np.uint16).reshape(48, 64)
+    assert cv2.imwrite(str(images / "camera.png"), camera)
     result = subprocess.run(
         [
             *DEFECTS,
@@ -177,7 +180,12 @@ def test_train_cls_end_to_end_with_backbone(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    assert len(predictions) == 2
+    assert len(predictions) == 3
+    noted = {Path(e["file"]).name: e["note"] for e in predictions if "note" in e}
+    assert (
+        list(noted) == ["camera.png"] and "brightest pixel reads 15 of 255" in noted["camera.png"]
+    )
+    assert f"note {images / 'camera.png'}: 16-bit samples" in result.stderr
     for entry in predictions:
         probabilities = [k["probability"] for k in entry["top_k"]]
         assert probabilities == sorted(probabilities, reverse=True)
@@ -194,7 +202,7 @@ def test_train_cls_end_to_end_with_backbone(
     assert streamed.returncode == 0, streamed.stderr[-3000:]
     lines = [json.loads(line) for line in streamed.stdout.splitlines()]
     assert lines == [{k: v for k, v in e.items() if k != "heatmap"} for e in predictions]
-    assert "2 images -> stdout" in streamed.stderr and "broken.jpg" in streamed.stderr
+    assert "3 images -> stdout" in streamed.stderr and "broken.jpg" in streamed.stderr
     refused = subprocess.run([*argv, "--heatmap"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--heatmap writes images: it needs --out" in refused.stderr
     # Nothing readable at all: a failure, not a day without defects.
