@@ -108,9 +108,14 @@ def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, 
     resumed = subprocess.run(resume, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = times()
+    # The epochs the resumed run kept (those before its checkpoint) and those it trained:
+    # a kill between an epoch's results row and its checkpoint trains that epoch again.
+    kept = len(list(itertools.takewhile(lambda pair: pair[0] == pair[1], zip(before, after))))
+    assert len(after) > kept, (before, after)
     # Ultralytics alone restarts the clock (a whole new budget) and may stop after one
-    # epoch; here the clock goes on from where the kill left it, to the budget's end.
-    assert len(after) > len(before) + 1
+    # epoch; here the clock goes on from where the kill left it, to the budget's end. An
+    # epoch's length varies (on a loaded CI machine one took 41 s of the 40 s budget), so
+    # the end is checked against the longest epoch, not against a count of epochs.
     assert all(b > a for a, b in itertools.pairwise(after)), after
     epoch_seconds = max(b - a for a, b in itertools.pairwise(after))
     assert budget - 2 * epoch_seconds <= after[-1] <= budget + 2 * epoch_seconds, after
