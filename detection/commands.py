@@ -334,6 +334,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if evaluation:
         import fiftyone as fo
 
+        from detection.report import _fmt
+
         dataset = fo.load_dataset(name)
         results = dataset.load_evaluation_results(review.EVAL_KEY)
         results.print_report(classes=dataset.default_classes)
@@ -347,7 +349,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         errors = evaluation["errors"]
         console.print(
             f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "
-            + ", ".join(f"{kind} {delta:.2f}" for kind, delta in errors["dAP"].items())
+            + ", ".join(f"{kind} {_fmt(delta, 2)}" for kind, delta in errors["dAP"].items())
         )
     mistakes = summary.get("mistakes")
     if mistakes:

@@ -353,11 +353,12 @@ def plot_errors(errors: dict, path: Path) -> None:
     values = [errors["dAP"][k] for k in labels]
     colours = ["#c0392b"] * len(ERROR_TYPES) + ["#7f8c8d"] * 2
     figure, axis = plt.subplots(figsize=(7, 3.8))
-    bars = axis.barh(labels[::-1], values[::-1], color=colours[::-1])
-    axis.bar_label(bars, fmt="%.2f", padding=3)
+    lengths = [0.0 if math.isnan(v) else v for v in values]
+    bars = axis.barh(labels[::-1], lengths[::-1], color=colours[::-1])
+    axis.bar_label(bars, labels=[_fmt(v, 2) for v in values[::-1]], padding=3)
     axis.set_xlabel("dAP50 (points): AP50 recovered by fixing every error of the type")
     axis.set_title(f"TIDE error decomposition (AP50 {errors['ap50']:.2f})")
-    axis.set_xlim(0, max(max(values), 1) * 1.2)
+    axis.set_xlim(0, max(max(lengths), 1) * 1.2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -519,6 +520,7 @@ def _explained_markdown(report: dict) -> list[str]:
             f"{_fmt(c['ap50_95'])} | {format_interval(c.get('ap50_95_ci'), 3)} |"
         )
     errors = report["errors"]
+    scored = [c["name"] for c in report["per_class"] if c["ground_truth"]]
     lines += [
         "",
         "## Why it falls short: TIDE errors (AP50 points)",
@@ -526,16 +528,14 @@ def _explained_markdown(report: dict) -> list[str]:
         f"AP50 {errors['ap50']:.2f}. Fixing every error of one type would add (`errors.png`, "
         "examples in `errors/<type>/`):",
         "",
-        "| error | count | dAP50 overall | "
-        + " | ".join(f"dAP50 {name}" for name in report["errors"]["per_class"]["missed"])
-        + " |",
-        "|---|---:|---:|" + "---:|" * len(report["errors"]["per_class"]["missed"]),
+        "| error | count | dAP50 overall | " + " | ".join(f"dAP50 {n}" for n in scored) + " |",
+        "|---|---:|---:|" + "---:|" * len(scored),
     ]
     for kind in (*ERROR_TYPES, "false_positives", "false_negatives"):
         per_class = errors["per_class"][kind]
         lines.append(
-            f"| {kind} | {errors['counts'].get(kind, '')} | {errors['dAP'][kind]:.2f} | "
-            + " | ".join(f"{per_class.get(n, float('nan')):.2f}" for n in per_class)
+            f"| {kind} | {errors['counts'].get(kind, '')} | {_fmt(errors['dAP'][kind], 2)} | "
+            + " | ".join(_fmt(per_class.get(n), 2) for n in scored)
             + " |"
         )
     lines += [
@@ -543,7 +543,8 @@ def _explained_markdown(report: dict) -> list[str]:
         "Classification: the box is right, the class is not; localisation: the class is "
         "right, IoU 0.1-0.5; both: neither; duplicate: a second detection of a found box; "
         "background: nothing there (IoU < 0.1); missed: a box no detection came near. "
-        "False positives / false negatives: perfect precision / perfect recall.",
+        "False positives / false negatives: perfect precision / perfect recall. "
+        "n/a: the fix leaves no ground truth to score (every box of the class missed).",
         "",
         "## Breakdowns",
         "",

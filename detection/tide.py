@@ -295,10 +295,13 @@ def decompose(gt: dict, results: list[dict], convention: str = "pycocotools") ->
         clamp = kind in ERROR_TYPES
         overall = 100 * (_mean(fixed, fixed_points, convention) - base_mean)
         result.delta[kind] = max(overall, 0.0) if clamp else overall
+        # Every scored class gets a figure; NaN (undefined) where the fix leaves it no
+        # ground truth: a class whose every box was missed, once the misses are forgiven.
         result.per_class_delta[kind] = {
-            names[c]: (max(d, 0.0) if clamp else d)
+            names[c]: (max(d, 0.0) if clamp and not np.isnan(d) else d)
             for c in categories
-            if not np.isnan(d := 100 * (fixed[c] - base[c]))
+            if not np.isnan(base[c])
+            for d in [100 * (fixed[c] - base[c])]
         }
     return result
 

@@ -3,12 +3,15 @@ each error type on a case built for it."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from detection.cocoeval import evaluate
+from detection.evaluate import evaluate_files
 from detection.tide import SHORT_NAMES, decompose
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -92,3 +95,61 @@ def test_each_error_type(detections: list[tuple], expected: dict[str, int], perf
     assert {k: n for k, n in found.counts().items() if n} == expected
     if perfect_once_fixed:
         assert found.ap50 + found.delta[perfect_once_fixed] == pytest.approx(100.0)
+
+
+def _two_classes_one_wholly_missed() -> tuple[dict, list[dict]]:
+    """crazing's only box is missed; patches' is found: forgiving the misses leaves
+    crazing no ground truth, so its per-class figure is undefined."""
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 400, "height": 400} for i in (1, 2)]
+    boxes = [(1, 1, 1), (2, 2, 2)]  # id, image, class
+    gt = {
+        "images": images,
+        "annotations": [
+            {"id": a, "image_id": i, "category_id": c, "bbox": BOX, "area": 1e4, "iscrowd": 0}
+            for a, i, c in boxes
+        ],
+        "categories": [{"id": 1, "name": "crazing"}, {"id": 2, "name": "patches"}],
+    }
+    return gt, [{"image_id": 2, "category_id": 2, "bbox": BOX, "score": 0.9}]
+
+
+def test_every_error_type_has_a_figure_for_every_scored_class():
+    found = decompose(*_two_classes_one_wholly_missed())
+    assert found.ap50 == pytest.approx(50.0)
+    for kind, per_class in found.per_class_delta.items():
+        assert list(per_class) == ["crazing", "patches"], kind
+    for kind in ("missed", "false_negatives"):
+        assert math.isnan(found.per_class_delta[kind]["crazing"])
+        assert found.per_class_delta[kind]["patches"] == 0.0
+        # Only patches is left to score once crazing's misses are forgiven: AP50 100.
+        assert found.delta[kind] == pytest.approx(50.0)
+    # With nothing found at all, no class is left: the overall figure is undefined too.
+    gt, _ = _two_classes_one_wholly_missed()
+    assert math.isnan(decompose(gt, []).delta["missed"])
+
+
+@pytest.mark.parametrize("found_nothing", [False, True])
+def test_the_report_shows_an_undefined_fix_as_na_in_aligned_columns(
+    found_nothing: bool, tmp_path: Path
+):
+    gt, results = _two_classes_one_wholly_missed()
+    if found_nothing:
+        results = []
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    evaluate_files(tmp_path / "results.json", tmp_path / "gt.json", tmp_path / "report")
+    lines = (tmp_path / "report" / "report.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| error | count"))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    assert table[0].endswith("| dAP50 crazing | dAP50 patches |")
+    assert {line.count("|") for line in table} == {6}, table  # every row has every column
+    missed = next(line for line in table if line.startswith("| missed |"))
+    assert "nan" not in "\n".join(table)
+    expected = (
+        "| missed | 2 | n/a | n/a | n/a |"
+        if found_nothing
+        else "| missed | 1 | 50.00 | n/a | 0.00 |"
+    )
+    assert missed == expected
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["errors"]["per_class"]["missed"]["crazing"] is None
