@@ -168,6 +168,11 @@ def _fmt_p(p: float | None, replicates: int) -> str:
     return f"< {1 / replicates:.3g}" if p == 0 else f"{p:.3f}"
 
 
+def _fmt_signed(value: float | None) -> str:
+    """A difference; n/a where it is undefined (a class without ground truth here)."""
+    return "n/a" if value is None or np.isnan(value) else f"{value:+.4f}"
+
+
 def _markdown(report: dict, differences: list[dict]) -> str:
     boot = report["bootstrap"]
     lines = [
@@ -204,10 +209,15 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         for name, entry in difference["per_class"].items():
             p = entry["p_value"]
             lines.append(
-                f"| {name} | {entry['ap50']:+.4f} | "
+                f"| {name} | {_fmt_signed(entry['ap50'])} | "
                 f"{format_interval(entry['ap50_ci'], signed=True)} | "
-                f"{_fmt_p(p, boot['replicates'])} | {entry['ap50_95']:+.4f} | "
+                f"{_fmt_p(p, boot['replicates'])} | {_fmt_signed(entry['ap50_95'])} | "
                 f"{format_interval(entry['ap50_95_ci'], signed=True)} |"
             )
-    lines += ["", "Forest plot of the per-class differences: `differences.png`.", ""]
+    lines += [
+        "",
+        "Forest plot of the per-class differences: `differences.png`. n/a: the class has no "
+        "ground truth among these images, so it has no AP to differ.",
+        "",
+    ]
     return "\n".join(lines)

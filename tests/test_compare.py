@@ -55,6 +55,20 @@ def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path):
         assert entry["ap50_ci"] in ([0, 0], None)
 
 
+def test_a_class_without_ground_truth_differs_by_n_a(tmp_path: Path):
+    """A split where a class has no boxes (a small test set, a rare class): its AP is
+    undefined for both models, and so is their difference: n/a, not '+nan'."""
+    gt = json.loads(GT.read_text())
+    absent = gt["categories"][-1]
+    gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] != absent["id"]]
+    results = json.loads(RESULTS.read_text())
+    report = compare(gt, [results, _perfect(gt)], ["a", "b"], tmp_path, replicates=50)
+    assert report["difference"]["per_class"][absent["name"]]["ap50"] is None
+    markdown = (tmp_path / "report.md").read_text()
+    assert "nan" not in markdown
+    assert f"| {absent['name']} | n/a | n/a | n/a | n/a | n/a |" in markdown.splitlines()
+
+
 def test_three_models_give_a_list_of_differences_in_model_order(tmp_path: Path):
     gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
     weaker = [r for r in results if r["score"] >= 0.5]
