@@ -309,7 +309,7 @@ def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | No
         },
     }
     out.mkdir(parents=True, exist_ok=True)
-    from detection.report import _clean
+    from detection.report import _clean, _fmt
 
     (out / "report.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png", background=False)
@@ -323,10 +323,12 @@ def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | No
         "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {c['name']} | {c['images']} | {c['precision']:.3f} | {c['recall']:.3f} | "
-        f"{c['f1']:.3f} |"
+        f"| {c['name']} | {c['images']} | {_fmt(c['precision'])} | {_fmt(c['recall'])} | "
+        f"{_fmt(c['f1'])} |"
         for c in per_class
     ]
+    if any(not c["images"] for c in per_class):
+        lines += ["", "n/a: the class has no held-out images, so no recall."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return report
 

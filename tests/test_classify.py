@@ -17,6 +17,7 @@ from converters.definitions import load_definition
 from converters.synth import synth_dataset, synth_image
 from detection.classify import (
     count_transfer,
+    evaluate_classifier,
     from_converted,
     from_folders,
     grad_cam,
@@ -210,6 +211,18 @@ def test_train_cls_end_to_end_with_backbone(
     unread = subprocess.run(broken, capture_output=True, text=True)
     assert unread.returncode == 2, unread.stderr[-3000:]
     assert "broken.jpg (1 skipped)" in unread.stderr and "Traceback" not in unread.stderr
+    # A held-out set without one class: its recall is undefined, n/a (null in the JSON).
+    partial = tmp_path / "partial" / "defective"
+    partial.mkdir(parents=True)
+    for source in sorted((good_defective / "defective").iterdir())[:2]:
+        (partial / source.name).write_bytes(source.read_bytes())
+    scored = evaluate_classifier(tmp_path / "cls" / "best.pt", partial.parent, tmp_path / "pr")
+    assert [c["images"] for c in scored["per_class"]] == [2, 0]
+    rows = (tmp_path / "pr" / "report.md").read_text().splitlines()
+    assert "| good | 0 | 0.000 | n/a | n/a |" in rows and "nan" not in "\n".join(rows)
+    assert (
+        json.loads((tmp_path / "pr" / "report.json").read_text())["per_class"][1]["recall"] is None
+    )
 
 
 def test_scale_mismatch_fails_loudly(good_defective: Path, detector_checkpoints, tmp_path: Path):
