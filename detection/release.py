@@ -226,10 +226,11 @@ def weakest_examples(
     gt: dict, results: list[dict], per_class: list[dict], image_dir: Path, out: Path
 ) -> list[dict]:
     """The two weakest classes (by AP50), each with its two images whose boxes of that
-    class the model misses most at the class's best-F1 confidence, drawn into ``out``."""
+    class the model misses most at the class's best-F1 confidence, drawn into ``out``.
+    A class without ground truth in the split has no AP (NaN) and is no weakness."""
     from detection.report import draw_examples
 
-    weakest = sorted(per_class, key=lambda c: c["ap50"])[:2]
+    weakest = sorted((c for c in per_class if c["ground_truth"]), key=lambda c: c["ap50"])[:2]
     found = []
     for cls in weakest:
         category, threshold = cls["category_id"], cls["best_f1_confidence"] or 0.25
@@ -801,8 +802,8 @@ def card_markdown(card: dict) -> str:
         theirs = ultra["per_class"].get(cls, {})
         point = points.get(cls, {})
         lines.append(
-            f"| {cls} | {figures['ap50']:.3f} | {figures['ap50_95']:.3f} | "
-            f"{theirs.get('ap50', float('nan')):.3f} | {theirs.get('ap50_95', float('nan')):.3f} "
+            f"| {cls} | {_figure(figures['ap50'])} | {_figure(figures['ap50_95'])} | "
+            f"{_figure(theirs.get('ap50'))} | {_figure(theirs.get('ap50_95'))} "
             + (
                 f"| {point['confidence']:.2f} ({point['precision']:.2f} / {point['recall']:.2f}) |"
                 if point.get("confidence") is not None

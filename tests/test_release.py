@@ -7,12 +7,14 @@ import itertools
 import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from converters.convert import ConvertResult
 from detection.cli import build_parser, main
+from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
 from detection.predict import FLIPS, INT8_QUANTISATION, load_detector
 from detection.release import (
@@ -24,6 +26,7 @@ from detection.release import (
     score_onnx,
     split_fingerprint,
     training_stage,
+    weakest_examples,
 )
 from detection.report import _clean
 from detection.threads import cpu_threads
@@ -200,6 +203,24 @@ def test_released_card_markdown_is_written_from_its_json():
     assert (RELEASED / "card.md").read_text() == markdown
     fp32 = card["throughput"]["over_ultralytics"]["onnx_fp32_batch32"]
     assert f"({fp32:.2f}x)" in markdown
+
+
+def test_a_class_without_val_boxes_is_no_weakness_and_reads_n_a(tmp_path: Path):
+    """A user's release on their own data, where a rare class has no box in val: its AP is
+    undefined, so it is neither one of the card's weakest classes nor a crash."""
+    data = Path(__file__).resolve().parent / "data" / "tide"
+    gt, results = (json.loads((data / f"neu_{n}.json").read_text()) for n in ("gt", "dt"))
+    gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] != 1]  # crazing
+    per_class = [asdict(c) for c in evaluate(gt, results).classes]
+    with_boxes = sorted((c for c in per_class if c["ground_truth"]), key=lambda c: c["ap50"])
+
+    weaknesses = weakest_examples(gt, results, per_class, tmp_path / "none", tmp_path / "out")
+
+    assert [w["class"] for w in weaknesses] == [c["name"] for c in with_boxes[:2]]
+    card = json.loads((RELEASED / "card.json").read_text())
+    card["evaluation"]["pycocotools"]["per_class"]["crazing"] = {"ap50": None, "ap50_95": None}
+    del card["evaluation"]["ultralytics"]["per_class"]["crazing"]
+    assert "| crazing | n/a | n/a | n/a | n/a |" in card_markdown(card)
 
 
 @pytest.mark.parametrize(
