@@ -19,6 +19,7 @@ from detection.evaluate import evaluate_model
 from detection.predict import FLIPS, INT8_QUANTISATION, load_detector
 from detection.release import (
     OPERATING_NMS_IOUS,
+    TESTED_RELEASE,
     card_markdown,
     earlier_stages,
     measured_on_val,
@@ -35,7 +36,7 @@ from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256
 from tests.conftest import DEFECTS, NO_PLOTS
 
 pytestmark = pytest.mark.slow
-RELEASED = MODELS_DIR / "neu-det"
+RELEASED = MODELS_DIR / TESTED_RELEASE
 
 
 def test_release_writes_a_model_that_reproduces_its_card(
@@ -220,7 +221,66 @@ def test_a_class_without_val_boxes_is_no_weakness_and_reads_n_a(tmp_path: Path):
     card = json.loads((RELEASED / "card.json").read_text())
     card["evaluation"]["pycocotools"]["per_class"]["crazing"] = {"ap50": None, "ap50_95": None}
     del card["evaluation"]["ultralytics"]["per_class"]["crazing"]
-    assert "| crazing | n/a | n/a | n/a | n/a |" in card_markdown(card)
+    point = card["evaluation"]["operating_points"]["per_class"]["crazing"]
+    point["recall"] = point["f1"] = None  # no val box to recall
+    tta_point = card["tta"]["operating_points"]["per_class"]["crazing"]
+    tta_point["recall"] = tta_point["f1"] = None
+    markdown = card_markdown(card)
+    at = f"{point['confidence']:.2f} ({point['precision']:.2f} / n/a)"
+    assert f"| crazing | n/a | n/a | n/a | n/a | {at} |" in markdown.splitlines()
+    assert f"crazing {tta_point['confidence']:.2f} ({tta_point['precision']:.2f} / n/a)" in markdown
+
+
+def _own_data(card: dict) -> None:
+    """A card as a user's release on their own steel data would write it."""
+    card["name"] = "mine"
+    card["model"]["classes"] = ["scratch", "pit"]
+
+
+def _from_unrecorded_weights(card: dict) -> None:
+    """A first stage from a .pt that is no release here: its history is unknown."""
+    card["stages"][0]["start"] = "weights"
+    card["stages"][0]["command"] = card["stages"][0]["command"].replace(
+        "--model yolo11n.yaml", "--model downloads/yolo11n.pt"
+    )
+
+
+def _taught_by_unrecorded(card: dict) -> None:
+    card["stages"][-1]["teacher"] = "downloads/big.pt"
+    card["stages"][-1]["teacher_stages"] = None
+
+
+@pytest.mark.parametrize(
+    ("change", "said", "not_said"),
+    [
+        (None, ["trained from scratch", "Fine textures", "`tests/test_release.py`"], []),
+        (
+            _own_data,
+            ["trained from scratch", "the same figures to 1e-6"],
+            ["Fine textures", "tests/test_release.py"],
+        ),
+        (
+            _from_unrecorded_weights,
+            ["trained from `downloads/yolo11n.pt`, weights of unrecorded origin"],
+            ["from scratch"],
+        ),
+        (
+            _taught_by_unrecorded,
+            ["from scratch but taught by `downloads/big.pt`, a teacher of unrecorded origin"],
+            ["no pretrained weights"],
+        ),
+    ],
+)
+def test_the_card_claims_only_what_its_record_shows(change, said: list[str], not_said: list[str]):
+    card = json.loads((RELEASED / "card.json").read_text())
+    assert "--model yolo11n.yaml" in card["stages"][0]["command"]
+    if change:
+        change(card)
+
+    markdown = card_markdown(card)
+
+    assert all(text in markdown for text in said), [t for t in said if t not in markdown]
+    assert not any(text in markdown for text in not_said)
 
 
 @pytest.mark.parametrize(
