@@ -357,7 +357,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"Likely annotation mistakes (FiftyOne Brain's mistakenness, view "
             f"'{mistakes['view']}'): {mistakes['images']} images; "
             f"{mistakes['possible_spurious']} ground-truth boxes no prediction matches, "
-            f"{mistakes['possible_missing']} confident predictions no box matches. Top:"
+            f"{mistakes['possible_missing']} confident predictions no box matches. "
+            + ("Top:" if mistakes["top"] else "No prediction matches a box: none to rank.")
         )
         for entry in mistakes["top"][:10]:
             console.print(

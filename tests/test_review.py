@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -313,6 +314,20 @@ def test_folder_without_a_readable_image_is_a_clear_error(
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{folder}: no readable images (1 skipped)" in result.stderr
+
+
+def test_a_model_that_finds_nothing_is_summed_up_without_nan(
+    tiny_data: Path, trained: Path, fiftyone_env: dict
+):
+    """A barely trained model stored above every score it gives: no prediction at all.
+    TIDE's fix of the misses is then undefined, and no box has a mistakenness to rank."""
+    argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
+    argv += ["--conf", "0.99", "--no-launch", "--name", "finds-nothing"]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, env=fiftyone_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = result.stdout + result.stderr
+    assert "missed n/a" in said and not re.search(r"\bnan\b", said, re.IGNORECASE)
+    assert "No prediction matches a box: none to rank." in said and "Top:" not in said
 
 
 def test_unlabeled_folder_shows_predictions_by_confidence(
