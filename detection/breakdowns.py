@@ -95,8 +95,15 @@ def breakdowns(
         name = f"size-{label}"
         found[name], _ = figures(tables[label], None, replicates, seed)
         found[name]["boxes"] = int(sum(m.ground_truth.sum() for m in tables[label].classes))
+        lowest, highest = ranges[label]
+        span = (
+            f"up to {highest:.4f}"
+            if lowest == 0
+            else f"over {lowest:.4f}"
+            if highest == float("inf")
+            else f"{lowest:.4f} to {highest:.4f}"
+        )
         found[name]["definition"] = (
-            f"boxes of {ranges[label][0]:.4f} to {ranges[label][1]:.4f} of their image's area "
-            "(terciles of the ground truth)"
+            f"boxes of {span} of their image's area (terciles of the ground truth)"
         )
     return found

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from detection.breakdowns import size_terciles
 from detection.cli import main
 from detection.cocoeval import evaluate
 from detection.compare import compare
@@ -127,6 +128,14 @@ def test_the_evaluation_report_explains(tmp_path: Path):
         report["breakdowns"]
     )
     assert all("ap50_ci" in c for c in report["per_class"])
+    # The terciles' bounds, read as a person would say them (no 'to inf').
+    low, high = size_terciles(json.loads(GT.read_text()))
+    spans = [report["breakdowns"][f"size-{s}"]["definition"] for s in ("small", "medium", "large")]
+    assert [span.split(" of their image")[0] for span in spans] == [
+        f"boxes of up to {low:.4f}",
+        f"boxes of {low:.4f} to {high:.4f}",
+        f"boxes of over {high:.4f}",
+    ]
     markdown = (tmp_path / "a" / "report.md").read_text()
     for section in ("## How sure", "## Why it falls short", "## Breakdowns"):
         assert section in markdown
