@@ -41,6 +41,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     )
 
 
+def _stat(value: float | None) -> str:
+    """One of pycocotools' summary figures, where -1 means no ground truth to score
+    (no box of that COCO size, say): n/a, as a person reads it. report.json keeps -1."""
+    return "n/a" if value is not None and value < 0 else _fmt(value)
+
+
 def _xyxy(boxes: list[list[float]]) -> np.ndarray:
     array = np.array(boxes, dtype=float).reshape(-1, 4)
     array[:, 2:] += array[:, :2]
@@ -430,8 +436,8 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         "100 detections per image." + settings_sentence(report),
         "",
         f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "
-        f"| AP small/medium/large {_fmt(s['AP_small'])}/{_fmt(s['AP_medium'])}/"
-        f"{_fmt(s['AP_large'])} "
+        f"| AP small/medium/large {_stat(s['AP_small'])}/{_stat(s['AP_medium'])}/"
+        f"{_stat(s['AP_large'])} "
         f"| AR100 {_fmt(s['AR100'])}",
         "",
         "| class | GT | AP50 | AP50:95 | AP75 | P | R | F1 | conf at best F1 |",

@@ -153,3 +153,8 @@ def test_the_report_shows_an_undefined_fix_as_na_in_aligned_columns(
     assert missed == expected
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["errors"]["per_class"]["missed"]["crazing"] is None
+    # Every box is COCO-large: pycocotools' -1 for the small and medium AP (no box to
+    # score) stays in report.json and reads n/a in report.md.
+    assert report["metrics"]["AP_small"] == report["metrics"]["AP_medium"] == -1
+    large = "0.000" if found_nothing else "0.500"
+    assert f"| AP small/medium/large n/a/n/a/{large} |" in lines[4]
