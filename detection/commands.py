@@ -332,9 +332,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         )
     evaluation = summary.get("evaluation")
     if evaluation:
-        import fiftyone as fo
-
         from detection.report import _fmt
+
+        fo = review.load_fiftyone()
 
         dataset = fo.load_dataset(name)
         results = dataset.load_evaluation_results(review.EVAL_KEY)
@@ -369,11 +369,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.near_duplicates is not None:
         if not (summary["labelled"] and args.weights):
             raise ConversionError("--near-duplicates needs a converter output and --weights")
-        import fiftyone as fo
-
         from detection.leaks import find_split_leaks
 
-        leaks = find_split_leaks(fo.load_dataset(name), args.weights, args.near_duplicates)
+        dataset = review.load_fiftyone().load_dataset(name)
+        leaks = find_split_leaks(dataset, args.weights, args.near_duplicates)
         summary["views"] = [*summary.get("views", []), leaks["view"]]
         console.print(
             f"Near-duplicates across splits (cosine distance <= {leaks['threshold']}): "

@@ -34,9 +34,27 @@ REJECT, ACCEPT = "reject", "accept"
 REVIEW_CONF = 0.05  # stored predictions: low enough for recall, few enough for the App
 
 
-def _fo():
-    import fiftyone as fo
+def load_fiftyone():
+    """FiftyOne, with a database service of its own database folder.
 
+    FiftyOne attaches to any running database service of the user, whatever its folder:
+    it looks for ``--51-service db --multi`` among the processes. While another
+    project's App is open, a review would store its datasets and its annotators' tags in
+    that project's database, and find none of them next time in ours (probed: a process
+    with its own ``FIFTYONE_DATABASE_DIR`` listed another's datasets). The folder joins
+    the service's arguments between those two, so that neither this FiftyOne nor one
+    elsewhere attaches to a service of another folder; the service skips a flag it does
+    not know with its value (``fiftyone/service/main.py``). Call this before the first
+    database use (FiftyOne starts the service then, not on import).
+    """
+    import fiftyone as fo
+    from fiftyone.core.service import DatabaseService
+
+    def service_args(service: DatabaseService) -> list[str]:
+        folder = str(Path(fo.config.database_dir).resolve())
+        return ["--51-service", service.service_name, "--database-dir", folder, "--multi"]
+
+    DatabaseService._service_args = property(service_args)
     return fo
 
 
@@ -185,7 +203,7 @@ def write_dataset(
 ):
     """Creates (or replaces) the persistent FiftyOne dataset ``name``: one sample per
     image with its split as a tag, metadata, ``ground_truth`` and ``predictions``."""
-    fo = _fo()
+    fo = load_fiftyone()
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
     dataset = fo.Dataset(name, persistent=True)
@@ -241,7 +259,7 @@ def _open_database(name: str) -> tuple[bool, float]:
     9 s on this machine with bytecode). None of it needs the model, so it runs beside the
     predictions.
     """
-    return _fo().dataset_exists(name), time.perf_counter()
+    return load_fiftyone().dataset_exists(name), time.perf_counter()
 
 
 def evaluate(dataset, split: str = "val") -> dict:
@@ -365,7 +383,7 @@ FIELD_COLOURS = {"ground_truth": _hex(GT_COLOUR), "predictions": _hex(PRED_COLOU
 
 def set_colours(dataset) -> None:
     """Ground truth and predictions in two clearly different colours in the App."""
-    fo = _fo()
+    fo = load_fiftyone()
     fields = [
         {"path": path, "fieldColor": colour}
         for path, colour in FIELD_COLOURS.items()
@@ -448,7 +466,7 @@ def prepare(
     database = database or _in_background(_open_database, name)
     exists, database_ready = database.result()
     opened = time.perf_counter()
-    fo = _fo()
+    fo = load_fiftyone()
     reused = exists and not rebuild
     prediction_settings = {
         "weights": str(weights) if weights else None,
@@ -546,7 +564,7 @@ def launch(name: str, port: int = 5151, address: str = "127.0.0.1", view: str | 
     # started us with SIGINT ignored (background jobs).
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    fo = _fo()
+    fo = load_fiftyone()
     dataset = fo.load_dataset(name)
     shown = dataset.load_saved_view(view) if view else None
     session = fo.launch_app(dataset, view=shown, port=port, address=address, auto=False)
@@ -563,7 +581,7 @@ def launch(name: str, port: int = 5151, address: str = "127.0.0.1", view: str | 
 def export_corrected(name: str, out: Path, to: str = "voc") -> dict:
     """Ground truth minus ``reject``-tagged boxes plus ``accept``-tagged predictions,
     written through the converters' writers; returns (and writes) the change summary."""
-    fo = _fo()
+    fo = load_fiftyone()
     if not fo.dataset_exists(name):
         raise ConversionError(f"no review dataset named {name!r} (known: {fo.list_datasets()})")
     dataset = fo.load_dataset(name)

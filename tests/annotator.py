@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between labels")
     args = parser.parse_args()
 
-    import fiftyone as fo
+    from detection.review import load_fiftyone
 
-    dataset = fo.load_dataset(args.name)
+    dataset = load_fiftyone().load_dataset(args.name)
     rows = list(zip(*dataset.values(["id", f"{args.field}.detections.id"])))
     if args.samples != "all":
         rows = rows[0 if args.samples == "even" else 1 :: 2]

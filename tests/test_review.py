@@ -147,7 +147,8 @@ def test_the_app_opens_ready_to_work(reviewed: dict, fiftyone_env: dict):
     found = _python(
         """
         import json
-        import fiftyone as fo
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
         dataset = fo.load_dataset("review-test")
         scheme = dataset.app_config.color_scheme
         start = dataset.load_saved_view("start-here")
@@ -178,7 +179,8 @@ def test_tags_persist_and_export_box_by_box(
     tagged = _python(
         """
         import json
-        import fiftyone as fo
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
         dataset = fo.load_dataset("review-test")
         samples = [s for s in dataset.sort_by("filepath") if s.ground_truth.detections]
         first = samples[0]
@@ -198,7 +200,8 @@ def test_tags_persist_and_export_box_by_box(
     reopened = _python(
         f"""
         import json
-        import fiftyone as fo
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
         from detection.review import export_corrected
         from detection.review import prepare
         # A dataset stored before the NMS IoU was recorded was predicted at the default.
@@ -349,7 +352,8 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     summary = _python(
         f"""
         import json
-        import fiftyone as fo
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
         from fiftyone import ViewField as F
         from detection.review import prepare
         summary = prepare({str(folder)!r}, "today", {str(trained / "best.pt")!r}, conf=0.0005)
@@ -398,13 +402,63 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+HOLD_A_DATASET = """
+import sys
+from detection.review import load_fiftyone
+load_fiftyone().Dataset(sys.argv[1], persistent=True)
+print("ready", flush=True)
+sys.stdin.read()  # holds its database service until the test closes stdin
+"""
+LIST_DATASETS = """
+import json, sys
+if sys.argv[1] == "ours":
+    from detection.review import load_fiftyone
+    fo = load_fiftyone()
+else:  # FiftyOne as another project runs it
+    import detection.offline
+    import fiftyone as fo
+print(json.dumps(fo.list_datasets()))
+"""
+
+
+def test_a_review_keeps_to_its_own_database_folder(tmp_path: Path):
+    """FiftyOne alone attaches to any running database service of the user: a process
+    with its own folder listed another's datasets (and would have stored its own there)."""
+
+    def env(folder: str) -> dict:
+        return {
+            **os.environ,
+            "FIFTYONE_DATABASE_DIR": str(tmp_path / folder / "db"),
+            "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp_path / folder / "datasets"),
+        }
+
+    def listed(folder: str, how: str) -> list[str]:
+        argv = [sys.executable, "-c", LIST_DATASETS, how]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env(folder))
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    argv = [sys.executable, "-c", HOLD_A_DATASET, "held-in-a"]
+    holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env("a"))
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        assert listed("a", "ours") == ["held-in-a"]  # one folder, one database
+        assert listed("b", "ours") == []
+        assert (tmp_path / "b" / "db").is_dir()
+        assert "held-in-a" not in listed("c", "plain")  # nor does FiftyOne elsewhere
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=120)
+
+
 def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_env: dict):
     # A train image copied into val under another name: the leak the check is for.
     found = _python(
         f"""
         import json, shutil
         from pathlib import Path
-        import fiftyone as fo
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
         from detection.leaks import find_split_leaks
         dataset = fo.load_dataset("review-test")
         original = dataset.match_tags("train").first()
@@ -436,7 +490,8 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
     found = _python(
         """
         import json
-        import fiftyone as fo
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
         import fiftyone.brain as fob
         dataset = fo.load_dataset("review-test")
         brains = dataset.clone("review-test-brain")
