@@ -189,6 +189,7 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
         raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
     else:
         truth = yolo_split_truth(data_yaml, split)
+        _require_boxes(truth.gt, f"{data_yaml} (split '{split}')")
     if not truth.gt["images"]:
         raise ConversionError(f"{truth.source or data_yaml}: split '{split}' has no images")
     return truth
@@ -450,7 +451,25 @@ def read_ground_truth(gt_path: Path) -> dict:
         raise ConversionError(
             f"{gt_path}: not COCO ground truth (needs 'images', 'annotations' and 'categories')"
         )
+    _require_boxes(gt, gt_path)
     return gt
+
+
+def _require_boxes(gt: dict, source: Path | str) -> None:
+    """Refuses ground truth without a box to score (crowd boxes are ignored): every AP
+    is undefined there, and pycocotools' -1 would read as a figure.
+
+    Raises:
+        ConversionError: Names ``source``, and how to count false alarms instead.
+    """
+    if gt["images"] and not any(
+        isinstance(a, dict) and not a.get("iscrowd", 0) for a in gt["annotations"]
+    ):
+        raise ConversionError(
+            f"{source}: no ground-truth box among its {len(gt['images'])} images, so mAP is "
+            "undefined (pycocotools gives -1); to count false alarms on defect-free images, "
+            "predict on them: defects predict IMAGES --weights WEIGHTS --conf best-f1"
+        )
 
 
 def _path_parts(file_name: str) -> tuple[str, ...]:

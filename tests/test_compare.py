@@ -13,6 +13,7 @@ from detection.cli import main
 from detection.cocoeval import evaluate
 from detection.compare import compare
 from detection.evaluate import evaluate_files
+from tests.helpers import write_image
 
 DATA = Path(__file__).resolve().parent / "data"
 GT = DATA / "tide" / "neu_gt.json"
@@ -54,6 +55,36 @@ def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path):
     assert difference["mAP50_ci"] == [0, 0] and difference["p_value"] == 1
     for entry in difference["per_class"].values():
         assert entry["ap50_ci"] in ([0, 0], None)
+
+
+@pytest.mark.parametrize("boxes", ["none", "crowd only"])
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_ground_truth_without_a_box_is_refused(boxes: str, command: str, tmp_path, capsys):
+    """Defect-free images alone: every AP is undefined, and pycocotools' -1 was reported
+    as mAP50 -1.0000, with a TIDE table of nan."""
+    gt = json.loads(GT.read_text())
+    gt["annotations"] = [] if boxes == "none" else [{**a, "iscrowd": 1} for a in gt["annotations"]]
+    gt_path = tmp_path / "good_steel.json"
+    gt_path.write_text(json.dumps(gt))
+    runs = [str(RESULTS)] if command == "evaluate" else [str(RESULTS), str(RESULTS)]
+    argv = [command, "--gt", str(gt_path), "--predictions", *runs, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert f"{gt_path}: no ground-truth box among its {len(gt['images'])} images" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_yolo_split_without_a_box_is_refused(tmp_path: Path):
+    from converters.errors import ConversionError
+    from detection.evaluate import split_ground_truth
+
+    (tmp_path / "images").mkdir()
+    write_image(tmp_path / "images" / "good.jpg")
+    yaml = f"path: {tmp_path}\ntrain: images\nval: images\nnames: [scratch]\n"
+    (tmp_path / "data.yaml").write_text(yaml)
+    with pytest.raises(ConversionError, match=r"data.yaml \(split 'val'\): no ground-truth box"):
+        split_ground_truth(tmp_path, "val")
 
 
 def test_a_class_without_ground_truth_differs_by_n_a(tmp_path: Path):
