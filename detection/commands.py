@@ -434,6 +434,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConversionError(f"--names needs {count} different names, one per model")
     report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings)
     from detection.bootstrap import format_interval
+    from detection.compare import format_p_value
     from detection.report import results_cut_short
 
     print((args.out / "report.md").read_text())
@@ -446,7 +447,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         stderr_console().print(
             f"{difference['model']} - {difference['baseline']}: mAP50 "
             f"{difference['mAP50']:+.4f} {format_interval(difference['mAP50_ci'], signed=True)}, "
-            f"p = {difference['p_value']}"
+            f"p {format_p_value(difference['p_value'], report['bootstrap']['replicates'])}"
         )
     return 0
 

@@ -161,7 +161,7 @@ def plot_differences(differences: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _fmt_p(p: float | None, replicates: int) -> str:
+def format_p_value(p: float | None, replicates: int) -> str:
     """A p-value no finer than the replicates can tell."""
     if p is None:
         return "n/a"
@@ -200,7 +200,7 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             "",
             f"mAP50 {difference['mAP50']:+.4f} "
             f"{format_interval(difference['mAP50_ci'], signed=True)}, p: "
-            f"{_fmt_p(p, boot['replicates'])}; mAP50:95 {difference['mAP50-95']:+.4f} "
+            f"{format_p_value(p, boot['replicates'])}; mAP50:95 {difference['mAP50-95']:+.4f} "
             f"{format_interval(difference['mAP50-95_ci'], signed=True)}.",
             "",
             "| class | dAP50 | 95% interval | p | dAP50:95 | 95% interval |",
@@ -211,13 +211,18 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             lines.append(
                 f"| {name} | {_fmt_signed(entry['ap50'])} | "
                 f"{format_interval(entry['ap50_ci'], signed=True)} | "
-                f"{_fmt_p(p, boot['replicates'])} | {_fmt_signed(entry['ap50_95'])} | "
+                f"{format_p_value(p, boot['replicates'])} | {_fmt_signed(entry['ap50_95'])} | "
                 f"{format_interval(entry['ap50_95_ci'], signed=True)} |"
             )
+    undefined = []
+    if not boot["replicates"]:
+        undefined.append("no bootstrap replicates, so no interval or p")
+    if any(c["ap50"] is None for c in report["models"][0]["per_class"].values()):
+        undefined.append("a class without ground truth among these images has no AP to differ")
     lines += [
         "",
-        "Forest plot of the per-class differences: `differences.png`. n/a: the class has no "
-        "ground truth among these images, so it has no AP to differ.",
+        "Forest plot of the per-class differences: `differences.png`."
+        + (f" n/a: {'; '.join(undefined)}." if undefined else ""),
         "",
     ]
     return "\n".join(lines)

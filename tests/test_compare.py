@@ -119,6 +119,24 @@ def test_compare_from_results_files(tmp_path: Path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("bootstrap", "said", "footnote"),
+    [
+        ("100", "a: mAP50 +0.0000 [+0.0000, +0.0000], p 1.000", None),
+        ("0", "a: mAP50 +0.0000 n/a, p n/a", "no bootstrap replicates, so no interval or p"),
+    ],
+)
+def test_the_console_and_report_say_what_is_undefined(bootstrap, said, footnote, tmp_path, capsys):
+    argv = ["compare", "--gt", str(GT), "--predictions", str(RESULTS), str(RESULTS)]
+    argv += ["--names", "a,a-again", "--out", str(tmp_path / "out"), "--bootstrap", bootstrap]
+    assert main(argv) == 0
+    assert said in capsys.readouterr().err
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    # The slice has boxes of two of its six classes: the other four have no AP to differ.
+    assert "a class without ground truth among these images has no AP to differ" in markdown
+    assert (footnote in markdown) if footnote else ("bootstrap replicates, so" not in markdown)
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--predictions", str(RESULTS)], "at least two models"),
