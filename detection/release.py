@@ -61,6 +61,8 @@ _AS_SHIPPED = "ultralytics_as_shipped_batch32"
 CALIBRATION_IMAGES = 200  # the first train images in name order calibrate the int8 export
 INT8_TOLERANCE = 0.01  # mAP50 the int8 export may lose against fp32 and still ship
 TESTED_RELEASE = "neu-det"  # the release tests/test_release.py re-evaluates against its card
+# What a card says of a model whose every recorded history starts from a .yaml.
+FROM_SCRATCH = "trained from scratch (no pretrained weights of any kind)"
 # The NMS IoUs the operating points are chosen among, on train (plain predictions; with
 # TTA the points stay at NMS_IOU: four views at each IoU would quadruple the search).
 OPERATING_NMS_IOUS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
@@ -772,9 +774,6 @@ def _operating_point(point: dict) -> str:
         f"{point['confidence']:.2f} ({_figure(point['precision'], 2)} / "
         f"{_figure(point['recall'], 2)})"
     )
-
-
-FROM_SCRATCH = "trained from scratch (no pretrained weights of any kind)"
 
 
 def _origin(stages: list[dict]) -> str:
