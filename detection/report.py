@@ -537,20 +537,24 @@ def _explained_markdown(report: dict) -> list[str]:
         "| error | count | dAP50 overall | " + " | ".join(f"dAP50 {n}" for n in scored) + " |",
         "|---|---:|---:|" + "---:|" * len(scored),
     ]
-    for kind in (*ERROR_TYPES, "false_positives", "false_negatives"):
-        per_class = errors["per_class"][kind]
-        lines.append(
-            f"| {kind} | {errors['counts'].get(kind, '')} | {_fmt(errors['dAP'][kind], 2)} | "
-            + " | ".join(_fmt(per_class.get(n), 2) for n in scored)
-            + " |"
-        )
+    rows = [
+        f"| {kind} | {errors['counts'].get(kind, '')} | {_fmt(errors['dAP'][kind], 2)} | "
+        + " | ".join(_fmt(errors["per_class"][kind].get(n), 2) for n in scored)
+        + " |"
+        for kind in (*ERROR_TYPES, "false_positives", "false_negatives")
+    ]
     lines += [
+        *rows,
         "",
         "Classification: the box is right, the class is not; localisation: the class is "
         "right, IoU 0.1-0.5; both: neither; duplicate: a second detection of a found box; "
         "background: nothing there (IoU < 0.1); missed: a box no detection came near. "
-        "False positives / false negatives: perfect precision / perfect recall. "
-        "n/a: the fix leaves no ground truth to score (every box of the class missed).",
+        "False positives / false negatives: perfect precision / perfect recall."
+        + (
+            " n/a: the fix leaves no ground truth to score (every box of the class missed)."
+            if any("| n/a" in row for row in rows)
+            else ""
+        ),
         "",
         "## Breakdowns",
         "",

@@ -188,6 +188,8 @@ def test_the_evaluation_report_explains(tmp_path: Path):
     markdown = (tmp_path / "a" / "report.md").read_text()
     for section in ("## How sure", "## Why it falls short", "## Breakdowns"):
         assert section in markdown
+    # Every fix defined here: no n/a cell, so no note explaining one.
+    assert "n/a: the fix leaves" not in markdown
     assert (tmp_path / "a" / "errors.png").is_file()
 
 

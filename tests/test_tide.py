@@ -151,6 +151,7 @@ def test_the_report_shows_an_undefined_fix_as_na_in_aligned_columns(
         else "| missed | 1 | 50.00 | n/a | 0.00 |"
     )
     assert missed == expected
+    assert "n/a: the fix leaves no ground truth to score" in "\n".join(lines)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["errors"]["per_class"]["missed"]["crazing"] is None
     # Every box is COCO-large: pycocotools' -1 for the small and medium AP (no box to
