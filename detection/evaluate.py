@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,17 +441,73 @@ def read_json(path: Path, what: str):
         raise ConversionError(f"{path}: not valid JSON: {error}") from None
 
 
+# What pycocotools reads of each entry (a missing one is its KeyError mid-evaluation).
+_GROUND_TRUTH_KEYS = {
+    "images": ("id",),
+    "categories": ("id", "name"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "area", "iscrowd"),
+}
+
+
 def read_ground_truth(gt_path: Path) -> dict:
-    """A COCO ground-truth file, checked.
+    """A COCO ground-truth file, checked as :func:`read_results` checks results: what
+    pycocotools would fail on with a traceback, or score silently wrong (a repeated
+    annotation id keeps one box of the two), is refused.
 
     Raises:
-        ConversionError: Unreadable, not JSON or not COCO ground truth; names the file.
+        ConversionError: Unreadable, not JSON, not COCO ground truth, an entry lacking
+            what pycocotools reads, a malformed box, an id repeated or naming nothing,
+            or no box at all; names the file and the entry.
     """
     gt = read_json(gt_path, "COCO ground truth")
-    if not isinstance(gt, dict) or not {"images", "annotations", "categories"} <= gt.keys():
+    if not isinstance(gt, dict) or not _GROUND_TRUTH_KEYS.keys() <= gt.keys():
         raise ConversionError(
             f"{gt_path}: not COCO ground truth (needs 'images', 'annotations' and 'categories')"
         )
+    for key, needed in _GROUND_TRUTH_KEYS.items():
+        if not isinstance(gt[key], list):
+            raise ConversionError(f"{gt_path}: '{key}' is not a list")
+        for index, entry in enumerate(gt[key]):
+            if not isinstance(entry, dict):
+                raise ConversionError(f"{gt_path}: {key}[{index}] is not a JSON object")
+            missing = [name for name in needed if name not in entry]
+            if missing:
+                raise ConversionError(f"{gt_path}: {key}[{index}] lacks {missing}")
+            for name in (n for n in needed if n == "id" or n.endswith("_id")):
+                if not isinstance(entry[name], int | str) or isinstance(entry[name], bool):
+                    raise ConversionError(
+                        f"{gt_path}: {key}[{index}] has {name} {entry[name]!r}; expected a "
+                        "number or a string"
+                    )
+        ids = Counter(repr(entry["id"]) for entry in gt[key])
+        repeated = [i for i, n in ids.items() if n > 1]
+        if repeated:
+            raise ConversionError(
+                f"{gt_path}: {key} id {repeated[0]} is given {ids[repeated[0]]} times"
+            )
+    images = {entry["id"] for entry in gt["images"]}
+    categories = {entry["id"] for entry in gt["categories"]}
+    for index, annotation in enumerate(gt["annotations"]):
+        box = annotation["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
+            raise ConversionError(
+                f"{gt_path}: annotations[{index}] has bbox {box!r}; expected [x, y, width, "
+                "height], four finite numbers"
+            )
+        if box[2] < 0 or box[3] < 0:
+            raise ConversionError(
+                f"{gt_path}: annotations[{index}] has a negative width or height in bbox {box!r}"
+            )
+        if annotation["image_id"] not in images:
+            raise ConversionError(
+                f"{gt_path}: annotations[{index}] names image {annotation['image_id']!r}, "
+                "which 'images' lacks"
+            )
+        if annotation["category_id"] not in categories:
+            raise ConversionError(
+                f"{gt_path}: annotations[{index}] names category "
+                f"{annotation['category_id']!r}, which 'categories' lacks"
+            )
     _require_boxes(gt, gt_path)
     return gt
 

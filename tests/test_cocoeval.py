@@ -209,6 +209,70 @@ def test_results_file_checks(tmp_path: Path, results, message):
         assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
 
 
+_ANNOTATION = {
+    "id": 1,
+    "image_id": 1,
+    "category_id": 1,
+    "bbox": [1, 2, 3, 4],
+    "area": 12,
+    "iscrowd": 0,
+}
+
+
+def _gt(**changes) -> dict:
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 50, "height": 50}],
+        "annotations": [dict(_ANNOTATION)],
+        "categories": [{"id": 1, "name": "crazing"}],
+    }
+    return {**gt, **changes}
+
+
+@pytest.mark.parametrize(
+    ("gt", "message"),
+    [
+        ([], "not COCO ground truth"),
+        (_gt(annotations={"1": _ANNOTATION}), "'annotations' is not a list"),
+        (_gt(images=[[1]]), "images[0] is not a JSON object"),
+        (_gt(categories=[{"id": 1}]), "categories[0] lacks ['name']"),
+        # pycocotools' KeyError mid-evaluation (a hand-written file without areas).
+        (_gt(annotations=[{**_ANNOTATION, "area": 1}, {"id": 2}]), "annotations[1] lacks"),
+        (_gt(annotations=[{k: v for k, v in _ANNOTATION.items() if k != "area"}]), "['area']"),
+        (_gt(annotations=[{k: v for k, v in _ANNOTATION.items() if k != "iscrowd"}]), "iscrowd"),
+        (_gt(images=[{"id": [1]}]), "images[0] has id [1]; expected a number or a string"),
+        (_gt(annotations=[{**_ANNOTATION, "image_id": None}]), "has image_id None"),
+        # Two boxes of one id: pycocotools' index keeps one, and scores one box too few.
+        (_gt(annotations=[_ANNOTATION, {**_ANNOTATION, "bbox": [9, 9, 3, 4]}]), "id 1 is given 2"),
+        (_gt(images=[{"id": 1}, {"id": 1}]), "images id 1 is given 2 times"),
+        (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, 3]}]), "has bbox [1, 2, 3]; expected"),
+        (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, "3", 4]}]), "four finite numbers"),
+        (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, -3, 4]}]), "negative width or height"),
+        (_gt(annotations=[{**_ANNOTATION, "image_id": 7}]), "names image 7, which 'images'"),
+        (_gt(annotations=[{**_ANNOTATION, "category_id": 0}]), "names category 0, which"),
+        (_gt(annotations=[]), "no ground-truth box among its 1 images"),
+        (_gt(), None),
+        (
+            _gt(images=[{"id": "a"}], annotations=[{**_ANNOTATION, "id": "x", "image_id": "a"}]),
+            None,
+        ),
+    ],
+)
+def test_ground_truth_file_checks(tmp_path: Path, gt, message):
+    """Ground truth pycocotools would fail on with a traceback, or score silently wrong,
+    is refused naming the file and the entry; valid files pass unchanged."""
+    from converters.errors import ConversionError
+    from detection.evaluate import read_ground_truth
+
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    if message is None:
+        assert read_ground_truth(path) == gt
+    else:
+        with pytest.raises(ConversionError) as error:
+            read_ground_truth(path)
+        assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
 _FOLDERS_GT = {
     "images": [
         {"id": 10, "file_name": "a.jpg", "width": 50, "height": 50},
