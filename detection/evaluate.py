@@ -488,16 +488,7 @@ def read_ground_truth(gt_path: Path) -> dict:
     images = {entry["id"] for entry in gt["images"]}
     categories = {entry["id"] for entry in gt["categories"]}
     for index, annotation in enumerate(gt["annotations"]):
-        box = annotation["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
-            raise ConversionError(
-                f"{gt_path}: annotations[{index}] has bbox {box!r}; expected [x, y, width, "
-                "height], four finite numbers"
-            )
-        if box[2] < 0 or box[3] < 0:
-            raise ConversionError(
-                f"{gt_path}: annotations[{index}] has a negative width or height in bbox {box!r}"
-            )
+        _check_box(annotation["bbox"], f"{gt_path}: annotations[{index}]")
         if annotation["image_id"] not in images:
             raise ConversionError(
                 f"{gt_path}: annotations[{index}] names image {annotation['image_id']!r}, "
@@ -611,23 +602,26 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
                 f"absent from {gt_path} (its categories: {sorted(category_ids)})"
             )
         checked.append(det)
-        box, score = det["bbox"], det["score"]
+        score = det["score"]
         # pycocotools scores these without a word: a negative width gives a negative area
         # and a NaN score sorts anywhere, so the mAP would silently mean nothing.
-        if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
-            raise ConversionError(
-                f"{predictions}: result {index} has bbox {box!r}; expected [x, y, width, "
-                "height], four finite numbers"
-            )
-        if box[2] < 0 or box[3] < 0:
-            raise ConversionError(
-                f"{predictions}: result {index} has a negative width or height in bbox {box}"
-            )
+        _check_box(det["bbox"], f"{predictions}: result {index}")
         if not _finite(score):
             raise ConversionError(
                 f"{predictions}: result {index} has score {score!r}; expected a finite number"
             )
     return checked
+
+
+def _check_box(box, entry: str) -> None:
+    """Refuses a COCO box that is not ``[x, y, width, height]`` of four finite numbers,
+    or has a negative side; ``entry`` names the file and the entry."""
+    if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
+        raise ConversionError(
+            f"{entry} has bbox {box!r}; expected [x, y, width, height], four finite numbers"
+        )
+    if box[2] < 0 or box[3] < 0:
+        raise ConversionError(f"{entry} has a negative width or height in bbox {box!r}")
 
 
 def _finite(value) -> bool:
