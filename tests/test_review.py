@@ -7,6 +7,7 @@ closing and reopening the database is real, and the developer's database is unto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,14 +46,44 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# A client of a folder's database service, holding it until its stdin closes (argv: a
+# dataset to create first, if any).
+HOLD_THE_DATABASE = """
+import sys
+from detection.review import load_fiftyone
+fo = load_fiftyone()
+fo.Dataset(sys.argv[1], persistent=True) if sys.argv[1:] else fo.list_datasets()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def holding_the_database(env: dict, *dataset: str) -> Iterator[None]:
+    argv = [sys.executable, "-c", HOLD_THE_DATABASE, *dataset]
+    holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=120)
+
+
 @pytest.fixture(scope="module")
-def fiftyone_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def fiftyone_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The module's own FiftyOne folders, their database service held for the module.
+    Each test's process is a client of it: FiftyOne lets a process attach to a service
+    whose last client has just exited, and it then connects to a database already
+    shutting down (pymongo's "Got response id ... but expected ...", twice in CI runs)."""
     root = tmp_path_factory.mktemp("fiftyone")
-    return {
+    env = {
         **os.environ,
         "FIFTYONE_DATABASE_DIR": str(root / "db"),
         "FIFTYONE_DEFAULT_DATASET_DIR": str(root / "datasets"),
     }
+    with holding_the_database(env):
+        yield env
 
 
 def _python(code: str, env: dict, timeout: int = 600) -> dict:
@@ -402,13 +434,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-HOLD_A_DATASET = """
-import sys
-from detection.review import load_fiftyone
-load_fiftyone().Dataset(sys.argv[1], persistent=True)
-print("ready", flush=True)
-sys.stdin.read()  # holds its database service until the test closes stdin
-"""
 LIST_DATASETS = """
 import json, sys
 if sys.argv[1] == "ours":
@@ -438,17 +463,11 @@ def test_a_review_keeps_to_its_own_database_folder(tmp_path: Path):
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    argv = [sys.executable, "-c", HOLD_A_DATASET, "held-in-a"]
-    holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env("a"))
-    try:
-        assert holder.stdout.readline() == b"ready\n"
+    with holding_the_database(env("a"), "held-in-a"):
         assert listed("a", "ours") == ["held-in-a"]  # one folder, one database
         assert listed("b", "ours") == []
         assert (tmp_path / "b" / "db").is_dir()
         assert "held-in-a" not in listed("c", "plain")  # nor does FiftyOne elsewhere
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=120)
 
 
 def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_env: dict):
@@ -522,11 +541,16 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
     assert found["view"] == reviewed["mistakes"]["images"]
 
 
-# Last in this file: its session stops the shared database as it ends, and a test that
-# started right after it could race the database's restart.
 def test_app_in_headless_chromium(
-    reviewed: dict, tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
+    tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
 ):
+    # Its own database folder: the session must stop the database it started as it ends,
+    # and the module's is held open for the other tests.
+    fiftyone_env = {
+        **fiftyone_env,
+        "FIFTYONE_DATABASE_DIR": str(tmp_path / "db"),
+        "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp_path / "datasets"),
+    }
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.fail("Debian's chromium is needed for the browser test (`make test` installs it)")
