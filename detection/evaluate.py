@@ -510,9 +510,7 @@ def _require_boxes(gt: dict, source: Path | str) -> None:
     Raises:
         ConversionError: Names ``source``, and how to count false alarms instead.
     """
-    if gt["images"] and not any(
-        isinstance(a, dict) and not a.get("iscrowd", 0) for a in gt["annotations"]
-    ):
+    if gt["images"] and not any(not a.get("iscrowd", 0) for a in gt["annotations"]):
         raise ConversionError(
             f"{source}: no ground-truth box among its {len(gt['images'])} images, so mAP is "
             "undefined (pycocotools gives -1); to count false alarms on defect-free images, "
@@ -601,15 +599,15 @@ def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
                 f"{predictions}: result {index} names category {det['category_id']!r}, "
                 f"absent from {gt_path} (its categories: {sorted(category_ids)})"
             )
-        checked.append(det)
-        score = det["score"]
         # pycocotools scores these without a word: a negative width gives a negative area
         # and a NaN score sorts anywhere, so the mAP would silently mean nothing.
         _check_box(det["bbox"], f"{predictions}: result {index}")
-        if not _finite(score):
+        if not _finite(det["score"]):
             raise ConversionError(
-                f"{predictions}: result {index} has score {score!r}; expected a finite number"
+                f"{predictions}: result {index} has score {det['score']!r}; expected a "
+                "finite number"
             )
+        checked.append(det)
     return checked
 
 

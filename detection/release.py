@@ -18,7 +18,6 @@ import csv
 import datetime
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -38,7 +37,7 @@ from detection.evaluate import (
     predict_split,
     prediction_settings,
 )
-from detection.report import _clean, _xyxy
+from detection.report import _clean, _fmt, _xyxy
 from detection.train import (
     OWN_ARGUMENTS,
     STEEL_ARGUMENTS,
@@ -762,18 +761,10 @@ def _tta_lines(card: dict, evaluation: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _figure(value: float | None, digits: int = 3) -> str:
-    """A figure of the card; n/a where it is undefined (NaN in the run, null in JSON)."""
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
 def _operating_point(point: dict) -> str:
     """A class's confidence, then the precision / recall it gives on val (recall n/a
     for a class without val boxes)."""
-    return (
-        f"{point['confidence']:.2f} ({_figure(point['precision'], 2)} / "
-        f"{_figure(point['recall'], 2)})"
-    )
+    return f"{point['confidence']:.2f} ({_fmt(point['precision'], 2)} / {_fmt(point['recall'], 2)})"
 
 
 def _origin(stages: list[dict]) -> str:
@@ -842,8 +833,8 @@ def card_markdown(card: dict) -> str:
         theirs = ultra["per_class"].get(cls, {})
         point = points.get(cls, {})
         lines.append(
-            f"| {cls} | {_figure(figures['ap50'])} | {_figure(figures['ap50_95'])} | "
-            f"{_figure(theirs.get('ap50'))} | {_figure(theirs.get('ap50_95'))} "
+            f"| {cls} | {_fmt(figures['ap50'])} | {_fmt(figures['ap50_95'])} | "
+            f"{_fmt(theirs.get('ap50'))} | {_fmt(theirs.get('ap50_95'))} "
             + (
                 f"| {_operating_point(point)} |"
                 if point.get("confidence") is not None
@@ -923,8 +914,8 @@ def card_markdown(card: dict) -> str:
     for weak in card["weaknesses"]:
         lines.append(
             f"- **{weak['class']}**: AP50 {weak['ap50']:.3f}, AP50:95 {weak['ap50_95']:.3f}, "
-            f"recall {_figure(weak['recall_at_best_f1'])} at its best-F1 confidence "
-            f"{_figure(weak['best_f1_confidence'])}. Its most-missed val images "
+            f"recall {_fmt(weak['recall_at_best_f1'])} at its best-F1 confidence "
+            f"{_fmt(weak['best_f1_confidence'])}. Its most-missed val images "
             f"(boxes missed: {weak['missed_boxes_in_examples']}; ground truth green, "
             "predictions red):"
         )
