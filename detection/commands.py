@@ -108,12 +108,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cut = results_cut_short(report.get("lowest_score"))
     if cut:
         stderr_console().print(f"[yellow]Cut short: {cut}.[/]")
+    _warn_if_seen(report.get("seen_in_training"))
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
         f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}  "
         f"-> {args.out}/report.md"
     )
     return 0
+
+
+def _warn_if_seen(seen: dict | None, name: str = "") -> None:
+    """A console warning when a model was scored on images it was trained on."""
+    from detection.report import seen_sentence
+
+    if seen and seen.get("images"):
+        label, sentence = seen_sentence(seen)
+        stderr_console().print(f"[yellow]{name + ' ' if name else ''}{label}: {sentence}[/]")
 
 
 SETTINGS_NEED_WEIGHTS = (
@@ -409,6 +419,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     settings = None  # results files are scored as they are: their settings are unknown
+    seen = None  # nor which images their model was trained on
     if args.predictions:
         if not args.gt or args.weights or args.data:
             raise ConversionError("give --gt with --predictions (and no --weights or --data)")
@@ -419,7 +430,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sources = [str(path) for path in args.predictions]
         default_names = [path.stem for path in args.predictions]
     elif args.weights and args.data:
-        predictions, gt, sources = _predict_for_comparison(args)
+        predictions, gt, sources, seen = _predict_for_comparison(args)
         default_names = [_weights_name(w) for w in args.weights]
         settings = {"backend": args.backend, **prediction_settings(args.tta, args.iou)}
     else:
@@ -432,7 +443,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = args.names.split(",") if args.names else default_names
     if len(names) != count or len(set(names)) != count:
         raise ConversionError(f"--names needs {count} different names, one per model")
-    report = compare(gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings)
+    report = compare(
+        gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings, seen
+    )
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value
     from detection.report import results_cut_short
@@ -442,6 +455,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cut = results_cut_short(model.get("lowest_score"))
         if cut:
             stderr_console().print(f"[yellow]{model['name']} cut short: {cut}.[/]")
+        _warn_if_seen(model.get("seen_in_training"), model["name"])
     differences = report["difference"]
     for difference in differences if isinstance(differences, list) else [differences]:
         stderr_console().print(
@@ -460,14 +474,22 @@ def _weights_name(weights: Path) -> str:
     return weights.parent.name if weights.stem in ("best", "last", "model") else weights.stem
 
 
-def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[str]]:
+def _predict_for_comparison(
+    args: argparse.Namespace,
+) -> tuple[list, dict, list[str], list[dict]]:
+    """Each model's predictions on the split, its ground truth, the models' sources and
+    how many of the split's images each was trained on."""
     from detection.evaluate import predict_split, split_ground_truth
+    from detection.splits import seen_in_training
+    from detection.weights import resolve_weights
 
     truth = split_ground_truth(args.data, args.split)
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
-    predictions = []
+    images = [image_dir / image["file_name"] for image in gt["images"]]
+    predictions, seen = [], []
     for weights in args.weights:
+        seen.append(seen_in_training(resolve_weights(weights), images)[0])
         with progress_bar(f"Predicting ({weights})") as update:
             _, results = predict_split(
                 weights,
@@ -481,7 +503,7 @@ def _predict_for_comparison(args: argparse.Namespace) -> tuple[list, dict, list[
                 args.iou,
             )
             predictions.append(results)
-    return predictions, gt, [str(w) for w in args.weights]
+    return predictions, gt, [str(w) for w in args.weights], seen
 
 
 def cmd_release(args: argparse.Namespace) -> int:

@@ -15,7 +15,13 @@ import numpy as np
 
 from converters.folders import write_folder
 from detection.bootstrap import figures, format_interval, interval, match, p_value
-from detection.report import REPORT_MARKER, _clean, results_cut_short, settings_sentence
+from detection.report import (
+    REPORT_MARKER,
+    _clean,
+    results_cut_short,
+    seen_sentence,
+    settings_sentence,
+)
 
 
 def _difference(
@@ -67,6 +73,7 @@ def compare(
     seed: int = 0,
     sources: list[str] | None = None,
     settings: dict | None = None,
+    seen: list[dict] | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -81,6 +88,8 @@ def compare(
         sources: Where each model's predictions came from, for the report.
         settings: How the predictions were made, where they were made here from weights
             (:func:`detection.evaluate.prediction_settings`, with the backend).
+        seen: How many of the images each model was trained on, where they were made
+            here from weights (:func:`detection.splits.seen_in_training`).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
@@ -95,6 +104,7 @@ def compare(
             "name": name,
             **point,
             **({"predictions": sources[i]} if sources else {}),
+            **({"seen_in_training": seen[i]} if seen else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
         }
         for i, (name, (point, _)) in enumerate(zip(names, scored))
@@ -192,6 +202,8 @@ def _markdown(report: dict, differences: list[dict]) -> str:
     for model in report["models"]:
         cut = results_cut_short(model.get("lowest_score"))
         lines += ["", f"**{model['name']} cut short:** {cut}."] if cut else []
+        said = seen_sentence(model.get("seen_in_training"))
+        lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
     for difference in differences:
         p = difference["p_value"]
         lines += [

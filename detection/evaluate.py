@@ -18,7 +18,6 @@ from pathlib import Path
 
 from converters.coco import to_coco
 from converters.errors import AnnotationError, ConversionError
-from converters.layouts import IMAGE_SUFFIXES, images_in
 from converters.yolo import from_yolo
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
@@ -33,6 +32,7 @@ from detection.predict import (
     load_detector,
 )
 from detection.report import write_report
+from detection.splits import seen_in_training, split_images
 from detection.train import resolve_data
 from detection.weights import NMS_IOU, is_released, load_yolo, resolve_weights, sha256
 
@@ -206,24 +206,7 @@ def yolo_split_truth(data_yaml: Path, split: str) -> SplitTruth:
         ConversionError: A ``data.yaml`` ultralytics refuses, no such split, or a label
             or image that cannot be read; names the file.
     """
-    from ultralytics.data.utils import check_det_dataset
-
-    try:
-        data = check_det_dataset(str(data_yaml), autodownload=False, split=split)
-    except (FileNotFoundError, SyntaxError, TypeError, ValueError) as error:
-        message = str(error).replace("❌", "").strip()
-        raise ConversionError(f"{data_yaml}: {message}") from None
-    listed = data[split] if isinstance(data[split], list) else [data[split]]
-    images: list[Path] = []
-    for entry in map(Path, listed):
-        if entry.is_dir():
-            images += images_in(entry, recursive=True)
-        else:  # a list of images; "./x.jpg" is beside the list (as ultralytics reads it)
-            lines = entry.read_text(errors="replace").splitlines()
-            named = [
-                entry.parent / line[2:] if line.startswith("./") else Path(line) for line in lines
-            ]
-            images += [p for p in named if p.suffix.lower() in IMAGE_SUFFIXES]
+    images, data = split_images(data_yaml, split)
     classes = [data["names"][i] for i in sorted(data["names"])]
     root = Path(data["path"])
     try:
@@ -314,6 +297,7 @@ def evaluate_model(
         "imgsz": imgsz,
         "images": len(gt["images"]),
         "prediction_settings": prediction_settings(tta, nms_iou),
+        "seen_in_training": _seen_and_unseen(weights, truth, results),
     }
     with_ultralytics = with_ultralytics and backend == "torch" and not tta
     ultra = (
@@ -324,6 +308,30 @@ def evaluate_model(
     return write_report(
         Path(out), scored, gt, results, meta, ultra, truth.image_dir, replicates, seed
     )
+
+
+def _seen_and_unseen(weights: Path, truth: SplitTruth, results: list[dict]) -> dict:
+    """:func:`detection.splits.seen_in_training` for the split, with the figures on the
+    images the model was not trained on (``unseen``) where it was trained on some."""
+    images = truth.gt["images"]
+    seen, indices = seen_in_training(
+        weights, [truth.image_dir / image["file_name"] for image in images]
+    )
+    trained_on = {images[i]["id"] for i in indices}
+    unseen = [image for image in images if image["id"] not in trained_on]
+    unseen_gt = {
+        **truth.gt,
+        "images": unseen,
+        "annotations": [a for a in truth.gt["annotations"] if a["image_id"] not in trained_on],
+    }
+    if trained_on and any(not a.get("iscrowd") for a in unseen_gt["annotations"]):
+        stats = evaluate(unseen_gt, [r for r in results if r["image_id"] not in trained_on]).stats
+        seen["unseen"] = {
+            "images": len(unseen),
+            "mAP50": stats["AP50"],
+            "mAP50-95": stats["AP50:95"],
+        }
+    return seen
 
 
 def best_f1_confidences(

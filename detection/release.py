@@ -38,6 +38,7 @@ from detection.evaluate import (
     prediction_settings,
 )
 from detection.report import _clean, _fmt, _xyxy
+from detection.splits import image_digest, split_images, training_record
 from detection.train import (
     OWN_ARGUMENTS,
     STEEL_ARGUMENTS,
@@ -610,6 +611,7 @@ def release(
                 "manifest_sha256": sha256(root / "manifest.json"),
                 "split_sha256": split_fingerprint(manifest),
                 "val_ground_truth_sha256": sha256(root / "annotations" / "instances_val.json"),
+                "trained_on": trained_on(runs, data_yaml, released_before),
                 "convert": f"defects convert {_relative(Path(manifest['source']))} --out "
                 f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
                 f"--seed {manifest['seed']}",
@@ -672,6 +674,41 @@ def release(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return card
+
+
+def trained_on(runs: list[Path], data_yaml: Path, released_before: dict | None) -> dict:
+    """The card's record of the images the model was trained on (:mod:`detection.splits`):
+    the train split of the data it is released with and every run's own record, or what
+    the card of a model released again records.
+
+    ``complete`` is False where a run has no record of its own (a run trained before
+    runs kept one), or one that started from weights whose training is not known.
+    """
+    if released_before and released_before["data"].get("trained_on"):
+        return released_before["data"]["trained_on"]
+    images, _ = split_images(data_yaml, "train")
+    digests = {image_digest(p) for p in images}
+    complete = released_before is None
+    for run in [] if released_before else runs:
+        record = training_record(run / "best.pt")
+        complete = complete and record is not None and record.complete
+        digests |= record.digests if record else set()
+    return {"images": len(digests), "complete": complete, "images_sha256": sorted(digests)}
+
+
+def _trained_on_note(trained_on: dict | None) -> str:
+    if not trained_on:
+        return ""
+    recorded = (
+        f"Its {trained_on['images']} distinct training images are"
+        if trained_on["complete"]
+        else f"{trained_on['images']} of its training images (not those of weights it "
+        "started from) are"
+    )
+    return (
+        f" {recorded} recorded by digest in card.json (`trained_on`): `defects evaluate` "
+        "and `compare` say how many of the images they score it on are among them."
+    )
 
 
 def _timed_note(card: dict) -> str:
@@ -864,7 +901,8 @@ def card_markdown(card: dict) -> str:
         f" with seed {data['seed']}: {data['counts']} images. `{data['convert']}`.",
         f"Split fingerprint (classes, seed, every image's split; the same wherever the data "
         f"lies): `{data['split_sha256']}`. Manifest as converted for this release: "
-        f"`{data['manifest_sha256']}`. Val ground truth: `{data['val_ground_truth_sha256']}`.",
+        f"`{data['manifest_sha256']}`. Val ground truth: `{data['val_ground_truth_sha256']}`."
+        + _trained_on_note(data.get("trained_on")),
         "",
         "## Training stages",
         "",

@@ -426,6 +426,47 @@ def results_cut_short(lowest_score: float | None) -> str | None:
     )
 
 
+def seen_sentence(seen: dict | None) -> tuple[str, str] | None:
+    """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
+    label and its sentence; None for results scored without their weights."""
+    if not seen:
+        return None
+    if seen.get("record") is None:
+        return (
+            "Seen in training",
+            "not known: the model has no record of its training images (a released "
+            "model's card, a run's trained_on.json, or a data.yaml its checkpoint names "
+            "that is still there).",
+        )
+    if seen["images"] == 0:
+        unknown = "" if seen["complete"] else ", though it may have started from weights that were"
+        return (
+            "Not seen in training",
+            f"none of these {seen['of']} images is among the model's training images "
+            f"({seen['record']}){unknown}.",
+        )
+    least = "" if seen["complete"] else "at least "
+    unseen = seen.get("unseen")
+    return (
+        "Seen in training",
+        f"the model was trained on {least}{seen['images']} of these {seen['of']} images "
+        f"({seen['record']}; e.g. {', '.join(seen['examples'])}), so its figures here "
+        "overstate how it does on images it has not seen"
+        + (
+            f" (on the other {unseen['images']} alone: mAP50 {_fmt(unseen['mAP50'])}, "
+            f"mAP50:95 {_fmt(unseen['mAP50-95'])})"
+            if unseen
+            else ""
+        )
+        + ": score it on a split it was not trained on.",
+    )
+
+
+def _seen_lines(seen: dict | None) -> list[str]:
+    said = seen_sentence(seen)
+    return ["", f"**{said[0]}:** {said[1]}"] if said else []
+
+
 def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     s = result.stats
     lines = [
@@ -434,6 +475,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         f"Split `{report.get('split', '?')}`, {report.get('images', '?')} images, "
         f"image size {report.get('imgsz', '?')}. Scored with pycocotools COCOeval (bbox), "
         "100 detections per image." + settings_sentence(report),
+        *_seen_lines(report.get("seen_in_training")),
         "",
         f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "
         f"| AP small/medium/large {_stat(s['AP_small'])}/{_stat(s['AP_medium'])}/"

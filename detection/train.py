@@ -5,8 +5,9 @@ defaults (model, image size, epochs, batch, extra ultralytics arguments) come fr
 dataset definition in ``datasets/`` that the converter recorded in ``manifest.json``.
 
 Output: ``weights/NAME/best.pt``, ``last.pt``, ``args.yaml`` (every training argument),
-``results.csv`` (the per-epoch metrics) and ``train.log`` (ultralytics' log, the device
-it trained on first), all in one folder.
+``results.csv`` (the per-epoch metrics), ``train.log`` (ultralytics' log, the device
+it trained on first) and ``trained_on.json`` (its training images, by digest:
+:mod:`detection.splits`), all in one folder.
 
 Several GPUs: ``--device 0,1,2,3`` makes ultralytics launch its own DDP workers through
 ``torch.distributed``; this module's trainer class is importable, which is all it needs.
@@ -29,6 +30,7 @@ from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
 from detection import offline  # noqa: F401  (before ultralytics)
+from detection.splits import record_training_images
 from detection.threads import use_cpu_threads
 from detection.weights import (
     WeightsError,
@@ -582,6 +584,8 @@ def train(
     for event, function in (callbacks or {}).items():
         yolo.add_callback(event, function)
     keep_earlier_run(run_dir, [settings["model"], arguments.get("distill_model"), backbone])
+    # Before the first epoch: a run stopped at any point has seen these images.
+    record_training_images(run_dir, data_yaml, settings["model"])
     with _logged_to(run_dir / "train.log"):
         yolo.train(**arguments)
     return run_dir

@@ -30,6 +30,7 @@ from detection.release import (
     weakest_examples,
 )
 from detection.report import _clean
+from detection.splits import image_digest, training_record
 from detection.threads import cpu_threads
 from detection.train import parse_overrides
 from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256
@@ -60,6 +61,14 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert speed["threads"] == {"every_path": cpu_threads(), "ultralytics_as_shipped": theirs}
     assert speed["images_per_second"]["ultralytics_as_shipped_batch32"] > 0
     assert f"as ultralytics ships, on its own {theirs})" in (released / "card.md").read_text()
+    # Its training images, from the run's record: the released model says so of a split.
+    train_images = {image_digest(p) for p in (tiny_data / "images" / "train").iterdir()}
+    assert card["data"]["trained_on"] == {
+        "images": len(train_images),
+        "complete": True,
+        "images_sha256": sorted(train_images),
+    }
+    assert training_record(released / "model.pt").digests == train_images
     # The int8 export ships only within the tolerance, with its own figures and speed.
     int8 = card["int8"]
     assert int8["mAP50_below_fp32"] == pytest.approx(
@@ -144,6 +153,13 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     figures = card["evaluation"]["pycocotools"]
     assert report["metrics"]["AP50"] == pytest.approx(figures["mAP50"], abs=1e-6)
     assert report["metrics"]["AP50:95"] == pytest.approx(figures["mAP50-95"], abs=1e-6)
+    # Trained on the seeded split's train images (NEU-DET holds one image twice:
+    # patches_101 and patches_105), and on none of val.
+    train_images = {image_digest(p) for p in (out / "images" / "train").iterdir()}
+    assert set(card["data"]["trained_on"]["images_sha256"]) == train_images
+    assert len(train_images) == card["data"]["counts"]["train"] - 1
+    assert card["data"]["trained_on"]["complete"]
+    assert report["seen_in_training"]["images"] == 0
     for cls in report["per_class"]:
         assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)
     # The operating points `predict --conf best-f1` applies: chosen on train, P/R on val.

@@ -1,0 +1,167 @@
+"""The images of a dataset's splits, and which of them a model was trained on.
+
+A model scored on images it was trained on looks better than it is, and nothing in the
+figures shows it: NEU-DET converted with another seed (or another ratio) puts most of the
+release's training images into the new val split, and the release then scores mAP50
+0.80 where its card says 0.75. So every model carries a record of its training images,
+and ``evaluate`` and ``compare`` say how many of the scored images are in it.
+
+An image is known by its bytes (the first 16 hex digits of their SHA-256), not its name:
+a converter links or copies its images unchanged, so the same image converted twice is
+the same file, while two datasets may each have an ``image_001.jpg``. Where it comes from:
+
+- a released model: its card (``data.trained_on``), written by ``defects release``;
+- a run of ``defects train``: its ``trained_on.json``, written when training begins, the
+  starting model's record merged in (a stage from ``neu-det`` has seen neu-det's images);
+- any other ``.pt`` (a plain ultralytics run): the train split of the ``data.yaml`` its
+  checkpoint names, as that file lists its images now, when it is still there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from converters.errors import ConversionError
+from converters.layouts import IMAGE_SUFFIXES, images_in
+from detection.weights import atomic_write_bytes, load_yolo
+
+TRAINED_ON = "trained_on.json"
+CARD = "card.json"
+_DIGITS = 16
+
+
+def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
+    """The images a ``data.yaml`` lists for ``split`` (folders, searched at any depth, or
+    ``.txt`` lists of images), found as ultralytics finds them (``path``, and its ``../``
+    quirk of Roboflow's exports, by ultralytics' own ``check_det_dataset``); with the
+    dataset as ``check_det_dataset`` read it.
+
+    Raises:
+        ConversionError: A ``data.yaml`` ultralytics refuses, or no such split; names the
+            file.
+    """
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        data = check_det_dataset(str(data_yaml), autodownload=False, split=split)
+    except (FileNotFoundError, SyntaxError, TypeError, ValueError) as error:
+        message = str(error).replace("❌", "").strip()
+        raise ConversionError(f"{data_yaml}: {message}") from None
+    if not data.get(split):
+        raise ConversionError(f"{data_yaml}: no split '{split}'")
+    listed = data[split] if isinstance(data[split], list) else [data[split]]
+    images: list[Path] = []
+    for entry in map(Path, listed):
+        if entry.is_dir():
+            images += images_in(entry, recursive=True)
+        else:  # a list of images; "./x.jpg" is beside the list (as ultralytics reads it)
+            lines = entry.read_text(errors="replace").splitlines()
+            named = [
+                entry.parent / line[2:] if line.startswith("./") else Path(line) for line in lines
+            ]
+            images += [p for p in named if p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, data
+
+
+def image_digest(path: Path) -> str:
+    """An image file's identity: the first 16 hex digits of its bytes' SHA-256."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:_DIGITS]
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """The images a model was trained on.
+
+    Attributes:
+        digests: Their :func:`image_digest`.
+        source: Where the record comes from, as a report names it.
+        complete: False when the model started from weights whose own training images
+            are not known: then it has seen at least these.
+    """
+
+    digests: frozenset[str]
+    source: str
+    complete: bool = True
+
+
+def record_training_images(run_dir: Path, data_yaml: Path, start: str | Path) -> dict:
+    """Writes ``run_dir/trained_on.json``: the digests of ``data_yaml``'s train split,
+    with those of the model training starts from (``start``: a ``.pt``, or a ``.yaml``
+    definition, which has seen nothing)."""
+    images, _ = split_images(data_yaml, "train")
+    digests = {image_digest(p) for p in images}
+    record = {"data": str(data_yaml), "images": len(digests), "start": str(start)}
+    complete = True
+    if Path(start).suffix == ".pt":
+        before = training_record(Path(start))
+        complete = before is not None and before.complete
+        digests |= before.digests if before else set()
+    record |= {"complete": complete, "images_sha256": sorted(digests)}
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(run_dir) / TRAINED_ON, (json.dumps(record, indent=1) + "\n").encode())
+    return record
+
+
+def training_record(weights: Path) -> TrainingRecord | None:
+    """The record of ``weights``' training images (this module's docstring says where it
+    comes from), or None when there is none."""
+    weights = Path(weights)
+    card = weights.parent / CARD
+    if card.is_file() and weights.name.startswith("model."):  # a released model
+        trained_on = json.loads(card.read_text()).get("data", {}).get("trained_on")
+        if not trained_on:
+            return None
+        return TrainingRecord(
+            frozenset(trained_on["images_sha256"]), f"its card, {card}", trained_on["complete"]
+        )
+    recorded = weights.parent / TRAINED_ON
+    if recorded.is_file():
+        record = json.loads(recorded.read_text())
+        return TrainingRecord(
+            frozenset(record["images_sha256"]), f"its run's {recorded}", record["complete"]
+        )
+    if weights.suffix != ".pt":
+        return None
+    return _from_checkpoint(weights)
+
+
+def _from_checkpoint(weights: Path) -> TrainingRecord | None:
+    data = ((load_yolo(weights, "detect").ckpt or {}).get("train_args") or {}).get("data")
+    if not data or not Path(data).is_file():
+        return None
+    try:
+        images, _ = split_images(Path(data), "train")
+    except (ConversionError, OSError):
+        return None
+    return TrainingRecord(
+        frozenset(image_digest(p) for p in images),
+        f"the train split of {data}, the data its checkpoint names, as listed there now",
+        # Where training started is not known from here.
+        complete=False,
+    )
+
+
+def seen_in_training(weights: Path, images: list[Path]) -> tuple[dict, list[int]]:
+    """How many of ``images`` ``weights`` was trained on, and which.
+
+    Returns:
+        ``{"images": n, "of": len(images), "record": where the record comes from,
+        "complete": bool, "examples": a few of them by name}`` (``{"record": None, "of":
+        len(images)}`` when the model has no record), and the indices of those images.
+    """
+    record = training_record(weights)
+    if record is None:
+        return {"record": None, "of": len(images)}, []
+    seen = [i for i, p in enumerate(images) if image_digest(p) in record.digests]
+    summary = {
+        "images": len(seen),
+        "of": len(images),
+        "record": record.source,
+        "complete": record.complete,
+        "examples": [Path(images[i]).name for i in seen[:5]],
+    }
+    return summary, seen

@@ -1,0 +1,165 @@
+"""Which images a model was trained on: recorded by ``train``, kept by ``release``, and
+said by ``evaluate`` and ``compare`` when they score a model on them (a split converted
+with another seed puts most of a model's training images into the new val split)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from converters.convert import convert
+from converters.definitions import load_definition
+from detection.cocoeval import evaluate
+from detection.evaluate import evaluate_model
+from detection.report import seen_sentence
+from detection.splits import (
+    TRAINED_ON,
+    image_digest,
+    record_training_images,
+    seen_in_training,
+    split_images,
+    training_record,
+)
+from tests.conftest import DEFECTS
+
+pytestmark = pytest.mark.slow
+
+
+def _digests(folder: Path) -> set[str]:
+    return {image_digest(p) for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def reshuffled(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dataset's source converted again with another seed: its val split holds
+    images the tiny run trained on, and others."""
+    out = tmp_path_factory.mktemp("reshuffled") / "data"
+    definition = load_definition("synthetic")
+    return convert(tiny_data.parent / "src", out, definition=definition, seed=7).out
+
+
+def test_a_run_records_the_images_it_trained_on(trained: Path, tiny_data: Path):
+    record = json.loads((trained / TRAINED_ON).read_text())
+    assert set(record["images_sha256"]) == _digests(tiny_data / "images" / "train")
+    assert record["images"] == len(list((tiny_data / "images" / "train").iterdir()))
+    assert record["complete"] and record["start"] == "yolo11n.yaml"
+    found = training_record(trained / "best.pt")
+    assert found.complete and found.digests == set(record["images_sha256"])
+    assert TRAINED_ON in found.source
+
+
+def test_a_stage_from_weights_inherits_what_they_were_trained_on(
+    trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
+):
+    record = record_training_images(
+        tmp_path / "stage2", reshuffled / "data.yaml", trained / "best.pt"
+    )
+    both = _digests(tiny_data / "images" / "train") | _digests(reshuffled / "images" / "train")
+    assert set(record["images_sha256"]) == both and record["complete"]
+    # From a definition: only its own data.
+    record = record_training_images(tmp_path / "fresh", reshuffled / "data.yaml", "yolo11n.yaml")
+    assert set(record["images_sha256"]) == _digests(reshuffled / "images" / "train")
+
+
+def test_weights_without_a_record_fall_back_to_the_data_their_checkpoint_names(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    alone = tmp_path / "copied" / "best.pt"
+    alone.parent.mkdir()
+    shutil.copyfile(trained / "best.pt", alone)  # without its run's trained_on.json
+    found = training_record(alone)
+    assert found.digests == _digests(tiny_data / "images" / "train")
+    assert not found.complete  # where that training started is not known
+    assert str(tiny_data / "data.yaml") in found.source
+    # The data it names gone: no record, and the report says it is not known.
+    checkpoint = torch.load(alone, map_location="cpu", weights_only=False)
+    checkpoint["train_args"]["data"] = str(tmp_path / "gone" / "data.yaml")
+    torch.save(checkpoint, alone)
+    assert training_record(alone) is None
+    summary, seen = seen_in_training(alone, [tiny_data / "images" / "val" / "x.jpg"])
+    assert summary == {"record": None, "of": 1} and seen == []
+    assert "not known" in seen_sentence(summary)[1]
+    # And an export beside no record has none either.
+    assert training_record(alone.with_suffix(".onnx")) is None
+
+
+def test_evaluate_says_how_many_images_the_model_was_trained_on(
+    trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
+):
+    trained_on = _digests(tiny_data / "images" / "train")
+    val = sorted((reshuffled / "images" / "val").iterdir())
+    expected = [p.name for p in val if image_digest(p) in trained_on]
+    assert 0 < len(expected) < len(val)  # the test needs both kinds
+    report = evaluate_model(
+        trained / "best.pt", reshuffled, tmp_path / "r", with_ultralytics=False, replicates=0
+    )
+    seen = report["seen_in_training"]
+    assert (seen["images"], seen["of"], seen["complete"]) == (len(expected), len(val), True)
+    assert seen["examples"] == expected[:5]
+    # The figures on the images it has not seen: pycocotools on those alone.
+    gt = json.loads((reshuffled / "annotations" / "instances_val.json").read_text())
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    kept = {i["id"] for i in gt["images"] if i["file_name"] not in expected}
+    unseen_gt = {
+        **gt,
+        "images": [i for i in gt["images"] if i["id"] in kept],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in kept],
+    }
+    stats = evaluate(unseen_gt, [r for r in results if r["image_id"] in kept]).stats
+    assert seen["unseen"] == {
+        "images": len(kept),
+        "mAP50": pytest.approx(stats["AP50"], abs=1e-12),
+        "mAP50-95": pytest.approx(stats["AP50:95"], abs=1e-12),
+    }
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert f"**Seen in training:** the model was trained on {len(expected)} of these" in markdown
+    assert f"on the other {len(kept)} alone" in markdown
+    # Its own val split: none of it.
+    report = evaluate_model(
+        trained / "best.pt", tiny_data, tmp_path / "own", with_ultralytics=False, replicates=0
+    )
+    assert report["seen_in_training"]["images"] == 0
+    assert "unseen" not in report["seen_in_training"]
+    assert "**Not seen in training:** none of these" in (tmp_path / "own" / "report.md").read_text()
+
+
+def test_compare_says_it_of_each_model_and_warns(
+    trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
+):
+    val = (reshuffled / "images" / "val").iterdir()
+    expected = sum(image_digest(p) in _digests(tiny_data / "images" / "train") for p in val)
+    weights = str(trained / "best.pt")
+    result = subprocess.run(
+        [
+            *DEFECTS,
+            "compare",
+            *["--data", str(reshuffled), "--weights", weights, weights, "--names", "a,b"],
+            *["--out", str(tmp_path / "cmp"), "--bootstrap", "10", "--device", "cpu"],
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert [m["seen_in_training"]["images"] for m in report["models"]] == [expected] * 2
+    assert "**a, seen in training:** the model was trained on" in result.stdout
+    assert f"b Seen in training: the model was trained on {expected} of" in result.stderr
+
+
+def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path):
+    images, _ = split_images(tiny_data / "data.yaml", "train")
+    assert sorted(images) == sorted((tiny_data / "images" / "train").iterdir())
+    # A .txt list of images, "./" beside it, as ultralytics reads one.
+    listed = tmp_path / "train.txt"
+    listed.write_text("\n".join(f"./{p.name}" for p in images[:3]) + "\n")
+    for p in images[:3]:
+        shutil.copyfile(p, tmp_path / p.name)
+    yaml_text = (tiny_data / "data.yaml").read_text().replace("images/train", str(listed))
+    (tmp_path / "data.yaml").write_text(yaml_text)
+    found, _ = split_images(tmp_path / "data.yaml", "train")
+    assert found == [tmp_path / p.name for p in images[:3]]
