@@ -489,7 +489,6 @@ def _predict_for_comparison(
     images = [image_dir / image["file_name"] for image in gt["images"]]
     predictions, seen = [], []
     for weights in args.weights:
-        seen.append(seen_in_training(resolve_weights(weights), images)[0])
         with progress_bar(f"Predicting ({weights})") as update:
             _, results = predict_split(
                 weights,
@@ -503,6 +502,7 @@ def _predict_for_comparison(
                 args.iou,
             )
             predictions.append(results)
+        seen.append(seen_in_training(resolve_weights(weights), images)[0])
     return predictions, gt, [str(w) for w in args.weights], seen
 
 

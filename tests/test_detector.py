@@ -135,7 +135,8 @@ only_strip = bool(os.environ.get("KILL_STRIP"))
 real_fsync, seen = os.fsync, [0]
 def fsync(fd):
     path = os.readlink(f"/proc/self/fd/{fd}")
-    if path.endswith(".partial") and (".strip." in path or not only_strip):
+    # Checkpoints only (".last.pt.PID.partial"): a run writes other files atomically too.
+    if path.endswith(".partial") and ".pt." in path and (".strip." in path or not only_strip):
         seen[0] += 1
         if seen[0] == target:
             if mode == "mid-write":
