@@ -117,13 +117,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_if_seen(seen: dict | None, name: str = "") -> None:
-    """A console warning when a model was scored on images it was trained on."""
+def _warn_if_seen(seen: dict | None, name: str = "", after: str = "") -> None:
+    """A console warning when a model was scored on images it was trained on (``name``:
+    which model; ``after``: a sentence more)."""
     from detection.report import seen_sentence
 
     if seen and seen.get("images"):
         label, sentence = seen_sentence(seen)
-        stderr_console().print(f"[yellow]{name + ' ' if name else ''}{label}: {sentence}[/]")
+        prefix = f"{name} " if name else ""
+        stderr_console().print(f"[yellow]{prefix}{label}: {sentence}{after}[/]")
 
 
 SETTINGS_NEED_WEIGHTS = (
@@ -361,6 +363,10 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "
             + ", ".join(f"{kind} {_fmt(delta, 2)}" for kind, delta in errors["dAP"].items())
         )
+    _warn_if_seen(
+        summary.get("seen_in_training"),
+        after=" In the App, the field seen_in_training filters them.",
+    )
     mistakes = summary.get("mistakes")
     if mistakes:
         console.print(

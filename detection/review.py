@@ -236,6 +236,23 @@ def write_dataset(
     return dataset
 
 
+def _mark_seen_in_training(
+    dataset, weights: Path, images: list[ImageAnnotation], split: str
+) -> dict:
+    """Sets each sample's ``seen_in_training`` (whether the model was trained on it: a
+    filter in the App's sidebar) and returns what
+    :func:`detection.splits.seen_in_training` says of the ``split`` reviewed (an
+    unlabelled folder: of every image)."""
+    from detection.splits import seen_in_training
+
+    scored = [i for i, image in enumerate(images) if image.split in (split, None)]
+    summary, indices = seen_in_training(weights, [image.path for image in images], scored)
+    seen = set(indices)
+    dataset.add_sample_field("seen_in_training", load_fiftyone().BooleanField)
+    dataset.set_values("seen_in_training", [i in seen for i in range(len(images))])
+    return summary
+
+
 def _in_background(function, *args) -> Future:
     """Runs ``function(*args)`` in a daemon thread (Ctrl-C does not wait for it)."""
     future: Future = Future()
@@ -509,6 +526,11 @@ def prepare(
             {"source": str(data), "classes": classes, **prediction_settings},
         )
         has_predictions = predictions is not None
+        if weights is not None:
+            dataset.info["seen_in_training"] = _mark_seen_in_training(
+                dataset, resolve_weights(weights), images, split
+            )
+            dataset.save()
     loaded = time.perf_counter()
     summary = {
         "name": name,
@@ -517,6 +539,8 @@ def prepare(
         "reused": reused,
         "skipped": source.skipped,
     }
+    if "seen_in_training" in dataset.info:
+        summary["seen_in_training"] = dataset.info["seen_in_training"]
     if not_applied:
         summary["not_applied"] = not_applied
         summary["stored_predictions"] = {

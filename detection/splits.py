@@ -145,23 +145,30 @@ def _from_checkpoint(weights: Path) -> TrainingRecord | None:
     )
 
 
-def seen_in_training(weights: Path, images: list[Path]) -> tuple[dict, list[int]]:
-    """How many of ``images`` ``weights`` was trained on, and which.
+def seen_in_training(
+    weights: Path, images: list[Path], counted: list[int] | None = None
+) -> tuple[dict, list[int]]:
+    """Which of ``images`` ``weights`` was trained on, and how many of those ``counted``
+    (indices into ``images``; all of them by default).
 
     Returns:
-        ``{"images": n, "of": len(images), "record": where the record comes from,
+        ``{"images": n, "of": len(counted), "record": where the record comes from,
         "complete": bool, "examples": a few of them by name}`` (``{"record": None, "of":
-        len(images)}`` when the model has no record), and the indices of those images.
+        len(counted)}`` when the model has no record), and the indices of the images it
+        was trained on.
     """
+    counted = list(range(len(images))) if counted is None else counted
     record = training_record(weights)
     if record is None:
-        return {"record": None, "of": len(images)}, []
+        return {"record": None, "of": len(counted)}, []
     seen = [i for i, p in enumerate(images) if image_digest(p) in record.digests]
+    trained_on = set(seen)
+    seen_counted = [i for i in counted if i in trained_on]
     summary = {
-        "images": len(seen),
-        "of": len(images),
+        "images": len(seen_counted),
+        "of": len(counted),
         "record": record.source,
         "complete": record.complete,
-        "examples": [Path(images[i]).name for i in seen[:5]],
+        "examples": [Path(images[i]).name for i in seen_counted[:5]],
     }
     return summary, seen

@@ -167,6 +167,33 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
     }
 
 
+def test_each_sample_says_whether_the_model_was_trained_on_it(
+    reviewed: dict, tiny_data: Path, fiftyone_env: dict
+):
+    # The tiny run trained on the train split: those samples, and none of val (the
+    # split the review scores, so nothing to warn of).
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    assert reviewed["seen_in_training"]["images"] == 0
+    assert reviewed["seen_in_training"]["of"] == manifest["counts"]["val"]["images"]
+    assert reviewed["seen_in_training"]["complete"]
+    found = _python(
+        """
+        import json
+        from pathlib import Path
+        from detection.review import load_fiftyone
+        fo = load_fiftyone()
+        dataset = fo.load_dataset("review-test")
+        marked = dataset.values("seen_in_training")
+        print(json.dumps(sorted(
+            (Path(f).name, t) for f, t in zip(dataset.values("filepath"), marked) if t is not None
+        )))
+    """,
+        fiftyone_env,
+    )
+    expected = {name: split == "train" for name, split in manifest["split_of_image"].items()}
+    assert dict(found) == expected
+
+
 def test_the_app_opens_ready_to_work(reviewed: dict, fiftyone_env: dict):
     # Ground truth green and predictions red, as in the report's examples/; the first
     # screen is the most-errors-first order with each class's predictions from its
