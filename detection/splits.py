@@ -93,14 +93,19 @@ def record_training_images(run_dir: Path, data_yaml: Path, start: str | Path) ->
     with those of the model training starts from (``start``: a ``.pt``, or a ``.yaml``
     definition, which has seen nothing)."""
     images, _ = split_images(data_yaml, "train")
-    digests = {image_digest(p) for p in images}
-    record = {"data": str(data_yaml), "images": len(digests), "start": str(start)}
+    digests = {image_digest(p) for p in images if p.is_file()}
     complete = True
     if Path(start).suffix == ".pt":
         before = training_record(Path(start))
         complete = before is not None and before.complete
         digests |= before.digests if before else set()
-    record |= {"complete": complete, "images_sha256": sorted(digests)}
+    record = {
+        "data": str(data_yaml),
+        "start": str(start),
+        "images": len(digests),
+        "complete": complete,
+        "images_sha256": sorted(digests),
+    }
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(run_dir) / TRAINED_ON, (json.dumps(record, indent=1) + "\n").encode())
     return record
@@ -138,7 +143,7 @@ def _from_checkpoint(weights: Path) -> TrainingRecord | None:
     except (ConversionError, OSError):
         return None
     return TrainingRecord(
-        frozenset(image_digest(p) for p in images),
+        frozenset(image_digest(p) for p in images if p.is_file()),
         f"the train split of {data}, the data its checkpoint names, as listed there now",
         # Where training started is not known from here.
         complete=False,
@@ -161,7 +166,9 @@ def seen_in_training(
     record = training_record(weights)
     if record is None:
         return {"record": None, "of": len(counted)}, []
-    seen = [i for i, p in enumerate(images) if image_digest(p) in record.digests]
+    seen = [
+        i for i, p in enumerate(images) if Path(p).is_file() and image_digest(p) in record.digests
+    ]
     trained_on = set(seen)
     seen_counted = [i for i in counted if i in trained_on]
     summary = {

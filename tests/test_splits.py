@@ -61,6 +61,7 @@ def test_a_stage_from_weights_inherits_what_they_were_trained_on(
     )
     both = _digests(tiny_data / "images" / "train") | _digests(reshuffled / "images" / "train")
     assert set(record["images_sha256"]) == both and record["complete"]
+    assert record["images"] == len(both)
     # From a definition: only its own data.
     record = record_training_images(tmp_path / "fresh", reshuffled / "data.yaml", "yolo11n.yaml")
     assert set(record["images_sha256"]) == _digests(reshuffled / "images" / "train")
