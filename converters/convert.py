@@ -21,7 +21,7 @@ from converters.definitions import DatasetDefinition
 from converters.folders import check_output_folder, write_folder
 from converters.model import Dataset
 from converters.source import SourceDataset, read_dataset
-from converters.split import assign_splits
+from converters.split import assign_splits, keep_together
 from converters.yolo import to_yolo_lines
 
 FORMAT_VERSION = 1
@@ -180,6 +180,18 @@ def convert(
     if resplit:
         for image in source.dataset.images:
             image.split = None
+    given = {id(image) for image in source.dataset.images if image.split is not None}
     assign_splits(source.dataset.images, ratios, seed)
+    for group in keep_together(source.identical, given):
+        first, *copies = group
+        for copy in (c for c in copies if c.split != first.split):
+            source.report.add(
+                copy.source or copy.name,
+                "identical_images_across_splits",
+                f"the source's split puts its image in {copy.split} and the same bytes "
+                f"({first.name}) in {first.split}",
+                "kept as the source splits them: a model trained on one is scored on the "
+                "other as unseen (--resplit keeps them together)",
+            )
     manifest = write_output(source, out, ratios, seed, copy_images)
     return ConvertResult(Path(out).absolute(), manifest, source)

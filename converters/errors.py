@@ -51,6 +51,8 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "high_bit_depth": "info",
     "filename_mismatch": "info",
     "duplicate_image": "info",
+    "identical_images": "info",
+    "identical_images_across_splits": "warning",
     "unlabeled_as_background": "info",
     "not_dataset_file": "info",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.definitions import DatasetDefinition, load_definition
@@ -27,6 +27,7 @@ class SourceDataset:
     report: Report
     layout: SourceLayout
     definition: DatasetDefinition
+    identical: list[list[ImageAnnotation]] = field(default_factory=list)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -287,7 +288,35 @@ def read_dataset(
 
     _make_names_unique(images, base, report)
     images.sort(key=lambda image: image.name)
-    return SourceDataset(Dataset(list(definition.classes), images), report, layout, definition)
+    identical = identical_images(images)
+    for first, *copies in identical:
+        for copy in copies:
+            report.add(
+                copy.source or _relative(copy.path, base),
+                "identical_images",
+                f"its image holds the same bytes as {first.name} ({_relative(first.path, base)})",
+                "kept in one split with it where the split is made here (in two, a copy "
+                "of a training image would be scored as unseen)",
+            )
+    return SourceDataset(
+        Dataset(list(definition.classes), images), report, layout, definition, identical
+    )
+
+
+def identical_images(images: list[ImageAnnotation]) -> list[list[ImageAnnotation]]:
+    """The groups of images whose files hold the same bytes, each in the images' order
+    (only files of the same size are read)."""
+    by_size: dict[int, list[ImageAnnotation]] = defaultdict(list)
+    for image in images:
+        by_size[image.path.stat().st_size].append(image)
+    groups: dict[str, list[ImageAnnotation]] = defaultdict(list)
+    for same_size in by_size.values():
+        if len(same_size) > 1:
+            for image in same_size:
+                groups[_file_digest(image.path)].append(image)
+    order = {id(image): i for i, image in enumerate(images)}
+    found = [sorted(g, key=lambda im: order[id(im)]) for g in groups.values() if len(g) > 1]
+    return sorted(found, key=lambda g: order[id(g[0])])
 
 
 # OpenCV reads TIFF through libtiff's RGBA interface, which refuses them.

@@ -81,3 +81,26 @@ def assign_splits(images: list[ImageAnnotation], ratios: tuple[float, ...], seed
         image.split = best
         have_boxes[best].update(counts)
         have_images[best] += 1
+
+
+def keep_together(
+    groups: list[list[ImageAnnotation]], given: set[int]
+) -> list[list[ImageAnnotation]]:
+    """Moves each group of identical images (:func:`converters.source.identical_images`)
+    into one split, after :func:`assign_splits`: that of its first image whose split the
+    source gave (``given``: their ``id``), or else of its first image. A copy of a
+    training image in val would be scored as an image the model has not seen.
+
+    Returns:
+        The groups the source's own split puts into several splits (left as given).
+    """
+    across = []
+    for group in groups:
+        fixed = [image.split for image in group if id(image) in given]
+        target = fixed[0] if fixed else group[0].split
+        for image in group:
+            if id(image) not in given:
+                image.split = target
+        if len(set(fixed)) > 1:
+            across.append(group)
+    return across

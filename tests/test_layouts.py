@@ -11,7 +11,7 @@ from converters.convert import convert
 from converters.definitions import from_class_list
 from converters.errors import ConversionError
 from converters.layouts import class_folders, detect_layout, images_in
-from converters.split import parse_ratios
+from converters.split import assign_splits, parse_ratios
 from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
 
@@ -23,7 +23,9 @@ def _neu_kaggle(root: Path) -> None:
         for i in range(count):
             cls = CLASSES[i % 6]
             stem = f"{cls}_{part}_{i}"
-            write_image(root / part / "images" / cls / f"{stem}.jpg", 200, 200, seed=i)
+            # Distinct pixels per image: the same seed in both parts would make copies.
+            seed = i if part == "train" else 100 + i
+            write_image(root / part / "images" / cls / f"{stem}.jpg", 200, 200, seed=seed)
             # Kaggle's files drop the extension in <filename> like the original ones.
             write_xml(
                 root / part / "annotations" / f"{stem}.xml",
@@ -341,3 +343,68 @@ def test_class_folders_and_image_searches_leave_out_mac_metadata(tmp_path: Path)
     }
     everywhere = images_in(tmp_path / "cls", recursive=True)
     assert [p.name for p in everywhere] == ["defective_1.jpg", "good_1.jpg"]
+
+
+def _neu_with_copies(root: Path, copies: dict[str, str]) -> None:
+    """A NEU-DET tree of 24 images, where each image of ``copies`` holds the same bytes
+    as the image it names (as NEU-DET's patches_105.jpg holds patches_101.jpg's)."""
+    for i in range(24):
+        stem = f"{CLASSES[i % 6]}_{i}"
+        write_image(root / "IMAGES" / f"{stem}.jpg", 200, 200, seed=i)
+        write_xml(
+            root / "ANNOTATIONS" / f"{stem}.xml",
+            voc_xml(stem, [(CLASSES[i % 6], 10, 10, 60 + i, 60)], (200, 200)),
+        )
+    for copy, original in copies.items():
+        (root / "IMAGES" / f"{copy}.jpg").write_bytes(
+            (root / "IMAGES" / f"{original}.jpg").read_bytes()
+        )
+
+
+def test_identical_images_are_reported_and_split_together(tmp_path: Path):
+    _neu_with_copies(tmp_path / "n", {"crazing_6": "crazing_0", "crazing_12": "crazing_0"})
+    together = {"crazing_0.jpg", "crazing_6.jpg", "crazing_12.jpg"}
+    apart_without = 0
+    for seed in range(6):
+        out = tmp_path / f"out{seed}"
+        result = convert(tmp_path / "n", out, ratios=(0.5, 0.3, 0.2), seed=seed)
+        splits = {result.manifest["split_of_image"][name] for name in together}
+        assert len(splits) == 1, (seed, splits)
+        # The split the images would have had alone (the seeded assignment itself).
+        images = result.source.dataset.images
+        for image in images:
+            image.split = None
+        assign_splits(images, (0.5, 0.3, 0.2), seed)
+        apart_without += len({im.split for im in images if im.name in together}) > 1
+    assert apart_without  # some seed would have put a copy into another split
+    found = [p for p in result.source.report.problems if p.problem == "identical_images"]
+    assert [(p.file, p.severity) for p in found] == [
+        ("ANNOTATIONS/crazing_12.xml", "info"),
+        ("ANNOTATIONS/crazing_6.xml", "info"),
+    ]
+    assert "the same bytes as crazing_0.jpg (IMAGES/crazing_0.jpg)" in found[0].detail
+    report = json.loads((tmp_path / "out5" / "report.json").read_text())
+    assert sum(p["problem"] == "identical_images" for p in report["problems"]) == 2
+
+
+def test_a_given_split_that_holds_copies_apart_is_kept_and_warned(tmp_path: Path):
+    root = tmp_path / "voc"
+    _generic_voc(root, with_lists=True)
+    # 000007 (val) holds the same bytes as 000001 (train): the source's own leak.
+    (root / "JPEGImages" / "000007.jpg").write_bytes(
+        (root / "JPEGImages" / "000001.jpg").read_bytes()
+    )
+    classes = from_class_list(["washer", "nut", "bolt"])
+    result = convert(root, tmp_path / "out", definition=classes)
+    assert result.manifest["split_of_image"]["000007.jpg"] == "val"  # as given
+    (warned,) = [p for p in result.source.report.problems if p.severity == "warning"]
+    assert (warned.file, warned.problem) == (
+        "Annotations/000007.xml",
+        "identical_images_across_splits",
+    )
+    assert "puts its image in val and the same bytes (000001.jpg) in train" in warned.detail
+    # Split here: together, and nothing to warn of.
+    result = convert(root, tmp_path / "again", definition=classes, resplit=True)
+    split_of = result.manifest["split_of_image"]
+    assert split_of["000007.jpg"] == split_of["000001.jpg"]
+    assert not [p for p in result.source.report.problems if p.severity == "warning"]

@@ -53,6 +53,11 @@ def test_counts_and_accounting(neu_det: Path, neu_converted):
     assert per_class + dropped_per_class == README_COUNTS
     difficult = sum(box.difficult for image in written.images for box in image.boxes)
     assert difficult == 81
+    # One image twice under two names (docs/neu-det-findings.md): reported, one split.
+    (identical,) = [p for p in report.problems if p.problem == "identical_images"]
+    assert identical.file == "ANNOTATIONS/patches_105.xml" and "patches_101.jpg" in identical.detail
+    split_of = neu_converted.manifest["split_of_image"]
+    assert split_of["patches_101.jpg"] == split_of["patches_105.jpg"]
 
 
 def test_report_and_manifest_files(neu_converted):
