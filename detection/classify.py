@@ -234,7 +234,7 @@ def train_classifier(
         keep_earlier_run(run_dir, [backbone])
         YOLO(model).train(**arguments, trainer=trainer_class("classify"))
     weights = run_dir / "best.pt"
-    report = evaluate_classifier(weights, tree / "val", run_dir / "report", imgsz)
+    report = evaluate_classifier(weights, tree / "val", run_dir / "report", imgsz, backbone)
     summary = {
         "weights": str(weights),
         "source_kind": source.kind,
@@ -243,6 +243,7 @@ def train_classifier(
         "transfer": transfer,
         "top1": report["top1"],
         "top5": report["top5"],
+        "backbone_seen_in_training": report.get("backbone_seen_in_training"),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -254,9 +255,18 @@ def predict_probabilities(model, images: list, imgsz: int) -> np.ndarray:
     return np.stack([r.probs.data.cpu().numpy() for r in results])
 
 
-def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | None = None) -> dict:
-    """Top-1/top-5, per-class P/R/F1 and a confusion matrix on a ``val/<class>/`` tree."""
+def evaluate_classifier(
+    weights: Path,
+    val_dir: Path,
+    out: Path,
+    imgsz: int | None = None,
+    backbone: Path | None = None,
+) -> dict:
+    """Top-1/top-5, per-class P/R/F1 and a confusion matrix on a ``val/<class>/`` tree;
+    with the detector whose ``backbone`` started the classifier, how many of those images
+    it was trained on (:func:`detection.splits.seen_in_training`)."""
     from detection.report import plot_confusion_matrix
+    from detection.splits import seen_in_training
 
     model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
@@ -308,8 +318,10 @@ def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | No
             "matrix": matrix.tolist(),
         },
     }
+    if backbone is not None:
+        report["backbone_seen_in_training"] = seen_in_training(backbone, list(map(Path, paths)))[0]
     out.mkdir(parents=True, exist_ok=True)
-    from detection.report import _clean, _fmt
+    from detection.report import _clean, _fmt, seen_sentence
 
     (out / "report.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png", background=False)
@@ -318,6 +330,12 @@ def evaluate_classifier(weights: Path, val_dir: Path, out: Path, imgsz: int | No
         "",
         f"{len(paths)} held-out images, image size {imgsz}: **top-1 {report['top1']:.4f}**, "
         f"top-5 {report['top5']:.4f}.",
+    ]
+    said = seen_sentence(
+        report.get("backbone_seen_in_training"), "the detector whose backbone started it"
+    )
+    lines += ["", f"**{said[0]}:** {said[1]}"] if said else []
+    lines += [
         "",
         "| class | images | precision | recall | F1 |",
         "|---|---:|---:|---:|---:|",

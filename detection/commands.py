@@ -117,13 +117,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_if_seen(seen: dict | None, name: str = "", after: str = "") -> None:
+def _warn_if_seen(
+    seen: dict | None, name: str = "", after: str = "", model: str = "the model"
+) -> None:
     """A console warning when a model was scored on images it was trained on (``name``:
-    which model; ``after``: a sentence more)."""
+    which model; ``after``: a sentence more; ``model``: what the sentence calls it)."""
     from detection.report import seen_sentence
 
     if seen and seen.get("images"):
-        label, sentence = seen_sentence(seen)
+        label, sentence = seen_sentence(seen, model)
         prefix = f"{name} " if name else ""
         stderr_console().print(f"[yellow]{prefix}{label}: {sentence}{after}[/]")
 
@@ -276,6 +278,9 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
         console.print("Backbone: none (trained from scratch)")
     console.print(
         f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  -> {summary['weights']}"
+    )
+    _warn_if_seen(
+        summary["backbone_seen_in_training"], model="the detector whose backbone started it"
     )
     return 0
 

@@ -426,15 +426,15 @@ def results_cut_short(lowest_score: float | None) -> str | None:
     )
 
 
-def seen_sentence(seen: dict | None) -> tuple[str, str] | None:
+def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
-    label and its sentence; None for results scored without their weights."""
+    label and its sentence, of ``model``; None for results scored without their weights."""
     if not seen:
         return None
     if seen.get("record") is None:
         return (
             "Seen in training",
-            "not known: the model has no record of its training images (a released "
+            f"not known: {model} has no record of its training images (a released "
             "model's card, a run's trained_on.json, or a data.yaml its checkpoint names "
             "that is still there).",
         )
@@ -442,15 +442,15 @@ def seen_sentence(seen: dict | None) -> tuple[str, str] | None:
         unknown = "" if seen["complete"] else ", though it may have started from weights that were"
         return (
             "Not seen in training",
-            f"none of these {seen['of']} images is among the model's training images "
+            f"none of these {seen['of']} images is among the training images of {model} "
             f"({seen['record']}){unknown}.",
         )
     least = "" if seen["complete"] else "at least "
     unseen = seen.get("unseen")
     return (
         "Seen in training",
-        f"the model was trained on {least}{seen['images']} of these {seen['of']} images "
-        f"({seen['record']}; e.g. {', '.join(seen['examples'])}), so its figures here "
+        f"{model} was trained on {least}{seen['images']} of these {seen['of']} images "
+        f"({seen['record']}; e.g. {', '.join(seen['examples'])}), so the figures here "
         "overstate how it does on images it has not seen"
         + (
             f" (on the other {unseen['images']} alone: mAP50 {_fmt(unseen['mAP50'])}, "
@@ -458,7 +458,7 @@ def seen_sentence(seen: dict | None) -> tuple[str, str] | None:
             if unseen
             else ""
         )
-        + ": score it on a split it was not trained on.",
+        + ": score it on images it was not trained on.",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from detection.classify import (
     grad_cam,
     image_label_from_boxes,
 )
+from detection.splits import TRAINED_ON, image_digest
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
 pytestmark = pytest.mark.slow
@@ -150,7 +152,12 @@ def test_train_cls_end_to_end_with_backbone(
     assert report["images"] == 4 and 0 <= report["top1"] <= report["top5"] == 1.0
     assert [c["name"] for c in report["per_class"]] == ["defective", "good"]
     assert (tmp_path / "cls" / "report" / "confusion_matrix.png").is_file()
-    assert (tmp_path / "cls" / "report" / "report.md").is_file()
+    # An untrained checkpoint records no training images: said, not guessed.
+    assert summary["backbone_seen_in_training"] == {"record": None, "of": 4}
+    assert (
+        "**Seen in training:** not known: the detector whose backbone"
+        in (tmp_path / "cls" / "report" / "report.md").read_text()
+    )
 
     # classify: top-k ordered, probabilities summing to 1, heatmaps, a corrupt image skipped.
     images = tmp_path / "in"
@@ -222,6 +229,22 @@ def test_train_cls_end_to_end_with_backbone(
     assert "| good | 0 | 0.000 | n/a | n/a |" in rows and "nan" not in "\n".join(rows)
     assert (
         json.loads((tmp_path / "pr" / "report.json").read_text())["per_class"][1]["recall"] is None
+    )
+    # A backbone whose detector was trained on held-out images: the report says so.
+    run = tmp_path / "detector-run"
+    run.mkdir()
+    shutil.copyfile(detector_checkpoints["n"], run / "best.pt")
+    held_out = sorted(partial.iterdir())
+    record = {"images": 1, "complete": True, "images_sha256": [image_digest(held_out[0])]}
+    (run / TRAINED_ON).write_text(json.dumps(record))
+    scored = evaluate_classifier(
+        tmp_path / "cls" / "best.pt", partial.parent, tmp_path / "seen", backbone=run / "best.pt"
+    )
+    seen = scored["backbone_seen_in_training"]
+    assert (seen["images"], seen["of"], seen["examples"]) == (1, 2, [held_out[0].name])
+    assert (
+        "the detector whose backbone started it was trained on 1 of these 2 images"
+        in (tmp_path / "seen" / "report.md").read_text()
     )
 
 
