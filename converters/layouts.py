@@ -85,9 +85,11 @@ def _files(
     suffixes: frozenset[str] | set[str],
     recursive: bool = True,
     not_read: list[Path] | None = None,
+    passed_over: list[Path] | None = None,
 ) -> list[Path]:
     """The files under ``folder`` with one of ``suffixes``, sorted; the hidden ones, and
-    hidden folders when ``recursive``, are appended to ``not_read`` instead.
+    hidden folders when ``recursive``, are appended to ``not_read`` instead, and the
+    others (another suffix, not hidden) to ``passed_over``.
 
     A linked folder is followed, but each real folder is read once: a link to a folder
     above it (``IMAGES/all -> ..``) listed its files again at every level until the
@@ -122,6 +124,8 @@ def _files(
                     found.append(Path(entry.path))
                 elif not_read is not None:
                     not_read.append(Path(entry.path))
+            elif is_file and passed_over is not None and not is_not_data(entry.name):
+                passed_over.append(Path(entry.path))
     return sorted(found)
 
 
@@ -263,10 +267,13 @@ def detect_layout(root: Path) -> SourceLayout:
     )
 
 
-def images_in(folder: Path, recursive: bool = False) -> list[Path]:
+def images_in(
+    folder: Path, recursive: bool = False, passed_over: list[Path] | None = None
+) -> list[Path]:
     """The image files in ``folder`` (directly, or at any depth when ``recursive``),
-    sorted; none hidden or macOS metadata (:func:`is_not_data`)."""
-    return _files(folder, IMAGE_SUFFIXES, recursive)
+    sorted; none hidden or macOS metadata (:func:`is_not_data`). The other files are
+    appended to ``passed_over``."""
+    return _files(folder, IMAGE_SUFFIXES, recursive, passed_over=passed_over)
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:

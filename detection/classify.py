@@ -421,7 +421,8 @@ def classify(
     With an ``out`` folder writes ``predictions.json`` and ``errors.json``; with
     ``out=None`` writes nothing. An image the model sees only part of
     (:func:`detection.images.narrowed_samples`) is classified and noted. Returns
-    ``{"images": n, "errors": [...], "notes": [...], "predictions": [...]}``.
+    ``{"images": n, "errors": [...], "notes": [...], "passed_over": {suffix: files},
+    "predictions": [...]}``.
 
     Raises:
         ConversionError: ``heatmap`` without an ``out`` folder to write them to.
@@ -430,14 +431,15 @@ def classify(
 
     from converters.folders import write_folder
     from detection.images import narrowed_samples, read_image
-    from detection.predict import PREDICTIONS_MARKER, collect_images
+    from detection.predict import PREDICTIONS_MARKER, by_suffix, collect_images
 
     if heatmap and out is None:
         raise ConversionError("--heatmap writes images: it needs --out")
     model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
     predictions, errors, notes = [], [], []
-    paths = collect_images(sources)
+    passed_over: list[Path] = []
+    paths = collect_images(sources, passed_over)
 
     def run(folder: Path | None) -> None:
         if folder is not None:
@@ -487,5 +489,6 @@ def classify(
         "images": len(predictions),
         "errors": errors,
         "notes": notes,
+        "passed_over": by_suffix(passed_over),
         "predictions": predictions,
     }

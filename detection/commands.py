@@ -23,12 +23,24 @@ from detection.console import (
 from detection.weights import BACKENDS, MAX_RELEASE_MB, MODELS_DIR, NMS_IOU, is_released
 
 
-def _print_skipped(console, errors: list[dict], notes: list[dict] = ()) -> None:
-    """Each image left out, and each read but noted (:func:`detection.images.narrowed_samples`)."""
+def _print_skipped(
+    console, errors: list[dict], notes: list[dict] = (), passed_over: dict | None = None
+) -> None:
+    """Each image left out, each read but noted (:func:`detection.images.narrowed_samples`),
+    and how many files of the folders given are not images by their suffix."""
+    from converters.layouts import IMAGE_SUFFIXES
+
     for error in errors:
         console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
     for note in notes:
         console.print(f"[yellow]note {note['file']}: {note['note']}[/]")
+    if passed_over:
+        kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in passed_over.items())
+        count = sum(passed_over.values())
+        console.print(
+            f"passed over {count} file{'s' if count != 1 else ''} that are not images by "
+            f"their suffix ({kinds}); images are {', '.join(sorted(IMAGE_SUFFIXES))}"
+        )
 
 
 def _check_any_read(summary: dict, sources: list[Path]) -> None:
@@ -210,7 +222,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
         sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
-    _print_skipped(console, summary["errors"], summary["notes"])
+    _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
     _check_any_read(summary, args.sources)
     console.print(
         f"{summary['images']} images, {summary['detections']} detections -> "
@@ -295,7 +307,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.writelines(json.dumps(entry) + "\n" for entry in summary["predictions"])
     console = stderr_console()
-    _print_skipped(console, summary["errors"], summary["notes"])
+    _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
     _check_any_read(summary, args.sources)
     where = "stdout" if args.out is None else args.out / "predictions.json"
     console.print(f"{summary['images']} images -> {where}")

@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,11 @@ class Detections:
     classes: np.ndarray  # [N] class index
 
 
-def collect_images(sources: list[Path]) -> list[Path]:
+def collect_images(sources: list[Path], passed_over: list[Path] | None = None) -> list[Path]:
     """Image files given directly or found (recursively) in folders, in a stable order;
     a folder's hidden and macOS metadata files are left out
-    (:func:`converters.layouts.is_not_data`).
+    (:func:`converters.layouts.is_not_data`), and its files of other kinds (by suffix)
+    appended to ``passed_over``.
 
     Raises:
         ConversionError: A source does not exist or nothing was found.
@@ -69,7 +71,7 @@ def collect_images(sources: list[Path]) -> list[Path]:
     found: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found += images_in(source, recursive=True)
+            found += images_in(source, recursive=True, passed_over=passed_over)
         elif source.exists():
             found.append(source)
         else:
@@ -77,6 +79,13 @@ def collect_images(sources: list[Path]) -> list[Path]:
     if not found:
         raise ConversionError(f"no images in {', '.join(map(str, sources))}")
     return found
+
+
+def by_suffix(paths: list[Path]) -> dict[str, int]:
+    """``{suffix: files}``, most first (no suffix: ``""``), of the files
+    :func:`collect_images` passed over."""
+    counts = Counter(p.suffix.lower() for p in paths)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def letterbox(
@@ -807,9 +816,11 @@ def predict(
     image the model sees only part of (:func:`detection.images.narrowed_samples`) is
     predicted on and noted in ``notes`` and its ``images.json`` entry.
     Returns ``{"images": n, "detections": n, "errors": [...], "notes": [...],
-    "predictions": path or None, "results": [...]}``.
+    "passed_over": {suffix: files}, "predictions": path or None, "results": [...]}``
+    (``passed_over``: the files in the folders given that are not images by their suffix).
     """
-    paths = collect_images(sources)
+    passed_over: list[Path] = []
+    paths = collect_images(sources, passed_over)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
@@ -871,6 +882,7 @@ def predict(
         "detections": len(results),
         "errors": errors,
         "notes": notes,
+        "passed_over": by_suffix(passed_over),
         "predictions": None if predictions is None else str(predictions),
         "results": results,
     }

@@ -681,6 +681,11 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     # the model) sees by its top 8 bits, nearly black.
     twelve_bits = (np.arange(64 * 48) * 4095 // (64 * 48 - 1)).astype(np.uint16).reshape(48, 64)
     assert cv2.imwrite(str(images / "camera.png"), twelve_bits)
+    # Not images by their suffix: passed over, and counted (a GIF was left out unsaid).
+    (images / "notes.txt").write_text("camera 3, shift B")
+    (images / "scan.gif").write_bytes(b"GIF89a")
+    (images / "sub").mkdir()
+    (images / "sub" / "labels.txt").write_text("")
     result = subprocess.run(
         [
             *DEFECTS,
@@ -715,6 +720,9 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert "brightest pixel reads 15 of 255" in noted["camera.png"]
     assert f"note {images / 'camera.png'}: 16-bit samples" in result.stderr
     assert "Premature end of JPEG" not in result.stderr  # never handed to the decoder
+    assert "passed over 3 files that are not images by their suffix (.txt 2, .gif 1)" in (
+        result.stderr
+    )
     assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 4
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert all(
