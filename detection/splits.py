@@ -111,9 +111,11 @@ def record_training_images(run_dir: Path, data_yaml: Path, start: str | Path) ->
     return record
 
 
-def training_record(weights: Path) -> TrainingRecord | None:
+def training_record(weights: Path, sizes: set[int] | None = None) -> TrainingRecord | None:
     """The record of ``weights``' training images (this module's docstring says where it
-    comes from), or None when there is none."""
+    comes from), or None when there is none. Read from a checkpoint's data, only the
+    images of one of ``sizes`` (in bytes) are digested, when given: a large train split
+    is not read whole to be compared with a few images."""
     weights = Path(weights)
     card = weights.parent / CARD
     if card.is_file() and weights.name.startswith("model."):  # a released model
@@ -131,10 +133,10 @@ def training_record(weights: Path) -> TrainingRecord | None:
         )
     if weights.suffix != ".pt":
         return None
-    return _from_checkpoint(weights)
+    return _from_checkpoint(weights, sizes)
 
 
-def _from_checkpoint(weights: Path) -> TrainingRecord | None:
+def _from_checkpoint(weights: Path, sizes: set[int] | None) -> TrainingRecord | None:
     data = ((load_yolo(weights, "detect").ckpt or {}).get("train_args") or {}).get("data")
     if not data or not Path(data).is_file():
         return None
@@ -143,7 +145,11 @@ def _from_checkpoint(weights: Path) -> TrainingRecord | None:
     except (ConversionError, OSError):
         return None
     return TrainingRecord(
-        frozenset(image_digest(p) for p in images if p.is_file()),
+        frozenset(
+            image_digest(p)
+            for p in images
+            if p.is_file() and (sizes is None or p.stat().st_size in sizes)
+        ),
         f"the train split of {data}, the data its checkpoint names, as listed there now",
         # Where training started is not known from here.
         complete=False,
@@ -163,12 +169,11 @@ def seen_in_training(
         was trained on.
     """
     counted = list(range(len(images))) if counted is None else counted
-    record = training_record(weights)
+    present = [i for i, p in enumerate(images) if Path(p).is_file()]
+    record = training_record(weights, {Path(images[i]).stat().st_size for i in present})
     if record is None:
         return {"record": None, "of": len(counted)}, []
-    seen = [
-        i for i, p in enumerate(images) if Path(p).is_file() and image_digest(p) in record.digests
-    ]
+    seen = [i for i in present if image_digest(images[i]) in record.digests]
     trained_on = set(seen)
     seen_counted = [i for i in counted if i in trained_on]
     summary = {

@@ -77,6 +77,15 @@ def test_weights_without_a_record_fall_back_to_the_data_their_checkpoint_names(
     assert found.digests == _digests(tiny_data / "images" / "train")
     assert not found.complete  # where that training started is not known
     assert str(tiny_data / "data.yaml") in found.source
+    # Compared with a few images, only the train images of their sizes are read.
+    one = sorted((tiny_data / "images" / "train").iterdir())[0]
+    same_size = {
+        image_digest(p)
+        for p in (tiny_data / "images" / "train").iterdir()
+        if p.stat().st_size == one.stat().st_size
+    }
+    narrowed = training_record(alone, {one.stat().st_size})
+    assert narrowed.digests == same_size and image_digest(one) in narrowed.digests
     # The data it names gone: no record, and the report says it is not known.
     checkpoint = torch.load(alone, map_location="cpu", weights_only=False)
     checkpoint["train_args"]["data"] = str(tmp_path / "gone" / "data.yaml")
