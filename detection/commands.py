@@ -380,10 +380,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "
             + ", ".join(f"{kind} {_fmt(delta, 2)}" for kind, delta in errors["dAP"].items())
         )
-    _warn_if_seen(
-        summary.get("seen_in_training"),
-        after=" In the App, the field seen_in_training filters them.",
-    )
+    if summary["labelled"]:  # figures to flatter (new images get the field alone)
+        _warn_if_seen(
+            summary.get("seen_in_training"),
+            after=" In the App, the field seen_in_training filters them.",
+        )
     mistakes = summary.get("mistakes")
     if mistakes:
         console.print(
