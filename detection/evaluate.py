@@ -107,6 +107,16 @@ def predict_coco_at_ious(
     for done, (entry, read) in enumerate(zip(entries, found), 1):
         if read.pixels is None:
             raise ConversionError(f"{read.path}: ground-truth image not read: {read.problem}")
+        height, width = read.pixels.shape[:2]
+        if (width, height) != (entry["width"], entry["height"]):
+            # Predictions come in the image's pixels, the boxes in the ground truth's:
+            # scored together they would miss each other (a folder re-saved at another
+            # size after conversion), and mAP would fall with no word of why.
+            raise ConversionError(
+                f"{read.path}: the image is {width}x{height} pixels, but its ground truth "
+                f"gives {entry['width']}x{entry['height']}: the image was changed after its "
+                "annotations were written; convert the dataset again"
+            )
         for iou, detections in read.detections.items():
             results[iou] += coco_results(detections, entry["id"], to_category)
         if progress:

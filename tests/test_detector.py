@@ -506,20 +506,37 @@ def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, 
     )
 
 
-def test_evaluate_refuses_a_ground_truth_image_cut_short(
-    trained: Path, tiny_data: Path, tmp_path: Path
+def _cut_short(image: Path) -> None:
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+
+
+def _resaved_larger(image: Path) -> None:
+    pixels = cv2.imread(str(image))
+    assert cv2.imwrite(str(image), cv2.resize(pixels, None, fx=2, fy=2))
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        # Scored on grey rows it would lower the figure silently.
+        (_cut_short, "ground-truth image not read: JPEG cut short"),
+        # Predictions in the new image's pixels against boxes in the old one's: all missed.
+        (_resaved_larger, "the image is 400x400 pixels, but its ground truth gives 200x200"),
+    ],
+)
+def test_evaluate_refuses_a_ground_truth_image_it_cannot_score(
+    trained: Path, tiny_data: Path, tmp_path: Path, damage, expected: str
 ):
-    # Scored on grey rows it would lower the figure silently; it is named instead.
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)  # the images' contents, not links to the fixture's
-    cut = sorted((data / "images" / "val").iterdir())[0]
-    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    damaged = sorted((data / "images" / "val").iterdir())[0]
+    damage(damaged)
     argv = ["evaluate", "--weights", str(trained / "best.pt"), "--data", str(data)]
     result = subprocess.run(
         [*DEFECTS, *argv, "--out", str(tmp_path / "report")], capture_output=True, text=True
     )
     assert result.returncode == 2, result.stderr[-3000:]
-    assert f"{cut}: ground-truth image not read: JPEG cut short" in result.stderr
+    assert f"{damaged}: {expected}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "report" / "report.json").exists()
 
