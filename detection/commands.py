@@ -113,13 +113,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 tta=args.tta,
                 nms_iou=args.iou,
             )
+    from rich.markup import escape
+
     from detection.bootstrap import format_interval
-    from detection.report import results_cut_short
+    from detection.report import results_cut_short, results_past_the_image
 
     print((Path(args.out) / "report.md").read_text())
     cut = results_cut_short(report.get("lowest_score"))
     if cut:
         stderr_console().print(f"[yellow]Cut short: {cut}.[/]")
+    past = results_past_the_image(report.get("past_the_image"))
+    if past:
+        stderr_console().print(f"[yellow]Boxes past the image: {escape(past)}.[/]")
     _warn_if_seen(report.get("seen_in_training"))
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
@@ -470,15 +475,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     report = compare(
         gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings, seen
     )
+    from rich.markup import escape
+
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value
-    from detection.report import results_cut_short
+    from detection.report import results_cut_short, results_past_the_image
 
     print((args.out / "report.md").read_text())
     for model in report["models"]:
         cut = results_cut_short(model.get("lowest_score"))
         if cut:
             stderr_console().print(f"[yellow]{model['name']} cut short: {cut}.[/]")
+        past = results_past_the_image(model.get("past_the_image"))
+        if past:
+            stderr_console().print(
+                f"[yellow]{model['name']}, boxes past the image: {escape(past)}.[/]"
+            )
         _warn_if_seen(model.get("seen_in_training"), model["name"])
     differences = report["difference"]
     for difference in differences if isinstance(differences, list) else [differences]:

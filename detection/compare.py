@@ -18,7 +18,9 @@ from detection.bootstrap import figures, format_interval, interval, match, p_val
 from detection.report import (
     REPORT_MARKER,
     _clean,
+    past_the_image,
     results_cut_short,
+    results_past_the_image,
     seen_sentence,
     settings_sentence,
 )
@@ -106,6 +108,7 @@ def compare(
             **({"predictions": sources[i]} if sources else {}),
             **({"seen_in_training": seen[i]} if seen else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
+            "past_the_image": past_the_image(predictions[i], gt),
         }
         for i, (name, (point, _)) in enumerate(zip(names, scored))
     ]
@@ -202,6 +205,8 @@ def _markdown(report: dict, differences: list[dict]) -> str:
     for model in report["models"]:
         cut = results_cut_short(model.get("lowest_score"))
         lines += ["", f"**{model['name']} cut short:** {cut}."] if cut else []
+        past = results_past_the_image(model.get("past_the_image"))
+        lines += ["", f"**{model['name']}, boxes past the image:** {past}."] if past else []
         said = seen_sentence(model.get("seen_in_training"))
         lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
     for difference in differences:

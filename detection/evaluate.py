@@ -31,7 +31,7 @@ from detection.predict import (
     detect_images,
     load_detector,
 )
-from detection.report import write_report
+from detection.report import past_the_image, write_report
 from detection.splits import seen_in_training, split_images
 from detection.train import resolve_data
 from detection.weights import NMS_IOU, is_released, load_yolo, resolve_weights, sha256
@@ -668,6 +668,7 @@ def evaluate_files(
         "images": len(gt["images"]),
         "split": Path(gt_path).stem.removeprefix("instances_"),
         "lowest_score": min((r["score"] for r in results), default=None),
+        "past_the_image": past_the_image(results, gt),
     }
     return write_report(
         Path(out), evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed

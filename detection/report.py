@@ -426,6 +426,43 @@ def results_cut_short(lowest_score: float | None) -> str | None:
     )
 
 
+# A detector's box may stick out of its image by a pixel or two; a [x1, y1, x2, y2] box read
+# as [x, y, width, height] sticks out wherever x1 + x2 passes the width: about half of them.
+PAST_THE_IMAGE = 0.02  # of the image's side
+PAST_THE_IMAGE_SHARE = 0.1  # of the results, before a report says so
+
+
+def past_the_image(results: list[dict], gt: dict) -> dict:
+    """How many of ``results`` (COCO ``[x, y, width, height]``) reach past their image's
+    right or bottom edge by more than 2 % of its side (images whose size ``gt`` gives)."""
+    sizes = {
+        image["id"]: (image["width"], image["height"])
+        for image in gt["images"]
+        if isinstance(image.get("width"), int | float)
+        and isinstance(image.get("height"), int | float)
+    }
+    past = 0
+    for result in results:
+        if result["image_id"] in sizes:
+            width, height = sizes[result["image_id"]]
+            x, y, w, h = result["bbox"]
+            past += x + w > width * (1 + PAST_THE_IMAGE) or y + h > height * (1 + PAST_THE_IMAGE)
+    return {"results": past, "of": len(results)}
+
+
+def results_past_the_image(past: dict | None) -> str | None:
+    """Why a results file's mAP is near nothing, when many of its boxes reach past their
+    image: most likely ``[x1, y1, x2, y2]`` given where COCO wants ``[x, y, width,
+    height]``, which pycocotools scores without a word."""
+    if not past or past["results"] <= PAST_THE_IMAGE_SHARE * past["of"]:
+        return None
+    return (
+        f"{past['results']} of {past['of']} results reach past their image, so their boxes "
+        "are most likely [x1, y1, x2, y2]: COCO results give [x, y, width, height] (x2 - x1, "
+        "y2 - y1), and scored as they are nearly every box is missed"
+    )
+
+
 def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
     label and its sentence, of ``model``; None for results scored without their weights."""
@@ -503,6 +540,8 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     ]
     cut = results_cut_short(report.get("lowest_score"))
     lines += ["", f"**Cut short:** {cut}."] if cut else []
+    past = results_past_the_image(report.get("past_the_image"))
+    lines += ["", f"**Boxes past the image:** {past}."] if past else []
     lines += _explained_markdown(report)
     ignored = report.get("difficult_ignored")
     if ignored:
