@@ -32,6 +32,7 @@ def _definition(args: argparse.Namespace):
 
 def _print_report(report, boxes_written: int | None, limit: int) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = stderr_console()
     summary = report.to_dict(boxes_written)["summary"]
@@ -47,7 +48,9 @@ def _print_report(report, boxes_written: int | None, limit: int) -> None:
             where = f"{p.file}" + (
                 f" object {p.object_index}" if p.object_index is not None else ""
             )
-            console.print(f"  {where}: [bold]{p.problem}[/]: {p.detail} -> {p.action}")
+            console.print(
+                Text.assemble(f"  {where}: ", (p.problem, "bold"), f": {p.detail} -> {p.action}")
+            )
         if len(report.problems) > limit:
             console.print(f"  ... and {len(report.problems) - limit} more (see report.json)")
     line = f"boxes in input {summary['boxes_in_input']}, dropped {summary['boxes_dropped']}"
@@ -104,7 +107,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         console.print(f"  {split}: {counts['images']} images, {counts['boxes']} boxes")
     console.print(f"Wrote {result.out} (data.yaml, labels, COCO annotations, manifest, report)")
     if args.strict and result.failed_strict:
-        console.print(f"[red]--strict: {len(source.report.errors)} problems dropped data[/]")
+        console.print(f"--strict: {len(source.report.errors)} problems dropped data", style="red")
         return 1
     return 0
 

@@ -31,9 +31,9 @@ def _print_skipped(
     from converters.layouts import IMAGE_SUFFIXES
 
     for error in errors:
-        console.print(f"[yellow]skipped {error['file']}: {error['error']}[/]")
+        console.print(f"skipped {error['file']}: {error['error']}", style="yellow")
     for note in notes:
-        console.print(f"[yellow]note {note['file']}: {note['note']}[/]")
+        console.print(f"note {note['file']}: {note['note']}", style="yellow")
     if passed_over:
         kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in passed_over.items())
         count = sum(passed_over.values())
@@ -113,18 +113,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 tta=args.tta,
                 nms_iou=args.iou,
             )
-    from rich.markup import escape
-
     from detection.bootstrap import format_interval
     from detection.report import results_cut_short, results_past_the_image
 
     print((Path(args.out) / "report.md").read_text())
     cut = results_cut_short(report.get("lowest_score"))
     if cut:
-        stderr_console().print(f"[yellow]Cut short: {cut}.[/]")
+        stderr_console().print(f"Cut short: {cut}.", style="yellow")
     past = results_past_the_image(report.get("past_the_image"))
     if past:
-        stderr_console().print(f"[yellow]Boxes past the image: {escape(past)}.[/]")
+        stderr_console().print(f"Boxes past the image: {past}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
@@ -144,7 +142,7 @@ def _warn_if_seen(
     if seen and seen.get("images"):
         label, sentence = seen_sentence(seen, model)
         prefix = f"{name} " if name else ""
-        stderr_console().print(f"[yellow]{prefix}{label}: {sentence}{after}[/]")
+        stderr_console().print(f"{prefix}{label}: {sentence}{after}", style="yellow")
 
 
 SETTINGS_NEED_WEIGHTS = (
@@ -358,11 +356,12 @@ def cmd_review(args: argparse.Namespace) -> int:
     if "not_applied" in summary:
         stored = summary["stored_predictions"]
         console.print(
-            f"[yellow]Its predictions are the stored ones (weights {stored['weights']}, conf "
+            f"Its predictions are the stored ones (weights {stored['weights']}, conf "
             f"{stored['prediction_conf']}, TTA {'on' if stored['prediction_tta'] else 'off'}, "
             f"NMS IoU {stored['prediction_iou']}): "
             f"this run's {', '.join(summary['not_applied'])} differ and are not applied; "
-            "--rebuild applies them and discards the tags[/]"
+            "--rebuild applies them and discards the tags",
+            style="yellow",
         )
     evaluation = summary.get("evaluation")
     if evaluation:
@@ -475,8 +474,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     report = compare(
         gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings, seen
     )
-    from rich.markup import escape
-
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value
     from detection.report import results_cut_short, results_past_the_image
@@ -485,11 +482,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for model in report["models"]:
         cut = results_cut_short(model.get("lowest_score"))
         if cut:
-            stderr_console().print(f"[yellow]{model['name']} cut short: {cut}.[/]")
+            stderr_console().print(f"{model['name']} cut short: {cut}.", style="yellow")
         past = results_past_the_image(model.get("past_the_image"))
         if past:
             stderr_console().print(
-                f"[yellow]{model['name']}, boxes past the image: {escape(past)}.[/]"
+                f"{model['name']}, boxes past the image: {past}.", style="yellow"
             )
         _warn_if_seen(model.get("seen_in_training"), model["name"])
     differences = report["difference"]

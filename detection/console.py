@@ -14,20 +14,29 @@ def stderr_console():
     """A rich console on stderr (stdout stays free for reports and JSON).
 
     Its lines are never broken at the console's width (80 columns off a terminal): a
-    path split over two lines of a log cannot be searched for or copied.
+    path split over two lines of a log cannot be searched for or copied. Nothing printed
+    is read as markup: a folder ``cam[left]`` or a message naming ``[x1, y1, x2, y2]``
+    was printed without its brackets; colours are given as ``style``.
     """
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar driven by ``update(done, total)`` calls; silent off a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
-        "[progress.description]{task.description}",
+        # Not markup: a description names weights, whose path may hold brackets.
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
