@@ -108,7 +108,7 @@ def predict_coco_at_ious(
         if read.pixels is None:
             raise ConversionError(f"{read.path}: ground-truth image not read: {read.problem}")
         height, width = read.pixels.shape[:2]
-        if (width, height) != (entry["width"], entry["height"]):
+        if (width, height) != (entry.get("width", width), entry.get("height", height)):
             # Predictions come in the image's pixels, the boxes in the ground truth's:
             # scored together they would miss each other (a folder re-saved at another
             # size after conversion), and mAP would fall with no word of why.
