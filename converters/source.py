@@ -46,8 +46,11 @@ def _safe_basename(value: str | None) -> str | None:
     return value
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+def image_digest(path: Path) -> str:
+    """An image file's identity: the first 16 hex digits of its bytes' SHA-256 (what
+    model cards record of their training images, :mod:`detection.splits`)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def _folder_class(folder: str | None, definition: DatasetDefinition) -> str | None:
@@ -185,7 +188,7 @@ def read_dataset(
             by_folder = [
                 p for p in candidates if hint and _folder_class(p.parent.name, definition) == hint
             ]
-            digests = {_file_digest(p) for p in candidates}
+            digests = {image_digest(p) for p in candidates}
             others = ", ".join(_relative(p, base) for p in candidates)
             if len(digests) == 1:
                 report.add(
@@ -313,7 +316,7 @@ def identical_images(images: list[ImageAnnotation]) -> list[list[ImageAnnotation
     for same_size in by_size.values():
         if len(same_size) > 1:
             for image in same_size:
-                groups[_file_digest(image.path)].append(image)
+                groups[image_digest(image.path)].append(image)
     order = {id(image): i for i, image in enumerate(images)}
     found = [sorted(g, key=lambda im: order[id(im)]) for g in groups.values() if len(g) > 1]
     return sorted(found, key=lambda g: order[id(g[0])])

@@ -328,13 +328,15 @@ def _seen_and_unseen(weights: Path, truth: SplitTruth, results: list[dict]) -> d
         weights, [truth.image_dir / image["file_name"] for image in images]
     )
     trained_on = {images[i]["id"] for i in indices}
+    if not trained_on:
+        return seen
     unseen = [image for image in images if image["id"] not in trained_on]
     unseen_gt = {
         **truth.gt,
         "images": unseen,
         "annotations": [a for a in truth.gt["annotations"] if a["image_id"] not in trained_on],
     }
-    if trained_on and any(not a.get("iscrowd") for a in unseen_gt["annotations"]):
+    if any(not a.get("iscrowd") for a in unseen_gt["annotations"]):
         stats = evaluate(unseen_gt, [r for r in results if r["image_id"] not in trained_on]).stats
         seen["unseen"] = {
             "images": len(unseen),

@@ -38,7 +38,7 @@ from detection.evaluate import (
     prediction_settings,
 )
 from detection.report import _clean, _fmt, _xyxy
-from detection.splits import image_digest, split_images, training_record
+from detection.splits import training_digests, training_record
 from detection.train import (
     OWN_ARGUMENTS,
     STEEL_ARGUMENTS,
@@ -686,8 +686,7 @@ def trained_on(runs: list[Path], data_yaml: Path, released_before: dict | None) 
     """
     if released_before and released_before["data"].get("trained_on"):
         return released_before["data"]["trained_on"]
-    images, _ = split_images(data_yaml, "train")
-    digests = {image_digest(p) for p in images}
+    digests = training_digests(data_yaml)
     complete = released_before is None
     for run in [] if released_before else runs:
         record = training_record(run / "best.pt")

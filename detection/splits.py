@@ -19,18 +19,17 @@ the same file, while two datasets may each have an ``image_001.jpg``. Where it c
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from converters.errors import ConversionError
 from converters.layouts import IMAGE_SUFFIXES, images_in
+from converters.source import image_digest
 from detection.weights import atomic_write_bytes, load_yolo
 
 TRAINED_ON = "trained_on.json"
 CARD = "card.json"
-_DIGITS = 16
 
 
 def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
@@ -66,10 +65,16 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
     return images, data
 
 
-def image_digest(path: Path) -> str:
-    """An image file's identity: the first 16 hex digits of its bytes' SHA-256."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:_DIGITS]
+def training_digests(data_yaml: Path, sizes: set[int] | None = None) -> set[str]:
+    """The :func:`converters.source.image_digest` of every image of ``data_yaml``'s train
+    split (those of one of ``sizes`` in bytes alone, when given); a listed image that is
+    not there is passed over."""
+    images, _ = split_images(data_yaml, "train")
+    return {
+        image_digest(p)
+        for p in images
+        if p.is_file() and (sizes is None or p.stat().st_size in sizes)
+    }
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class TrainingRecord:
     """The images a model was trained on.
 
     Attributes:
-        digests: Their :func:`image_digest`.
+        digests: Their :func:`converters.source.image_digest`.
         source: Where the record comes from, as a report names it.
         complete: False when the model started from weights whose own training images
             are not known: then it has seen at least these.
@@ -92,8 +97,7 @@ def record_training_images(run_dir: Path, data_yaml: Path, start: str | Path) ->
     """Writes ``run_dir/trained_on.json``: the digests of ``data_yaml``'s train split,
     with those of the model training starts from (``start``: a ``.pt``, or a ``.yaml``
     definition, which has seen nothing)."""
-    images, _ = split_images(data_yaml, "train")
-    digests = {image_digest(p) for p in images if p.is_file()}
+    digests = training_digests(data_yaml)
     complete = True
     if Path(start).suffix == ".pt":
         before = training_record(Path(start))
@@ -141,15 +145,11 @@ def _from_checkpoint(weights: Path, sizes: set[int] | None) -> TrainingRecord | 
     if not data or not Path(data).is_file():
         return None
     try:
-        images, _ = split_images(Path(data), "train")
+        digests = training_digests(Path(data), sizes)
     except (ConversionError, OSError):
         return None
     return TrainingRecord(
-        frozenset(
-            image_digest(p)
-            for p in images
-            if p.is_file() and (sizes is None or p.stat().st_size in sizes)
-        ),
+        frozenset(digests),
         f"the train split of {data}, the data its checkpoint names, as listed there now",
         # Where training started is not known from here.
         complete=False,

@@ -15,6 +15,7 @@ import torch
 
 from converters.convert import convert
 from converters.definitions import load_definition
+from converters.source import image_digest
 from converters.synth import synth_dataset, synth_image
 from detection.classify import (
     count_transfer,
@@ -24,7 +25,7 @@ from detection.classify import (
     grad_cam,
     image_label_from_boxes,
 )
-from detection.splits import TRAINED_ON, image_digest
+from detection.splits import TRAINED_ON
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
 pytestmark = pytest.mark.slow

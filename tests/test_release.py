@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from converters.convert import ConvertResult
+from converters.source import image_digest
 from detection.cli import build_parser, main
 from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
@@ -30,7 +31,7 @@ from detection.release import (
     weakest_examples,
 )
 from detection.report import _clean
-from detection.splits import image_digest, training_record
+from detection.splits import training_record
 from detection.threads import cpu_threads
 from detection.train import parse_overrides
 from detection.weights import MAX_RELEASE_MB, MODELS_DIR, sha256

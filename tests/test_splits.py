@@ -14,12 +14,12 @@ import torch
 
 from converters.convert import convert
 from converters.definitions import load_definition
+from converters.source import image_digest
 from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
 from detection.report import seen_sentence
 from detection.splits import (
     TRAINED_ON,
-    image_digest,
     record_training_images,
     seen_in_training,
     split_images,
