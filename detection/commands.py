@@ -37,9 +37,14 @@ def _print_skipped(
     if passed_over:
         kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in passed_over.items())
         count = sum(passed_over.values())
+        what = (
+            "file that is not an image by its suffix"
+            if count == 1
+            else "files that are not images by their suffix"
+        )
         console.print(
-            f"passed over {count} file{'s' if count != 1 else ''} that are not images by "
-            f"their suffix ({kinds}); images are {', '.join(sorted(IMAGE_SUFFIXES))}"
+            f"passed over {count} {what} ({kinds}); "
+            f"images are {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
 
 

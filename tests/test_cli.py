@@ -182,6 +182,31 @@ def test_device_option(monkeypatch, text: str, gpus: int, expected: str):
         assert device_option(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("passed_over", "expected"),
+    [
+        ({".gif": 1}, "passed over 1 file that is not an image by its suffix (.gif 1)"),
+        (
+            {".txt": 2, "": 1},
+            "passed over 3 files that are not images by their suffix (.txt 2, no suffix 1)",
+        ),
+        ({}, None),
+    ],
+)
+def test_files_passed_over_are_counted_in_words(passed_over: dict, expected: str | None):
+    from rich.console import Console
+
+    from detection.commands import _print_skipped
+
+    console = Console(record=True, width=400)
+    _print_skipped(console, [], [], passed_over)
+    printed = console.export_text()
+    if expected is None:
+        assert printed == ""
+    else:
+        assert printed.startswith(expected + "; images are .bmp, ")
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "train-cls", "compare"])
 def test_every_command_refuses_a_gpu_it_lacks(command: str, capsys, monkeypatch):
     import torch
