@@ -43,8 +43,7 @@ def _print_skipped(
             else "files that are not images by their suffix"
         )
         console.print(
-            f"passed over {count} {what} ({kinds}); "
-            f"images are {', '.join(sorted(IMAGE_SUFFIXES))}"
+            f"passed over {count} {what} ({kinds}); images are {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
 
 
