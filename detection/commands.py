@@ -85,22 +85,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from converters.errors import ConversionError
     from converters.folders import check_output_folder
-    from detection.evaluate import evaluate_files, evaluate_model
+    from detection.evaluate import evaluate_files, evaluate_model, evaluate_results_on_split
     from detection.report import REPORT_MARKER
 
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if args.predictions or args.gt:
-        if not (args.predictions and args.gt) or args.weights:
-            raise ConversionError("give --predictions and --gt together (and no --weights)")
+        if not args.predictions or args.weights or bool(args.gt) == bool(args.data):
+            raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
         if args.tta or args.iou != NMS_IOU:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
-        report = evaluate_files(
-            args.predictions, args.gt, args.out, replicates=args.bootstrap, seed=args.seed
-        )
+        if args.gt:
+            report = evaluate_files(
+                args.predictions, args.gt, args.out, replicates=args.bootstrap, seed=args.seed
+            )
+        else:
+            report = evaluate_results_on_split(
+                args.predictions, args.data, args.out, args.split, args.bootstrap, args.seed
+            )
     else:
         if not (args.weights and args.data):
-            raise ConversionError("give --weights and --data, or --predictions and --gt")
+            raise ConversionError("give --weights and --data, or --predictions with --gt or --data")
         with progress_bar("Predicting") as update:
             report = evaluate_model(
                 args.weights,
@@ -445,7 +450,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from converters.errors import ConversionError
     from converters.folders import check_output_folder
     from detection.compare import compare
-    from detection.evaluate import prediction_settings, read_ground_truth, read_results
+    from detection.evaluate import (
+        prediction_settings,
+        read_ground_truth,
+        read_results,
+        split_ground_truth,
+    )
     from detection.report import REPORT_MARKER
 
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
@@ -453,12 +463,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     settings = None  # results files are scored as they are: their settings are unknown
     seen = None  # nor which images their model was trained on
     if args.predictions:
-        if not args.gt or args.weights or args.data:
-            raise ConversionError("give --gt with --predictions (and no --weights or --data)")
+        if args.weights or bool(args.gt) == bool(args.data):
+            raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
         if args.tta or args.iou != NMS_IOU:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
-        gt = read_ground_truth(args.gt)
-        predictions = [read_results(path, gt, args.gt) for path in args.predictions]
+        if args.gt:
+            gt, named = read_ground_truth(args.gt), args.gt
+        else:
+            truth = split_ground_truth(args.data, args.split)
+            gt, named = truth.gt, truth.source or f"{truth.data_yaml} (split '{args.split}')"
+        predictions = [read_results(path, gt, named) for path in args.predictions]
         sources = [str(path) for path in args.predictions]
         default_names = [path.stem for path in args.predictions]
     elif args.weights and args.data:
@@ -467,7 +481,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         settings = {"backend": args.backend, **prediction_settings(args.tta, args.iou)}
     else:
         raise ConversionError(
-            "give --gt and --predictions A B ..., or --data and --weights A B ..."
+            "give --predictions A B ... with --gt or --data, or --data and --weights A B ..."
         )
     count = len(predictions)
     if count < 2:
@@ -629,8 +643,15 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--data", type=Path, help="converted dataset, or any YOLO dataset (folder or data.yaml)"
     )
     evaluate.add_argument("--split", default="val", help="split to score (default val)")
-    evaluate.add_argument("--predictions", type=Path, help="COCO results JSON of any detector")
-    evaluate.add_argument("--gt", type=Path, help="COCO ground truth JSON (with --predictions)")
+    evaluate.add_argument(
+        "--predictions",
+        type=Path,
+        help="COCO results JSON of any detector (ultralytics' save_json too), scored on "
+        "--data's split or against --gt",
+    )
+    evaluate.add_argument(
+        "--gt", type=Path, help="COCO ground truth JSON (with --predictions, instead of --data)"
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="report folder")
     evaluate.add_argument(
         "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
@@ -830,9 +851,16 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "images for all), with its interval and p-value, overall and per class. Writes "
         "report.json, report.md and differences.png (a forest plot).",
     )
-    compare.add_argument("--gt", type=Path, help="COCO ground truth (with --predictions)")
+    compare.add_argument(
+        "--gt", type=Path, help="COCO ground truth (with --predictions, instead of --data)"
+    )
     compare.add_argument("--predictions", type=Path, nargs="+", help="COCO results, A first")
-    compare.add_argument("--data", type=Path, help="a converted dataset (with --weights)")
+    compare.add_argument(
+        "--data",
+        type=Path,
+        help="converted dataset, or any YOLO dataset (folder or data.yaml): its split is "
+        "scored (with --weights or --predictions)",
+    )
     compare.add_argument(
         "--weights", type=Path, nargs="+", help=".pt files or released names, A first"
     )

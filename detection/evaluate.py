@@ -566,7 +566,7 @@ def _image_ids_by_file_name(gt: dict) -> tuple[Callable[[str], list[int]], dict[
     return named, by_stem
 
 
-def read_results(predictions: Path, gt: dict, gt_path: Path) -> list[dict]:
+def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]:
     """A COCO results file, checked against the ground truth it is scored on.
 
     A result with a ``file_name`` (``defects predict``'s and ultralytics' val
@@ -656,22 +656,68 @@ def evaluate_files(
 ) -> dict:
     """Scores any detector's COCO results file against a COCO ground-truth file."""
     gt = read_ground_truth(Path(gt_path))
-    results = read_results(Path(predictions), gt, Path(gt_path))
     if image_dir is None:  # a converter output: annotations/instances_X.json -> images/X
         split = Path(gt_path).stem.removeprefix("instances_")
         candidate = Path(gt_path).resolve().parent.parent / "images" / split
         image_dir = candidate if candidate.is_dir() else None
-    meta = {
-        "name": Path(predictions).stem,
-        "predictions": str(predictions),
-        "predictions_sha256": sha256(Path(predictions)),
+    truth = {
         "ground_truth": str(gt_path),
         "ground_truth_sha256": sha256(Path(gt_path)),
-        "images": len(gt["images"]),
         "split": Path(gt_path).stem.removeprefix("instances_"),
+    }
+    return _evaluate_results(
+        Path(predictions), gt, gt_path, truth, Path(out), image_dir, replicates, seed
+    )
+
+
+def evaluate_results_on_split(
+    predictions: Path,
+    data: Path,
+    out: Path,
+    split: str = "val",
+    replicates: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Scores any detector's COCO results file on a dataset's split, its ground truth
+    found as ``evaluate --weights`` finds it (:func:`split_ground_truth`): ultralytics'
+    ``save_json`` results on a YOLO dataset need no COCO file of their own."""
+    truth = split_ground_truth(data, split)
+    manifest = truth.data_yaml.parent / "manifest.json"
+    meta = {
+        "data": str(truth.data_yaml),
+        "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
+        "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
+        "ground_truth_sha256": sha256(truth.source) if truth.source else None,
+        "split": split,
+    }
+    named = truth.source or f"{truth.data_yaml} (split '{split}')"
+    return _evaluate_results(
+        Path(predictions), truth.gt, named, meta, Path(out), truth.image_dir, replicates, seed
+    )
+
+
+def _evaluate_results(
+    predictions: Path,
+    gt: dict,
+    gt_named: Path | str,
+    truth: dict,
+    out: Path,
+    image_dir: Path | None,
+    replicates: int,
+    seed: int,
+) -> dict:
+    """Scores a results file against ``gt`` (``gt_named`` in messages; ``truth``: where
+    it came from, for the report) and writes the report."""
+    results = read_results(predictions, gt, gt_named)
+    meta = {
+        "name": predictions.stem,
+        "predictions": str(predictions),
+        "predictions_sha256": sha256(predictions),
+        **truth,
+        "images": len(gt["images"]),
         "lowest_score": min((r["score"] for r in results), default=None),
         "past_the_image": past_the_image(results, gt),
     }
     return write_report(
-        Path(out), evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed
+        out, evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed
     )

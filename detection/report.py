@@ -509,9 +509,10 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     lines = [
         f"# Detection report: {report.get('name', '')}".rstrip(),
         "",
-        f"Split `{report.get('split', '?')}`, {report.get('images', '?')} images, "
-        f"image size {report.get('imgsz', '?')}. Scored with pycocotools COCOeval (bbox), "
-        "100 detections per image." + settings_sentence(report),
+        f"Split `{report.get('split', '?')}`, {report.get('images', '?')} images"
+        + (f", image size {report['imgsz']}" if report.get("imgsz") else "")
+        + ". Scored with pycocotools COCOeval (bbox), 100 detections per image."
+        + settings_sentence(report),
         *_seen_lines(report.get("seen_in_training")),
         "",
         f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "

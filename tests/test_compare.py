@@ -306,3 +306,65 @@ def test_results_given_as_corners_are_said_to_be(tmp_path: Path, capsys):
     assert main([*argv, "--names", "a,b", "--bootstrap", "0", "--out", str(tmp_path / "c")]) == 0
     text = (tmp_path / "c" / "report.md").read_text().replace("**", "")
     assert "b, boxes past the image:" in text and "a, boxes past the image" not in text
+
+
+def _as_ultralytics_writes(gt: dict, shift: float) -> list[dict]:
+    """The ground truth's boxes, moved by ``shift`` pixels, as ultralytics' val
+    ``save_json`` writes results: ``image_id`` the file's stem, ``file_name`` its name."""
+    names = {image["id"]: Path(image["file_name"]).name for image in gt["images"]}
+    return [
+        {
+            "image_id": Path(names[a["image_id"]]).stem,
+            "file_name": names[a["image_id"]],
+            "category_id": a["category_id"],
+            "bbox": [a["bbox"][0] + shift, a["bbox"][1], *a["bbox"][2:]],
+            "score": 0.9 - 0.01 * index,
+        }
+        for index, a in enumerate(gt["annotations"])
+    ]
+
+
+def test_results_are_scored_on_a_datasets_split(tmp_path: Path, capsys):
+    # `evaluate --predictions R --data D` and `compare --predictions A B --data D`: the
+    # split's ground truth found as --weights finds it, a YOLO dataset's from its labels,
+    # so ultralytics' save_json results need no COCO file of their own.
+    from converters.convert import convert
+    from converters.synth import synth_dataset
+    from tests.helpers import roboflow_export
+
+    synth_dataset(tmp_path / "src", images=16, seed=3)
+    converted = tmp_path / "converted"
+    convert(tmp_path / "src", converted, ratios=(0.5, 0.5), seed=0)
+    gt_path = converted / "annotations" / "instances_val.json"
+    gt = json.loads(gt_path.read_text())
+    for name, shift in (("near", 3.0), ("exact", 0.0)):
+        results = _as_ultralytics_writes(gt, shift)
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    near = str(tmp_path / "near.json")
+    yolo_only = roboflow_export(converted, tmp_path / "roboflow")
+    reports = {}
+    for form, truth in (("gt", gt_path), ("data", converted), ("labels", yolo_only)):
+        argv = ["evaluate", "--predictions", near, f"--{'gt' if form == 'gt' else 'data'}"]
+        out = tmp_path / f"report-{form}"
+        assert main([*argv, str(truth), "--out", str(out), "--bootstrap", "0"]) == 0
+        reports[form] = json.loads((out / "report.json").read_text())
+    assert 0 < reports["gt"]["mAP50-95"] < 1
+    assert reports["data"]["metrics"] == reports["gt"]["metrics"]
+    assert reports["labels"]["metrics"] == reports["gt"]["metrics"]
+    assert reports["data"]["ground_truth"] == str(gt_path)
+    assert reports["labels"]["ground_truth"] == "YOLO labels of val"
+    assert reports["labels"]["ground_truth_sha256"] is None
+    assert "image size" not in (tmp_path / "report-gt" / "report.md").read_text()
+
+    argv = ["compare", "--predictions", near, str(tmp_path / "exact.json")]
+    assert main([*argv, "--data", str(yolo_only), "--out", str(tmp_path / "cmp")]) == 0
+    compared = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert compared["models"][0]["mAP50-95"] == reports["gt"]["mAP50-95"]
+    assert compared["models"][1]["mAP50-95"] == pytest.approx(1.0)
+    capsys.readouterr()
+    # One source of ground truth: both, or neither, is refused in one line.
+    for extra in (["--gt", str(gt_path), "--data", str(converted)], []):
+        for command in ("evaluate", "compare"):
+            argv = [command, "--predictions", near, near, *extra, "--out", str(tmp_path / "x")]
+            assert main(argv if command == "compare" else argv[:3] + argv[4:]) == 2
+            assert "give --predictions" in capsys.readouterr().err
