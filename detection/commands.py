@@ -229,6 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             update,
             args.tta,
             iou,
+            args.voc,
         )
     if args.out is None:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
@@ -717,6 +718,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--device", type=device_option, default="auto", help="torch backend: auto, cpu, 0"
     )
     predict.add_argument("--no-images", action="store_true", help="with --out: write only the JSON")
+    predict.add_argument(
+        "--voc",
+        action="store_true",
+        help="with --out: also OUT/voc/, the detections as a Pascal VOC dataset (images "
+        "linked) for annotators to correct as pre-labels; `defects convert` reads it back",
+    )
     _add_tta_argument(predict)
     _add_iou_argument(predict, default=None)
     predict.set_defaults(func=cmd_predict)

@@ -24,6 +24,7 @@ import numpy as np
 from converters.errors import ConversionError
 from converters.folders import write_folder
 from converters.layouts import images_in
+from converters.model import Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import weighted_boxes_fusion
 from detection.images import narrowed_samples, read_image
@@ -759,6 +760,26 @@ def coco_results(detections: Detections, image_id: int, to_category: dict[int, i
     ]
 
 
+def as_boxes(detections: Detections, names: dict[int, str]) -> list[Box]:
+    """One image's detections as boxes of the data model (pixels, with confidences)."""
+    return [
+        Box(names[int(c)], *map(float, xyxy), confidence=float(s))
+        for xyxy, s, c in zip(detections.boxes, detections.scores, detections.classes)
+    ]
+
+
+def voc_name(path: Path, taken: set[str]) -> str:
+    """The file name an image gets in a VOC export of predictions: its own, or, where an
+    image of another folder has its stem (a VOC annotation is named by the stem), its
+    number before it."""
+    name = path.name
+    number = len(taken) + 1
+    while Path(name).stem in taken:
+        name, number = f"{number:06d}_{path.name}", number + 1
+    taken.add(Path(name).stem)
+    return name
+
+
 def draw(image: np.ndarray, detections: Detections, names: dict[int, str]) -> np.ndarray:
     """Boxes with class and confidence drawn on a copy of ``image``."""
     canvas = image.copy()
@@ -803,6 +824,7 @@ def predict(
     progress=None,
     tta: bool = False,
     iou: float = NMS_IOU,
+    voc: bool = False,
 ) -> dict:
     """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`; ``iou``:
     the NMS IoU), keeping detections at or above ``conf``: one threshold, or one per
@@ -811,7 +833,10 @@ def predict(
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
-    with ``out=None`` writes nothing and returns the results instead.
+    with ``out=None`` writes nothing and returns the results instead. ``voc`` adds
+    ``out/voc/``, the detections as a Pascal VOC dataset (:func:`write_voc_dataset`: the
+    images linked, one annotation each, every box with its ``<confidence>``) for
+    annotators to correct as pre-labels and ``defects convert`` to read back.
     Unreadable images are reported in ``errors`` and skipped; the batch goes on. An
     image the model sees only part of (:func:`detection.images.narrowed_samples`) is
     predicted on and noted in ``notes`` and its ``images.json`` entry.
@@ -819,6 +844,8 @@ def predict(
     "passed_over": {suffix: files}, "predictions": path or None, "results": [...]}``
     (``passed_over``: the files in the folders given that are not images by their suffix).
     """
+    if voc and out is None:
+        raise ConversionError("a VOC export of the predictions needs an output folder (--out)")
     passed_over: list[Path] = []
     paths = collect_images(sources, passed_over)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
@@ -826,6 +853,8 @@ def predict(
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
     images_json, results, errors, notes = [], [], [], []
+    voc_images: list[ImageAnnotation] = []
+    voc_stems: set[str] = set()
 
     def run(folder: Path | None) -> None:
         if folder is not None:
@@ -856,6 +885,16 @@ def predict(
                 for result in coco_results(detections, image_id, to_category):
                     category = detector.names[result["category_id"] - 1]
                     results.append({**result, "file_name": str(path), "category": category})
+                if voc:
+                    voc_images.append(
+                        ImageAnnotation(
+                            voc_name(path, voc_stems),
+                            path,
+                            pixels.shape[1],
+                            pixels.shape[0],
+                            as_boxes(detections, detector.names),
+                        )
+                    )
                 if folder is not None and save_images:
                     drawn = draw(pixels, detections, detector.names)
                     cv2.imwrite(str(folder / "images" / f"{image_id:06d}_{path.stem}.jpg"), drawn)
@@ -868,6 +907,11 @@ def predict(
                 json.dumps({"images": images_json, "categories": categories}) + "\n"
             )
             (folder / "errors.json").write_text(json.dumps(errors, indent=2) + "\n")
+            if voc:
+                from converters.voc import write_voc_dataset
+
+                names = [n for _, n in sorted(detector.names.items())]
+                write_voc_dataset(Dataset(names, voc_images), folder / "voc")
 
     predictions = None
     if out is None:

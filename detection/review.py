@@ -153,18 +153,11 @@ def predict_boxes(
     """The detector's boxes (pixels, with confidences) for each image, in order, read and
     run 32 at a time (``iou``: the NMS IoU); for an image that could not be read (missing,
     cut short, not decodable: :func:`detection.images.read_image`), why."""
-    from detection.predict import detect_images
+    from detection.predict import as_boxes, detect_images
 
     for read in detect_images(detector, paths, 32, conf=conf, iou=iou, max_det=100):
         det = read.detections
-        yield (
-            read.problem
-            if det is None
-            else [
-                Box(detector.names[int(c)], *map(float, xyxy), confidence=float(s))
-                for xyxy, s, c in zip(det.boxes, det.scores, det.classes)
-            ]
-        )
+        yield read.problem if det is None else as_boxes(det, detector.names)
 
 
 def detections_document(boxes: list[Box], width: int, height: int) -> dict:

@@ -586,3 +586,49 @@ def test_a_stage_command_names_every_option_the_run_was_given(
     assert remote["hardware"] == "CUDA:0 (NVIDIA H100 80GB HBM3, 81079MiB)"
     assert remote["device"] == "auto" and "--device auto" in remote["command"]
     assert "/gone" not in remote["command"]
+
+
+def test_predictions_as_voc_prelabels_that_convert_reads_back(
+    neu_det: Path, tmp_path: Path, capsys
+):
+    # Model-assisted labelling: `predict --voc` writes the detections as a Pascal VOC
+    # dataset for annotators to correct; the converter reads it back box for box.
+    from converters.convert import convert
+
+    images, other = tmp_path / "line-a", tmp_path / "line-b"
+    for folder in (images, other):
+        folder.mkdir()
+    for path in sorted((neu_det / "IMAGES").iterdir())[::300]:
+        shutil.copyfile(path, images / path.name)
+    # Another folder's image of the same stem: a VOC annotation is named by the stem.
+    shutil.copyfile(neu_det / "IMAGES" / "scratches_7.jpg", other / "crazing_1.png")
+    out = tmp_path / "out"
+    argv = ["predict", str(images), str(other), "--weights", "neu-det", "--backend", "onnx"]
+    assert main([*argv, "--conf", "best-f1", "--no-images", "--out", str(out), "--voc"]) == 0
+    predictions = json.loads((out / "predictions.json").read_text())
+    voc = out / "voc"
+    stems = sorted(p.stem for p in (voc / "Annotations").iterdir())
+    assert len(stems) == 7 and "crazing_1" in stems and "000007_crazing_1" in stems
+    assert (voc / "JPEGImages" / "000007_crazing_1.png").resolve() == other / "crazing_1.png"
+    assert "<confidence>" in (voc / "Annotations" / "crazing_1.xml").read_text()
+
+    back = convert(voc, tmp_path / "converted", ratios=(1.0,))
+    by_name = {image.name: image for image in back.source.dataset.images}
+    assert len(by_name) == 7
+    names = {str(images / n): n for n in by_name}  # predict's file name -> the VOC one
+    names[str(other / "crazing_1.png")] = "000007_crazing_1.png"
+    read_back = sorted(
+        (names[p["file_name"]], p["category"], *(round(v, 2) for v in p["bbox"]))
+        for p in predictions
+    )
+    written = sorted(
+        (name, b.label, round(b.xmin, 2), round(b.ymin, 2), round(b.width, 2), round(b.height, 2))
+        for name, image in by_name.items()
+        for b in image.boxes
+    )
+    assert len(written) == len(predictions) > 0
+    for got, expected in zip(written, read_back, strict=True):
+        assert got[:2] == expected[:2] and got[2:] == pytest.approx(expected[2:], abs=0.011)
+    capsys.readouterr()
+    assert main([*argv, "--voc"]) == 2
+    assert "needs an output folder (--out)" in capsys.readouterr().err
