@@ -44,6 +44,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "xml_encoding": "warning",
     "unsafe_path": "warning",
     "name_collision": "warning",
+    "case_mismatch": "warning",
     "class_alias": "info",
     "float_coordinates": "info",
     "missing_size": "info",

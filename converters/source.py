@@ -142,8 +142,10 @@ def read_dataset(
     definition = definition or _choose_definition(parsed, format, layout)
 
     by_stem: dict[str, list[Path]] = defaultdict(list)
+    by_folded_stem: dict[str, list[Path]] = defaultdict(list)
     for image_path in layout.images:
         by_stem[image_path.stem].append(image_path)
+        by_folded_stem[image_path.stem.casefold()].append(image_path)
     claimed: dict[Path, str] = {}
     images: list[ImageAnnotation] = []
 
@@ -167,8 +169,23 @@ def read_dataset(
         candidates = by_stem.get(xml_path.stem, [])
         if not candidates and filename:
             candidates = by_stem.get(Path(filename).stem, [])
+        wanted = filename or xml_path.stem
         if not candidates:
-            wanted = filename or xml_path.stem
+            # Annotated on Windows or macOS, whose file names ignore case: <filename>
+            # "img_01.jpg" there opens "IMG_01.JPG", here it names no file.
+            stems = [xml_path.stem] + ([Path(filename).stem] if filename else [])
+            candidates = next(
+                (by_folded_stem[s.casefold()] for s in stems if by_folded_stem[s.casefold()]), []
+            )
+            if len(candidates) == 1:  # several: ambiguous_image below names them
+                report.add(
+                    file,
+                    "case_mismatch",
+                    f"no image named {wanted!r}; {candidates[0].name!r} differs from it only "
+                    "in case (one file on Windows and macOS, not on Linux)",
+                    f"used {_relative(candidates[0], base)}",
+                )
+        if not candidates:
             skip(
                 "missing_image", f"no image named {wanted!r} (or {xml_path.stem}.*) in the dataset"
             )

@@ -11,6 +11,7 @@ from converters.convert import convert
 from converters.definitions import from_class_list
 from converters.errors import ConversionError
 from converters.layouts import class_folders, detect_layout, images_in
+from converters.source import read_dataset
 from converters.split import assign_splits, parse_ratios
 from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
@@ -172,6 +173,36 @@ def test_missing_and_unreadable_images(tmp_path: Path):
     # An image with no objects stays, as a background image with an empty label file.
     assert [im.name for im in result.source.dataset.images] == ["crazing_3.jpg"]
     assert (tmp_path / "out" / "labels" / "train" / "crazing_3.txt").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("xml_name", "filename", "images", "expected"),
+    [
+        # Annotated on Windows, where "crazing_1.jpg" opens CRAZING_1.JPG.
+        ("crazing_1", "crazing_1.jpg", ["CRAZING_1.JPG"], ("CRAZING_1.JPG", "case_mismatch")),
+        ("Crazing_1", "Crazing_1.jpg", ["crazing_1.jpg"], ("crazing_1.jpg", "case_mismatch")),
+        ("crazing_1", None, ["Crazing_1.png"], ("Crazing_1.png", "case_mismatch")),
+        # An exact name wins over one that differs in case, without a word.
+        ("crazing_1", "crazing_1.jpg", ["crazing_1.jpg", "CRAZING_1.jpg"], ("crazing_1.jpg", None)),
+        # Two that differ from it only in case, and from each other: which is unknown.
+        ("crazing_1", "crazing_1.jpg", ["Crazing_1.jpg", "CRAZING_1.jpg"],
+         (None, "ambiguous_image")),
+        ("crazing_1", "crazing_1.jpg", ["crazing_2.jpg"], (None, "missing_image")),
+    ],
+)  # fmt: skip
+def test_image_names_that_differ_only_in_case(
+    tmp_path: Path, xml_name: str, filename: str | None, images: list[str], expected: tuple
+):
+    root = tmp_path / "d"
+    for seed, name in enumerate(images):
+        write_image(root / "IMAGES" / name, seed=seed)
+    objects = [("crazing", 1, 1, 9, 9)]
+    write_xml(root / "ANNOTATIONS" / f"{xml_name}.xml", voc_xml(filename, objects))
+    source = read_dataset(root, unlabeled_as_background=True)
+    labelled = [image.name for image in source.dataset.images if image.boxes]
+    assert labelled == ([expected[0]] if expected[0] else [])
+    about_xml = [p.problem for p in source.report.problems if p.file.endswith(".xml")]
+    assert about_xml == ([expected[1]] if expected[1] else [])
 
 
 def test_a_gbk_annotation_is_converted_and_reported(tmp_path: Path):
