@@ -60,6 +60,19 @@ def resolve_data(data: Path) -> Path:
             f"nothing to train a detector on. Train a classifier instead:\n"
             f"  defects train-cls --data {data} [--backbone weights/NAME/best.pt | none]"
         )
+    if data.is_dir() and not (data / "data.yaml").exists():
+        from converters.layouts import detect_layout
+
+        try:
+            layout = detect_layout(data)
+        except ConversionError:
+            pass
+        else:  # the dataset as annotators ship it, before any conversion
+            raise ConversionError(
+                f"{data} is a dataset in VOC XML ({layout.layout}), not a converted one; "
+                f"convert it first, then give the converted folder:\n"
+                f"  defects convert {data} --out datasets/converted/{data.resolve().name.lower()}"
+            )
     if data.is_dir():
         data = data / "data.yaml"
     if not data.is_file():

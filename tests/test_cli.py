@@ -95,6 +95,14 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             [*_SCORED, "--out", "{src}/IMAGES/patches_0.jpg/report", "--bootstrap", "0"],
             "patches_0.jpg/report: Not a directory",
         ),
+        # The VOC dataset itself where a converted one is wanted: the command to convert it.
+        (
+            ["evaluate", "--weights", "neu-det", "--data", "{src}", "--out", "{tmp}/o"],
+            "{src} is a dataset in VOC XML (NEU-DET original (IMAGES/ + ANNOTATIONS/)), not "
+            "a converted one; convert it first, then give the converted folder:\n"
+            "  defects convert {src} --out datasets/converted/src",
+        ),
+        (["train", "--data", "{src}", "--epochs", "1"], "{src} is a dataset in VOC XML"),
         # Nothing readable among the sources: a failure (exit 2), not "0 detections".
         (
             ["predict", "{src}/ANNOTATIONS/patches_0.xml", "--weights", "neu-det"],
