@@ -13,7 +13,7 @@ from pathlib import Path
 
 from converters.errors import ConversionError
 from detection import offline  # noqa: F401  (sets the offline switches first)
-from detection.console import COUNT, POSITIVE_INT, progress_bar, stderr_console
+from detection.console import COUNT, POSITIVE_INT, counted, progress_bar, stderr_console
 
 
 def _definition(args: argparse.Namespace):
@@ -104,7 +104,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     console.print(f"Detected layout: {source.layout.layout} -> dataset '{source.definition.name}'")
     _print_report(source.report, source.dataset.box_count, args.show)
     for split, counts in result.manifest["counts"].items():
-        console.print(f"  {split}: {counts['images']} images, {counts['boxes']} boxes")
+        console.print(
+            f"  {split}: {counted(counts['images'], 'image')}, "
+            f"{counted(counts['boxes'], 'box', 'boxes')}"
+        )
     console.print(f"Wrote {result.out} (data.yaml, labels, COCO annotations, manifest, report)")
     if args.strict and result.failed_strict:
         console.print(f"--strict: {len(source.report.errors)} problems dropped data", style="red")
@@ -124,7 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         stderr_console().print(
             f"Detected layout: {source.layout.layout} -> dataset "
-            f"'{source.definition.name}', {len(source.dataset.images)} images"
+            f"'{source.definition.name}', {counted(len(source.dataset.images), 'image')}"
         )
         _print_report(source.report, source.dataset.box_count, args.show)
     return 1 if args.strict and source.report.errors else 0
@@ -137,7 +140,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         written = synth_dataset(args.out, args.images, args.seed, update)
     boxes = sum(len(image.boxes) for image in written)
     stderr_console().print(
-        f"Wrote {len(written)} images with {boxes} boxes to {args.out} (NEU-DET layout)"
+        f"Wrote {counted(len(written), 'image')} with {counted(boxes, 'box', 'boxes')} to "
+        f"{args.out} (NEU-DET layout)"
     )
     return 0
 

@@ -15,6 +15,7 @@ from detection.console import (
     COUNT,
     POSITIVE_INT,
     PROBABILITY,
+    counted,
     device_option,
     number_in,
     progress_bar,
@@ -38,12 +39,13 @@ def _print_skipped(
         kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in passed_over.items())
         count = sum(passed_over.values())
         what = (
-            "file that is not an image by its suffix"
+            "that is not an image by its suffix"
             if count == 1
-            else "files that are not images by their suffix"
+            else "that are not images by their suffix"
         )
         console.print(
-            f"passed over {count} {what} ({kinds}); images are {', '.join(sorted(IMAGE_SUFFIXES))}"
+            f"passed over {counted(count, 'file')} {what} ({kinds}); "
+            f"images are {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
 
 
@@ -238,7 +240,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
     _check_any_read(summary, args.sources)
     console.print(
-        f"{summary['images']} images, {summary['detections']} detections -> "
+        f"{counted(summary['images'], 'image')}, {counted(summary['detections'], 'detection')} -> "
         f"{summary['predictions'] or 'stdout'}"
     )
     return 0
@@ -323,7 +325,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
     _check_any_read(summary, args.sources)
     where = "stdout" if args.out is None else args.out / "predictions.json"
-    console.print(f"{summary['images']} images -> {where}")
+    console.print(f"{counted(summary['images'], 'image')} -> {where}")
     return 0
 
 
@@ -337,7 +339,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             raise ConversionError("review export needs --name and --out")
         summary = review.export_corrected(args.name, args.out, args.to)
         console.print(
-            f"Wrote {summary['images']} images, {summary['boxes']} boxes as {args.to} "
+            f"Wrote {counted(summary['images'], 'image')}, "
+            f"{counted(summary['boxes'], 'box', 'boxes')} as {args.to} "
             f"to {args.out}; rejected {summary['rejected'] or 'none'}, accepted "
             f"{summary['accepted'] or 'none'} ({len(summary['changed_images'])} "
             "images changed, see changes.json)"

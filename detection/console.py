@@ -10,6 +10,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and its noun, singular for one: ``counted(1, "box", "boxes")`` is
+    "1 box"."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def stderr_console():
     """A rich console on stderr (stdout stays free for reports and JSON).
 

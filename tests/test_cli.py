@@ -191,6 +191,22 @@ def test_device_option(monkeypatch, text: str, gpus: int, expected: str):
 
 
 @pytest.mark.parametrize(
+    ("count", "noun", "plural", "expected"),
+    [
+        (0, "image", None, "0 images"),
+        (1, "image", None, "1 image"),
+        (2, "image", None, "2 images"),
+        (1, "box", "boxes", "1 box"),
+        (4186, "box", "boxes", "4186 boxes"),
+    ],
+)
+def test_counted(count: int, noun: str, plural: str | None, expected: str):
+    from detection.console import counted
+
+    assert counted(count, noun, plural) == expected
+
+
+@pytest.mark.parametrize(
     ("passed_over", "expected"),
     [
         ({".gif": 1}, "passed over 1 file that is not an image by its suffix (.gif 1)"),
