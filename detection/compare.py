@@ -24,6 +24,11 @@ from detection.report import (
     seen_sentence,
     settings_sentence,
 )
+from detection.screening import DEFAULT_CONF, format_share, screening
+
+
+def _fmt_auroc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _difference(
@@ -109,6 +114,7 @@ def compare(
             **({"seen_in_training": seen[i]} if seen else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
             "past_the_image": past_the_image(predictions[i], gt),
+            "screening": screening(gt, predictions[i]),
         }
         for i, (name, (point, _)) in enumerate(zip(names, scored))
     ]
@@ -194,14 +200,34 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         f"{report['images']} images; {boot['replicates']} paired bootstrap replicates over "
         f"images (seed {boot['seed']}), 95% intervals." + settings_sentence(report),
         "",
-        "| model | mAP50 | 95% interval | mAP50:95 | 95% interval |",
-        "|---|---:|---|---:|---|",
+    ]
+    good = report["models"][0]["screening"]["images_without_defects"]
+    at = f"at confidence {DEFAULT_CONF}"
+    lines += [
+        "| model | mAP50 | 95% interval | mAP50:95 | 95% interval | images with defects "
+        f"flagged {at} |" + (f" defect-free images flagged {at} | image AUROC |" if good else ""),
+        "|---|---:|---|---:|---|---:|" + ("---:|---:|" if good else ""),
     ]
     for model in report["models"]:
+        rule, auroc = model["screening"]["rules"][0], model["screening"]["auroc"]
         lines.append(
             f"| {model['name']} | {model['mAP50']:.4f} | {format_interval(model['mAP50_ci'])} | "
-            f"{model['mAP50-95']:.4f} | {format_interval(model['mAP50-95_ci'])} |"
+            f"{model['mAP50-95']:.4f} | {format_interval(model['mAP50-95_ci'])} | "
+            f"{format_share(rule['with_defects'])} |"
+            + (f" {format_share(rule['without_defects'])} | {_fmt_auroc(auroc)} |" if good else "")
         )
+    lines += [
+        "",
+        "An image is flagged when any of its detections reaches the confidence (the "
+        "first decision on a line is per image; mAP does not show it); 95% Wilson "
+        "intervals."
+        + (
+            ""
+            if good
+            else " No image here is free of defects, so false alarms on good steel are not "
+            "measured."
+        ),
+    ]
     for model in report["models"]:
         cut = results_cut_short(model.get("lowest_score"))
         lines += ["", f"**{model['name']} cut short:** {cut}."] if cut else []

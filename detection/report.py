@@ -15,6 +15,7 @@ from converters.folders import write_folder
 from detection.bootstrap import format_interval
 from detection.boxes import iou_matrix
 from detection.cocoeval import CocoResult, difficult_boxes, evaluate
+from detection.screening import format_share, screening
 
 GT_COLOUR = (60, 200, 60)  # BGR green
 PRED_COLOUR = (40, 40, 230)  # BGR red
@@ -285,6 +286,15 @@ def _write_report(
         },
         "ultralytics": ultralytics_metrics,
         "difficult_ignored": difficult_ignored(gt, results),
+        "screening": screening(
+            gt,
+            results,
+            {
+                c.category_id: c.best_f1_confidence
+                for c in result.classes
+                if not math.isnan(c.best_f1_confidence)
+            },
+        ),
     }
     (out / "results.json").write_text(json.dumps(results) + "\n")
     (out / REPORT_MARKER).write_text(json.dumps(_clean(report), indent=2) + "\n")
@@ -544,6 +554,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
     past = results_past_the_image(report.get("past_the_image"))
     lines += ["", f"**Boxes past the image:** {past}."] if past else []
     lines += _explained_markdown(report)
+    lines += _screening_markdown(report.get("screening"))
     ignored = report.get("difficult_ignored")
     if ignored:
         lines += [
@@ -584,6 +595,49 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _screening_markdown(screened: dict | None) -> list[str]:
+    """Image-level screening (:func:`detection.screening.screening`) as Markdown."""
+    if not screened or not screened["images_with_defects"] + screened["images_without_defects"]:
+        return []
+    without = screened["images_without_defects"]
+    lines = [
+        "",
+        "## Image-level screening: is there a defect?",
+        "",
+        "An image is flagged when any of its detections reaches its class's confidence. "
+        "mAP scores boxes; on a line the first decision is per image, and flagged images of "
+        "good steel (false alarms) never show in mAP.",
+        "",
+        "| rule | confidence | images with defects flagged (recall) | the missed hold | "
+        "defect-free images flagged (false alarms) |",
+        "|---|---:|---:|---|---:|",
+    ]
+    rules = screened["rules"] + screened["at_false_alarm_rates"]
+    for rule in rules:
+        confidence = _fmt(rule["confidence"]) if "confidence" in rule else "each class's best F1"
+        missed = ", ".join(f"{n} {k}" for n, k in rule["missed_holding"].items() if k) or "-"
+        lines.append(
+            f"| {rule['rule']} | {confidence} | {format_share(rule['with_defects'])} | {missed} | "
+            f"{format_share(rule['without_defects'])} |"
+        )
+    lines.append("")
+    if without:
+        lines.append(
+            f"AUROC {_fmt(screened['auroc'])} (each image scored by its most confident "
+            "detection). Intervals: 95% Wilson. Each class's best F1, and the confidences "
+            "for at most 1% or 5% false alarms, are chosen on these images, so optimistic "
+            "on them."
+        )
+    else:
+        lines.append(
+            "Intervals: 95% Wilson. No image here is free of defects, so how often the model "
+            "flags good steel is not measured: add images of defect-free steel to the "
+            "split (`defects convert --unlabeled-as-background` keeps images without an "
+            "annotation as such) to measure it."
+        )
+    return lines
 
 
 def _explained_markdown(report: dict) -> list[str]:
