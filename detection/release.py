@@ -426,19 +426,24 @@ def measured_on_val(
     nms_iou: float,
     results: list[dict] | None = None,
 ) -> dict:
-    """The ``val_macro_f1`` and ``per_class`` of :func:`operating_points`: each class's
-    precision, recall and F1 on the val split of ``root`` with its detections kept at
-    its confidence in ``confidences``, as ``detector`` predicts them at ``nms_iou`` (and
-    the evaluation's other settings), or as ``results`` holds them when already made.
-    Checking a card's operating points takes val alone, not train's four times as many
-    images."""
+    """The ``val_macro_f1``, ``per_class`` and ``images`` of :func:`operating_points`:
+    each class's precision, recall and F1 on the val split of ``root`` with its
+    detections kept at its confidence in ``confidences``, and how many val images those
+    detections flag (:func:`detection.screening.screening`), as ``detector`` predicts
+    them at ``nms_iou`` (and the evaluation's other settings), or as ``results`` holds
+    them when already made. Checking a card's operating points takes val alone, not
+    train's four times as many images."""
     from detection.cocoeval import at_thresholds, macro_f1, precision_recall
+    from detection.screening import screening
 
     gt = json.loads((root / "annotations" / "instances_val.json").read_text())
     if results is None:
         images = root / "images" / "val"
         results = predict_coco_at_ious(detector, gt, images, (nms_iou,))[nms_iou]
     on_val = precision_recall(gt, at_thresholds(gt, results, confidences))
+    ids = {category["name"]: category["id"] for category in gt["categories"]}
+    screened = screening(gt, results, {ids[name]: c for name, c in confidences.items()})
+    at_points = screened["rules"][1]
     return {
         "val_macro_f1": macro_f1(on_val),
         "per_class": {
@@ -446,6 +451,8 @@ def measured_on_val(
             | {key: on_val[name][key] for key in ("precision", "recall", "f1")}
             for name in confidences
         },
+        "images": {key: at_points[key] for key in ("with_defects", "without_defects")}
+        | {"missed_holding": at_points["missed_holding"]},
     }
 
 
@@ -792,9 +799,30 @@ def _tta_lines(card: dict, evaluation: dict) -> list[str]:
                 for name, point in points.items()
                 if point.get("confidence") is not None
             )
-            + " (confidence, then precision / recall on val).",
+            + " (confidence, then precision / recall on val)."
+            + _images_flagged(tta["operating_points"].get("images")),
         ]
     return [*lines, ""]
+
+
+def _images_flagged(images: dict | None) -> str:
+    """A sentence on the val images the operating points flag (any detection kept)."""
+    if not images:
+        return ""
+    from detection.screening import format_share
+
+    missed = ", ".join(f"{name} {n}" for name, n in images["missed_holding"].items() if n)
+    good = images["without_defects"]
+    return (
+        f" At them, the val images with defects flagged (any detection kept): "
+        f"{format_share(images['with_defects'])} (95% Wilson interval)"
+        + (f"; the missed hold {missed}" if missed else "")
+        + (
+            f"; defect-free images flagged: {format_share(good)}."
+            if good["of"]
+            else "; val holds no defect-free image, so false alarms on good steel are not measured."
+        )
+    )
 
 
 def _operating_point(point: dict) -> str:
@@ -890,7 +918,8 @@ def card_markdown(card: dict) -> str:
             "Operating points: each class's confidence of best F1, chosen on the train split "
             f"and measured on val{at_iou}; `defects predict IMAGES --weights "
             f"{card['name']} --conf best-f1` keeps each class's detections at its own "
-            "(`make bench-operating-points`: docs/benchmarks.md).",
+            "(`make bench-operating-points`: docs/benchmarks.md)."
+            + _images_flagged(chosen.get("images")),
         ]
     lines += [
         "",

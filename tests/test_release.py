@@ -178,6 +178,11 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert again["val_macro_f1"] == pytest.approx(points["val_macro_f1"], abs=1e-6)
     for name, point in points["per_class"].items():
         assert again["per_class"][name] == pytest.approx(point, abs=1e-6)
+    # ... and the val images they flag, of 358 with defects (the card's sentence).
+    assert _clean(again["images"]) == points["images"]
+    assert points["images"]["with_defects"]["of"] == 358 and not points["images"][
+        "without_defects"
+    ]["of"]  # fmt: skip
     # The int8 export: its card figure again (to 0.002: int8 kernels differ between CPUs,
     # VNNI or not) and within the tolerance of fp32.
     int8 = card["int8"]
@@ -203,6 +208,7 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert again["val_macro_f1"] == pytest.approx(tta_points["val_macro_f1"], abs=1e-6)
     for name, point in tta_points["per_class"].items():
         assert again["per_class"][name] == pytest.approx(point, abs=1e-6)
+    assert _clean(again["images"]) == tta_points["images"]
 
 
 def test_released_neu_det_is_small_and_complete():
