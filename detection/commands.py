@@ -240,7 +240,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
     _check_any_read(summary, args.sources)
     console.print(
-        f"{counted(summary['images'], 'image')}, {counted(summary['detections'], 'detection')} -> "
+        f"{counted(summary['images'], 'image')} ({summary['images_flagged']} with a detection), "
+        f"{counted(summary['detections'], 'detection')} -> "
         f"{summary['predictions'] or 'stdout'}"
     )
     return 0

@@ -840,7 +840,8 @@ def predict(
     Unreadable images are reported in ``errors`` and skipped; the batch goes on. An
     image the model sees only part of (:func:`detection.images.narrowed_samples`) is
     predicted on and noted in ``notes`` and its ``images.json`` entry.
-    Returns ``{"images": n, "detections": n, "errors": [...], "notes": [...],
+    Returns ``{"images": n, "detections": n, "images_flagged": n (with a detection),
+    "errors": [...], "notes": [...],
     "passed_over": {suffix: files}, "predictions": path or None, "results": [...]}``
     (``passed_over``: the files in the folders given that are not images by their suffix).
     """
@@ -924,6 +925,7 @@ def predict(
     return {
         "images": len(images_json),
         "detections": len(results),
+        "images_flagged": len({result["image_id"] for result in results}),
         "errors": errors,
         "notes": notes,
         "passed_over": by_suffix(passed_over),

@@ -356,7 +356,10 @@ def test_predict_by_released_name_from_any_folder(
     streamed = capsys.readouterr()
     lines = [json.loads(line) for line in streamed.out.splitlines()]
     assert lines == json.loads((tmp_path / "torch" / "predictions.json").read_text())
-    assert f"{len(lines)} detections -> stdout" in streamed.err
+    flagged = len({line["file_name"] for line in lines})
+    assert f"6 images ({flagged} with a detection), {len(lines)} detections -> stdout" in (
+        streamed.err
+    )
     # At the card's operating points: each class from its own best-F1 confidence, at the
     # NMS IoU chosen with them (unless --iou says otherwise: then refused, as it differs).
     assert main(["predict", str(images), "--weights", "neu-det", "--conf", "best-f1"]) == 0
