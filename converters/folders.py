@@ -81,8 +81,17 @@ def write_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
+    try:
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+    except OSError:
+        # Another run swapped its own output in between (the same command twice at
+        # once): the earlier output comes back if nothing took its place, and no half
+        # of ours stays beside it.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     return result

@@ -288,6 +288,29 @@ def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Path, monkeypatch):
+    # The same command twice at once: the other run's output took the place between our
+    # moving the old one aside and moving ours in.
+    from converters.folders import write_folder
+
+    out = tmp_path / "out"
+    write_folder(
+        out, lambda folder: folder.mkdir() or (folder / "m.json").write_text("1"), "m.json"
+    )
+    real_rename = Path.rename
+
+    def rename(self: Path, target):
+        if ".tmp-" in self.name:
+            raise OSError(39, "Directory not empty", str(target))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="Directory not empty"):
+        write_folder(out, lambda f: f.mkdir() or (f / "m.json").write_text("2"), "m.json")
+    assert (out / "m.json").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_killed_run_leaves_a_complete_output(neu_det: Path, tmp_path: Path):
     out = tmp_path / "out"
     convert(_small(tmp_path / "src"), out)
