@@ -146,11 +146,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+class _PrintVersions(argparse.Action):
+    """``--version``: one line, not wrapped at the terminal's width as argparse's is."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from detection.versions import versions_line
+
+        print(versions_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="defects",
         description="Steel surface defects: convert VOC datasets, train YOLO, evaluate, predict.",
     )
+    parser.add_argument("--version", action=_PrintVersions)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     convert = commands.add_parser(

@@ -25,6 +25,7 @@ from detection.report import (
     settings_sentence,
 )
 from detection.screening import DEFAULT_CONF, format_share, screening
+from detection.versions import package_versions
 
 
 def _fmt_auroc(value: float | None) -> str:
@@ -131,6 +132,7 @@ def compare(
             "bootstrap": {"replicates": replicates, "seed": seed, "level": 0.95, "paired": True},
             "images": len(gt["images"]),
             **({"prediction_settings": settings} if settings else {}),
+            "software": package_versions(),
         }
     )
 

@@ -16,6 +16,7 @@ from detection.bootstrap import format_interval
 from detection.boxes import iou_matrix
 from detection.cocoeval import CocoResult, difficult_boxes, evaluate
 from detection.screening import format_share, screening
+from detection.versions import package_versions
 
 GT_COLOUR = (60, 200, 60)  # BGR green
 PRED_COLOUR = (40, 40, 230)  # BGR red
@@ -295,6 +296,7 @@ def _write_report(
                 if not math.isnan(c.best_f1_confidence)
             },
         ),
+        "software": package_versions(),
     }
     (out / "results.json").write_text(json.dumps(results) + "\n")
     (out / REPORT_MARKER).write_text(json.dumps(_clean(report), indent=2) + "\n")

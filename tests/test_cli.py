@@ -242,6 +242,19 @@ def test_every_command_refuses_a_gpu_it_lacks(command: str, capsys, monkeypatch)
     assert "argument --device: GPU 3 requested" in capsys.readouterr().err
 
 
+def test_version_names_ours_and_the_libraries_behind_the_figures():
+    from importlib.metadata import version
+
+    result = subprocess.run([*DEFECTS, "--version"], capture_output=True, text=True)
+    assert result.returncode == 0
+    line = result.stdout.strip()
+    assert "\n" not in line  # one line, whatever the terminal's width
+    assert line.startswith(f"defects {version('steel-defects')} (")
+    for name, package in (("pycocotools", "pycocotools"), ("torch", "torch")):
+        assert f"{name} {version(package)}" in line
+    assert "not installed" not in line  # every library the figures depend on is here
+
+
 def test_validate_writes_nothing(tmp_path: Path):
     src = _small(tmp_path / "src", bad=True)
     before = sorted(tmp_path.rglob("*"))

@@ -119,6 +119,9 @@ def test_the_report_has_a_screening_section(tmp_path: Path, good: int):
         tmp_path / "results.json", tmp_path / "gt.json", tmp_path / "report", replicates=0
     )
     assert report["screening"]["images_without_defects"] == good
+    from importlib.metadata import version
+
+    assert report["software"]["pycocotools"] == version("pycocotools")  # what scored it
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "## Image-level screening: is there a defect?" in markdown
     assert "| one confidence for all | 0.250 | 2 of 3: 66.7% [" in markdown
