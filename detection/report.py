@@ -625,6 +625,17 @@ def _screening_markdown(screened: dict | None) -> list[str]:
             f"{format_share(rule['without_defects'])} |"
         )
     lines.append("")
+    first = screened["rules"][0]
+    if first["missed"]:
+        shown = ", ".join(f"`{name}`" for name in first["missed"][:8])
+        more = len(first["missed"]) - 8
+        lines += [
+            f"Missed at {_fmt(first['confidence'], 2)}: {shown}"
+            + (f" and {more} more" if more > 0 else "")
+            + " (every rule's missed images and false alarms by name: `report.json`, "
+            "`screening`).",
+            "",
+        ]
     if without:
         lines.append(
             f"AUROC {_fmt(screened['auroc'])} (each image scored by its most confident "

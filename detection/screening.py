@@ -66,11 +66,13 @@ def _flag_rates(
     label: str,
     flagged: np.ndarray,
     holds: dict[str, np.ndarray],
+    files: list[str],
     confidence: float | None = None,
 ) -> dict:
     """Of the images with defects, how many are flagged (recall), and of those missed,
     how many hold each class; of the images without, how many are flagged (false
-    alarms). ``holds``: for each class, which images hold a box of it."""
+    alarms); the missed and the false alarms by file name. ``holds``: for each class,
+    which images hold a box of it; ``files``: each image's file name."""
     defective = np.logical_or.reduce(list(holds.values())) if holds else np.zeros_like(flagged)
     return {
         "rule": label,
@@ -78,6 +80,8 @@ def _flag_rates(
         "with_defects": _flagged(flagged[defective]),
         "without_defects": _flagged(flagged[~defective]),
         "missed_holding": {name: int((held & ~flagged).sum()) for name, held in holds.items()},
+        "missed": [files[i] for i in np.flatnonzero(defective & ~flagged)],
+        "false_alarms": [files[i] for i in np.flatnonzero(~defective & flagged)],
     }
 
 
@@ -100,6 +104,7 @@ def screening(gt: dict, results: list[dict], per_class: dict[int, float] | None 
         these images, so optimistic on them).
     """
     ids = [image["id"] for image in gt["images"]]
+    files = [str(image.get("file_name", image["id"])) for image in gt["images"]]
     row = {image_id: i for i, image_id in enumerate(ids)}
     names = {c["id"]: c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])}
     holds = {name: np.zeros(len(ids), bool) for name in names.values()}
@@ -119,9 +124,9 @@ def screening(gt: dict, results: list[dict], per_class: dict[int, float] | None 
         flagged_default[i] |= result["score"] >= DEFAULT_CONF
         own = thresholds.get(result["category_id"], DEFAULT_CONF)
         flagged_per_class[i] |= result["score"] >= own
-    rules = [_flag_rates("one confidence for all", flagged_default, holds, DEFAULT_CONF)]
+    rules = [_flag_rates("one confidence for all", flagged_default, holds, files, DEFAULT_CONF)]
     if per_class:
-        rules.append(_flag_rates("each class's own confidence", flagged_per_class, holds))
+        rules.append(_flag_rates("each class's own confidence", flagged_per_class, holds, files))
     positives, negatives = score[defective], score[~defective]
     at_rates = []
     if len(negatives):
@@ -136,7 +141,11 @@ def screening(gt: dict, results: list[dict], per_class: dict[int, float] | None 
                 {
                     "false_alarm_rate_at_most": rate,
                     **_flag_rates(
-                        f"at most {rate:.0%} false alarms", score >= confidence, holds, confidence
+                        f"at most {rate:.0%} false alarms",
+                        score >= confidence,
+                        holds,
+                        files,
+                        confidence,
                     ),
                 }
             )

@@ -80,6 +80,7 @@ def test_screening_counts_flagged_images_by_rule():
         "flagged": 2, "of": 4, "share": 0.5, "share_ci": wilson_interval(2, 4)
     }  # fmt: skip
     assert one["missed_holding"] == {"crazing": 1, "scratches": 1}
+    assert (one["missed"], one["false_alarms"]) == (["3.jpg", "4.jpg"], ["5.jpg"])
     assert (one["without_defects"]["flagged"], one["without_defects"]["of"]) == (1, 3)
     assert own["with_defects"]["flagged"] == 4 and own["missed_holding"] == {
         "crazing": 0, "scratches": 0
@@ -126,6 +127,7 @@ def test_the_report_has_a_screening_section(tmp_path: Path, good: int):
     assert "## Image-level screening: is there a defect?" in markdown
     assert "| one confidence for all | 0.250 | 2 of 3: 66.7% [" in markdown
     assert "| crazing 1 |" in markdown
+    assert "Missed at 0.25: `3.jpg` (every rule's missed images" in markdown
     if good:
         assert "AUROC 0.833" in markdown and "1 of 2: 50.0% [" in markdown
         assert "| at most 1% false alarms |" in markdown
