@@ -19,6 +19,7 @@ read (:func:`is_not_data`); a layout lists the ones that would have been read ot
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,10 +87,12 @@ def _files(
     recursive: bool = True,
     not_read: list[Path] | None = None,
     passed_over: list[Path] | None = None,
+    skip: Callable[[Path], bool] | None = None,
 ) -> list[Path]:
     """The files under ``folder`` with one of ``suffixes``, sorted; the hidden ones, and
     hidden folders when ``recursive``, are appended to ``not_read`` instead, and the
-    others (another suffix, not hidden) to ``passed_over``.
+    others (another suffix, not hidden) to ``passed_over``. A sub-folder for which
+    ``skip`` is true is not looked into.
 
     A linked folder is followed, but each real folder is read once: a link to a folder
     above it (``IMAGES/all -> ..``) listed its files again at every level until the
@@ -116,6 +119,8 @@ def _files(
                 if is_not_data(entry.name):
                     if not_read is not None:
                         not_read.append(Path(entry.path))
+                elif skip is not None and skip(Path(entry.path)):
+                    continue
                 elif (real := os.path.realpath(entry.path)) not in seen:
                     seen.add(real)
                     stack.append(Path(entry.path))
@@ -268,12 +273,15 @@ def detect_layout(root: Path) -> SourceLayout:
 
 
 def images_in(
-    folder: Path, recursive: bool = False, passed_over: list[Path] | None = None
+    folder: Path,
+    recursive: bool = False,
+    passed_over: list[Path] | None = None,
+    skip: Callable[[Path], bool] | None = None,
 ) -> list[Path]:
     """The image files in ``folder`` (directly, or at any depth when ``recursive``),
-    sorted; none hidden or macOS metadata (:func:`is_not_data`). The other files are
-    appended to ``passed_over``."""
-    return _files(folder, IMAGE_SUFFIXES, recursive, passed_over=passed_over)
+    sorted; none hidden or macOS metadata (:func:`is_not_data`), none in a sub-folder
+    ``skip`` is true of. The other files are appended to ``passed_over``."""
+    return _files(folder, IMAGE_SUFFIXES, recursive, passed_over=passed_over, skip=skip)
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:

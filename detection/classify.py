@@ -439,7 +439,7 @@ def classify(
     imgsz = imgsz or model_imgsz(model)
     predictions, errors, notes = [], [], []
     passed_over: list[Path] = []
-    paths = collect_images(sources, passed_over)
+    paths = collect_images(sources, passed_over, out)
 
     def run(folder: Path | None) -> None:
         if folder is not None:

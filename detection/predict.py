@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import os
 import re
 import tempfile
 from collections import Counter
@@ -60,19 +61,30 @@ class Detections:
     classes: np.ndarray  # [N] class index
 
 
-def collect_images(sources: list[Path], passed_over: list[Path] | None = None) -> list[Path]:
+def collect_images(
+    sources: list[Path], passed_over: list[Path] | None = None, out: Path | None = None
+) -> list[Path]:
     """Image files given directly or found (recursively) in folders, in a stable order;
     a folder's hidden and macOS metadata files are left out
     (:func:`converters.layouts.is_not_data`), and its files of other kinds (by suffix)
-    appended to ``passed_over``.
+    appended to ``passed_over``. Within a folder, the run's own output folder ``out``
+    and any earlier output of ``predict`` or ``classify`` (a folder holding their
+    ``predictions.json``) are not looked into: their annotated images and VOC links are
+    this run's output, not its input (``predict IMAGES --out IMAGES/pred`` run twice read
+    the first run's images as new ones).
 
     Raises:
         ConversionError: A source does not exist or nothing was found.
     """
+    ours = None if out is None else os.path.realpath(out)
+
+    def is_output(folder: Path) -> bool:
+        return os.path.realpath(folder) == ours or (folder / PREDICTIONS_MARKER).is_file()
+
     found: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found += images_in(source, recursive=True, passed_over=passed_over)
+            found += images_in(source, recursive=True, passed_over=passed_over, skip=is_output)
         elif source.exists():
             found.append(source)
         else:
@@ -848,7 +860,7 @@ def predict(
     if voc and out is None:
         raise ConversionError("a VOC export of the predictions needs an output folder (--out)")
     passed_over: list[Path] = []
-    paths = collect_images(sources, passed_over)
+    paths = collect_images(sources, passed_over, out)
     detector = load_detector(weights, backend, imgsz, device, tta=tta)
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None

@@ -641,3 +641,21 @@ def test_predictions_as_voc_prelabels_that_convert_reads_back(
     capsys.readouterr()
     assert main([*argv, "--voc"]) == 2
     assert "needs an output folder (--out)" in capsys.readouterr().err
+
+
+def test_predict_never_reads_its_own_outputs_as_input(neu_det: Path, tmp_path: Path, capsys):
+    # `predict IMAGES --out IMAGES/pred` run twice read the first run's annotated images
+    # and VOC links as new images (2 became 6).
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("crazing_1.jpg", "scratches_7.jpg"):
+        shutil.copyfile(neu_det / "IMAGES" / name, images / name)
+    argv = ["predict", str(images), "--weights", "neu-det", "--backend", "onnx", "--conf", "0.1"]
+    for out in ("pred", "pred", "other"):
+        assert main([*argv, "--out", str(images / out), "--voc"]) == 0
+        read = json.loads((images / out / "images.json").read_text())["images"]
+        assert sorted(Path(i["file_name"]).name for i in read) == [
+            "crazing_1.jpg",
+            "scratches_7.jpg",
+        ]
+    assert "passed over" not in capsys.readouterr().err
