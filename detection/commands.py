@@ -460,6 +460,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         read_ground_truth,
         read_results,
         split_ground_truth,
+        truth_named,
     )
     from detection.report import REPORT_MARKER
 
@@ -476,7 +477,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             gt, named = read_ground_truth(args.gt), args.gt
         else:
             truth = split_ground_truth(args.data, args.split)
-            gt, named = truth.gt, truth.source or f"{truth.data_yaml} (split '{args.split}')"
+            gt, named = truth.gt, truth_named(truth, args.split)
         predictions = [read_results(path, gt, named) for path in args.predictions]
         sources = [str(path) for path in args.predictions]
         default_names = [path.stem for path in args.predictions]

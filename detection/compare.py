@@ -18,6 +18,7 @@ from detection.bootstrap import figures, format_interval, interval, match, p_val
 from detection.report import (
     REPORT_MARKER,
     _clean,
+    _fmt,
     past_the_image,
     results_cut_short,
     results_past_the_image,
@@ -26,10 +27,6 @@ from detection.report import (
 )
 from detection.screening import DEFAULT_CONF, format_share, screening
 from detection.versions import package_versions
-
-
-def _fmt_auroc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _difference(
@@ -216,7 +213,7 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             f"| {model['name']} | {model['mAP50']:.4f} | {format_interval(model['mAP50_ci'])} | "
             f"{model['mAP50-95']:.4f} | {format_interval(model['mAP50-95_ci'])} | "
             f"{format_share(rule['with_defects'])} |"
-            + (f" {format_share(rule['without_defects'])} | {_fmt_auroc(auroc)} |" if good else "")
+            + (f" {format_share(rule['without_defects'])} | {_fmt(auroc)} |" if good else "")
         )
     lines += [
         "",

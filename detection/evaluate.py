@@ -206,6 +206,22 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
     return truth
 
 
+def truth_named(truth: SplitTruth, split: str) -> Path | str:
+    """What messages call a split's ground truth: its COCO file, or the dataset's split."""
+    return truth.source or f"{truth.data_yaml} (split '{split}')"
+
+
+def _split_provenance(truth: SplitTruth, split: str) -> dict:
+    """Where a report's ground truth came from: the dataset, its manifest's SHA-256 (a
+    converter output) and the COCO file, or the YOLO labels, read."""
+    manifest = truth.data_yaml.parent / "manifest.json"
+    return {
+        "data": str(truth.data_yaml),
+        "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
+        "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
+    }
+
+
 def yolo_split_truth(data_yaml: Path, split: str) -> SplitTruth:
     """The ground truth of a YOLO dataset's split: the images its ``data.yaml`` lists
     (folders, searched at any depth, or ``.txt`` lists of images), found as ultralytics
@@ -294,15 +310,12 @@ def evaluate_model(
     )
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
-    manifest = data_yaml.parent / "manifest.json"
     meta = {
         "name": weights.parent.name,
         "weights": str(detector.path.resolve()),
         "weights_sha256": sha256(detector.path),
         "backend": backend,
-        "data": str(data_yaml),
-        "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
-        "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
+        **_split_provenance(truth, split),
         "split": split,
         "imgsz": imgsz,
         "images": len(gt["images"]),
@@ -682,17 +695,20 @@ def evaluate_results_on_split(
     found as ``evaluate --weights`` finds it (:func:`split_ground_truth`): ultralytics'
     ``save_json`` results on a YOLO dataset need no COCO file of their own."""
     truth = split_ground_truth(data, split)
-    manifest = truth.data_yaml.parent / "manifest.json"
     meta = {
-        "data": str(truth.data_yaml),
-        "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
-        "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
+        **_split_provenance(truth, split),
         "ground_truth_sha256": sha256(truth.source) if truth.source else None,
         "split": split,
     }
-    named = truth.source or f"{truth.data_yaml} (split '{split}')"
     return _evaluate_results(
-        Path(predictions), truth.gt, named, meta, Path(out), truth.image_dir, replicates, seed
+        Path(predictions),
+        truth.gt,
+        truth_named(truth, split),
+        meta,
+        Path(out),
+        truth.image_dir,
+        replicates,
+        seed,
     )
 
 

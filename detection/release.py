@@ -451,8 +451,9 @@ def measured_on_val(
             | {key: on_val[name][key] for key in ("precision", "recall", "f1")}
             for name in confidences
         },
-        "images": {key: at_points[key] for key in ("with_defects", "without_defects")}
-        | {"missed_holding": at_points["missed_holding"]},
+        "images": {
+            key: at_points[key] for key in ("with_defects", "without_defects", "missed_holding")
+        },
     }
 
 

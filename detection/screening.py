@@ -65,6 +65,7 @@ def format_share(counts: dict) -> str:
 def _flag_rates(
     label: str,
     flagged: np.ndarray,
+    defective: np.ndarray,
     holds: dict[str, np.ndarray],
     files: list[str],
     confidence: float | None = None,
@@ -72,8 +73,7 @@ def _flag_rates(
     """Of the images with defects, how many are flagged (recall), and of those missed,
     how many hold each class; of the images without, how many are flagged (false
     alarms); the missed and the false alarms by file name. ``holds``: for each class,
-    which images hold a box of it; ``files``: each image's file name."""
-    defective = np.logical_or.reduce(list(holds.values())) if holds else np.zeros_like(flagged)
+    which images hold a box of it (``defective``: any); ``files``: each image's name."""
     return {
         "rule": label,
         **({"confidence": confidence} if confidence is not None else {}),
@@ -124,9 +124,13 @@ def screening(gt: dict, results: list[dict], per_class: dict[int, float] | None 
         flagged_default[i] |= result["score"] >= DEFAULT_CONF
         own = thresholds.get(result["category_id"], DEFAULT_CONF)
         flagged_per_class[i] |= result["score"] >= own
-    rules = [_flag_rates("one confidence for all", flagged_default, holds, files, DEFAULT_CONF)]
+
+    def rates(label: str, flagged: np.ndarray, confidence: float | None = None) -> dict:
+        return _flag_rates(label, flagged, defective, holds, files, confidence)
+
+    rules = [rates("one confidence for all", flagged_default, DEFAULT_CONF)]
     if per_class:
-        rules.append(_flag_rates("each class's own confidence", flagged_per_class, holds, files))
+        rules.append(rates("each class's own confidence", flagged_per_class))
     positives, negatives = score[defective], score[~defective]
     at_rates = []
     if len(negatives):
@@ -140,13 +144,7 @@ def screening(gt: dict, results: list[dict], per_class: dict[int, float] | None 
             at_rates.append(
                 {
                     "false_alarm_rate_at_most": rate,
-                    **_flag_rates(
-                        f"at most {rate:.0%} false alarms",
-                        score >= confidence,
-                        holds,
-                        files,
-                        confidence,
-                    ),
+                    **rates(f"at most {rate:.0%} false alarms", score >= confidence, confidence),
                 }
             )
     return {
