@@ -39,6 +39,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "box_outside_image": "error",
     "duplicate_box": "error",
     "box_clipped": "warning",
+    "swapped_corners": "warning",
     "size_mismatch": "warning",
     "exif_turned_boxes": "warning",
     "xml_encoding": "warning",

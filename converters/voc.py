@@ -245,6 +245,25 @@ def validate_objects(
             report.add(file, "class_alias", f"{obj.name!r} read as {label!r}", "renamed", index)
         if not all(_INTEGER.match(v) for v in obj.coords):
             report.add(file, "float_coordinates", f"coordinates {obj.coords}", "accepted", index)
+        # Corners given the wrong way round (labelme's labelme2voc.py wrote a rectangle
+        # drawn up or to the left so until it learnt to sort them:
+        # https://github.com/wkentaro/labelme/blob/main/examples/bbox_detection/labelme2voc.py)
+        # still say which pixels the box covers. Only a width or height of exactly zero
+        # (xmax = xmin - 1, 1-based inclusive) is empty.
+        swapped = [
+            axis for axis, lo, hi in (("x", 0, 2), ("y", 1, 3)) if values[hi] < values[lo] - 1
+        ]
+        if swapped:
+            for axis in swapped:
+                lo, hi = (0, 2) if axis == "x" else (1, 3)
+                values[lo], values[hi] = values[hi], values[lo]
+            report.add(
+                file,
+                "swapped_corners",
+                f"{' and '.join(f'{a}max < {a}min' for a in swapped)} in {obj.coords}",
+                "swapped",
+                index,
+            )
         xmin, ymin, xmax, ymax = values[0] - 1, values[1] - 1, values[2], values[3]
         if xmax <= xmin or ymax <= ymin:
             drop(

@@ -40,10 +40,23 @@ def read(text: str) -> tuple[list[Box], Report]:
         # Entirely outside: dropped.
         ([("patches", 210, 10, 250, 50)], [], ["box_outside_image"]),
         ([("patches", -50, 10, -10, 50)], [], ["box_outside_image"]),
-        # Zero or negative area: dropped.
+        # Zero width or height (xmax = xmin - 1, 1-based inclusive): dropped.
         ([("patches", 30, 10, 29, 50)], [], ["degenerate_box"]),
-        ([("patches", 30, 10, 20, 50)], [], ["degenerate_box"]),
-        ([("patches", 10, 50, 30, 40)], [], ["degenerate_box"]),
+        ([("patches", 10, 50, 30, 49)], [], ["degenerate_box"]),
+        # Corners the wrong way round (labelme2voc.py before it sorted them): swapped.
+        ([("patches", 30, 10, 20, 50)], [("patches", 19, 9, 30, 50)], ["swapped_corners"]),
+        ([("patches", 10, 50, 30, 40)], [("patches", 9, 39, 30, 50)], ["swapped_corners"]),
+        (
+            [("patches", 150.5, 160, 30, 40.25)],
+            [("patches", 29, 39.25, 150.5, 160)],
+            ["float_coordinates", "swapped_corners"],
+        ),
+        # Swapped and then partly outside: both said.
+        (
+            [("patches", 250, 10, 150, 50)],
+            [("patches", 149, 9, 200, 50)],
+            ["swapped_corners", "box_clipped"],
+        ),
         # Exact duplicate in one image: the second is dropped.
         (
             [("crazing", 1, 1, 9, 9), ("crazing", 1, 1, 9, 9)],
