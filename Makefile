@@ -18,7 +18,7 @@ SEED    ?= 0
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
-.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile bench-profile-predict gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border release tide-reference clean
+.PHONY: help setup test-tools test lint review train-det train-cls convert-neu convert-gc10 synth bench bench-convert bench-predict bench-recipes bench-profile bench-profile-predict gpu-carry bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border bench-tiles release tide-reference clean
 
 help:
 	@sed -n '1,4p' Makefile | sed 's/^# \{0,1\}//'
@@ -98,7 +98,7 @@ convert-gc10: setup
 # The released NEU-DET model (models/neu-det); WEIGHTS=weights/NAME/best.pt for a local run.
 WEIGHTS ?= neu-det
 
-bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border
+bench: bench-convert bench-predict bench-classify bench-review bench-bootstrap bench-tta bench-operating-points bench-nms-iou bench-border bench-tiles
 
 bench-convert: setup
 	$(PY) bench/convert.py --data $(or $(DATA),../shared/datasets/NEU-DET)
@@ -142,6 +142,9 @@ bench-nms-iou: setup
 
 bench-border: setup
 	$(PY) bench/border.py --weights $(WEIGHTS) --data datasets/converted/neu-det
+
+bench-tiles: setup
+	$(PY) bench/tiles.py --data datasets/converted/neu-det
 
 bench-classify: setup
 	$(PY) bench/classify.py --backbone $(WEIGHTS) --data datasets/converted/neu-det

@@ -79,3 +79,66 @@ def weighted_boxes_fusion(
         np.array(fused_scores, np.float32)[order],
         np.array(fused_classes, int)[order],
     )
+
+
+def merge_tiles(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    cut: np.ndarray,
+    tiles: np.ndarray,
+    ios: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merges the detections of overlapping tiles of one image into the image's.
+
+    Per class, in descending score order, a box is dropped when another kept box covers
+    ``ios`` of the smaller of the two (intersection over the smaller area: the same
+    defect seen whole by one tile and in part by its neighbour). Two boxes that were
+    both cut by an inner edge of their tiles (``cut``) and overlap are one defect
+    crossing the cut, cut twice: they become their union, with the higher score.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy in the image's pixels.
+        scores: ``[N]``.
+        classes: ``[N]`` class indices.
+        cut: ``[N]`` bool: the box touches an edge of its tile inside the image.
+        tiles: ``[N]`` the tile each box was found in. Boxes of one tile have been
+            through NMS already and are never merged with each other.
+        ios: Intersection over the smaller area at or above which a box is dropped.
+
+    Returns:
+        The merged boxes, scores and classes, in descending score order.
+    """
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    seen_in: list[set] = []  # the tiles each kept box has been found in
+    merged = boxes.astype(float).copy()
+    was_cut = cut.astype(bool).copy()
+    for i in order:
+        same = [
+            k
+            for k, found in zip(kept, seen_in)
+            if classes[k] == classes[i] and tiles[i] not in found
+        ]
+        if same:
+            other = merged[same]
+            box = merged[i]
+            inter = np.clip(
+                np.minimum(other[:, 2], box[2]) - np.maximum(other[:, 0], box[0]), 0, None
+            ) * np.clip(np.minimum(other[:, 3], box[3]) - np.maximum(other[:, 1], box[1]), 0, None)
+            areas = (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1])
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            covered = inter / np.maximum(np.minimum(areas, area), 1e-12)
+            joined = np.flatnonzero((inter > 0) & was_cut[same] & was_cut[i])
+            if len(joined):
+                k = same[int(joined[np.argmax(covered[joined])])]
+                merged[k, :2] = np.minimum(merged[k, :2], box[:2])
+                merged[k, 2:] = np.maximum(merged[k, 2:], box[2:])
+                seen_in[kept.index(k)].add(tiles[i])
+                continue
+            if covered.max() >= ios:
+                continue
+        kept.append(int(i))
+        seen_in.append({tiles[i]})
+    keep = np.array(kept, dtype=int)
+    return merged[keep], scores[keep], classes[keep]

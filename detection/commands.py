@@ -21,7 +21,14 @@ from detection.console import (
     progress_bar,
     stderr_console,
 )
-from detection.weights import BACKENDS, MAX_RELEASE_MB, MODELS_DIR, NMS_IOU, is_released
+from detection.weights import (
+    BACKENDS,
+    MAX_RELEASE_MB,
+    MODELS_DIR,
+    NMS_IOU,
+    TILE_OVERLAP,
+    is_released,
+)
 
 
 def _print_skipped(
@@ -95,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.predictions or args.gt:
         if not args.predictions or args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
-        if args.tta or args.iou != NMS_IOU:
+        if args.tta or args.iou != NMS_IOU or args.tile:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
         if args.gt:
             report = evaluate_files(
@@ -123,6 +130,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 tta=args.tta,
                 nms_iou=args.iou,
+                tile=args.tile,
+                tile_overlap=args.tile_overlap,
             )
     from detection.bootstrap import format_interval
     from detection.report import results_cut_short, results_past_the_image
@@ -157,8 +166,8 @@ def _warn_if_seen(
 
 
 SETTINGS_NEED_WEIGHTS = (
-    "--tta and --iou change how predictions are made (with --weights); a --predictions file "
-    "is scored as it is"
+    "--tta, --iou and --tile change how predictions are made (with --weights); a "
+    "--predictions file is scored as it is"
 )
 
 
@@ -180,6 +189,22 @@ def _add_tta_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="test-time augmentation: predict on each image and its three mirror images, "
         "fuse the boxes (weighted boxes fusion); four times the model's work",
+    )
+
+
+def _add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tile",
+        type=number_in(int, 32),  # the model's largest stride: a smaller tile is one cell
+        help="sliced inference: cut images larger than TILE pixels into overlapping tiles "
+        "and merge their boxes, so a large image is seen at the scale the model was trained "
+        "at (200 for NEU-DET's 200x200 crops)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=number_in(float, 0.0, 0.9),
+        default=TILE_OVERLAP,
+        help=f"share of a tile that neighbouring tiles overlap ({TILE_OVERLAP})",
     )
 
 
@@ -232,6 +257,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             args.tta,
             iou,
             args.voc,
+            args.tile,
+            args.tile_overlap,
         )
     if args.out is None:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
@@ -471,7 +498,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.predictions:
         if args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
-        if args.tta or args.iou != NMS_IOU:
+        if args.tta or args.iou != NMS_IOU or args.tile:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
         if args.gt:
             gt, named = read_ground_truth(args.gt), args.gt
@@ -484,7 +511,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif args.weights and args.data:
         predictions, gt, sources, seen = _predict_for_comparison(args)
         default_names = [_weights_name(w) for w in args.weights]
-        settings = {"backend": args.backend, **prediction_settings(args.tta, args.iou)}
+        settings = {
+            "backend": args.backend,
+            **prediction_settings(args.tta, args.iou, args.tile, args.tile_overlap),
+        }
     else:
         raise ConversionError(
             "give --predictions A B ... with --gt or --data, or --data and --weights A B ..."
@@ -557,6 +587,8 @@ def _predict_for_comparison(
                 args.backend,
                 args.tta,
                 args.iou,
+                args.tile,
+                args.tile_overlap,
             )
             predictions.append(results)
         seen.append(seen_in_training(resolve_weights(weights), images)[0])
@@ -678,6 +710,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_bootstrap_arguments(evaluate)
     _add_tta_argument(evaluate)
+    _add_tile_arguments(evaluate)
     _add_iou_argument(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -730,6 +763,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "linked) for annotators to correct as pre-labels; `defects convert` reads it back",
     )
     _add_tta_argument(predict)
+    _add_tile_arguments(predict)
     _add_iou_argument(predict, default=None)
     predict.set_defaults(func=cmd_predict)
 
@@ -892,6 +926,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--out", type=Path, required=True, help="report folder")
     _add_bootstrap_arguments(compare)
     _add_tta_argument(compare)
+    _add_tile_arguments(compare)
     _add_iou_argument(compare)
     compare.set_defaults(func=cmd_compare)
 

@@ -34,7 +34,14 @@ from detection.predict import (
 from detection.report import past_the_image, write_report
 from detection.splits import seen_in_training, split_images
 from detection.train import resolve_data
-from detection.weights import NMS_IOU, is_released, load_yolo, resolve_weights, sha256
+from detection.weights import (
+    NMS_IOU,
+    TILE_OVERLAP,
+    is_released,
+    load_yolo,
+    resolve_weights,
+    sha256,
+)
 
 WHY_DIFFERENT = (
     "Why they differ: pycocotools matches detections to ground truth greedily in score "
@@ -253,6 +260,8 @@ def predict_split(
     backend: str = "torch",
     tta: bool = False,
     iou: float = NMS_IOU,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
 ):
     """A detector's predictions on every image of ``gt``, as COCO results.
 
@@ -261,20 +270,38 @@ def predict_split(
             (the exports beside the weights, as :func:`detection.predict.load_detector`).
         tta: Flip test-time augmentation (:class:`detection.predict.FlipTTADetector`).
         iou: The NMS IoU.
+        tile: Sliced inference (:class:`detection.predict.TiledDetector`): images larger
+            than ``tile`` pixels cut into tiles overlapping by ``tile_overlap``.
 
     Returns:
         The detector (its classes checked against ``gt``'s) and the results.
     """
     classes = [category["name"] for category in gt["categories"]]
-    detector = load_detector(weights, backend, imgsz, device, classes=classes, tta=tta)
+    detector = load_detector(
+        weights,
+        backend,
+        imgsz,
+        device,
+        classes=classes,
+        tta=tta,
+        tile=tile,
+        tile_overlap=tile_overlap,
+    )
     return detector, predict_coco(detector, gt, image_dir, progress=progress, iou=iou)
 
 
-def prediction_settings(tta: bool, nms_iou: float = NMS_IOU) -> dict:
+def prediction_settings(
+    tta: bool,
+    nms_iou: float = NMS_IOU,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
+) -> dict:
     """How an evaluation's predictions were made, as its report records them."""
     settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": nms_iou, "border": BORDER}
     if tta:
         settings["tta"] = {"flips": list(FLIPS), "fusion": "wbf", "fusion_iou": TTA_FUSION_IOU}
+    if tile:
+        settings["tile"] = {"size": tile, "overlap": tile_overlap}
     return settings
 
 
@@ -292,6 +319,8 @@ def evaluate_model(
     backend: str = "torch",
     tta: bool = False,
     nms_iou: float = NMS_IOU,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report (with
     ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``).
@@ -300,13 +329,25 @@ def evaluate_model(
     ``onnx-int8`` export, the artifact that is deployed. ``tta`` scores the predictions
     of :class:`detection.predict.FlipTTADetector`; ``nms_iou`` is the NMS IoU of the
     predictions and of ultralytics' own val, which runs the ``.pt`` without test-time
-    augmentation and is only put beside the plain ``torch`` figures.
+    augmentation and is only put beside the plain ``torch`` figures. ``tile`` scores
+    sliced inference (:class:`detection.predict.TiledDetector`), as ``predict --tile``
+    makes it.
     """
     weights = resolve_weights(weights)
     truth = split_ground_truth(data, split)
     data_yaml, gt = truth.data_yaml, truth.gt
     detector, results = predict_split(
-        weights, gt, truth.image_dir, imgsz, device, progress, backend, tta, nms_iou
+        weights,
+        gt,
+        truth.image_dir,
+        imgsz,
+        device,
+        progress,
+        backend,
+        tta,
+        nms_iou,
+        tile,
+        tile_overlap,
     )
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
@@ -319,10 +360,10 @@ def evaluate_model(
         "split": split,
         "imgsz": imgsz,
         "images": len(gt["images"]),
-        "prediction_settings": prediction_settings(tta, nms_iou),
+        "prediction_settings": prediction_settings(tta, nms_iou, tile, tile_overlap),
         "seen_in_training": _seen_and_unseen(weights, truth, results),
     }
-    with_ultralytics = with_ultralytics and backend == "torch" and not tta
+    with_ultralytics = with_ultralytics and backend == "torch" and not tta and not tile
     ultra = (
         ultralytics_val(weights, data_yaml, split, imgsz, device, nms_iou)
         if with_ultralytics

@@ -27,12 +27,13 @@ from converters.folders import write_folder
 from converters.layouts import images_in
 from converters.model import Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before ultralytics)
-from detection.boxes import weighted_boxes_fusion
+from detection.boxes import merge_tiles, weighted_boxes_fusion
 from detection.images import narrowed_samples, read_image
 from detection.threads import cpu_threads
 from detection.weights import (
     BACKENDS,
     NMS_IOU,
+    TILE_OVERLAP,
     WeightsError,
     check_onnx,
     is_released,
@@ -50,6 +51,9 @@ PREDICTIONS_MARKER = "predictions.json"
 # mosaic puts image edges next to grey fill. Without the border, a NEU-DET model trained
 # at 416 px lost 0.021 mAP50 and 0.029 mAP50:95 (`make bench-border`, docs/benchmarks.md).
 BORDER = 16
+# Sliced inference (TiledDetector): a box this close to a tile's edge inside the image,
+# as a share of a tile, was cut by it.
+TILE_CUT_MARGIN = 0.02
 
 
 @dataclass
@@ -326,6 +330,8 @@ def load_detector(
     spinning: bool = True,
     classes: list[str] | None = None,
     tta: bool = False,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
 ):
     """``torch``: the ``.pt``; ``onnx``: the ``.onnx`` beside it (exported if missing);
     ``onnx-int8``: the ``.int8.onnx`` beside it (``defects export --int8`` writes it;
@@ -334,10 +340,12 @@ def load_detector(
     ``weights`` may name a released model (``neu-det``). ``spinning=False`` lets ONNX
     Runtime's idle threads sleep, for work running beside it. With ``classes`` (the
     data's), a model whose classes are not among them is refused. ``tta`` wraps the
-    detector in :class:`FlipTTADetector`.
+    detector in :class:`FlipTTADetector`; ``tile`` (pixels) in :class:`TiledDetector`,
+    around it.
     """
     detector = _load_detector(weights, backend, imgsz, device, spinning, classes)
-    return FlipTTADetector(detector) if tta else detector
+    detector = FlipTTADetector(detector) if tta else detector
+    return TiledDetector(detector, tile, tile_overlap) if tile else detector
 
 
 def _load_detector(
@@ -400,6 +408,13 @@ def _stale(export: Path, weights: Path) -> bool:
 
 # Steel surface defects keep their class under a mirror image in either axis: the
 # recipe already trains with flips both ways (``STEEL_ARGUMENTS`` in detection.train).
+def answer_for(wrapper, detector) -> None:
+    """Makes ``wrapper`` (a detector run through another) answer for the ``detector`` it
+    runs: its classes, input size and file."""
+    wrapper.detector = detector
+    wrapper.names, wrapper.imgsz, wrapper.path = detector.names, detector.imgsz, detector.path
+
+
 FLIPS = ("none", "left-right", "up-down", "both")
 TTA_FUSION_IOU = 0.75  # chosen on NEU-DET's train split: docs/benchmarks.md, "Flip test-time"
 
@@ -436,11 +451,8 @@ class FlipTTADetector:
     """
 
     def __init__(self, detector, fusion_iou: float = TTA_FUSION_IOU) -> None:
-        self.detector = detector
+        answer_for(self, detector)
         self.fusion_iou = fusion_iou
-        self.names = detector.names
-        self.imgsz = detector.imgsz
-        self.path = detector.path
 
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
@@ -481,6 +493,87 @@ def fuse_flips(
     )
     keep = np.flatnonzero(scores >= conf)[:max_det]
     return Detections(boxes[keep], scores[keep], classes[keep])
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Where tiles of ``tile`` pixels start along a side of ``length``, ``stride`` apart,
+    the last one flush with the end (so every tile is whole); one tile when the side
+    is no longer than a tile."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return [*starts, length - tile]
+
+
+def tile_windows(shape: tuple[int, int], tile: int, overlap: float) -> list[tuple[int, ...]]:
+    """The tiles (``x0, y0, x1, y1``) that cover an image of ``shape`` (height, width),
+    neighbours overlapping by ``overlap`` of a tile."""
+    height, width = shape
+    stride = max(1, round(tile * (1 - overlap)))
+    return [
+        (x, y, min(x + tile, width), min(y + tile, height))
+        for y in tile_starts(height, tile, stride)
+        for x in tile_starts(width, tile, stride)
+    ]
+
+
+class TiledDetector:
+    """Sliced inference: any detector of this module run on overlapping ``tile``-pixel
+    tiles of each image larger than a tile, at the scale it was trained at, and the
+    tiles' detections merged (:func:`detection.boxes.merge_tiles`). A model trained on
+    NEU-DET's 200x200 crops finds defects of that size; letterboxed whole, a 2048-pixel
+    strip would shrink them tenfold. Images no larger than a tile are detected whole.
+    """
+
+    def __init__(self, detector, tile: int, overlap: float = TILE_OVERLAP, batch: int = 16) -> None:
+        answer_for(self, detector)
+        self.tile = tile
+        self.overlap = overlap
+        self.batch = batch
+
+    def __call__(
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
+    ) -> list[Detections]:
+        windows = [tile_windows(image.shape[:2], self.tile, self.overlap) for image in images]
+        crops = [
+            image[y0:y1, x0:x1] for image, tiles in zip(images, windows) for x0, y0, x1, y1 in tiles
+        ]
+        found: list[Detections] = []
+        for chunk in batches(crops, self.batch):
+            found += self.detector(chunk, conf=conf, iou=iou, max_det=max_det)
+        merged, at = [], 0
+        for image, tiles in zip(images, windows):
+            parts, found_here = tiles, found[at : at + len(tiles)]
+            at += len(tiles)
+            if len(parts) == 1:
+                merged.append(found_here[0])
+                continue
+            merged.append(self._merge(image.shape[:2], parts, found_here))
+        return merged
+
+    def _merge(
+        self, shape: tuple[int, int], tiles: list[tuple[int, ...]], found: list[Detections]
+    ) -> Detections:
+        height, width = shape
+        margin = TILE_CUT_MARGIN * self.tile
+        boxes, cut = [], []
+        for (x0, y0, x1, y1), detections in zip(tiles, found):
+            shifted = detections.boxes + np.array([x0, y0, x0, y0], dtype=float)
+            boxes.append(shifted)
+            cut.append(
+                ((x0 > 0) & (shifted[:, 0] <= x0 + margin))
+                | ((y0 > 0) & (shifted[:, 1] <= y0 + margin))
+                | ((x1 < width) & (shifted[:, 2] >= x1 - margin))
+                | ((y1 < height) & (shifted[:, 3] >= y1 - margin))
+            )
+        boxes_, scores, classes = merge_tiles(
+            np.concatenate(boxes).reshape(-1, 4),
+            np.concatenate([d.scores for d in found]),
+            np.concatenate([d.classes for d in found]),
+            np.concatenate(cut),
+            np.concatenate([np.full(len(d.scores), t) for t, d in enumerate(found)]),
+        )
+        return Detections(boxes_, scores, classes)
 
 
 def export_onnx(
@@ -837,9 +930,13 @@ def predict(
     tta: bool = False,
     iou: float = NMS_IOU,
     voc: bool = False,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
 ) -> dict:
     """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`; ``iou``:
-    the NMS IoU), keeping detections at or above ``conf``: one threshold, or one per
+    the NMS IoU; ``tile``: with :class:`TiledDetector`, images larger than ``tile``
+    pixels cut into tiles overlapping by ``tile_overlap``), keeping detections at or
+    above ``conf``: one threshold, or one per
     class name (operating points, as :func:`detection.evaluate.best_f1_confidences`
     reads them).
 
@@ -861,7 +958,9 @@ def predict(
         raise ConversionError("a VOC export of the predictions needs an output folder (--out)")
     passed_over: list[Path] = []
     paths = collect_images(sources, passed_over, out)
-    detector = load_detector(weights, backend, imgsz, device, tta=tta)
+    detector = load_detector(
+        weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
+    )
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf

@@ -416,6 +416,12 @@ def settings_sentence(report: dict) -> str:
             f" Test-time augmentation: {len(tta['flips'])} flips ({', '.join(tta['flips'])}), "
             f"fused by weighted boxes fusion at IoU {tta['fusion_iou']}."
         )
+    tile = settings.get("tile")
+    if tile:
+        sentence += (
+            f" Images larger than {tile['size']} px detected in tiles of {tile['size']} px "
+            f"overlapping by {tile['overlap']:g} of a tile, their boxes merged (`--tile`)."
+        )
     return sentence
 
 

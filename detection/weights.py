@@ -30,6 +30,9 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 # a lower one (0.5-0.6) merges more overlapping boxes of one defect, raising mAP50 and
 # lowering mAP50:95 (docs/benchmarks.md, "NMS IoU").
 NMS_IOU = 0.7
+# Sliced inference (`--tile`): the share of a tile that neighbouring tiles overlap; here
+# for the same reason.
+TILE_OVERLAP = 0.25
 RELEASED_WEIGHTS = "model.pt"
 # Every released version stays in git history, so a release folder is kept to about 20 MB
 # (yolo11n at 320 px: 20.2 MB with both exports; yolo11s would take about 67 MB).

@@ -65,7 +65,7 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "lr0=abc"], "--set lr0=abc: 'lr0=abc' is of invalid type str"),
         (
             [*_SCORED, "--out", "{tmp}/o", "--tta"],
-            "--tta and --iou change how predictions are made (with --weights)",
+            "--tta, --iou and --tile change how predictions are made (with --weights)",
         ),
         (
             [*_SCORED, "--out", "{tmp}/o", "--iou", "0.5"],

@@ -1,0 +1,223 @@
+"""Sliced inference (`--tile`): where tiles lie, how their boxes merge, the detector
+wrapper on a rule-based detector and on the released model with real NEU-DET images,
+and `--tile` through predict and evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detection.boxes import merge_tiles
+from detection.images import read_image
+from detection.predict import TiledDetector, load_detector, tile_starts, tile_windows
+from tests.test_tta import BiasedBlobDetector
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "stride", "starts"),
+    [
+        (200, 200, 150, [0]),  # no longer than a tile: one, whole
+        (120, 200, 150, [0]),  # shorter: one, the side itself
+        (800, 200, 200, [0, 200, 400, 600]),  # no overlap, a tile divides it
+        (800, 200, 150, [0, 150, 300, 450, 600]),  # the last one flush with the end
+        (500, 200, 200, [0, 200, 300]),  # the last one flush, overlapping its neighbour
+    ],
+)
+def test_tile_starts(length: int, tile: int, stride: int, starts: list[int]):
+    assert tile_starts(length, tile, stride) == starts
+
+
+def test_tile_windows_cover_the_image_with_whole_tiles():
+    windows = tile_windows((400, 800), 200, 0.25)
+    assert len(windows) == 3 * 5
+    assert all((x1 - x0, y1 - y0) == (200, 200) for x0, y0, x1, y1 in windows)
+    covered = np.zeros((400, 800), bool)
+    for x0, y0, x1, y1 in windows:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    assert tile_windows((100, 150), 200, 0.25) == [(0, 0, 150, 100)]
+
+
+# boxes, scores, classes, cut, tiles -> merged boxes, scores, classes (highest score first)
+MERGE_CASES = [
+    pytest.param(
+        [[10, 10, 50, 50], [30, 12, 50, 48]], [0.9, 0.6], [0, 0], [False, True], [0, 1],
+        [[10, 10, 50, 50]], [0.9], [0],
+        id="seen whole by one tile, in part by the next: the whole one",
+    ),
+    pytest.param(
+        [[100, 10, 150, 40], [140, 12, 220, 42]], [0.5, 0.8], [1, 1], [True, True], [0, 1],
+        [[100, 10, 220, 42]], [0.8], [1],
+        id="cut by both tiles' edges: their union, the higher score",
+    ),
+    pytest.param(
+        [[100, 10, 150, 40], [140, 12, 220, 42]], [0.5, 0.8], [1, 1], [False, False], [0, 1],
+        [[140, 12, 220, 42], [100, 10, 150, 40]], [0.8, 0.5], [1, 1],
+        id="overlapping a little, not cut: two defects",
+    ),
+    pytest.param(
+        [[10, 10, 50, 50], [30, 12, 50, 48]], [0.9, 0.6], [0, 0], [True, True], [3, 3],
+        [[10, 10, 50, 50], [30, 12, 50, 48]], [0.9, 0.6], [0, 0],
+        id="one tile's boxes: NMS has decided already",
+    ),
+    pytest.param(
+        [[10, 10, 50, 50], [10, 10, 50, 50]], [0.9, 0.6], [0, 2], [True, True], [0, 1],
+        [[10, 10, 50, 50], [10, 10, 50, 50]], [0.9, 0.6], [0, 2],
+        id="other classes: never merged",
+    ),
+    pytest.param(
+        [[0, 0, 100, 100], [60, 0, 160, 100]], [0.9, 0.8], [0, 0], [False, False], [0, 1],
+        [[0, 0, 100, 100], [60, 0, 160, 100]], [0.9, 0.8], [0, 0],
+        id="covering 0.4 of the smaller: kept",
+    ),
+    pytest.param([], [], [], [], [], [], [], [], id="nothing found"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("boxes", "scores", "classes", "cut", "tiles", "want_boxes", "want_scores", "want_classes"),
+    MERGE_CASES,
+)
+def test_merge_tiles(boxes, scores, classes, cut, tiles, want_boxes, want_scores, want_classes):
+    merged, merged_scores, merged_classes = merge_tiles(
+        np.array(boxes, float).reshape(-1, 4),
+        np.array(scores, float),
+        np.array(classes, int),
+        np.array(cut, bool),
+        np.array(tiles, int),
+    )
+    assert merged.tolist() == want_boxes
+    assert merged_scores.tolist() == want_scores
+    assert merged_classes.tolist() == want_classes
+
+
+def test_a_blob_across_tiles_is_found_once_and_whole():
+    """A blob four tiles wide, and one inside the overlap of two tiles: each found once,
+    its box the blob's, from tiles of one batch."""
+    image = np.zeros((100, 500, 3), np.uint8)
+    image[20:80, 30:430] = 255  # crosses every tile
+    image[85:95, 140:160] = 255  # inside tiles 1 and 2 both (75..175, 150..250)
+    detector = BiasedBlobDetector(shift=(0, 0))
+    tiled = TiledDetector(detector, tile=100, overlap=0.25, batch=64)
+    found = tiled([image], conf=0.1)[0]
+    assert detector.calls == [len(tile_windows(image.shape[:2], 100, 0.25))]
+    assert sorted(found.boxes.tolist()) == [[30, 20, 430, 80], [140, 85, 160, 95]]
+    small = np.zeros((80, 90, 3), np.uint8)
+    small[10:20, 10:30] = 255
+    assert tiled([small], conf=0.1)[0].boxes.tolist() == detector([small])[0].boxes.tolist()
+
+
+def _mosaic(paths: list[Path], columns: int) -> np.ndarray:
+    cells = [read_image(path) for path in paths]
+    rows = [np.hstack(cells[i : i + columns]) for i in range(0, len(cells), columns)]
+    return np.vstack(rows)
+
+
+def test_released_model_on_aligned_tiles_finds_what_it_finds_on_each_image(neu_det: Path):
+    """Eight real NEU-DET images side by side (800x400): tiled at their own size, the
+    released model finds in each cell exactly what it finds in that image alone;
+    letterboxed whole, every defect shrunk to half, it finds less."""
+    names = ["crazing_1", "inclusion_5", "patches_9", "pitted_surface_3",
+             "rolled-in_scale_7", "scratches_2", "inclusion_40", "patches_33"]  # fmt: skip
+    paths = [neu_det / "IMAGES" / f"{name}.jpg" for name in names]
+    detector = load_detector("neu-det", "onnx")
+    alone = detector([read_image(path) for path in paths], conf=0.25)
+    mosaic = _mosaic(paths, 4)
+    tiled = load_detector("neu-det", "onnx", tile=200, tile_overlap=0.0)([mosaic], conf=0.25)[0]
+    for index, own in enumerate(alone):
+        row, column = divmod(index, 4)
+        offset = np.array([200 * column, 200 * row] * 2, float)
+        centres = (tiled.boxes[:, :2] + tiled.boxes[:, 2:]) / 2 - offset[:2]
+        inside = np.all((centres >= 0) & (centres < 200), axis=1)
+        order = np.argsort(-own.scores)
+        assert tiled.classes[inside].tolist() == own.classes[order].tolist(), names[index]
+        assert tiled.boxes[inside] - offset == pytest.approx(own.boxes[order], abs=1e-3)
+    whole = detector([mosaic], conf=0.25)[0]
+    assert len(whole.scores) < len(tiled.scores)
+
+
+def _mosaic_dataset(neu_det: Path, root: Path) -> Path:
+    """Two 800x400 mosaics of real NEU-DET images as a Pascal VOC dataset, their boxes
+    moved with their images."""
+    from lxml import etree
+
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    stems = sorted(p.stem for p in (neu_det / "ANNOTATIONS").glob("*.xml"))[::113][:16]
+    for number in range(2):
+        group = stems[8 * number : 8 * number + 8]
+        cv2.imwrite(
+            str(root / "JPEGImages" / f"strip{number}.jpg"),
+            _mosaic([neu_det / "IMAGES" / f"{s}.jpg" for s in group], 4),
+        )
+        annotation = etree.fromstring(
+            f"<annotation><filename>strip{number}.jpg</filename><size><width>800</width>"
+            "<height>400</height><depth>3</depth></size></annotation>"
+        )
+        for index, stem in enumerate(group):
+            row, column = divmod(index, 4)
+            for obj in etree.parse(str(neu_det / "ANNOTATIONS" / f"{stem}.xml")).iter("object"):
+                box = obj.find("bndbox")
+                for tag, offset in (("xmin", 200 * column), ("xmax", 200 * column)):
+                    box.find(tag).text = str(int(box.find(tag).text) + offset)
+                for tag, offset in (("ymin", 200 * row), ("ymax", 200 * row)):
+                    box.find(tag).text = str(int(box.find(tag).text) + offset)
+                annotation.append(obj)
+        (root / "Annotations" / f"strip{number}.xml").write_bytes(etree.tostring(annotation))
+    return root
+
+
+def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path):
+    """On real steel laid out as 800x400 strips, `evaluate --tile 200` scores the
+    released model far above the strips letterboxed whole, and records how; `predict
+    --tile` writes its boxes inside the strips."""
+    from converters.convert import convert
+    from detection.cli import main
+
+    data = convert(_mosaic_dataset(neu_det, tmp_path / "voc"), tmp_path / "data", ratios=(0, 1)).out
+    base = ["evaluate", "--weights", "neu-det", "--data", str(data), "--bootstrap", "0"]
+    base += ["--backend", "onnx", "--no-ultralytics"]
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+    assert main([*base, "--out", str(tmp_path / "tiled"), "--tile", "200"]) == 0
+    whole = json.loads((tmp_path / "whole" / "report.json").read_text())
+    tiled = json.loads((tmp_path / "tiled" / "report.json").read_text())
+    assert tiled["prediction_settings"]["tile"] == {"size": 200, "overlap": 0.25}
+    assert "tile" not in whole["prediction_settings"]
+    assert (
+        "detected in tiles of 200 px overlapping by 0.25"
+        in (tmp_path / "tiled" / "report.md").read_text()
+    )
+    assert tiled["mAP50"] > whole["mAP50"] + 0.1
+
+    out = tmp_path / "predicted"
+    strips = str(tmp_path / "voc" / "JPEGImages")
+    argv = ["predict", strips, "--weights", "neu-det", "--backend", "onnx", "--tile", "200"]
+    assert main([*argv, "--out", str(out), "--no-images"]) == 0
+    predicted = json.loads((out / "predictions.json").read_text())
+    assert predicted
+    for box in predicted:
+        x, y, w, h = box["bbox"]
+        assert min(x, y) >= 0 and x + w <= 800 + 1e-3 and y + h <= 400 + 1e-3
+
+
+def test_tile_is_refused_for_a_results_file(tmp_path: Path, capsys):
+    from detection.cli import main
+
+    results, gt = tmp_path / "r.json", tmp_path / "g.json"
+    results.write_text("[]")
+    gt.write_text("{}")
+    argv = [
+        "evaluate",
+        "--predictions",
+        str(results),
+        "--gt",
+        str(gt),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*argv, "--tile", "200"]) == 2
+    assert "--tile change how predictions are made" in capsys.readouterr().err
