@@ -387,6 +387,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         args.rebuild,
         args.tta,
         args.iou,
+        args.tile,
+        args.tile_overlap,
     )
     _print_skipped(console, summary["skipped"])
     if summary["reused"]:
@@ -399,7 +401,13 @@ def cmd_review(args: argparse.Namespace) -> int:
         console.print(
             f"Its predictions are the stored ones (weights {stored['weights']}, conf "
             f"{stored['prediction_conf']}, TTA {'on' if stored['prediction_tta'] else 'off'}, "
-            f"NMS IoU {stored['prediction_iou']}): "
+            f"NMS IoU {stored['prediction_iou']}, "
+            + (
+                f"tiles of {stored['prediction_tile']['size']} px"
+                if stored["prediction_tile"]
+                else "no tiles"
+            )
+            + "): "
             f"this run's {', '.join(summary['not_applied'])} differ and are not applied; "
             "--rebuild applies them and discards the tags",
             style="yellow",
@@ -856,6 +864,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--to", choices=("voc", "yolo", "coco"), default="voc", help="export: format (voc)"
     )
     _add_tta_argument(review)
+    _add_tile_arguments(review)
     _add_iou_argument(review)
     review.set_defaults(func=cmd_review)
 

@@ -27,7 +27,7 @@ from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR
-from detection.weights import NMS_IOU, resolve_weights, sha256
+from detection.weights import NMS_IOU, TILE_OVERLAP, resolve_weights, sha256
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -421,6 +421,8 @@ def prepare(
     rebuild: bool = False,
     tta: bool = False,
     iou: float = NMS_IOU,
+    tile: int | None = None,
+    tile_overlap: float = TILE_OVERLAP,
 ) -> dict:
     """Builds the dataset (or reopens it, tags and all, unless ``rebuild``), evaluates,
     saves views; returns a summary with timings.
@@ -435,6 +437,8 @@ def prepare(
         rebuild: Start over from ``data`` even if the dataset exists (drops its tags).
         tta: Predict with flip test-time augmentation (four times the model's work).
         iou: The predictions' NMS IoU.
+        tile: Predict images larger than ``tile`` pixels in tiles overlapping by
+            ``tile_overlap`` (:class:`detection.predict.TiledDetector`).
     """
     started = time.perf_counter()
     source = read_source(Path(data))
@@ -444,7 +448,13 @@ def prepare(
         from detection.predict import load_detector
 
         detector = load_detector(
-            weights, backend, spinning=False, classes=classes if labelled else None, tta=tta
+            weights,
+            backend,
+            spinning=False,
+            classes=classes if labelled else None,
+            tta=tta,
+            tile=tile,
+            tile_overlap=tile_overlap,
         )
         predictions, predicted_images = [], []
         found = predict_boxes(detector, [image.path for image in images], conf, iou)
@@ -484,6 +494,7 @@ def prepare(
         "prediction_conf": conf,
         "prediction_tta": tta,
         "prediction_iou": iou,
+        "prediction_tile": {"size": tile, "overlap": tile_overlap} if tile else None,
     }
     not_applied = []
     if reused:
@@ -493,8 +504,9 @@ def prepare(
         has_predictions = dataset.has_field("predictions")
         if weights is not None:
             # The stored predictions stay; say so when this run asked for other ones.
-            # (datasets stored before --iou was recorded were predicted at NMS_IOU)
-            stored = {"prediction_iou": NMS_IOU, **dataset.info}
+            # (datasets stored before --iou and --tile were recorded were predicted at
+            # NMS_IOU, whole)
+            stored = {"prediction_iou": NMS_IOU, "prediction_tile": None, **dataset.info}
             not_applied = [
                 option
                 for option, key in (
@@ -502,6 +514,7 @@ def prepare(
                     ("--conf", "prediction_conf"),
                     ("--tta", "prediction_tta"),
                     ("--iou", "prediction_iou"),
+                    ("--tile", "prediction_tile"),
                 )
                 if stored.get(key) != prediction_settings[key]
             ]
@@ -538,7 +551,13 @@ def prepare(
         summary["not_applied"] = not_applied
         summary["stored_predictions"] = {
             key: stored.get(key)
-            for key in ("weights", "prediction_conf", "prediction_tta", "prediction_iou")
+            for key in (
+                "weights",
+                "prediction_conf",
+                "prediction_tta",
+                "prediction_iou",
+                "prediction_tile",
+            )
         }
     if labelled and has_predictions:
         summary["evaluation"] = evaluate(dataset, split)

@@ -275,8 +275,9 @@ def test_tags_persist_and_export_box_by_box(
         # Asked for other predictions, it keeps the stored ones and says which options
         # it did not apply.
         other = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
-                        conf=0.2, tta=True, iou=0.5)
-        assert other["not_applied"] == ["--conf", "--tta", "--iou"], other
+                        conf=0.2, tta=True, iou=0.5, tile=64)
+        assert other["not_applied"] == ["--conf", "--tta", "--iou", "--tile"], other
+        assert other["stored_predictions"]["prediction_tile"] is None
         assert other["stored_predictions"]["prediction_conf"] == 0.0005
         assert other["stored_predictions"]["prediction_tta"] is False
         assert other["stored_predictions"]["prediction_iou"] == 0.7
