@@ -63,6 +63,8 @@ def _generic_voc(root: Path, with_lists: bool) -> None:
         (main / "train.txt").write_text("".join(f"{i:06d}\n" for i in range(6)))
         (main / "val.txt").write_text("".join(f"{i:06d}\n" for i in range(6, 8)))
         (main / "test.txt").write_text("000008\n")
+        # PASCAL VOC's per-class lists: not splits, and not named as read.
+        (main / "bolt_train.txt").write_text("000000  1\n000001 -1\n")
 
 
 def test_generic_voc_needs_its_classes(tmp_path: Path):
@@ -77,7 +79,9 @@ def test_generic_voc_with_image_sets(tmp_path: Path):
     result = convert(
         tmp_path / "voc", tmp_path / "out", definition=from_class_list(["washer", "nut", "bolt"])
     )
-    assert "ImageSets" in result.source.layout.layout
+    assert result.source.layout.layout.endswith(
+        "with ImageSets/Main split lists (train, val, test)"
+    )
     assert result.manifest["classes"] == ["washer", "nut", "bolt"]
     assert {s: c["images"] for s, c in result.manifest["counts"].items()} == {
         "train": 6,
