@@ -52,8 +52,9 @@ PREDICTIONS_MARKER = "predictions.json"
 # at 416 px lost 0.021 mAP50 and 0.029 mAP50:95 (`make bench-border`, docs/benchmarks.md).
 BORDER = 16
 # Sliced inference (TiledDetector): a box this close to a tile's edge inside the image,
-# as a share of a tile, was cut by it.
-TILE_CUT_MARGIN = 0.02
+# as a share of a tile, was cut by it. Chosen on NEU-DET's train split laid out into
+# strips (0.02, 0.1, 0.2: docs/benchmarks.md, "Sliced inference"), never on val.
+TILE_CUT_MARGIN = 0.1
 
 
 @dataclass
@@ -994,9 +995,20 @@ def predict(
                 if note:
                     images_json[-1]["note"] = note
                     notes.append({"file": str(path), "note": note})
-                for result in coco_results(detections, image_id, to_category):
-                    category = detector.names[result["category_id"] - 1]
-                    results.append({**result, "file_name": str(path), "category": category})
+                image_results = [
+                    {
+                        **result,
+                        "file_name": str(path),
+                        "category": detector.names[result["category_id"] - 1],
+                    }
+                    for result in coco_results(detections, image_id, to_category)
+                ]
+                results.extend(image_results)
+                # Per image, the answer a line wants first: anything found, and how sure.
+                images_json[-1]["detections"] = len(image_results)
+                if image_results:
+                    top = max(image_results, key=lambda result: result["score"])
+                    images_json[-1]["top"] = {"category": top["category"], "score": top["score"]}
                 if voc:
                     voc_images.append(
                         ImageAnnotation(

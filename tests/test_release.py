@@ -658,4 +658,11 @@ def test_predict_never_reads_its_own_outputs_as_input(neu_det: Path, tmp_path: P
             "crazing_1.jpg",
             "scratches_7.jpg",
         ]
+        # Each image's count and most confident detection, as predictions.json has them.
+        predicted = json.loads((images / out / "predictions.json").read_text())
+        for image in read:
+            own = [r for r in predicted if r["image_id"] == image["id"]]
+            assert image["detections"] == len(own) > 0
+            best = max(own, key=lambda r: r["score"])
+            assert image["top"] == {"category": best["category"], "score": best["score"]}
     assert "passed over" not in capsys.readouterr().err
