@@ -233,16 +233,15 @@ def _voc_devkit(root: Path) -> SourceLayout | None:
     named = [("train", "train"), ("val", "val"), ("test", "test")]
     if "train" not in lists and "trainval" in lists:
         named[0] = ("trainval", "train")
-    read = [list_name for list_name, _ in named if list_name in lists]
-    for list_name, split in named:
-        if list_name in lists:
-            for line in lists[list_name].read_text(errors="replace").splitlines():
-                if line.strip():
-                    found.given_split[line.split()[0]] = split
+    read = [(list_name, split) for list_name, split in named if list_name in lists]
+    for list_name, split in read:
+        for line in lists[list_name].read_text(errors="replace").splitlines():
+            if line.strip():
+                found.given_split[line.split()[0]] = split
     if found.given_split:
         # Only the lists read: PASCAL VOC's own also has one per class and split
         # (`bolt_train.txt`, "000001 -1"), sixty of them, which say nothing of the split.
-        found.layout += f" with ImageSets/Main split lists ({', '.join(read)})"
+        found.layout += f" with ImageSets/Main split lists ({', '.join(n for n, _ in read)})"
     return found
 
 

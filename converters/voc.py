@@ -250,13 +250,12 @@ def validate_objects(
         # https://github.com/wkentaro/labelme/blob/main/examples/bbox_detection/labelme2voc.py)
         # still say which pixels the box covers. Only a width or height of exactly zero
         # (xmax = xmin - 1, 1-based inclusive) is empty.
-        swapped = [
-            axis for axis, lo, hi in (("x", 0, 2), ("y", 1, 3)) if values[hi] < values[lo] - 1
-        ]
-        if swapped:
-            for axis in swapped:
-                lo, hi = (0, 2) if axis == "x" else (1, 3)
+        swapped = []
+        for axis, lo, hi in (("x", 0, 2), ("y", 1, 3)):
+            if values[hi] < values[lo] - 1:
                 values[lo], values[hi] = values[hi], values[lo]
+                swapped.append(axis)
+        if swapped:
             report.add(
                 file,
                 "swapped_corners",

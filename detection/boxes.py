@@ -8,18 +8,26 @@ from __future__ import annotations
 import numpy as np
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` with every box in ``b`` (both ``[N, 4]`` xyxy)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
+def areas(boxes: np.ndarray) -> np.ndarray:
+    """The area of each box of ``boxes`` (``[N, 4]`` xyxy)."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The area every box in ``a`` shares with every box in ``b`` (both ``[N, 4]`` xyxy)."""
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` with every box in ``b`` (both ``[N, 4]`` xyxy)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    inter = intersection_matrix(a, b)
+    return inter / np.maximum(areas(a)[:, None] + areas(b)[None, :] - inter, 1e-12)
 
 
 def weighted_boxes_fusion(
@@ -110,35 +118,26 @@ def merge_tiles(
         The merged boxes, scores and classes, in descending score order.
     """
     order = np.argsort(-scores, kind="stable")
-    kept: list[int] = []
-    seen_in: list[set] = []  # the tiles each kept box has been found in
-    merged = boxes.astype(float).copy()
-    was_cut = cut.astype(bool).copy()
+    cut = cut.astype(bool)
+    merged = boxes.astype(float)  # a copy: kept boxes grow into unions
+    seen_in: dict[int, set] = {}  # each kept box, and the tiles it has been found in
     for i in order:
         same = [
-            k
-            for k, found in zip(kept, seen_in)
-            if classes[k] == classes[i] and tiles[i] not in found
+            k for k, found in seen_in.items() if classes[k] == classes[i] and tiles[i] not in found
         ]
         if same:
-            other = merged[same]
-            box = merged[i]
-            inter = np.clip(
-                np.minimum(other[:, 2], box[2]) - np.maximum(other[:, 0], box[0]), 0, None
-            ) * np.clip(np.minimum(other[:, 3], box[3]) - np.maximum(other[:, 1], box[1]), 0, None)
-            areas = (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1])
-            area = (box[2] - box[0]) * (box[3] - box[1])
-            covered = inter / np.maximum(np.minimum(areas, area), 1e-12)
-            joined = np.flatnonzero((inter > 0) & was_cut[same] & was_cut[i])
+            others, box = merged[same], merged[i : i + 1]
+            inter = intersection_matrix(others, box)[:, 0]
+            covered = inter / np.maximum(np.minimum(areas(others), areas(box)), 1e-12)
+            joined = np.flatnonzero((inter > 0) & cut[same] & cut[i])
             if len(joined):
                 k = same[int(joined[np.argmax(covered[joined])])]
-                merged[k, :2] = np.minimum(merged[k, :2], box[:2])
-                merged[k, 2:] = np.maximum(merged[k, 2:], box[2:])
-                seen_in[kept.index(k)].add(tiles[i])
+                merged[k, :2] = np.minimum(merged[k, :2], box[0, :2])
+                merged[k, 2:] = np.maximum(merged[k, 2:], box[0, 2:])
+                seen_in[k].add(tiles[i])
                 continue
             if covered.max() >= ios:
                 continue
-        kept.append(int(i))
-        seen_in.append({tiles[i]})
-    keep = np.array(kept, dtype=int)
+        seen_in[int(i)] = {tiles[i]}
+    keep = np.array(list(seen_in), dtype=int)
     return merged[keep], scores[keep], classes[keep]

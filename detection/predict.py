@@ -407,8 +407,6 @@ def _stale(export: Path, weights: Path) -> bool:
     )
 
 
-# Steel surface defects keep their class under a mirror image in either axis: the
-# recipe already trains with flips both ways (``STEEL_ARGUMENTS`` in detection.train).
 def answer_for(wrapper, detector) -> None:
     """Makes ``wrapper`` (a detector run through another) answer for the ``detector`` it
     runs: its classes, input size and file."""
@@ -416,6 +414,8 @@ def answer_for(wrapper, detector) -> None:
     wrapper.names, wrapper.imgsz, wrapper.path = detector.names, detector.imgsz, detector.path
 
 
+# Steel surface defects keep their class under a mirror image in either axis: the
+# recipe already trains with flips both ways (``STEEL_ARGUMENTS`` in detection.train).
 FLIPS = ("none", "left-right", "up-down", "both")
 TTA_FUSION_IOU = 0.75  # chosen on NEU-DET's train split: docs/benchmarks.md, "Flip test-time"
 
@@ -544,12 +544,12 @@ class TiledDetector:
             found += self.detector(chunk, conf=conf, iou=iou, max_det=max_det)
         merged, at = [], 0
         for image, tiles in zip(images, windows):
-            parts, found_here = tiles, found[at : at + len(tiles)]
+            found_here = found[at : at + len(tiles)]
             at += len(tiles)
-            if len(parts) == 1:
-                merged.append(found_here[0])
-                continue
-            merged.append(self._merge(image.shape[:2], parts, found_here))
+            whole = len(tiles) == 1
+            merged.append(
+                found_here[0] if whole else self._merge(image.shape[:2], tiles, found_here)
+            )
         return merged
 
     def _merge(
