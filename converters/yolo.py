@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from converters.errors import AnnotationError
@@ -85,6 +86,53 @@ def from_yolo_lines(
         seen.add(key)
         x1, y1, x2, y2 = corners
         boxes.append(Box(classes[class_id], x1 * width, y1 * height, x2 * width, y2 * height))
+    return boxes
+
+
+def from_yolo_results(
+    text: str, width: int, height: int, classes: list[str], file: str = "<results>"
+) -> list[Box]:
+    """A detector's YOLO results file: ``class cx cy w h conf`` lines, normalised to the
+    image, as ultralytics' predict writes them with ``save_txt=True, save_conf=True``
+    (YOLOv5's ``detect.py --save-txt --save-conf`` too; a tracker's id after the
+    confidence is ignored). Each line is one detection, its confidence on the box.
+
+    Unlike labels (:func:`from_yolo_lines`), a repeated line is two detections and a box
+    over the image's edge is kept as the detector placed it: a results file is scored
+    as it is, as COCO results are.
+
+    Raises:
+        AnnotationError: A line without a confidence (written without ``save_conf``),
+            of another shape, with a class id outside ``classes``, a value that is not
+            a finite number, or a negative width or height; names ``file`` and the line.
+    """
+    boxes: list[Box] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"line {number}: {line.strip()!r}"
+        if len(fields) == 5:
+            detail = f"{where} has no confidence (ultralytics writes it with save_conf=True)"
+            raise AnnotationError(file, "missing_confidence", detail)
+        if len(fields) not in (6, 7):
+            detail = f"{where}; expected 'class cx cy w h conf' (save_txt with save_conf)"
+            raise AnnotationError(file, "malformed_result", detail)
+        try:
+            class_value = float(fields[0])
+            cx, cy, w, h, conf = (float(v) for v in fields[1:6])
+        except ValueError:
+            raise AnnotationError(file, "malformed_result", f"{where}: not numbers") from None
+        if not all(math.isfinite(v) for v in (cx, cy, w, h, conf)):
+            raise AnnotationError(file, "invalid_coordinate", f"{where}: not finite")
+        if not (class_value.is_integer() and 0 <= class_value < len(classes)):
+            detail = f"line {number}: class {fields[0]} is not one of 0..{len(classes) - 1}"
+            raise AnnotationError(file, "unknown_class", detail)
+        if w < 0 or h < 0:
+            raise AnnotationError(file, "invalid_coordinate", f"{where}: negative width or height")
+        x1, y1 = (cx - w / 2) * width, (cy - h / 2) * height
+        label = classes[int(class_value)]
+        boxes.append(Box(label, x1, y1, x1 + w * width, y1 + h * height, confidence=conf))
     return boxes
 
 

@@ -134,15 +134,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 tile_overlap=args.tile_overlap,
             )
     from detection.bootstrap import format_interval
-    from detection.report import results_cut_short, results_past_the_image
+    from detection.report import results_warnings
 
     print((Path(args.out) / "report.md").read_text())
-    cut = results_cut_short(report.get("lowest_score"))
-    if cut:
-        stderr_console().print(f"Cut short: {cut}.", style="yellow")
-    past = results_past_the_image(report.get("past_the_image"))
-    if past:
-        stderr_console().print(f"Boxes past the image: {past}.", style="yellow")
+    for label, sentence in results_warnings(report):
+        stderr_console().print(f"{label}: {sentence}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
@@ -494,6 +490,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         prediction_settings,
         read_ground_truth,
         read_results,
+        results_name,
         split_ground_truth,
         truth_named,
     )
@@ -515,7 +512,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             gt, named = truth.gt, truth_named(truth, args.split)
         predictions = [read_results(path, gt, named) for path in args.predictions]
         sources = [str(path) for path in args.predictions]
-        default_names = [path.stem for path in args.predictions]
+        default_names = [results_name(path) for path in args.predictions]
     elif args.weights and args.data:
         predictions, gt, sources, seen = _predict_for_comparison(args)
         default_names = [_weights_name(w) for w in args.weights]
@@ -538,18 +535,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value
-    from detection.report import results_cut_short, results_past_the_image
+    from detection.report import results_warnings
 
     print((args.out / "report.md").read_text())
     for model in report["models"]:
-        cut = results_cut_short(model.get("lowest_score"))
-        if cut:
-            stderr_console().print(f"{model['name']} cut short: {cut}.", style="yellow")
-        past = results_past_the_image(model.get("past_the_image"))
-        if past:
-            stderr_console().print(
-                f"{model['name']}, boxes past the image: {past}.", style="yellow"
-            )
+        for label, sentence in results_warnings(model, model["name"]):
+            stderr_console().print(f"{label}: {sentence}.", style="yellow")
         _warn_if_seen(model.get("seen_in_training"), model["name"])
     differences = report["difference"]
     for difference in differences if isinstance(differences, list) else [differences]:
@@ -692,8 +683,10 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--predictions",
         type=Path,
-        help="COCO results JSON of any detector (ultralytics' save_json too), scored on "
-        "--data's split or against --gt",
+        help="any detector's results, scored on --data's split or against --gt: a COCO "
+        "results JSON (ultralytics' save_json too) or a folder of YOLO .txt results, "
+        "'class cx cy w h conf' per line (ultralytics' predict with save_txt=True "
+        "save_conf=True: its run folder or labels/)",
     )
     evaluate.add_argument(
         "--gt", type=Path, help="COCO ground truth JSON (with --predictions, instead of --data)"
@@ -909,7 +902,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--gt", type=Path, help="COCO ground truth (with --predictions, instead of --data)"
     )
-    compare.add_argument("--predictions", type=Path, nargs="+", help="COCO results, A first")
+    compare.add_argument(
+        "--predictions",
+        type=Path,
+        nargs="+",
+        help="COCO results files or folders of YOLO .txt results (as evaluate takes them), A first",
+    )
     compare.add_argument(
         "--data",
         type=Path,

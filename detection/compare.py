@@ -19,9 +19,9 @@ from detection.report import (
     REPORT_MARKER,
     _clean,
     _fmt,
+    images_unanswered,
     past_the_image,
-    results_cut_short,
-    results_past_the_image,
+    results_warnings,
     seen_sentence,
     settings_sentence,
 )
@@ -112,6 +112,7 @@ def compare(
             **({"seen_in_training": seen[i]} if seen else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
             "past_the_image": past_the_image(predictions[i], gt),
+            "unanswered": images_unanswered(predictions[i], gt),
             "screening": screening(gt, predictions[i]),
         }
         for i, (name, (point, _)) in enumerate(zip(names, scored))
@@ -228,10 +229,8 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         ),
     ]
     for model in report["models"]:
-        cut = results_cut_short(model.get("lowest_score"))
-        lines += ["", f"**{model['name']} cut short:** {cut}."] if cut else []
-        past = results_past_the_image(model.get("past_the_image"))
-        lines += ["", f"**{model['name']}, boxes past the image:** {past}."] if past else []
+        for label, sentence in results_warnings(model, model["name"]):
+            lines += ["", f"**{label}:** {sentence}."]
         said = seen_sentence(model.get("seen_in_training"))
         lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
     for difference in differences:

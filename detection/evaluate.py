@@ -8,6 +8,7 @@ ultralytics' own validation and states the difference.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from converters.coco import to_coco
 from converters.errors import AnnotationError, ConversionError
-from converters.yolo import from_yolo
+from converters.yolo import from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.predict import (
@@ -31,7 +32,7 @@ from detection.predict import (
     detect_images,
     load_detector,
 )
-from detection.report import past_the_image, write_report
+from detection.report import images_unanswered, past_the_image, write_report
 from detection.splits import seen_in_training, split_images
 from detection.train import resolve_data
 from detection.weights import (
@@ -621,7 +622,8 @@ def _image_ids_by_file_name(gt: dict) -> tuple[Callable[[str], list[int]], dict[
 
 
 def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]:
-    """A COCO results file, checked against the ground truth it is scored on.
+    """A COCO results file, or a folder of YOLO results (:func:`yolo_results`), checked
+    against the ground truth it is scored on.
 
     A result with a ``file_name`` (``defects predict``'s and ultralytics' val
     ``save_json`` results have one) is matched to the ground truth's image of that name,
@@ -636,7 +638,11 @@ def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]
             categories the ground truth lacks, or a file name that several of its
             images end with; names the file and the result.
     """
-    results = read_json(predictions, "COCO results")
+    results = (
+        yolo_results(predictions, gt, gt_path)
+        if predictions.is_dir()
+        else read_json(predictions, "COCO results")
+    )
     if isinstance(results, dict) and "annotations" in results:
         results = results["annotations"]
     if not isinstance(results, list):
@@ -683,6 +689,90 @@ def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]
             )
         checked.append(det)
     return checked
+
+
+def yolo_results_files(folder: Path) -> list[Path]:
+    """A folder's YOLO results files: its ``.txt`` files, or those of its ``labels/``
+    (where ultralytics' predict writes them, beside the annotated images)."""
+    files = sorted(folder.glob("*.txt"))
+    if not files and (folder / "labels").is_dir():
+        files = sorted((folder / "labels").glob("*.txt"))
+    return files
+
+
+def yolo_results(folder: Path, gt: dict, gt_path: Path | str) -> list[dict]:
+    """COCO results from a folder of YOLO results files, one per image, named after it
+    (``crazing_1.txt``): what ultralytics' predict writes with ``save_txt=True,
+    save_conf=True``, and YOLOv5's ``detect.py --save-txt --save-conf``
+    (:func:`converters.yolo.from_yolo_results`). Class ``i`` is the ground truth's
+    ``i``-th category, as a YOLO dataset numbers them; an image without a file has no
+    detections (ultralytics writes none for it).
+
+    Raises:
+        ConversionError: No ``.txt`` file, a file naming no image of the ground truth or
+            the stem of several, an image without its size, or a line that is no
+            detection; names the file.
+    """
+    files = yolo_results_files(folder)
+    if not files:
+        raise ConversionError(
+            f"{folder}: no .txt results here or in labels/ (ultralytics writes them with "
+            "save_txt=True save_conf=True)"
+        )
+    _, by_stem = _image_ids_by_file_name(gt)
+    images = {image["id"]: image for image in gt["images"]}
+    names = [str(category["name"]) for category in gt["categories"]]
+    category_ids = {name: category["id"] for name, category in zip(names, gt["categories"])}
+    results = []
+    for path in files:
+        found = by_stem.get(path.stem, [])
+        if not found:
+            raise ConversionError(f"{path}: names no image of {gt_path} (by its stem)")
+        if len(found) > 1:
+            raise ConversionError(
+                f"{path}: the stem of {len(found)} images of {gt_path} ("
+                + ", ".join(str(images[i]["file_name"]) for i in found)
+                + "), and a YOLO results file names its image by the stem alone"
+            )
+        image = images[found[0]]
+        if not all(_finite(image.get(key)) for key in ("width", "height")):
+            raise ConversionError(
+                f"{gt_path}: image {image['id']!r} has no width and height, which YOLO "
+                f"results ({path}) are relative to"
+            )
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except OSError as error:
+            raise ConversionError(f"{path}: unreadable: {error.strerror or error}") from None
+        except UnicodeDecodeError as error:
+            raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
+        for box in from_yolo_results(text, image["width"], image["height"], names, str(path)):
+            results.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": category_ids[box.label],
+                    "bbox": [box.xmin, box.ymin, box.width, box.height],
+                    "score": box.confidence,
+                }
+            )
+    return results
+
+
+def results_sha256(predictions: Path) -> str:
+    """A results file's SHA-256, or a YOLO results folder's: of its files' names and
+    SHA-256s, so the report pins down exactly what was scored."""
+    if not predictions.is_dir():
+        return sha256(predictions)
+    listing = "".join(f"{p.name}\t{sha256(p)}\n" for p in yolo_results_files(predictions))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def results_name(predictions: Path) -> str:
+    """A results source's name in reports: the file's stem, or the folder's name (its
+    run's, for ultralytics' ``runs/detect/NAME/labels``)."""
+    if predictions.is_dir() and predictions.resolve().name == "labels":
+        return predictions.resolve().parent.name
+    return predictions.stem
 
 
 def _check_box(box, entry: str) -> None:
@@ -767,13 +857,14 @@ def _evaluate_results(
     it came from, for the report) and writes the report."""
     results = read_results(predictions, gt, gt_named)
     meta = {
-        "name": predictions.stem,
+        "name": results_name(predictions),
         "predictions": str(predictions),
-        "predictions_sha256": sha256(predictions),
+        "predictions_sha256": results_sha256(predictions),
         **truth,
         "images": len(gt["images"]),
         "lowest_score": min((r["score"] for r in results), default=None),
         "past_the_image": past_the_image(results, gt),
+        "unanswered": images_unanswered(results, gt),
     }
     return write_report(
         out, evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -481,6 +482,53 @@ def results_past_the_image(past: dict | None) -> str | None:
     )
 
 
+# A detector scored down to a low confidence answers on nearly every image with a defect;
+# results silent on many of them were most likely made on a subset or another folder.
+UNANSWERED_SHARE = 0.1  # of the images with boxes, before a report says so
+
+
+def images_unanswered(results: list[dict], gt: dict) -> dict:
+    """How many of ``gt``'s images with a (non-crowd) box no result names, and their
+    boxes: pycocotools scores each as detecting nothing there."""
+    answered = {result["image_id"] for result in results}
+    boxes = Counter(a["image_id"] for a in gt["annotations"] if not a.get("iscrowd", 0))
+    unanswered = [image_id for image_id in boxes if image_id not in answered]
+    return {
+        "images": len(unanswered),
+        "of": len(boxes),
+        "boxes": sum(boxes[image_id] for image_id in unanswered),
+    }
+
+
+def results_unanswered(unanswered: dict | None) -> str | None:
+    """Why a results file's mAP is low, when it names none of many images with boxes:
+    results of a subset of the split, or of another folder, score as misses there."""
+    if not unanswered or unanswered["images"] <= UNANSWERED_SHARE * unanswered["of"]:
+        return None
+    return (
+        f"no result names {unanswered['images']} of the {unanswered['of']} images with "
+        f"boxes, so their {unanswered['boxes']} boxes are scored as missed; if those images "
+        "were not predicted (results of a subset, or of another folder), predict every "
+        "image of the split"
+    )
+
+
+def results_warnings(figures: dict, model: str | None = None) -> list[tuple[str, str]]:
+    """What a report and the console warn of a results file's figures (``lowest_score``,
+    ``past_the_image``, ``unanswered``), as (label, sentence); with ``model``, the label
+    names it (``b, boxes past the image``)."""
+    found = [
+        ("Cut short", results_cut_short(figures.get("lowest_score"))),
+        ("Boxes past the image", results_past_the_image(figures.get("past_the_image"))),
+        ("Images without results", results_unanswered(figures.get("unanswered"))),
+    ]
+    return [
+        (f"{model}, {label.lower()}" if model else label, sentence)
+        for label, sentence in found
+        if sentence
+    ]
+
+
 def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
     label and its sentence, of ``model``; None for results scored without their weights."""
@@ -557,10 +605,8 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
             else ""
         ),
     ]
-    cut = results_cut_short(report.get("lowest_score"))
-    lines += ["", f"**Cut short:** {cut}."] if cut else []
-    past = results_past_the_image(report.get("past_the_image"))
-    lines += ["", f"**Boxes past the image:** {past}."] if past else []
+    for label, sentence in results_warnings(report):
+        lines += ["", f"**{label}:** {sentence}."]
     lines += _explained_markdown(report)
     lines += _screening_markdown(report.get("screening"))
     ignored = report.get("difficult_ignored")

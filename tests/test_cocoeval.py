@@ -328,6 +328,68 @@ def test_results_are_matched_to_images_by_file_name(tmp_path: Path, file_name, i
         assert expected in str(error.value)
 
 
+# Two classes with ids out of their list's order of 1, 2: YOLO's class i is the i-th listed.
+_YOLO_GT = {
+    "images": [
+        {"id": 10, "file_name": "a.jpg", "width": 200, "height": 100},
+        {"id": 20, "file_name": "x/b.jpg", "width": 50, "height": 50},
+        {"id": 30, "file_name": "y/b.jpg", "width": 50, "height": 50},
+        {"id": 40, "file_name": "c.png", "width": 100, "height": 100},
+    ],
+    "categories": [{"id": 7, "name": "crazing"}, {"id": 3, "name": "patches"}],
+    "annotations": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"a.txt": "1 0.5 0.5 0.2 0.4 0.9\n0 0.25 0.5 0.5 1 0.25\n", "c.txt": ""},
+            [(10, 3, [80, 30, 40, 40], 0.9), (10, 7, [0, 0, 100, 100], 0.25)],
+        ),
+        # Where ultralytics' predict writes them: its run folder's labels/.
+        ({"labels/c.txt": "0 0.5 0.5 0.2 0.2 0.5\n"}, [(40, 7, [40, 40, 20, 20], 0.5)]),
+        ({}, "no .txt results here or in labels/ (ultralytics writes them with save_txt"),
+        ({"labels/notes.md": "x"}, "no .txt results here"),
+        ({"d.txt": "0 0.5 0.5 0.2 0.2 0.5\n"}, "d.txt: names no image of "),
+        ({"b.txt": "0 0.5 0.5 0.2 0.2 0.5\n"}, "gt.json (x/b.jpg, y/b.jpg), and a YOLO results"),
+        ({"a.txt": "0 0.5 0.5 0.2 0.2\n"}, "a.txt: missing_confidence: line 1"),
+        ({"a.txt": "2 0.5 0.5 0.2 0.2 0.5\n"}, "a.txt: unknown_class: line 1: class 2"),
+        ({"a.txt": b"0 0.5 0.5 0.2 0.2 \xff\n"}, "a.txt: not text (byte 18 is not UTF-8)"),
+    ],
+)
+def test_a_folder_of_yolo_results_is_read_as_coco_results(tmp_path: Path, files, expected):
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    if isinstance(expected, list):
+        read = read_results(folder, _YOLO_GT, tmp_path / "gt.json")
+        assert [(r["image_id"], r["category_id"], r["bbox"], r["score"]) for r in read] == [
+            (image_id, category, pytest.approx(box), score)
+            for image_id, category, box, score in expected
+        ]
+    else:
+        with pytest.raises(ConversionError) as error:
+            read_results(folder, _YOLO_GT, tmp_path / "gt.json")
+        assert expected in str(error.value)
+
+
+def test_yolo_results_need_their_images_size(tmp_path: Path):
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    (tmp_path / "a.txt").write_text("0 0.5 0.5 0.2 0.2 0.5\n")
+    gt = {**_YOLO_GT, "images": [{"id": 10, "file_name": "a.jpg"}]}
+    with pytest.raises(ConversionError, match="image 10 has no width and height, which YOLO"):
+        read_results(tmp_path, gt, tmp_path / "gt.json")
+
+
 def _one_class_gt(difficult: list[bool]) -> dict:
     # Boxes 20 px apart on one 200x200 image, so no detection overlaps two of them.
     return {

@@ -254,9 +254,9 @@ def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys)
     argv += ["--names", "full,quarter", "--bootstrap", "0"]
     assert main([*argv, "--out", str(tmp_path / "c")]) == 0
     text = (tmp_path / "c" / "report.md").read_text().replace("**", "")
-    assert f"quarter cut short: results stop at confidence {lowest:.3g}" in text
-    assert "full cut short" not in text
-    assert "quarter cut short: results stop" in capsys.readouterr().err
+    assert f"quarter, cut short: results stop at confidence {lowest:.3g}" in text
+    assert "full, cut short" not in text
+    assert "quarter, cut short: results stop" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -275,6 +275,33 @@ def test_boxes_past_the_image_are_counted(boxes: list, past: int):
     results = [{"image_id": 1, "bbox": box} for box in boxes]
     results.append({"image_id": 2, "bbox": [500, 500, 900, 900]})  # its size is not given
     assert past_the_image(results, gt) == {"results": past, "of": len(results)}
+
+
+@pytest.mark.parametrize(
+    ("answered", "crowd", "expected", "said"),
+    [
+        (range(1, 21), False, {"images": 0, "of": 20, "boxes": 0}, False),
+        (range(1, 19), False, {"images": 2, "of": 20, "boxes": 4}, False),  # a tenth: not said
+        (range(1, 18), False, {"images": 3, "of": 20, "boxes": 6}, True),
+        ([], False, {"images": 20, "of": 20, "boxes": 40}, True),
+        # Crowd boxes are not scored, so their image does not count; nor one without boxes.
+        (range(1, 19), True, {"images": 1, "of": 19, "boxes": 2}, False),
+    ],
+)
+def test_images_no_result_names_are_counted(answered, crowd: bool, expected: dict, said: bool):
+    from detection.report import images_unanswered, results_warnings
+
+    gt = {
+        "images": [{"id": i} for i in range(1, 22)],  # 21 has no box
+        "annotations": [
+            {"image_id": i, "iscrowd": int(crowd and i == 20)} for i in range(1, 21) for _ in "ab"
+        ],
+    }
+    results = [{"image_id": i, "bbox": [1, 1, 5, 5], "score": 0.5} for i in answered]
+    unanswered = images_unanswered(results, gt)
+    assert unanswered == expected
+    warnings = results_warnings({"unanswered": unanswered}, "b")
+    assert [label for label, _ in warnings] == (["b, images without results"] if said else [])
 
 
 def test_results_given_as_corners_are_said_to_be(tmp_path: Path, capsys):

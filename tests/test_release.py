@@ -211,6 +211,74 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert _clean(again["images"]) == tta_points["images"]
 
 
+def test_ultralytics_yolo_txt_results_score_as_their_coco_results(
+    neu_converted: ConvertResult, tmp_path: Path, capsys
+):
+    """`evaluate --predictions runs/detect/NAME` on what ultralytics' own predict writes
+    with save_txt=True, save_conf=True: the mAP of the same detections given as COCO
+    results (to the six digits of its %g), named after its run, and the images it left
+    out said."""
+    from ultralytics import YOLO
+
+    out = neu_converted.out
+    gt = json.loads((out / "annotations" / "instances_val.json").read_text())
+    images = gt["images"][::15]  # 24 of the 358
+    paths = [str(out / "images" / "val" / image["file_name"]) for image in images]
+    model = YOLO(str(RELEASED / "model.pt"))
+    options = {"conf": 0.001, "imgsz": 416, "device": "cpu", "verbose": False}
+    results = model.predict(
+        paths, save_txt=True, save_conf=True, project=str(tmp_path), name="n416", **options
+    )
+    coco = [
+        {
+            "image_id": image["id"],
+            "category_id": int(label) + 1,
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": score,
+        }
+        for image, result in zip(images, results, strict=True)
+        for (x1, y1, x2, y2), score, label in zip(
+            result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), result.boxes.cls.tolist()
+        )
+    ]
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    run = tmp_path / "n416"
+    assert len(list((run / "labels").glob("*.txt"))) == len(images)
+    reports = {}
+    for name, source in (
+        ("run", run),
+        ("labels", run / "labels"),
+        ("coco", tmp_path / "coco.json"),
+    ):
+        argv = ["evaluate", "--predictions", str(source), "--data", str(out)]
+        assert main([*argv, "--out", str(tmp_path / name), "--bootstrap", "0"]) == 0
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert reports["run"]["metrics"] == reports["labels"]["metrics"]
+    assert reports["run"]["metrics"]["AP50"] > 0.01
+    for key in ("AP50", "AP50:95"):
+        assert reports["run"]["metrics"][key] == pytest.approx(
+            reports["coco"]["metrics"][key], abs=1e-6
+        )
+    assert reports["run"]["name"] == reports["labels"]["name"] == "n416"
+    assert reports["run"]["predictions_sha256"] == reports["labels"]["predictions_sha256"]
+    boxes = sum(1 for a in gt["annotations"] if a["image_id"] not in {i["id"] for i in images})
+    assert reports["run"]["unanswered"] == {"images": 334, "of": 358, "boxes": boxes}
+    assert (
+        "no result names 334 of the 358 images with boxes"
+        in (tmp_path / "run" / "report.md").read_text()
+    )
+    assert reports["coco"]["unanswered"]["images"] == 334
+    assert "Images without results: no result names 334" in capsys.readouterr().err
+    # compare takes the folder too, named after its run.
+    argv = ["compare", "--predictions", str(run / "labels"), str(tmp_path / "coco.json")]
+    assert main([*argv, "--data", str(out), "--out", str(tmp_path / "cmp")]) == 0
+    compared = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert [model["name"] for model in compared["models"]] == ["n416", "coco"]
+    assert compared["difference"]["mAP50"] == pytest.approx(0, abs=1e-6)
+    err = capsys.readouterr().err
+    assert "n416, images without results: no result names 334" in err
+
+
 def test_released_neu_det_is_small_and_complete():
     files = {p.name: p.stat().st_size for p in RELEASED.rglob("*") if p.is_file()}
     assert {"model.pt", "model.onnx", "model.int8.onnx", "card.json", "card.md"} <= files.keys()

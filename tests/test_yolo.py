@@ -1,4 +1,5 @@
-"""YOLO labels read as ground truth (any YOLO dataset's, for ``defects evaluate``)."""
+"""YOLO labels read as ground truth (any YOLO dataset's, for ``defects evaluate``), and YOLO
+results files read as a detector's detections."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from converters.errors import AnnotationError
-from converters.yolo import from_yolo, from_yolo_lines, label_path, to_yolo_lines
+from converters.yolo import (
+    from_yolo,
+    from_yolo_lines,
+    from_yolo_results,
+    label_path,
+    to_yolo_lines,
+)
 from tests.helpers import write_image
 
 CLASSES = ["crazing", "inclusion"]
@@ -85,3 +92,45 @@ def test_from_yolo_reads_back_what_to_yolo_wrote(tmp_path: Path):
     (tmp_path / "valid" / "images" / "im1.jpg").write_bytes(b"")
     with pytest.raises(AnnotationError, match=r"im1\.jpg: unreadable_image"):
         from_yolo(images, CLASSES, tmp_path, "val")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "error"),
+    [
+        # ultralytics' save_txt with save_conf: `("%g " * 6) % (cls, *xywhn, conf)`.
+        ("0 0.5 0.5 0.2 0.4 0.9\n", [("crazing", 40, 30, 60, 70, 0.9)], None),
+        ("1 0.5 0.5 0.2 0.4 0.00123\n\n", [("inclusion", 40, 30, 60, 70, 0.00123)], None),
+        ("1.0 0.5 0.5 0.2 0.4 1\n", [("inclusion", 40, 30, 60, 70, 1)], None),
+        # A tracker's id after the confidence.
+        ("0 0.5 0.5 0.2 0.4 0.9 7\n", [("crazing", 40, 30, 60, 70, 0.9)], None),
+        # Two detections on one spot stay two: results are scored as they are.
+        (
+            "0 0.5 0.5 0.2 0.4 0.9\n0 0.5 0.5 0.2 0.4 0.9\n",
+            [("crazing", 40, 30, 60, 70, 0.9)] * 2,
+            None,
+        ),
+        # A box over the edge is kept as the detector placed it, not clipped.
+        ("0 0.05 0.5 0.2 0.2 0.5\n", [("crazing", -5, 40, 15, 60, 0.5)], None),
+        ("0 0.5 0.5 0 0 0.5\n", [("crazing", 50, 50, 50, 50, 0.5)], None),
+        ("", [], None),
+        ("0 0.5 0.5 0.2 0.4\n", None, "missing_confidence: line 1: '0 0.5 0.5 0.2 0.4' has no"),
+        ("0 0.5 0.5 0.2 0.4\n", None, "save_conf=True"),
+        ("0 0.1 0.2 0.3 0.1 0.2 0.6 0.9\n", None, "malformed_result: line 1"),
+        ("0 0.5 0.5 0.2\n", None, "expected 'class cx cy w h conf'"),
+        ("0 0.5 0.5 0.2 0.4 high\n", None, "line 1: '0 0.5 0.5 0.2 0.4 high': not numbers"),
+        ("0 0.5 0.5 0.2 0.4 nan\n", None, "invalid_coordinate: line 1: '0 0.5 0.5 0.2 0.4 nan'"),
+        ("0 0.5 0.5 -0.2 0.4 0.9\n", None, "negative width or height"),
+        ("2 0.5 0.5 0.2 0.4 0.9\n", None, "unknown_class: line 1: class 2 is not one of 0..1"),
+        ("0.5 0.5 0.5 0.2 0.4 0.9\n", None, "class 0.5 is not one of"),
+    ],
+)
+def test_from_yolo_results(text: str, expected, error):
+    if error:
+        with pytest.raises(AnnotationError) as raised:
+            from_yolo_results(text, 100, 100, CLASSES, "labels/a.txt")
+        assert str(raised.value).startswith("labels/a.txt: ") and error in str(raised.value)
+    else:
+        boxes = from_yolo_results(text, 100, 100, CLASSES, "labels/a.txt")
+        assert [(b.label, *b.coords, b.confidence) for b in boxes] == [
+            pytest.approx((label, *values)) for label, *values in expected
+        ]
