@@ -55,7 +55,7 @@ def main() -> None:
     for split in ("train", "val"):
         truth = split_ground_truth(args.data, split)
         gt = truth.gt
-        _, results = predict_split(args.weights, gt, truth.image_dir, backend=args.backend)
+        results = predict_split(args.weights, gt, truth.image_dir, backend=args.backend).results
         splits[split] = (gt, results)
     classes = [c["name"] for c in splits["val"][0]["categories"]]
 

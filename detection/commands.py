@@ -500,6 +500,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = None  # results files are scored as they are: their settings are unknown
     seen = None  # nor which images their model was trained on
+    speeds = None  # nor how fast they were made
     if args.predictions:
         if args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
@@ -514,7 +515,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sources = [str(path) for path in args.predictions]
         default_names = [results_name(path) for path in args.predictions]
     elif args.weights and args.data:
-        predictions, gt, sources, seen = _predict_for_comparison(args)
+        predictions, gt, sources, seen, speeds = _predict_for_comparison(args)
         default_names = [_weights_name(w) for w in args.weights]
         settings = {
             "backend": args.backend,
@@ -531,7 +532,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(names) != count or len(set(names)) != count:
         raise ConversionError(f"--names needs {count} different names, one per model")
     report = compare(
-        gt, predictions, names, args.out, args.bootstrap, args.seed, sources, settings, seen
+        gt,
+        predictions,
+        names,
+        args.out,
+        args.bootstrap,
+        args.seed,
+        sources,
+        settings,
+        seen,
+        speeds,
     )
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value
@@ -562,9 +572,9 @@ def _weights_name(weights: Path) -> str:
 
 def _predict_for_comparison(
     args: argparse.Namespace,
-) -> tuple[list, dict, list[str], list[dict]]:
-    """Each model's predictions on the split, its ground truth, the models' sources and
-    how many of the split's images each was trained on."""
+) -> tuple[list, dict, list[str], list[dict], list[dict]]:
+    """Each model's predictions on the split, its ground truth, the models' sources, how
+    many of the split's images each was trained on, and how fast each predicted here."""
     from detection.evaluate import predict_split, split_ground_truth
     from detection.splits import seen_in_training
     from detection.weights import resolve_weights
@@ -573,10 +583,10 @@ def _predict_for_comparison(
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]
-    predictions, seen = [], []
+    predictions, seen, speeds = [], [], []
     for weights in args.weights:
         with progress_bar(f"Predicting ({weights})") as update:
-            _, results = predict_split(
+            _, results, speed = predict_split(
                 weights,
                 gt,
                 image_dir,
@@ -590,8 +600,9 @@ def _predict_for_comparison(
                 args.tile_overlap,
             )
             predictions.append(results)
+            speeds.append(speed)
         seen.append(seen_in_training(resolve_weights(weights), images)[0])
-    return predictions, gt, [str(w) for w in args.weights], seen
+    return predictions, gt, [str(w) for w in args.weights], seen, speeds
 
 
 def cmd_release(args: argparse.Namespace) -> int:

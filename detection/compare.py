@@ -24,6 +24,7 @@ from detection.report import (
     results_warnings,
     seen_sentence,
     settings_sentence,
+    where_computed,
 )
 from detection.screening import DEFAULT_CONF, format_share, screening
 from detection.versions import package_versions
@@ -79,6 +80,7 @@ def compare(
     sources: list[str] | None = None,
     settings: dict | None = None,
     seen: list[dict] | None = None,
+    speeds: list[dict] | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -95,6 +97,8 @@ def compare(
             (:func:`detection.evaluate.prediction_settings`, with the backend).
         seen: How many of the images each model was trained on, where they were made
             here from weights (:func:`detection.splits.seen_in_training`).
+        speeds: How fast each model predicted, where they were made here, one after
+            another on this machine (:func:`detection.evaluate.prediction_speed`).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
@@ -110,6 +114,7 @@ def compare(
             **point,
             **({"predictions": sources[i]} if sources else {}),
             **({"seen_in_training": seen[i]} if seen else {}),
+            **({"speed": speeds[i]} if speeds else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
             "past_the_image": past_the_image(predictions[i], gt),
             "unanswered": images_unanswered(predictions[i], gt),
@@ -192,6 +197,29 @@ def _fmt_signed(value: float | None) -> str:
     return "n/a" if value is None or np.isnan(value) else f"{value:+.4f}"
 
 
+def _speed_markdown(models: list[dict]) -> list[str]:
+    """Each model's speed as predicted here, and against the first's; nothing for
+    results files (their speed is not known)."""
+    if not all(model.get("speed") for model in models):
+        return []
+    first = models[0]["speed"]["images_per_second"]
+    lines = [
+        "",
+        f"**Speed here** (each model's predictions timed once, one after another: "
+        f"{where_computed(models[0]['speed'])}; `make bench-predict` times paths side by "
+        "side, repeated):",
+        "",
+        "| model | seconds | images/s | against the first |",
+        "|---|---:|---:|---:|",
+    ]
+    for model in models:
+        speed = model["speed"]
+        rate = speed["images_per_second"]
+        ratio = f"{rate / first:.2f}x" if rate and first else "n/a"
+        lines.append(f"| {model['name']} | {speed['seconds']:.1f} | {_fmt(rate, 1)} | {ratio} |")
+    return lines
+
+
 def _markdown(report: dict, differences: list[dict]) -> str:
     boot = report["bootstrap"]
     lines = [
@@ -233,6 +261,7 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             lines += ["", f"**{label}:** {sentence}."]
         said = seen_sentence(model.get("seen_in_training"))
         lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
+    lines += _speed_markdown(report["models"])
     for difference in differences:
         p = difference["p_value"]
         lines += [

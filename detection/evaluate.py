@@ -12,10 +12,12 @@ import hashlib
 import json
 import math
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from converters.coco import to_coco
 from converters.errors import AnnotationError, ConversionError
@@ -29,11 +31,14 @@ from detection.predict import (
     Detections,
     OnnxDetector,
     coco_results,
+    compute_device,
+    cpu_info,
     detect_images,
     load_detector,
 )
 from detection.report import images_unanswered, past_the_image, write_report
 from detection.splits import seen_in_training, split_images
+from detection.threads import cpu_threads
 from detection.train import resolve_data
 from detection.weights import (
     NMS_IOU,
@@ -275,7 +280,8 @@ def predict_split(
             than ``tile`` pixels cut into tiles overlapping by ``tile_overlap``.
 
     Returns:
-        The detector (its classes checked against ``gt``'s) and the results.
+        The detector (its classes checked against ``gt``'s), the results, and how fast
+        they were made once the detector was loaded (:func:`prediction_speed`).
     """
     classes = [category["name"] for category in gt["categories"]]
     detector = load_detector(
@@ -288,7 +294,40 @@ def predict_split(
         tile=tile,
         tile_overlap=tile_overlap,
     )
-    return detector, predict_coco(detector, gt, image_dir, progress=progress, iou=iou)
+    started = time.perf_counter()
+    results = predict_coco(detector, gt, image_dir, progress=progress, iou=iou)
+    seconds = time.perf_counter() - started
+    return SplitPrediction(
+        detector, results, prediction_speed(detector, len(gt["images"]), seconds)
+    )
+
+
+class SplitPrediction(NamedTuple):
+    """A detector's predictions on a split (:func:`predict_split`), and how fast."""
+
+    detector: object
+    results: list[dict]
+    speed: dict
+
+
+def prediction_speed(detector, images: int, seconds: float) -> dict:
+    """How fast ``detector`` predicted ``images`` images in ``seconds`` here, end to end
+    (reading, letterbox, model, NMS), and on what: the device, and on the CPU its
+    threads and model. Timed once beside an evaluation, not a benchmark."""
+    device = compute_device(detector)
+    speed = {
+        "images": images,
+        "seconds": round(seconds, 3),
+        "images_per_second": images / seconds if seconds > 0 else None,
+        "device": device,
+    }
+    if device == "cpu":
+        speed |= {"threads": cpu_threads(), "cpu": cpu_info("model name")}
+    else:
+        import torch
+
+        speed["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return speed
 
 
 def prediction_settings(
@@ -337,7 +376,7 @@ def evaluate_model(
     weights = resolve_weights(weights)
     truth = split_ground_truth(data, split)
     data_yaml, gt = truth.data_yaml, truth.gt
-    detector, results = predict_split(
+    detector, results, speed = predict_split(
         weights,
         gt,
         truth.image_dir,
@@ -362,6 +401,7 @@ def evaluate_model(
         "imgsz": imgsz,
         "images": len(gt["images"]),
         "prediction_settings": prediction_settings(tta, nms_iou, tile, tile_overlap),
+        "speed": speed,
         "seen_in_training": _seen_and_unseen(weights, truth, results),
     }
     with_ultralytics = with_ultralytics and backend == "torch" and not tta and not tile

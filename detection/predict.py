@@ -748,6 +748,16 @@ def cpu_info(key: str) -> str | None:
     return None
 
 
+def compute_device(detector) -> str:
+    """Where ``detector`` (any of this module's, wrapped or not) computes: ``cpu``, or the
+    torch device its model sits on (``cuda:0``) once it has predicted."""
+    while hasattr(detector, "detector"):  # TTA, tiles: answer_for's wrappers
+        detector = detector.detector
+    if isinstance(detector, TorchDetector):
+        return str(next(detector.model.model.parameters()).device)
+    return "cpu"
+
+
 def cpu_flags() -> set[str]:
     """This CPU's feature flags as Linux lists them (empty where it does not)."""
     return set((cpu_info("flags") or "").split())

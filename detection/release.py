@@ -356,7 +356,7 @@ def score_onnx(model_onnx: Path, gt: dict, image_dir: Path, tta: bool = False) -
     """pycocotools mAP50 and mAP50:95 of an ONNX export on ``gt``'s images, with the
     evaluation's prediction settings (conf 0.001, 100 detections per image; ``tta``: and
     flip test-time augmentation)."""
-    _, results = predict_split(model_onnx, gt, image_dir, backend="onnx", tta=tta)
+    results = predict_split(model_onnx, gt, image_dir, backend="onnx", tta=tta).results
     return coco_scores(gt, results)
 
 
@@ -580,7 +580,7 @@ def release(
             int8.unlink()
         # Val with TTA at NMS_IOU, predicted once: its score, and where its operating
         # points are measured.
-        _, fp32_tta = predict_split(exported, gt, image_dir, backend="onnx", tta=True)
+        fp32_tta = predict_split(exported, gt, image_dir, backend="onnx", tta=True).results
         with_tta = {"onnx_fp32": coco_scores(gt, fp32_tta)}
         if int8.exists():
             with_tta["onnx_int8"] = score_onnx(int8, gt, image_dir, tta=True)

@@ -426,6 +426,27 @@ def settings_sentence(report: dict) -> str:
     return sentence
 
 
+def where_computed(speed: dict) -> str:
+    """The device a :func:`detection.evaluate.prediction_speed` was timed on, in words."""
+    if speed["device"] != "cpu":
+        return f"{speed['device']} ({speed.get('gpu')})"
+    return f"CPU, {speed['threads']} threads" + (f", {speed['cpu']}" if speed.get("cpu") else "")
+
+
+def speed_sentence(speed: dict | None) -> str | None:
+    """How fast the report's predictions were made here, in words; None for a results
+    file, whose speed is not known."""
+    if not speed:
+        return None
+    rate = speed["images_per_second"]
+    return (
+        f"{speed['images']} images in {speed['seconds']:.1f} s, "
+        + (f"{rate:.1f} images/s" if rate else "too fast to time")
+        + f" end to end (reading, letterbox, model, NMS; {where_computed(speed)}), timed "
+        "once beside the evaluation; `make bench-predict` times paths side by side, repeated"
+    )
+
+
 # Detectron2 and MMDetection score down to 0.05, ultralytics' val to 0.001: results that
 # stop well above that (predict's default 0.25) lose the low-precision end of each PR curve.
 FULL_RESULTS_SCORE = 0.05
@@ -605,6 +626,8 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
             else ""
         ),
     ]
+    speed = speed_sentence(report.get("speed"))
+    lines += ["", f"**Speed here:** {speed}."] if speed else []
     for label, sentence in results_warnings(report):
         lines += ["", f"**{label}:** {sentence}."]
     lines += _explained_markdown(report)

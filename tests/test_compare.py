@@ -164,7 +164,14 @@ def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
     assert report["prediction_settings"]["backend"] == "torch"
     assert "tta" not in report["prediction_settings"]
     settings = "NMS IoU 0.6, each image bordered by 16 grey pixels."
-    assert settings in (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert settings in markdown
+    # Each model's speed here, one after the other, and against the first.
+    speeds = [model["speed"] for model in report["models"]]
+    assert all(speed["images"] == report["images"] and speed["seconds"] > 0 for speed in speeds)
+    ratio = speeds[1]["images_per_second"] / speeds[0]["images_per_second"]
+    assert f"| second | {speeds[1]['seconds']:.1f} | " in markdown
+    assert f"| {ratio:.2f}x |" in markdown and "| 1.00x |" in markdown
 
 
 def test_the_evaluation_report_explains(tmp_path: Path):

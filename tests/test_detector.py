@@ -577,6 +577,14 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     assert [c["name"] for c in report["per_class"]] == load_definition("synthetic").classes
     assert report["ultralytics"]["mAP50"] >= 0 and "why_different" in report["ultralytics"]
     assert len(report["confusion_matrix"]["matrix"]) == 7
+    # How fast the predictions were made here, on what: every val image, on the CPU.
+    speed = report["speed"]
+    assert speed["images"] == report["images"] == 10 and speed["device"] == "cpu"
+    assert speed["images_per_second"] == pytest.approx(10 / speed["seconds"], rel=1e-3)
+    assert speed["threads"] >= 1
+    assert (
+        f"**Speed here:** 10 images in {speed['seconds']:.1f} s" in (out / "report.md").read_text()
+    )
 
     # Scoring the written COCO results file gives the same numbers (any detector's path).
     again = tmp_path / "again"
@@ -595,7 +603,10 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((again / "report.json").read_text())["metrics"] == report["metrics"]
+    scored_again = json.loads((again / "report.json").read_text())
+    assert scored_again["metrics"] == report["metrics"]
+    assert "speed" not in scored_again  # a results file's speed is not known
+    assert "Speed here" not in (again / "report.md").read_text()
 
     # So does predict's own predictions.json, though its image_id numbers that run's
     # images from 1 and the ground truth's do not: results are matched by file_name.
