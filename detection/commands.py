@@ -373,6 +373,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise ConversionError("review needs --data (a converter output or a folder of images)")
+    if args.predictions and (args.tta or args.iou != NMS_IOU or args.tile):
+        raise ConversionError(SETTINGS_NEED_WEIGHTS)
     name = args.name or f"defects-{Path(args.data).resolve().name}"
     summary = review.prepare(
         args.data,
@@ -386,6 +388,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         args.iou,
         args.tile,
         args.tile_overlap,
+        args.predictions,
     )
     _print_skipped(console, summary["skipped"])
     if summary["reused"]:
@@ -395,18 +398,28 @@ def cmd_review(args: argparse.Namespace) -> int:
         )
     if "not_applied" in summary:
         stored = summary["stored_predictions"]
-        console.print(
-            f"Its predictions are the stored ones (weights {stored['weights']}, conf "
-            f"{stored['prediction_conf']}, TTA {'on' if stored['prediction_tta'] else 'off'}, "
-            f"NMS IoU {stored['prediction_iou']}, "
+        made = (
+            f"results {stored['predictions']}"
+            if stored["predictions"]
+            else f"weights {stored['weights']}, TTA {'on' if stored['prediction_tta'] else 'off'}"
+            f", NMS IoU {stored['prediction_iou']}, "
             + (
                 f"tiles of {stored['prediction_tile']['size']} px"
                 if stored["prediction_tile"]
                 else "no tiles"
             )
-            + "): "
+        )
+        console.print(
+            f"Its predictions are the stored ones ({made}, conf {stored['prediction_conf']}): "
             f"this run's {', '.join(summary['not_applied'])} differ and are not applied; "
             "--rebuild applies them and discards the tags",
+            style="yellow",
+        )
+    shown = summary.get("predictions_shown")
+    if shown and shown["images"] < shown["of"]:
+        console.print(
+            f"{shown['images']} of the {shown['of']} images have a result at confidence "
+            f">= {args.conf}; the others show no predictions",
             style="yellow",
         )
     evaluation = summary.get("evaluation")
@@ -830,6 +843,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     review.add_argument(
         "--weights", type=Path, help="detector .pt or a released name (neu-det) for predictions"
+    )
+    review.add_argument(
+        "--predictions",
+        type=Path,
+        help="instead of --weights, any detector's results to review: a COCO results JSON "
+        "or a folder of YOLO .txt results (as evaluate takes them), matched to --data's "
+        "images by file name",
     )
     review.add_argument("--split", default="val", help="split to evaluate (val)")
     review.add_argument("--name", help="FiftyOne dataset name (default defects-<data folder>)")

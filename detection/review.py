@@ -32,6 +32,7 @@ from detection.weights import NMS_IOU, TILE_OVERLAP, resolve_weights, sha256
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
 REVIEW_CONF = 0.05  # stored predictions: low enough for recall, few enough for the App
+REVIEW_MAX_DETECTIONS = 100  # per image, as predictions are made (and COCO scores them)
 
 
 def load_fiftyone():
@@ -155,9 +156,49 @@ def predict_boxes(
     cut short, not decodable: :func:`detection.images.read_image`), why."""
     from detection.predict import as_boxes, detect_images
 
-    for read in detect_images(detector, paths, 32, conf=conf, iou=iou, max_det=100):
+    for read in detect_images(
+        detector, paths, 32, conf=conf, iou=iou, max_det=REVIEW_MAX_DETECTIONS
+    ):
         det = read.detections
         yield read.problem if det is None else as_boxes(det, detector.names)
+
+
+def results_boxes(
+    results_path: Path, classes: list[str], images: list[ImageAnnotation], conf: float
+) -> list[list[Box]]:
+    """Any detector's results (a COCO results file or a folder of YOLO ``.txt`` results,
+    as ``evaluate --predictions`` reads them: :func:`detection.evaluate.read_results`) as
+    each image's boxes at ``conf`` or above, most confident first, at most 100 (as
+    predictions made here are stored). Results name their images by file name or stem,
+    across every split; an image none names has no predictions.
+
+    Raises:
+        ConversionError: As :func:`detection.evaluate.read_results`; a result that names
+            its image only by a number is refused (give its ``file_name``), since the
+            numbers of another run are not this dataset's.
+    """
+    from detection.evaluate import read_results
+
+    # Ids no results file can give by number: a result must name its image by file.
+    gt = {
+        "images": [
+            {"id": f"#{index}", "file_name": image.name, "width": image.width,
+             "height": image.height}
+            for index, image in enumerate(images)
+        ],
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(classes)],
+        "annotations": [],
+    }  # fmt: skip
+    boxes: list[list[Box]] = [[] for _ in images]
+    for result in sorted(
+        read_results(Path(results_path), gt, "--data's images"), key=lambda r: -r["score"]
+    ):
+        index = int(result["image_id"][1:])
+        if result["score"] >= conf and len(boxes[index]) < REVIEW_MAX_DETECTIONS:
+            x, y, w, h = result["bbox"]
+            label = classes[result["category_id"] - 1]
+            boxes[index].append(Box(label, x, y, x + w, y + h, confidence=result["score"]))
+    return boxes
 
 
 def detections_document(boxes: list[Box], width: int, height: int) -> dict:
@@ -423,6 +464,7 @@ def prepare(
     iou: float = NMS_IOU,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
+    results: Path | None = None,
 ) -> dict:
     """Builds the dataset (or reopens it, tags and all, unless ``rebuild``), evaluates,
     saves views; returns a summary with timings.
@@ -439,11 +481,23 @@ def prepare(
         iou: The predictions' NMS IoU.
         tile: Predict images larger than ``tile`` pixels in tiles overlapping by
             ``tile_overlap`` (:class:`detection.predict.TiledDetector`).
+        results: Instead of ``weights``, any detector's results to show as the
+            predictions (:func:`results_boxes`; labelled data only: its classes name the
+            results' categories).
     """
     started = time.perf_counter()
     source = read_source(Path(data))
     classes, images, labelled = source.classes, source.images, source.labelled
     database, detector, predictions = None, None, None
+    if results is not None:
+        if weights is not None:
+            raise ConversionError("review takes --weights or --predictions, not both")
+        if not labelled:
+            raise ConversionError(
+                f"{data}: --predictions needs labelled data (a converter output or a YOLO "
+                "dataset), whose classes name the results' categories"
+            )
+        predictions = results_boxes(results, classes, images, conf)
     if weights is not None:
         from detection.predict import load_detector
 
@@ -488,9 +542,13 @@ def prepare(
     opened = time.perf_counter()
     fo = load_fiftyone()
     reused = exists and not rebuild
+    from detection.evaluate import results_sha256
+
     prediction_settings = {
         "weights": str(weights) if weights else None,
         "weights_sha256": sha256(resolve_weights(weights)) if weights else None,
+        "predictions": str(results) if results else None,
+        "predictions_sha256": results_sha256(Path(results)) if results else None,
         "prediction_conf": conf,
         "prediction_tta": tta,
         "prediction_iou": iou,
@@ -502,20 +560,26 @@ def prepare(
         dataset = fo.load_dataset(name)
         labelled = dataset.has_field("ground_truth")
         has_predictions = dataset.has_field("predictions")
-        if weights is not None:
+        if weights is not None or results is not None:
             # The stored predictions stay; say so when this run asked for other ones.
-            # (datasets stored before --iou and --tile were recorded were predicted at
-            # NMS_IOU, whole)
-            stored = {"prediction_iou": NMS_IOU, "prediction_tile": None, **dataset.info}
+            # (datasets stored before --iou, --tile and --predictions were recorded were
+            # predicted from weights at NMS_IOU, whole)
+            stored = {
+                "prediction_iou": NMS_IOU,
+                "prediction_tile": None,
+                "predictions": None,
+                "predictions_sha256": None,
+                **dataset.info,
+            }
+            asked = (
+                [("--weights", "weights_sha256"), ("--tta", "prediction_tta"),
+                 ("--iou", "prediction_iou"), ("--tile", "prediction_tile")]
+                if weights is not None
+                else [("--predictions", "predictions_sha256")]
+            )  # fmt: skip
             not_applied = [
                 option
-                for option, key in (
-                    ("--weights", "weights_sha256"),
-                    ("--conf", "prediction_conf"),
-                    ("--tta", "prediction_tta"),
-                    ("--iou", "prediction_iou"),
-                    ("--tile", "prediction_tile"),
-                )
+                for option, key in [*asked, ("--conf", "prediction_conf")]
                 if stored.get(key) != prediction_settings[key]
             ]
     else:
@@ -532,6 +596,10 @@ def prepare(
             {"source": str(data), "classes": classes, **prediction_settings},
         )
         has_predictions = predictions is not None
+        if results is not None:
+            named = sum(1 for boxes in predictions if boxes)
+            dataset.info["predictions_shown"] = {"images": named, "of": len(images)}
+            dataset.save()
         if weights is not None:
             dataset.info["seen_in_training"] = _mark_seen_in_training(
                 dataset, resolve_weights(weights), images, split
@@ -545,14 +613,16 @@ def prepare(
         "reused": reused,
         "skipped": source.skipped,
     }
-    if "seen_in_training" in dataset.info:
-        summary["seen_in_training"] = dataset.info["seen_in_training"]
+    for key in ("seen_in_training", "predictions_shown"):
+        if key in dataset.info:
+            summary[key] = dataset.info[key]
     if not_applied:
         summary["not_applied"] = not_applied
         summary["stored_predictions"] = {
             key: stored.get(key)
             for key in (
                 "weights",
+                "predictions",
                 "prediction_conf",
                 "prediction_tta",
                 "prediction_iou",

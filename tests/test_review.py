@@ -680,3 +680,76 @@ def test_app_in_headless_chromium(
             break
         time.sleep(1)
     assert not running
+
+
+def _val_results(data: Path, scores: list[float] | None = None) -> list[dict]:
+    """The val split's ground-truth boxes moved by a pixel, as results named by file
+    (a path as another machine wrote it), every score at or above review's 0.05."""
+    gt = json.loads((data / "annotations" / "instances_val.json").read_text())
+    names = {image["id"]: image["file_name"] for image in gt["images"]}
+    return [
+        {
+            "image_id": 1,  # another run's numbering: the file name decides
+            "file_name": f"/line/cam3/{names[a['image_id']]}",
+            "category_id": a["category_id"],
+            "bbox": [a["bbox"][0] + 1, *a["bbox"][1:]],
+            "score": (scores or [0.9 - 0.02 * index])[0],
+        }
+        for index, a in enumerate(gt["annotations"])
+    ]
+
+
+def test_results_are_read_onto_the_reviewed_images(tiny_data: Path, tmp_path: Path):
+    from converters.errors import ConversionError
+    from detection.review import read_source, results_boxes
+
+    source = read_source(tiny_data)
+    results = _val_results(tiny_data)
+    low = {**results[0], "score": 0.01}  # below the review's confidence: not stored
+    (tmp_path / "r.json").write_text(json.dumps([low, *results]))
+    boxes = results_boxes(tmp_path / "r.json", source.classes, source.images, 0.05)
+    shown = {
+        image.name: [(b.label, b.xmin, b.confidence) for b in found]
+        for image, found in zip(source.images, boxes)
+        if found
+    }
+    expected: dict[str, list] = {}
+    for result in results:
+        name = Path(result["file_name"]).name
+        label = source.classes[result["category_id"] - 1]
+        expected.setdefault(name, []).append((label, result["bbox"][0], result["score"]))
+    assert shown == expected  # most confident first, on the val images alone
+    assert {image.split for image, found in zip(source.images, boxes) if found} == {"val"}
+    # A result that names its image only by a number names nothing here.
+    (tmp_path / "ids.json").write_text(json.dumps([{**results[0], "file_name": None}]))
+    with pytest.raises(ConversionError, match="names image 1, absent from --data's images"):
+        results_boxes(tmp_path / "ids.json", source.classes, source.images, 0.05)
+
+
+def test_any_detectors_results_are_reviewed(tiny_data: Path, fiftyone_env: dict, tmp_path: Path):
+    """`review --predictions`: another detector's results shown as the predictions, scored
+    as `evaluate --predictions` scores them, and a second file not applied silently."""
+    (tmp_path / "a.json").write_text(json.dumps(_val_results(tiny_data)))
+    (tmp_path / "b.json").write_text(json.dumps(_val_results(tiny_data, [0.5])))
+    argv = ["evaluate", "--predictions", str(tmp_path / "a.json"), "--data", str(tiny_data)]
+    subprocess.run([*DEFECTS, *argv, "--out", str(tmp_path / "e"), "--bootstrap", "0"], check=True)
+    evaluated = json.loads((tmp_path / "e" / "report.json").read_text())
+
+    def review(results: str, *extra: str) -> subprocess.CompletedProcess:
+        argv = ["review", "--data", str(tiny_data), "--predictions", str(tmp_path / results)]
+        argv += ["--no-launch", "--name", "from-results", *extra]
+        return subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, env=fiftyone_env)
+
+    first = review("a.json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    figure = re.search(r"pycocotools on the same predictions: mAP50:95 ([\d.]+)", first.stderr)
+    assert float(figure.group(1)) == pytest.approx(evaluated["mAP50-95"], abs=1e-4)
+    images = len(json.loads((tiny_data / "manifest.json").read_text())["split_of_image"])
+    val = len(json.loads((tiny_data / "annotations" / "instances_val.json").read_text())["images"])
+    assert f"{val} of the {images} images have a result at confidence >= 0.05" in first.stderr
+    again = review("b.json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"(results {tmp_path / 'a.json'}, conf 0.05)" in again.stderr
+    assert "this run's --predictions differ and are not applied" in again.stderr
+    refused = review("a.json", "--tta")
+    assert refused.returncode == 2 and "--predictions file is scored as it is" in refused.stderr
