@@ -72,6 +72,7 @@ endif
 # a raw dataset (converted into OUT first, for its ground truth and split) or a plain folder
 # of images. Weights: WEIGHTS_REVIEW, else weights/NAME/best.pt if trained here, else the
 # released model NAME (models/NAME), so a fresh clone reviews NEU-DET with no training.
+# PREDICTIONS: any detector's results (COCO results or YOLO .txt folder) instead of weights.
 REVIEW_WEIGHTS = $(or $(WEIGHTS_REVIEW),$(if $(wildcard weights/$(NAME)/best.pt),weights/$(NAME)/best.pt,$(NAME)))
 review: setup
 	@data="$(or $(DATA),$(OUT))"; \
@@ -79,7 +80,7 @@ review: setup
 		$(DEFECTS) validate "$(DATA)" >/dev/null 2>&1; then \
 		$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED) && data="$(OUT)"; \
 	fi; \
-	$(DEFECTS) review --data "$$data" --weights $(REVIEW_WEIGHTS) --name defects-$(NAME)
+	$(DEFECTS) review --data "$$data" $(if $(PREDICTIONS),--predictions "$(PREDICTIONS)",--weights $(REVIEW_WEIGHTS)) --name defects-$(NAME)
 
 # Publish a trained run as models/NAME with its model card (RUNS: the run folders that made
 # it, in order; the last one's best.pt is released). Replace a release rarely: git keeps each.
