@@ -47,6 +47,7 @@ from detection.weights import (
     load_yolo,
     resolve_weights,
     sha256,
+    tile_setting,
 )
 
 WHY_DIFFERENT = (
@@ -341,7 +342,7 @@ def prediction_settings(
     if tta:
         settings["tta"] = {"flips": list(FLIPS), "fusion": "wbf", "fusion_iou": TTA_FUSION_IOU}
     if tile:
-        settings["tile"] = {"size": tile, "overlap": tile_overlap}
+        settings["tile"] = tile_setting(tile, tile_overlap)
     return settings
 
 

@@ -27,7 +27,7 @@ from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR
-from detection.weights import NMS_IOU, TILE_OVERLAP, resolve_weights, sha256
+from detection.weights import NMS_IOU, TILE_OVERLAP, resolve_weights, sha256, tile_setting
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -552,7 +552,7 @@ def prepare(
         "prediction_conf": conf,
         "prediction_tta": tta,
         "prediction_iou": iou,
-        "prediction_tile": {"size": tile, "overlap": tile_overlap} if tile else None,
+        "prediction_tile": tile_setting(tile, tile_overlap),
     }
     not_applied = []
     if reused:

@@ -33,6 +33,14 @@ NMS_IOU = 0.7
 # Sliced inference (`--tile`): the share of a tile that neighbouring tiles overlap; here
 # for the same reason.
 TILE_OVERLAP = 0.25
+
+
+def tile_setting(tile: int | None, overlap: float = TILE_OVERLAP) -> dict | None:
+    """How sliced inference was set, as reports and review datasets record it (None:
+    images detected whole)."""
+    return {"size": tile, "overlap": overlap} if tile else None
+
+
 RELEASED_WEIGHTS = "model.pt"
 # Every released version stays in git history, so a release folder is kept to about 20 MB
 # (yolo11n at 320 px: 20.2 MB with both exports; yolo11s would take about 67 MB).
