@@ -96,14 +96,17 @@ def merge_tiles(
     cut: np.ndarray,
     tiles: np.ndarray,
     ios: float = 0.5,
+    touch: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merges the detections of overlapping tiles of one image into the image's.
 
     Per class, in descending score order, a box is dropped when another kept box covers
     ``ios`` of the smaller of the two (intersection over the smaller area: the same
     defect seen whole by one tile and in part by its neighbour). Two boxes that were
-    both cut by an inner edge of their tiles (``cut``) and overlap are one defect
-    crossing the cut, cut twice: they become their union, with the higher score.
+    both cut by an inner edge of their tiles (``cut``) and overlap, or come within
+    ``touch`` pixels of each other (the halves of a defect cut by the edge two tiles
+    share without overlapping meet there), are one defect crossing the cut, cut twice:
+    they become their union, with the higher score.
 
     Args:
         boxes: ``[N, 4]`` xyxy in the image's pixels.
@@ -113,6 +116,7 @@ def merge_tiles(
         tiles: ``[N]`` the tile each box was found in. Boxes of one tile have been
             through NMS already and are never merged with each other.
         ios: Intersection over the smaller area at or above which a box is dropped.
+        touch: How far apart two cut boxes may be and still be joined, in pixels.
 
     Returns:
         The merged boxes, scores and classes, in descending score order.
@@ -129,7 +133,8 @@ def merge_tiles(
             others, box = merged[same], merged[i : i + 1]
             inter = intersection_matrix(others, box)[:, 0]
             covered = inter / np.maximum(np.minimum(areas(others), areas(box)), 1e-12)
-            joined = np.flatnonzero((inter > 0) & cut[same] & cut[i])
+            near = intersection_matrix(others + np.array([-touch, -touch, touch, touch]), box)
+            joined = np.flatnonzero((near[:, 0] > 0) & cut[same] & cut[i])
             if len(joined):
                 k = same[int(joined[np.argmax(covered[joined])])]
                 merged[k, :2] = np.minimum(merged[k, :2], box[0, :2])

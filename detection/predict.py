@@ -55,6 +55,11 @@ BORDER = 16
 # as a share of a tile, was cut by it. Chosen on NEU-DET's train split laid out into
 # strips (0.02, 0.1, 0.2: docs/benchmarks.md, "Sliced inference"), never on val.
 TILE_CUT_MARGIN = 0.1
+# Without overlap, a defect's halves only meet at the edge two tiles share: cut boxes this
+# close (a share of a tile) are joined. Chosen on train strips: offset, overlap 0, mAP50
+# 0.149 (0) -> 0.558 (0.02) / 0.520 (0.05); with overlap 0.25 it cost 0.04, so it is
+# applied without overlap only.
+TILE_TOUCH = 0.02
 
 
 @dataclass
@@ -573,6 +578,7 @@ class TiledDetector:
             np.concatenate([d.classes for d in found]),
             np.concatenate(cut),
             np.concatenate([np.full(len(d.scores), t) for t, d in enumerate(found)]),
+            touch=TILE_TOUCH * self.tile if self.overlap == 0 else 0.0,
         )
         return Detections(boxes_, scores, classes)
 

@@ -95,16 +95,59 @@ def test_merge_tiles(boxes, scores, classes, cut, tiles, want_boxes, want_scores
     assert merged_classes.tolist() == want_classes
 
 
-def test_a_blob_across_tiles_is_found_once_and_whole():
+@pytest.mark.parametrize(
+    ("boxes", "cut", "touch", "want_boxes"),
+    [
+        pytest.param(
+            [[100, 10, 200, 40], [200, 12, 260, 42]], [True, True], 4.0,
+            [[100, 10, 260, 42]], id="halves meeting at the edge two tiles share: joined",
+        ),
+        pytest.param(
+            [[100, 10, 198, 40], [201, 12, 260, 42]], [True, True], 4.0,
+            [[100, 10, 260, 42]], id="halves within touch of each other: joined",
+        ),
+        pytest.param(
+            [[100, 10, 200, 40], [200, 12, 260, 42]], [True, True], 0.0,
+            [[200, 12, 260, 42], [100, 10, 200, 40]], id="without touch, halves only meet",
+        ),
+        pytest.param(
+            [[100, 10, 190, 40], [200, 12, 260, 42]], [True, True], 4.0,
+            [[200, 12, 260, 42], [100, 10, 190, 40]], id="farther apart: two defects",
+        ),
+        pytest.param(
+            [[100, 10, 200, 40], [200, 12, 260, 42]], [False, True], 4.0,
+            [[200, 12, 260, 42], [100, 10, 200, 40]], id="one not cut: two defects",
+        ),
+        pytest.param(
+            [[100, 10, 200, 40], [200, 50, 260, 80]], [True, True], 4.0,
+            [[200, 50, 260, 80], [100, 10, 200, 40]], id="side by side along the edge: two",
+        ),
+    ],
+)  # fmt: skip
+def test_merge_tiles_joins_halves_that_touch(boxes, cut, touch: float, want_boxes):
+    merged, _, _ = merge_tiles(
+        np.array(boxes, float),
+        np.array([0.5, 0.8]),
+        np.array([1, 1]),
+        np.array(cut, bool),
+        np.array([0, 1]),
+        touch=touch,
+    )
+    assert merged.tolist() == want_boxes
+
+
+@pytest.mark.parametrize("overlap", [0.25, 0.0])
+def test_a_blob_across_tiles_is_found_once_and_whole(overlap: float):
     """A blob four tiles wide, and one inside the overlap of two tiles: each found once,
-    its box the blob's, from tiles of one batch."""
+    its box the blob's, from tiles of one batch. Without overlap the blob's parts only
+    meet at the tiles' shared edges, and are joined there."""
     image = np.zeros((100, 500, 3), np.uint8)
     image[20:80, 30:430] = 255  # crosses every tile
     image[85:95, 140:160] = 255  # inside tiles 1 and 2 both (75..175, 150..250)
     detector = BiasedBlobDetector(shift=(0, 0))
-    tiled = TiledDetector(detector, tile=100, overlap=0.25, batch=64)
+    tiled = TiledDetector(detector, tile=100, overlap=overlap, batch=64)
     found = tiled([image], conf=0.1)[0]
-    assert detector.calls == [len(tile_windows(image.shape[:2], 100, 0.25))]
+    assert detector.calls == [len(tile_windows(image.shape[:2], 100, overlap))]
     assert sorted(found.boxes.tolist()) == [[30, 20, 430, 80], [140, 85, 160, 95]]
     small = np.zeros((80, 90, 3), np.uint8)
     small[10:20, 10:30] = 255
