@@ -133,8 +133,9 @@ def merge_tiles(
             others, box = merged[same], merged[i : i + 1]
             inter = intersection_matrix(others, box)[:, 0]
             covered = inter / np.maximum(np.minimum(areas(others), areas(box)), 1e-12)
-            near = intersection_matrix(others + np.array([-touch, -touch, touch, touch]), box)
-            joined = np.flatnonzero((near[:, 0] > 0) & cut[same] & cut[i])
+            grown = others + np.array([-touch, -touch, touch, touch])
+            near = intersection_matrix(grown, box)[:, 0] if touch else inter
+            joined = np.flatnonzero((near > 0) & cut[same] & cut[i])
             if len(joined):
                 k = same[int(joined[np.argmax(covered[joined])])]
                 merged[k, :2] = np.minimum(merged[k, :2], box[0, :2])

@@ -533,22 +533,32 @@ def best_f1_confidences(
     return {name: value for name, value in thresholds.items() if value is not None}, evaluated_iou
 
 
+def read_text(path: Path, what: str, kind: str = "file") -> str:
+    """A text file's content (UTF-8, a byte-order mark dropped); ``what`` and ``kind``
+    name what was expected there (``COCO results``, ``JSON file``) in messages.
+
+    Raises:
+        ConversionError: Missing, a folder, unreadable or not UTF-8; names ``path``.
+    """
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConversionError(f"{path}: no such file ({what} expected)") from None
+    except IsADirectoryError:
+        raise ConversionError(f"{path}: a folder, not a {what} {kind}") from None
+    except OSError as error:
+        raise ConversionError(f"{path}: unreadable: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
+
+
 def read_json(path: Path, what: str):
     """A JSON file's content.
 
     Raises:
         ConversionError: Missing, unreadable or not JSON; the message names ``path``.
     """
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ConversionError(f"{path}: no such file ({what} expected)") from None
-    except IsADirectoryError:
-        raise ConversionError(f"{path}: a folder, not a {what} JSON file") from None
-    except OSError as error:
-        raise ConversionError(f"{path}: unreadable: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
+    text = read_text(path, what, "JSON file")
     if not text.strip():
         raise ConversionError(f"{path}: empty file ({what} JSON expected)")
     try:
@@ -781,12 +791,7 @@ def yolo_results(folder: Path, gt: dict, gt_path: Path | str) -> list[dict]:
                 f"{gt_path}: image {image['id']!r} has no width and height, which YOLO "
                 f"results ({path}) are relative to"
             )
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except OSError as error:
-            raise ConversionError(f"{path}: unreadable: {error.strerror or error}") from None
-        except UnicodeDecodeError as error:
-            raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
+        text = read_text(path, "YOLO results")
         for box in from_yolo_results(text, image["width"], image["height"], names, str(path)):
             results.append(
                 {

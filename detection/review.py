@@ -572,34 +572,33 @@ def prepare(
                 **dataset.info,
             }
             asked = (
-                [("--weights", "weights_sha256"), ("--tta", "prediction_tta"),
-                 ("--iou", "prediction_iou"), ("--tile", "prediction_tile")]
+                [("--weights", "weights_sha256"), ("--conf", "prediction_conf"),
+                 ("--tta", "prediction_tta"), ("--iou", "prediction_iou"),
+                 ("--tile", "prediction_tile")]
                 if weights is not None
-                else [("--predictions", "predictions_sha256")]
+                else [("--predictions", "predictions_sha256"), ("--conf", "prediction_conf")]
             )  # fmt: skip
             not_applied = [
-                option
-                for option, key in [*asked, ("--conf", "prediction_conf")]
-                if stored.get(key) != prediction_settings[key]
+                option for option, key in asked if stored.get(key) != prediction_settings[key]
             ]
     else:
         if not labelled and detector is None:
             raise ConversionError(f"{data}: unlabelled images need --weights to show predictions")
         if detector is not None:
             classes = classes or [detector.names[i] for i in sorted(detector.names)]
+        shown = {}
+        if results is not None:  # how many images the results give any prediction
+            named = sum(1 for boxes in predictions if boxes)
+            shown = {"predictions_shown": {"images": named, "of": len(images)}}
         dataset = write_dataset(
             name,
             classes,
             images,
             labelled,
             predictions,
-            {"source": str(data), "classes": classes, **prediction_settings},
+            {"source": str(data), "classes": classes, **prediction_settings, **shown},
         )
         has_predictions = predictions is not None
-        if results is not None:
-            named = sum(1 for boxes in predictions if boxes)
-            dataset.info["predictions_shown"] = {"images": named, "of": len(images)}
-            dataset.save()
         if weights is not None:
             dataset.info["seen_in_training"] = _mark_seen_in_training(
                 dataset, resolve_weights(weights), images, split
