@@ -68,7 +68,13 @@ class CocoResult:
 def load_gt(gt: str | Path | dict) -> COCO:
     """A pycocotools ``COCO`` from a path or a dict, without its prints."""
     coco = COCO()
-    data = json.loads(Path(gt).read_text()) if not isinstance(gt, dict) else copy.deepcopy(gt)
+    if isinstance(gt, dict):
+        # pycocotools writes into the annotations it is given (COCOeval sets "ignore",
+        # relative areas replace "area"): a copy of each, not of the whole tree, which
+        # was a sixth of a report's time on NEU-DET's val split.
+        data = {**gt, "annotations": [dict(a) for a in gt.get("annotations", [])]}
+    else:
+        data = json.loads(Path(gt).read_text())
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
@@ -79,7 +85,8 @@ def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
     """``loadRes`` that also accepts an empty results list (pycocotools does not)."""
     if results:
         with contextlib.redirect_stdout(io.StringIO()):
-            return coco_gt.loadRes(copy.deepcopy(results))
+            # loadRes sets "area", "id", "iscrowd" and "segmentation" on each result.
+            return coco_gt.loadRes([dict(result) for result in results])
     empty = COCO()
     empty.dataset = {
         "images": list(coco_gt.dataset["images"]),

@@ -447,3 +447,28 @@ def test_difficult_boxes_ignored_as_pascal_voc_does(difficult, results, counted,
 
 def test_ignoring_difficult_without_any_is_the_plain_evaluation(ours):
     assert evaluate(GT, DT, ignore_difficult=True).stats == ours.stats
+
+
+def test_scoring_leaves_its_inputs_as_they_were():
+    """pycocotools writes into what it is given (``ignore`` on the ground truth; ``area``,
+    ``id``, ``segmentation`` on results; relative areas for the size breakdowns); every
+    scorer works on copies, so the same dicts score the same twice, and the caller's
+    ground truth and results (a report's ``results.json``) stay as they were."""
+    import copy
+
+    from detection.bootstrap import match
+    from detection.breakdowns import breakdowns
+    from detection.tide import decompose
+
+    gt = json.loads(GT.read_text())
+    gt["annotations"][0]["iscrowd"] = 1  # pycocotools sets "ignore" from it
+    gt["annotations"][1]["difficult"] = 1
+    results = copy.deepcopy(DT)
+    gt_before, results_before = copy.deepcopy(gt), copy.deepcopy(results)
+    first = evaluate(gt, results).stats
+    evaluate(gt, results, ignore_difficult=True)
+    match(gt, results)
+    breakdowns(gt, results, replicates=0)
+    decompose(gt, results)
+    assert gt == gt_before and results == results_before
+    assert evaluate(gt, results).stats == first
