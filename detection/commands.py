@@ -263,6 +263,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     console = stderr_console()
     _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
     _check_any_read(summary, args.sources)
+    if summary["off_scale"]:
+        console.print(f"note: {summary['off_scale']['sentence']}", style="yellow")
     console.print(
         f"{counted(summary['images'], 'image')} ({summary['images_flagged']} with a detection), "
         f"{counted(summary['detections'], 'detection')} -> "

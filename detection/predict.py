@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -29,6 +30,7 @@ from converters.model import Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import merge_tiles, weighted_boxes_fusion
 from detection.images import narrowed_samples, read_image
+from detection.splits import recorded_field_of_view, scale_against_training
 from detection.threads import cpu_threads
 from detection.weights import (
     BACKENDS,
@@ -60,6 +62,11 @@ TILE_CUT_MARGIN = 0.1
 # 0.149 (0) -> 0.558 (0.02) / 0.520 (0.05); with overlap 0.25 it cost 0.04, so it is
 # applied without overlap only.
 TILE_TOUCH = 0.02
+
+# How far from the training scale an image may be drawn before predict says so: the
+# release, scored at 1.15 and 1.23 times its training scale, lost 0.04 and 0.08 mAP50
+# (docs/benchmarks.md, "NEU-DET detection from scratch").
+OFF_SCALE = 1.25
 
 
 @dataclass
@@ -754,11 +761,17 @@ def cpu_info(key: str) -> str | None:
     return None
 
 
+def unwrapped(detector):
+    """The model's own detector inside any of this module's wrappers (TTA, tiles)."""
+    while hasattr(detector, "detector"):
+        detector = detector.detector
+    return detector
+
+
 def compute_device(detector) -> str:
     """Where ``detector`` (any of this module's, wrapped or not) computes: ``cpu``, or the
     torch device its model sits on (``cuda:0``) once it has predicted."""
-    while hasattr(detector, "detector"):  # TTA, tiles: answer_for's wrappers
-        detector = detector.detector
+    detector = unwrapped(detector)
     if isinstance(detector, TorchDetector):
         return str(next(detector.model.model.parameters()).device)
     return "cpu"
@@ -933,6 +946,54 @@ def at_confidence(
     return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
 
 
+def off_scale_note(
+    field: dict | None, off_scale: list[tuple[Path, int, int, float]], images: int, imgsz: int
+) -> dict | None:
+    """What :func:`predict` says of the images it drew off the scale the model learnt
+    defects at (:func:`detection.splits.scale_against_training` outside
+    [1 / :data:`OFF_SCALE`, :data:`OFF_SCALE`]), those drawn smaller and those drawn
+    larger apart: how many, the farthest, and what brings it back if its pixels cover
+    steel as the training images' did (a line camera's strip at the training resolution:
+    tiles; smaller crops: a smaller ``--imgsz``). None when every image is near the
+    training scale, or the scale is not recorded."""
+    if not field or not off_scale:
+        return None
+    trained_side = max(field["width"], field["height"])
+    note: dict = {"images": len(off_scale), "of": images, "trained": field}
+    sentences = [
+        f"{len(off_scale)} of {images} images are drawn off the scale the model was trained "
+        f"at (images of {field['width']}x{field['height']} at {field['imgsz']} px), where its "
+        "accuracy falls fast"
+    ]
+    for side, chosen in (
+        ("smaller", [off for off in off_scale if off[3] < 1]),
+        ("larger", [off for off in off_scale if off[3] > 1]),
+    ):
+        if not chosen:
+            note[side] = None
+            continue
+        path, width, height, scale = max(chosen, key=lambda off: abs(math.log(off[3])))
+        if side == "smaller":
+            looks = 1 / scale
+            remedy = f"--tile {max(32, round(imgsz * trained_side / field['imgsz']))} detects "
+            remedy += "in tiles at the training scale"
+        else:
+            looks = scale
+            remedy = f"--imgsz {max(32, round(imgsz / scale / 32) * 32)} draws it near it"
+        note[side] = {
+            "images": len(chosen),
+            "farthest": {"file": str(path), "width": width, "height": height},
+            "scale": round(scale, 3),
+        }
+        sentences.append(
+            f"{len(chosen)} drawn {side}, farthest {path.name} ({width}x{height}): its "
+            f"defects look {looks:.1f} times {side} to the model than in training; if its "
+            f"pixels cover steel as the training images' did, {remedy}"
+        )
+    note["sentence"] = "; ".join(sentences) + "."
+    return note
+
+
 def predict(
     weights: Path,
     sources: list[Path],
@@ -978,6 +1039,8 @@ def predict(
     detector = load_detector(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )
+    field = recorded_field_of_view(resolve_weights(weights))
+    off_scale: list[tuple[Path, int, int, float]] = []
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
@@ -1011,6 +1074,14 @@ def predict(
                 if note:
                     images_json[-1]["note"] = note
                     notes.append({"file": str(path), "note": note})
+                if field:
+                    height, width = pixels.shape[:2]
+                    scale = scale_against_training(
+                        field, width, height, unwrapped(detector).imgsz, tile
+                    )
+                    images_json[-1]["scale"] = round(scale, 3)
+                    if not 1 / OFF_SCALE <= scale <= OFF_SCALE:
+                        off_scale.append((path, width, height, scale))
                 image_results = [
                     {
                         **result,
@@ -1067,6 +1138,7 @@ def predict(
         "images_flagged": len({result["image_id"] for result in results}),
         "errors": errors,
         "notes": notes,
+        "off_scale": off_scale_note(field, off_scale, len(images_json), unwrapped(detector).imgsz),
         "passed_over": by_suffix(passed_over),
         "predictions": None if predictions is None else str(predictions),
         "results": results,

@@ -38,7 +38,7 @@ from detection.evaluate import (
     prediction_settings,
 )
 from detection.report import _clean, _fmt, _xyxy
-from detection.splits import training_digests, training_record
+from detection.splits import field_of_view, split_images, training_digests, training_record
 from detection.train import (
     OWN_ARGUMENTS,
     STEEL_ARGUMENTS,
@@ -619,7 +619,7 @@ def release(
                 "manifest_sha256": sha256(root / "manifest.json"),
                 "split_sha256": split_fingerprint(manifest),
                 "val_ground_truth_sha256": sha256(root / "annotations" / "instances_val.json"),
-                "trained_on": trained_on(runs, data_yaml, released_before),
+                "trained_on": trained_on(runs, data_yaml, released_before, report["imgsz"]),
                 "convert": f"defects convert {_relative(Path(manifest['source']))} --out "
                 f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
                 f"--seed {manifest['seed']}",
@@ -684,23 +684,30 @@ def release(
     return card
 
 
-def trained_on(runs: list[Path], data_yaml: Path, released_before: dict | None) -> dict:
+def trained_on(runs: list[Path], data_yaml: Path, released_before: dict | None, imgsz: int) -> dict:
     """The card's record of the images the model was trained on (:mod:`detection.splits`):
     the train split of the data it is released with and every run's own record, or what
-    the card of a model released again records.
+    the card of a model released again records; with the scale it learnt defects at
+    (:func:`detection.splits.field_of_view`: that train split at ``imgsz``).
 
     ``complete`` is False where a run has no record of its own (a run trained before
     runs kept one), or one that started from weights whose training is not known.
     """
+    field = field_of_view(split_images(data_yaml, "train")[0], imgsz)
     if released_before and released_before["data"].get("trained_on"):
-        return released_before["data"]["trained_on"]
+        return {**released_before["data"]["trained_on"], "field_of_view": field}
     digests = training_digests(data_yaml)
     complete = released_before is None
     for run in [] if released_before else runs:
         record = training_record(run / "best.pt")
         complete = complete and record is not None and record.complete
         digests |= record.digests if record else set()
-    return {"images": len(digests), "complete": complete, "images_sha256": sorted(digests)}
+    return {
+        "images": len(digests),
+        "complete": complete,
+        "field_of_view": field,
+        "images_sha256": sorted(digests),
+    }
 
 
 def _trained_on_note(trained_on: dict | None) -> str:

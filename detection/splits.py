@@ -93,10 +93,44 @@ class TrainingRecord:
     complete: bool = True
 
 
-def record_training_images(run_dir: Path, data_yaml: Path, start: str | Path) -> dict:
+def field_of_view(images: list[Path], imgsz: int) -> dict | None:
+    """The scale a model learnt defects at: the median ``width`` and ``height`` of its
+    training images (read from their headers) and the ``imgsz`` it was trained at, each
+    image letterboxed to it; None when no image can be read."""
+    from converters.imagesize import image_size
+
+    sizes = []
+    for path in images:
+        try:
+            sizes.append(image_size(path))
+        except OSError:
+            continue  # training passes over such an image too
+    if not sizes:
+        return None
+    widths, heights = sorted(w for w, _ in sizes), sorted(h for _, h in sizes)
+    middle = len(sizes) // 2
+    return {"width": widths[middle], "height": heights[middle], "imgsz": int(imgsz)}
+
+
+def scale_against_training(
+    field: dict, width: int, height: int, imgsz: int, tile: int | None = None
+) -> float:
+    """How large a defect of a ``width`` x ``height`` image, predicted at ``imgsz`` (in
+    ``tile`` x ``tile`` tiles when larger than a tile), is drawn in the model's input
+    relative to one of the same pixel size in training (:func:`field_of_view`): 1 at
+    the training scale, 0.1 when ten times smaller."""
+    seen = tile if tile and max(width, height) > tile else max(width, height)
+    trained = field["imgsz"] / max(field["width"], field["height"])
+    return imgsz / seen / trained
+
+
+def record_training_images(
+    run_dir: Path, data_yaml: Path, start: str | Path, imgsz: int | None = None
+) -> dict:
     """Writes ``run_dir/trained_on.json``: the digests of ``data_yaml``'s train split,
     with those of the model training starts from (``start``: a ``.pt``, or a ``.yaml``
-    definition, which has seen nothing)."""
+    definition, which has seen nothing), and, given the training ``imgsz``, the split's
+    :func:`field_of_view`."""
     digests = training_digests(data_yaml)
     complete = True
     if Path(start).suffix == ".pt":
@@ -110,9 +144,26 @@ def record_training_images(run_dir: Path, data_yaml: Path, start: str | Path) ->
         "complete": complete,
         "images_sha256": sorted(digests),
     }
+    if imgsz is not None:
+        record["field_of_view"] = field_of_view(split_images(data_yaml, "train")[0], imgsz)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(run_dir) / TRAINED_ON, (json.dumps(record, indent=1) + "\n").encode())
     return record
+
+
+def _recorded(weights: Path) -> tuple[dict, str] | None:
+    """What a released model's card (``trained_on``; empty in a card without it) or a
+    run's ``trained_on.json`` records of ``weights``' training, and where it comes from;
+    None for weights that have neither beside them."""
+    card = weights.parent / CARD
+    if card.is_file() and weights.name.startswith("model."):  # a released model
+        return json.loads(card.read_text()).get("data", {}).get("trained_on") or {}, (
+            f"its card, {card}"
+        )
+    recorded = weights.parent / TRAINED_ON
+    if recorded.is_file():
+        return json.loads(recorded.read_text()), f"its run's {recorded}"
+    return None
 
 
 def training_record(weights: Path, sizes: set[int] | None = None) -> TrainingRecord | None:
@@ -121,23 +172,24 @@ def training_record(weights: Path, sizes: set[int] | None = None) -> TrainingRec
     images of one of ``sizes`` (in bytes) are digested, when given: a large train split
     is not read whole to be compared with a few images."""
     weights = Path(weights)
-    card = weights.parent / CARD
-    if card.is_file() and weights.name.startswith("model."):  # a released model
-        trained_on = json.loads(card.read_text()).get("data", {}).get("trained_on")
-        if not trained_on:
+    found = _recorded(weights)
+    if found is not None:
+        record, source = found
+        if not record:
             return None
-        return TrainingRecord(
-            frozenset(trained_on["images_sha256"]), f"its card, {card}", trained_on["complete"]
-        )
-    recorded = weights.parent / TRAINED_ON
-    if recorded.is_file():
-        record = json.loads(recorded.read_text())
-        return TrainingRecord(
-            frozenset(record["images_sha256"]), f"its run's {recorded}", record["complete"]
-        )
+        return TrainingRecord(frozenset(record["images_sha256"]), source, record["complete"])
     if weights.suffix != ".pt":
         return None
     return _from_checkpoint(weights, sizes)
+
+
+def recorded_field_of_view(weights: Path) -> dict | None:
+    """The :func:`field_of_view` a released model's card or a run's ``trained_on.json``
+    records for ``weights`` (any file of the run or release: ``best.pt``, its ``.onnx``);
+    None for weights without one (a plain ultralytics run, a run from before it was
+    recorded)."""
+    found = _recorded(Path(weights))
+    return found[0].get("field_of_view") if found else None
 
 
 def _from_checkpoint(weights: Path, sizes: set[int] | None) -> TrainingRecord | None:

@@ -598,7 +598,7 @@ def train(
         yolo.add_callback(event, function)
     keep_earlier_run(run_dir, [settings["model"], arguments.get("distill_model"), backbone])
     # Before the first epoch: a run stopped at any point has seen these images.
-    record_training_images(run_dir, data_yaml, settings["model"])
+    record_training_images(run_dir, data_yaml, settings["model"], settings["imgsz"])
     with _logged_to(run_dir / "train.log"):
         yolo.train(**arguments)
     return run_dir

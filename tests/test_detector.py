@@ -37,6 +37,10 @@ def test_training_writes_weights_args_and_metrics(trained: Path):
     assert not (trained / "weights").exists()
     log = (trained / "train.log").read_text()
     assert "Ultralytics" in log and "CPU (" in log and "epochs completed" in log
+    # The scale it learnt defects at (predict compares each image's with it): the tiny
+    # data's images are 200x200, drawn at 96 px.
+    field = json.loads((trained / "trained_on.json").read_text())["field_of_view"]
+    assert field == {"width": 200, "height": 200, "imgsz": 96}
 
 
 def test_resume_after_kill(tiny_data: Path, tmp_path: Path):

@@ -10,6 +10,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import pytest
 
 from converters.convert import ConvertResult
@@ -64,9 +65,17 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert f"as ultralytics ships, on its own {theirs})" in (released / "card.md").read_text()
     # Its training images, from the run's record: the released model says so of a split.
     train_images = {image_digest(p) for p in (tiny_data / "images" / "train").iterdir()}
+    # ... and the scale it learnt defects at: the median training image at its imgsz.
+    shapes = [cv2.imread(str(p)).shape for p in (tiny_data / "images" / "train").iterdir()]
+    middle = len(shapes) // 2
     assert card["data"]["trained_on"] == {
         "images": len(train_images),
         "complete": True,
+        "field_of_view": {
+            "width": sorted(shape[1] for shape in shapes)[middle],
+            "height": sorted(shape[0] for shape in shapes)[middle],
+            "imgsz": card["model"]["imgsz"],
+        },
         "images_sha256": sorted(train_images),
     }
     assert training_record(released / "model.pt").digests == train_images
@@ -160,6 +169,8 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert set(card["data"]["trained_on"]["images_sha256"]) == train_images
     assert len(train_images) == card["data"]["counts"]["train"] - 1
     assert card["data"]["trained_on"]["complete"]
+    field = card["data"]["trained_on"]["field_of_view"]
+    assert field == {"width": 200, "height": 200, "imgsz": card["model"]["imgsz"]}
     assert report["seen_in_training"]["images"] == 0
     for cls in report["per_class"]:
         assert cls["ap50"] == pytest.approx(figures["per_class"][cls["name"]]["ap50"], abs=1e-6)

@@ -5,6 +5,7 @@ and `--tile` through predict and evaluate."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,8 @@ import pytest
 from detection.boxes import merge_tiles
 from detection.images import read_image
 from detection.predict import TiledDetector, load_detector, tile_starts, tile_windows
+from detection.splits import scale_against_training
+from detection.weights import resolve_weights
 from tests.test_tta import BiasedBlobDetector
 
 
@@ -264,3 +267,72 @@ def test_tile_is_refused_for_a_results_file(tmp_path: Path, capsys):
     ]
     assert main([*argv, "--tile", "200"]) == 2
     assert "--tile change how predictions are made" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "imgsz", "tile", "scale"),
+    [
+        (200, 200, 416, None, 1.0),  # NEU-DET itself
+        (2000, 200, 416, None, 0.1),  # a line camera's strip letterboxed whole
+        (2000, 200, 416, 200, 1.0),  # ... in tiles of the training images' size
+        (2000, 200, 416, 400, 0.5),
+        (150, 150, 416, 200, 416 / 150 / (416 / 200)),  # no larger than a tile: whole
+        (100, 100, 416, None, 2.0),  # a small crop, upscaled twice as much
+        (200, 200, 512, None, 512 / 416),  # another --imgsz
+        (200, 400, 416, None, 0.5),  # the longer side is letterboxed to imgsz
+    ],
+)
+def test_scale_against_training(width: int, height: int, imgsz: int, tile, scale: float):
+    field = {"width": 200, "height": 200, "imgsz": 416}
+    assert scale_against_training(field, width, height, imgsz, tile) == pytest.approx(scale)
+
+
+def test_predict_says_which_images_it_draws_off_the_training_scale(
+    neu_det: Path, tmp_path: Path, capsys
+):
+    """A strip of five real NEU-DET images (1000x200) letterboxed whole shows the release
+    its defects at a fifth of their training size, a 120x120 crop at 1.7 times: predict
+    names both, and the option that brings each back; NEU-DET's own images pass unsaid,
+    as do weights with no record of their training images' size."""
+    from detection.cli import main
+    from detection.predict import predict
+
+    names = ["crazing_1", "inclusion_5", "patches_9", "pitted_surface_3", "scratches_2"]
+    paths = [neu_det / "IMAGES" / f"{name}.jpg" for name in names]
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(paths[0], images)
+    cv2.imwrite(str(images / "strip.png"), _mosaic(paths, 5))
+    cv2.imwrite(str(images / "crop.png"), read_image(paths[1])[:120, :120])
+
+    def run(weights, **options) -> dict:
+        return predict(weights, [images], None, backend="onnx", save_images=False, **options)
+
+    note = run("neu-det")["off_scale"]
+    assert note["images"] == 2 and note["of"] == 3
+    assert note["trained"] == {"width": 200, "height": 200, "imgsz": 416}
+    assert note["smaller"]["farthest"] == {"file": str(images / "strip.png"), "width": 1000,
+                                           "height": 200}  # fmt: skip
+    assert note["smaller"]["scale"] == pytest.approx(0.2)
+    assert note["larger"]["images"] == 1 and note["larger"]["scale"] == round(200 / 120, 3)
+    # A tile of the training images' size; a size that draws the crop near the training
+    # scale (416 / 1.67 = 250, to the model's stride: 256, 1.03 of it).
+    assert "--tile 200 detects" in note["sentence"] and "--imgsz 256 draws" in note["sentence"]
+    assert run("neu-det", imgsz=256)["off_scale"]["larger"] is None
+    tiled = run("neu-det", tile=200)["off_scale"]
+    assert tiled["images"] == 1 and tiled["smaller"] is None
+    # Each image's scale is kept with it (images.json); NEU-DET's own at 1.
+    assert main(["predict", str(images), "--weights", "neu-det", "--backend", "onnx",
+                 "--out", str(tmp_path / "out"), "--no-images"]) == 0  # fmt: skip
+    said = " ".join(capsys.readouterr().err.split())
+    assert "2 of 3 images are drawn off the scale the model was trained at" in said
+    assert "strip.png (1000x200): its defects look 5.0 times smaller" in said
+    written = json.loads((tmp_path / "out" / "images.json").read_text())["images"]
+    assert {Path(image["file_name"]).name: image["scale"] for image in written} == {
+        "crazing_1.jpg": 1.0, "strip.png": 0.2, "crop.png": round(200 / 120, 3)
+    }  # fmt: skip
+    # The same weights without their card: nothing recorded, nothing said.
+    alone = tmp_path / "alone" / "model.pt"
+    alone.parent.mkdir()
+    shutil.copyfile(resolve_weights("neu-det"), alone)
+    assert predict(alone, [images], None, save_images=False)["off_scale"] is None
