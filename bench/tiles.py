@@ -6,7 +6,7 @@ defect. NEU-DET has no large images, so here its val images are laid out four by
 into 800x400 strips: aligned (the cells at multiples of 200 px, the last strip filled up
 with other images, not scored twice) and offset (the cells half a cell off the strip's
 corner, only the three whole cells of the middle row scored, every val image once). Each
-strip is detected whole (letterboxed, defects shrunk to half) and
+strip is detected whole (letterboxed, defects shrunk to a quarter) and
 tiled at 200 px with several overlaps; each strip's detections are cut back into its
 cells by their centres and scored per image with pycocotools (conf 0.001, 100 per image,
 ONNX fp32), paired with the images detected one by one, the best the strips can give.

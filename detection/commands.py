@@ -141,6 +141,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
+    if report.get("off_scale"):
+        stderr_console().print(f"note: {report['off_scale']['sentence']}", style="yellow")
     stderr_console().print(
         f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
         f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}  "

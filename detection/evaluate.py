@@ -35,9 +35,15 @@ from detection.predict import (
     cpu_info,
     detect_images,
     load_detector,
+    off_scale_note,
 )
 from detection.report import images_unanswered, past_the_image, write_report
-from detection.splits import seen_in_training, split_images
+from detection.splits import (
+    recorded_field_of_view,
+    scale_against_training,
+    seen_in_training,
+    split_images,
+)
 from detection.threads import cpu_threads
 from detection.train import resolve_data
 from detection.weights import (
@@ -404,6 +410,7 @@ def evaluate_model(
         "prediction_settings": prediction_settings(tta, nms_iou, tile, tile_overlap),
         "speed": speed,
         "seen_in_training": _seen_and_unseen(weights, truth, results),
+        "off_scale": _off_scale(weights, imgsz, truth, tile),
     }
     with_ultralytics = with_ultralytics and backend == "torch" and not tta and not tile
     ultra = (
@@ -414,6 +421,24 @@ def evaluate_model(
     return write_report(
         Path(out), scored, gt, results, meta, ultra, truth.image_dir, replicates, seed
     )
+
+
+def _off_scale(weights: Path, imgsz: int, truth: SplitTruth, tile: int | None) -> dict | None:
+    """:func:`detection.predict.off_scale_note` of the split's images, as predicted at
+    ``imgsz`` (in ``tile`` pixel tiles)."""
+    field = recorded_field_of_view(weights)
+    if not field:
+        return None
+    measured = [
+        (
+            truth.image_dir / image["file_name"],
+            image["width"],
+            image["height"],
+            scale_against_training(field, image["width"], image["height"], imgsz, tile),
+        )
+        for image in truth.gt["images"]
+    ]
+    return off_scale_note(field, measured, imgsz)
 
 
 def _seen_and_unseen(weights: Path, truth: SplitTruth, results: list[dict]) -> dict:

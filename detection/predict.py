@@ -947,17 +947,20 @@ def at_confidence(
 
 
 def off_scale_note(
-    field: dict | None, off_scale: list[tuple[Path, int, int, float]], images: int, imgsz: int
+    field: dict | None, measured: list[tuple[Path, int, int, float]], imgsz: int
 ) -> dict | None:
-    """What :func:`predict` says of the images it drew off the scale the model learnt
-    defects at (:func:`detection.splits.scale_against_training` outside
-    [1 / :data:`OFF_SCALE`, :data:`OFF_SCALE`]), those drawn smaller and those drawn
-    larger apart: how many, the farthest, and what brings it back if its pixels cover
-    steel as the training images' did (a line camera's strip at the training resolution:
-    tiles; smaller crops: a smaller ``--imgsz``). None when every image is near the
-    training scale, or the scale is not recorded."""
+    """What :func:`predict` and ``evaluate`` say of the images drawn off the scale the
+    model learnt defects at: of ``measured`` (each image's path, width, height and
+    :func:`detection.splits.scale_against_training`), those outside [1 /
+    :data:`OFF_SCALE`, :data:`OFF_SCALE`], drawn smaller and drawn larger apart: how
+    many, the farthest, and what brings it back if its pixels cover steel as the
+    training images' did (a line camera's strip at the training resolution: tiles;
+    smaller crops: a smaller ``--imgsz``). None when every image is near the training
+    scale, or the scale is not recorded."""
+    off_scale = [off for off in measured if not 1 / OFF_SCALE <= off[3] <= OFF_SCALE]
     if not field or not off_scale:
         return None
+    images = len(measured)
     trained_side = max(field["width"], field["height"])
     note: dict = {"images": len(off_scale), "of": images, "trained": field}
     sentences = [
@@ -1040,7 +1043,7 @@ def predict(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )
     field = recorded_field_of_view(resolve_weights(weights))
-    off_scale: list[tuple[Path, int, int, float]] = []
+    measured: list[tuple[Path, int, int, float]] = []
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
@@ -1080,8 +1083,7 @@ def predict(
                         field, width, height, unwrapped(detector).imgsz, tile
                     )
                     images_json[-1]["scale"] = round(scale, 3)
-                    if not 1 / OFF_SCALE <= scale <= OFF_SCALE:
-                        off_scale.append((path, width, height, scale))
+                    measured.append((path, width, height, scale))
                 image_results = [
                     {
                         **result,
@@ -1138,7 +1140,7 @@ def predict(
         "images_flagged": len({result["image_id"] for result in results}),
         "errors": errors,
         "notes": notes,
-        "off_scale": off_scale_note(field, off_scale, len(images_json), unwrapped(detector).imgsz),
+        "off_scale": off_scale_note(field, measured, unwrapped(detector).imgsz),
         "passed_over": by_suffix(passed_over),
         "predictions": None if predictions is None else str(predictions),
         "results": results,

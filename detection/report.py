@@ -601,6 +601,11 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         + ". Scored with pycocotools COCOeval (bbox), 100 detections per image."
         + settings_sentence(report),
         *_seen_lines(report.get("seen_in_training")),
+        *(
+            ["", f"**Off the training scale:** {report['off_scale']['sentence']}"]
+            if report.get("off_scale")
+            else []
+        ),
         "",
         f"**mAP50:95 {_fmt(s['AP50:95'])} | mAP50 {_fmt(s['AP50'])} | mAP75 {_fmt(s['AP75'])}** "
         f"| AP small/medium/large {_stat(s['AP_small'])}/{_stat(s['AP_medium'])}/"

@@ -166,7 +166,7 @@ def _mosaic(paths: list[Path], columns: int) -> np.ndarray:
 def test_released_model_on_aligned_tiles_finds_what_it_finds_on_each_image(neu_det: Path):
     """Eight real NEU-DET images side by side (800x400): tiled at their own size, the
     released model finds in each cell exactly what it finds in that image alone;
-    letterboxed whole, every defect shrunk to half, it finds less."""
+    letterboxed whole, every defect shrunk to a quarter, it finds less."""
     names = ["crazing_1", "inclusion_5", "patches_9", "pitted_surface_3",
              "rolled-in_scale_7", "scratches_2", "inclusion_40", "patches_33"]  # fmt: skip
     paths = [neu_det / "IMAGES" / f"{name}.jpg" for name in names]
@@ -217,7 +217,7 @@ def _mosaic_dataset(neu_det: Path, root: Path) -> Path:
     return root
 
 
-def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path):
+def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys):
     """On real steel laid out as 800x400 strips, `evaluate --tile 200` scores the
     released model far above the strips letterboxed whole, and records how; `predict
     --tile` writes its boxes inside the strips."""
@@ -238,6 +238,14 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path):
         in (tmp_path / "tiled" / "report.md").read_text()
     )
     assert tiled["mAP50"] > whole["mAP50"] + 0.1
+    # Letterboxed whole, each strip is drawn at a quarter of the training scale: the report and
+    # the console say so, and what brings it back; in tiles of 200 px, nothing to say.
+    assert whole["off_scale"]["images"] == whole["off_scale"]["of"] == whole["images"]
+    assert whole["off_scale"]["smaller"]["scale"] == pytest.approx(0.25)
+    said = (tmp_path / "whole" / "report.md").read_text()
+    assert "**Off the training scale:**" in said and "--tile 200 detects" in said
+    assert "--tile 200 detects" in " ".join(capsys.readouterr().err.split())
+    assert tiled["off_scale"] is None
 
     out = tmp_path / "predicted"
     strips = str(tmp_path / "voc" / "JPEGImages")
