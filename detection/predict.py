@@ -1043,6 +1043,7 @@ def predict(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )
     field = recorded_field_of_view(resolve_weights(weights))
+    drawn_at = unwrapped(detector).imgsz
     measured: list[tuple[Path, int, int, float]] = []
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
@@ -1079,9 +1080,7 @@ def predict(
                     notes.append({"file": str(path), "note": note})
                 if field:
                     height, width = pixels.shape[:2]
-                    scale = scale_against_training(
-                        field, width, height, unwrapped(detector).imgsz, tile
-                    )
+                    scale = scale_against_training(field, width, height, drawn_at, tile)
                     images_json[-1]["scale"] = round(scale, 3)
                     measured.append((path, width, height, scale))
                 image_results = [
@@ -1140,7 +1139,7 @@ def predict(
         "images_flagged": len({result["image_id"] for result in results}),
         "errors": errors,
         "notes": notes,
-        "off_scale": off_scale_note(field, measured, unwrapped(detector).imgsz),
+        "off_scale": off_scale_note(field, measured, drawn_at),
         "passed_over": by_suffix(passed_over),
         "predictions": None if predictions is None else str(predictions),
         "results": results,

@@ -693,10 +693,11 @@ def trained_on(runs: list[Path], data_yaml: Path, released_before: dict | None, 
     ``complete`` is False where a run has no record of its own (a run trained before
     runs kept one), or one that started from weights whose training is not known.
     """
-    field = field_of_view(split_images(data_yaml, "train")[0], imgsz)
+    images, _ = split_images(data_yaml, "train")
+    field = field_of_view(images, imgsz)
     if released_before and released_before["data"].get("trained_on"):
         return {**released_before["data"]["trained_on"], "field_of_view": field}
-    digests = training_digests(data_yaml)
+    digests = training_digests(images)
     complete = released_before is None
     for run in [] if released_before else runs:
         record = training_record(run / "best.pt")

@@ -65,11 +65,10 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
     return images, data
 
 
-def training_digests(data_yaml: Path, sizes: set[int] | None = None) -> set[str]:
-    """The :func:`converters.source.image_digest` of every image of ``data_yaml``'s train
-    split (those of one of ``sizes`` in bytes alone, when given); a listed image that is
-    not there is passed over."""
-    images, _ = split_images(data_yaml, "train")
+def training_digests(images: list[Path], sizes: set[int] | None = None) -> set[str]:
+    """The :func:`converters.source.image_digest` of every image of a train split
+    (:func:`split_images`; those of one of ``sizes`` in bytes alone, when given); a
+    listed image that is not there is passed over."""
     return {
         image_digest(p)
         for p in images
@@ -131,7 +130,8 @@ def record_training_images(
     with those of the model training starts from (``start``: a ``.pt``, or a ``.yaml``
     definition, which has seen nothing), and, given the training ``imgsz``, the split's
     :func:`field_of_view`."""
-    digests = training_digests(data_yaml)
+    images, _ = split_images(data_yaml, "train")
+    digests = training_digests(images)
     complete = True
     if Path(start).suffix == ".pt":
         before = training_record(Path(start))
@@ -145,7 +145,7 @@ def record_training_images(
         "images_sha256": sorted(digests),
     }
     if imgsz is not None:
-        record["field_of_view"] = field_of_view(split_images(data_yaml, "train")[0], imgsz)
+        record["field_of_view"] = field_of_view(images, imgsz)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(run_dir) / TRAINED_ON, (json.dumps(record, indent=1) + "\n").encode())
     return record
@@ -197,7 +197,7 @@ def _from_checkpoint(weights: Path, sizes: set[int] | None) -> TrainingRecord | 
     if not data or not Path(data).is_file():
         return None
     try:
-        digests = training_digests(Path(data), sizes)
+        digests = training_digests(split_images(Path(data), "train")[0], sizes)
     except (ConversionError, OSError):
         return None
     return TrainingRecord(
