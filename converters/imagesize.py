@@ -37,6 +37,14 @@ _JPEG_BITS_PER_BLOCK = 1
 # Pillow's modes of more than 8 bits per sample (TIFF, mostly).
 _PILLOW_BITS = {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
+# Why OpenCV gives no pixels for an image of more than 16 bits per sample (a 32-bit
+# integer or float TIFF, as a measuring camera or an export from analysis software
+# writes): it reads TIFF through libtiff's RGBA interface, which refuses them.
+UNDECODABLE_SAMPLES = (
+    "32-bit samples, which OpenCV (training and prediction) cannot decode; scale such "
+    "images to 8 bits over their own range first"
+)
+
 
 class CorruptImageError(OSError):
     """An image whose header reads but whose data is cut short or damaged."""

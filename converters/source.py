@@ -10,7 +10,12 @@ from pathlib import Path
 
 from converters.definitions import DatasetDefinition, load_definition
 from converters.errors import AnnotationError, ConversionError, Report
-from converters.imagesize import CorruptImageError, ImageHeader, read_header
+from converters.imagesize import (
+    UNDECODABLE_SAMPLES,
+    CorruptImageError,
+    ImageHeader,
+    read_header,
+)
 from converters.layouts import SourceLayout, detect_layout
 from converters.model import Dataset, ImageAnnotation
 from converters.orientation import TURNS, turn_box
@@ -249,7 +254,7 @@ def read_dataset(
             skip("unreadable_image", f"{_relative(image_path, base)}: {error}")
             continue
         if header.bits > 16:
-            skip("unreadable_image", f"{_relative(image_path, base)}: {_UNDECODABLE}")
+            skip("unreadable_image", f"{_relative(image_path, base)}: {UNDECODABLE_SAMPLES}")
             continue
         _report_bit_depth(file, header, report)
         width, height = header.size
@@ -298,7 +303,7 @@ def read_dataset(
             report.add(file, "unreadable_image", str(error), "skipped image")
             continue
         if header.bits > 16:
-            report.add(file, "unreadable_image", _UNDECODABLE, "skipped image")
+            report.add(file, "unreadable_image", UNDECODABLE_SAMPLES, "skipped image")
             continue
         _report_bit_depth(file, header, report)
         width, height = header.size  # as shown: with no boxes, nothing to turn
@@ -337,10 +342,6 @@ def identical_images(images: list[ImageAnnotation]) -> list[list[ImageAnnotation
     order = {id(image): i for i, image in enumerate(images)}
     found = [sorted(g, key=lambda im: order[id(im)]) for g in groups.values() if len(g) > 1]
     return sorted(found, key=lambda g: order[id(g[0])])
-
-
-# OpenCV reads TIFF through libtiff's RGBA interface, which refuses them.
-_UNDECODABLE = "32-bit samples, which OpenCV (training and prediction) cannot decode"
 
 
 def _report_not_read(layout: SourceLayout, report: Report) -> None:

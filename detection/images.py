@@ -16,7 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.imagesize import CorruptImageError, check_structure, read_header
+from converters.imagesize import (
+    UNDECODABLE_SAMPLES,
+    CorruptImageError,
+    check_structure,
+    read_header,
+)
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -27,8 +32,9 @@ def read_image(path: Path | str) -> np.ndarray:
         OSError: With the file as ``filename`` and the reason as ``strerror`` (the CLI
             prints both, a caller that names the file itself takes the reason): missing
             or unreadable (the operating system's words), cut short or damaged
-            (:class:`converters.imagesize.CorruptImageError`, saying how), empty, or not
-            an image OpenCV can decode.
+            (:class:`converters.imagesize.CorruptImageError`, saying how), empty, of
+            samples wider than OpenCV decodes (a 32-bit TIFF, as ``convert`` reports
+            it), or not an image OpenCV can decode.
     """
     data = Path(path).read_bytes()  # its OSError has the file and the reason already
     if not data:
@@ -42,8 +48,17 @@ def read_image(path: Path | str) -> np.ndarray:
     except cv2.error:  # a decoder's assertion, not a usable message
         pixels = None
     if pixels is None:
-        raise OSError(None, "not an image OpenCV can decode", str(path))
+        raise OSError(None, _undecodable(path), str(path))
     return pixels
+
+
+def _undecodable(path: Path | str) -> str:
+    """Why OpenCV gave no pixels: 32-bit samples where the header says so."""
+    try:
+        bits = read_header(Path(path)).bits
+    except OSError:  # no header Pillow reads either
+        return "not an image OpenCV can decode"
+    return UNDECODABLE_SAMPLES if bits > 16 else "not an image OpenCV can decode"
 
 
 def narrowed_samples(path: Path | str, pixels: np.ndarray) -> str | None:

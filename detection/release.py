@@ -720,9 +720,18 @@ def _trained_on_note(trained_on: dict | None) -> str:
         else f"{trained_on['images']} of its training images (not those of weights it "
         "started from) are"
     )
+    field = trained_on.get("field_of_view")
+    scale = (
+        f" It learnt defects on images of a median {field['width']}x{field['height']} pixels "
+        f"drawn at {field['imgsz']} px: `predict` and `evaluate` say which images they draw "
+        "at another scale, and the option that brings them back (`--tile` for a strip, "
+        "`--imgsz` for small crops)."
+        if field
+        else ""
+    )
     return (
         f" {recorded} recorded by digest in card.json (`trained_on`): `defects evaluate` "
-        "and `compare` say how many of the images they score it on are among them."
+        "and `compare` say how many of the images they score it on are among them." + scale
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.convert import convert
-from converters.imagesize import CorruptImageError, image_size, read_header
+from converters.imagesize import UNDECODABLE_SAMPLES, CorruptImageError, image_size, read_header
 from detection.cli import main
 from detection.images import read_image
 from tests.helpers import voc_xml, write_image, write_xml
@@ -247,10 +247,12 @@ def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path:
         objects = [("patches", 1, 1, 20, 20)]
         write_xml(src / "ANNOTATIONS" / f"patches_{i}.xml", voc_xml(None, objects))
     # What training and prediction would see: the 12-bit image nearly black, the float
-    # one nothing at all.
+    # one nothing at all, said as convert says it (not as a file that is no image).
     assert read_image(src / "IMAGES" / "patches_1.png").max() <= 15
-    with pytest.raises(OSError, match="not an image OpenCV can decode"):
+    with pytest.raises(OSError) as refused:
         read_image(src / "IMAGES" / "patches_2.tif")
+    assert refused.value.strerror == UNDECODABLE_SAMPLES
+    assert refused.value.filename == str(src / "IMAGES" / "patches_2.tif")
 
     report = convert(src, tmp_path / "out", ratios=(1.0, 0.0)).source.report
     found = {p.file: (p.problem, p.severity, p.boxes_dropped) for p in report.problems}
@@ -258,4 +260,6 @@ def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path:
         "ANNOTATIONS/patches_1.xml": ("high_bit_depth", "info", 0),
         "ANNOTATIONS/patches_2.xml": ("unreadable_image", "error", 1),
     }
+    problem = next(p for p in report.problems if p.file == "ANNOTATIONS/patches_2.xml")
+    assert problem.detail.endswith(UNDECODABLE_SAMPLES), problem.detail
     assert (tmp_path / "out" / "labels" / "train" / "patches_1.txt").is_file()
