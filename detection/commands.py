@@ -419,6 +419,13 @@ def cmd_review(args: argparse.Namespace) -> int:
             "--rebuild applies them and discards the tags",
             style="yellow",
         )
+    if summary.get("off_scale"):
+        console.print(
+            f"note: {summary['off_scale']['sentence']} (the saved view "
+            f"'{review.OFF_SCALE_VIEW}' shows them, farthest first; each sample's `scale` "
+            "says how large its defects are drawn)",
+            style="yellow",
+        )
     shown = summary.get("predictions_shown")
     if shown and shown["images"] < shown["of"]:
         console.print(

@@ -36,11 +36,11 @@ from detection.predict import (
     detect_images,
     load_detector,
     off_scale_note,
+    scales_of,
 )
 from detection.report import images_unanswered, past_the_image, write_report
 from detection.splits import (
     recorded_field_of_view,
-    scale_against_training,
     seen_in_training,
     split_images,
 )
@@ -429,16 +429,11 @@ def _off_scale(weights: Path, imgsz: int, truth: SplitTruth, tile: int | None) -
     field = recorded_field_of_view(weights)
     if not field:
         return None
-    measured = [
-        (
-            truth.image_dir / image["file_name"],
-            image["width"],
-            image["height"],
-            scale_against_training(field, image["width"], image["height"], imgsz, tile),
-        )
+    sizes = [
+        (truth.image_dir / image["file_name"], image["width"], image["height"])
         for image in truth.gt["images"]
     ]
-    return off_scale_note(field, measured, imgsz)
+    return off_scale_note(field, scales_of(field, sizes, imgsz, tile), imgsz)
 
 
 def _seen_and_unseen(weights: Path, truth: SplitTruth, results: list[dict]) -> dict:

@@ -946,6 +946,24 @@ def at_confidence(
     return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
 
 
+def scales_of(
+    field: dict, sizes: list[tuple[Path, int, int]], imgsz: int, tile: int | None
+) -> list[tuple[Path, int, int, float]]:
+    """Each image (its path, width and height) with its
+    :func:`detection.splits.scale_against_training` as drawn at ``imgsz`` (in ``tile``
+    pixel tiles): what :func:`off_scale_note` reads."""
+    return [
+        (path, width, height, scale_against_training(field, width, height, imgsz, tile))
+        for path, width, height in sizes
+    ]
+
+
+def is_off_scale(scale: float) -> bool:
+    """Whether an image drawn at ``scale`` of the training scale is outside [1 /
+    :data:`OFF_SCALE`, :data:`OFF_SCALE`]."""
+    return not 1 / OFF_SCALE <= scale <= OFF_SCALE
+
+
 def off_scale_note(
     field: dict | None, measured: list[tuple[Path, int, int, float]], imgsz: int
 ) -> dict | None:
@@ -957,7 +975,7 @@ def off_scale_note(
     training images' did (a line camera's strip at the training resolution: tiles;
     smaller crops: a smaller ``--imgsz``). None when every image is near the training
     scale, or the scale is not recorded."""
-    off_scale = [off for off in measured if not 1 / OFF_SCALE <= off[3] <= OFF_SCALE]
+    off_scale = [off for off in measured if is_off_scale(off[3])]
     if not field or not off_scale:
         return None
     images = len(measured)

@@ -287,6 +287,49 @@ def _mark_seen_in_training(
     return summary
 
 
+# The saved view of the images drawn off the scale the model learnt defects at.
+OFF_SCALE_VIEW = "off-training-scale"
+
+
+def _mark_scale(
+    dataset, weights: Path, images: list[ImageAnnotation], detector, tile: int | None
+) -> dict | None:
+    """Sets each sample's ``scale`` (how large its defects are drawn for the model, 1 at
+    the scale it learnt them at: :func:`detection.splits.scale_against_training`; a
+    filter in the App's sidebar) and returns what ``predict`` says of the images drawn
+    off that scale (:func:`detection.predict.off_scale_note`); nothing for weights that
+    do not record their training scale."""
+    from detection.predict import off_scale_note, scales_of, unwrapped
+    from detection.splits import recorded_field_of_view
+
+    field = recorded_field_of_view(weights)
+    if not field:
+        return None
+    drawn_at = unwrapped(detector).imgsz
+    sizes = [(Path(image.path), image.width, image.height) for image in images]
+    measured = scales_of(field, sizes, drawn_at, tile)
+    dataset.add_sample_field("scale", load_fiftyone().FloatField)
+    dataset.set_values("scale", [round(off[3], 3) for off in measured])
+    return off_scale_note(field, measured, drawn_at)
+
+
+def save_off_scale_view(dataset) -> list[str]:
+    """The images drawn off the training scale, the farthest first (smaller before
+    larger), as a saved view; none where every image is near it or none was measured."""
+    from fiftyone import ViewField as F
+
+    from detection.predict import OFF_SCALE
+
+    if not dataset.has_field("scale"):
+        return []
+    off = dataset.match((F("scale") < 1 / OFF_SCALE) | (F("scale") > OFF_SCALE))
+    if not len(off):
+        return []
+    farthest_first = off.sort_by(abs(F("scale").ln()), reverse=True)
+    dataset.save_view(OFF_SCALE_VIEW, farthest_first, overwrite=True)
+    return [OFF_SCALE_VIEW]
+
+
 def _in_background(function, *args) -> Future:
     """Runs ``function(*args)`` in a daemon thread (Ctrl-C does not wait for it)."""
     future: Future = Future()
@@ -603,6 +646,9 @@ def prepare(
             dataset.info["seen_in_training"] = _mark_seen_in_training(
                 dataset, resolve_weights(weights), images, split
             )
+            off_scale = _mark_scale(dataset, resolve_weights(weights), images, detector, tile)
+            if off_scale:
+                dataset.info["off_scale"] = off_scale
             dataset.save()
     loaded = time.perf_counter()
     summary = {
@@ -612,7 +658,7 @@ def prepare(
         "reused": reused,
         "skipped": source.skipped,
     }
-    for key in ("seen_in_training", "predictions_shown"):
+    for key in ("seen_in_training", "predictions_shown", "off_scale"):
         if key in dataset.info:
             summary[key] = dataset.info[key]
     if not_applied:
@@ -644,6 +690,8 @@ def prepare(
         summary["views"].append(MISTAKES_VIEW)
     elif not labelled:
         summary["views"] = save_unlabeled_views(dataset)
+    if "views" in summary:
+        summary["views"] += save_off_scale_view(dataset)
     set_colours(dataset)
     summary["fields"] = sorted(dataset.get_field_schema())
     # Prediction and the database start overlap: "predict" and "database" (ready) both

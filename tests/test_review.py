@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from converters.coco import from_coco
@@ -147,9 +149,10 @@ def test_detections_document_is_fiftyone_form(box: Box, expected: dict):
 def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
     manifest = json.loads((tiny_data / "manifest.json").read_text())
     assert reviewed["samples"] == len(manifest["split_of_image"])
-    assert {"ground_truth", "predictions", "metadata", "eval_tp", "eval_fp", "eval_fn"} <= set(
-        reviewed["fields"]
-    )
+    assert {
+        "ground_truth", "predictions", "metadata", "eval_tp", "eval_fp", "eval_fn", "scale"
+    } <= set(reviewed["fields"])  # fmt: skip
+    assert "off_scale" not in reviewed  # every image is at the scale it was trained at
     evaluation = reviewed["evaluation"]
     assert abs(evaluation["fiftyone_mAP50_95"] - evaluation["pycocotools_mAP50_95"]) <= 0.01
     assert evaluation["images"] == manifest["counts"]["val"]["images"]
@@ -398,8 +401,14 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
 ):
     folder = tmp_path / "today"
     folder.mkdir()
-    for image in sorted((tiny_data / "images" / "val").iterdir())[:4]:
+    val = sorted((tiny_data / "images" / "val").iterdir())
+    for image in val[:4]:
         shutil.copyfile(image, folder / image.name)
+    # Off the scale the model learnt defects at (200x200 images at 96 px): a strip of
+    # four, its defects drawn four times smaller, and a crop, drawn twice as large.
+    pixels = [cv2.imread(str(image)) for image in val[:4]]
+    cv2.imwrite(str(folder / "strip.png"), np.hstack(pixels))
+    cv2.imwrite(str(folder / "crop.png"), pixels[0][:100, :100])
     # Left out and reported, not fatal: a file that is no image at all, one cut short
     # (found from its structure), and one whole in structure whose pixels do not decode.
     (folder / "notes.jpg").write_text("shift log, not an image")
@@ -412,6 +421,7 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     summary = _python(
         f"""
         import json
+        from pathlib import Path
         from detection.review import load_fiftyone
         fo = load_fiftyone()
         from fiftyone import ViewField as F
@@ -420,19 +430,43 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
         view = fo.load_dataset("today").load_saved_view("by-confidence")
         summary["top_confidences"] = [max([d.confidence for d in s.predictions.detections],
                                           default=0) for s in view]
+        dataset = fo.load_dataset("today")
+        summary["scale"] = dict(zip([Path(f).name for f in dataset.values("filepath")],
+                                    dataset.values("scale")))
+        summary["off_view"] = [Path(s.filepath).name
+                               for s in dataset.load_saved_view("off-training-scale")]
+        # Reopened from the command line: the note again, from the stored dataset.
+        import contextlib, io
+        from detection.cli import main
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            main(["review", "--data", {str(folder)!r}, "--name", "today", "--no-launch"])
+        summary["said"] = said.getvalue()
         print(json.dumps(summary))
     """,
         fiftyone_env,
     )
-    assert summary["samples"] == 4 and not summary["labelled"]
+    assert summary["samples"] == 6 and not summary["labelled"]
     skipped = {Path(e["file"]).name: e["error"] for e in summary["skipped"]}
     assert skipped.keys() == {"notes.jpg", "cut.png", "garbled.png"}
     assert "not a readable image" in skipped["notes.jpg"]
     assert skipped["cut.png"] == "PNG cut short: no IEND chunk at its end (60 bytes)"
     assert skipped["garbled.png"] == "not an image OpenCV can decode"
     assert "ground_truth" not in summary["fields"] and "predictions" in summary["fields"]
-    assert summary["views"] == ["by-confidence"]
+    assert summary["views"] == ["by-confidence", "off-training-scale"]
     assert summary["top_confidences"] == sorted(summary["top_confidences"], reverse=True)
+    # Each sample's scale, those off it in their own view (farthest first) and one note.
+    assert summary["scale"] == {**{image.name: 1.0 for image in val[:4]}, "strip.png": 0.25,
+                                "crop.png": 2.0}  # fmt: skip
+    assert summary["off_view"] == ["strip.png", "crop.png"]
+    off_scale = summary["off_scale"]
+    assert (off_scale["images"], off_scale["of"]) == (2, 6)
+    assert off_scale["smaller"]["farthest"]["file"] == str(folder / "strip.png")
+    assert off_scale["larger"]["farthest"]["file"] == str(folder / "crop.png")
+    assert "--tile 200" in off_scale["sentence"] and "--imgsz 64" in off_scale["sentence"]
+    said = " ".join(summary["said"].split())
+    assert "note: 2 of 6 images are drawn off the scale the model was trained at" in said
+    assert "the saved view 'off-training-scale' shows them" in said
 
 
 def test_a_yolo_dataset_is_reviewed_with_its_labels(tiny_data: Path, tmp_path: Path):
