@@ -477,7 +477,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.near_duplicates is not None:
         if not (summary["labelled"] and args.weights):
             raise ConversionError("--near-duplicates needs a converter output and --weights")
-        from detection.leaks import find_split_leaks
+        from detection.leaks import SHIFTED_COPY_CORRELATION, find_split_leaks
 
         dataset = review.load_fiftyone().load_dataset(name)
         leaks = find_split_leaks(dataset, args.weights, args.near_duplicates)
@@ -491,6 +491,16 @@ def cmd_review(args: argparse.Namespace) -> int:
             console.print(
                 f"  {pair['a']} ({pair['splits'][0]}) ~ {pair['b']} ({pair['splits'][1]}): "
                 f"{pair['distance']:.5f}"
+            )
+        console.print(
+            f"Shifted, re-exposed or re-encoded copies across splits (fine detail matching "
+            f"at {SHIFTED_COPY_CORRELATION} or more, shifted by up to a quarter of the image)"
+            f": {len(leaks['shifted'])} pairs, in the same view"
+        )
+        for pair in leaks["shifted"][:20]:
+            console.print(
+                f"  {pair['a']} ({pair['splits'][0]}) ~ {pair['b']} ({pair['splits'][1]}): "
+                f"{pair['correlation']:.3f}, shifted {tuple(pair['shift'])}"
             )
     seconds = summary["seconds"]
     console.print(
@@ -895,8 +905,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         nargs="?",
         const=0.00005,
         metavar="THRESHOLD",
-        help="also find near-duplicate images across splits with the detector's backbone "
-        "(cosine distance, default 0.00005: copies), saved as the view leaky-splits",
+        help="also find near-duplicate images across splits: copies by the detector's "
+        "backbone (cosine distance, default 0.00005) and shifted, re-exposed or re-encoded "
+        "copies by their fine detail; saved as the view leaky-splits",
     )
     review.add_argument("--out", type=Path, help="export: output folder")
     review.add_argument(

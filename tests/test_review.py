@@ -545,13 +545,23 @@ def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_e
         original = dataset.match_tags("train").first()
         copy = Path(original.filepath).with_name("copy-of-" + Path(original.filepath).name)
         shutil.copyfile(original.filepath, copy)
-        dataset.add_sample(fo.Sample(filepath=str(copy), tags=["val"]))
+        # ... and one cropped 8 pixels further down and 6 to the right (edges repeated).
+        import cv2
+        pixels = cv2.imread(original.filepath)
+        shifted = copy.with_name("shifted-" + Path(original.filepath).name)
+        cv2.imwrite(str(shifted), cv2.copyMakeBorder(pixels[8:, 6:], 0, 8, 0, 6,
+                                                     cv2.BORDER_REPLICATE))
+        dataset.add_samples([fo.Sample(filepath=str(path), tags=["val"])
+                             for path in (copy, shifted)])
         leaks = find_split_leaks(dataset, {str(trained / "best.pt")!r})
         leaks["view_names"] = sorted(Path(p).name for p in
                                      dataset.load_saved_view("leaky-splits").values("filepath"))
         leaks["original"], leaks["copy"] = Path(original.filepath).name, copy.name
-        dataset.delete_samples(dataset.match(fo.ViewField("filepath") == str(copy)))
+        leaks["shifted_copy"] = shifted.name
+        dataset.delete_samples(dataset.match(fo.ViewField("filepath").is_in(
+            [str(copy), str(shifted)])))
         copy.unlink()
+        shifted.unlink()
         print(json.dumps(leaks))
     """,
         fiftyone_env,
@@ -562,6 +572,15 @@ def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_e
     assert {closest["a"], closest["b"]} == {found["original"], found["copy"]}
     assert closest["distance"] < 1e-9 and sorted(closest["splits"]) == ["train", "val"]
     assert {found["original"], found["copy"]} <= set(found["view_names"])
+    # The shifted copy is too far for the backbone, and found by its fine detail (the
+    # exact copy too), with where the original's content lies in it.
+    assert found["shifted_copy"] not in {name for p in found["pairs"] for name in (p["a"], p["b"])}
+    shifted = {frozenset((p["a"], p["b"])): p for p in found["shifted"]}
+    match = shifted[frozenset((found["original"], found["shifted_copy"]))]
+    assert match["shift"] == [-6, -8] and match["splits"] == ["train", "val"]
+    assert frozenset((found["original"], found["copy"])) in shifted
+    assert found["shifted_copy"] in found["view_names"]
+    assert found["images"] == len(found["view_names"])
 
 
 def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
