@@ -48,15 +48,21 @@ def read_image(path: Path | str) -> np.ndarray:
     except cv2.error:  # a decoder's assertion, not a usable message
         pixels = None
     if pixels is None:
-        raise OSError(None, _undecodable(path), str(path))
+        raise OSError(None, _undecodable(path, data), str(path))
     return pixels
 
 
-def _undecodable(path: Path | str) -> str:
-    """Why OpenCV gave no pixels: 32-bit samples where the header says so."""
+def _undecodable(path: Path | str, data: bytes) -> str:
+    """Why OpenCV gave no pixels: 32-bit samples where a TIFF's header says so.
+
+    Only a TIFF is asked (the one format that holds such samples): Pillow, as patched by
+    ultralytics, prints a warning on stdout for a file it cannot identify.
+    """
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return "not an image OpenCV can decode"
     try:
         bits = read_header(Path(path)).bits
-    except OSError:  # no header Pillow reads either
+    except OSError:  # a header Pillow cannot read either
         return "not an image OpenCV can decode"
     return UNDECODABLE_SAMPLES if bits > 16 else "not an image OpenCV can decode"
 
