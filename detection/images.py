@@ -58,13 +58,13 @@ def _undecodable(path: Path | str, data: bytes) -> str:
     Only a TIFF is asked (the one format that holds such samples): Pillow, as patched by
     ultralytics, prints a warning on stdout for a file it cannot identify.
     """
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
-        return "not an image OpenCV can decode"
-    try:
-        bits = read_header(Path(path)).bits
-    except OSError:  # a header Pillow cannot read either
-        return "not an image OpenCV can decode"
-    return UNDECODABLE_SAMPLES if bits > 16 else "not an image OpenCV can decode"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        try:
+            if read_header(Path(path)).bits > 16:
+                return UNDECODABLE_SAMPLES
+        except OSError:  # a header Pillow cannot read either
+            pass
+    return "not an image OpenCV can decode"
 
 
 def narrowed_samples(path: Path | str, pixels: np.ndarray) -> str | None:

@@ -194,13 +194,15 @@ def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> 
         pair(labelled[c["a"]], labelled[c["b"]], correlation=c["correlation"], shift=c["shift"])
         for c in shifted_copies([Path(paths[i]) for i in labelled], [split_of[i] for i in labelled])
     ]
-    leaked = list(index.leaks_view().values("id"))
-    leaked += [i for found in shifted for i in found["ids"] if i not in set(leaked)]
+    # Each image once, in order: one val image may overlap several training images.
+    leaked = list(
+        dict.fromkeys([*index.leaks_view().values("id"), *(i for s in shifted for i in s["ids"])])
+    )
     dataset.save_view(LEAKS_VIEW, dataset.select(leaked, ordered=True), overwrite=True)
     return {
         "threshold": threshold,
         "pairs": sorted(pairs, key=lambda p: p["distance"]),
         "shifted": shifted,
-        "images": len(set(leaked)),
+        "images": len(leaked),
         "view": LEAKS_VIEW,
     }

@@ -14,6 +14,7 @@ the converters' writers (VOC, YOLO or COCO).
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -314,19 +315,20 @@ def _mark_scale(
 
 
 def save_off_scale_view(dataset) -> list[str]:
-    """The images drawn off the training scale, the farthest first (smaller before
-    larger), as a saved view; none where every image is near it or none was measured."""
-    from fiftyone import ViewField as F
-
-    from detection.predict import OFF_SCALE
+    """The images drawn off the training scale (:func:`detection.predict.is_off_scale`),
+    the farthest first, as a saved view; none where every image is near it or none was
+    measured."""
+    from detection.predict import is_off_scale
 
     if not dataset.has_field("scale"):
         return []
-    off = dataset.match((F("scale") < 1 / OFF_SCALE) | (F("scale") > OFF_SCALE))
-    if not len(off):
+    ids, scales = dataset.values(["id", "scale"])
+    off = [(i, s) for i, s in zip(ids, scales) if s is not None and is_off_scale(s)]
+    if not off:
         return []
-    farthest_first = off.sort_by(abs(F("scale").ln()), reverse=True)
-    dataset.save_view(OFF_SCALE_VIEW, farthest_first, overwrite=True)
+    farthest_first = sorted(off, key=lambda found: -abs(math.log(found[1])))
+    view = dataset.select([i for i, _ in farthest_first], ordered=True)
+    dataset.save_view(OFF_SCALE_VIEW, view, overwrite=True)
     return [OFF_SCALE_VIEW]
 
 
@@ -643,10 +645,11 @@ def prepare(
         )
         has_predictions = predictions is not None
         if weights is not None:
+            resolved = resolve_weights(weights)
             dataset.info["seen_in_training"] = _mark_seen_in_training(
-                dataset, resolve_weights(weights), images, split
+                dataset, resolved, images, split
             )
-            off_scale = _mark_scale(dataset, resolve_weights(weights), images, detector, tile)
+            off_scale = _mark_scale(dataset, resolved, images, detector, tile)
             if off_scale:
                 dataset.info["off_scale"] = off_scale
             dataset.save()

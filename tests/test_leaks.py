@@ -78,8 +78,7 @@ def test_neu_det_holds_overlapping_crops_across_its_seeded_split(neu_converted: 
     # train and one in val, which the backbone descriptor does not find.
     images = sorted((neu_converted.out / "images").glob("*/*.jpg"))
     found = shifted_copies(images, [path.parent.name for path in images])
-    pairs = {(images[p["a"]].name, images[p["b"]].name): p for p in found}
-    by_name = {frozenset(names): pair for names, pair in pairs.items()}
+    by_name = {frozenset((images[p["a"]].name, images[p["b"]].name)): p for p in found}
     scratch = by_name[frozenset({"scratches_178.jpg", "scratches_185.jpg"})]
     assert scratch["correlation"] > 0.98
     assert by_name[frozenset({"pitted_surface_202.jpg", "pitted_surface_204.jpg"})][
