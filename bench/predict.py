@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save, throughput_arguments  # noqa: E402
+from converters.pixels import read_image  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.evaluate import predict_coco  # noqa: E402
-from detection.images import read_image  # noqa: E402
 from detection.predict import (  # noqa: E402
     FlipTTADetector,
     OnnxDetector,

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save, throughput_arguments  # noqa: E402
-from detection.images import read_image  # noqa: E402
+from converters.pixels import read_image  # noqa: E402
 from detection.predict import (  # noqa: E402
     OnnxDetector,
     batches,

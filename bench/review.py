@@ -40,7 +40,7 @@ import json, sys, time
 from pathlib import Path
 import fiftyone as fo
 from converters.coco import from_coco
-from detection.images import read_image
+from converters.pixels import read_image
 from detection.predict import load_detector, batches
 
 data, weights, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]

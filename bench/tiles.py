@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import detection.offline  # noqa: E402,F401
 from bench.common import machine, save  # noqa: E402
+from converters.pixels import read_image  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import predict_coco, split_ground_truth  # noqa: E402
-from detection.images import read_image  # noqa: E402
 from detection.predict import Detections, TiledDetector, coco_results, load_detector  # noqa: E402
 
 COLUMNS, ROWS, CELL = 4, 2, 200

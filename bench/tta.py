@@ -25,10 +25,10 @@ sys.path.insert(0, str(REPO))
 
 import detection.offline  # noqa: E402,F401
 from bench.common import detector_arguments, machine, save  # noqa: E402
+from converters.pixels import read_image  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import category_map, split_ground_truth  # noqa: E402
-from detection.images import read_image  # noqa: E402
 from detection.predict import (  # noqa: E402
     Detections,
     FlipTTADetector,

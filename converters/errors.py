@@ -55,6 +55,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "duplicate_image": "info",
     "identical_images": "info",
     "identical_images_across_splits": "warning",
+    "overlapping_images_across_splits": "warning",
     "unlabeled_as_background": "info",
     "not_dataset_file": "info",
 }

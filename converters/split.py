@@ -37,35 +37,49 @@ def parse_ratios(text: str | list | tuple) -> tuple[float, ...]:
     return ratios
 
 
-def assign_splits(images: list[ImageAnnotation], ratios: tuple[float, ...], seed: int) -> None:
+def assign_splits(
+    images: list[ImageAnnotation],
+    ratios: tuple[float, ...],
+    seed: int,
+    groups: list[list[ImageAnnotation]] = (),
+) -> None:
     """Sets ``split`` on every image whose split is ``None``, deterministically.
 
     Args:
         images: The images; those with a split already keep it.
         ratios: Output of :func:`parse_ratios`.
         seed: The same seed and images give the same assignment.
+        groups: Images that go into one split together (overlapping crops of one
+            picture: ``convert --keep-overlaps``), each group placed
+            as one unit of its boxes and images. Without groups, each image is a unit.
     """
     names = SPLITS[: len(ratios)]
-    todo = sorted((im for im in images if im.split is None), key=lambda im: im.name)
+    todo = [im for im in images if im.split is None]
     if not todo:
         return
+    unit_of = {id(im): [im] for im in todo}
+    for group in groups:
+        unit = [im for im in group if id(im) in unit_of]
+        for image in unit:
+            unit_of[id(image)] = unit
+    units = sorted({id(u[0]): u for u in unit_of.values()}.values(), key=lambda u: u[0].name)
     rng = random.Random(seed)
-    rng.shuffle(todo)
-    box_counts = {id(im): Counter(box.label for box in im.boxes) for im in todo}
+    rng.shuffle(units)
+    box_counts = {id(u): Counter(box.label for im in u for box in im.boxes) for u in units}
     totals: Counter = Counter()
     for counts in box_counts.values():
         totals.update(counts)
-    # Images holding several classes are the hardest to place, so they go first; the rest
+    # Units holding several classes are the hardest to place, so they go first; the rest
     # come in seeded random order so that box and image quotas fill together.
-    todo.sort(key=lambda im: -len(im.labels))
+    units.sort(key=lambda u: -len(set().union(*(im.labels for im in u))))
     wanted_boxes = {
         s: {c: r * n for c, n in totals.items()} for s, r in zip(names, ratios, strict=False)
     }
     wanted_images = {s: r * len(todo) for s, r in zip(names, ratios, strict=False)}
     have_boxes = {s: Counter() for s in names}
     have_images = Counter()
-    for image in todo:
-        counts = box_counts[id(image)]
+    for unit in units:
+        counts = box_counts[id(unit)]
         best, best_score = None, None
         for split, ratio in zip(names, ratios, strict=False):
             if ratio == 0:
@@ -74,13 +88,14 @@ def assign_splits(images: list[ImageAnnotation], ratios: tuple[float, ...], seed
                 n * (wanted_boxes[split][c] - have_boxes[split][c]) / totals[c]
                 for c, n in counts.items()
             )
-            image_need = (wanted_images[split] - have_images[split]) / len(todo)
+            image_need = len(unit) * (wanted_images[split] - have_images[split]) / len(todo)
             score = (box_need + image_need, rng.random())
             if best_score is None or score > best_score:
                 best, best_score = split, score
-        image.split = best
+        for image in unit:
+            image.split = best
         have_boxes[best].update(counts)
-        have_images[best] += 1
+        have_images[best] += len(unit)
 
 
 def keep_together(
@@ -104,3 +119,25 @@ def keep_together(
         if len(set(fixed)) > 1:
             across.append(group)
     return across
+
+
+def merge_groups(groups: list[list[ImageAnnotation]]) -> list[list[ImageAnnotation]]:
+    """Groups that share an image, joined (identical files, overlapping crops of one
+    picture): each image in one group, in the order images first appear."""
+    parent: dict[int, int] = {}
+    seen: dict[int, ImageAnnotation] = {}
+
+    def root(key: int) -> int:
+        while parent[key] != key:
+            parent[key] = key = parent[parent[key]]
+        return key
+
+    for group in groups:
+        for image in group:
+            seen.setdefault(id(image), image)
+            parent.setdefault(id(image), id(image))
+            parent[root(id(image))] = root(id(group[0]))
+    joined: dict[int, list[ImageAnnotation]] = {}
+    for key, image in seen.items():
+        joined.setdefault(root(key), []).append(image)
+    return list(joined.values())

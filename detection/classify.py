@@ -420,7 +420,7 @@ def classify(
 
     With an ``out`` folder writes ``predictions.json`` and ``errors.json``; with
     ``out=None`` writes nothing. An image the model sees only part of
-    (:func:`detection.images.narrowed_samples`) is classified and noted. Returns
+    (:func:`converters.pixels.narrowed_samples`) is classified and noted. Returns
     ``{"images": n, "errors": [...], "notes": [...], "passed_over": {suffix: files},
     "predictions": [...]}``.
 
@@ -430,7 +430,7 @@ def classify(
     import cv2
 
     from converters.folders import write_folder
-    from detection.images import narrowed_samples, read_image
+    from converters.pixels import narrowed_samples, read_image
     from detection.predict import PREDICTIONS_MARKER, by_suffix, collect_images
 
     if heatmap and out is None:

@@ -35,7 +35,7 @@ from detection.weights import (
 def _print_skipped(
     console, errors: list[dict], notes: list[dict] = (), passed_over: dict | None = None
 ) -> None:
-    """Each image left out, each read but noted (:func:`detection.images.narrowed_samples`),
+    """Each image left out, each read but noted (:func:`converters.pixels.narrowed_samples`),
     and how many files of the folders given are not images by their suffix."""
     from converters.layouts import IMAGE_SUFFIXES
 
@@ -477,7 +477,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.near_duplicates is not None:
         if not (summary["labelled"] and args.weights):
             raise ConversionError("--near-duplicates needs a converter output and --weights")
-        from detection.leaks import SHIFTED_COPY_CORRELATION, find_split_leaks
+        from converters.overlaps import SHIFTED_COPY_CORRELATION
+        from detection.leaks import find_split_leaks
 
         dataset = review.load_fiftyone().load_dataset(name)
         leaks = find_split_leaks(dataset, args.weights, args.near_duplicates)

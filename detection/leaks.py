@@ -15,10 +15,8 @@ different images 0.000095; a JPEG re-encoded at quality 70 moves a median 0.0001
 
 A shifted copy (the same steel cropped further along the strip, as NEU-DET's
 ``scratches_178`` in train and ``scratches_185`` in val, 4 and 11 pixels apart) is far in
-that descriptor, and in any pooled one. :func:`shifted_copies` finds those without a
-model: the nearest images in the other splits by a 16x16 thumbnail are candidates, and a
-candidate is a copy when its fine detail (the image minus its blur) matches the other's
-at some shift of up to :data:`MAX_SHIFT` of ``_SIDE`` pixels (docs/neu-det-findings.md).
+that descriptor, and in any pooled one: :func:`converters.overlaps.shifted_copies` finds
+those by their fine detail, without a model.
 """
 
 from __future__ import annotations
@@ -28,21 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from converters.model import SPLITS
+from converters.overlaps import read_pictures, shifted_copies
 from detection.weights import load_yolo, model_imgsz
 
 DEFAULT_THRESHOLD = 0.00005
 LEAKS_VIEW = "leaky-splits"
 _GRID = 4
-# Shifted copies, on images brought to _SIDE x _SIDE: how far a copy may be shifted (a
-# quarter of the side: overlapping crops of one strip), how many nearest thumbnails are
-# checked, and the fine-detail correlation that makes a copy. Measured on NEU-DET's
-# seeded split (docs/neu-det-findings.md): of 8,160 pairs checked, 15 reach 0.72 or
-# more (overlapping crops, up to 1.0), then none down to 0.58 (scratches whose lines
-# match at some shift, no copy); a copy shifted by 4 pixels and brightened keeps 0.93.
-_SIDE = 200
-MAX_SHIFT = 50
-_CANDIDATES = 5
-SHIFTED_COPY_CORRELATION = 0.7
 
 
 def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
@@ -56,7 +45,7 @@ def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
     """
     import torch
 
-    from detection.images import read_image
+    from converters.pixels import read_image
     from detection.predict import batches, letterbox
 
     model = load_yolo(weights, "detect")
@@ -91,70 +80,6 @@ def cross_split_pairs(
     close = (distance <= threshold) & (split[:, None] != split[None, :])
     i, j = np.nonzero(np.triu(close, k=1))
     return [(int(a), int(b), float(distance[a, b])) for a, b in zip(i, j)]
-
-
-def _thumbnail_and_detail(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """An image's 16x16 thumbnail (centred, L2-normalised) and its fine detail at
-    ``_SIDE`` x ``_SIDE`` (the grey image minus its blur at sigma 2, which leaves out
-    exposure and shading)."""
-    import cv2
-
-    from detection.images import read_image
-
-    grey = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
-    work = cv2.resize(grey, (_SIDE, _SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
-    thumbnail = cv2.resize(work, (16, 16), interpolation=cv2.INTER_AREA).ravel()
-    thumbnail -= thumbnail.mean()
-    thumbnail /= max(float(np.linalg.norm(thumbnail)), 1e-6)
-    return thumbnail, work - cv2.GaussianBlur(work, (0, 0), 2)
-
-
-def _best_shift(detail: np.ndarray, other: np.ndarray) -> tuple[float, tuple[int, int]]:
-    """The highest normalised correlation of ``detail``'s centre (``MAX_SHIFT`` in from
-    each edge) within ``other``, and the shift ``(dx, dy)`` it is found at."""
-    import cv2
-
-    centre = detail[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT]
-    scores = cv2.matchTemplate(other, centre, cv2.TM_CCOEFF_NORMED)
-    _, best, _, (x, y) = cv2.minMaxLoc(scores)
-    return float(best), (x - MAX_SHIFT, y - MAX_SHIFT)
-
-
-def shifted_copies(
-    paths: list[Path], splits: list[str], correlation: float = SHIFTED_COPY_CORRELATION
-) -> list[dict]:
-    """Pairs of images in different splits that are one picture, shifted by up to
-    :data:`MAX_SHIFT` pixels (of the image brought to ``_SIDE`` pixels square),
-    re-exposed or re-encoded: the leaks a pooled descriptor misses.
-
-    Each image's nearest few thumbnails in the other splits are checked, both ways.
-
-    Returns:
-        ``[{"a", "b", "correlation", "shift"}]`` (``a`` and ``b`` index ``paths``, ``a``
-        the earlier; ``shift``: where ``a``'s content lies in ``b``, in ``_SIDE``
-        pixels), the strongest first.
-    """
-    if len(paths) < 2:
-        return []
-    thumbnails, details = zip(*(_thumbnail_and_detail(Path(p)) for p in paths))
-    similarity = np.stack(thumbnails) @ np.stack(thumbnails).T
-    split = np.asarray(splits)
-    similarity[split[:, None] == split[None, :]] = -np.inf  # other splits only
-    nearest = np.argsort(-similarity, axis=1)[:, :_CANDIDATES]
-    checked: set[tuple[int, int]] = set()
-    found = []
-    for i, row in enumerate(nearest):
-        for j in row:
-            a, b = sorted((i, int(j)))
-            if not np.isfinite(similarity[a, b]) or (a, b) in checked:
-                continue
-            checked.add((a, b))
-            forward, shift = _best_shift(details[a], details[b])
-            backward, (dx, dy) = _best_shift(details[b], details[a])
-            best, shift = (forward, shift) if forward >= backward else (backward, (-dx, -dy))
-            if best >= correlation:
-                found.append({"a": a, "b": b, "correlation": best, "shift": list(shift)})
-    return sorted(found, key=lambda pair: -pair["correlation"])
 
 
 def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> dict:
@@ -192,7 +117,9 @@ def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> 
     labelled = [i for i, split in enumerate(split_of) if split]
     shifted = [
         pair(labelled[c["a"]], labelled[c["b"]], correlation=c["correlation"], shift=c["shift"])
-        for c in shifted_copies([Path(paths[i]) for i in labelled], [split_of[i] for i in labelled])
+        for c in shifted_copies(
+            read_pictures([Path(paths[i]) for i in labelled]), [split_of[i] for i in labelled]
+        )
     ]
     # Each image once, in order: one val image may overlap several training images.
     leaked = list(

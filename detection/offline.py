@@ -37,7 +37,7 @@ _SWITCHES = {
     "COMET_MODE": "disabled",
     "MPLBACKEND": "Agg",
     # OpenCV's own warnings ("TIFFRGBAImageOK: Sorry, ...") repeat, in a decoder's words,
-    # what our one line per skipped image says (detection/images.py).
+    # what our one line per skipped image says (converters/pixels.py).
     "OPENCV_LOG_LEVEL": os.environ.get("OPENCV_LOG_LEVEL", "ERROR"),
 }
 

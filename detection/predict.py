@@ -27,9 +27,9 @@ from converters.errors import ConversionError
 from converters.folders import write_folder
 from converters.layouts import images_in
 from converters.model import Box, Dataset, ImageAnnotation
+from converters.pixels import narrowed_samples, read_image
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import merge_tiles, weighted_boxes_fusion
-from detection.images import narrowed_samples, read_image
 from detection.splits import recorded_field_of_view, scale_against_training
 from detection.threads import cpu_threads
 from detection.weights import (
@@ -858,7 +858,7 @@ class DetectedImage:
 def detect_images(
     detector, paths: list[Path], batch: int = 16, **options
 ) -> Iterator[DetectedImage]:
-    """Reads (:func:`detection.images.read_image`) and detects ``batch`` images at a time;
+    """Reads (:func:`converters.pixels.read_image`) and detects ``batch`` images at a time;
     yields one :class:`DetectedImage` per path, in order. An image missing, cut short or
     not decodable has no pixels and no detections, and the batch goes on.
 
@@ -1046,7 +1046,7 @@ def predict(
     images linked, one annotation each, every box with its ``<confidence>``) for
     annotators to correct as pre-labels and ``defects convert`` to read back.
     Unreadable images are reported in ``errors`` and skipped; the batch goes on. An
-    image the model sees only part of (:func:`detection.images.narrowed_samples`) is
+    image the model sees only part of (:func:`converters.pixels.narrowed_samples`) is
     predicted on and noted in ``notes`` and its ``images.json`` entry.
     Returns ``{"images": n, "detections": n, "images_flagged": n (with a detection),
     "errors": [...], "notes": [...],

@@ -84,6 +84,17 @@ def describe_machine() -> dict:
     return machine
 
 
+def convert_command(manifest: dict, root: Path) -> str:
+    """The ``defects convert`` command that makes the converted dataset at ``root`` (its
+    manifest) again, with its split."""
+    return (
+        f"defects convert {_relative(Path(manifest['source']))} --out {_relative(root)} "
+        f"--split {','.join(map(str, manifest['split_ratios']))} --seed {manifest['seed']}"
+        # Written since --keep-overlaps came: None where it was not asked for.
+        + (" --keep-overlaps" if manifest.get("overlapping_images") is not None else "")
+    )
+
+
 def split_fingerprint(manifest: dict) -> str:
     """SHA-256 of what fixes a split (classes, seed, ratios, every image's split), free of
     where the data lay: the same on every machine that converts the same data."""
@@ -304,7 +315,7 @@ def cpu_throughput(
     """
     import torch
 
-    from detection.images import read_image
+    from converters.pixels import read_image
     from detection.predict import FlipTTADetector, OnnxDetector, TorchDetector, batches
     from detection.threads import cpu_threads, ultralytics_threads
 
@@ -620,9 +631,7 @@ def release(
                 "split_sha256": split_fingerprint(manifest),
                 "val_ground_truth_sha256": sha256(root / "annotations" / "instances_val.json"),
                 "trained_on": trained_on(runs, data_yaml, released_before, report["imgsz"]),
-                "convert": f"defects convert {_relative(Path(manifest['source']))} --out "
-                f"{_relative(root)} --split {','.join(map(str, manifest['split_ratios']))} "
-                f"--seed {manifest['seed']}",
+                "convert": convert_command(manifest, root),
             },
             "stages": released_before["stages"]
             if released_before

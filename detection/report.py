@@ -167,7 +167,7 @@ def draw_examples(
     with ground truth, by image id. Returns the files written."""
     import cv2
 
-    from detection.images import read_image
+    from converters.pixels import read_image
 
     out.mkdir(parents=True, exist_ok=True)
     names = {c["id"]: c["name"] for c in gt["categories"]}

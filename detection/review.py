@@ -154,7 +154,7 @@ def predict_boxes(
 ) -> Iterator[list[Box] | str]:
     """The detector's boxes (pixels, with confidences) for each image, in order, read and
     run 32 at a time (``iou``: the NMS IoU); for an image that could not be read (missing,
-    cut short, not decodable: :func:`detection.images.read_image`), why."""
+    cut short, not decodable: :func:`converters.pixels.read_image`), why."""
     from detection.predict import as_boxes, detect_images
 
     for read in detect_images(

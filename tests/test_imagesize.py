@@ -14,8 +14,8 @@ from PIL import Image
 
 from converters.convert import convert
 from converters.imagesize import UNDECODABLE_SAMPLES, CorruptImageError, image_size, read_header
+from converters.pixels import read_image
 from detection.cli import main
-from detection.images import read_image
 from tests.helpers import voc_xml, write_image, write_xml
 
 
@@ -107,7 +107,7 @@ def test_damaged_images_are_corrupt(tmp_path: Path, name: str, damaged, message:
         image_size(path)
 
 
-# Reading pixels for a model (detection.images.read_image): the same pixels as OpenCV's
+# Reading pixels for a model (converters.pixels.read_image): the same pixels as OpenCV's
 # own reader for a whole image; for a damaged one the converter's reason, where OpenCV
 # would have decoded a JPEG cut short into grey rows without failing.
 @pytest.mark.parametrize("name", GOOD)

@@ -22,8 +22,8 @@ from converters.errors import ConversionError
 from converters.imagesize import ImageHeader, image_size, read_header
 from converters.model import Box
 from converters.orientation import TURNS, orientation_from_tiff, turn_box
+from converters.pixels import read_image
 from converters.voc import write_voc_dataset
-from detection.images import read_image
 from detection.review import read_source
 from tests.helpers import voc_xml, write_xml
 

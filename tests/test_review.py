@@ -532,7 +532,9 @@ def test_a_review_keeps_to_its_own_database_folder(tmp_path: Path):
         assert "held-in-a" not in listed("c", "plain")  # nor does FiftyOne elsewhere
 
 
-def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_env: dict):
+def test_a_copy_across_splits_is_found(
+    reviewed: dict, trained: Path, tiny_data: Path, fiftyone_env: dict
+):
     # A train image copied into val under another name: the leak the check is for.
     found = _python(
         f"""
@@ -558,6 +560,15 @@ def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_e
                                      dataset.load_saved_view("leaky-splits").values("filepath"))
         leaks["original"], leaks["copy"] = Path(original.filepath).name, copy.name
         leaks["shifted_copy"] = shifted.name
+        # The same from the command line, on the dataset reopened.
+        import contextlib, io
+        from detection.cli import main
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            leaks["code"] = main(["review", "--data", {str(tiny_data)!r}, "--name", "review-test",
+                                  "--weights", {str(trained / "best.pt")!r}, "--no-launch",
+                                  "--near-duplicates"])
+        leaks["said"] = said.getvalue()
         dataset.delete_samples(dataset.match(fo.ViewField("filepath").is_in(
             [str(copy), str(shifted)])))
         copy.unlink()
@@ -581,6 +592,14 @@ def test_a_copy_across_splits_is_found(reviewed: dict, trained: Path, fiftyone_e
     assert frozenset((found["original"], found["copy"])) in shifted
     assert found["shifted_copy"] in found["view_names"]
     assert found["images"] == len(found["view_names"])
+    said = " ".join(found["said"].split())
+    assert found["code"] == 0, said
+    assert (
+        f"Shifted, re-exposed or re-encoded copies across splits (fine detail matching at 0.7 "
+        f"or more, shifted by up to a quarter of the image): {len(found['shifted'])} pairs"
+    ) in said
+    assert f"{found['original']} (train) ~ {found['shifted_copy']} (val): " in said
+    assert "shifted (-6, -8)" in said
 
 
 def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from converters.pixels import read_image
 from detection.boxes import merge_tiles
-from detection.images import read_image
 from detection.predict import TiledDetector, load_detector, tile_starts, tile_windows
 from detection.splits import scale_against_training
 from detection.weights import resolve_weights

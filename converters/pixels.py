@@ -1,4 +1,4 @@
-"""Reading an image's pixels for a model, refusing what would be half an image.
+"""Reading an image's pixels, refusing what would be half an image.
 
 OpenCV decodes a JPEG cut short (a camera transfer interrupted, a copy that ran out of
 disk) without failing: libjpeg prints "Premature end of JPEG file" and fills the missing
@@ -7,6 +7,7 @@ taken. Conversion already skips such files from their structure
 (:func:`converters.imagesize.image_size`, ``corrupt_image``); every command that runs a
 model on images reads them here, with the same check, so a file refused by ``convert`` is
 refused by ``predict``, ``evaluate``, ``review`` and ``classify`` too, with the same reason.
+``convert --keep-overlaps`` (:mod:`converters.overlaps`) reads them here as well.
 """
 
 from __future__ import annotations

@@ -1,0 +1,220 @@
+"""Overlapping crops: one picture of the steel cut into images a few pixels apart.
+
+NEU-DET's images are 200x200 crops of longer strips, and many crops overlap (its
+``scratches_178`` and ``scratches_185``: the same steel, shifted by 4 and 11 pixels). Put
+one in train and the other in val and val scores a picture the model has seen. No pooled
+descriptor finds them (a shift moves every pooled feature), so this compares the pictures
+themselves, with no model:
+
+- candidates: each image's centre window (half its side) looked for at every shift of 5
+  pixels in every other image, in a coarse copy of both (:data:`CANDIDATES` images where
+  it is found best);
+- a match: the centre of one image's fine detail (the grey image at ``_SIDE`` pixels
+  square minus its blur at sigma 2, which leaves out exposure and shading) found in the
+  other's by normalised cross-correlation (``cv2.matchTemplate``), both ways, at a shift
+  of up to :data:`MAX_SHIFT` pixels;
+- a copy at a correlation of :data:`SHIFTED_COPY_CORRELATION` or more over the whole
+  centre, and most of its 3x3 blocks matching too (one bright scratch line lined up on
+  different steel matches the whole, not the blocks).
+
+``defects review --near-duplicates`` (:mod:`detection.leaks`) finds those across the
+splits of a converted dataset; ``defects convert --keep-overlaps`` keeps them in one
+split in the first place.
+
+Measured on NEU-DET (docs/neu-det-findings.md): 228 overlapping pairs in the whole
+dataset, in 135 groups holding 343 images; its seeded split parts 75 of them, so 54 of
+its 358 val images overlap a training image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from converters.pixels import read_image
+
+_SIDE = 200
+MAX_SHIFT = _SIDE // 4  # 50
+SHIFTED_COPY_CORRELATION = 0.7
+# Each candidate is matched first at 64 pixels square, a tenth of the work: on NEU-DET
+# every pair that reaches 0.7 at _SIDE reaches 0.40 there, and of 30,546 candidates
+# 1,112 reach 0.3, which are matched again at _SIDE.
+_COARSE_SIDE = 64
+_COARSE_CORRELATION = 0.3
+# A copy matches in most of its overlap: the median of the correlations of the 3x3
+# blocks of the centre at the best shift. On NEU-DET every pair at 0.7 or more outside
+# scratches has a median of 0.6 or more; scratches whose one bright line lines up, on
+# different steel, reach 0.7 over the whole centre with a median under 0.2.
+_BLOCK_CORRELATION = 0.5
+# Candidates: each image's centre window of 100x100 pixels is looked for at every shift
+# of 5 pixels in every other image, in a coarse copy (5-pixel cells of the image less its
+# shading) projected on its first _WINDOW_DIMS principal components; the CANDIDATES
+# images where it is found best are matched. On NEU-DET, of the 237 pairs found by
+# matching every two images of a class (0.7 or more, and 0.5 or more in most 33-pixel
+# blocks at the best shift), 20 candidates hold 96.6% (a 16x16 thumbnail of the whole
+# image held 26%: a shift moves every cell of it).
+CANDIDATES = 20
+_CELL = 5
+_WINDOW_CELLS = 20
+_WINDOW_DIMS = 32
+
+
+@dataclass
+class Pictures:
+    """What :func:`shifted_copies` compares, read once per image.
+
+    Attributes:
+        similarity: ``[N, N]``: how well each image's centre window is found anywhere in
+            the other (the better of the two ways); the diagonal is ``-inf``.
+        details: ``N`` fine details at ``_SIDE`` x ``_SIDE`` (float32).
+        coarse: The same at ``_COARSE_SIDE`` pixels square, to rule out most candidates
+            cheaply.
+    """
+
+    similarity: np.ndarray
+    details: list[np.ndarray]
+    coarse: list[np.ndarray]
+
+
+def read_pictures(paths: list[Path]) -> Pictures:
+    """Reads each image (:func:`converters.pixels.read_image`) for :func:`shifted_copies`.
+
+    Raises:
+        OSError: An image that cannot be read, naming it.
+    """
+    cells, details, coarse = [], [], []
+    for path in paths:
+        grey = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
+        work = cv2.resize(grey, (_SIDE, _SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        flat = work - cv2.GaussianBlur(work, (0, 0), 20)
+        cells.append(cv2.resize(flat, (_SIDE // _CELL,) * 2, interpolation=cv2.INTER_AREA))
+        details.append(work - cv2.GaussianBlur(work, (0, 0), 2))
+        coarse.append(cv2.resize(details[-1], (_COARSE_SIDE,) * 2, interpolation=cv2.INTER_AREA))
+    return Pictures(
+        _window_similarity(np.stack(cells)) if cells else np.zeros((0, 0)), details, coarse
+    )
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = vectors - vectors.mean(axis=-1, keepdims=True)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-6)
+
+
+def _window_similarity(cells: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """``[N, N]``: the best cosine similarity of image ``i``'s centre window with any
+    window of image ``j`` (every shift of one cell), the better of ``(i, j)`` and
+    ``(j, i)``, ``-inf`` on the diagonal. Windows are compared in :data:`_WINDOW_DIMS`
+    principal components (fitted on the centre and corner windows, where there are 64
+    images or more): a tenth of the work, and memory bounded by ``chunk`` images'
+    windows at a time."""
+    n, side = len(cells), cells.shape[1]
+    steps, margin = side - _WINDOW_CELLS + 1, (side - _WINDOW_CELLS) // 2
+
+    def windows(images: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
+        return np.stack(
+            [images[:, y : y + _WINDOW_CELLS, x : x + _WINDOW_CELLS].reshape(len(images), -1)
+             for y, x in offsets], axis=1,
+        )  # fmt: skip
+
+    centres = _unit(windows(cells, [(margin, margin)])[:, 0])
+    fit = windows(cells, [(margin, margin), (0, 0), (0, steps - 1), (steps - 1, 0)])
+    fit = _unit(fit.reshape(-1, fit.shape[-1]))
+    if len(fit) >= 8 * _WINDOW_DIMS:
+        _, _, axes = np.linalg.svd(fit - fit.mean(axis=0), full_matrices=False)
+        axes = axes[:_WINDOW_DIMS].T.astype(np.float32)
+    else:  # too few images to fit the components on: every cell (and little to do)
+        axes = np.eye(fit.shape[1], dtype=np.float32)
+    centres = _unit(centres @ axes).astype(np.float32)
+    every = [(y, x) for y in range(steps) for x in range(steps)]
+    best = np.empty((n, n), np.float32)
+    for start in range(0, n, chunk):
+        found = _unit(_unit(windows(cells[start : start + chunk], every)) @ axes)
+        scores = centres @ found.reshape(-1, axes.shape[1]).T.astype(np.float32)
+        best[:, start : start + chunk] = scores.reshape(n, -1, len(every)).max(axis=2)
+    best = np.maximum(best, best.T)
+    np.fill_diagonal(best, -np.inf)
+    return best
+
+
+def _best_shift(detail: np.ndarray, other: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """The highest normalised correlation of ``detail``'s centre (``MAX_SHIFT`` in from
+    each edge, at ``_SIDE``) within ``other``, and the shift ``(dx, dy)`` it is found at."""
+    margin = detail.shape[0] * MAX_SHIFT // _SIDE
+    centre = detail[margin:-margin, margin:-margin]
+    scores = cv2.matchTemplate(other, centre, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (x, y) = cv2.minMaxLoc(scores)
+    return float(best), (x - margin, y - margin)
+
+
+def _block_agreement(detail: np.ndarray, other: np.ndarray, shift: tuple[int, int]) -> float:
+    """The median correlation of the 3x3 blocks of ``detail``'s centre with ``other`` at
+    ``shift``: high where the whole overlap matches, low where one line does."""
+    side = _SIDE - 2 * MAX_SHIFT
+    centre = detail[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT]
+    x, y = MAX_SHIFT + shift[0], MAX_SHIFT + shift[1]
+    region = other[y : y + side, x : x + side]
+    block = side // 3
+    scores = []
+    for row in range(3):
+        for column in range(3):
+            cut = np.s_[row * block : (row + 1) * block, column * block : (column + 1) * block]
+            mine, theirs = _unit(centre[cut].ravel()), _unit(region[cut].ravel())
+            scores.append(float(mine @ theirs))
+    return float(np.median(scores))
+
+
+def shifted_copies(
+    pictures: Pictures,
+    splits: list[str] | None = None,
+    correlation: float = SHIFTED_COPY_CORRELATION,
+    candidates: int = CANDIDATES,
+) -> list[dict]:
+    """Pairs of images that are one picture, shifted by up to :data:`MAX_SHIFT` pixels
+    (of the image brought to ``_SIDE`` pixels square), re-exposed or re-encoded.
+
+    Args:
+        pictures: The images, from :func:`read_pictures`.
+        splits: Each image's split, to pair only images in different splits (the leaks);
+            ``None`` pairs any two.
+        correlation: The fine-detail correlation that makes a copy.
+        candidates: How many images each image is matched with, both ways: those its
+            centre is found best in (:attr:`Pictures.similarity`).
+
+    Returns:
+        ``[{"a", "b", "correlation", "shift"}]`` (``a`` and ``b`` index the images, ``a``
+        the earlier; ``shift``: where ``a``'s content lies in ``b``, in ``_SIDE``
+        pixels), the strongest first.
+    """
+    if len(pictures.details) < 2:
+        return []
+    similarity = pictures.similarity.copy()
+    if splits is not None:
+        split = np.asarray(splits)
+        similarity[split[:, None] == split[None, :]] = -np.inf  # other splits only
+    nearest = np.argsort(-similarity, axis=1)[:, :candidates]
+    details, coarse = pictures.details, pictures.coarse
+    checked: set[tuple[int, int]] = set()
+    found = []
+    for i, row in enumerate(nearest):
+        for j in row:
+            a, b = sorted((i, int(j)))
+            if not np.isfinite(similarity[a, b]) or (a, b) in checked:
+                continue
+            checked.add((a, b))
+            if max(_best_shift(coarse[a], coarse[b])[0], _best_shift(coarse[b], coarse[a])[0]) < (
+                _COARSE_CORRELATION
+            ):
+                continue
+            forward, shift = _best_shift(details[a], details[b])
+            backward, (dx, dy) = _best_shift(details[b], details[a])
+            if forward >= backward:
+                best, blocks = forward, _block_agreement(details[a], details[b], shift)
+            else:
+                best, blocks = backward, _block_agreement(details[b], details[a], (dx, dy))
+                shift = (-dx, -dy)
+            if best >= correlation and blocks >= _BLOCK_CORRELATION:
+                found.append({"a": a, "b": b, "correlation": best, "shift": list(shift)})
+    return sorted(found, key=lambda pair: -pair["correlation"])

@@ -1,0 +1,246 @@
+"""Overlapping crops of one strip, re-exposed or re-encoded (:mod:`converters.overlaps`):
+found across splits, on generated textures and on NEU-DET, and kept in one split by
+``convert --keep-overlaps``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from converters.convert import ConvertResult, convert
+from converters.errors import ConversionError
+from converters.overlaps import MAX_SHIFT, SHIFTED_COPY_CORRELATION, read_pictures, shifted_copies
+from converters.split import assign_splits
+from detection.cli import main
+from detection.offline import PROJECT_ROOT
+from detection.release import convert_command
+from tests.helpers import voc_xml, write_xml
+
+CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+
+
+def _steel(seed: int, side: int = 320) -> np.ndarray:
+    """A grey texture with detail at every scale, as rolled steel has."""
+    rng = np.random.default_rng(seed)
+    texture = np.zeros((side, side), np.float32)
+    for sigma, weight in ((0.8, 18), (3, 14), (12, 30)):
+        texture += weight * cv2.GaussianBlur(rng.standard_normal((side, side)), (0, 0), sigma)
+    return np.clip(texture + 110, 0, 255).astype(np.uint8)
+
+
+def _write(path: Path, pixels: np.ndarray, quality: int = 95) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(
+        str(path), cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dx", "dy", "brighter", "quality", "found"),
+    [
+        (0, 0, 0, 95, True),  # a copy
+        (12, 30, 0, 95, True),  # the next crop along the strip
+        (-20, 7, 25, 70, True),  # ... re-exposed and re-encoded
+        (MAX_SHIFT - 5, -MAX_SHIFT + 5, 0, 95, True),  # overlapping by under 3/4
+        (150, 0, 0, 95, False),  # no overlap to speak of: another picture
+    ],
+)
+def test_a_shifted_copy_in_another_split_is_found(
+    tmp_path: Path, dx: int, dy: int, brighter: int, quality: int, found: bool
+):
+    strip = _steel(0, 400)
+    original = _write(tmp_path / "train" / "a.jpg", strip[100:300, 100:300])
+    crop = strip[100 + dy : 300 + dy, 100 + dx : 300 + dx].astype(np.int16) + brighter
+    copy = _write(tmp_path / "val" / "b.jpg", np.clip(crop, 0, 255).astype(np.uint8), quality)
+    others = [_write(tmp_path / "val" / f"other{i}.jpg", _steel(i)[:200, :200]) for i in (1, 2)]
+    paths = [original, copy, *others]
+
+    pairs = shifted_copies(read_pictures(paths), ["train", "val", "val", "val"])
+
+    if found:
+        assert [(p["a"], p["b"]) for p in pairs] == [(0, 1)]
+        # Where a's content lies in b: a pixel at x in a is at x - dx in b.
+        assert pairs[0]["shift"] == [-dx, -dy]
+        assert pairs[0]["correlation"] >= SHIFTED_COPY_CORRELATION + 0.1
+    else:
+        assert pairs == []
+
+
+def test_copies_within_one_split_are_no_leak(tmp_path: Path):
+    texture = _steel(3)
+    paths = [
+        _write(tmp_path / "a.jpg", texture[:200, :200]),
+        _write(tmp_path / "b.jpg", texture[10:210, 20:220]),
+        _write(tmp_path / "c.jpg", _steel(4)[:200, :200]),
+    ]
+    pictures = read_pictures(paths)
+    assert shifted_copies(pictures, ["train", "train", "val"]) == []
+    found = shifted_copies(pictures, ["train", "val", "val"])
+    assert [(p["a"], p["b"], p["shift"]) for p in found] == [(0, 1, [-20, -10])]
+
+
+def test_neu_det_holds_overlapping_crops_across_its_seeded_split(neu_converted: ConvertResult):
+    # docs/neu-det-findings.md: crops of one strip a few to 50 pixels apart, one in
+    # train and one in val, which the backbone descriptor does not find.
+    images = sorted((neu_converted.out / "images").glob("*/*.jpg"))
+    found = shifted_copies(read_pictures(images), [path.parent.name for path in images])
+    by_name = {frozenset((images[p["a"]].name, images[p["b"]].name)): p for p in found}
+    scratch = by_name[frozenset({"scratches_178.jpg", "scratches_185.jpg"})]
+    assert scratch["correlation"] > 0.98
+    assert by_name[frozenset({"pitted_surface_202.jpg", "pitted_surface_204.jpg"})][
+        "correlation"
+    ] > 0.99  # fmt: skip
+    # Crazing is a fine texture: a shift leaves no likeness in a thumbnail of the
+    # whole image, which missed this pair; the shifted windows find it.
+    assert frozenset({"crazing_115.jpg", "crazing_118.jpg"}) in by_name
+    assert all({images[p["a"]].parent.name, images[p["b"]].parent.name} == {"train", "val"}
+               for p in found)  # fmt: skip
+    val = {
+        images[i].name for p in found for i in (p["a"], p["b"]) if images[i].parent.name == "val"
+    }
+    assert (len(found), len(val)) == (75, 54)
+
+
+def _neu_strips(root: Path, strips: int = 6, crops: int = 3, layout: str = "original") -> None:
+    """NEU-DET with ``crops`` overlapping 200x200 crops of each strip, 12 to 40 pixels
+    apart along it (as NEU-DET's own), one class per strip. ``kaggle``: the crops of
+    strip 0 split between the layout's train and validation parts."""
+    for s in range(strips):
+        cls, strip = CLASSES[s % len(CLASSES)], _steel(10 + s, 400)
+        for c in range(crops):
+            name = f"{cls}_{s * crops + c}"
+            x, y = 20 + 40 * c, 100 + 12 * (c % 2)
+            if layout == "original":
+                image, xml = root / "IMAGES" / f"{name}.jpg", root / "ANNOTATIONS" / f"{name}.xml"
+            else:
+                part = "validation" if s == 0 and c == crops - 1 else "train"
+                image = root / part / "images" / cls / f"{name}.jpg"
+                xml = root / part / "annotations" / f"{name}.xml"
+            _write(image, strip[y : y + 200, x : x + 200])
+            write_xml(xml, voc_xml(name, [(cls, 10, 10, 60 + 5 * c, 60)], (200, 200)))
+
+
+def _strip_of(name: str) -> int:
+    return int(Path(name).stem.rsplit("_", 1)[1]) // 3
+
+
+def test_convert_keeps_overlapping_crops_in_one_split(tmp_path: Path):
+    _neu_strips(tmp_path / "NEU-DET")
+    apart = 0  # seeds whose plain split parts a strip's crops
+    for seed in range(4):
+        result = convert(
+            tmp_path / "NEU-DET", tmp_path / f"out{seed}", ratios=(0.5, 0.5), seed=seed,
+            keep_overlaps=True,
+        )  # fmt: skip
+        split_of = result.manifest["split_of_image"]
+        strips = {}
+        for name, split in split_of.items():
+            strips.setdefault(_strip_of(name), set()).add(split)
+        assert all(len(splits) == 1 for splits in strips.values()), (seed, strips)
+        assert sorted(map(len, strips.values())) == [1] * 6
+        # Half the strips, and so half the images and boxes, on each side.
+        assert {s: c["images"] for s, c in result.manifest["counts"].items()} == {
+            "train": 9,
+            "val": 9,
+        }
+        groups = result.manifest["overlapping_images"]
+        assert [[_strip_of(name) for name in group] for group in groups] == [
+            [s] * 3 for s in range(6)
+        ]
+        images = sorted((result.out / "images").glob("*/*.jpg"))
+        assert shifted_copies(read_pictures(images), [p.parent.name for p in images]) == []
+        # The seeded split the images would have had without --keep-overlaps.
+        for image in result.source.dataset.images:
+            image.split = None
+        assign_splits(result.source.dataset.images, (0.5, 0.5), seed)
+        plain = {}
+        for image in result.source.dataset.images:
+            plain.setdefault(_strip_of(image.name), set()).add(image.split)
+        apart += any(len(splits) > 1 for splits in plain.values())
+    assert apart  # without it, some seed puts a crop of a training strip in val
+    plain = convert(tmp_path / "NEU-DET", tmp_path / "plain")
+    assert plain.manifest["overlapping_images"] is None  # not checked
+
+
+def test_convert_keep_overlaps_from_the_command_line_and_again_from_its_card(
+    tmp_path: Path, capsys, monkeypatch
+):
+    _neu_strips(tmp_path / "NEU-DET", strips=4)
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "NEU-DET"), "--out", str(out), "--keep-overlaps"]) == 0
+    assert "--keep-overlaps: 4 groups of overlapping crops (12 images) each in one split" in (
+        capsys.readouterr().err.replace("\n", " ")
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    command = convert_command(manifest, out)  # as a released model's card gives it
+    assert command.endswith("--split 0.8,0.2 --seed 0 --keep-overlaps")
+    monkeypatch.chdir(PROJECT_ROOT)  # where the card's relative paths start
+    again = command.split()[1:]  # after "defects"
+    again[again.index("--out") + 1] = os.path.relpath(tmp_path / "again", PROJECT_ROOT)
+    assert main(again) == 0
+    repeated = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert repeated["split_of_image"] == manifest["split_of_image"]
+    assert repeated["overlapping_images"] == manifest["overlapping_images"]
+
+
+def test_a_given_split_that_parts_overlapping_crops_is_kept_and_warned(tmp_path: Path):
+    _neu_strips(tmp_path / "NEU-DET", layout="kaggle")
+    result = convert(tmp_path / "NEU-DET", tmp_path / "out", keep_overlaps=True)
+    assert "Kaggle" in result.source.layout.layout
+    assert result.manifest["split_of_image"]["crazing_2.jpg"] == "val"  # as given
+    (warned,) = [p for p in result.source.report.problems if p.severity == "warning"]
+    assert warned.problem == "overlapping_images_across_splits"
+    assert warned.file.endswith("crazing_2.xml")
+    assert "puts its image in val and an overlapping crop (crazing_0.jpg) in train" in (
+        warned.detail
+    )
+    # Split here: together, and nothing to warn of.
+    result = convert(tmp_path / "NEU-DET", tmp_path / "again", resplit=True, keep_overlaps=True)
+    assert len({result.manifest["split_of_image"][f"crazing_{i}.jpg"] for i in range(3)}) == 1
+    assert not [p for p in result.source.report.problems if p.severity == "warning"]
+
+
+def test_keep_overlaps_names_an_image_it_cannot_read(tmp_path: Path, capsys):
+    _neu_strips(tmp_path / "NEU-DET", strips=2)
+    # A WebP whose header is whole and whose pixels are gone: its size reads, so
+    # conversion keeps it, but there is nothing to compare.
+    _, encoded = cv2.imencode(".webp", np.full((200, 200, 3), 100, np.uint8))
+    broken = tmp_path / "NEU-DET" / "IMAGES" / "patches_9.webp"
+    broken.write_bytes(encoded.tobytes()[:40] + bytes(len(encoded) - 40))
+    write_xml(
+        tmp_path / "NEU-DET" / "ANNOTATIONS" / "patches_9.xml",
+        voc_xml("patches_9.webp", [("patches", 10, 10, 60, 60)], (200, 200)),
+    )
+    with pytest.raises(ConversionError, match=r"patches_9\.webp: not an image OpenCV can decode; "
+                       r"--keep-overlaps compares every image's pixels"):  # fmt: skip
+        convert(tmp_path / "NEU-DET", tmp_path / "out", keep_overlaps=True)
+    assert not (tmp_path / "out").exists()
+    assert convert(tmp_path / "NEU-DET", tmp_path / "out").manifest["counts"]["train"]
+    code = main(["convert", str(tmp_path / "NEU-DET"), "--out", str(tmp_path / "o2"),
+                 "--keep-overlaps"])  # fmt: skip
+    assert code != 0 and "patches_9.webp" in capsys.readouterr().err
+
+
+def test_neu_det_split_keeping_overlaps_leaves_none_across(tmp_path: Path, neu_det: Path):
+    result = convert(neu_det, tmp_path / "out", keep_overlaps=True)
+    images = sorted((result.out / "images").glob("*/*.jpg"))
+    assert shifted_copies(read_pictures(images), [p.parent.name for p in images]) == []
+    groups = result.manifest["overlapping_images"]
+    split_of = result.manifest["split_of_image"]
+    assert all(len({split_of[name] for name in group}) == 1 for group in groups)
+    grouped = {name for group in groups for name in group}
+    # docs/neu-det-findings.md: the pairs the seeded split parts are among them.
+    assert {"scratches_178.jpg", "scratches_185.jpg", "pitted_surface_204.jpg"} <= grouped
+    # Still stratified: every class's share of val boxes within 1 point of 20% (a group
+    # of up to 18 crops is placed whole).
+    counts = result.manifest["counts"]
+    for cls in result.manifest["classes"]:
+        val = counts["val"]["boxes_per_class"][cls]
+        share = val / (val + counts["train"]["boxes_per_class"][cls])
+        assert abs(share - 0.2) < 0.01, (cls, share)
