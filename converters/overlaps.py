@@ -28,7 +28,7 @@ its 358 val images overlap a training image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -72,11 +72,17 @@ class Pictures:
         details: ``N`` fine details at ``_SIDE`` x ``_SIDE`` (float32).
         coarse: The same at ``_COARSE_SIDE`` pixels square, to rule out most candidates
             cheaply.
+        matched: Each pair matched so far, ``(a, b)``: ``(correlation, shift, block
+            median)``, or ``None`` when ruled out coarsely; a pair is matched once however
+            often it is a candidate (``convert --keep-overlaps`` checks split after split).
     """
 
     similarity: np.ndarray
     details: list[np.ndarray]
     coarse: list[np.ndarray]
+    matched: dict[tuple[int, int], tuple[float, tuple[int, int], float] | None] = field(
+        default_factory=dict
+    )
 
 
 def read_pictures(paths: list[Path]) -> Pictures:
@@ -149,6 +155,22 @@ def _best_shift(detail: np.ndarray, other: np.ndarray) -> tuple[float, tuple[int
     return float(best), (x - margin, y - margin)
 
 
+def _match(
+    detail: np.ndarray, other: np.ndarray, coarse: np.ndarray, other_coarse: np.ndarray
+) -> tuple[float, tuple[int, int], float] | None:
+    """The better way round of :func:`_best_shift` (``shift``: where ``detail``'s content
+    lies in ``other``) with its :func:`_block_agreement`, or ``None`` when the coarse
+    copies rule the pair out."""
+    coarsely = max(_best_shift(coarse, other_coarse)[0], _best_shift(other_coarse, coarse)[0])
+    if coarsely < _COARSE_CORRELATION:
+        return None
+    forward, shift = _best_shift(detail, other)
+    backward, (dx, dy) = _best_shift(other, detail)
+    if forward >= backward:
+        return forward, shift, _block_agreement(detail, other, shift)
+    return backward, (-dx, -dy), _block_agreement(other, detail, (dx, dy))
+
+
 def _block_agreement(detail: np.ndarray, other: np.ndarray, shift: tuple[int, int]) -> float:
     """The median correlation of the 3x3 blocks of ``detail``'s centre with ``other`` at
     ``shift``: high where the whole overlap matches, low where one line does."""
@@ -204,17 +226,9 @@ def shifted_copies(
             if not np.isfinite(similarity[a, b]) or (a, b) in checked:
                 continue
             checked.add((a, b))
-            if max(_best_shift(coarse[a], coarse[b])[0], _best_shift(coarse[b], coarse[a])[0]) < (
-                _COARSE_CORRELATION
-            ):
-                continue
-            forward, shift = _best_shift(details[a], details[b])
-            backward, (dx, dy) = _best_shift(details[b], details[a])
-            if forward >= backward:
-                best, blocks = forward, _block_agreement(details[a], details[b], shift)
-            else:
-                best, blocks = backward, _block_agreement(details[b], details[a], (dx, dy))
-                shift = (-dx, -dy)
-            if best >= correlation and blocks >= _BLOCK_CORRELATION:
-                found.append({"a": a, "b": b, "correlation": best, "shift": list(shift)})
+            if (a, b) not in pictures.matched:
+                pictures.matched[a, b] = _match(details[a], details[b], coarse[a], coarse[b])
+            match = pictures.matched[a, b]
+            if match is not None and match[0] >= correlation and match[2] >= _BLOCK_CORRELATION:
+                found.append({"a": a, "b": b, "correlation": match[0], "shift": list(match[1])})
     return sorted(found, key=lambda pair: -pair["correlation"])

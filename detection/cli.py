@@ -86,6 +86,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from converters.split import parse_ratios
 
     ratios = parse_ratios(args.split)
+    if args.keep_overlaps:  # the longest part: half a minute for NEU-DET
+        stderr_console().print("--keep-overlaps: the images' pixels are compared after that")
     with progress_bar("Reading annotations") as update:
         result = convert(
             args.src,

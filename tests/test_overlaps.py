@@ -174,9 +174,9 @@ def test_convert_keep_overlaps_from_the_command_line_and_again_from_its_card(
     _neu_strips(tmp_path / "NEU-DET", strips=4)
     out = tmp_path / "out"
     assert main(["convert", str(tmp_path / "NEU-DET"), "--out", str(out), "--keep-overlaps"]) == 0
-    assert "--keep-overlaps: 4 groups of overlapping crops (12 images) each in one split" in (
-        capsys.readouterr().err.replace("\n", " ")
-    )
+    said = capsys.readouterr().err.replace("\n", " ")
+    assert "--keep-overlaps: the images' pixels are compared after that" in said
+    assert "--keep-overlaps: 4 groups of overlapping crops (12 images) each in one split" in said
     manifest = json.loads((out / "manifest.json").read_text())
     command = convert_command(manifest, out)  # as a released model's card gives it
     assert command.endswith("--split 0.8,0.2 --seed 0 --keep-overlaps")
