@@ -15,6 +15,8 @@ NAME    ?= $(if $(DATA),$(shell basename "$(DATA)" | tr 'A-Z' 'a-z'),synthetic)
 OUT     ?= datasets/converted/$(NAME)
 SPLIT   ?= 0.8,0.2
 SEED    ?= 0
+# More convert options, e.g. CONVERT_ARGS=--keep-overlaps (overlapping crops in one split).
+CONVERT_ARGS ?=
 SYNTH_IMAGES ?= 500
 TRAIN_ARGS ?=
 
@@ -61,9 +63,9 @@ synth: setup
 train-det: setup
 ifeq ($(DATA),)
 	$(DEFECTS) synth --out datasets/generated/synthetic --images $(SYNTH_IMAGES) --seed $(SEED)
-	$(DEFECTS) convert datasets/generated/synthetic --dataset synthetic --out $(OUT) --split $(SPLIT) --seed $(SEED)
+	$(DEFECTS) convert datasets/generated/synthetic --dataset synthetic --out $(OUT) --split $(SPLIT) --seed $(SEED) $(CONVERT_ARGS)
 else
-	$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED)
+	$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED) $(CONVERT_ARGS)
 endif
 	$(DEFECTS) train --data $(OUT)/data.yaml --name $(NAME) $(TRAIN_ARGS)
 	$(DEFECTS) evaluate --weights weights/$(NAME)/best.pt --data $(OUT)/data.yaml --split val --out reports/$(NAME)
@@ -78,7 +80,7 @@ review: setup
 	@data="$(or $(DATA),$(OUT))"; \
 	if [ -n "$(DATA)" ] && [ ! -f "$(DATA)/manifest.json" ] && \
 		$(DEFECTS) validate "$(DATA)" >/dev/null 2>&1; then \
-		$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED) && data="$(OUT)"; \
+		$(DEFECTS) convert "$(DATA)" --out $(OUT) --split $(SPLIT) --seed $(SEED) $(CONVERT_ARGS) && data="$(OUT)"; \
 	fi; \
 	$(DEFECTS) review --data "$$data" $(if $(PREDICTIONS),--predictions "$(PREDICTIONS)",--weights $(REVIEW_WEIGHTS)) --name defects-$(NAME)
 
@@ -90,11 +92,11 @@ release: setup
 
 convert-neu: setup
 	@test -n "$(DATA)" || { echo "usage: make convert-neu DATA=path/to/NEU-DET [OUT=...]"; exit 2; }
-	$(DEFECTS) convert "$(DATA)" --format neu-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
+	$(DEFECTS) convert "$(DATA)" --format neu-det --out $(OUT) --split $(SPLIT) --seed $(SEED) $(CONVERT_ARGS)
 
 convert-gc10: setup
 	@test -n "$(DATA)" || { echo "usage: make convert-gc10 DATA=path/to/GC10-DET [OUT=...]"; exit 2; }
-	$(DEFECTS) convert "$(DATA)" --format gc10-det --out $(OUT) --split $(SPLIT) --seed $(SEED)
+	$(DEFECTS) convert "$(DATA)" --format gc10-det --out $(OUT) --split $(SPLIT) --seed $(SEED) $(CONVERT_ARGS)
 
 # The released NEU-DET model (models/neu-det); WEIGHTS=weights/NAME/best.pt for a local run.
 WEIGHTS ?= neu-det

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -244,3 +245,14 @@ def test_neu_det_split_keeping_overlaps_leaves_none_across(tmp_path: Path, neu_d
         val = counts["val"]["boxes_per_class"][cls]
         share = val / (val + counts["train"]["boxes_per_class"][cls])
         assert abs(share - 0.2) < 0.01, (cls, share)
+
+
+def test_make_passes_convert_args_to_every_conversion(tmp_path: Path):
+    # `make train-det DATA=... CONVERT_ARGS=--keep-overlaps`: the README's way to it.
+    for target in ("train-det", "convert-neu", "review"):
+        printed = subprocess.run(
+            ["make", "-n", target, f"DATA={tmp_path}", "CONVERT_ARGS=--keep-overlaps"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        converts = [line for line in printed.splitlines() if " convert " in line]
+        assert converts and all("--keep-overlaps" in line for line in converts), (target, printed)
