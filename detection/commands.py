@@ -484,9 +484,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         leaks = find_split_leaks(dataset, args.weights, args.near_duplicates)
         summary["views"] = [*summary.get("views", []), leaks["view"]]
         console.print(
-            f"Near-duplicates across splits (cosine distance <= {leaks['threshold']}): "
-            f"{len(leaks['pairs'])} pairs, {leaks['images']} images, in the view "
-            f"'{leaks['view']}'"
+            f"Copies across splits by the detector's backbone (cosine distance <= "
+            f"{leaks['threshold']}): {len(leaks['pairs'])} pairs"
         )
         for pair in leaks["pairs"][:20]:
             console.print(
@@ -496,13 +495,18 @@ def cmd_review(args: argparse.Namespace) -> int:
         console.print(
             f"Shifted, re-exposed or re-encoded copies across splits (fine detail matching "
             f"at {SHIFTED_COPY_CORRELATION} or more, shifted by up to a quarter of the image)"
-            f": {len(leaks['shifted'])} pairs, in the same view"
+            f": {len(leaks['shifted'])} pairs"
         )
         for pair in leaks["shifted"][:20]:
             console.print(
                 f"  {pair['a']} ({pair['splits'][0]}) ~ {pair['b']} ({pair['splits'][1]}): "
                 f"{pair['correlation']:.3f}, shifted {tuple(pair['shift'])}"
             )
+        by_split = ", ".join(f"{split} {n}" for split, n in leaks["images_by_split"].items())
+        console.print(
+            f"The view '{leaks['view']}' holds the {counted(leaks['images'], 'image')} of "
+            f"these pairs ({by_split or 'none'})"
+        )
     seconds = summary["seconds"]
     console.print(
         f"Dataset '{name}': {summary['samples']} samples, fields "

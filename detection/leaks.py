@@ -21,6 +21,7 @@ those by their fine detail, without a model.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> 
 
     Returns:
         ``{"threshold", "pairs": [{"a", "b", "splits", "distance", "ids"}], "shifted":
-        [{"a", "b", "splits", "correlation", "shift", "ids"}], "images", "view"}``.
+        [{"a", "b", "splits", "correlation", "shift", "ids"}], "images", "images_by_split",
+        "view"}``.
     """
     import fiftyone.brain as fob
 
@@ -126,10 +128,15 @@ def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> 
         dict.fromkeys([*index.leaks_view().values("id"), *(i for s in shifted for i in s["ids"])])
     )
     dataset.save_view(LEAKS_VIEW, dataset.select(leaked, ordered=True), overwrite=True)
+    split_by_id = dict(zip(ids, split_of))
+    images_by_split = Counter(split_by_id[i] or "no split" for i in leaked)
     return {
         "threshold": threshold,
         "pairs": sorted(pairs, key=lambda p: p["distance"]),
         "shifted": shifted,
         "images": len(leaked),
+        "images_by_split": {
+            s: images_by_split[s] for s in [*SPLITS, "no split"] if s in images_by_split
+        },
         "view": LEAKS_VIEW,
     }

@@ -600,6 +600,12 @@ def test_a_copy_across_splits_is_found(
     ) in said
     assert f"{found['original']} (train) ~ {found['shifted_copy']} (val): " in said
     assert "shifted (-6, -8)" in said
+    assert sum(found["images_by_split"].values()) == found["images"]
+    assert found["images_by_split"]["val"] >= 2  # the two copies put into val
+    by_split = ", ".join(f"{split} {n}" for split, n in found["images_by_split"].items())
+    assert (
+        f"The view 'leaky-splits' holds the {found['images']} images of these pairs ({by_split})"
+    ) in said
 
 
 def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
