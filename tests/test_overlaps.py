@@ -15,8 +15,9 @@ import pytest
 
 from converters.convert import ConvertResult, convert
 from converters.errors import ConversionError
+from converters.model import ImageAnnotation
 from converters.overlaps import MAX_SHIFT, SHIFTED_COPY_CORRELATION, read_pictures, shifted_copies
-from converters.split import assign_splits
+from converters.split import assign_splits, merge_groups
 from detection.cli import main
 from detection.offline import PROJECT_ROOT
 from detection.release import convert_command
@@ -256,3 +257,20 @@ def test_make_passes_convert_args_to_every_conversion(tmp_path: Path):
         ).stdout  # fmt: skip
         converts = [line for line in printed.splitlines() if " convert " in line]
         assert converts and all("--keep-overlaps" in line for line in converts), (target, printed)
+
+
+@pytest.mark.parametrize(
+    ("groups", "merged"),
+    [
+        ([], []),
+        ([["a", "b"]], [["a", "b"]]),
+        ([["a", "b"], ["c", "d"]], [["a", "b"], ["c", "d"]]),
+        ([["a", "b"], ["b", "c"]], [["a", "b", "c"]]),  # a chain of pairs: one picture
+        ([["a", "b"], ["c", "d"], ["d", "a"]], [["a", "b", "c", "d"]]),
+        ([["a", "b", "a"]], [["a", "b"]]),  # each image once
+    ],
+)
+def test_groups_that_share_an_image_are_one(groups: list[list[str]], merged: list[list[str]]):
+    images = {name: ImageAnnotation(f"{name}.jpg", Path(f"{name}.jpg"), 8, 8) for name in "abcd"}
+    found = merge_groups([[images[name] for name in group] for group in groups])
+    assert [[image.stem for image in group] for group in found] == merged
