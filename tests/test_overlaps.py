@@ -15,7 +15,7 @@ import pytest
 
 from converters.convert import ConvertResult, convert
 from converters.errors import ConversionError
-from converters.model import ImageAnnotation
+from converters.model import Box, ImageAnnotation
 from converters.overlaps import MAX_SHIFT, SHIFTED_COPY_CORRELATION, read_pictures, shifted_copies
 from converters.split import assign_splits, merge_groups
 from detection.cli import main
@@ -274,3 +274,27 @@ def test_groups_that_share_an_image_are_one(groups: list[list[str]], merged: lis
     images = {name: ImageAnnotation(f"{name}.jpg", Path(f"{name}.jpg"), 8, 8) for name in "abcd"}
     found = merge_groups([[images[name] for name in group] for group in groups])
     assert [[image.stem for image in group] for group in found] == merged
+
+
+def test_a_group_is_placed_whole_and_groups_of_one_change_nothing():
+    images = [
+        ImageAnnotation(f"{CLASSES[i % 6]}_{i}.jpg", Path(f"{i}.jpg"), 200, 200,
+                        [Box(CLASSES[i % 6], 0, 0, 50, 50)] * (1 + i % 3))
+        for i in range(60)
+    ]  # fmt: skip
+
+    def splits(groups) -> list[str]:
+        for image in images:
+            image.split = None
+        assign_splits(images, (0.8, 0.2), 3, groups)
+        return [image.split for image in images]
+
+    alone = splits(())
+    assert splits([[image] for image in images]) == alone
+    # Crops 0, 6, 12 and 18 (one class) show one picture: one split, whichever it is.
+    group = [images[0], images[6], images[12], images[18]]
+    assert len({alone[i] for i in (0, 6, 12, 18)}) > 1  # parted without the group
+    together = splits([group])
+    assert len({together[i] for i in (0, 6, 12, 18)}) == 1
+    assert alone.count("val") == 12
+    assert abs(together.count("val") - 12) < len(group)  # the ratio, to within a unit
