@@ -23,7 +23,9 @@ split in the first place.
 
 Measured on NEU-DET (docs/neu-det-findings.md): 228 overlapping pairs in the whole
 dataset, in 135 groups holding 343 images; its seeded split parts 75 of them, so 54 of
-its 358 val images overlap a training image.
+its 358 val images overlap a training image. Reading NEU-DET's 1,800 images takes 9 s,
+matching 8 s, on 2 cores. The candidates' similarity is kept for every two images: 13 MB
+for NEU-DET, 1.6 GB for 20,000 images (beyond that, each image's nearest alone would do).
 """
 
 from __future__ import annotations
