@@ -16,7 +16,13 @@ import pytest
 from converters.convert import ConvertResult, convert
 from converters.errors import ConversionError
 from converters.model import Box, ImageAnnotation
-from converters.overlaps import MAX_SHIFT, SHIFTED_COPY_CORRELATION, read_pictures, shifted_copies
+from converters.overlaps import (
+    MAX_SHIFT,
+    SHIFTED_COPY_CORRELATION,
+    Pictures,
+    read_pictures,
+    shifted_copies,
+)
 from converters.split import assign_splits, merge_groups
 from detection.cli import main
 from detection.offline import PROJECT_ROOT
@@ -87,12 +93,22 @@ def test_copies_within_one_split_are_no_leak(tmp_path: Path):
     assert [(p["a"], p["b"], p["shift"]) for p in found] == [(0, 1, [-20, -10])]
 
 
-def test_neu_det_holds_overlapping_crops_across_its_seeded_split(neu_converted: ConvertResult):
+@pytest.fixture(scope="module")
+def neu_pictures(neu_converted: ConvertResult) -> tuple[list[str], Pictures]:
+    """NEU-DET's images by name, read once for every split checked below."""
+    images = sorted((neu_converted.out / "images").glob("*/*.jpg"), key=lambda path: path.name)
+    return [path.name for path in images], read_pictures(images)
+
+
+def test_neu_det_holds_overlapping_crops_across_its_seeded_split(
+    neu_converted: ConvertResult, neu_pictures: tuple[list[str], Pictures]
+):
     # docs/neu-det-findings.md: crops of one strip a few to 50 pixels apart, one in
     # train and one in val, which the backbone descriptor does not find.
-    images = sorted((neu_converted.out / "images").glob("*/*.jpg"))
-    found = shifted_copies(read_pictures(images), [path.parent.name for path in images])
-    by_name = {frozenset((images[p["a"]].name, images[p["b"]].name)): p for p in found}
+    names, pictures = neu_pictures
+    split_of = neu_converted.manifest["split_of_image"]
+    found = shifted_copies(pictures, [split_of[name] for name in names])
+    by_name = {frozenset((names[p["a"]], names[p["b"]])): p for p in found}
     scratch = by_name[frozenset({"scratches_178.jpg", "scratches_185.jpg"})]
     assert scratch["correlation"] > 0.98
     assert by_name[frozenset({"pitted_surface_202.jpg", "pitted_surface_204.jpg"})][
@@ -101,12 +117,10 @@ def test_neu_det_holds_overlapping_crops_across_its_seeded_split(neu_converted: 
     # Crazing is a fine texture: a shift leaves no likeness in a thumbnail of the
     # whole image, which missed this pair; the shifted windows find it.
     assert frozenset({"crazing_115.jpg", "crazing_118.jpg"}) in by_name
-    assert all({images[p["a"]].parent.name, images[p["b"]].parent.name} == {"train", "val"}
+    assert all({split_of[names[p["a"]]], split_of[names[p["b"]]]} == {"train", "val"}
                for p in found)  # fmt: skip
-    val = {
-        images[i].name for p in found for i in (p["a"], p["b"]) if images[i].parent.name == "val"
-    }
-    assert (len(found), len(val)) == (75, 54)
+    val = {names[i] for p in found for i in (p["a"], p["b"]) if split_of[names[i]] == "val"}
+    assert (len(found), len(val)) == (76, 54)
 
 
 def _neu_strips(root: Path, strips: int = 6, crops: int = 3, layout: str = "original") -> None:
@@ -229,12 +243,14 @@ def test_keep_overlaps_names_an_image_it_cannot_read(tmp_path: Path, capsys):
     assert code != 0 and "patches_9.webp" in capsys.readouterr().err
 
 
-def test_neu_det_split_keeping_overlaps_leaves_none_across(tmp_path: Path, neu_det: Path):
+def test_neu_det_split_keeping_overlaps_leaves_none_across(
+    tmp_path: Path, neu_det: Path, neu_pictures: tuple[list[str], Pictures]
+):
     result = convert(neu_det, tmp_path / "out", keep_overlaps=True)
-    images = sorted((result.out / "images").glob("*/*.jpg"))
-    assert shifted_copies(read_pictures(images), [p.parent.name for p in images]) == []
     groups = result.manifest["overlapping_images"]
     split_of = result.manifest["split_of_image"]
+    names, pictures = neu_pictures  # the same image files
+    assert shifted_copies(pictures, [split_of[name] for name in names]) == []
     assert all(len({split_of[name] for name in group}) == 1 for group in groups)
     grouped = {name for group in groups for name in group}
     # docs/neu-det-findings.md: the pairs the seeded split parts are among them.
@@ -298,3 +314,32 @@ def test_a_group_is_placed_whole_and_groups_of_one_change_nothing():
     assert len({together[i] for i in (0, 6, 12, 18)}) == 1
     assert alone.count("val") == 12
     assert abs(together.count("val") - 12) < len(group)  # the ratio, to within a unit
+
+
+def test_the_same_images_in_another_order_give_the_same_pairs(tmp_path: Path):
+    # Enough images (64 or more) for the candidates' principal components, whose fit
+    # would otherwise follow the order the images come in.
+    paths = []
+    for s in range(14):
+        strip = _steel(40 + s, 400)
+        for c in range(5):
+            paths.append(
+                _write(tmp_path / f"strip{s}_{c}.jpg", strip[100:300, 30 * c : 30 * c + 200])
+            )
+    splits = ["val" if (s + c) % 3 == 0 else "train" for s in range(14) for c in range(5)]
+    reordered = list(reversed(range(len(paths))))
+
+    ahead = read_pictures(paths)
+    behind = read_pictures([paths[i] for i in reordered])
+
+    assert np.array_equal(behind.similarity, ahead.similarity[np.ix_(reordered, reordered)])
+
+    def named(pictures: Pictures, order: list[int]) -> dict:
+        found = shifted_copies(pictures, [splits[i] for i in order])
+        return {
+            frozenset((paths[order[p["a"]]].name, paths[order[p["b"]]].name)): p["correlation"]
+            for p in found
+        }
+
+    same_order = list(range(len(paths)))
+    assert named(behind, reordered) == named(ahead, same_order) != {}
