@@ -49,16 +49,17 @@ def assign_splits(
         images: The images; those with a split already keep it.
         ratios: Output of :func:`parse_ratios`.
         seed: The same seed and images give the same assignment.
-        groups: Images that go into one split together (overlapping crops of one
-            picture: ``convert --keep-overlaps``), each group placed
-            as one unit of its boxes and images. Without groups, each image is a unit.
+        groups: Images that go into one split together (identical files, overlapping
+            crops of one picture: ``convert --keep-overlaps``); groups that share an
+            image are one (:func:`merge_groups`), each placed as one unit of its boxes
+            and images. Without groups, each image is a unit.
     """
     names = SPLITS[: len(ratios)]
     todo = [im for im in images if im.split is None]
     if not todo:
         return
     unit_of = {id(im): [im] for im in todo}
-    for group in groups:
+    for group in merge_groups(groups):
         unit = [im for im in group if id(im) in unit_of]
         for image in unit:
             unit_of[id(image)] = unit

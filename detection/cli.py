@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-overlaps",
         action="store_true",
         help="keep overlapping crops of one picture in one split, as identical files are "
-        "(compares every image's pixels: about 35 s for NEU-DET)",
+        "(compares every image's pixels: about 30 s for NEU-DET)",
     )
     convert.add_argument(
         "--copy-images", action="store_true", help="copy images instead of symlinks"
