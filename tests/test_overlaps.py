@@ -20,6 +20,8 @@ from converters.overlaps import (
     MAX_SHIFT,
     SHIFTED_COPY_CORRELATION,
     Pictures,
+    _nearest,
+    _window_similarity,
     read_pictures,
     shifted_copies,
 )
@@ -343,3 +345,50 @@ def test_the_same_images_in_another_order_give_the_same_pairs(tmp_path: Path):
 
     same_order = list(range(len(paths)))
     assert named(behind, reordered) == named(ahead, same_order) != {}
+
+
+def test_the_candidates_similarity_is_the_same_in_bounded_memory():
+    # 100 images of one steel texture and shifted crops of it (every image has near
+    # neighbours), in chunks of one image's windows and blocks of 7 where NEU-DET's
+    # 1,800 take 64 and 1,024: what bounds the memory at 20,000 images.
+    rng = np.random.default_rng(0)
+    strips = rng.normal(size=(20, 40, 60)).astype(np.float32)
+    cells = np.stack([strips[i // 5, :, 4 * (i % 5) : 4 * (i % 5) + 40] for i in range(100)])
+    cells += rng.normal(scale=0.3, size=cells.shape).astype(np.float32)
+
+    whole = _window_similarity(cells)
+    bounded = _window_similarity(cells, scores_bytes=1, block=7)
+
+    assert np.array_equal(bounded, bounded.T) and np.isneginf(np.diag(bounded)).all()
+    off_diagonal = ~np.eye(len(cells), dtype=bool)
+    assert np.allclose(bounded[off_diagonal], whole[off_diagonal], atol=1e-5)
+    # Crops of one strip find each other first.
+    assert (np.argmax(whole, axis=1) // 5 == np.arange(100) // 5).all()
+
+
+@pytest.mark.parametrize("splits", [None, "alternate", "one split"])
+def test_each_images_nearest_a_block_at_a_time_are_those_of_the_whole(splits):
+    rng = np.random.default_rng(1)
+    similarity = rng.random((50, 50), dtype=np.float32)
+    similarity = np.maximum(similarity, similarity.T)
+    np.fill_diagonal(similarity, -np.inf)
+    split = {
+        None: None,
+        "alternate": ["train", "val", "train", "train", "test"] * 10,
+        "one split": ["train"] * 50,
+    }[splits]
+
+    # The reference: the whole matrix at once.
+    masked = similarity.copy()
+    if split is not None:
+        masked[np.equal.outer(split, split)] = -np.inf
+    expected = [[j for j in np.argsort(-row)[:6] if np.isfinite(row[j])] for row in masked]
+
+    got = list(_nearest(similarity, split, candidates=6, block=7))
+
+    assert [i for i, _ in got] == list(range(50))
+    assert [list(row) for _, row in got] == expected
+    if splits == "one split":
+        assert all(len(row) == 0 for _, row in got)  # no other split: nothing to pair
+    else:
+        assert all(len(row) == 6 for _, row in got)
