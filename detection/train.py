@@ -301,8 +301,10 @@ def parse_overrides(pairs: list[str]) -> dict:
 
     Raises:
         ConversionError: Not ``KEY=VALUE``, a key ultralytics' trainer does not know, one
-            that has its own ``defects train`` option, or a value of the wrong type or range
-            (checked here by ultralytics' own rules, not after the dataset is loaded).
+            that has its own ``defects train`` option, a value of the wrong type or range
+            (checked here by ultralytics' own rules, not after the dataset is loaded), or
+            ``lr0``, ``momentum`` or ``warmup_bias_lr`` without an optimizer, which
+            ultralytics' ``optimizer=auto`` would ignore.
     """
     import yaml
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
@@ -325,7 +327,20 @@ def parse_overrides(pairs: list[str]) -> dict:
         except (TypeError, ValueError) as error:
             raise ConversionError(f"--set {pair}: {error}") from None
         overrides.update(checked)
+    ignored = [key for key in _SET_BY_AUTO_OPTIMIZER if key in overrides]
+    if ignored and str(overrides.get("optimizer", "auto")).lower() == "auto":
+        # Ultralytics' optimizer=auto picks the optimizer, lr0 and momentum itself and
+        # sets warmup_bias_lr to 0, saying so only in its log (BaseTrainer.build_optimizer):
+        # a fine-tuning stage's low lr0 would train at 0.001 (what lost r224 its accuracy).
+        raise ConversionError(
+            f"--set {ignored[0]}: ultralytics ignores it under optimizer=auto (the default), "
+            "which picks its own optimizer, lr0 and momentum; name the optimizer too, "
+            "e.g. --set optimizer=AdamW"
+        )
     return overrides
+
+
+_SET_BY_AUTO_OPTIMIZER = ("lr0", "momentum", "warmup_bias_lr")
 
 
 def _starting_model(model: str):

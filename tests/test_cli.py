@@ -15,6 +15,7 @@ import pytest
 
 import converters.convert
 from converters.convert import convert
+from converters.errors import ConversionError
 from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
 
@@ -63,6 +64,15 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "distill_model=t.pt"], "use its own option (--teacher)"),
         (["train", "--set", "mosaic=5"], "--set mosaic=5: 'mosaic=5' is an invalid value"),
         (["train", "--set", "lr0=abc"], "--set lr0=abc: 'lr0=abc' is of invalid type str"),
+        # optimizer=auto, ultralytics' default, would train at its own lr0 and momentum.
+        (
+            ["train", "--set", "lr0=0.0002", "--set", "warmup_epochs=0"],
+            "--set lr0: ultralytics ignores it under optimizer=auto (the default), which "
+            "picks its own optimizer, lr0 and momentum; name the optimizer too, e.g. --set "
+            "optimizer=AdamW",
+        ),
+        (["train", "--set", "optimizer=auto", "--set", "momentum=0.8"], "--set momentum: "),
+        (["train", "--set", "warmup_bias_lr=0.05"], "--set warmup_bias_lr: ultralytics ignores"),
         (
             [*_SCORED, "--out", "{tmp}/o", "--tta"],
             "--tta, --iou and --tile change how predictions are made (with --weights)",
@@ -128,6 +138,33 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     assert result.returncode == 2
     assert message.format(tmp=tmp_path, src=src) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        (["cos_lr=true", "mosaic=0.5"], {"cos_lr": True, "mosaic": 0.5}),
+        (
+            ["optimizer=AdamW", "lr0=0.0002", "warmup_epochs=0"],
+            {"optimizer": "AdamW", "lr0": 0.0002, "warmup_epochs": 0},
+        ),
+        # The optimizer may come after the learning rate it makes count.
+        (
+            ["lr0=0.01", "momentum=0.8", "optimizer=SGD"],
+            {"lr0": 0.01, "momentum": 0.8, "optimizer": "SGD"},
+        ),
+        (["optimizer=Auto", "lr0=0.01"], "--set lr0: ultralytics ignores it under optimizer=auto"),
+        (["momentum=0.8", "lr0=0.01"], "--set lr0: ultralytics ignores it"),
+    ],
+)
+def test_training_arguments_that_optimizer_auto_would_ignore(pairs, expected):
+    from detection.train import parse_overrides
+
+    if isinstance(expected, dict):
+        assert parse_overrides(pairs) == expected
+    else:
+        with pytest.raises(ConversionError, match=re.escape(expected)):
+            parse_overrides(pairs)
 
 
 @pytest.mark.parametrize(

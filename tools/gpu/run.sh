@@ -13,7 +13,8 @@
 # TEACHER: a trained detector to distil from (`defects train --teacher`), such as
 #   weights/gpu/OTHER/best.pt left by an earlier call: s:yolo11n.yaml:320::weights/gpu/t/best.pt.
 # SETS: other training arguments, KEY=VALUE separated by commas, each given as --set (a
-#   stage from trained weights: kd:neu-det:416::t.pt:lr0=0.0002,warmup_epochs=0).
+#   stage from trained weights: kd:neu-det:416::t.pt:optimizer=AdamW,lr0=0.0002,warmup_epochs=0;
+#   lr0 counts only with an optimizer named: `defects train` refuses it alone).
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
