@@ -255,8 +255,9 @@ def _nearest(
     similarity: np.ndarray, splits: list[str] | None, candidates: int, block: int = 1024
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Each image's index and its ``candidates`` most similar others (in other splits
-    when ``splits`` is given), a block of rows at a time: a copy of the whole similarity
-    and its argsort took seven times its memory (11 GB at 20,000 images)."""
+    when ``splits`` is given), a block of rows at a time: a masked copy of the whole
+    similarity and its argsort took four times its memory (576 MB beside 144 MB on
+    6,000 generated images; 6.4 GB at 20,000)."""
     split = None if splits is None else np.asarray(splits)
     for start in range(0, len(similarity), block):
         rows = similarity[start : start + block].copy()
