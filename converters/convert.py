@@ -23,7 +23,7 @@ from converters.folders import check_output_folder, write_folder
 from converters.model import Dataset, ImageAnnotation
 from converters.overlaps import read_pictures, shifted_copies
 from converters.source import SourceDataset, read_dataset
-from converters.split import assign_splits, keep_together, merge_groups
+from converters.split import assign_splits, in_order_of, keep_together, merge_groups
 from converters.yolo import to_yolo_lines
 
 FORMAT_VERSION = 1
@@ -254,6 +254,4 @@ def _split_keeping_overlaps(
         if not new:
             break
         pairs |= new
-    order = {id(image): i for i, image in enumerate(images)}
-    groups = [sorted(group, key=lambda image: order[id(image)]) for group in overlapping]
-    return sorted(groups, key=lambda group: order[id(group[0])])
+    return in_order_of(overlapping, images)

@@ -142,8 +142,8 @@ def _window_similarity(
              for y, x in offsets], axis=1,
         )  # fmt: skip
 
-    centres = _unit(windows(cells, [(margin, margin)])[:, 0])
     fit = windows(cells, [(margin, margin), (0, 0), (0, steps - 1), (steps - 1, 0)])
+    centres = _unit(fit[:, 0])
     fit = _unit(fit.reshape(-1, fit.shape[-1]))
     if len(fit) >= 8 * _WINDOW_DIMS:
         _, _, axes = np.linalg.svd(fit - fit.mean(axis=0), full_matrices=False)

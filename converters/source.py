@@ -19,6 +19,7 @@ from converters.imagesize import (
 from converters.layouts import SourceLayout, detect_layout
 from converters.model import Dataset, ImageAnnotation
 from converters.orientation import TURNS, turn_box
+from converters.split import in_order_of
 from converters.voc import VocAnnotation, count_objects, parse_voc_xml, validate_objects
 
 KNOWN_DEFINITIONS = ("neu-det", "gc10-det")
@@ -339,9 +340,7 @@ def identical_images(images: list[ImageAnnotation]) -> list[list[ImageAnnotation
         if len(same_size) > 1:
             for image in same_size:
                 groups[image_digest(image.path)].append(image)
-    order = {id(image): i for i, image in enumerate(images)}
-    found = [sorted(g, key=lambda im: order[id(im)]) for g in groups.values() if len(g) > 1]
-    return sorted(found, key=lambda g: order[id(g[0])])
+    return in_order_of([group for group in groups.values() if len(group) > 1], images)
 
 
 def _report_not_read(layout: SourceLayout, report: Report) -> None:

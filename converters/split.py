@@ -142,3 +142,12 @@ def merge_groups(groups: list[list[ImageAnnotation]]) -> list[list[ImageAnnotati
     for key, image in seen.items():
         joined.setdefault(root(key), []).append(image)
     return list(joined.values())
+
+
+def in_order_of(
+    groups: list[list[ImageAnnotation]], images: list[ImageAnnotation]
+) -> list[list[ImageAnnotation]]:
+    """``groups``, each in the order of ``images``, ordered by their first image."""
+    order = {id(image): i for i, image in enumerate(images)}
+    ordered = [sorted(group, key=lambda image: order[id(image)]) for group in groups]
+    return sorted(ordered, key=lambda group: order[id(group[0])])

@@ -293,6 +293,9 @@ _OPTION_NAMES = {"time": "hours", "distill_model": "teacher"}
 # starting point, the steel pipeline); `--set` may not override them either.
 OWN_ARGUMENTS = _OPTIONS | {"project", "exist_ok", "pretrained", "augmentations", "trainer"}
 OWN_ARGUMENTS |= {"save_dir", "mode", "task"}
+# Ultralytics arguments its default optimizer=auto overrides: `--set` them only with an
+# optimizer named.
+_SET_BY_AUTO_OPTIMIZER = ("lr0", "momentum", "warmup_bias_lr")
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -338,9 +341,6 @@ def parse_overrides(pairs: list[str]) -> dict:
             "e.g. --set optimizer=AdamW"
         )
     return overrides
-
-
-_SET_BY_AUTO_OPTIMIZER = ("lr0", "momentum", "warmup_bias_lr")
 
 
 def _starting_model(model: str):
