@@ -49,15 +49,15 @@ workers=$(( $(nproc) / $# - 1 ))
 began=$(date +%s)
 for variant in "$@"; do
   IFS=: read -r name model imgsz kill teacher sets <<<"$variant"
-  # plots=False: the polars stand-in (tools/gpu/shim) has no data frame for ultralytics'
-  # results plot, which the ft416 call (2026-12-04) logged as "ERROR ... Plotting error";
-  # defects evaluate draws the report's plots.
   overrides=()
   IFS=, read -r -a pairs <<<"${sets:-}"
   for pair in "${pairs[@]}"; do overrides+=(--set "$pair"); done
   mkdir -p weights/gpu/"$name"
   [ "$model" = resume ] || rm -f weights/gpu/"$name"/{train,console}.log  # a paused run's go on
   ( set +e; (
+    # plots=False: the polars stand-in (tools/gpu/shim) has no data frame for ultralytics'
+    # results plot, which the ft416 call (2026-12-04) logged as "ERROR ... Plotting error";
+    # defects evaluate draws the report's plots.
     train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
       --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0
       ${teacher:+--teacher "$teacher"} --set plots=False "${overrides[@]}")
