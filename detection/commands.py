@@ -276,32 +276,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from detection.predict import collect_images, export_onnx
+    from detection.predict import collect_images, cpu_flags, export_onnx, lacks_vnni
     from detection.weights import load_yolo, resolve_weights
 
     weights = resolve_weights(args.weights)
     if is_released(weights):
         # A release ships its exports; writing them again would change tracked files.
         shipped = weights.with_suffix(".int8.onnx" if args.int8 else ".onnx")
-        if args.imgsz or not shipped.is_file():
+        if args.imgsz or args.int8_bits == 8 or not shipped.is_file():
             from converters.errors import ConversionError
 
             raise ConversionError(
                 f"{weights}: released models are not re-exported in place ({shipped.name} "
-                "is shipped at the training size or not at all); copy model.pt out of "
+                "is shipped at the training size, in 7 bits, or not at all); copy model.pt out of "
                 f"{MODELS_DIR} and export the copy"
             )
         load_yolo(weights, "detect")
         stderr_console().print(f"Released with its export: {shipped}")
         return 0
 
+    if args.int8_bits and not args.int8:
+        from converters.errors import ConversionError
+
+        raise ConversionError("--int8-bits is the int8 export's: give --int8 too")
     calibration = collect_images(args.calibration)[: args.calibration_images] if args.int8 else None
     if args.int8 and not calibration:
         from converters.errors import ConversionError
 
         raise ConversionError("--int8 needs --calibration images (a folder of real images)")
-    path = export_onnx(args.weights, args.imgsz, calibration)
+    bits = args.int8_bits or 7
+    path = export_onnx(args.weights, args.imgsz, calibration, bits)
     stderr_console().print(f"Exported {path}")
+    if bits == 8 and lacks_vnni(cpu_flags()):
+        stderr_console().print(
+            f"note: {path.name} has 8-bit weights, which this CPU (no VNNI) cannot run "
+            "without overflowing; it runs on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX)"
+        )
     return 0
 
 
@@ -849,6 +859,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         type=POSITIVE_INT,
         default=200,
         help="at most this many calibration images (200)",
+    )
+    export.add_argument(
+        "--int8-bits",
+        type=int,
+        choices=(7, 8),
+        help="the int8 weights' bits: 7 (default) runs alike on every CPU; 8 loses less "
+        "accuracy but overflows on CPUs without VNNI, which refuse it",
     )
     export.set_defaults(func=cmd_export)
 
