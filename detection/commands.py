@@ -286,10 +286,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.imgsz or args.int8_bits == 8 or not shipped.is_file():
             from converters.errors import ConversionError
 
+            how = "at the training size, in 7 bits," if args.int8 else "at the training size"
             raise ConversionError(
                 f"{weights}: released models are not re-exported in place ({shipped.name} "
-                "is shipped at the training size, in 7 bits, or not at all); copy model.pt out of "
-                f"{MODELS_DIR} and export the copy"
+                f"is shipped {how} or not at all); copy model.pt out of {MODELS_DIR} and "
+                "export the copy"
             )
         load_yolo(weights, "detect")
         stderr_console().print(f"Released with its export: {shipped}")

@@ -1138,8 +1138,8 @@ def test_int8_bits_usage_errors(trained: Path, tmp_path: Path, capsys, argv, mes
     shutil.copyfile(trained / "best.pt", weights)
     try:
         code = main(["export", "--weights", str(weights), *argv])
-    except SystemExit as exit:  # argparse's own usage errors
-        code = exit.code
+    except SystemExit as usage_error:  # argparse's own
+        code = usage_error.code
     assert code == 2 and message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]  # nothing exported
 
