@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from converters.errors import ConversionError
 from detection.console import (
     COUNT,
     POSITIVE_INT,
@@ -60,8 +61,6 @@ def _print_skipped(
 def _check_any_read(summary: dict, sources: list[Path]) -> None:
     """A run that could read none of its images failed, whatever it wrote (errors.json):
     a script checking the exit status must not take it for a day without defects."""
-    from converters.errors import ConversionError
-
     if summary["images"] == 0:
         raise ConversionError(
             f"no readable images in {', '.join(map(str, sources))} "
@@ -93,7 +92,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from converters.errors import ConversionError
     from converters.folders import check_output_folder
     from detection.evaluate import evaluate_files, evaluate_model, evaluate_results_on_split
     from detection.report import REPORT_MARKER
@@ -284,8 +282,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         # A release ships its exports; writing them again would change tracked files.
         shipped = weights.with_suffix(".int8.onnx" if args.int8 else ".onnx")
         if args.imgsz or args.int8_bits == 8 or not shipped.is_file():
-            from converters.errors import ConversionError
-
             how = "at the training size, in 7 bits," if args.int8 else "at the training size"
             raise ConversionError(
                 f"{weights}: released models are not re-exported in place ({shipped.name} "
@@ -297,13 +293,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
 
     if args.int8_bits and not args.int8:
-        from converters.errors import ConversionError
-
         raise ConversionError("--int8-bits is the int8 export's: give --int8 too")
     calibration = collect_images(args.calibration)[: args.calibration_images] if args.int8 else None
     if args.int8 and not calibration:
-        from converters.errors import ConversionError
-
         raise ConversionError("--int8 needs --calibration images (a folder of real images)")
     bits = args.int8_bits or 7
     path = export_onnx(args.weights, args.imgsz, calibration, bits)
@@ -370,7 +362,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from converters.errors import ConversionError
     from detection import review
 
     console = stderr_console()
@@ -534,7 +525,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from converters.errors import ConversionError
     from converters.folders import check_output_folder
     from detection.compare import compare
     from detection.evaluate import (

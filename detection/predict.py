@@ -798,17 +798,13 @@ def lacks_vnni(flags: set[str]) -> bool:
     return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
-def check_int8_weights(path: Path) -> None:
-    """Refuses an int8 export whose weights use 8 bits (made before :func:`quantize_int8`
-    kept them in 7), for a CPU without VNNI, where they saturate.
-
-    Raises:
-        WeightsError: Some int8 weight lies outside -64..64.
-    """
+def largest_int8_weight(path: Path) -> int:
+    """The largest magnitude among an ONNX model's int8 weights (0 where it has none): at
+    most 64 in 7 bits (:func:`quantize_int8`'s default), up to 127 in 8."""
     import onnx
     from onnx import numpy_helper
 
-    largest = max(
+    return max(
         (
             int(np.abs(numpy_helper.to_array(tensor).astype(np.int16)).max())
             for tensor in onnx.load(str(path)).graph.initializer
@@ -816,7 +812,17 @@ def check_int8_weights(path: Path) -> None:
         ),
         default=0,
     )
-    if largest > 64:
+
+
+def check_int8_weights(path: Path) -> None:
+    """Refuses an int8 export whose weights use 8 bits (``export --int8-bits 8``, or made
+    before :func:`quantize_int8` kept them in 7 by default), for a CPU without VNNI,
+    where they saturate.
+
+    Raises:
+        WeightsError: Some int8 weight lies outside -64..64.
+    """
+    if largest_int8_weight(path) > 64:
         raise WeightsError(
             f"{path}: an int8 export with 8-bit weights, which ONNX Runtime's int8 kernels "
             "overflow on this CPU (no VNNI; the released NEU-DET model lost 0.119 mAP50 so); "

@@ -1077,17 +1077,6 @@ def test_an_8_bit_int8_export_is_refused_on_a_cpu_without_vnni(
     assert OnnxDetector(eight).takes_pixels
 
 
-def _largest_int8_weight(path: Path) -> int:
-    import onnx
-    from onnx import numpy_helper
-
-    return max(
-        int(np.abs(numpy_helper.to_array(t).astype(np.int16)).max())
-        for t in onnx.load(str(path)).graph.initializer
-        if t.data_type == onnx.TensorProto.INT8 and t.dims
-    )
-
-
 def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
     trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
 ):
@@ -1096,7 +1085,7 @@ def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
     without VNNI is told so when it exports one, and refuses to run it."""
     import detection.predict
     from detection.cli import main
-    from detection.predict import OnnxDetector, quantize_int8
+    from detection.predict import OnnxDetector, largest_int8_weight, quantize_int8
 
     weights = tmp_path / "best.pt"
     shutil.copyfile(trained / "best.pt", weights)
@@ -1107,7 +1096,7 @@ def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
     note = capsys.readouterr().err
     assert "best.int8.onnx has 8-bit weights" in note and "no VNNI" in note
     eight = tmp_path / "best.int8.onnx"
-    assert _largest_int8_weight(eight) == 127  # symmetric per channel: the full range
+    assert largest_int8_weight(eight) == 127  # symmetric per channel: the full range
     with pytest.raises(WeightsError, match="8-bit weights"):
         OnnxDetector(eight)
     monkeypatch.setattr(detection.predict, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
@@ -1116,7 +1105,7 @@ def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
     # The default is 7 bits, as before; the same calibration otherwise.
     assert main(export) == 0
     assert "8-bit" not in capsys.readouterr().err
-    assert _largest_int8_weight(eight) == 64
+    assert largest_int8_weight(eight) == 64
     at_seven = OnnxDetector(eight)([image], conf=0.0)[0]
     assert at_eight.scores.size and at_seven.scores.size
     assert not np.array_equal(at_eight.scores[:10], at_seven.scores[:10])
