@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import threading
 import time
 from collections import Counter
@@ -47,7 +49,8 @@ def load_fiftyone():
     the service's arguments between those two, so that neither this FiftyOne nor one
     elsewhere attaches to a service of another folder; the service skips a flag it does
     not know with its value (``fiftyone/service/main.py``). Call this before the first
-    database use (FiftyOne starts the service then, not on import).
+    database use: it patches the service's arguments, then connects (FiftyOne starts the
+    service at the first connection, not on import).
     """
     import fiftyone as fo
     from fiftyone.core.service import DatabaseService
@@ -57,7 +60,48 @@ def load_fiftyone():
         return ["--51-service", service.service_name, "--database-dir", folder, "--multi"]
 
     DatabaseService._service_args = property(service_args)
+    _connect_database(fo)
     return fo
+
+
+def _connect_database(fo) -> None:
+    """Connects FiftyOne to its database now (it would at the first use); the error says
+    where it tried, why that failed, and where mongod's log is.
+
+    When FiftyOne runs our mongod, a failed try is followed by a second one with the port
+    asked of FiftyOne's service again. A review in a full test run failed once with
+    FiftyOne's bare "Could not connect to `mongod`": its mongod's log shows it listening
+    0.3 s after its start and no connection in the 30 s pymongo waits, so the client
+    tried another port or none (not reproduced in 20 reviews under load). A team's URI
+    is tried once: a second try would only double the wait.
+    """
+    from fiftyone.core.odm import database
+
+    service = None
+    for attempt in range(2):
+        try:
+            database._connect()
+            return
+        except ConnectionError as error:
+            failed = error
+        database._disconnect()
+        service = database._db_service
+        if service is None or attempt:
+            break
+        port = service.port
+        database._connection_kwargs["port"] = port
+        os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(port)
+    kwargs = database._connection_kwargs
+    # A team's URI without its password, if it holds one.
+    where = re.sub(r"//[^@/]*@", "//", kwargs.get("host") or "") or (
+        f"localhost:{kwargs.get('port', 27017)}"
+    )
+    reason = str(failed.__cause__ or failed).split(" (configured timeouts")[0]
+    log = Path(fo.config.database_dir) / "log" / "mongo.log"
+    raise ConnectionError(
+        f"FiftyOne could not connect to its database at {where}"
+        + (f", tried twice: {reason} (mongod's log: {log})" if service else f": {reason}")
+    ) from failed
 
 
 def from_detections(detections, width: int, height: int, keep) -> list[Box]:

@@ -532,6 +532,59 @@ def test_a_review_keeps_to_its_own_database_folder(tmp_path: Path):
         assert "held-in-a" not in listed("c", "plain")  # nor does FiftyOne elsewhere
 
 
+# FiftyOne's service answers with a port nothing listens on (the first N times it is
+# asked), as when its client once tried another port than its mongod's (detection.review
+# ._connect_database); argv: N, the closed port.
+MISLEAD_THE_CLIENT = """
+import json, sys
+from detection.cli import main
+from fiftyone.core.odm import database
+from fiftyone.core.service import DatabaseService
+
+database._connection_kwargs["serverSelectionTimeoutMS"] = 1500  # not pymongo's 30 s
+asked = []
+real = DatabaseService.port.fget
+
+
+def port(service):
+    asked.append(service)
+    return int(sys.argv[2]) if len(asked) <= int(sys.argv[1]) else real(service)
+
+
+DatabaseService.port = property(port)
+code = main(["review", "export", "--name", "absent", "--out", "unused"])
+print(json.dumps({"code": code, "asked": len(asked)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("misled", "code", "said"),
+    [
+        (1, 2, "no review dataset named 'absent'"),  # the second try connects
+        (2, 2, "FiftyOne could not connect to its database at localhost:{port}, tried twice"),
+    ],
+)
+def test_a_client_sent_to_the_wrong_port_asks_again(
+    misled: int, code: int, said: str, tmp_path: Path
+):
+    env = {
+        **os.environ,
+        "FIFTYONE_DATABASE_DIR": str(tmp_path / "db"),
+        "FIFTYONE_DEFAULT_DATASET_DIR": str(tmp_path / "datasets"),
+    }
+    port = _free_port()
+    argv = [sys.executable, "-c", MISLEAD_THE_CLIENT, str(misled), str(port)]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+    # Asked twice: for the first try, and again for the second.
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"code": code, "asked": 2}
+    error = result.stderr.strip().splitlines()[-1]
+    assert said.format(port=port) in error, result.stderr[-3000:]
+    if misled == 2:  # pymongo's reason, one line, and where mongod logs
+        assert "Connection refused" in error and "Timeout" not in error
+        assert f"(mongod's log: {tmp_path / 'db' / 'log' / 'mongo.log'})" in error
+    assert not (tmp_path / "unused").exists()
+
+
 def test_a_copy_across_splits_is_found(
     reviewed: dict, trained: Path, tiny_data: Path, fiftyone_env: dict
 ):
