@@ -382,6 +382,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.predictions and (args.tta or args.iou != NMS_IOU or args.tile):
         raise ConversionError(SETTINGS_NEED_WEIGHTS)
     name = args.name or f"defects-{Path(args.data).resolve().name}"
+    if not args.no_launch:
+        review.check_app_address(args.address, args.port)
     summary = review.prepare(
         args.data,
         name,

@@ -13,6 +13,7 @@ the converters' writers (VOC, YOLO or COCO).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -753,9 +754,50 @@ def prepare(
     return summary
 
 
+def check_app_address(address: str, port: int) -> None:
+    """Refuses an App ``address:port`` this machine cannot listen on, before a review's
+    work: FiftyOne finds out only when it launches the App, after the predictions, in a
+    60 s wait and a traceback (``ServiceListenTimeout``). Where the port holds another
+    FiftyOne App, FiftyOne would show the dataset through that App, whose database may be
+    another project's (:func:`load_fiftyone`), so that is refused too.
+
+    Both asked: whether the address is this machine's and free to bind, then whether
+    anything answers there (a bind alone can succeed beside a listener: on a wildcard
+    address, or in a sandboxed network stack).
+    """
+    import socket
+
+    in_use = ConversionError(
+        f"the App cannot listen on {address}:{port}: the port is in use (a FiftyOne App "
+        "still open, or another program); close it, or choose another with --port"
+    )
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the App's server
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise in_use from error
+            raise ConversionError(
+                f"the App cannot listen on {address}:{port}: {error.strerror or error} "
+                "(--address is one of this machine's addresses: 127.0.0.1 by default, "
+                "0.0.0.0 for all)"
+            ) from error
+    # The address is this machine's (bound above), so this connection stays on it.
+    answering = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    try:
+        socket.create_connection((answering, port), timeout=2).close()
+    except OSError:
+        return  # nothing answers there
+    raise in_use
+
+
 def launch(name: str, port: int = 5151, address: str = "127.0.0.1", view: str | None = None):
     """Opens the App on ``address:port`` (loopback by default) and serves until Ctrl-C."""
     import signal
+
+    from fiftyone.core.service import ServiceListenTimeout
 
     def stop(_signum, _frame):
         raise KeyboardInterrupt
@@ -767,8 +809,15 @@ def launch(name: str, port: int = 5151, address: str = "127.0.0.1", view: str | 
     fo = load_fiftyone()
     dataset = fo.load_dataset(name)
     shown = dataset.load_saved_view(view) if view else None
-    session = fo.launch_app(dataset, view=shown, port=port, address=address, auto=False)
-    print(f"FiftyOne App: http://{address}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        session = fo.launch_app(dataset, view=shown, port=port, address=address, auto=False)
+    except ServiceListenTimeout as error:  # taken since check_app_address
+        raise ConversionError(
+            f"the App could not listen on {address}:{port} (taken since the review began?): "
+            "run it again with another --port; the dataset is kept, with its tags"
+        ) from error
+    host = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
+    print(f"FiftyOne App: http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     try:
         session.wait(-1)
     except KeyboardInterrupt:

@@ -700,6 +700,60 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
     assert found["view"] == reviewed["mistakes"]["images"]
 
 
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("taken", "the port is in use (a FiftyOne App still open, or another program)"),
+        ("0.0.0.0 taken", "the port is in use"),  # bound by a listener on loopback only
+        # A documentation address (RFC 5737): not this machine's, and nothing is sent.
+        ("192.0.2.1", "Cannot assign requested address (--address is one of this machine's"),
+    ],
+)
+def test_an_app_address_it_cannot_listen_on_is_refused_before_the_work(
+    where: str, said: str, tiny_data: Path, trained: Path, tmp_path: Path
+):
+    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "db")}
+    address = where.removesuffix(" taken") if where != "taken" else "127.0.0.1"
+    with socket.socket() as listener:  # another program on the port, on loopback
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
+        argv += ["--address", address, "--port", str(port if "taken" in where else 5151)]
+        result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"defects review: error: the App cannot listen on {address}:")
+    assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "db").exists()  # refused before any database or prediction
+
+
+def test_an_app_port_taken_while_the_review_worked_is_one_clear_line(
+    reviewed: dict, fiftyone_env: dict
+):
+    found = _python(
+        """
+        import json
+        from fiftyone.core.service import ServiceListenTimeout
+        from converters.errors import ConversionError
+        from detection.review import launch, load_fiftyone
+
+        def taken(*args, **kwargs):  # as FiftyOne's server start fails, after its 60 s
+            raise ServiceListenTimeout("fiftyone.core.service.ServerService", 5151)
+
+        load_fiftyone().launch_app = taken
+        try:
+            launch("review-test")
+        except ConversionError as error:
+            print(json.dumps(str(error)))
+    """,
+        fiftyone_env,
+    )
+    assert found == (
+        "the App could not listen on 127.0.0.1:5151 (taken since the review began?): run "
+        "it again with another --port; the dataset is kept, with its tags"
+    )
+
+
 def test_app_in_headless_chromium(
     tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
 ):
