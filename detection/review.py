@@ -73,7 +73,7 @@ def _connect_database(fo) -> None:
     asked of FiftyOne's service again. A review in a full test run failed once with
     FiftyOne's bare "Could not connect to `mongod`": its mongod's log shows it listening
     0.3 s after its start and no connection in the 30 s pymongo waits, so the client
-    tried another port or none (not reproduced in 20 reviews under load). A team's URI
+    tried another port or none (not reproduced in 106 reviews under load). A team's URI
     is tried once: a second try would only double the wait.
     """
     from fiftyone.core.odm import database
