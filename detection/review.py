@@ -398,9 +398,34 @@ def _open_database(name: str) -> tuple[bool, float]:
     A cold start is a slow step of a review: importing FiftyOne here, then FiftyOne's
     database service, a second interpreter, imports it again before it runs mongod (about
     9 s on this machine with bytecode). None of it needs the model, so it runs beside the
-    predictions.
+    predictions. A new dataset's name is checked here too, so that a name FiftyOne would
+    refuse stops the predictions instead of ending them in a traceback.
     """
-    return load_fiftyone().dataset_exists(name), time.perf_counter()
+    fo = load_fiftyone()
+    exists = fo.dataset_exists(name)
+    if not exists:
+        _check_new_dataset_name(fo, name)
+    return exists, time.perf_counter()
+
+
+def _check_new_dataset_name(fo, name: str) -> None:
+    """Refuses a name FiftyOne would refuse when it creates the dataset: one with no
+    letter or digit, over its length, or whose slug (its name in the App's URLs) is
+    another dataset's (FiftyOne's ``_validate_dataset_name``, by its public parts)."""
+    from fiftyone.core.utils import to_slug
+
+    try:
+        slug = to_slug(name)
+    except ValueError as error:
+        raise ConversionError(
+            f"--name {name!r}: FiftyOne cannot name a dataset so: {error}"
+        ) from error
+    clash = next((other for other in fo.list_datasets() if to_slug(other) == slug), None)
+    if clash is not None:
+        raise ConversionError(
+            f"--name {name!r}: its name in FiftyOne's URLs, {slug!r}, is already that of "
+            f"the dataset {clash!r}; choose another name, or --name {clash!r} to reopen it"
+        )
 
 
 def evaluate(dataset, split: str = "val") -> dict:
@@ -614,6 +639,8 @@ def prepare(
                 # Started once the first batch is through, so every import prediction
                 # needs is done and the two threads never import the same modules at once.
                 database = _in_background(_open_database, name)
+            elif database.done() and database.exception() is not None:
+                break  # raised below, without predicting the rest for nothing
             elif (
                 not rebuild
                 and database.done()

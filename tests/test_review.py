@@ -701,6 +701,36 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
 
 
 @pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (" ", "--name ' ': FiftyOne cannot name a dataset so: ' ' has invalid slug"),
+        # The App's URLs name datasets by slug: "Review Test" would be review-test's.
+        (
+            "Review Test",
+            "--name 'Review Test': its name in FiftyOne's URLs, 'review-test', is already "
+            "that of the dataset 'review-test'; choose another name, or --name "
+            "'review-test' to reopen it",
+        ),
+    ],
+)
+def test_a_dataset_name_fiftyone_would_refuse_is_one_line(
+    name: str, said: str, reviewed: dict, tiny_data: Path, trained: Path, fiftyone_env: dict
+):
+    argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
+    argv += ["--name", name, "--no-launch"]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, env=fiftyone_env)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"defects review: error: {said}"), result.stderr[-3000:]
+    assert result.stderr.count("\n") == 1  # one line, no traceback
+    found = _python(
+        "import json\nfrom detection.review import load_fiftyone\n"
+        "print(json.dumps(load_fiftyone().list_datasets()))",
+        fiftyone_env,
+    )
+    assert name not in found and "review-test" in found
+
+
+@pytest.mark.parametrize(
     ("where", "said"),
     [
         ("taken", "the port is in use (a FiftyOne App still open, or another program)"),
