@@ -604,6 +604,12 @@ def prepare(
     source = read_source(Path(data))
     classes, images, labelled = source.classes, source.images, source.labelled
     database, detector, predictions = None, None, None
+    present = sorted({image.split for image in images if image.split}, key=SPLITS.index)
+    if labelled and (weights or results) and split not in present:  # before predicting
+        raise ConversionError(
+            f"{data}: no '{split}' images to evaluate (--split; its splits: "
+            f"{', '.join(present) or 'none'})"
+        )
     if results is not None:
         if weights is not None:
             raise ConversionError("review takes --weights or --predictions, not both")

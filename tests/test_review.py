@@ -700,6 +700,22 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
     assert found["view"] == reviewed["mistakes"]["images"]
 
 
+def test_a_split_the_data_lacks_is_refused_before_the_work(
+    tiny_data: Path, trained: Path, tmp_path: Path
+):
+    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "db")}
+    argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
+    result = subprocess.run(
+        [*DEFECTS, *argv, "--split", "test", "--no-launch"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"defects review: error: {tiny_data}: no 'test' images to evaluate (--split; its "
+        "splits: train, val)\n"
+    )
+    assert not (tmp_path / "db").exists()  # no database, no prediction
+
+
 @pytest.mark.parametrize(
     ("name", "said"),
     [
