@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -32,11 +33,20 @@ def check_output_folder(out: Path, marker: str, source_root: Path | None = None)
     Raises:
         ConversionError: Naming the folder and why.
         NotADirectoryError: ``out`` lies under a file.
+        OSError: Naming ``out``, where the folder cannot be built (a read-only or
+            virtual file system, no permission): said before the work, not after it.
     """
     given = Path(out)
     existing = next((p for p in given.absolute().parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(given))
+    if existing is not None:  # where write_folder builds it (creating the folders between)
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=f".{given.name}.check-", dir=existing))
+        except OSError as error:
+            raise OSError(
+                error.errno, f"cannot be written: {error.strerror}", str(given)
+            ) from error
     if given.exists() and not given.is_dir():
         raise ConversionError(f"{given}: exists and is not a folder (an output folder)")
     out = given.resolve()

@@ -105,6 +105,16 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             [*_SCORED, "--out", "{src}/IMAGES/patches_0.jpg/report", "--bootstrap", "0"],
             "patches_0.jpg/report: Not a directory",
         ),
+        # Where nothing can be written (/proc, a virtual file system): said before the
+        # work, naming the output (it named a temporary folder beside it, after the work).
+        (
+            [*_SCORED, "--out", "/proc/defects-report", "--bootstrap", "0"],
+            "/proc/defects-report: cannot be written: No such file or directory",
+        ),
+        (
+            ["convert", "{src}", "--out", "/proc/defects-converted"],
+            "/proc/defects-converted: cannot be written: No such file or directory",
+        ),
         # The VOC dataset itself where a converted one is wanted: the command to convert it.
         (
             ["evaluate", "--weights", "neu-det", "--data", "{src}", "--out", "{tmp}/o"],
