@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from converters.errors import ConversionError
+from converters.folders import check_output_folder
 from detection.boxes import iou_matrix
 from detection.evaluate import (
     evaluate_model,
@@ -38,7 +39,13 @@ from detection.evaluate import (
     prediction_settings,
 )
 from detection.report import _clean, _fmt, _xyxy
-from detection.splits import field_of_view, split_images, training_digests, training_record
+from detection.splits import (
+    CARD,
+    field_of_view,
+    split_images,
+    training_digests,
+    training_record,
+)
 from detection.train import (
     OWN_ARGUMENTS,
     STEEL_ARGUMENTS,
@@ -583,6 +590,10 @@ def release(
     from detection.predict import INT8_QUANTISATION, export_onnx, quantize_int8
 
     check_name(name, "release")  # its folder is replaced whole, at the end
+    target = Path(models_dir) / name
+    # Before the work (42 minutes for NEU-DET): a folder there that is no release, and a
+    # place nothing can be written to, are said now, not after it.
+    check_output_folder(target, CARD)
     runs = [Path(run) for run in runs]
     released_before = _released_card(runs[-1])
     if released_before is not None and len(runs) > 1:
@@ -595,7 +606,6 @@ def release(
     data_yaml = resolve_data(data)
     root = data_yaml.parent
     manifest = json.loads((root / "manifest.json").read_text())
-    target = Path(models_dir) / name
     staging = Path(tempfile.mkdtemp(prefix=f"defects-release-{name}-"))
     try:
         release_dir = staging / name

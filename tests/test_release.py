@@ -613,6 +613,34 @@ def test_review_by_released_name(tiny_data: Path, tmp_path: Path):
     assert "Dataset 'released'" in result.stderr
 
 
+def test_a_release_replaces_only_a_release_and_says_so_before_the_work(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    import detection.release
+
+    def evaluated(*args, **kwargs):
+        pytest.fail("the release evaluated before refusing")
+
+    monkeypatch.setattr(detection.release, "evaluate_model", evaluated)
+    argv = ["release", "--run", str(trained), "--data", str(tiny_data), "--name", "tiny"]
+    # A folder of the user's own under the name: the release would have deleted it,
+    # after its work (42 minutes for NEU-DET).
+    mine = tmp_path / "models" / "tiny"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    assert main([*argv, "--models-dir", str(mine.parent)]) == 2
+    error = capsys.readouterr().err
+    assert f"{mine}: a folder with files of its own (no card.json, which marks" in error
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    # Where nothing can be written (/proc, a virtual file system).
+    assert main([*argv, "--models-dir", "/proc/defects-models"]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        "defects release: error: /proc/defects-models/tiny: cannot be written: "
+        "No such file or directory\n"
+    )
+
+
 def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Path, tmp_path: Path):
     models = tmp_path / "models"
     common = ["--data", str(tiny_data), "--models-dir", str(models)]
