@@ -102,8 +102,10 @@ def _write_tree(
             indent=None,
         )
 
-    data_yaml = {"path": str(out)}
-    data_yaml.update({split: f"images/{split}" for split in splits})
+    # No `path`: ultralytics then reads the images beside data.yaml, wherever the output
+    # is moved or copied. An absolute one sent a copy's training to the original's images
+    # and labels, while evaluate scored the copy's ground truth.
+    data_yaml = {split: f"images/{split}" for split in splits}
     data_yaml["names"] = dict(enumerate(dataset.classes))
     (tmp / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
 

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
@@ -79,7 +81,28 @@ def resolve_data(data: Path) -> Path:
         raise ConversionError(
             f"{data}: no data.yaml here; run `defects convert SRC --out DIR` first"
         )
-    return data.resolve()
+    data = data.resolve()
+    _check_own_images(data)
+    return data
+
+
+def _check_own_images(data_yaml: Path) -> None:
+    """Refuses a converter output whose ``data.yaml`` sends ultralytics to another
+    folder's images: converters before 2026-12-04 wrote an absolute ``path``, so a moved
+    or copied output trained on the original's images and labels (and ultralytics' val
+    scored them) while our evaluation read the copy's ground truth."""
+    if not (data_yaml.parent / "manifest.json").is_file():
+        return  # not ours: a YOLO dataset's path is its own business (Roboflow's ../)
+    try:
+        given = yaml.safe_load(data_yaml.read_text()).get("path")
+    except (yaml.YAMLError, AttributeError, OSError):
+        return  # ultralytics' own check names what is wrong with the file
+    if given and Path(given).is_absolute() and Path(given).resolve() != data_yaml.parent:
+        raise ConversionError(
+            f"{data_yaml}: its 'path: {given}' sends training to that folder's images and "
+            f"labels, not to the ones beside it (the output was moved or copied); delete "
+            "the path line (it is then this folder), or convert again"
+        )
 
 
 def recipe_for(data_yaml: Path) -> dict:

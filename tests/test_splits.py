@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from converters.convert import convert
 from converters.definitions import load_definition
+from converters.errors import ConversionError
 from converters.source import image_digest
 from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
@@ -25,6 +27,7 @@ from detection.splits import (
     split_images,
     training_record,
 )
+from detection.train import resolve_data
 from tests.conftest import DEFECTS
 
 pytestmark = pytest.mark.slow
@@ -159,6 +162,31 @@ def test_compare_says_it_of_each_model_and_warns(
     assert [m["seen_in_training"]["images"] for m in report["models"]] == [expected] * 2
     assert "**a, seen in training:** the model was trained on" in result.stdout
     assert f"b Seen in training: the model was trained on {expected} of" in result.stderr
+
+
+def test_a_moved_output_is_read_from_where_it_lies(tiny_data: Path, tmp_path: Path):
+    # Moved or copied (say, to correct its labels): ultralytics lists the copy's images,
+    # since data.yaml names no path (an absolute one sent the copy's training to the
+    # original's images and labels, while evaluate read the copy's ground truth).
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_data, copy, symlinks=True)
+    assert "path" not in yaml.safe_load((copy / "data.yaml").read_text())
+    for split in ("train", "val"):
+        images, data = split_images(resolve_data(copy), split)
+        assert Path(data[split]) == copy / "images" / split
+        assert sorted(images) == sorted((copy / "images" / split).iterdir())
+    # An output converted before, copied: its absolute path names the original. Refused,
+    # naming it; at its own place the same line is harmless.
+    (copy / "data.yaml").write_text(f"path: {tiny_data}\n{(copy / 'data.yaml').read_text()}")
+    with pytest.raises(ConversionError) as refused:
+        resolve_data(copy)
+    assert str(refused.value) == (
+        f"{copy / 'data.yaml'}: its 'path: {tiny_data}' sends training to that folder's "
+        "images and labels, not to the ones beside it (the output was moved or copied); "
+        "delete the path line (it is then this folder), or convert again"
+    )
+    (copy / "data.yaml").write_text(f"path: {copy}\n{(tiny_data / 'data.yaml').read_text()}")
+    assert resolve_data(copy) == copy / "data.yaml"
 
 
 def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path):
