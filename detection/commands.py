@@ -91,11 +91,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_for(given: str | None, weights: Path | list[Path] | None) -> str:
+    """``--backend`` as given, or the one the weights call for: ``onnx`` when every file
+    given is an ``.onnx`` export (which torch cannot run), else ``torch``."""
+    if given is not None:
+        return given
+    files = weights if isinstance(weights, list) else [weights] if weights else []
+    return "onnx" if files and all(str(w).endswith(".onnx") for w in files) else "torch"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from converters.folders import check_output_folder
     from detection.evaluate import evaluate_files, evaluate_model, evaluate_results_on_split
     from detection.report import REPORT_MARKER
 
+    args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if args.predictions or args.gt:
@@ -228,6 +238,7 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from detection.predict import predict
 
+    args.backend = _backend_for(args.backend, args.weights)
     conf, iou = args.conf, args.iou
     if isinstance(conf, str):  # operating points from an evaluation of these weights
         from detection.evaluate import best_f1_confidences
@@ -539,6 +550,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from detection.report import REPORT_MARKER
 
+    args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     settings = None  # results files are scored as they are: their settings are unknown
@@ -758,8 +770,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="the file scored: the .pt (torch) or its onnx / onnx-int8 export",
+        help="the file scored: the .pt (torch) or its onnx / onnx-int8 export (default: "
+        "torch; onnx for an .onnx file)",
     )
     evaluate.add_argument(
         "--no-ultralytics",
@@ -802,9 +814,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="onnx: ONNX Runtime, the fast CPU path (exports if needed); onnx-int8: its "
-        "int8 export, faster still (released models ship it)",
+        help="torch (the default; onnx for an .onnx file); onnx: ONNX Runtime, the fast CPU "
+        "path (exports if needed); onnx-int8: its int8 export, faster still (released "
+        "models ship it)",
     )
     predict.add_argument(
         "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
@@ -998,9 +1010,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="with --weights: torch, onnx or onnx-int8 (int8 against fp32: give the .onnx "
-        "and .int8.onnx files with --backend onnx)",
+        help="with --weights: torch (the default; onnx when every file is an .onnx), onnx "
+        "or onnx-int8 (int8 against fp32: give the .onnx and .int8.onnx files)",
     )
     compare.add_argument("--out", type=Path, required=True, help="report folder")
     _add_bootstrap_arguments(compare)

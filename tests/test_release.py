@@ -568,6 +568,19 @@ def test_predict_by_released_name_from_any_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 
+def test_an_onnx_file_is_run_by_onnx_runtime_unasked(neu_det: Path, capsys):
+    # The backend follows the file: torch cannot run an .onnx export; said otherwise, it
+    # is still refused.
+    image, low = str(sorted((neu_det / "IMAGES").iterdir())[0]), ["--conf", "0.01"]
+    assert main(["predict", image, *low, "--weights", str(RELEASED / "model.onnx")]) == 0
+    unasked = capsys.readouterr().out
+    assert main(["predict", image, *low, "--weights", "neu-det", "--backend", "onnx"]) == 0
+    assert capsys.readouterr().out == unasked and unasked
+    argv = ["predict", image, "--weights", str(RELEASED / "model.onnx"), "--backend", "torch"]
+    assert main(argv) == 2
+    assert "model.onnx: an ONNX file needs --backend onnx" in capsys.readouterr().err
+
+
 def test_every_command_takes_the_released_name(
     tiny_data: Path, tmp_path: Path, monkeypatch, capsys
 ):
