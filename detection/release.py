@@ -208,8 +208,8 @@ def teacher_stages(teacher: Path, data: Path | None = None) -> list[dict] | None
         data: As for :func:`training_stage`.
     """
     folder = _as_recorded(teacher).parent
-    if (folder / "card.json").is_file():
-        return json.loads((folder / "card.json").read_text())["stages"]
+    if (folder / CARD).is_file():
+        return json.loads((folder / CARD).read_text())["stages"]
     if (folder / "args.yaml").is_file() and (folder / "results.csv").is_file():
         return [*earlier_stages(folder), training_stage(folder, data)]
     return None
@@ -219,7 +219,7 @@ def earlier_stages(first_run: Path) -> list[dict]:
     """The stages of the released model a run started from (from its card), so a model
     trained in several stages on several machines keeps its whole history."""
     start = _as_recorded(Path(yaml.safe_load((first_run / "args.yaml").read_text())["model"]))
-    card = start.parent / "card.json"
+    card = start.parent / CARD
     if start.name != "model.pt" or not card.is_file():
         return []
     stages = json.loads(card.read_text())["stages"]
@@ -536,7 +536,7 @@ def _keep_exports(target: Path, release_dir: Path) -> list[Path]:
 
 def _released_card(folder: Path) -> dict | None:
     """The card of a released model's folder (``models/NAME``); None for a training run."""
-    card = folder / "card.json"
+    card = folder / CARD
     if not (card.is_file() and (folder / "model.pt").is_file()):
         return None
     return json.loads(card.read_text())
@@ -728,7 +728,7 @@ def release(
             "weaknesses": weaknesses,
         }
         card = _clean(card)  # NaN (a class never detected) becomes null
-        (release_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (release_dir / CARD).write_text(json.dumps(card, indent=2) + "\n")
         (release_dir / "card.md").write_text(card_markdown(card))
         check_release_size(release_dir, max_mb)
         if target.exists():
