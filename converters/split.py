@@ -30,7 +30,8 @@ def parse_ratios(text: str | list | tuple) -> tuple[float, ...]:
         raise ConversionError(
             f"--split {text!r}: give two (train,val) or three (train,val,test) ratios"
         )
-    if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+    # `not r >= 0` refuses nan as well ("nan,1" passed both tests and split as 1,0).
+    if any(not r >= 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
         raise ConversionError(f"--split {text!r}: ratios must be non-negative and sum to 1")
     if ratios[0] == 0:
         raise ConversionError(f"--split {text!r}: the train ratio must be above 0")

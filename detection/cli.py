@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -224,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain(message: str) -> str:
+    """The message without terminal colour codes: ultralytics colours the errors it
+    raises (``colorstr``), which a log file or a CI page shows as ``[34m[1mval: [0m``."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -234,11 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ConversionError(f"{out}: exists and is not a folder (--out is an output folder)")
         return args.func(args)
     except ConversionError as error:
-        print(f"defects {args.command}: error: {error}", file=sys.stderr)
+        print(f"defects {args.command}: error: {_plain(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:  # a folder not writable, a full disk: the file and the reason
         where = f"{error.filename}: " if error.filename else ""
-        print(f"defects {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        reason = _plain(f"{where}{error.strerror or error}")
+        print(f"defects {args.command}: error: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"defects {args.command}: interrupted", file=sys.stderr)

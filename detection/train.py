@@ -105,6 +105,27 @@ def _check_own_images(data_yaml: Path) -> None:
         )
 
 
+def _check_training_splits(data_yaml: Path) -> None:
+    """Refuses a converter output with no train or no val images (``convert --split
+    1,0``) before training starts: ultralytics validates on val every epoch and keeps
+    ``best.pt`` by it, and otherwise stops at its data loader with "Error loading data"."""
+    manifest = data_yaml.parent / "manifest.json"
+    if not manifest.is_file():
+        return  # not ours: ultralytics' own check names what is missing
+    try:
+        counts = json.loads(manifest.read_text()).get("counts", {})
+    except (ValueError, AttributeError, OSError):
+        return
+    for split in ("train", "val"):
+        if not counts.get(split, {}).get("images"):
+            raise ConversionError(
+                f"{data_yaml.parent}: no {split} images (its splits: "
+                f"{', '.join(counts) or 'none'}); training needs both, as ultralytics "
+                "validates on val every epoch and keeps best.pt by it: convert again with "
+                "a ratio above 0 for each, e.g. --split 0.8,0.2"
+            )
+
+
 def recipe_for(data_yaml: Path) -> dict:
     """The training recipe of the dataset a converter output came from (empty if unknown)."""
     manifest = data_yaml.parent / "manifest.json"
@@ -596,6 +617,7 @@ def train(
         return run_dir
 
     data_yaml = resolve_data(data)
+    _check_training_splits(data_yaml)
     recipe = training_recipe(data_yaml, on_gpu(device))
     chosen = {"model": model, "imgsz": imgsz, "epochs": epochs, "batch": batch}
     settings = {"model": "yolo11n.yaml", "imgsz": 640, "epochs": 100, "batch": 16}

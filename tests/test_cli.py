@@ -150,6 +150,27 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_a_dataset_without_val_images_is_refused_in_one_plain_line(tmp_path: Path, capsys):
+    """`convert --split 1,0` then `train`: ultralytics stopped at its val loader with a
+    message in terminal colour codes ("[34m[1mval: [0mError loading data ...")."""
+    out = tmp_path / "all-train"
+    src = _small(tmp_path / "src")
+    assert main(["convert", str(src), "--out", str(out), "--split", "1,0"]) == 0
+    train = ["train", "--data", str(out), "--epochs", "1", "--imgsz", "32"]
+    train += ["--weights-dir", str(tmp_path / "w"), "--workers", "0"]
+    capsys.readouterr()
+    assert main(train) == 2
+    assert f"defects train: error: {out}: no val images (its splits: train)" in (
+        capsys.readouterr().err
+    )
+    # Not our output (no manifest): ultralytics' own message, without its colour codes.
+    (out / "manifest.json").unlink()
+    assert main(train) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert f"defects train: error: val: Error loading data from {out}/images/val" in err
+    assert not any("\x1b" in line for line in err)
+
+
 @pytest.mark.parametrize(
     ("pairs", "expected"),
     [

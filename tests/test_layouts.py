@@ -124,6 +124,8 @@ def test_unknown_layouts(tmp_path: Path, make, message):
         ("a,b", None, "numbers"),
         ("0,1", None, "train ratio"),
         ("1.2,-0.2", None, "non-negative"),
+        ("nan,1", None, "non-negative"),  # split as 1,0 before: nan fails every comparison
+        ("0.8,nan,0.2", None, "non-negative"),
         ("0.25,0.25,0.25,0.25", None, "two"),
     ],
 )
