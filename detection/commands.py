@@ -541,6 +541,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from converters.folders import check_output_folder
     from detection.compare import compare
     from detection.evaluate import (
+        other_split_images,
         prediction_settings,
         read_ground_truth,
         read_results,
@@ -548,12 +549,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         split_ground_truth,
         truth_named,
     )
-    from detection.report import REPORT_MARKER
+    from detection.report import REPORT_MARKER, results_left_out
 
     args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     settings = None  # results files are scored as they are: their settings are unknown
+    other_splits = None  # results made here are made on the split alone
     seen = None  # nor which images their model was trained on
     speeds = None  # nor how fast they were made
     if args.predictions:
@@ -561,12 +563,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
         if args.tta or args.iou != NMS_IOU or args.tile:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
+        elsewhere = None  # a COCO file alone: no other splits to know of
         if args.gt:
             gt, named = read_ground_truth(args.gt), args.gt
         else:
             truth = split_ground_truth(args.data, args.split)
             gt, named = truth.gt, truth_named(truth, args.split)
-        predictions = [read_results(path, gt, named) for path in args.predictions]
+            elsewhere = other_split_images(truth, args.split)
+        left_out: list[list[tuple[str, str]]] = [[] for _ in args.predictions]
+        predictions = [
+            read_results(path, gt, named, elsewhere, aside)
+            for path, aside in zip(args.predictions, left_out)
+        ]
+        other_splits = [results_left_out(aside) for aside in left_out]
         sources = [str(path) for path in args.predictions]
         default_names = [results_name(path) for path in args.predictions]
     elif args.weights and args.data:
@@ -597,6 +606,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         settings,
         seen,
         speeds,
+        other_splits,
     )
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value

@@ -81,6 +81,7 @@ def compare(
     settings: dict | None = None,
     seen: list[dict] | None = None,
     speeds: list[dict] | None = None,
+    other_splits: list[dict] | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -99,6 +100,8 @@ def compare(
             here from weights (:func:`detection.splits.seen_in_training`).
         speeds: How fast each model predicted, where they were made here, one after
             another on this machine (:func:`detection.evaluate.prediction_speed`).
+        other_splits: Each results file's results left out for naming images of the
+            dataset's other splits (:func:`detection.report.results_left_out`).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
@@ -115,6 +118,7 @@ def compare(
             **({"predictions": sources[i]} if sources else {}),
             **({"seen_in_training": seen[i]} if seen else {}),
             **({"speed": speeds[i]} if speeds else {}),
+            **({"other_splits": other_splits[i]} if other_splits else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
             "past_the_image": past_the_image(predictions[i], gt),
             "unanswered": images_unanswered(predictions[i], gt),

@@ -21,12 +21,14 @@ from typing import NamedTuple
 
 from converters.coco import to_coco
 from converters.errors import AnnotationError, ConversionError
+from converters.model import SPLITS
 from converters.yolo import from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.predict import (
     BORDER,
     FLIPS,
+    PREDICTIONS_MARKER,
     TTA_FUSION_IOU,
     Detections,
     OnnxDetector,
@@ -38,7 +40,7 @@ from detection.predict import (
     off_scale_note,
     scales_of,
 )
-from detection.report import images_unanswered, past_the_image, write_report
+from detection.report import images_unanswered, past_the_image, results_left_out, write_report
 from detection.splits import (
     recorded_field_of_view,
     seen_in_training,
@@ -229,6 +231,32 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
 def truth_named(truth: SplitTruth, split: str) -> Path | str:
     """What messages call a split's ground truth: its COCO file, or the dataset's split."""
     return truth.source or f"{truth.data_yaml} (split '{split}')"
+
+
+def other_split_images(truth: SplitTruth, split: str) -> dict[str, list[str]]:
+    """The file names of the dataset's images in each split other than ``split``: the
+    converter's other COCO files, or the other splits a YOLO ``data.yaml`` lists. Results
+    on them (a whole folder predicted, one split scored) are left out, not refused
+    (:func:`read_results`)."""
+    found: dict[str, list[str]] = {}
+    if truth.source is not None:
+        for path in sorted(Path(truth.source).parent.glob("instances_*.json")):
+            other = path.stem.removeprefix("instances_")
+            if other != split:
+                images = read_json(path, "COCO ground truth")
+                images = images.get("images", []) if isinstance(images, dict) else []
+                found[other] = [
+                    str(im.get("file_name", "")) for im in images if isinstance(im, dict)
+                ]
+        return found
+    for other in SPLITS:
+        if other != split:
+            try:
+                images, _ = split_images(truth.data_yaml, other)
+            except ConversionError:
+                continue  # no such split
+            found[other] = [str(image) for image in images]
+    return found
 
 
 def _split_provenance(truth: SplitTruth, split: str) -> dict:
@@ -692,7 +720,26 @@ def _image_ids_by_file_name(gt: dict) -> tuple[Callable[[str], list[int]], dict[
     return named, by_stem
 
 
-def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]:
+def _other_splits_index(
+    elsewhere: dict[str, list[str]] | None,
+) -> tuple[Callable[[str], list[str]], dict[str, list[str]]]:
+    """:func:`_image_ids_by_file_name` of the images of other splits, each known by its
+    split's name."""
+    images = [
+        {"id": split, "file_name": name}
+        for split, names in (elsewhere or {}).items()
+        for name in names
+    ]
+    return _image_ids_by_file_name({"images": images})
+
+
+def read_results(
+    predictions: Path,
+    gt: dict,
+    gt_path: Path | str,
+    elsewhere: dict[str, list[str]] | None = None,
+    left_out: list[tuple[str, str]] | None = None,
+) -> list[dict]:
     """A COCO results file, or a folder of YOLO results (:func:`yolo_results`), checked
     against the ground truth it is scored on.
 
@@ -704,13 +751,26 @@ def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]
     ``image_id`` that is a string and no id, the stem of one image's file, names it
     (ultralytics' results before they had a ``file_name``).
 
+    Args:
+        predictions: The results file or folder.
+        gt: The COCO ground truth scored against.
+        gt_path: What messages call ``gt``.
+        elsewhere: The file names of the dataset's images in its other splits
+            (:func:`other_split_images`): a result naming one of them by file name or
+            stem, and no image of ``gt``, is left out instead of refused, since a whole
+            folder is often predicted and one split of it scored.
+        left_out: Where each result left out so is recorded, as (its split, its image's
+            file name); a YOLO results file left out is recorded once.
+
     Raises:
         ConversionError: Unreadable, not JSON, not COCO results, or naming images or
             categories the ground truth lacks, or a file name that several of its
             images end with; names the file and the result.
     """
+    other_named, other_stems = _other_splits_index(elsewhere)
+    left_out = [] if left_out is None else left_out
     results = (
-        yolo_results(predictions, gt, gt_path)
+        yolo_results(predictions, gt, gt_path, elsewhere, left_out)
         if predictions.is_dir()
         else read_json(predictions, "COCO results")
     )
@@ -730,6 +790,9 @@ def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]
             raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")
         if isinstance(det.get("file_name"), str):
             found = named(det["file_name"])
+            if not found and other_named(det["file_name"]):
+                left_out.append((other_named(det["file_name"])[0], det["file_name"]))
+                continue
             if len(found) != 1:
                 raise ConversionError(
                     f"{predictions}: result {index}'s file_name {det['file_name']!r} matches "
@@ -740,6 +803,14 @@ def read_results(predictions: Path, gt: dict, gt_path: Path | str) -> list[dict]
         elif isinstance(det["image_id"], str) and len(by_stem.get(det["image_id"], [])) == 1:
             # ultralytics' save_json before it wrote file_name: the stem, "crazing_1".
             det = {**det, "image_id": by_stem[det["image_id"]][0]}
+        elif (
+            isinstance(det["image_id"], str)
+            and det["image_id"] not in image_ids
+            and not by_stem.get(det["image_id"])
+            and other_stems.get(det["image_id"])
+        ):
+            left_out.append((other_stems[det["image_id"]][0], det["image_id"]))
+            continue
         if det["image_id"] not in image_ids:
             raise ConversionError(
                 f"{predictions}: result {index} names image {det['image_id']!r}, absent from "
@@ -771,13 +842,20 @@ def yolo_results_files(folder: Path) -> list[Path]:
     return files
 
 
-def yolo_results(folder: Path, gt: dict, gt_path: Path | str) -> list[dict]:
+def yolo_results(
+    folder: Path,
+    gt: dict,
+    gt_path: Path | str,
+    elsewhere: dict[str, list[str]] | None = None,
+    left_out: list[tuple[str, str]] | None = None,
+) -> list[dict]:
     """COCO results from a folder of YOLO results files, one per image, named after it
     (``crazing_1.txt``): what ultralytics' predict writes with ``save_txt=True,
     save_conf=True``, and YOLOv5's ``detect.py --save-txt --save-conf``
     (:func:`converters.yolo.from_yolo_results`). Class ``i`` is the ground truth's
     ``i``-th category, as a YOLO dataset numbers them; an image without a file has no
-    detections (ultralytics writes none for it).
+    detections (ultralytics writes none for it). A file naming an image of another
+    split (``elsewhere``) is left out, as :func:`read_results` leaves such results out.
 
     Raises:
         ConversionError: No ``.txt`` file, a file naming no image of the ground truth or
@@ -795,8 +873,13 @@ def yolo_results(folder: Path, gt: dict, gt_path: Path | str) -> list[dict]:
     names = [str(category["name"]) for category in gt["categories"]]
     category_ids = {name: category["id"] for name, category in zip(names, gt["categories"])}
     results = []
+    _, other_stems = _other_splits_index(elsewhere)
     for path in files:
         found = by_stem.get(path.stem, [])
+        if not found and other_stems.get(path.stem):
+            if left_out is not None:
+                left_out.append((other_stems[path.stem][0], path.name))
+            continue
         if not found:
             raise ConversionError(f"{path}: names no image of {gt_path} (by its stem)")
         if len(found) > 1:
@@ -835,8 +918,12 @@ def results_sha256(predictions: Path) -> str:
 
 def results_name(predictions: Path) -> str:
     """A results source's name in reports: the file's stem, or the folder's name (its
-    run's, for ultralytics' ``runs/detect/NAME/labels``)."""
+    run's, for ultralytics' ``runs/detect/NAME/labels``). A ``predictions.json``, the
+    name both ``defects predict --out`` and ultralytics' ``save_json`` give every run's
+    results, is known by its folder: two runs compared had the same name."""
     if predictions.is_dir() and predictions.resolve().name == "labels":
+        return predictions.resolve().parent.name
+    if predictions.name == PREDICTIONS_MARKER:
         return predictions.resolve().parent.name
     return predictions.stem
 
@@ -906,6 +993,7 @@ def evaluate_results_on_split(
         truth.image_dir,
         replicates,
         seed,
+        other_split_images(truth, split),
     )
 
 
@@ -918,10 +1006,13 @@ def _evaluate_results(
     image_dir: Path | None,
     replicates: int,
     seed: int,
+    elsewhere: dict[str, list[str]] | None = None,
 ) -> dict:
     """Scores a results file against ``gt`` (``gt_named`` in messages; ``truth``: where
-    it came from, for the report) and writes the report."""
-    results = read_results(predictions, gt, gt_named)
+    it came from, for the report; ``elsewhere``: the images of the dataset's other
+    splits, whose results are left out) and writes the report."""
+    left_out: list[tuple[str, str]] = []
+    results = read_results(predictions, gt, gt_named, elsewhere, left_out)
     meta = {
         "name": results_name(predictions),
         "predictions": str(predictions),
@@ -931,6 +1022,7 @@ def _evaluate_results(
         "lowest_score": min((r["score"] for r in results), default=None),
         "past_the_image": past_the_image(results, gt),
         "unanswered": images_unanswered(results, gt),
+        "other_splits": results_left_out(left_out),
     }
     return write_report(
         out, evaluate(gt, results), gt, results, meta, None, image_dir, replicates, seed

@@ -534,14 +534,38 @@ def results_unanswered(unanswered: dict | None) -> str | None:
     )
 
 
+def results_left_out(left_out: list[tuple[str, str]]) -> dict:
+    """How many images of other splits results were left out on
+    (:func:`detection.evaluate.read_results`), and those splits."""
+    return {
+        "images": len({name for _, name in left_out}),
+        "splits": sorted({split for split, _ in left_out}),
+    }
+
+
+def results_on_other_splits(left_out: dict | None) -> str | None:
+    """What a report says of results left out because they name images of the dataset's
+    other splits: the results were made on more than the split scored (a whole folder
+    predicted), which is fine, but the report scores that split alone."""
+    if not left_out or not left_out["images"]:
+        return None
+    splits = " and ".join(left_out["splits"])
+    plural = "s" if len(left_out["splits"]) > 1 else ""
+    return (
+        f"results on {left_out['images']} images of the {splits} split{plural} are left "
+        "out: only the images of the split scored count"
+    )
+
+
 def results_warnings(figures: dict, model: str | None = None) -> list[tuple[str, str]]:
     """What a report and the console warn of a results file's figures (``lowest_score``,
-    ``past_the_image``, ``unanswered``), as (label, sentence); with ``model``, the label
-    names it (``b, boxes past the image``)."""
+    ``past_the_image``, ``unanswered``, ``other_splits``), as (label, sentence); with
+    ``model``, the label names it (``b, boxes past the image``)."""
     found = [
         ("Cut short", results_cut_short(figures.get("lowest_score"))),
         ("Boxes past the image", results_past_the_image(figures.get("past_the_image"))),
         ("Images without results", results_unanswered(figures.get("unanswered"))),
+        ("Results on other splits", results_on_other_splits(figures.get("other_splits"))),
     ]
     return [
         (f"{model}, {label.lower()}" if model else label, sentence)

@@ -380,6 +380,51 @@ def test_a_folder_of_yolo_results_is_read_as_coco_results(tmp_path: Path, files,
         assert expected in str(error.value)
 
 
+_OTHER_SPLITS = {"train": ["c.jpg", "images/train/d.jpg", "other/a.jpg"], "test": ["e.jpg"]}
+
+
+@pytest.mark.parametrize(
+    ("result", "elsewhere", "expected"),
+    [
+        # A whole folder predicted, one split scored: results on the others are set aside.
+        ({"file_name": "/data/images/c.jpg"}, _OTHER_SPLITS, [("train", "/data/images/c.jpg")]),
+        ({"file_name": "d.jpg"}, _OTHER_SPLITS, [("train", "d.jpg")]),
+        ({"file_name": "e.jpg"}, _OTHER_SPLITS, [("test", "e.jpg")]),
+        ({"image_id": "d"}, _OTHER_SPLITS, [("train", "d")]),  # ultralytics' stem
+        ({"file_name": "a.jpg"}, _OTHER_SPLITS, 10),  # the split scored names it first
+        ({"file_name": "z.jpg"}, _OTHER_SPLITS, "'z.jpg' matches no image of"),
+        ({"image_id": 99}, _OTHER_SPLITS, "result 1 names image 99, absent"),
+        ({"file_name": "c.jpg"}, None, "'c.jpg' matches no image of"),  # --gt: no splits
+        ({"txt": "c.txt"}, _OTHER_SPLITS, [("train", "c.txt")]),  # YOLO results files
+        ({"txt": "c.txt"}, None, "c.txt: names no image of"),
+    ],
+)
+def test_results_on_other_splits_are_left_out(tmp_path: Path, result, elsewhere, expected):
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    kept = {"image_id": 10, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    if "txt" in result:
+        path = tmp_path / "run"
+        path.mkdir()
+        (path / "a.txt").write_text("0 0.5 0.5 0.2 0.2 0.5\n")
+        (path / result["txt"]).write_text("0 0.5 0.5 0.2 0.2 0.5\n")
+    else:
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps([kept, {**kept, **result}]))
+    left_out: list = []
+    if isinstance(expected, str):
+        with pytest.raises(ConversionError) as error:
+            read_results(path, _FOLDERS_GT, tmp_path / "gt.json", elsewhere, left_out)
+        assert expected in str(error.value)
+        return
+    read = read_results(path, _FOLDERS_GT, tmp_path / "gt.json", elsewhere, left_out)
+    if isinstance(expected, int):
+        assert [r["image_id"] for r in read] == [10, expected] and left_out == []
+    else:
+        assert [r["image_id"] for r in read] == [10] and left_out == expected
+
+
 def test_yolo_results_need_their_images_size(tmp_path: Path):
     from converters.errors import ConversionError
     from detection.evaluate import read_results

@@ -633,6 +633,28 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     by_name = json.loads((tmp_path / "by-name" / "report.json").read_text())["metrics"]
     assert by_name == report["metrics"]
 
+    # Results on the whole dataset, scored on its val split with --data: those on train
+    # images are left out, and said so, where they were refused.
+    results = json.loads((predicted / "predictions.json").read_text())
+    train = json.loads((tiny_data / "annotations" / "instances_train.json").read_text())
+    results += [
+        {**results[0], "file_name": f"steel/{image['file_name']}", "image_id": 900 + i}
+        for i, image in enumerate(train["images"][:3])
+    ]
+    whole = tmp_path / "whole" / "predictions.json"
+    whole.parent.mkdir()
+    whole.write_text(json.dumps(results))
+    argv = ["evaluate", "--predictions", str(whole), "--data", str(tiny_data)]
+    result = subprocess.run(
+        [*DEFECTS, *argv, "--out", str(tmp_path / "whole-val")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    whole_val = json.loads((tmp_path / "whole-val" / "report.json").read_text())
+    assert whole_val["metrics"] == report["metrics"]
+    assert whole_val["name"] == "whole"  # predictions.json is known by its folder
+    assert whole_val["other_splits"] == {"images": 3, "splits": ["train"]}
+    assert "results on 3 images of the train split are left out" in result.stderr
+
 
 def test_evaluate_scores_any_yolo_dataset_from_its_labels(
     trained: Path, tiny_data: Path, tmp_path: Path
