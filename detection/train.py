@@ -15,6 +15,7 @@ Several GPUs: ``--device 0,1,2,3`` makes ultralytics launch its own DDP workers 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import json
@@ -32,6 +33,7 @@ from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
 from detection import offline  # noqa: F401  (before ultralytics)
+from detection.console import device_option
 from detection.splits import record_training_images
 from detection.threads import use_cpu_threads
 from detection.weights import (
@@ -479,6 +481,76 @@ def _trim_results(run_dir: Path, epochs_saved: int) -> None:
         atomic_write_bytes(results, "".join([header, *kept]).encode())
 
 
+def _check_resume_options(run_dir: Path, given: list[str]) -> None:
+    """Refuses options a resumed run cannot take: ultralytics continues a run with the
+    settings it started with and ignores a new ``--epochs`` (only a warning in its log),
+    so ``--resume --epochs 300`` would stop where the first command said."""
+    if given:
+        raise ConversionError(
+            f"--resume continues {run_dir} with the settings it started with, so "
+            f"{', '.join(given)} cannot change it (only --data, --device, --batch and "
+            f"--workers can); to train on with others, start a new stage from its weights: "
+            f"defects train --model {run_dir / 'last.pt'} ..."
+        )
+
+
+def _resume_overrides(
+    checkpoint: Path,
+    run_dir: Path,
+    data: Path | None,
+    device: str,
+    batch: int | None,
+    workers: int | None,
+) -> dict:
+    """What a resumed run takes besides its checkpoint's settings: the run's folder as it
+    is now (a run folder moved or copied, from a GPU machine say, went on writing into
+    the folder its checkpoint names), the data where it now lies, and the device, batch
+    and workers asked for.
+
+    Raises:
+        ConversionError: The checkpoint's data is gone and no ``--data`` was given, or
+            its GPU is not here (:func:`_resume_device`).
+    """
+    changed = {"save_dir": str(run_dir), "device": _resume_device(checkpoint, device)}
+    if data is not None:
+        changed["data"] = str(resolve_data(data))
+    else:
+        args = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args") or {}
+        trained_on = args.get("data")
+        if isinstance(trained_on, str) and not Path(trained_on).exists():
+            raise ConversionError(
+                f"{checkpoint}: the run trained on {trained_on}, which is not there now; "
+                "give --data where that dataset lies"
+            )
+    changed |= {"batch": batch, "workers": workers}
+    return {key: value for key, value in changed.items() if value is not None}
+
+
+def _resume_device(checkpoint: Path, requested: str) -> str | None:
+    """The device a resumed run takes: the one asked for, or with ``auto`` the
+    checkpoint's own (None: as it was), which must be here: a GPU run's ``last.pt``
+    continued on a machine without that GPU was ultralytics' ValueError traceback.
+
+    Raises:
+        ConversionError: ``auto``, and the run trained on a GPU this machine lacks.
+    """
+    if requested != "auto":
+        return requested
+    args = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args") or {}
+    trained_on = str(args.get("device") or "")
+    if trained_on in ("", "cpu"):
+        return None  # '': ultralytics chose (a GPU if any), as it will again
+    try:
+        device_option(trained_on)
+    except argparse.ArgumentTypeError:
+        raise ConversionError(
+            f"{checkpoint}: the run trained on device {trained_on}, which torch does not "
+            "see here; resume it with --device cpu (or another device), or on the machine "
+            "it trained on"
+        ) from None
+    return None
+
+
 def resume_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint ``--resume`` continues: ``last.pt``, or ``best.pt`` if ``last.pt``
     is damaged (said on stderr), so one bad file does not cost the whole run. ``None``
@@ -609,11 +681,21 @@ def train(
     run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     trainer = trainer_class("detect")
     if resume:
+        fixed = {
+            "--model": model,
+            "--imgsz": imgsz,
+            "--epochs": epochs,
+            "--hours": hours,
+            "--teacher": teacher,
+            "--set": extra or None,
+        }
+        _check_resume_options(run_dir, [option for option, v in fixed.items() if v is not None])
         checkpoint = resume_checkpoint(run_dir)
         if checkpoint is not None:
             _check_teacher_still_there(checkpoint)
+            changed = _resume_overrides(checkpoint, run_dir, data, device, batch, workers)
             with _logged_to(run_dir / "train.log"):
-                YOLO(str(checkpoint)).train(resume=True, trainer=trainer)
+                YOLO(str(checkpoint)).train(resume=True, trainer=trainer, **changed)
         return run_dir
 
     data_yaml = resolve_data(data)

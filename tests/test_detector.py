@@ -70,23 +70,51 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
     process.wait()
     done_before = len((tmp_path / "killed" / "results.csv").read_text().strip().splitlines()) - 1
     assert 1 <= done_before < 5
-    run_args = (tmp_path / "killed" / "args.yaml").read_text()
-    resumed = subprocess.run(
-        [*DEFECTS, "train", "--resume", "--name", "killed", "--weights-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
+    # The run folder moved (copied back from a GPU machine, say): it resumes where it
+    # lies now. Its checkpoint names the old folder, where ultralytics went on writing.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (tmp_path / "killed").rename(moved / "killed")
+    resume = [*DEFECTS, "train", "--resume", "--name", "killed", "--weights-dir", str(moved)]
+
+    def run(*more: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*resume, *more], capture_output=True, text=True, cwd=tmp_path)
+
+    # What a resumed run cannot take is refused: ultralytics ignored a new --epochs.
+    refused = run("--epochs", "9", "--set", "mosaic=0")
+    assert refused.returncode == 2
+    assert (
+        f"--resume continues {moved / 'killed'} with the settings it started with, so "
+        in (refused.stderr)
+        and "--epochs, --set cannot change it" in refused.stderr
     )
+    # A GPU this machine lacks, from the checkpoint: one line, not select_device's traceback.
+    import torch
+
+    gpu_run = moved / "on-gpu"
+    shutil.copytree(moved / "killed", gpu_run)
+    checkpoint = torch.load(gpu_run / "last.pt", weights_only=False)
+    checkpoint["train_args"]["device"] = "9"
+    torch.save(checkpoint, gpu_run / "last.pt")
+    on_gpu = [*DEFECTS, "train", "--resume", "--name", "on-gpu", "--weights-dir", str(moved)]
+    lacking = subprocess.run(on_gpu, capture_output=True, text=True, cwd=tmp_path)
+    assert lacking.returncode == 2 and "Traceback" not in lacking.stderr
+    assert "the run trained on device 9, which torch does not see here; resume it with " in (
+        lacking.stderr
+    )
+    run_args = (moved / "killed" / "args.yaml").read_text()
+    resumed = run("--device", "cpu", "--workers", "0")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"from epoch {done_before + 1}" in resumed.stderr + resumed.stdout
+    assert not (tmp_path / "killed").exists()
     epochs = [
         int(float(row.split(",")[0]))
-        for row in (tmp_path / "killed" / "results.csv").read_text().strip().splitlines()[1:]
+        for row in (moved / "killed" / "results.csv").read_text().strip().splitlines()[1:]
     ]
     assert epochs == [1, 2, 3, 4, 5]
     # The run keeps the arguments it began with (its starting model, its workers), not
     # ultralytics' rewrite pointing at last.pt: the card's command for the stage.
-    assert (tmp_path / "killed" / "args.yaml").read_text() == run_args
+    assert (moved / "killed" / "args.yaml").read_text() == run_args
 
 
 def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, tmp_path: Path):
