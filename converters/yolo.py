@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import yaml
+
 from converters.errors import AnnotationError
 from converters.imagesize import image_size
 from converters.model import Box, Dataset, ImageAnnotation
@@ -27,6 +29,22 @@ def to_yolo_lines(image: ImageAnnotation, classes: list[str]) -> str:
             f"{w:.{_PRECISION}f} {h:.{_PRECISION}f}"
         )
     return "".join(line + "\n" for line in lines)
+
+
+def data_yaml_names(data_yaml: Path) -> list[str] | None:
+    """The class names a ``data.yaml`` gives, in id order (``names`` as a list or as
+    ``{id: name}``); None where it gives none or cannot be read (ultralytics' own check
+    then says what is wrong with the file)."""
+    try:
+        names = yaml.safe_load(Path(data_yaml).read_text()).get("names")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return None
+    if isinstance(names, dict):
+        try:
+            return [str(names[key]) for key in sorted(names, key=int)]
+        except (TypeError, ValueError):
+            return None
+    return [str(name) for name in names] if isinstance(names, list) else None
 
 
 def label_path(image_path: Path) -> Path:

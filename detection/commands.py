@@ -149,6 +149,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
+    if report.get("ultralytics_not_run"):
+        stderr_console().print(
+            f"note: ultralytics' val {report['ultralytics_not_run']}", style="yellow"
+        )
     if report.get("off_scale"):
         stderr_console().print(f"note: {report['off_scale']['sentence']}", style="yellow")
     stderr_console().print(

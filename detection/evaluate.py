@@ -22,7 +22,7 @@ from typing import NamedTuple
 from converters.coco import to_coco
 from converters.errors import AnnotationError, ConversionError
 from converters.model import SPLITS
-from converters.yolo import from_yolo, from_yolo_results
+from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.predict import (
@@ -144,6 +144,28 @@ def predict_coco_at_ious(
         if progress:
             progress(done, len(entries))
     return results
+
+
+def ultralytics_cannot_score(model_names: dict, data_yaml: Path) -> str | None:
+    """Why ultralytics' val cannot score these weights on this dataset, or None: it
+    matches a detection's class to a box's by number, so weights that number the data's
+    classes otherwise (a dataset converted with ``--classes`` in another order) would
+    have each class scored against another's boxes: 0.134 for 0.500 on a synthetic set
+    whose classes were listed backwards. pycocotools here matches classes by name."""
+    listed = data_yaml_names(data_yaml)
+    if listed is None:
+        return None
+    names = dict(enumerate(listed))
+    differ = [i for i, name in model_names.items() if names.get(int(i)) != name]
+    if not differ:
+        return None
+    first = differ[0]
+    return (
+        "not run: it matches classes by number, and these weights number "
+        f"them otherwise than {Path(data_yaml).name} (class {first}: {model_names[first]!r} "
+        f"in the weights, {names.get(int(first))!r} in the data), so it would score each "
+        "class against another's boxes; the pycocotools figures match classes by name"
+    )
 
 
 def ultralytics_val(
@@ -441,6 +463,10 @@ def evaluate_model(
         "off_scale": _off_scale(weights, imgsz, truth, tile),
     }
     with_ultralytics = with_ultralytics and backend == "torch" and not tta and not tile
+    not_run = ultralytics_cannot_score(detector.names, data_yaml) if with_ultralytics else None
+    if not_run:
+        meta["ultralytics_not_run"] = not_run
+        with_ultralytics = False
     ultra = (
         ultralytics_val(weights, data_yaml, split, imgsz, device, nms_iou)
         if with_ultralytics

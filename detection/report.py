@@ -678,6 +678,13 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
             + ".",
         ]
     ultra = report.get("ultralytics")
+    if report.get("ultralytics_not_run"):
+        lines += [
+            "",
+            "## Ultralytics' own validation of the same weights and split",
+            "",
+            report["ultralytics_not_run"][0].upper() + report["ultralytics_not_run"][1:] + ".",
+        ]
     if ultra:
         lines += [
             "",

@@ -32,6 +32,7 @@ import yaml
 from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
+from converters.yolo import data_yaml_names
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.console import device_option
 from detection.splits import record_training_images
@@ -408,6 +409,46 @@ def _starting_model(model: str):
     return str(path), load_yolo(path, "detect")
 
 
+def align_class_order(model, classes: list[str] | None) -> list[str] | None:
+    """Reorders a detector's class outputs to ``classes``, the data's order, where the
+    weights know the same classes in another (a dataset converted with ``--classes``
+    listed otherwise than the released model's). Ultralytics transfers the head's tensors
+    by shape, so each class would start from what the weights learnt of another. The rows
+    of each class convolution (``cv3``, and ``one2one_cv3`` of an NMS-free head) are
+    permuted in place, and ``names`` follows.
+
+    Args:
+        model: An ``ultralytics.YOLO`` detector, changed in place.
+        classes: The data's class names in id order.
+
+    Returns:
+        The order the weights had, where it was changed; None otherwise (the same order,
+        other classes, or a head of another form).
+    """
+    from torch import nn
+
+    names = [str(name) for name in dict(model.model.names).values()]
+    if not classes or names == classes or sorted(names) != sorted(classes):
+        return None
+    head = model.model.model[-1]
+    outputs = [
+        branch[-1]
+        for branches in (getattr(head, "cv3", None), getattr(head, "one2one_cv3", None))
+        if branches is not None
+        for branch in branches
+    ]
+    if not outputs or not all(
+        isinstance(conv, nn.Conv2d) and conv.out_channels == len(names) for conv in outputs
+    ):
+        return None
+    order = [names.index(name) for name in classes]
+    for conv in outputs:
+        conv.weight.data = conv.weight.data[order].clone()
+        conv.bias.data = conv.bias.data[order].clone()
+    model.model.names = dict(enumerate(classes))
+    return names
+
+
 def _teacher_model(teacher: str, data_yaml: Path) -> Path:
     """The trained detector a student learns from, checked before training starts: the
     same classes in the same order as the data, since distillation compares the two
@@ -416,8 +457,6 @@ def _teacher_model(teacher: str, data_yaml: Path) -> Path:
     Raises:
         WeightsError: Missing, not a trained detector, or other classes (named).
     """
-    import yaml
-
     if Path(teacher).suffix in (".yaml", ".yml"):
         raise WeightsError(
             f"{teacher}: a teacher is a trained detector (a .pt or a released name), "
@@ -425,8 +464,7 @@ def _teacher_model(teacher: str, data_yaml: Path) -> Path:
         )
     path = resolve_weights(teacher)
     names = list(dict(load_yolo(path, "detect").names).values())
-    data_names = yaml.safe_load(data_yaml.read_text()).get("names")
-    data_names = list(data_names.values()) if isinstance(data_names, dict) else data_names
+    data_names = data_yaml_names(data_yaml)
     if names != data_names:
         raise WeightsError(
             f"{path}: the teacher's classes {names} are not the data's {data_names} "
@@ -738,6 +776,15 @@ def train(
         arguments["time"] = hours
     for event, function in (callbacks or {}).items():
         yolo.add_callback(event, function)
+    if Path(settings["model"]).suffix == ".pt":
+        came_in = align_class_order(yolo, data_yaml_names(data_yaml))
+        if came_in:
+            print(
+                f"defects train: {settings['model']} knows the data's classes in another "
+                f"order ({', '.join(came_in)}); its class outputs are reordered to the "
+                "data's, so each class starts from what it learnt of that class",
+                file=sys.stderr,
+            )
     keep_earlier_run(run_dir, [settings["model"], arguments.get("distill_model"), backbone])
     # Before the first epoch: a run stopped at any point has seen these images.
     record_training_images(run_dir, data_yaml, settings["model"], settings["imgsz"])
