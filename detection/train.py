@@ -410,41 +410,48 @@ def _starting_model(model: str):
 
 
 def align_class_order(model, classes: list[str] | None) -> list[str] | None:
-    """Reorders a detector's class outputs to ``classes``, the data's order, where the
-    weights know the same classes in another (a dataset converted with ``--classes``
-    listed otherwise than the released model's). Ultralytics transfers the head's tensors
-    by shape, so each class would start from what the weights learnt of another. The rows
-    of each class convolution (``cv3``, and ``one2one_cv3`` of an NMS-free head) are
-    permuted in place, and ``names`` follows.
+    """Gives a detector's class outputs the data's classes, in the data's order, where
+    the weights know every one of them: the same classes listed otherwise (a dataset
+    converted with ``--classes`` in another order than the released model's), or some
+    of them (a line that looks for three of NEU-DET's six). Ultralytics transfers the
+    head's tensors by shape, so each class would start from what the weights learnt of
+    another, or, with fewer classes, from nothing. The rows of each class convolution
+    (``cv3``, and ``one2one_cv3`` of an NMS-free head) are taken in the data's order, and
+    ``names`` follows.
 
     Args:
         model: An ``ultralytics.YOLO`` detector, changed in place.
         classes: The data's class names in id order.
 
     Returns:
-        The order the weights had, where it was changed; None otherwise (the same order,
-        other classes, or a head of another form).
+        The classes the weights had, where they were changed; None otherwise (the same
+        classes in the same order, a class the weights do not know, or a head of another
+        form).
     """
     from torch import nn
 
     names = [str(name) for name in dict(model.model.names).values()]
-    if not classes or names == classes or sorted(names) != sorted(classes):
+    if not classes or names == classes or not set(classes) <= set(names):
         return None
-    head = model.model.model[-1]
     outputs = [
-        branch[-1]
-        for branches in (getattr(head, "cv3", None), getattr(head, "one2one_cv3", None))
+        (branch, branch[-1])
+        for branches in (
+            getattr(model.model.model[-1], "cv3", None),
+            getattr(model.model.model[-1], "one2one_cv3", None),
+        )
         if branches is not None
         for branch in branches
     ]
     if not outputs or not all(
-        isinstance(conv, nn.Conv2d) and conv.out_channels == len(names) for conv in outputs
+        isinstance(conv, nn.Conv2d) and conv.out_channels == len(names) for _, conv in outputs
     ):
         return None
-    order = [names.index(name) for name in classes]
-    for conv in outputs:
-        conv.weight.data = conv.weight.data[order].clone()
-        conv.bias.data = conv.bias.data[order].clone()
+    rows = [names.index(name) for name in classes]
+    for branch, conv in outputs:
+        taken = nn.Conv2d(conv.in_channels, len(rows), 1).to(conv.weight.device)
+        taken.weight.data = conv.weight.data[rows].clone()
+        taken.bias.data = conv.bias.data[rows].clone()
+        branch[-1] = taken
     model.model.names = dict(enumerate(classes))
     return names
 
@@ -780,9 +787,9 @@ def train(
         came_in = align_class_order(yolo, data_yaml_names(data_yaml))
         if came_in:
             print(
-                f"defects train: {settings['model']} knows the data's classes in another "
-                f"order ({', '.join(came_in)}); its class outputs are reordered to the "
-                "data's, so each class starts from what it learnt of that class",
+                f"defects train: {settings['model']} knows the data's classes among its "
+                f"own ({', '.join(came_in)}); its class outputs are taken in the data's "
+                "order, so each class starts from what it learnt of that class",
                 file=sys.stderr,
             )
     keep_earlier_run(run_dir, [settings["model"], arguments.get("distill_model"), backbone])

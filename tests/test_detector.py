@@ -416,27 +416,30 @@ def test_training_from_a_local_pt_starts_from_its_weights(
     _assert_same_convolutions(_conv_weights(trained / "best.pt"), run)
 
 
-def _backwards(data: Path, folder: Path) -> tuple[Path, list[str]]:
-    """A copy of a converter output with its classes listed backwards, as `convert
-    --classes` in another order gives, and its class names as they were."""
+def _with_classes(data: Path, folder: Path, order: list[int]) -> tuple[Path, list[str]]:
+    """A copy of a converter output whose classes are its classes ``order`` gives, in
+    that order, as `convert --classes` listed otherwise gives (boxes of the others
+    dropped); and its class names as they were."""
     import yaml
 
     shutil.copytree(data, folder, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
     spec = yaml.safe_load((folder / "data.yaml").read_text())
     names = [spec["names"][i] for i in sorted(spec["names"])]
-    spec["names"] = dict(enumerate(reversed(names)))
+    spec["names"] = {new: names[old] for new, old in enumerate(order)}
     (folder / "data.yaml").write_text(yaml.safe_dump(spec))
     for label in (folder / "labels").rglob("*.txt"):
         lines = [line.split(" ", 1) for line in label.read_text().splitlines() if line]
-        label.write_text("".join(f"{len(names) - 1 - int(k)} {rest}\n" for k, rest in lines))
+        kept = [(order.index(int(k)), rest) for k, rest in lines if int(k) in order]
+        label.write_text("".join(f"{k} {rest}\n" for k, rest in kept))
     for split in folder.glob("annotations/instances_*.json"):
         gt = json.loads(split.read_text())
-        ids = {c["name"]: len(names) - i for i, c in enumerate(gt["categories"])}
-        for annotation in gt["annotations"]:
-            annotation["category_id"] = ids[gt["categories"][annotation["category_id"] - 1]["name"]]
-        gt["categories"] = sorted(
-            ({**c, "id": ids[c["name"]]} for c in gt["categories"]), key=lambda c: c["id"]
-        )
+        ids = {old + 1: new + 1 for new, old in enumerate(order)}  # COCO ids count from 1
+        gt["annotations"] = [
+            {**a, "category_id": ids[a["category_id"]]}
+            for a in gt["annotations"]
+            if a["category_id"] in ids
+        ]
+        gt["categories"] = [{"id": new + 1, "name": names[old]} for new, old in enumerate(order)]
         split.write_text(json.dumps(gt))
     return folder, names
 
@@ -448,7 +451,7 @@ def test_ultralytics_val_is_not_put_beside_weights_that_number_the_classes_other
     # listed backwards it gave the released model 0.134 for pycocotools' 0.500.
     from detection.evaluate import evaluate_model
 
-    data, _ = _backwards(tiny_data, tmp_path / "backwards")
+    data, _ = _with_classes(tiny_data, tmp_path / "backwards", [5, 4, 3, 2, 1, 0])
     weights = "neu-det"  # the tiny run scores next to nothing: equal figures would not tell
     forward = evaluate_model(weights, tiny_data, tmp_path / "forward", replicates=0)
     backward = evaluate_model(weights, data, tmp_path / "backward", replicates=0)
@@ -464,17 +467,23 @@ def test_ultralytics_val_is_not_put_beside_weights_that_number_the_classes_other
     assert forward["metrics"]["AP50"] > 0.3
 
 
-def test_a_start_that_knows_the_classes_in_another_order_is_reordered(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+@pytest.mark.parametrize(
+    "order",
+    [
+        [5, 4, 3, 2, 1, 0],  # the same classes listed backwards
+        [2, 0],  # two of them, in another order: the head was not transferred at all
+    ],
+)
+def test_a_start_that_knows_the_data_s_classes_starts_each_from_its_own(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys, order
 ):
-    # The tiny data with its classes listed backwards (as `convert --classes` in another
-    # order gives): ultralytics transferred the head by shape, so each class began from
-    # what the weights had learnt of another.
+    # Ultralytics transfers the head by shape, so each class began from what the weights
+    # had learnt of another; with fewer classes, from nothing.
     import torch
 
     from detection.train import train
 
-    data, names = _backwards(tiny_data, tmp_path / "backwards")
+    data, names = _with_classes(tiny_data, tmp_path / "data", order)
 
     def class_outputs(weights: Path) -> dict:
         model = torch.load(weights, map_location="cpu", weights_only=False)["model"]
@@ -484,15 +493,18 @@ def test_a_start_that_knows_the_classes_in_another_order_is_reordered(
 
     start = class_outputs(trained / "best.pt")
     assert len(start) == 6  # three levels, a weight and a bias each
-    run = train(data, "backwards", model=str(trained / "best.pt"), weights_dir=tmp_path, **STILL)
+    run = train(data, "reordered", model=str(trained / "best.pt"), weights_dir=tmp_path, **STILL)
     said = capsys.readouterr().err
-    assert "knows the data's classes in another order (crazing, inclusion" in said
+    assert "knows the data's classes among its own (crazing, inclusion, patches" in said
     end = class_outputs(run / "last.pt")
     for key, rows in start.items():
-        assert torch.equal(end[key], rows.flip(0)), key
+        assert torch.equal(end[key], rows[order]), key
     model = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"]
-    assert list(model.names.values()) == list(reversed(names))
-    _assert_same_convolutions(_conv_weights(trained / "best.pt"), run)
+    assert list(model.names.values()) == [names[i] for i in order]
+    # The rest of the network as it was.
+    convolutions = _conv_weights(trained / "best.pt")
+    assert _conv_weights(run / "last.pt").keys() == convolutions.keys()
+    _assert_same_convolutions(convolutions, run)
 
 
 def test_training_again_under_a_name_keeps_the_earlier_run(
