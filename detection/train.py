@@ -297,6 +297,8 @@ def trainer_class(task: str = "detect"):
         from ultralytics.models.yolo.classify import ClassificationTrainer as Base
     else:
         from ultralytics.models.yolo.detect import DetectionTrainer as Base
+    from ultralytics.utils import RANK
+
     _use_our_checks()
     use_cpu_threads()
 
@@ -314,6 +316,19 @@ def trainer_class(task: str = "detect"):
             remove_partial_writes(self.save_dir)
             self.add_callback("on_train_start", _continue_the_clock)
             self.add_callback("on_fit_epoch_end", _refit_epochs_to_the_budget)
+
+        def get_model(self, cfg=None, weights=None, verbose: bool = True):
+            # Here, not before training: ultralytics' DDP workers load the weights anew.
+            if task == "detect" and weights is not None:
+                came_in = align_class_order(weights, list(self.data["names"].values()))
+                if came_in and RANK in (-1, 0):
+                    print(
+                        f"defects train: {self.args.model} knows the data's classes among "
+                        f"its own ({', '.join(came_in)}); its class outputs are taken in the "
+                        "data's order, so each class starts from what it learnt of that class",
+                        file=sys.stderr,
+                    )
+            return super().get_model(cfg, weights, verbose)
 
     Trainer.__name__ = Trainer.__qualname__ = _TRAINER_NAMES[task]
     Trainer.__module__ = __name__
@@ -420,7 +435,7 @@ def align_class_order(model, classes: list[str] | None) -> list[str] | None:
     ``names`` follows.
 
     Args:
-        model: An ``ultralytics.YOLO`` detector, changed in place.
+        model: The weights' detection model (the ``nn.Module``), changed in place.
         classes: The data's class names in id order.
 
     Returns:
@@ -430,15 +445,13 @@ def align_class_order(model, classes: list[str] | None) -> list[str] | None:
     """
     from torch import nn
 
-    names = [str(name) for name in dict(model.model.names).values()]
+    names = [str(name) for name in dict(getattr(model, "names", None) or {}).values()]
     if not classes or names == classes or not set(classes) <= set(names):
         return None
+    head = model.model[-1]
     outputs = [
         (branch, branch[-1])
-        for branches in (
-            getattr(model.model.model[-1], "cv3", None),
-            getattr(model.model.model[-1], "one2one_cv3", None),
-        )
+        for branches in (getattr(head, "cv3", None), getattr(head, "one2one_cv3", None))
         if branches is not None
         for branch in branches
     ]
@@ -452,7 +465,7 @@ def align_class_order(model, classes: list[str] | None) -> list[str] | None:
         taken.weight.data = conv.weight.data[rows].clone()
         taken.bias.data = conv.bias.data[rows].clone()
         branch[-1] = taken
-    model.model.names = dict(enumerate(classes))
+    model.names = dict(enumerate(classes))
     return names
 
 
@@ -783,15 +796,6 @@ def train(
         arguments["time"] = hours
     for event, function in (callbacks or {}).items():
         yolo.add_callback(event, function)
-    if Path(settings["model"]).suffix == ".pt":
-        came_in = align_class_order(yolo, data_yaml_names(data_yaml))
-        if came_in:
-            print(
-                f"defects train: {settings['model']} knows the data's classes among its "
-                f"own ({', '.join(came_in)}); its class outputs are taken in the data's "
-                "order, so each class starts from what it learnt of that class",
-                file=sys.stderr,
-            )
     keep_earlier_run(run_dir, [settings["model"], arguments.get("distill_model"), backbone])
     # Before the first epoch: a run stopped at any point has seen these images.
     record_training_images(run_dir, data_yaml, settings["model"], settings["imgsz"])
