@@ -8,6 +8,7 @@ beside OUT and renamed into place, so an interrupted run leaves a previous OUT i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -257,3 +258,26 @@ def _split_keeping_overlaps(
             break
         pairs |= new
     return in_order_of(overlapping, images)
+
+
+def check_linked_images(out: Path) -> None:
+    """Refuses a converter output whose images are links that lead nowhere: :func:`convert`
+    links its source's images, so a source moved or deleted since leaves them dangling,
+    and ultralytics' training then stopped on a RuntimeError traceback ("No valid images
+    found") or, with some gone, trained on the rest without a word.
+
+    Raises:
+        ConversionError: Some of ``out``'s images lead nowhere; names one and the fix.
+    """
+    out = Path(out)
+    if not (out / "manifest.json").is_file() or not (out / "images").is_dir():
+        return  # not ours
+    links = [path for path in (out / "images").glob("*/*") if path.is_symlink()]
+    dangling = [path for path in links if not path.exists()]
+    if dangling:
+        raise ConversionError(
+            f"{out}: {len(dangling)} of its {len(links)} linked images lead nowhere "
+            f"({dangling[0].relative_to(out)} -> {os.readlink(dangling[0])}): the dataset "
+            "it was converted from was moved or deleted since; convert it again from where "
+            "it lies now (--copy-images keeps copies instead of links)"
+        )

@@ -126,6 +126,9 @@ def from_detections(detections, width: int, height: int, keep) -> list[Box]:
 
 
 def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation]]:
+    from converters.convert import check_linked_images
+
+    check_linked_images(out)
     manifest = json.loads((out / "manifest.json").read_text())
     images = []
     for split in SPLITS:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from converters.convert import check_linked_images
 from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
@@ -86,6 +87,7 @@ def resolve_data(data: Path) -> Path:
         )
     data = data.resolve()
     _check_own_images(data)
+    check_linked_images(data.parent)
     return data
 
 

@@ -172,6 +172,33 @@ def test_a_dataset_without_val_images_is_refused_in_one_plain_line(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--epochs", "1"],
+        ["evaluate", "--weights", "neu-det", "--out", "report"],
+        ["review", "--weights", "neu-det", "--no-launch"],
+    ],
+)
+def test_an_output_whose_source_moved_is_one_line_naming_the_fix(tmp_path: Path, command):
+    # convert links its source's images: with the source moved, training stopped on
+    # ultralytics' RuntimeError traceback ("No valid images found").
+    src = _small(tmp_path / "src")
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--out", str(out)]) == 0
+    src.rename(tmp_path / "moved")
+    result = subprocess.run(
+        [*DEFECTS, *command[:1], "--data", str(out), *command[1:]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{out}: 4 of its 4 linked images lead nowhere (images/" in result.stderr
+    assert f" -> {src}/IMAGES/patches_" in result.stderr
+    assert "convert it again from where it lies now" in result.stderr
+
+
+@pytest.mark.parametrize(
     ("pairs", "expected"),
     [
         (["cos_lr=true", "mosaic=0.5"], {"cos_lr": True, "mosaic": 0.5}),
