@@ -281,3 +281,52 @@ def check_linked_images(out: Path) -> None:
             "it was converted from was moved or deleted since; convert it again from where "
             "it lies now (--copy-images keeps copies instead of links)"
         )
+
+
+# A label line keeps six decimals (converters.yolo): 5e-7 from the box it was written from.
+_LABEL_TOLERANCE = 2e-6
+
+
+def edited_labels(out: Path, split: str, gt: dict) -> list[Path]:
+    """The label files of a converter output's split that no longer give the boxes its
+    COCO file gives (``gt``, read from ``annotations/instances_SPLIT.json``): edited since
+    the conversion, by hand or by a labelling tool. Ultralytics trains and validates on
+    ``labels/``, and evaluation and review read ``annotations/``, so the two would score
+    two ground truths. A label file gone counts too (ultralytics reads its image as
+    holding no defect)."""
+    categories = sorted(gt["categories"], key=lambda category: category["id"])
+    index = {category["id"]: i for i, category in enumerate(categories)}
+    images = {image["id"]: image for image in gt["images"]}
+    expected: dict[int, list[tuple[float, ...]]] = {image_id: [] for image_id in images}
+    for annotation in gt["annotations"]:
+        image = images[annotation["image_id"]]
+        x, y, w, h = annotation["bbox"]
+        expected[image["id"]].append(
+            (
+                index[annotation["category_id"]],
+                (x + w / 2) / image["width"],
+                (y + h / 2) / image["height"],
+                w / image["width"],
+                h / image["height"],
+            )
+        )
+    edited = []
+    for image_id, boxes in expected.items():
+        path = out / "labels" / split / f"{Path(images[image_id]['file_name']).stem}.txt"
+        try:
+            found = [tuple(map(float, line.split())) for line in path.read_text().splitlines()]
+        except (OSError, UnicodeDecodeError, ValueError):
+            edited.append(path)
+            continue
+        found = [box for box in found if box]  # blank lines
+        if len(found) != len(boxes) or any(
+            len(a) != 5 or any(abs(u - v) > _LABEL_TOLERANCE for u, v in zip(a, b))
+            for a, b in zip(sorted(found, key=_rounded), sorted(boxes, key=_rounded))
+        ):
+            edited.append(path)
+    return edited
+
+
+def _rounded(box: tuple[float, ...]) -> tuple[float, ...]:
+    """A label box's sort key: equal boxes within a label's rounding sort alike."""
+    return tuple(round(value, 4) for value in box)

@@ -149,6 +149,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
+    if report.get("labels_edited"):
+        from detection.report import labels_edited_sentence
+
+        sentence = labels_edited_sentence(report["labels_edited"])
+        stderr_console().print(f"note: {sentence}.", style="yellow")
     if report.get("ultralytics_not_run"):
         stderr_console().print(
             f"note: ultralytics' val {report['ultralytics_not_run']}", style="yellow"
@@ -414,6 +419,13 @@ def cmd_review(args: argparse.Namespace) -> int:
         args.predictions,
     )
     _print_skipped(console, summary["skipped"])
+    if summary.get("labels_edited"):
+        edited = ", ".join(f"{n} in {split}" for split, n in summary["labels_edited"].items())
+        console.print(
+            f"note: label files edited since the conversion ({edited}) give the ground truth "
+            "of their splits, as ultralytics trains on them",
+            style="yellow",
+        )
     if summary["reused"]:
         console.print(
             f"Reopened the existing dataset '{name}' with its tags "

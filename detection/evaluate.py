@@ -15,11 +15,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from converters.coco import to_coco
+from converters.convert import edited_labels
 from converters.errors import AnnotationError, ConversionError
 from converters.model import SPLITS
 from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
@@ -217,12 +218,16 @@ class SplitTruth:
         image_dir: Where the split's images are.
         source: The COCO file it was read from, or ``None`` when it was read from the
             YOLO labels of a dataset that has none (:func:`yolo_split_truth`).
+        labels_edited: For a converter output whose labels were edited since the
+            conversion, read from them: how many label files differ from its COCO file,
+            of how many, the first few, and that file (:func:`edited_labels_note`).
     """
 
     data_yaml: Path
     gt: dict
     image_dir: Path
     source: Path | None
+    labels_edited: dict | None = None
 
 
 def split_ground_truth(data: Path, split: str) -> SplitTruth:
@@ -237,9 +242,20 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
     data_yaml = resolve_data(data)
     gt_path = data_yaml.parent / "annotations" / f"instances_{split}.json"
     if gt_path.is_file():
-        truth = SplitTruth(
-            data_yaml, read_ground_truth(gt_path), data_yaml.parent / "images" / split, gt_path
-        )
+        gt = read_ground_truth(gt_path)
+        edited = edited_labels(data_yaml.parent, split, gt)
+        truth = SplitTruth(data_yaml, gt, data_yaml.parent / "images" / split, gt_path)
+        if edited:
+            # Ultralytics trains and validates on the labels as edited: so do we.
+            truth = replace(
+                yolo_split_truth(data_yaml, split),
+                labels_edited={
+                    "files": len(edited),
+                    "of": len(gt["images"]),
+                    "examples": [str(p.relative_to(data_yaml.parent)) for p in edited[:5]],
+                    "coco": str(gt_path),
+                },
+            )
     elif (data_yaml.parent / "manifest.json").is_file():  # our converter wrote every split
         raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
     else:
@@ -289,6 +305,7 @@ def _split_provenance(truth: SplitTruth, split: str) -> dict:
         "data": str(truth.data_yaml),
         "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
         "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
+        **({"labels_edited": truth.labels_edited} if truth.labels_edited else {}),
     }
 
 

@@ -610,6 +610,19 @@ def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str
     )
 
 
+def labels_edited_sentence(edited: dict | None) -> str | None:
+    """What a report says of a converter output whose labels were edited since the
+    conversion (:func:`detection.evaluate.split_ground_truth`)."""
+    if not edited:
+        return None
+    return (
+        f"{edited['files']} of the {edited['of']} label files of this split no longer give "
+        f"the boxes of {edited['coco']} (e.g. {', '.join(edited['examples'])}): edited since "
+        "the conversion, so they are the ground truth here, as ultralytics trains and "
+        "validates on them (a YOLO label has no difficult flag)"
+    )
+
+
 def _seen_lines(seen: dict | None) -> list[str]:
     said = seen_sentence(seen)
     return ["", f"**{said[0]}:** {said[1]}"] if said else []
@@ -625,6 +638,11 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         + ". Scored with pycocotools COCOeval (bbox), 100 detections per image."
         + settings_sentence(report),
         *_seen_lines(report.get("seen_in_training")),
+        *(
+            ["", f"**Labels edited:** {labels_edited_sentence(report['labels_edited'])}."]
+            if report.get("labels_edited")
+            else []
+        ),
         *(
             ["", f"**Off the training scale:** {report['off_scale']['sentence']}"]
             if report.get("off_scale")

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from converters.coco import from_coco
@@ -125,18 +125,32 @@ def from_detections(detections, width: int, height: int, keep) -> list[Box]:
     return boxes
 
 
-def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation]]:
-    from converters.convert import check_linked_images
+def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation], dict[str, int]]:
+    """A converter output's images with their ground truth, every split; a split whose
+    labels were edited since the conversion is read from them, as ultralytics reads them
+    (:func:`converters.convert.edited_labels`), and counted in the third value."""
+    from converters.convert import check_linked_images, edited_labels
+    from detection.evaluate import yolo_split_truth
 
     check_linked_images(out)
     manifest = json.loads((out / "manifest.json").read_text())
-    images = []
+    images, edited = [], {}
     for split in SPLITS:
         gt_path = out / "annotations" / f"instances_{split}.json"
         if gt_path.is_file():
-            dataset = from_coco(json.loads(gt_path.read_text()), out / "images" / split, split)
-            images += dataset.images
-    return list(manifest["classes"]), images
+            gt = json.loads(gt_path.read_text())
+            changed = edited_labels(out, split, gt)
+            if not changed:
+                images += from_coco(gt, out / "images" / split, split).images
+                continue
+            edited[split] = len(changed)
+            truth = yolo_split_truth(out / "data.yaml", split)
+            # Named as the COCO file names them: the file's name in its split's folder.
+            images += [
+                replace(image, name=Path(image.path).name)
+                for image in from_coco(truth.gt, truth.image_dir, split).images
+            ]
+    return list(manifest["classes"]), images, edited
 
 
 @dataclass
@@ -147,6 +161,7 @@ class Source:
     images: list[ImageAnnotation]
     labelled: bool
     skipped: list[dict] = field(default_factory=list)  # {"file", "error"}, as predict's
+    labels_edited: dict[str, int] = field(default_factory=dict)  # label files, by split
 
 
 def _yolo_images(data: Path) -> tuple[list[str], list[ImageAnnotation]]:
@@ -180,7 +195,8 @@ def read_source(data: Path) -> Source:
     a YOLO dataset's labels are checked as they are read."""
     data = Path(data)
     if (data / "manifest.json").is_file():
-        return Source(*_converted_images(data), labelled=True)
+        classes, images, edited = _converted_images(data)
+        return Source(classes, images, labelled=True, labels_edited=edited)
     if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
         return Source(*_yolo_images(data), labelled=True)
     from converters.imagesize import image_size
@@ -742,6 +758,8 @@ def prepare(
         "reused": reused,
         "skipped": source.skipped,
     }
+    if source.labels_edited:
+        summary["labels_edited"] = source.labels_edited
     for key in ("seen_in_training", "predictions_shown", "off_scale"):
         if key in dataset.info:
             summary[key] = dataset.info[key]

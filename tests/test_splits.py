@@ -189,6 +189,86 @@ def test_a_moved_output_is_read_from_where_it_lies(tiny_data: Path, tmp_path: Pa
     assert resolve_data(copy) == copy / "data.yaml"
 
 
+@pytest.mark.parametrize(
+    ("edit", "edited"),
+    [
+        (lambda text: text, False),
+        (lambda text: "\n".join(reversed(text.splitlines())) + "\n\n", False),  # order, blanks
+        (lambda text: _nudge(text, 1e-7), False),  # within a label's six decimals
+        (lambda text: _nudge(text, 0.01), True),  # a box moved by 1% of the image
+        (lambda text: text + "0 0.5 0.5 0.1 0.1\n", True),  # a box added
+        (lambda text: "".join(text.splitlines(keepends=True)[1:]), True),  # one removed
+        (lambda text: "\n".join("5" + line[1:] for line in text.splitlines()), True),  # class
+        (lambda text: "0 0.5 0.5\n", True),  # not a label
+        (None, True),  # the file deleted: ultralytics reads the image as holding no defect
+    ],
+)
+def test_labels_edited_since_the_conversion_are_found(
+    tiny_data: Path, tmp_path: Path, edit, edited
+):
+    from converters.convert import edited_labels
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_data, out, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    gt = json.loads((out / "annotations" / "instances_val.json").read_text())
+    assert edited_labels(out, "val", gt) == []
+    with_boxes = {a["image_id"] for a in gt["annotations"]}
+    image = next(im for im in gt["images"] if im["id"] in with_boxes)
+    label = out / "labels" / "val" / f"{Path(image['file_name']).stem}.txt"
+    if edit is None:
+        label.unlink()
+    else:
+        label.write_text(edit(label.read_text()))
+    assert edited_labels(out, "val", gt) == ([label] if edited else [])
+
+
+def _nudge(text: str, by: float) -> str:
+    """The label's first box with its centre's x moved by ``by``."""
+    first, *rest = text.splitlines(keepends=True)
+    k, cx, *others = first.split()
+    return " ".join([k, f"{float(cx) + by:.7f}", *others]) + "\n" + "".join(rest)
+
+
+def test_evaluate_and_review_read_labels_edited_since_the_conversion(
+    tiny_data: Path, tmp_path: Path
+):
+    # Ultralytics trains and validates on labels/, and evaluate and review read the COCO
+    # file: an edited label made two ground truths. Now both read the labels as edited,
+    # as for any YOLO dataset, and say so.
+    from detection.review import read_source
+
+    out = tmp_path / "edited"
+    shutil.copytree(tiny_data, out, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    changed = sorted((out / "labels" / "val").glob("*.txt"))[:2]
+    for label in changed:
+        label.write_text("0 0.5 0.5 0.3 0.3\n")
+    edited = evaluate_model("neu-det", out, tmp_path / "report", replicates=0)
+    assert edited["labels_edited"]["files"] == 2
+    assert edited["labels_edited"]["examples"][0].startswith("labels/val/")
+    assert edited["ground_truth"] == "YOLO labels of val"
+    assert "**Labels edited:** 2 of the " in (tmp_path / "report" / "report.md").read_text()
+    # The figures of the labels as any YOLO dataset's are read (no manifest: not ours).
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    (plain / "manifest.json").unlink()
+    shutil.rmtree(plain / "annotations")
+    as_yolo = evaluate_model("neu-det", plain, tmp_path / "as-yolo", replicates=0)
+    assert edited["metrics"] == as_yolo["metrics"]
+    original = evaluate_model("neu-det", tiny_data, tmp_path / "original", replicates=0)
+    assert original["metrics"] != edited["metrics"] and "labels_edited" not in original
+    # The review's ground truth: the edited boxes, named as before.
+    source = read_source(out)
+    assert source.labels_edited == {"val": 2}
+    names = {image.name for image in read_source(tiny_data).images}
+    assert {image.name for image in source.images} == names
+    for image in source.images:
+        if Path(image.name).stem in {label.stem for label in changed}:
+            (box,) = image.boxes
+            assert box.label == "crazing" and (box.xmin, box.xmax) == pytest.approx(
+                (0.35 * image.width, 0.65 * image.width)
+            )
+
+
 def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path):
     images, _ = split_images(tiny_data / "data.yaml", "train")
     assert sorted(images) == sorted((tiny_data / "images" / "train").iterdir())
