@@ -149,11 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
-    if report.get("labels_edited"):
-        from detection.report import labels_edited_sentence
-
-        sentence = labels_edited_sentence(report["labels_edited"])
-        stderr_console().print(f"note: {sentence}.", style="yellow")
+    _note_labels_edited(report.get("labels_edited"))
     if report.get("ultralytics_not_run"):
         stderr_console().print(
             f"note: ultralytics' val {report['ultralytics_not_run']}", style="yellow"
@@ -166,6 +162,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"-> {args.out}/report.md"
     )
     return 0
+
+
+def _note_labels_edited(edited: dict | None) -> None:
+    """A console note when a converter output's labels were edited since the conversion
+    and are the ground truth read (:func:`detection.evaluate.split_ground_truth`)."""
+    from detection.report import labels_edited_sentence
+
+    if edited:
+        stderr_console().print(f"note: {labels_edited_sentence(edited)}.", style="yellow")
 
 
 def _warn_if_seen(
@@ -584,6 +589,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             gt, named = read_ground_truth(args.gt), args.gt
         else:
             truth = split_ground_truth(args.data, args.split)
+            _note_labels_edited(truth.labels_edited)
             gt, named = truth.gt, truth_named(truth, args.split)
             elsewhere = other_split_images(truth, args.split)
         left_out: list[list[tuple[str, str]]] = [[] for _ in args.predictions]
@@ -661,6 +667,7 @@ def _predict_for_comparison(
     from detection.weights import resolve_weights
 
     truth = split_ground_truth(args.data, args.split)
+    _note_labels_edited(truth.labels_edited)
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]
