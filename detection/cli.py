@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from converters.errors import ConversionError
+from converters.model import SPLITS
 from detection import offline  # noqa: F401  (sets the offline switches first)
 from detection.console import COUNT, POSITIVE_INT, counted, progress_bar, stderr_console
 
@@ -111,6 +112,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
         console.print(
             f"  {split}: {counted(counts['images'], 'image')}, "
             f"{counted(counts['boxes'], 'box', 'boxes')}"
+        )
+    # A ratio above 0 that leaves a split empty (0.2 of 3 images): train then refuses it.
+    counts = result.manifest["counts"]
+    empty = [
+        name
+        for name, ratio in zip(SPLITS, ratios)
+        if ratio > 0 and not counts.get(name, {}).get("images")
+    ]
+    if empty:
+        console.print(
+            f"note: no {' and no '.join(empty)} images (of "
+            f"{counted(len(result.manifest['split_of_image']), 'image')}, --split {args.split}); "
+            "training needs train and val images: convert more, or give "
+            f"{'that split' if len(empty) == 1 else 'those splits'} a larger ratio",
+            style="yellow",
         )
     if (overlapping := result.manifest["overlapping_images"]) is not None:
         console.print(

@@ -150,6 +150,23 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("split", "note"),
+    [
+        ("0.5,0.5", None),
+        ("0.95,0.05", "note: no val images (of 4 images, --split 0.95,0.05); training needs"),
+        ("1,0", None),  # asked for: no note
+    ],
+)
+def test_convert_says_when_a_split_it_was_asked_for_comes_out_empty(
+    tmp_path: Path, capsys, split, note
+):
+    assert main(["convert", str(_small(tmp_path / "src")), "--out", str(tmp_path / "o"),
+                 "--split", split]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert (note in err) if note else "note: no " not in err
+
+
 def test_a_dataset_without_val_images_is_refused_in_one_plain_line(tmp_path: Path, capsys):
     """`convert --split 1,0` then `train`: ultralytics stopped at its val loader with a
     message in terminal colour codes ("[34m[1mval: [0mError loading data ...")."""
