@@ -571,33 +571,31 @@ def _resume_overrides(
         ConversionError: The checkpoint's data is gone and no ``--data`` was given, or
             its GPU is not here (:func:`_resume_device`).
     """
-    changed = {"save_dir": str(run_dir), "device": _resume_device(checkpoint, device)}
+    args = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args") or {}
+    changed = {"save_dir": str(run_dir), "device": _resume_device(checkpoint, args, device)}
     if data is not None:
         changed["data"] = str(resolve_data(data))
-    else:
-        args = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args") or {}
-        trained_on = args.get("data")
-        if isinstance(trained_on, str) and not Path(trained_on).exists():
-            raise ConversionError(
-                f"{checkpoint}: the run trained on {trained_on}, which is not there now; "
-                "give --data where that dataset lies"
-            )
+    elif isinstance(args.get("data"), str) and not Path(args["data"]).exists():
+        raise ConversionError(
+            f"{checkpoint}: the run trained on {args['data']}, which is not there now; "
+            "give --data where that dataset lies"
+        )
     changed |= {"batch": batch, "workers": workers}
     return {key: value for key, value in changed.items() if value is not None}
 
 
-def _resume_device(checkpoint: Path, requested: str) -> str | None:
-    """The device a resumed run takes: the one asked for, or with ``auto`` the
-    checkpoint's own (None: as it was), which must be here: a GPU run's ``last.pt``
-    continued on a machine without that GPU was ultralytics' ValueError traceback.
+def _resume_device(checkpoint: Path, train_args: dict, requested: str) -> str | None:
+    """The device a resumed run takes: the one asked for, or with ``auto`` the one the
+    checkpoint's ``train_args`` name (None: as it was), which must be here: a GPU run's
+    ``last.pt`` continued on a machine without that GPU was ultralytics' ValueError
+    traceback.
 
     Raises:
         ConversionError: ``auto``, and the run trained on a GPU this machine lacks.
     """
     if requested != "auto":
         return requested
-    args = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args") or {}
-    trained_on = str(args.get("device") or "")
+    trained_on = str(train_args.get("device") or "")
     if trained_on in ("", "cpu"):
         return None  # '': ultralytics chose (a GPU if any), as it will again
     try:
