@@ -220,7 +220,8 @@ class SplitTruth:
             YOLO labels of a dataset that has none (:func:`yolo_split_truth`).
         labels_edited: For a converter output whose labels were edited since the
             conversion, read from them: how many label files differ from its COCO file,
-            of how many, the first few, and that file (:func:`edited_labels_note`).
+            of how many, the first few, and that file
+            (:func:`converters.convert.edited_labels`).
     """
 
     data_yaml: Path
@@ -246,9 +247,17 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
         edited = edited_labels(data_yaml.parent, split, gt)
         truth = SplitTruth(data_yaml, gt, data_yaml.parent / "images" / split, gt_path)
         if edited:
-            # Ultralytics trains and validates on the labels as edited: so do we.
+            # Ultralytics trains and validates on the labels as edited: so do we, naming
+            # the images as the COCO file does (results are matched by file name).
+            labelled = yolo_split_truth(data_yaml, split).gt
+            images = [
+                {**image, "file_name": Path(image["file_name"]).name}
+                for image in labelled["images"]
+            ]
             truth = replace(
-                yolo_split_truth(data_yaml, split),
+                truth,
+                gt={**labelled, "images": images},
+                source=None,
                 labels_edited={
                     "files": len(edited),
                     "of": len(gt["images"]),
@@ -277,8 +286,9 @@ def other_split_images(truth: SplitTruth, split: str) -> dict[str, list[str]]:
     on them (a whole folder predicted, one split scored) are left out, not refused
     (:func:`read_results`)."""
     found: dict[str, list[str]] = {}
-    if truth.source is not None:
-        for path in sorted(Path(truth.source).parent.glob("instances_*.json")):
+    coco_files = sorted((truth.data_yaml.parent / "annotations").glob("instances_*.json"))
+    if coco_files:  # a converter output's, named as the split scored is
+        for path in coco_files:
             other = path.stem.removeprefix("instances_")
             if other != split:
                 images = read_json(path, "COCO ground truth")
@@ -776,6 +786,27 @@ def _other_splits_index(
     return _image_ids_by_file_name({"images": images})
 
 
+def _locate(
+    file_name: str, named: Callable[[str], list], other_named: Callable[[str], list]
+) -> tuple[list, str | None]:
+    """The images of the split scored that a result's ``file_name`` names (by folders and
+    name: :func:`_image_ids_by_file_name`), or the other split it names an image of. A
+    name from another folder (``/data/steel/a.jpg`` for a YOLO dataset's
+    ``images/val/a.jpg``) names an image by its file's name alone where that name is one
+    image's in the whole dataset; found in several, it names them all (refused)."""
+    found = named(file_name)
+    if found:
+        return found, None
+    elsewhere = other_named(file_name)
+    if elsewhere:
+        return [], elsewhere[0]
+    name = _path_parts(file_name)[-1:]
+    here, there = named("/".join(name)), other_named("/".join(name)) if name else []
+    if len(here) + len(there) > 1:
+        return [*here, *there], None
+    return here, there[0] if there else None
+
+
 def read_results(
     predictions: Path,
     gt: dict,
@@ -832,9 +863,9 @@ def read_results(
         if missing:
             raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")
         if isinstance(det.get("file_name"), str):
-            found = named(det["file_name"])
-            if not found and other_named(det["file_name"]):
-                left_out.append((other_named(det["file_name"])[0], det["file_name"]))
+            found, split = _locate(det["file_name"], named, other_named)
+            if split is not None:
+                left_out.append((split, det["file_name"]))
                 continue
             if len(found) != 1:
                 raise ConversionError(

@@ -425,6 +425,50 @@ def test_results_on_other_splits_are_left_out(tmp_path: Path, result, elsewhere,
         assert [r["image_id"] for r in read] == [10] and left_out == expected
 
 
+_YOLO_SPLIT_GT = {
+    "images": [
+        {"id": 1, "file_name": "images/val/f.jpg", "width": 50, "height": 50},
+        {"id": 2, "file_name": "images/val/g.jpg", "width": 50, "height": 50},
+    ],
+    "categories": [{"id": 1, "name": "crazing"}],
+    "annotations": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("file_name", "expected"),
+    [
+        ("images/val/g.jpg", 2),
+        # A YOLO dataset's images are named with their folders; results made on a copy
+        # elsewhere named none of them ("matches no image").
+        ("/data/steel/f.jpg", 1),
+        ("/data/steel/h.jpg", ("train", "/data/steel/h.jpg")),
+        ("/data/steel/g.jpg", "matches 2 images of"),  # g.jpg is in train and in val
+        ("/data/steel/z.jpg", "matches no image of"),
+    ],
+)
+def test_a_result_from_another_folder_names_its_image_by_name_alone(
+    tmp_path: Path, file_name, expected
+):
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    path = tmp_path / "results.json"
+    result = {"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    path.write_text(json.dumps([{**result, "file_name": file_name}]))
+    elsewhere = {"train": ["/d/images/train/h.jpg", "/d/images/train/g.jpg"]}
+    left_out: list = []
+    if isinstance(expected, str):
+        with pytest.raises(ConversionError, match=expected):
+            read_results(path, _YOLO_SPLIT_GT, "gt", elsewhere, left_out)
+    elif isinstance(expected, tuple):
+        assert read_results(path, _YOLO_SPLIT_GT, "gt", elsewhere, left_out) == []
+        assert left_out == [expected]
+    else:
+        read = read_results(path, _YOLO_SPLIT_GT, "gt", elsewhere, left_out)
+        assert [r["image_id"] for r in read] == [expected]
+
+
 def test_yolo_results_need_their_images_size(tmp_path: Path):
     from converters.errors import ConversionError
     from detection.evaluate import read_results

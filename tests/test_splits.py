@@ -254,6 +254,18 @@ def test_evaluate_and_review_read_labels_edited_since_the_conversion(
     shutil.rmtree(plain / "annotations")
     as_yolo = evaluate_model("neu-det", plain, tmp_path / "as-yolo", replicates=0)
     assert edited["metrics"] == as_yolo["metrics"]
+    # Results made on the images where they came from match them by name, as before.
+    from detection.evaluate import evaluate_results_on_split, split_ground_truth
+
+    truth = split_ground_truth(out, "val").gt
+    names = {image["id"]: image["file_name"] for image in truth["images"]}
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    for result in results:
+        result["file_name"] = f"/steel/line-3/{names[result['image_id']]}"
+        result["image_id"] = 0
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    again = evaluate_results_on_split(tmp_path / "results.json", out, tmp_path / "again", "val", 0)
+    assert again["metrics"] == edited["metrics"] and again["labels_edited"]["files"] == 2
     original = evaluate_model("neu-det", tiny_data, tmp_path / "original", replicates=0)
     assert original["metrics"] != edited["metrics"] and "labels_edited" not in original
     # The review's ground truth: the edited boxes, named as before.
