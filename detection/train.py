@@ -127,7 +127,8 @@ def _check_training_splits(data_yaml: Path) -> None:
                 f"{data_yaml.parent}: no {split} images (its splits: "
                 f"{', '.join(counts) or 'none'}); training needs both, as ultralytics "
                 "validates on val every epoch and keeps best.pt by it: convert again with "
-                "a ratio above 0 for each, e.g. --split 0.8,0.2"
+                "a ratio above 0 for each, e.g. --split 0.8,0.2 (and --resplit where the "
+                "source gives a split of its own)"
             )
 
 
