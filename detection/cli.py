@@ -125,7 +125,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             f"note: no {' and no '.join(empty)} images (of "
             f"{counted(len(result.manifest['split_of_image']), 'image')}, --split {args.split}); "
             "training needs train and val images: convert more, or give "
-            f"{'that split' if len(empty) == 1 else 'those splits'} a larger ratio",
+            f"{'that split' if len(empty) == 1 else 'those splits'} a larger ratio (with "
+            "--resplit where the source gives a split of its own)",
             style="yellow",
         )
     if (overlapping := result.manifest["overlapping_images"]) is not None:
