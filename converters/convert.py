@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from converters.coco import to_coco
+from converters.coco import from_coco, to_coco
 from converters.definitions import DatasetDefinition
 from converters.errors import ConversionError
 from converters.folders import check_output_folder, write_folder
@@ -294,37 +294,32 @@ def edited_labels(out: Path, split: str, gt: dict) -> list[Path]:
     ``labels/``, and evaluation and review read ``annotations/``, so the two would score
     two ground truths. A label file gone counts too (ultralytics reads its image as
     holding no defect)."""
-    categories = sorted(gt["categories"], key=lambda category: category["id"])
-    index = {category["id"]: i for i, category in enumerate(categories)}
-    images = {image["id"]: image for image in gt["images"]}
-    expected: dict[int, list[tuple[float, ...]]] = {image_id: [] for image_id in images}
-    for annotation in gt["annotations"]:
-        image = images[annotation["image_id"]]
-        x, y, w, h = annotation["bbox"]
-        expected[image["id"]].append(
-            (
-                index[annotation["category_id"]],
-                (x + w / 2) / image["width"],
-                (y + h / 2) / image["height"],
-                w / image["width"],
-                h / image["height"],
-            )
-        )
+    dataset = from_coco(gt)
     edited = []
-    for image_id, boxes in expected.items():
-        path = out / "labels" / split / f"{Path(images[image_id]['file_name']).stem}.txt"
+    for image in dataset.images:
+        path = out / "labels" / split / f"{Path(image.name).stem}.txt"
+        # The lines `convert` wrote for these boxes (to_yolo_lines), against the file's.
+        boxes = _label_boxes(to_yolo_lines(image, dataset.classes))
         try:
-            found = [tuple(map(float, line.split())) for line in path.read_text().splitlines()]
+            found = _label_boxes(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError):
             edited.append(path)
             continue
-        found = [box for box in found if box]  # blank lines
         if len(found) != len(boxes) or any(
             len(a) != 5 or any(abs(u - v) > _LABEL_TOLERANCE for u, v in zip(a, b))
             for a, b in zip(sorted(found, key=_rounded), sorted(boxes, key=_rounded))
         ):
             edited.append(path)
     return edited
+
+
+def _label_boxes(text: str) -> list[tuple[float, ...]]:
+    """A label file's lines as numbers, blank lines left out.
+
+    Raises:
+        ValueError: A value that is no number.
+    """
+    return [tuple(map(float, line.split())) for line in text.splitlines() if line.strip()]
 
 
 def _rounded(box: tuple[float, ...]) -> tuple[float, ...]:

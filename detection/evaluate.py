@@ -800,8 +800,8 @@ def _locate(
     elsewhere = other_named(file_name)
     if elsewhere:
         return [], elsewhere[0]
-    name = _path_parts(file_name)[-1:]
-    here, there = named("/".join(name)), other_named("/".join(name)) if name else []
+    name = "/".join(_path_parts(file_name)[-1:])  # "" names no image
+    here, there = named(name), other_named(name)
     if len(here) + len(there) > 1:
         return [*here, *there], None
     return here, there[0] if there else None
