@@ -119,24 +119,37 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
 
 
 def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, tmp_path: Path):
-    budget = 40.0  # seconds
-    train = [*DEFECTS, "train", "--data", str(tiny_data), "--name", "timed"]
-    train += ["--hours", str(budget / 3600), "--weights-dir", str(tmp_path), *TINY]
-    process = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = tmp_path / "timed" / "results.csv"
 
     def times() -> list[float]:
         rows = results.read_text().strip().splitlines()[1:] if results.exists() else []
         return [float(row.split(",")[1]) for row in rows]
 
-    deadline = time.time() + 240
-    while len(times()) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    before = times()
-    assert times()[-1] < budget / 2  # killed in the first half of its budget
+    # The run is killed a third of the way through its budget. Ultralytics' own refit of
+    # the epochs, after the first resumed epoch, divides all the time spent by the resumed
+    # epochs alone and stops the run after about one more; that is told apart from the
+    # budget's end only where several epochs' time is left. An epoch takes 0.5 s on an
+    # idle CI machine and took 15 s on a loaded one (session 34's CI run), so a loaded
+    # machine gets a longer budget.
+    for budget in (40.0, 160.0):  # seconds
+        train = [*DEFECTS, "train", "--data", str(tiny_data), "--name", "timed"]
+        train += ["--hours", str(budget / 3600), "--weights-dir", str(tmp_path), *TINY]
+        process = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while process.poll() is None and time.time() < deadline:
+            if (tmp_path / "timed" / "last.pt").exists() and times()[-1] >= budget / 3:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        before = times()
+        longest_epoch = max(b - a for a, b in itertools.pairwise([0.0, *before]))
+        if before[-1] < budget / 2 and budget - before[-1] > 4 * longest_epoch:
+            break
+        shutil.rmtree(tmp_path / "timed")
+    else:
+        pytest.fail(f"each epoch took too long to leave the resumed run a budget: {before}")
     resume = [*DEFECTS, "train", "--resume", "--name", "timed", "--weights-dir", str(tmp_path)]
     resumed = subprocess.run(resume, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
