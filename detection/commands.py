@@ -102,13 +102,19 @@ def _backend_for(given: str | None, weights: Path | list[Path] | None) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from converters.folders import check_output_folder
-    from detection.evaluate import evaluate_files, evaluate_model, evaluate_results_on_split
+    from detection.evaluate import (
+        evaluate_files,
+        evaluate_model,
+        evaluate_results_on_split,
+        results_source,
+    )
     from detection.report import REPORT_MARKER
 
     args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if args.predictions or args.gt:
+        args.predictions = args.predictions and results_source(args.predictions)
         if not args.predictions or args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
         if args.tta or args.iou != NMS_IOU or args.tile:
@@ -406,6 +412,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise ConversionError("review needs --data (a converter output or a folder of images)")
     if args.predictions and (args.tta or args.iou != NMS_IOU or args.tile):
         raise ConversionError(SETTINGS_NEED_WEIGHTS)
+    if args.predictions:
+        from detection.evaluate import results_source
+
+        args.predictions = results_source(args.predictions)
     name = args.name or f"defects-{Path(args.data).resolve().name}"
     if not args.no_launch:
         review.check_app_address(args.address, args.port)
@@ -567,6 +577,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         read_ground_truth,
         read_results,
         results_name,
+        results_source,
         split_ground_truth,
         truth_named,
     )
@@ -584,6 +595,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
         if args.tta or args.iou != NMS_IOU or args.tile:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
+        args.predictions = [results_source(path) for path in args.predictions]
         elsewhere = None  # a COCO file alone: no other splits to know of
         if args.gt:
             gt, named = read_ground_truth(args.gt), args.gt
@@ -786,7 +798,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--predictions",
         type=Path,
         help="any detector's results, scored on --data's split or against --gt: a COCO "
-        "results JSON (ultralytics' save_json too) or a folder of YOLO .txt results, "
+        "results JSON (ultralytics' save_json too; a folder holding predictions.json, as "
+        "defects predict --out writes it) or a folder of YOLO .txt results, "
         "'class cx cy w h conf' per line (ultralytics' predict with save_txt=True "
         "save_conf=True: its run folder or labels/)",
     )

@@ -907,6 +907,15 @@ def read_results(
     return checked
 
 
+def results_source(predictions: Path) -> Path:
+    """What ``--predictions`` names: a results file, a folder of YOLO results, or a folder
+    holding a ``predictions.json`` (a ``defects predict --out`` folder, ultralytics' val
+    run with ``save_json``), which is that file: its JSON, with file names, is read even
+    where the folder also holds ``.txt`` results (ultralytics' ``save_txt`` beside it)."""
+    marked = predictions / PREDICTIONS_MARKER
+    return marked if predictions.is_dir() and marked.is_file() else predictions
+
+
 def yolo_results_files(folder: Path) -> list[Path]:
     """A folder's YOLO results files: its ``.txt`` files, or those of its ``labels/``
     (where ultralytics' predict writes them, beside the annotated images)."""
@@ -939,8 +948,9 @@ def yolo_results(
     files = yolo_results_files(folder)
     if not files:
         raise ConversionError(
-            f"{folder}: no .txt results here or in labels/ (ultralytics writes them with "
-            "save_txt=True save_conf=True)"
+            f"{folder}: no predictions.json and no .txt results here or in labels/ "
+            "(defects predict --out writes predictions.json; ultralytics writes .txt "
+            "results with save_txt=True save_conf=True)"
         )
     _, by_stem = _image_ids_by_file_name(gt)
     images = {image["id"]: image for image in gt["images"]}

@@ -110,13 +110,19 @@ def test_three_models_give_a_list_of_differences_in_model_order(tmp_path: Path):
 
 
 def test_compare_from_results_files(tmp_path: Path, capsys):
-    perfect = tmp_path / "perfect.json"
-    perfect.write_text(json.dumps(_perfect(json.loads(GT.read_text()))))
+    # The second is a `defects predict --out` folder: its predictions.json is read, not
+    # the .txt results beside it (ultralytics' val with save_json and save_txt writes both).
+    perfect = tmp_path / "perfect-run"
+    (perfect / "labels").mkdir(parents=True)
+    (perfect / "predictions.json").write_text(json.dumps(_perfect(json.loads(GT.read_text()))))
+    (perfect / "labels" / "unknown.txt").write_text("0 0.5 0.5 0.2 0.2 0.9\n")
     argv = ["compare", "--gt", str(GT), "--predictions", str(RESULTS), str(perfect)]
     assert main([*argv, "--out", str(tmp_path / "out"), "--bootstrap", "100"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert [m["name"] for m in report["models"]] == ["neu_dt", "perfect"]
-    assert "perfect - neu_dt: mAP50 +" in capsys.readouterr().err
+    assert [m["name"] for m in report["models"]] == ["neu_dt", "perfect-run"]
+    assert report["models"][1]["predictions"] == str(perfect / "predictions.json")
+    assert report["models"][1]["mAP50"] == 1.0
+    assert "perfect-run - neu_dt: mAP50 +" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -144,6 +150,11 @@ def test_the_console_and_report_say_what_is_undefined(bootstrap, said, footnote,
         (["--predictions", str(RESULTS), str(RESULTS), "--names", "a"], "2 different names"),
         (["--predictions", str(RESULTS), str(RESULTS), "--names", "a,a"], "2 different names"),
         (["--predictions", str(RESULTS), str(DATA / "nowhere.json")], "nowhere.json: no such"),
+        (
+            ["--predictions", str(RESULTS), str(DATA)],
+            f"{DATA}: no predictions.json and no .txt results here or in labels/ (defects "
+            "predict --out writes predictions.json",
+        ),
     ],
 )
 def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_path, capsys):

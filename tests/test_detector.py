@@ -777,7 +777,8 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     whole = tmp_path / "whole" / "predictions.json"
     whole.parent.mkdir()
     whole.write_text(json.dumps(results))
-    argv = ["evaluate", "--predictions", str(whole), "--data", str(tiny_data)]
+    # (named by its folder, which `defects predict --out` writes predictions.json into)
+    argv = ["evaluate", "--predictions", str(whole.parent), "--data", str(tiny_data)]
     result = subprocess.run(
         [*DEFECTS, *argv, "--out", str(tmp_path / "whole-val")], capture_output=True, text=True
     )
