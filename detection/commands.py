@@ -942,8 +942,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--predictions",
         type=Path,
         help="instead of --weights, any detector's results to review: a COCO results JSON "
-        "or a folder of YOLO .txt results (as evaluate takes them), matched to --data's "
-        "images by file name",
+        "(or a defects predict --out folder) or a folder of YOLO .txt results (as evaluate "
+        "takes them), matched to --data's images by file name",
     )
     review.add_argument("--split", default="val", help="split to evaluate (val)")
     review.add_argument("--name", help="FiftyOne dataset name (default defects-<data folder>)")
@@ -1036,7 +1036,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--predictions",
         type=Path,
         nargs="+",
-        help="COCO results files or folders of YOLO .txt results (as evaluate takes them), A first",
+        help="COCO results files (or defects predict --out folders) or folders of YOLO .txt "
+        "results (as evaluate takes them), A first",
     )
     compare.add_argument(
         "--data",
