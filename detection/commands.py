@@ -312,8 +312,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if is_released(weights):
         # A release ships its exports; writing them again would change tracked files.
         shipped = weights.with_suffix(".int8.onnx" if args.int8 else ".onnx")
-        if args.imgsz or args.int8_bits == 8 or not shipped.is_file():
-            how = "at the training size, in 7 bits," if args.int8 else "at the training size"
+        calibrated = args.int8 and bool(args.calibration)
+        if args.imgsz or args.int8_bits == 8 or calibrated or not shipped.is_file():
+            how = (
+                "at the training size, in 7 bits, calibrated on its own train images,"
+                if args.int8
+                else "at the training size"
+            )
             raise ConversionError(
                 f"{weights}: released models are not re-exported in place ({shipped.name} "
                 f"is shipped {how} or not at all); copy model.pt out of {MODELS_DIR} and "

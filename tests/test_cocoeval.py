@@ -350,7 +350,7 @@ _YOLO_GT = {
         ),
         # Where ultralytics' predict writes them: its run folder's labels/.
         ({"labels/c.txt": "0 0.5 0.5 0.2 0.2 0.5\n"}, [(40, 7, [40, 40, 20, 20], 0.5)]),
-        ({}, "no .txt results here or in labels/ (ultralytics writes them with save_txt"),
+        ({}, "no predictions.json and no .txt results here or in labels/ (defects predict"),
         ({"labels/notes.md": "x"}, "no .txt results here"),
         ({"d.txt": "0 0.5 0.5 0.2 0.2 0.5\n"}, "d.txt: names no image of "),
         ({"b.txt": "0 0.5 0.5 0.2 0.2 0.5\n"}, "gt.json (x/b.jpg, y/b.jpg), and a YOLO results"),

@@ -597,6 +597,11 @@ def test_every_command_takes_the_released_name(
     assert "not re-exported in place (model.onnx is shipped at the training size or" in error
     assert main(["export", "--weights", "neu-det", "--int8", "--int8-bits", "8"]) == 2
     assert "model.int8.onnx is shipped at the training size, in 7 bits" in capsys.readouterr().err
+    calibration = ["--calibration", str(tiny_data / "images" / "val")]
+    assert main(["export", "--weights", "neu-det", "--int8", *calibration]) == 2
+    assert "7 bits, calibrated on its own train images, or not at all); copy model.pt" in (
+        capsys.readouterr().err
+    )
     weights = ["--weights-dir", str(tmp_path / "w"), "--device", "cpu", "--workers", "0"]
     tiny = ["--epochs", "1", "--imgsz", "64", "--batch", "8", *weights]
     train = ["train", "--data", str(tiny_data), "--model", "neu-det", "--name", "d"]
