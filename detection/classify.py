@@ -439,7 +439,8 @@ def classify(
     imgsz = imgsz or model_imgsz(model)
     predictions, errors, notes = [], [], []
     passed_over: list[Path] = []
-    paths = collect_images(sources, passed_over, out)
+    found_twice: list[tuple[Path, Path]] = []
+    paths = collect_images(sources, passed_over, out, found_twice)
 
     def run(folder: Path | None) -> None:
         if folder is not None:
@@ -490,5 +491,6 @@ def classify(
         "errors": errors,
         "notes": notes,
         "passed_over": by_suffix(passed_over),
+        "found_twice": [[str(path), str(first)] for path, first in found_twice],
         "predictions": predictions,
     }

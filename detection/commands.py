@@ -34,10 +34,15 @@ from detection.weights import (
 
 
 def _print_skipped(
-    console, errors: list[dict], notes: list[dict] = (), passed_over: dict | None = None
+    console,
+    errors: list[dict],
+    notes: list[dict] = (),
+    passed_over: dict | None = None,
+    found_twice: list[list[str]] = (),
 ) -> None:
     """Each image left out, each read but noted (:func:`converters.pixels.narrowed_samples`),
-    and how many files of the folders given are not images by their suffix."""
+    how many files of the folders given are not images by their suffix, and the images
+    left out as links to one found already (:func:`detection.predict.collect_images`)."""
     from converters.layouts import IMAGE_SUFFIXES
 
     for error in errors:
@@ -55,6 +60,15 @@ def _print_skipped(
         console.print(
             f"passed over {counted(count, 'file')} {what} ({kinds}); "
             f"images are {', '.join(sorted(IMAGE_SUFFIXES))}"
+        )
+    if found_twice:
+        (path, first), more = found_twice[0], len(found_twice) - 1
+        example = f"{path} given twice" if path == first else f"{path} is {first}"
+        console.print(
+            f"passed over {counted(len(found_twice), 'image')} found twice, the same file as "
+            f"an image found already ({example}"
+            + (f", and {more} more" if more else "")
+            + "): each is read once"
         )
 
 
@@ -292,7 +306,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
         sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
-    _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
+    _print_skipped(
+        console,
+        summary["errors"],
+        summary["notes"],
+        summary["passed_over"],
+        summary["found_twice"],
+    )
     _check_any_read(summary, args.sources)
     if summary["off_scale"]:
         console.print(f"note: {summary['off_scale']['sentence']}", style="yellow")
@@ -390,7 +410,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.writelines(json.dumps(entry) + "\n" for entry in summary["predictions"])
     console = stderr_console()
-    _print_skipped(console, summary["errors"], summary["notes"], summary["passed_over"])
+    _print_skipped(
+        console,
+        summary["errors"],
+        summary["notes"],
+        summary["passed_over"],
+        summary["found_twice"],
+    )
     _check_any_read(summary, args.sources)
     where = "stdout" if args.out is None else args.out / "predictions.json"
     console.print(f"{counted(summary['images'], 'image')} -> {where}")

@@ -855,6 +855,8 @@ def read_results(
     image_ids = {im["id"] for im in gt["images"]}
     category_ids = {c["id"] for c in gt["categories"]}
     named, by_stem = _image_ids_by_file_name(gt)
+    file_names = {image["id"]: image.get("file_name") for image in gt["images"]}
+    named_by: dict = {}  # image id: (the file_name its results gave, the first result's index)
     checked = []
     for index, det in enumerate(results):
         if not isinstance(det, dict):
@@ -873,6 +875,16 @@ def read_results(
                     + (f"{len(found)} images of {gt_path}: give their folders too" if found
                        else f"no image of {gt_path}")
                 )  # fmt: skip
+            first, first_index = named_by.setdefault(found[0], (det["file_name"], index))
+            if first != det["file_name"]:
+                # A folder predicted with a link or copy of one of its images inside (a
+                # converter output in its source's folder): each detection counted twice.
+                raise ConversionError(
+                    f"{predictions}: results {first_index} and {index} name image "
+                    f"{file_names[found[0]]!r} of {gt_path} by two files, {first!r} and "
+                    f"{det['file_name']!r}: the image was predicted twice (a link or a copy), "
+                    "and each of its detections would count twice; predict each image once"
+                )
             det = {**det, "image_id": found[0]}
         elif isinstance(det["image_id"], str) and len(by_stem.get(det["image_id"], [])) == 1:
             # ultralytics' save_json before it wrote file_name: the stem, "crazing_1".

@@ -79,7 +79,10 @@ class Detections:
 
 
 def collect_images(
-    sources: list[Path], passed_over: list[Path] | None = None, out: Path | None = None
+    sources: list[Path],
+    passed_over: list[Path] | None = None,
+    out: Path | None = None,
+    found_twice: list[tuple[Path, Path]] | None = None,
 ) -> list[Path]:
     """Image files given directly or found (recursively) in folders, in a stable order;
     a folder's hidden and macOS metadata files are left out
@@ -89,6 +92,12 @@ def collect_images(
     ``predictions.json``) are not looked into: their annotated images and VOC links are
     this run's output, not its input (``predict IMAGES --out IMAGES/pred`` run twice read
     the first run's images as new ones).
+
+    A file reached twice (a link to an image found too: a converter output's images
+    inside the folder of the dataset it was converted from; or a source given twice) is
+    read once, by its own path rather than a link's, and each other path appended to
+    ``found_twice`` as (the path left out, the one kept): its detections twice over
+    counted each one twice when scored.
 
     Raises:
         ConversionError: A source does not exist or nothing was found.
@@ -108,7 +117,17 @@ def collect_images(
             raise ConversionError(f"{source}: no such file or folder")
     if not found:
         raise ConversionError(f"no images in {', '.join(map(str, sources))}")
-    return found
+    same_file: dict[str, list[int]] = {}
+    for index, path in enumerate(found):
+        same_file.setdefault(os.path.realpath(path), []).append(index)
+    kept = []
+    for real, indices in same_file.items():
+        # The file itself rather than a link to it, wherever the link sorts.
+        keep = next((i for i in indices if os.path.abspath(found[i]) == real), indices[0])
+        kept.append(keep)
+        if found_twice is not None:
+            found_twice += [(found[i], found[keep]) for i in indices if i != keep]
+    return [found[i] for i in sorted(kept)]
 
 
 def by_suffix(paths: list[Path]) -> dict[str, int]:
@@ -1066,13 +1085,16 @@ def predict(
     predicted on and noted in ``notes`` and its ``images.json`` entry.
     Returns ``{"images": n, "detections": n, "images_flagged": n (with a detection),
     "errors": [...], "notes": [...],
-    "passed_over": {suffix: files}, "predictions": path or None, "results": [...]}``
-    (``passed_over``: the files in the folders given that are not images by their suffix).
+    "passed_over": {suffix: files}, "found_twice": [[path, path], ...],
+    "predictions": path or None, "results": [...]}`` (``passed_over``: the files in the
+    folders given that are not images by their suffix; ``found_twice``: the images left
+    out as links to one already found, with it: :func:`collect_images`).
     """
     if voc and out is None:
         raise ConversionError("a VOC export of the predictions needs an output folder (--out)")
     passed_over: list[Path] = []
-    paths = collect_images(sources, passed_over, out)
+    found_twice: list[tuple[Path, Path]] = []
+    paths = collect_images(sources, passed_over, out, found_twice)
     detector = load_detector(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )
@@ -1175,6 +1197,7 @@ def predict(
         "notes": notes,
         "off_scale": off_scale_note(field, measured, drawn_at),
         "passed_over": by_suffix(passed_over),
+        "found_twice": [[str(path), str(first)] for path, first in found_twice],
         "predictions": None if predictions is None else str(predictions),
         "results": results,
     }

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -467,6 +468,34 @@ def test_a_result_from_another_folder_names_its_image_by_name_alone(
     else:
         read = read_results(path, _YOLO_SPLIT_GT, "gt", elsewhere, left_out)
         assert [r["image_id"] for r in read] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("file_names", "expected"),
+    [
+        (["images/val/f.jpg", "images/val/f.jpg", "images/val/g.jpg"], [1, 1, 2]),
+        # A folder predicted with a converter output (links to its images) inside: each
+        # image twice, and each detection would count twice.
+        (
+            ["/data/steel/f.jpg", "images/val/g.jpg", "images/val/f.jpg"],
+            "results 0 and 2 name image 'images/val/f.jpg' of gt by two files, "
+            "'/data/steel/f.jpg' and 'images/val/f.jpg': the image was predicted twice",
+        ),
+        (["/a/g.jpg", "/b/g.jpg"], "results 0 and 1 name image 'images/val/g.jpg'"),
+    ],
+)
+def test_results_naming_one_image_by_two_files_are_refused(tmp_path: Path, file_names, expected):
+    from converters.errors import ConversionError
+    from detection.evaluate import read_results
+
+    path = tmp_path / "results.json"
+    result = {"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    path.write_text(json.dumps([{**result, "file_name": name} for name in file_names]))
+    if isinstance(expected, str):
+        with pytest.raises(ConversionError, match=re.escape(expected)):
+            read_results(path, _YOLO_SPLIT_GT, "gt")
+    else:
+        assert [r["image_id"] for r in read_results(path, _YOLO_SPLIT_GT, "gt")] == expected
 
 
 def test_yolo_results_need_their_images_size(tmp_path: Path):

@@ -888,3 +888,25 @@ def test_predict_never_reads_its_own_outputs_as_input(neu_det: Path, tmp_path: P
             best = max(own, key=lambda r: r["score"])
             assert image["top"] == {"category": best["category"], "score": best["score"]}
     assert "passed over" not in capsys.readouterr().err
+
+
+def test_predict_reads_an_image_reached_twice_once(neu_det: Path, tmp_path: Path, capsys):
+    # A converter output inside its source's folder links each image: predicted twice,
+    # scoring that folder's results counted each detection twice (mAP50 0.78, not 1.0).
+    images = tmp_path / "images"
+    (images / "converted").mkdir(parents=True)
+    for name in ("crazing_1.jpg", "scratches_7.jpg"):
+        shutil.copyfile(neu_det / "IMAGES" / name, images / name)
+        (images / "converted" / name).symlink_to(images / name)
+    argv = ["predict", str(images), str(images / "scratches_7.jpg"), "--weights", "neu-det"]
+    argv += ["--backend", "onnx", "--conf", "0.1", "--out", str(tmp_path / "pred")]
+    assert main(argv) == 0
+    read = json.loads((tmp_path / "pred" / "images.json").read_text())["images"]
+    assert [i["file_name"] for i in read] == [
+        str(images / "crazing_1.jpg"),
+        str(images / "scratches_7.jpg"),
+    ]
+    assert (
+        f"passed over 3 images found twice, the same file as an image found already "
+        f"({images / 'converted' / 'crazing_1.jpg'} is {images / 'crazing_1.jpg'}, and 2 more)"
+    ) in capsys.readouterr().err
