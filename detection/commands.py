@@ -33,18 +33,15 @@ from detection.weights import (
 )
 
 
-def _print_skipped(
-    console,
-    errors: list[dict],
-    notes: list[dict] = (),
-    passed_over: dict | None = None,
-    found_twice: list[list[str]] = (),
-) -> None:
-    """Each image left out, each read but noted (:func:`converters.pixels.narrowed_samples`),
-    how many files of the folders given are not images by their suffix, and the images
-    left out as links to one found already (:func:`detection.predict.collect_images`)."""
+def _print_skipped(console, summary: dict) -> None:
+    """A run's ``errors`` (each image left out), ``notes`` (each read but noted:
+    :func:`converters.pixels.narrowed_samples`), ``passed_over`` (how many files of the
+    folders given are not images by their suffix) and ``found_twice`` (the images left
+    out as links to one found too: :func:`detection.predict.collect_images`)."""
     from converters.layouts import IMAGE_SUFFIXES
 
+    errors, notes = summary.get("errors", ()), summary.get("notes", ())
+    passed_over, found_twice = summary.get("passed_over"), summary.get("found_twice")
     for error in errors:
         console.print(f"skipped {error['file']}: {error['error']}", style="yellow")
     for note in notes:
@@ -306,13 +303,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.
         sys.stdout.writelines(json.dumps(result) + "\n" for result in summary["results"])
     console = stderr_console()
-    _print_skipped(
-        console,
-        summary["errors"],
-        summary["notes"],
-        summary["passed_over"],
-        summary["found_twice"],
-    )
+    _print_skipped(console, summary)
     _check_any_read(summary, args.sources)
     if summary["off_scale"]:
         console.print(f"note: {summary['off_scale']['sentence']}", style="yellow")
@@ -410,13 +401,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.writelines(json.dumps(entry) + "\n" for entry in summary["predictions"])
     console = stderr_console()
-    _print_skipped(
-        console,
-        summary["errors"],
-        summary["notes"],
-        summary["passed_over"],
-        summary["found_twice"],
-    )
+    _print_skipped(console, summary)
     _check_any_read(summary, args.sources)
     where = "stdout" if args.out is None else args.out / "predictions.json"
     console.print(f"{counted(summary['images'], 'image')} -> {where}")
@@ -464,7 +449,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         args.tile_overlap,
         args.predictions,
     )
-    _print_skipped(console, summary["skipped"])
+    _print_skipped(console, {"errors": summary["skipped"]})
     if summary.get("labels_edited"):
         edited = ", ".join(f"{n} in {split}" for split, n in summary["labels_edited"].items())
         console.print(
