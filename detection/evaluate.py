@@ -266,7 +266,13 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
                 },
             )
     elif (data_yaml.parent / "manifest.json").is_file():  # our converter wrote every split
-        raise ConversionError(f"{gt_path}: no ground truth for split '{split}'")
+        splits = sorted(
+            p.stem.removeprefix("instances_") for p in gt_path.parent.glob("instances_*.json")
+        )
+        raise ConversionError(
+            f"{gt_path}: no ground truth for split '{split}' (--split; its splits: "
+            f"{', '.join(splits) or 'none'})"
+        )
     else:
         truth = yolo_split_truth(data_yaml, split)
         _require_boxes(truth.gt, f"{data_yaml} (split '{split}')")

@@ -150,6 +150,19 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_a_split_a_converter_output_lacks_is_one_line_naming_those_it_has(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["convert", str(_small(tmp_path / "src")), "--out", str(out)]) == 0
+    for command in ("evaluate", "compare"):
+        argv = [command, "--weights", "neu-det", *(["neu-det"] if command == "compare" else [])]
+        argv += ["--data", str(out), "--split", "test", "--out", str(tmp_path / command)]
+        assert main(argv) == 2
+        assert (
+            f"{out / 'annotations' / 'instances_test.json'}: no ground truth for split 'test' "
+            "(--split; its splits: train, val)"
+        ) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("split", "note"),
     [
