@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from converters.folders import write_folder
-from detection.bootstrap import figures, format_interval, interval, match, p_value
+from detection.bootstrap import (
+    figures,
+    format_interval,
+    holm_adjusted,
+    interval,
+    match,
+    p_value,
+)
 from detection.report import (
     REPORT_MARKER,
     _clean,
@@ -31,7 +38,7 @@ from detection.versions import package_versions
 
 
 def _difference(
-    point: dict, base_point: dict, replicated: dict, base_replicated: dict | None
+    point: dict, base_point: dict, replicated: dict, base_replicated: dict | None, replicates: int
 ) -> dict:
     def paired(key: str, k: int | None = None) -> tuple[list[float] | None, float | None]:
         if replicated is None or base_replicated is None:
@@ -55,6 +62,11 @@ def _difference(
             "ap50_95_ci": ci_b,
             "p_value_ap50_95": p_b,
         }
+    # Six classes tested at once: their p-values adjusted for the family (Holm).
+    for key, adjusted_key in (("p_value", "p_holm"), ("p_value_ap50_95", "p_holm_ap50_95")):
+        adjusted = holm_adjusted([entry[key] for entry in per_class.values()], replicates)
+        for entry, p in zip(per_class.values(), adjusted, strict=True):
+            entry[adjusted_key] = p
     return {
         "mAP50": point["mAP50"] - base_point["mAP50"],
         "mAP50_ci": ci50,
@@ -129,7 +141,7 @@ def compare(
     base_point, base_replicated = scored[0]
     differences = [
         {"model": names[i], "baseline": names[0]}
-        | _difference(point, base_point, replicated, base_replicated)
+        | _difference(point, base_point, replicated, base_replicated, replicates)
         for i, (point, replicated) in enumerate(scored[1:], 1)
     ]
     report = _clean(
@@ -194,6 +206,14 @@ def format_p_value(p: float | None, replicates: int) -> str:
     if p is None:
         return "n/a"
     return f"< {1 / replicates:.3g}" if p == 0 else f"{p:.3f}"
+
+
+def format_holm(p: float | None, adjusted: float | None, replicates: int) -> str:
+    """A Holm-adjusted p-value (:func:`detection.bootstrap.holm_adjusted`); an upper
+    bound where the p it adjusts was below the replicates' resolution."""
+    if adjusted is None:
+        return "n/a"
+    return f"< {adjusted:.3g}" if p == 0 and adjusted < 1 else f"{adjusted:.3f}"
 
 
 def _fmt_signed(value: float | None) -> str:
@@ -277,17 +297,31 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             f"{format_p_value(p, boot['replicates'])}; mAP50:95 {difference['mAP50-95']:+.4f} "
             f"{format_interval(difference['mAP50-95_ci'], signed=True)}.",
             "",
-            "| class | dAP50 | 95% interval | p | dAP50:95 | 95% interval |",
-            "|---|---:|---|---:|---:|---|",
+            "| class | dAP50 | 95% interval | p | p, Holm | dAP50:95 | 95% interval | p | "
+            "p, Holm |",
+            "|---|---:|---|---:|---:|---:|---|---:|---:|",
         ]
         for name, entry in difference["per_class"].items():
-            p = entry["p_value"]
-            lines.append(
-                f"| {name} | {_fmt_signed(entry['ap50'])} | "
-                f"{format_interval(entry['ap50_ci'], signed=True)} | "
-                f"{format_p_value(p, boot['replicates'])} | {_fmt_signed(entry['ap50_95'])} | "
-                f"{format_interval(entry['ap50_95_ci'], signed=True)} |"
-            )
+            cells = [name]
+            for key, suffix in (("ap50", ""), ("ap50_95", "_ap50_95")):
+                p = entry[f"p_value{suffix}"]
+                cells += [
+                    _fmt_signed(entry[key]),
+                    format_interval(entry[f"{key}_ci"], signed=True),
+                    format_p_value(p, boot["replicates"]),
+                    format_holm(p, entry[f"p_holm{suffix}"], boot["replicates"]),
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        tested = sum(entry["p_value"] is not None for entry in difference["per_class"].values())
+        if tested > 1:
+            lines += [
+                "",
+                f"p, Holm: each class's p adjusted for the {tested} classes tested at once "
+                "(Holm-Bonferroni). With that many classes, one p below 0.05 comes by chance "
+                f"alone {1 - 0.95**tested:.0%} of the time when the models do not differ; a "
+                "class whose Holm p is below 0.05 differs with every class counted. The "
+                "intervals are each class's own.",
+            ]
     undefined = []
     if not boot["replicates"]:
         undefined.append("no bootstrap replicates, so no interval or p")

@@ -14,6 +14,7 @@ from detection.bootstrap import (
     ClassMatches,
     MatchTable,
     figures,
+    holm_adjusted,
     interval,
     match,
     p_value,
@@ -172,3 +173,22 @@ def test_breakdown_subsets_and_terciles():
     relative = [a["bbox"][2] * a["bbox"][3] / 40000 for a in gt["annotations"]]
     assert np.mean(np.array(relative) <= low) == pytest.approx(1 / 3, abs=0.03)
     assert np.mean(np.array(relative) <= high) == pytest.approx(2 / 3, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("p_values", "replicates", "expected"),
+    [
+        # R's p.adjust(c(0.01, 0.04, 0.03, 0.005), "holm"): 0.03 0.06 0.06 0.02; the third
+        # smallest (0.03 x 2) carries over to the largest (0.04 x 1).
+        ([0.01, 0.04, 0.03, 0.005], 1000, [0.03, 0.06, 0.06, 0.02]),
+        ([0.01, None, 0.02], 1000, [0.02, None, 0.02]),  # a class without AP is not tested
+        ([0.3, 0.9], 1000, [0.6, 0.9]),
+        ([0.6, 0.7], 1000, [1.0, 1.0]),  # never above 1
+        # No replicate on the other side: at most 1 / replicates, so its adjusted bound.
+        ([0.0, 0.5, None, 0.2], 1000, [0.003, 0.5, None, 0.4]),
+        ([None], 1000, [None]),
+    ],
+)
+def test_holm_adjusted_p_values(p_values, replicates, expected):
+    expected = [None if p is None else pytest.approx(p) for p in expected]
+    assert holm_adjusted(p_values, replicates) == expected

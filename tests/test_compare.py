@@ -43,6 +43,15 @@ def test_the_report_contract(tmp_path: Path):
         report["models"][1]["mAP50"] - report["models"][0]["mAP50"]
     )
     assert difference["mAP50_ci"][0] > 0 and difference["p_value"] < 0.05  # b is better
+    # Each class's p, and adjusted for the classes tested at once (Holm): never smaller.
+    tested = [c for c in difference["per_class"].values() if c["p_value"] is not None]
+    assert len(tested) >= 2
+    for entry in tested:
+        assert entry["p_value"] <= entry["p_holm"] <= 1
+        assert entry["p_value_ap50_95"] <= entry["p_holm_ap50_95"] <= 1
+    assert f"p, Holm: each class's p adjusted for the {len(tested)} classes tested at once" in (
+        (tmp_path / "report.md").read_text()
+    )
     for name in ("report.json", "report.md", "differences.png"):
         assert (tmp_path / name).is_file()
     assert json.loads((tmp_path / "report.json").read_text()) == report
@@ -99,7 +108,10 @@ def test_a_class_without_ground_truth_differs_by_n_a(tmp_path: Path):
     assert report["difference"]["per_class"][absent["name"]]["ap50"] is None
     markdown = (tmp_path / "report.md").read_text()
     assert "nan" not in markdown
-    assert f"| {absent['name']} | n/a | n/a | n/a | n/a | n/a |" in markdown.splitlines()
+    assert (
+        f"| {absent['name']} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"
+        in markdown.splitlines()
+    )
 
 
 def test_three_models_give_a_list_of_differences_in_model_order(tmp_path: Path):
