@@ -62,7 +62,7 @@ def _difference(
             "ap50_95_ci": ci_b,
             "p_value_ap50_95": p_b,
         }
-    # Six classes tested at once: their p-values adjusted for the family (Holm).
+    # The classes are tested at once: their p-values adjusted for the family (Holm).
     for key, adjusted_key in (("p_value", "p_holm"), ("p_value_ap50_95", "p_holm_ap50_95")):
         adjusted = holm_adjusted([entry[key] for entry in per_class.values()], replicates)
         for entry, p in zip(per_class.values(), adjusted, strict=True):
