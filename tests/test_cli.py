@@ -332,28 +332,42 @@ def test_counted(count: int, noun: str, plural: str | None, expected: str):
 
 
 @pytest.mark.parametrize(
-    ("passed_over", "expected"),
+    ("summary", "expected"),
     [
-        ({".gif": 1}, "passed over 1 file that is not an image by its suffix (.gif 1)"),
         (
-            {".txt": 2, "": 1},
-            "passed over 3 files that are not images by their suffix (.txt 2, no suffix 1)",
+            {"passed_over": {".gif": 1}},
+            "passed over 1 file that is not an image by its suffix (.gif 1); images are .bmp, ",
         ),
-        ({}, None),
+        (
+            {"passed_over": {".txt": 2, "": 1}},
+            "passed over 3 files that are not images by their suffix (.txt 2, no suffix 1); "
+            "images are .bmp, ",
+        ),
+        ({"passed_over": {}, "found_twice": []}, None),
+        (
+            {"found_twice": [["out/images/a.jpg", "IMAGES/a.jpg"], ["b.jpg", "b.jpg"]]},
+            "passed over 2 images found twice, the same file as an image found already "
+            "(out/images/a.jpg is IMAGES/a.jpg, and 1 more): each is read once",
+        ),
+        (
+            {"found_twice": [["b.jpg", "b.jpg"]]},
+            "passed over 1 image found twice, the same file as an image found already (b.jpg "
+            "given twice): each is read once",
+        ),
     ],
 )
-def test_files_passed_over_are_counted_in_words(passed_over: dict, expected: str | None):
+def test_files_passed_over_are_counted_in_words(summary: dict, expected: str | None):
     from rich.console import Console
 
     from detection.commands import _print_skipped
 
     console = Console(record=True, width=400)
-    _print_skipped(console, [], [], passed_over)
+    _print_skipped(console, {"errors": [], "notes": [], **summary})
     printed = console.export_text()
     if expected is None:
         assert printed == ""
     else:
-        assert printed.startswith(expected + "; images are .bmp, ")
+        assert printed.startswith(expected)
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "train-cls", "compare"])
