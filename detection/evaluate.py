@@ -868,6 +868,11 @@ def read_results(
         if not isinstance(det, dict):
             raise ConversionError(f"{predictions}: result {index} is not a JSON object")
         missing = {"image_id", "category_id", "bbox", "score"} - det.keys()
+        if missing and "top_k" in det:
+            raise ConversionError(
+                f"{predictions}: a classifier's classes per image (defects classify), not "
+                "detections: mAP scores a detector's boxes (defects predict --conf 0.001)"
+            )
         if missing:
             raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")
         if isinstance(det.get("file_name"), str):

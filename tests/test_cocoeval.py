@@ -176,6 +176,11 @@ _GOOD = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
         ({"a": 1}, "expected a COCO results list"),
         ([[1, 2]], "result 0 is not a JSON object"),
         ([{"image_id": 1, "bbox": [1, 2, 3, 4]}], "result 0 lacks ['category_id', 'score']"),
+        # `defects classify --out`'s predictions.json, given where detections are scored.
+        (
+            [{"file": "a.jpg", "top_k": [{"class": "crazing", "probability": 0.9}]}],
+            "a classifier's classes per image (defects classify), not detections",
+        ),
         ([_GOOD, {**_GOOD, "image_id": 999}], "result 1 names image 999, absent from"),
         ([{**_GOOD, "image_id": "img_31"}], "result 0 names image 'img_31', absent from"),
         ([{**_GOOD, "category_id": 77}], "category 77, absent from"),
