@@ -323,14 +323,11 @@ def trainer_class(task: str = "detect"):
         def get_model(self, cfg=None, weights=None, verbose: bool = True):
             # Here, not before training: ultralytics' DDP workers load the weights anew.
             if task == "detect" and weights is not None:
-                came_in = align_class_order(weights, list(self.data["names"].values()))
+                classes = [str(name) for name in self.data["names"].values()]
+                came_in = align_class_order(weights, classes)
                 if came_in and RANK in (-1, 0):
-                    print(
-                        f"defects train: {self.args.model} knows the data's classes among "
-                        f"its own ({', '.join(came_in)}); its class outputs are taken in the "
-                        "data's order, so each class starts from what it learnt of that class",
-                        file=sys.stderr,
-                    )
+                    said = _aligned_sentence(self.args.model, came_in, classes)
+                    print(f"defects train: {said}", file=sys.stderr)
             return super().get_model(cfg, weights, verbose)
 
     Trainer.__name__ = Trainer.__qualname__ = _TRAINER_NAMES[task]
@@ -427,14 +424,34 @@ def _starting_model(model: str):
     return str(path), load_yolo(path, "detect")
 
 
+def _aligned_sentence(start, came_in: list[str], classes: list[str]) -> str:
+    """What :func:`align_class_order` did, for the run's log."""
+    if set(classes) <= set(came_in):
+        return (
+            f"{start} knows the data's classes among its own ({', '.join(came_in)}); its "
+            "class outputs are taken in the data's order, so each class starts from what it "
+            "learnt of that class"
+        )
+    known = [name for name in classes if name in came_in]
+    new = [name for name in classes if name not in came_in]
+    return (
+        f"{start} knows {len(known)} of the data's {len(classes)} classes "
+        f"({', '.join(known)}): each starts from what it learnt of that class, and the "
+        f"others ({', '.join(new)}) from nothing, as in a new model"
+    )
+
+
 def align_class_order(model, classes: list[str] | None) -> list[str] | None:
     """Gives a detector's class outputs the data's classes, in the data's order, where
-    the weights know every one of them: the same classes listed otherwise (a dataset
-    converted with ``--classes`` in another order than the released model's), or some
-    of them (a line that looks for three of NEU-DET's six). Ultralytics transfers the
-    head's tensors by shape, so each class would start from what the weights learnt of
-    another, or, with fewer classes, from nothing. The rows of each class convolution
-    (``cv3``, and ``one2one_cv3`` of an NMS-free head) are taken in the data's order, and
+    the weights know any of them: the same classes listed otherwise (a dataset converted
+    with ``--classes`` in another order than the released model's), some of them (a line
+    that looks for three of NEU-DET's six), or some beside new ones (GC10-DET's ten
+    classes hold NEU-DET's inclusion). Ultralytics transfers the head's tensors by shape,
+    so each class would start from what the weights learnt of another, or, with another
+    number of classes, from nothing. The rows of each class convolution (``cv3``, and
+    ``one2one_cv3`` of an NMS-free head) are taken in the data's order; a class the
+    weights do not know gets a fresh row, as ultralytics starts every class of a new
+    model (the convolution's own initialisation, and the bias of ``Detect.bias_init``).
     ``names`` follows.
 
     Args:
@@ -443,30 +460,39 @@ def align_class_order(model, classes: list[str] | None) -> list[str] | None:
 
     Returns:
         The classes the weights had, where they were changed; None otherwise (the same
-        classes in the same order, a class the weights do not know, or a head of another
-        form).
+        classes in the same order, none of the data's classes known, or a head of
+        another form).
     """
     from torch import nn
 
     names = [str(name) for name in dict(getattr(model, "names", None) or {}).values()]
-    if not classes or names == classes or not set(classes) <= set(names):
+    if not classes or names == classes or not set(classes) & set(names):
         return None
     head = model.model[-1]
     outputs = [
-        (branch, branch[-1])
+        (level, branch, branch[-1])
         for branches in (getattr(head, "cv3", None), getattr(head, "one2one_cv3", None))
         if branches is not None
-        for branch in branches
+        for level, branch in enumerate(branches)
     ]
+    strides = [float(s) for s in getattr(head, "stride", [])]
     if not outputs or not all(
-        isinstance(conv, nn.Conv2d) and conv.out_channels == len(names) for _, conv in outputs
+        isinstance(conv, nn.Conv2d) and conv.out_channels == len(names) and level < len(strides)
+        for level, _, conv in outputs
     ):
         return None
-    rows = [names.index(name) for name in classes]
-    for branch, conv in outputs:
-        taken = nn.Conv2d(conv.in_channels, len(rows), 1).to(conv.weight.device)
-        taken.weight.data = conv.weight.data[rows].clone()
-        taken.bias.data = conv.bias.data[rows].clone()
+    for level, branch, conv in outputs:
+        taken = nn.Conv2d(conv.in_channels, len(classes), 1)
+        taken = taken.to(conv.weight.device, conv.weight.dtype)
+        # Ultralytics' prior for a class score: 5 objects of nc classes in a 640 image.
+        fresh_bias = math.log(5 / len(classes) / (640 / strides[level]) ** 2)
+        for row, name in enumerate(classes):
+            known = names.index(name) if name in names else None
+            if known is None:
+                taken.bias.data[row] = fresh_bias
+            else:
+                taken.weight.data[row] = conv.weight.data[known]
+                taken.bias.data[row] = conv.bias.data[known]
         branch[-1] = taken
     model.names = dict(enumerate(classes))
     return names

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -429,16 +430,20 @@ def test_training_from_a_local_pt_starts_from_its_weights(
     _assert_same_convolutions(_conv_weights(trained / "best.pt"), run)
 
 
-def _with_classes(data: Path, folder: Path, order: list[int]) -> tuple[Path, list[str]]:
+def _with_classes(
+    data: Path, folder: Path, order: list[int], renamed: dict[int, str] | None = None
+) -> tuple[Path, list[str]]:
     """A copy of a converter output whose classes are its classes ``order`` gives, in
     that order, as `convert --classes` listed otherwise gives (boxes of the others
-    dropped); and its class names as they were."""
+    dropped), those at the positions ``renamed`` names under new names; and its class
+    names as they were."""
     import yaml
 
     shutil.copytree(data, folder, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
     spec = yaml.safe_load((folder / "data.yaml").read_text())
     names = [spec["names"][i] for i in sorted(spec["names"])]
-    spec["names"] = {new: names[old] for new, old in enumerate(order)}
+    renamed = renamed or {}
+    spec["names"] = {new: renamed.get(new, names[old]) for new, old in enumerate(order)}
     (folder / "data.yaml").write_text(yaml.safe_dump(spec))
     for label in (folder / "labels").rglob("*.txt"):
         lines = [line.split(" ", 1) for line in label.read_text().splitlines() if line]
@@ -452,7 +457,9 @@ def _with_classes(data: Path, folder: Path, order: list[int]) -> tuple[Path, lis
             for a in gt["annotations"]
             if a["category_id"] in ids
         ]
-        gt["categories"] = [{"id": new + 1, "name": names[old]} for new, old in enumerate(order)]
+        gt["categories"] = [
+            {"id": new + 1, "name": spec["names"][new]} for new in range(len(order))
+        ]
         split.write_text(json.dumps(gt))
     return folder, names
 
@@ -481,22 +488,24 @@ def test_ultralytics_val_is_not_put_beside_weights_that_number_the_classes_other
 
 
 @pytest.mark.parametrize(
-    "order",
+    ("order", "renamed"),
     [
-        [5, 4, 3, 2, 1, 0],  # the same classes listed backwards
-        [2, 0],  # two of them, in another order: the head was not transferred at all
+        ([5, 4, 3, 2, 1, 0], {}),  # the same classes listed backwards
+        ([2, 0], {}),  # two of them, in another order: the head was not transferred at all
+        ([2, 0], {1: "weld_seam"}),  # one of them beside a new class (GC10-DET's inclusion)
     ],
 )
 def test_a_start_that_knows_the_data_s_classes_starts_each_from_its_own(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys, order
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys, order, renamed
 ):
     # Ultralytics transfers the head by shape, so each class began from what the weights
-    # had learnt of another; with fewer classes, from nothing.
+    # had learnt of another; with another number of classes, from nothing.
     import torch
 
     from detection.train import train
 
-    data, names = _with_classes(tiny_data, tmp_path / "data", order)
+    data, names = _with_classes(tiny_data, tmp_path / "data", order, renamed)
+    classes = [renamed.get(new, names[old]) for new, old in enumerate(order)]
 
     def class_outputs(weights: Path) -> dict:
         model = torch.load(weights, map_location="cpu", weights_only=False)["model"]
@@ -508,12 +517,28 @@ def test_a_start_that_knows_the_data_s_classes_starts_each_from_its_own(
     assert len(start) == 6  # three levels, a weight and a bias each
     run = train(data, "reordered", model=str(trained / "best.pt"), weights_dir=tmp_path, **STILL)
     said = capsys.readouterr().err
-    assert "knows the data's classes among its own (crazing, inclusion, patches" in said
+    if renamed:
+        assert (
+            f"knows 1 of the data's 2 classes ({names[2]}): each starts from what it learnt "
+            "of that class, and the others (weld_seam) from nothing, as in a new model"
+        ) in said
+    else:
+        assert "knows the data's classes among its own (crazing, inclusion, patches" in said
     end = class_outputs(run / "last.pt")
+    strides = {"0": 8, "1": 16, "2": 32}
     for key, rows in start.items():
-        assert torch.equal(end[key], rows[order]), key
+        for new, old in enumerate(order):
+            if new not in renamed:
+                assert torch.equal(end[key][new], rows[old]), key
+            elif key.endswith("bias"):  # ultralytics' prior, as for any new class
+                stride = strides[key.split(".cv3.")[1].split(".")[0]]
+                assert end[key][new].item() == pytest.approx(
+                    math.log(5 / len(order) / (640 / stride) ** 2), abs=1e-3
+                )
+            else:
+                assert not any(torch.equal(end[key][new], row) for row in rows), key
     model = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"]
-    assert list(model.names.values()) == [names[i] for i in order]
+    assert list(model.names.values()) == classes
     # The rest of the network as it was.
     convolutions = _conv_weights(trained / "best.pt")
     assert _conv_weights(run / "last.pt").keys() == convolutions.keys()
