@@ -266,12 +266,9 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
                 },
             )
     elif (data_yaml.parent / "manifest.json").is_file():  # our converter wrote every split
-        splits = sorted(
-            p.stem.removeprefix("instances_") for p in gt_path.parent.glob("instances_*.json")
-        )
         raise ConversionError(
             f"{gt_path}: no ground truth for split '{split}' (--split; its splits: "
-            f"{', '.join(splits) or 'none'})"
+            f"{', '.join(_coco_splits(gt_path.parent)) or 'none'})"
         )
     else:
         truth = yolo_split_truth(data_yaml, split)
@@ -286,16 +283,21 @@ def truth_named(truth: SplitTruth, split: str) -> Path | str:
     return truth.source or f"{truth.data_yaml} (split '{split}')"
 
 
+def _coco_splits(annotations: Path) -> dict[str, Path]:
+    """A converter output's COCO files by split name (``instances_<split>.json``), sorted."""
+    files = sorted(annotations.glob("instances_*.json"))
+    return {path.stem.removeprefix("instances_"): path for path in files}
+
+
 def other_split_images(truth: SplitTruth, split: str) -> dict[str, list[str]]:
     """The file names of the dataset's images in each split other than ``split``: the
     converter's other COCO files, or the other splits a YOLO ``data.yaml`` lists. Results
     on them (a whole folder predicted, one split scored) are left out, not refused
     (:func:`read_results`)."""
     found: dict[str, list[str]] = {}
-    coco_files = sorted((truth.data_yaml.parent / "annotations").glob("instances_*.json"))
+    coco_files = _coco_splits(truth.data_yaml.parent / "annotations")
     if coco_files:  # a converter output's, named as the split scored is
-        for path in coco_files:
-            other = path.stem.removeprefix("instances_")
+        for other, path in coco_files.items():
             if other != split:
                 images = read_json(path, "COCO ground truth")
                 images = images.get("images", []) if isinstance(images, dict) else []
@@ -861,7 +863,6 @@ def read_results(
     image_ids = {im["id"] for im in gt["images"]}
     category_ids = {c["id"] for c in gt["categories"]}
     named, by_stem = _image_ids_by_file_name(gt)
-    file_names = {image["id"]: image.get("file_name") for image in gt["images"]}
     named_by: dict = {}  # image id: (the file_name its results gave, the first result's index)
     checked = []
     for index, det in enumerate(results):
@@ -890,9 +891,10 @@ def read_results(
             if first != det["file_name"]:
                 # A folder predicted with a link or copy of one of its images inside (a
                 # converter output in its source's folder): each detection counted twice.
+                image = next(im for im in gt["images"] if im["id"] == found[0])
                 raise ConversionError(
                     f"{predictions}: results {first_index} and {index} name image "
-                    f"{file_names[found[0]]!r} of {gt_path} by two files, {first!r} and "
+                    f"{image.get('file_name')!r} of {gt_path} by two files, {first!r} and "
                     f"{det['file_name']!r}: the image was predicted twice (a link or a copy), "
                     "and each of its detections would count twice; predict each image once"
                 )
