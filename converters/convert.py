@@ -7,6 +7,7 @@ beside OUT and renamed into place, so an interrupted run leaves a previous OUT i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -129,6 +130,9 @@ def _write_tree(
         "overlapping_images": None
         if overlapping is None
         else [[image.name for image in group] for group in overlapping],
+        # What each split's files were as written: an edit since (by hand or by a
+        # labelling tool) is told apart from the conversion's own (edited_since_conversion).
+        "written_sha256": {split: _split_digests(tmp, split) for split in splits},
     }
     _dump(tmp / MARKER, manifest)
     _dump(tmp / "report.json", source.report.to_dict(boxes_written=dataset.box_count))
@@ -281,6 +285,33 @@ def check_linked_images(out: Path) -> None:
             "it was converted from was moved or deleted since; convert it again from where "
             "it lies now (--copy-images keeps copies instead of links)"
         )
+
+
+def _split_digests(out: Path, split: str) -> dict[str, str]:
+    """SHA-256 of a converter output's split files: its COCO file (``annotations``), and
+    its label files' names and contents in name order (``labels``)."""
+    labels = hashlib.sha256()
+    for path in sorted((out / "labels" / split).glob("*.txt")):
+        data = path.read_bytes()
+        labels.update(f"{path.name}\0{len(data)}\0".encode() + data)
+    annotations = out / "annotations" / f"instances_{split}.json"
+    return {
+        "annotations": hashlib.sha256(annotations.read_bytes()).hexdigest(),
+        "labels": labels.hexdigest(),
+    }
+
+
+def edited_since_conversion(out: Path, split: str) -> set[str] | None:
+    """Which of a converter output's split files were edited since the conversion wrote
+    them: ``"annotations"`` (its COCO file), ``"labels"`` (a label file changed, added or
+    removed), both or neither; ``None`` for an output whose manifest predates the record
+    of what was written (or a split it lacks)."""
+    try:
+        written = json.loads((out / MARKER).read_text())["written_sha256"][split]
+        now = _split_digests(out, split)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return {part for part, digest in now.items() if written.get(part) != digest}
 
 
 # A label line keeps six decimals (converters.yolo): 5e-7 from the box it was written from.

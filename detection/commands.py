@@ -166,7 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
-    _note_labels_edited(report.get("labels_edited"))
+    _note_ground_truth_edited(report.get("ground_truth_edited"))
     if report.get("ultralytics_not_run"):
         stderr_console().print(
             f"note: ultralytics' val {report['ultralytics_not_run']}", style="yellow"
@@ -181,13 +181,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_labels_edited(edited: dict | None) -> None:
-    """A console note when a converter output's labels were edited since the conversion
-    and are the ground truth read (:func:`detection.evaluate.split_ground_truth`)."""
-    from detection.report import labels_edited_sentence
+def _note_ground_truth_edited(edited: dict | None, split: str = "") -> None:
+    """A console note when a converter output's label files and COCO file were found to
+    disagree, and which is the ground truth read
+    (:func:`detection.evaluate.split_ground_truth`); ``split`` names the split where
+    several are read."""
+    from detection.report import ground_truth_edited_sentence
 
     if edited:
-        stderr_console().print(f"note: {labels_edited_sentence(edited)}.", style="yellow")
+        sentence = ground_truth_edited_sentence(edited)
+        stderr_console().print(f"note: {f'{split}: ' if split else ''}{sentence}.", style="yellow")
 
 
 def _warn_if_seen(
@@ -450,13 +453,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         args.predictions,
     )
     _print_skipped(console, {"errors": summary["skipped"]})
-    if summary.get("labels_edited"):
-        edited = ", ".join(f"{n} in {split}" for split, n in summary["labels_edited"].items())
-        console.print(
-            f"note: label files edited since the conversion ({edited}) give the ground truth "
-            "of their splits, as ultralytics trains on them",
-            style="yellow",
-        )
+    for split, edited in summary.get("ground_truth_edited", {}).items():
+        _note_ground_truth_edited(edited, split)
     if summary["reused"]:
         console.print(
             f"Reopened the existing dataset '{name}' with its tags "
@@ -617,7 +615,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             gt, named = read_ground_truth(args.gt), args.gt
         else:
             truth = split_ground_truth(args.data, args.split)
-            _note_labels_edited(truth.labels_edited)
+            _note_ground_truth_edited(truth.ground_truth_edited)
             gt, named = truth.gt, truth_named(truth, args.split)
             elsewhere = other_split_images(truth, args.split)
         left_out: list[list[tuple[str, str]]] = [[] for _ in args.predictions]
@@ -695,7 +693,7 @@ def _predict_for_comparison(
     from detection.weights import resolve_weights
 
     truth = split_ground_truth(args.data, args.split)
-    _note_labels_edited(truth.labels_edited)
+    _note_ground_truth_edited(truth.ground_truth_edited)
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from converters.coco import to_coco
-from converters.convert import edited_labels
+from converters.convert import edited_labels, edited_since_conversion
 from converters.errors import AnnotationError, ConversionError
 from converters.model import SPLITS
 from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
@@ -218,17 +218,17 @@ class SplitTruth:
         image_dir: Where the split's images are.
         source: The COCO file it was read from, or ``None`` when it was read from the
             YOLO labels of a dataset that has none (:func:`yolo_split_truth`).
-        labels_edited: For a converter output whose labels were edited since the
-            conversion, read from them: how many label files differ from its COCO file,
-            of how many, the first few, and that file
-            (:func:`converters.convert.edited_labels`).
+        ground_truth_edited: For a converter output whose label files and COCO file
+            no longer agree, edited since the conversion: which was edited, which is read,
+            how many label files differ, of how many, the first few, and the COCO file
+            (:func:`_edited_truth`).
     """
 
     data_yaml: Path
     gt: dict
     image_dir: Path
     source: Path | None
-    labels_edited: dict | None = None
+    ground_truth_edited: dict | None = None
 
 
 def split_ground_truth(data: Path, split: str) -> SplitTruth:
@@ -244,27 +244,10 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
     gt_path = data_yaml.parent / "annotations" / f"instances_{split}.json"
     if gt_path.is_file():
         gt = read_ground_truth(gt_path)
-        edited = edited_labels(data_yaml.parent, split, gt)
         truth = SplitTruth(data_yaml, gt, data_yaml.parent / "images" / split, gt_path)
-        if edited:
-            # Ultralytics trains and validates on the labels as edited: so do we, naming
-            # the images as the COCO file does (results are matched by file name).
-            labelled = yolo_split_truth(data_yaml, split).gt
-            images = [
-                {**image, "file_name": Path(image["file_name"]).name}
-                for image in labelled["images"]
-            ]
-            truth = replace(
-                truth,
-                gt={**labelled, "images": images},
-                source=None,
-                labels_edited={
-                    "files": len(edited),
-                    "of": len(gt["images"]),
-                    "examples": [str(p.relative_to(data_yaml.parent)) for p in edited[:5]],
-                    "coco": str(gt_path),
-                },
-            )
+        disagreeing = edited_labels(data_yaml.parent, split, gt)
+        if disagreeing:
+            truth = _edited_truth(truth, split, disagreeing)
     elif (data_yaml.parent / "manifest.json").is_file():  # our converter wrote every split
         raise ConversionError(
             f"{gt_path}: no ground truth for split '{split}' (--split; its splits: "
@@ -276,6 +259,35 @@ def split_ground_truth(data: Path, split: str) -> SplitTruth:
     if not truth.gt["images"]:
         raise ConversionError(f"{truth.source or data_yaml}: split '{split}' has no images")
     return truth
+
+
+def _edited_truth(truth: SplitTruth, split: str, disagreeing: list[Path]) -> SplitTruth:
+    """A converter output's split whose label files (``disagreeing``: those that differ)
+    and COCO file no longer agree: the one edited since the conversion is the ground
+    truth. Where the labels were (or both were, or an output too old to tell), they are,
+    as ultralytics trains and validates on them; where only the COCO file was, it is, and
+    ultralytics' own val and training read the labels without its edits."""
+    root = truth.data_yaml.parent
+    edited = edited_since_conversion(root, split)
+    note = {
+        "edited": sorted(edited) if edited is not None else None,
+        "files": len(disagreeing),
+        "of": len(truth.gt["images"]),
+        "examples": [str(path.relative_to(root)) for path in disagreeing[:5]],
+        "coco": str(truth.source),
+    }
+    if edited == {"annotations"}:
+        return replace(truth, ground_truth_edited={**note, "read": "annotations"})
+    # Read as ultralytics reads them, the images named as the COCO file names them
+    # (results are matched by file name).
+    labelled = yolo_split_truth(truth.data_yaml, split).gt
+    images = [{**image, "file_name": Path(image["file_name"]).name} for image in labelled["images"]]
+    return replace(
+        truth,
+        gt={**labelled, "images": images},
+        source=None,
+        ground_truth_edited={**note, "read": "labels"},
+    )
 
 
 def truth_named(truth: SplitTruth, split: str) -> Path | str:
@@ -323,7 +335,7 @@ def _split_provenance(truth: SplitTruth, split: str) -> dict:
         "data": str(truth.data_yaml),
         "manifest_sha256": sha256(manifest) if manifest.is_file() else None,
         "ground_truth": str(truth.source) if truth.source else f"YOLO labels of {split}",
-        **({"labels_edited": truth.labels_edited} if truth.labels_edited else {}),
+        **({"ground_truth_edited": truth.ground_truth_edited} if truth.ground_truth_edited else {}),
     }
 
 

@@ -610,16 +610,26 @@ def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str
     )
 
 
-def labels_edited_sentence(edited: dict | None) -> str | None:
-    """What a report says of a converter output whose labels were edited since the
-    conversion (:func:`detection.evaluate.split_ground_truth`)."""
+def ground_truth_edited_sentence(edited: dict | None) -> str | None:
+    """What a report says of a converter output whose label files and COCO file no longer
+    agree, edited since the conversion, and which of them it scored against
+    (:func:`detection.evaluate.split_ground_truth`)."""
     if not edited:
         return None
+    files = f"{edited['files']} of the {edited['of']} label files of this split"
+    examples = f"(e.g. {', '.join(edited['examples'])})"
+    if edited["read"] == "annotations":
+        return (
+            f"{edited['coco']} was edited since the conversion, and {files} still give "
+            f"the boxes it had {examples}: the COCO file as edited is the ground truth "
+            "here, while ultralytics trains and validates on the labels, without its edits"
+        )
+    both = edited.get("edited") == ["annotations", "labels"]
     return (
-        f"{edited['files']} of the {edited['of']} label files of this split no longer give "
-        f"the boxes of {edited['coco']} (e.g. {', '.join(edited['examples'])}): edited since "
-        "the conversion, so they are the ground truth here, as ultralytics trains and "
-        "validates on them (a YOLO label has no difficult flag)"
+        f"{files} no longer give the boxes of {edited['coco']} {examples}: "
+        + ("both were edited" if both else "edited")
+        + " since the conversion, so the labels are the ground truth here, as ultralytics "
+        "trains and validates on them (a YOLO label has no difficult flag)"
     )
 
 
@@ -639,8 +649,8 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         + settings_sentence(report),
         *_seen_lines(report.get("seen_in_training")),
         *(
-            ["", f"**Labels edited:** {labels_edited_sentence(report['labels_edited'])}."]
-            if report.get("labels_edited")
+            ["", f"**Ground truth edited:** {ground_truth_edited_sentence(edited)}."]
+            if (edited := report.get("ground_truth_edited"))
             else []
         ),
         *(

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.coco import from_coco
@@ -125,31 +125,25 @@ def from_detections(detections, width: int, height: int, keep) -> list[Box]:
     return boxes
 
 
-def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation], dict[str, int]]:
-    """A converter output's images with their ground truth, every split; a split whose
-    labels were edited since the conversion is read from them, as ultralytics reads them
-    (:func:`converters.convert.edited_labels`), and counted in the third value."""
-    from converters.convert import check_linked_images, edited_labels
-    from detection.evaluate import yolo_split_truth
+def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation], dict[str, dict]]:
+    """A converter output's images with their ground truth, every split, as evaluate reads
+    it (:func:`detection.evaluate.split_ground_truth`: a split whose label files and COCO
+    file were found to disagree is read from the one edited since the conversion); the
+    third value says so for each such split."""
+    from converters.convert import check_linked_images
+    from detection.evaluate import split_ground_truth
 
     check_linked_images(out)
     manifest = json.loads((out / "manifest.json").read_text())
     images, edited = [], {}
     for split in SPLITS:
-        gt_path = out / "annotations" / f"instances_{split}.json"
-        if gt_path.is_file():
-            gt = json.loads(gt_path.read_text())
-            changed = edited_labels(out, split, gt)
-            if not changed:
-                images += from_coco(gt, out / "images" / split, split).images
-                continue
-            edited[split] = len(changed)
-            truth = yolo_split_truth(out / "data.yaml", split)
-            # Named as the COCO file names them: the file's name in its split's folder.
-            images += [
-                replace(image, name=Path(image.path).name)
-                for image in from_coco(truth.gt, truth.image_dir, split).images
-            ]
+        # A split of no images (`convert --split 1,0` writes an empty val) has nothing
+        # to review, and evaluate's ground truth refuses it.
+        if manifest["counts"].get(split, {}).get("images"):
+            truth = split_ground_truth(out, split)
+            images += from_coco(truth.gt, truth.image_dir, split).images
+            if truth.ground_truth_edited:
+                edited[split] = truth.ground_truth_edited
     return list(manifest["classes"]), images, edited
 
 
@@ -161,7 +155,8 @@ class Source:
     images: list[ImageAnnotation]
     labelled: bool
     skipped: list[dict] = field(default_factory=list)  # {"file", "error"}, as predict's
-    labels_edited: dict[str, int] = field(default_factory=dict)  # label files, by split
+    # By split, where its label files and COCO file disagree (SplitTruth's).
+    ground_truth_edited: dict[str, dict] = field(default_factory=dict)
 
 
 def _yolo_images(data: Path) -> tuple[list[str], list[ImageAnnotation]]:
@@ -196,7 +191,7 @@ def read_source(data: Path) -> Source:
     data = Path(data)
     if (data / "manifest.json").is_file():
         classes, images, edited = _converted_images(data)
-        return Source(classes, images, labelled=True, labels_edited=edited)
+        return Source(classes, images, labelled=True, ground_truth_edited=edited)
     if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
         return Source(*_yolo_images(data), labelled=True)
     from converters.imagesize import image_size
@@ -758,8 +753,8 @@ def prepare(
         "reused": reused,
         "skipped": source.skipped,
     }
-    if source.labels_edited:
-        summary["labels_edited"] = source.labels_edited
+    if source.ground_truth_edited:
+        summary["ground_truth_edited"] = source.ground_truth_edited
     for key in ("seen_in_training", "predictions_shown", "off_scale"):
         if key in dataset.info:
             summary[key] = dataset.info[key]

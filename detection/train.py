@@ -29,13 +29,13 @@ from pathlib import Path
 
 import yaml
 
-from converters.convert import check_linked_images
+from converters.convert import check_linked_images, edited_labels, edited_since_conversion
 from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
 from converters.yolo import data_yaml_names
 from detection import offline  # noqa: F401  (before ultralytics)
-from detection.console import device_option
+from detection.console import counted, device_option
 from detection.splits import record_training_images
 from detection.threads import use_cpu_threads
 from detection.weights import (
@@ -130,6 +130,34 @@ def _check_training_splits(data_yaml: Path) -> None:
                 "a ratio above 0 for each, e.g. --split 0.8,0.2 (and --resplit where the "
                 "source gives a split of its own)"
             )
+
+
+def coco_edits_not_trained_on(out: Path) -> list[str]:
+    """What a converter output's COCO files were edited to say that its label files,
+    which ultralytics trains and validates on, do not: a sentence for each train or val
+    split whose COCO file alone was edited since the conversion and disagrees with them.
+    Evaluate and review score such a split against the COCO file
+    (:func:`detection.evaluate.split_ground_truth`); training would not learn its edits."""
+    said = []
+    for split in ("train", "val"):
+        coco = out / "annotations" / f"instances_{split}.json"
+        if edited_since_conversion(out, split) != {"annotations"}:
+            continue
+        try:
+            differ = edited_labels(out, split, json.loads(coco.read_text()))
+        except (OSError, ValueError, ConversionError):
+            continue  # evaluate names what is wrong with the file
+        if differ:
+            said.append(
+                f"{coco} was edited since the conversion, and the labels of {split} "
+                f"still hold the boxes it had in {counted(len(differ), 'file')} (e.g. "
+                f"{differ[0].relative_to(out)}): ultralytics trains and validates on the "
+                "labels, so this run does not learn its edits (evaluate and review score "
+                "against them); to train on them, write them out as a new dataset "
+                f"(defects review --data {out} --name NAME --no-launch, then defects "
+                "review export --name NAME --out NEW --to yolo) or edit the labels alike"
+            )
+    return said
 
 
 def recipe_for(data_yaml: Path) -> dict:
@@ -785,6 +813,8 @@ def train(
 
     data_yaml = resolve_data(data)
     _check_training_splits(data_yaml)
+    for sentence in coco_edits_not_trained_on(data_yaml.parent):
+        print(f"defects train: warning: {sentence}", file=sys.stderr)
     recipe = training_recipe(data_yaml, on_gpu(device))
     chosen = {"model": model, "imgsz": imgsz, "epochs": epochs, "batch": batch}
     settings = {"model": "yolo11n.yaml", "imgsz": 640, "epochs": 100, "batch": 16}

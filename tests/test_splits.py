@@ -19,7 +19,7 @@ from converters.errors import ConversionError
 from converters.source import image_digest
 from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
-from detection.report import seen_sentence
+from detection.report import ground_truth_edited_sentence, seen_sentence
 from detection.splits import (
     TRAINED_ON,
     record_training_images,
@@ -243,10 +243,11 @@ def test_evaluate_and_review_read_labels_edited_since_the_conversion(
     for label in changed:
         label.write_text("0 0.5 0.5 0.3 0.3\n")
     edited = evaluate_model("neu-det", out, tmp_path / "report", replicates=0)
-    assert edited["labels_edited"]["files"] == 2
-    assert edited["labels_edited"]["examples"][0].startswith("labels/val/")
+    said = edited["ground_truth_edited"]
+    assert (said["files"], said["edited"], said["read"]) == (2, ["labels"], "labels")
+    assert said["examples"][0].startswith("labels/val/")
     assert edited["ground_truth"] == "YOLO labels of val"
-    assert "**Labels edited:** 2 of the " in (tmp_path / "report" / "report.md").read_text()
+    assert "**Ground truth edited:** 2 of the " in (tmp_path / "report" / "report.md").read_text()
     # The figures of the labels as any YOLO dataset's are read (no manifest: not ours).
     plain = tmp_path / "plain"
     shutil.copytree(out, plain, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
@@ -265,12 +266,12 @@ def test_evaluate_and_review_read_labels_edited_since_the_conversion(
         result["image_id"] = 0
     (tmp_path / "results.json").write_text(json.dumps(results))
     again = evaluate_results_on_split(tmp_path / "results.json", out, tmp_path / "again", "val", 0)
-    assert again["metrics"] == edited["metrics"] and again["labels_edited"]["files"] == 2
+    assert again["metrics"] == edited["metrics"] and again["ground_truth_edited"] == said
     original = evaluate_model("neu-det", tiny_data, tmp_path / "original", replicates=0)
-    assert original["metrics"] != edited["metrics"] and "labels_edited" not in original
+    assert original["metrics"] != edited["metrics"] and "ground_truth_edited" not in original
     # The review's ground truth: the edited boxes, named as before.
     source = read_source(out)
-    assert source.labels_edited == {"val": 2}
+    assert source.ground_truth_edited == {"val": said}
     names = {image.name for image in read_source(tiny_data).images}
     assert {image.name for image in source.images} == names
     for image in source.images:
@@ -279,6 +280,125 @@ def test_evaluate_and_review_read_labels_edited_since_the_conversion(
             assert box.label == "crazing" and (box.xmin, box.xmax) == pytest.approx(
                 (0.35 * image.width, 0.65 * image.width)
             )
+
+
+def _edit_coco(out: Path, split: str, edit) -> None:
+    path = out / "annotations" / f"instances_{split}.json"
+    gt = json.loads(path.read_text())
+    edit(gt)
+    path.write_text(json.dumps(gt, indent=1))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda out: None, set()),
+        (lambda out: _label(out).write_text("0 0.5 0.5 0.3 0.3\n"), {"labels"}),
+        (lambda out: _label(out).unlink(), {"labels"}),
+        (lambda out: (out / "labels" / "val" / "new.txt").write_text(""), {"labels"}),
+        # The same boxes written again (a labelling tool's export): the file differs.
+        (lambda out: _edit_coco(out, "val", lambda gt: None), {"annotations"}),
+        (
+            lambda out: (
+                _edit_coco(out, "val", lambda gt: None),
+                _label(out).write_text("0 0.5 0.5 0.3 0.3\n"),
+            ),
+            {"annotations", "labels"},
+        ),
+    ],
+)
+def test_what_was_edited_since_the_conversion_is_told_apart(
+    tiny_data: Path, tmp_path: Path, edit, expected
+):
+    from converters.convert import edited_since_conversion
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_data, out, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    edit(out)
+    assert edited_since_conversion(out, "val") == expected
+    assert edited_since_conversion(out, "train") == set()
+    # A split the output lacks, and an output converted before the record: unknown.
+    assert edited_since_conversion(out, "test") is None
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["written_sha256"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert edited_since_conversion(out, "val") is None
+
+
+def _label(out: Path) -> Path:
+    """The label file of val's first image with a box."""
+    gt = json.loads((out / "annotations" / "instances_val.json").read_text())
+    with_boxes = {a["image_id"] for a in gt["annotations"]}
+    image = next(im for im in gt["images"] if im["id"] in with_boxes)
+    return out / "labels" / "val" / f"{Path(image['file_name']).stem}.txt"
+
+
+def test_a_coco_file_edited_since_the_conversion_is_the_ground_truth(
+    tiny_data: Path, tmp_path: Path
+):
+    # evaluate and review read labels/ wherever they disagreed with the COCO file, and
+    # said the labels were edited, also where the COCO file was the one edited (by a
+    # labelling tool that speaks COCO): the edit was ignored and the note was wrong.
+    from detection.evaluate import evaluate_results_on_split, split_ground_truth
+    from detection.review import read_source
+    from detection.train import coco_edits_not_trained_on
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_data, out, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    label = _label(out)
+    moved = {}
+
+    def move_first_box(gt: dict) -> None:
+        (image,) = [im for im in gt["images"] if Path(im["file_name"]).stem == label.stem]
+        box = next(a for a in gt["annotations"] if a["image_id"] == image["id"])
+        box["bbox"][0] = max(0.0, box["bbox"][0] - 40)
+        moved.update(file_name=image["file_name"], bbox=box["bbox"])
+
+    _edit_coco(out, "val", move_first_box)
+    truth = split_ground_truth(out, "val")
+    said = truth.ground_truth_edited
+    assert truth.source == out / "annotations" / "instances_val.json"
+    assert (said["read"], said["edited"], said["files"]) == ("annotations", ["annotations"], 1)
+    assert said["examples"] == [str(label.relative_to(out))]
+    # Its boxes as detections score 1.0 against the COCO file as edited, not the labels.
+    results = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1}
+        for a in truth.gt["annotations"]
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = evaluate_results_on_split(tmp_path / "results.json", out, tmp_path / "r", "val", 0)
+    assert report["metrics"]["AP50"] == 1.0 and report["ground_truth_edited"] == said
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "**Ground truth edited:** " in markdown and "without its edits" in markdown
+    evaluate = [*DEFECTS, "evaluate", "--predictions", str(tmp_path / "results.json")]
+    evaluate += ["--data", str(out), "--out", str(tmp_path / "cli"), "--bootstrap", "0"]
+    cli = subprocess.run(evaluate, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert f"note: {out / 'annotations' / 'instances_val.json'} was edited since " in " ".join(
+        cli.stderr.split()
+    )
+    # The review shows the box where the COCO file put it.
+    (image,) = [im for im in read_source(out).images if im.name == moved["file_name"]]
+    assert any(box.xmin == pytest.approx(moved["bbox"][0]) for box in image.boxes)
+    # Training reads the labels: it says it will not learn the edit.
+    (sentence,) = coco_edits_not_trained_on(out)
+    assert "the labels of val still hold the boxes it had in 1 file (e.g. " in sentence
+    assert f"defects review --data {out} --name NAME --no-launch" in sentence
+
+    # The labels edited too: they are read, as ultralytics reads them, and the note says
+    # both were edited.
+    label.write_text("0 0.5 0.5 0.3 0.3\n")
+    both = split_ground_truth(out, "val")
+    assert both.source is None and both.ground_truth_edited["edited"] == ["annotations", "labels"]
+    assert "both were edited" in ground_truth_edited_sentence(both.ground_truth_edited)
+    assert coco_edits_not_trained_on(out) == []
+    # An output converted before the record of what was written: the labels, as before.
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["written_sha256"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    older = split_ground_truth(out, "val")
+    assert older.source is None and older.ground_truth_edited["edited"] is None
+    assert coco_edits_not_trained_on(out) == []
 
 
 def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path):
