@@ -795,11 +795,11 @@ def _image_ids_by_file_name(gt: dict) -> tuple[Callable[[str], list[int]], dict[
 
 def _other_splits_index(
     elsewhere: dict[str, list[str]] | None,
-) -> tuple[Callable[[str], list[str]], dict[str, list[str]]]:
-    """:func:`_image_ids_by_file_name` of the images of other splits, each known by its
-    split's name."""
+) -> tuple[Callable[[str], list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
+    """:func:`_image_ids_by_file_name` of the images of other splits, each known as (its
+    split, its file name): one image named by two results' files counts once."""
     images = [
-        {"id": split, "file_name": name}
+        {"id": (split, name), "file_name": name}
         for split, names in (elsewhere or {}).items()
         for name in names
     ]
@@ -808,9 +808,10 @@ def _other_splits_index(
 
 def _locate(
     file_name: str, named: Callable[[str], list], other_named: Callable[[str], list]
-) -> tuple[list, str | None]:
+) -> tuple[list, tuple[str, str] | None]:
     """The images of the split scored that a result's ``file_name`` names (by folders and
-    name: :func:`_image_ids_by_file_name`), or the other split it names an image of. A
+    name: :func:`_image_ids_by_file_name`), or the image of another split it names, as
+    (that split, its file name) (:func:`_other_splits_index`). A
     name from another folder (``/data/steel/a.jpg`` for a YOLO dataset's
     ``images/val/a.jpg``) names an image by its file's name alone where that name is one
     image's in the whole dataset; found in several, it names them all (refused)."""
@@ -854,7 +855,7 @@ def read_results(
             stem, and no image of ``gt``, is left out instead of refused, since a whole
             folder is often predicted and one split of it scored.
         left_out: Where each result left out so is recorded, as (its split, its image's
-            file name); a YOLO results file left out is recorded once.
+            file name as that split names it, however the result named it).
 
     Raises:
         ConversionError: Unreadable, not JSON, not COCO results, or naming images or
@@ -889,9 +890,9 @@ def read_results(
         if missing:
             raise ConversionError(f"{predictions}: result {index} lacks {sorted(missing)}")
         if isinstance(det.get("file_name"), str):
-            found, split = _locate(det["file_name"], named, other_named)
-            if split is not None:
-                left_out.append((split, det["file_name"]))
+            found, other = _locate(det["file_name"], named, other_named)
+            if other is not None:
+                left_out.append(other)
                 continue
             if len(found) != 1:
                 raise ConversionError(
@@ -920,7 +921,7 @@ def read_results(
             and not by_stem.get(det["image_id"])
             and other_stems.get(det["image_id"])
         ):
-            left_out.append((other_stems[det["image_id"]][0], det["image_id"]))
+            left_out.append(other_stems[det["image_id"]][0])
             continue
         if det["image_id"] not in image_ids:
             raise ConversionError(
@@ -999,7 +1000,7 @@ def yolo_results(
         found = by_stem.get(path.stem, [])
         if not found and other_stems.get(path.stem):
             if left_out is not None:
-                left_out.append((other_stems[path.stem][0], path.name))
+                left_out.append(other_stems[path.stem][0])
             continue
         if not found:
             raise ConversionError(f"{path}: names no image of {gt_path} (by its stem)")

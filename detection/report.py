@@ -536,9 +536,10 @@ def results_unanswered(unanswered: dict | None) -> str | None:
 
 def results_left_out(left_out: list[tuple[str, str]]) -> dict:
     """How many images of other splits results were left out on
-    (:func:`detection.evaluate.read_results`), and those splits."""
+    (:func:`detection.evaluate.read_results`: each as its split and its file name there),
+    and those splits."""
     return {
-        "images": len({name for _, name in left_out}),
+        "images": len(set(left_out)),
         "splits": sorted({split for split, _ in left_out}),
     }
 

@@ -393,15 +393,16 @@ _OTHER_SPLITS = {"train": ["c.jpg", "images/train/d.jpg", "other/a.jpg"], "test"
     ("result", "elsewhere", "expected"),
     [
         # A whole folder predicted, one split scored: results on the others are set aside.
-        ({"file_name": "/data/images/c.jpg"}, _OTHER_SPLITS, [("train", "/data/images/c.jpg")]),
-        ({"file_name": "d.jpg"}, _OTHER_SPLITS, [("train", "d.jpg")]),
+        # Each is recorded by the name its split gives it, however the result named it.
+        ({"file_name": "/data/images/c.jpg"}, _OTHER_SPLITS, [("train", "c.jpg")]),
+        ({"file_name": "d.jpg"}, _OTHER_SPLITS, [("train", "images/train/d.jpg")]),
         ({"file_name": "e.jpg"}, _OTHER_SPLITS, [("test", "e.jpg")]),
-        ({"image_id": "d"}, _OTHER_SPLITS, [("train", "d")]),  # ultralytics' stem
+        ({"image_id": "d"}, _OTHER_SPLITS, [("train", "images/train/d.jpg")]),  # a stem
         ({"file_name": "a.jpg"}, _OTHER_SPLITS, 10),  # the split scored names it first
         ({"file_name": "z.jpg"}, _OTHER_SPLITS, "'z.jpg' matches no image of"),
         ({"image_id": 99}, _OTHER_SPLITS, "result 1 names image 99, absent"),
         ({"file_name": "c.jpg"}, None, "'c.jpg' matches no image of"),  # --gt: no splits
-        ({"txt": "c.txt"}, _OTHER_SPLITS, [("train", "c.txt")]),  # YOLO results files
+        ({"txt": "c.txt"}, _OTHER_SPLITS, [("train", "c.jpg")]),  # YOLO results files
         ({"txt": "c.txt"}, None, "c.txt: names no image of"),
     ],
 )
@@ -431,6 +432,21 @@ def test_results_on_other_splits_are_left_out(tmp_path: Path, result, elsewhere,
         assert [r["image_id"] for r in read] == [10] and left_out == expected
 
 
+def test_an_image_of_another_split_named_by_two_files_is_left_out_once(tmp_path: Path):
+    # Results made elsewhere (a link or copy of the folder predicted too) name one train
+    # image by two files, and its stem once more: the report counted three images.
+    from detection.evaluate import read_results
+    from detection.report import results_left_out
+
+    kept = {"image_id": 10, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    named = [{"file_name": "/data/c.jpg"}, {"file_name": "/copy/c.jpg"}, {"image_id": "c"}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([kept, *({**kept, **one} for one in named)]))
+    left_out: list = []
+    read_results(path, _FOLDERS_GT, tmp_path / "gt.json", _OTHER_SPLITS, left_out)
+    assert results_left_out(left_out) == {"images": 1, "splits": ["train"]}
+
+
 _YOLO_SPLIT_GT = {
     "images": [
         {"id": 1, "file_name": "images/val/f.jpg", "width": 50, "height": 50},
@@ -448,7 +464,7 @@ _YOLO_SPLIT_GT = {
         # A YOLO dataset's images are named with their folders; results made on a copy
         # elsewhere named none of them ("matches no image").
         ("/data/steel/f.jpg", 1),
-        ("/data/steel/h.jpg", ("train", "/data/steel/h.jpg")),
+        ("/data/steel/h.jpg", ("train", "/d/images/train/h.jpg")),
         ("/data/steel/g.jpg", "matches 2 images of"),  # g.jpg is in train and in val
         ("/data/steel/z.jpg", "matches no image of"),
     ],
