@@ -37,8 +37,9 @@ from detection.evaluate import (
     predict_coco_at_ious,
     predict_split,
     prediction_settings,
+    split_ground_truth,
 )
-from detection.report import _clean, _fmt, _xyxy
+from detection.report import _clean, _fmt, _xyxy, ground_truth_edited_sentence
 from detection.splits import (
     CARD,
     field_of_view,
@@ -410,7 +411,8 @@ def operating_points(
     from detection.cocoeval import at_thresholds, evaluate, macro_f1, precision_recall
     from detection.predict import load_detector
 
-    train = json.loads((root / "annotations" / "instances_train.json").read_text())
+    # The ground truth evaluate scores against (labels edited since the conversion, say).
+    train = split_ground_truth(root, "train").gt
     classes = [category["name"] for category in train["categories"]]
     detector = load_detector(model_onnx, "onnx", classes=classes, tta=tta)
     at_ious = predict_coco_at_ious(detector, train, root / "images" / "train", nms_ious)
@@ -490,7 +492,7 @@ def measured_on_val(
     from detection.cocoeval import at_thresholds, macro_f1, precision_recall
     from detection.screening import screening
 
-    gt = json.loads((root / "annotations" / "instances_val.json").read_text())
+    gt = split_ground_truth(root, "val").gt
     if results is None:
         images = root / "images" / "val"
         results = predict_coco_at_ious(detector, gt, images, (nms_iou,))[nms_iou]
@@ -622,7 +624,7 @@ def release(
         with tempfile.TemporaryDirectory(prefix="defects-release-") as tmp:
             report = evaluate_model(release_dir / "model.pt", data_yaml, Path(tmp), "val")
             results = json.loads((Path(tmp) / "results.json").read_text())
-        gt = json.loads((root / "annotations" / "instances_val.json").read_text())
+        gt = split_ground_truth(root, "val").gt
         image_dir = root / "images" / "val"
         calibration = sorted((root / "images" / "train").iterdir())[:CALIBRATION_IMAGES]
         int8 = release_dir / "model.int8.onnx"
@@ -676,6 +678,12 @@ def release(
                 "manifest_sha256": sha256(root / "manifest.json"),
                 "split_sha256": split_fingerprint(manifest),
                 "val_ground_truth_sha256": sha256(root / "annotations" / "instances_val.json"),
+                # Where val's labels and COCO file disagree: which the figures read.
+                **(
+                    {"val_ground_truth_edited": report["ground_truth_edited"]}
+                    if report.get("ground_truth_edited")
+                    else {}
+                ),
                 "trained_on": trained_on(runs, data_yaml, released_before, report["imgsz"]),
                 "convert": convert_command(manifest, root),
             },
@@ -1022,6 +1030,11 @@ def card_markdown(card: dict) -> str:
         f"Split fingerprint (classes, seed, every image's split; the same wherever the data "
         f"lies): `{data['split_sha256']}`. Manifest as converted for this release: "
         f"`{data['manifest_sha256']}`. Val ground truth: `{data['val_ground_truth_sha256']}`."
+        + (
+            f" Ground truth edited: {ground_truth_edited_sentence(edited)}."
+            if (edited := data.get("val_ground_truth_edited"))
+            else ""
+        )
         + _trained_on_note(data.get("trained_on")),
         "",
         "## Training stages",

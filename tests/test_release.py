@@ -371,6 +371,29 @@ def test_released_card_markdown_is_written_from_its_json():
     assert f"({fp32:.2f}x)" in markdown
 
 
+def test_a_card_says_which_ground_truth_its_figures_read():
+    # A release on a converter output whose val labels were edited since the conversion
+    # scores against them (evaluate's ground truth); the card's COCO file hash alone
+    # would say otherwise.
+    card = json.loads((RELEASED / "card.json").read_text())
+    assert "val_ground_truth_edited" not in card["data"]
+    assert "Ground truth edited" not in card_markdown(card)
+    card["data"]["val_ground_truth_edited"] = {
+        "edited": ["labels"],
+        "read": "labels",
+        "files": 2,
+        "of": 358,
+        "examples": ["labels/val/crazing_1.txt", "labels/val/crazing_2.txt"],
+        "coco": "annotations/instances_val.json",
+    }
+    assert (
+        " Ground truth edited: 2 of the 358 label files of this split no longer give the boxes "
+        "of annotations/instances_val.json (e.g. labels/val/crazing_1.txt, "
+        "labels/val/crazing_2.txt): edited since the conversion, so the labels are the "
+        "ground truth here"
+    ) in card_markdown(card)
+
+
 def test_a_class_without_val_boxes_is_no_weakness_and_reads_n_a(tmp_path: Path):
     """A user's release on their own data, where a rare class has no box in val: its AP is
     undefined, so it is neither one of the card's weakest classes nor a crash."""

@@ -401,6 +401,31 @@ def test_a_coco_file_edited_since_the_conversion_is_the_ground_truth(
     assert coco_edits_not_trained_on(out) == []
 
 
+def test_a_release_s_operating_points_read_the_ground_truth_evaluate_reads(
+    tiny_data: Path, tmp_path: Path
+):
+    # `release` scored its card's mAP against the labels as edited (evaluate_model) and
+    # measured its operating points against the COCO file as converted.
+    from detection.evaluate import split_ground_truth
+    from detection.release import measured_on_val
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_data, out, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    for label in sorted((out / "labels" / "val").glob("*.txt"))[:2]:
+        label.write_text("0 0.5 0.5 0.3 0.3\n")
+    truth = split_ground_truth(out, "val").gt
+    results = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1}
+        for a in truth["annotations"]
+    ]
+    classes = {c["id"]: c["name"] for c in truth["categories"]}
+    confidences = {name: 0.5 for name in classes.values()}
+    measured = measured_on_val(None, out, confidences, 0.7, results)
+    for name in {classes[a["category_id"]] for a in truth["annotations"]}:
+        point = measured["per_class"][name]
+        assert (point["precision"], point["recall"]) == (1.0, 1.0), name
+
+
 def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path):
     images, _ = split_images(tiny_data / "data.yaml", "train")
     assert sorted(images) == sorted((tiny_data / "images" / "train").iterdir())
