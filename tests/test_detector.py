@@ -141,8 +141,10 @@ def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, 
     # budget's end only where several epochs' time is left. An epoch takes 0.5 s on an
     # idle CI machine and took 15 s on a loaded one (session 34's CI run), so a loaded
     # machine gets a longer budget: 15 of its longest epochs, which leaves the resumed
-    # run 9 of them (the kill comes 5 to 6 epochs in).
-    budget = 40.0  # seconds
+    # run 9 of them (the kill comes 5 to 6 epochs in). Beside the rest of the suite an
+    # epoch takes 3 to 6 s, so the first budget is 60 s (40 s left too little three CI
+    # runs in a row, and the retry cost 2 to 3 minutes).
+    budget = 60.0  # seconds
     for _ in range(3):
         train = [*DEFECTS, "train", "--data", str(tiny_data), "--name", "timed"]
         train += ["--hours", str(budget / 3600), "--weights-dir", str(tmp_path), *TINY]
