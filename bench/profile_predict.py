@@ -41,12 +41,11 @@ from detection.predict import (  # noqa: E402
     OnnxDetector,
     batches,
     cpu_flags,
+    export_int8,
     export_onnx,
     lacks_vnni,
     letterbox,
     nms_decode,
-    quantize_int8,
-    rgb_nchw,
 )
 from detection.threads import cpu_threads  # noqa: E402
 from detection.weights import is_released, resolve_weights  # noqa: E402
@@ -63,7 +62,7 @@ def stage_seconds(detector: OnnxDetector, paths: list[Path]) -> dict[str, float]
         images = [read_image(p) for p in chunk]
         decoded = time.perf_counter()
         boxed = [letterbox(image, detector.imgsz, detector.border) for image in images]
-        batch = rgb_nchw([b[0] for b in boxed], scaled=not detector.takes_pixels)
+        batch = detector.model_input([b[0] for b in boxed])
         prepared = time.perf_counter()
         outputs = detector.session.run(None, {detector.input: batch})[0]
         ran = time.perf_counter()
@@ -78,10 +77,11 @@ def stage_seconds(detector: OnnxDetector, paths: list[Path]) -> dict[str, float]
 
 
 def model_input(detector: OnnxDetector, count: int) -> np.ndarray:
-    """``count`` random letterbox-sized images as the export takes them (:func:`rgb_nchw`)."""
+    """``count`` random letterbox-sized images as the export takes them
+    (:meth:`OnnxDetector.model_input`)."""
     side = detector.imgsz + 2 * detector.border
     images = np.random.default_rng(0).integers(0, 256, (count, side, side, 3), dtype=np.uint8)
-    return rgb_nchw(list(images), scaled=not detector.takes_pixels)
+    return detector.model_input(list(images))
 
 
 def operator_shares(onnx_path: Path, batch: np.ndarray, runs: int = 3) -> dict[str, float]:
@@ -142,7 +142,7 @@ def main() -> None:
         shutil.copyfile(weights, copy)
         fp32 = export_onnx(copy)
         calibration = sorted((args.data / "images" / "train").glob("*.jpg"))[:200]
-        exports = {"fp32": fp32, "int8": quantize_int8(fp32, calibration, OnnxDetector(fp32).imgsz)}
+        exports = {"fp32": fp32, "int8": export_int8(copy, calibration, OnnxDetector(fp32).imgsz)}
     detectors = {kind: OnnxDetector(path) for kind, path in exports.items()}
 
     stages: dict[str, dict[str, list[float]]] = {k: {s: [] for s in STAGES} for k in detectors}

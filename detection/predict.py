@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -270,9 +272,12 @@ class OnnxDetector:
         self.border = border
         self.path = Path(path)
         check_input_size(self.imgsz, border, int(meta.get("stride", 32)), self.path)
-        self.input = self.session.get_inputs()[0].name
-        # The int8 export takes uint8 pixels; an fp32 export takes them scaled to 0..1.
-        self.takes_pixels = self.session.get_inputs()[0].type == "tensor(uint8)"
+        model_input = self.session.get_inputs()[0]
+        self.input = model_input.name
+        # The int8 export takes uint8 pixels (BGR channels-last since session 37, RGB
+        # channels-first before); an fp32 export takes RGB channels-first scaled to 0..1.
+        self.takes_pixels = model_input.type == "tensor(uint8)"
+        self.channels_last = self.takes_pixels and model_input.shape[-1] == 3
         if self.takes_pixels and lacks_vnni(cpu_flags()):
             check_int8_weights(self.path)
 
@@ -280,6 +285,12 @@ class OnnxDetector:
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
         return [found[iou] for found in self.at_ious(images, (iou,), conf, max_det)]
+
+    def model_input(self, letterboxed: list[np.ndarray]) -> np.ndarray:
+        """Letterboxed BGR images (:func:`letterbox`) as one batch the model takes."""
+        if self.channels_last:
+            return np.stack(letterboxed)
+        return rgb_nchw(letterboxed, scaled=not self.takes_pixels)
 
     def at_ious(
         self,
@@ -292,8 +303,7 @@ class OnnxDetector:
         the raw output is the same at every IoU, only NMS differs (choosing the NMS IoU
         on a split costs one prediction of it, not one per IoU)."""
         boxed = [letterbox(image, self.imgsz, self.border) for image in images]
-        batch = rgb_nchw([b[0] for b in boxed], scaled=not self.takes_pixels)
-        outputs = self.session.run(None, {self.input: batch})[0]
+        outputs = self.session.run(None, {self.input: self.model_input([b[0] for b in boxed])})[0]
         return [
             {iou: nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2]) for iou in ious}
             for out, (_, ratio, pad), image in zip(outputs, boxed, images)
@@ -617,30 +627,115 @@ def export_onnx(
 ) -> Path:
     """Exports ``weights`` to ONNX (dynamic batch) beside the ``.pt``.
 
-    With ``int8_calibration`` images, also writes ``<name>.int8.onnx``, statically
-    quantised (QDQ, per-channel weights in ``int8_weight_bits``) with those images as
-    calibration data (:func:`quantize_int8`).
+    With ``int8_calibration`` images, also writes ``<name>.int8.onnx``
+    (:func:`export_int8`) and returns its path.
     """
     model = load_yolo(weights, "detect")
     imgsz = imgsz or model_imgsz(model)
     with _last_axis_dfl():
-        path = Path(
-            model.export(
-                format="onnx",
-                imgsz=imgsz,
-                dynamic=True,
-                # onnxslim's simplification gives the same outputs, bit for bit, at the
-                # same speed in ONNX Runtime (which folds the graph itself when it loads
-                # it), fp32 and int8 alike, and costs 4 to 5 s of every export.
-                simplify=False,
-                batch=1,
-                device="cpu",
-                verbose=False,
-            )
-        )
+        path = _export(model, imgsz)
     if int8_calibration:
-        return quantize_int8(path, int8_calibration, imgsz, int8_weight_bits)
+        return export_int8(weights, int8_calibration, imgsz, int8_weight_bits)
     return path
+
+
+def _export(model, imgsz: int) -> Path:
+    """Ultralytics' ONNX export of a loaded model, beside its weights."""
+    return Path(
+        model.export(
+            format="onnx",
+            imgsz=imgsz,
+            dynamic=True,
+            # onnxslim's simplification gives the same outputs, bit for bit, at the
+            # same speed in ONNX Runtime (which folds the graph itself when it loads
+            # it), fp32 and int8 alike, and costs 4 to 5 s of every export.
+            simplify=False,
+            batch=1,
+            device="cpu",
+            verbose=False,
+        )
+    )
+
+
+def export_int8(
+    weights: Path, images: list[Path], imgsz: int | None = None, weight_bits: int = 7
+) -> Path:
+    """Writes ``<name>.int8.onnx`` beside ``weights``: an export with the head's output
+    layers channels-last (:func:`_anchors_last_head`), quantised by :func:`quantize_int8`
+    with ``images`` as calibration data.
+
+    That export is int8's alone: in fp32 ONNX Runtime computes the head's 1x1
+    convolutions in its own blocked layout, 4% faster than the matrix products that
+    spare int8 the layout changes (docs/benchmarks.md).
+    """
+    weights = Path(weights)
+    with tempfile.TemporaryDirectory(prefix="defects-int8-export-") as tmp:
+        staged = Path(tmp) / "model.pt"  # ultralytics exports beside the weights
+        shutil.copyfile(weights, staged)
+        model = load_yolo(staged, "detect")
+        imgsz = imgsz or model_imgsz(model)
+        with _anchors_last_head():
+            exported = _export(model, imgsz)
+        return quantize_int8(
+            exported, images, imgsz, weight_bits, target=weights.with_suffix(".int8.onnx")
+        )
+
+
+@contextlib.contextmanager
+def _anchors_last_head() -> Iterator[None]:
+    """Ultralytics' detection head exported anchors-last, for the int8 export.
+
+    Ultralytics computes each output layer (a 1x1 convolution) channels-first, then
+    takes the DFL softmax over the 16 distance bins of [B, 64, A] transposed to
+    [B, 4, A, 16] (:func:`_last_axis_dfl`). ONNX Runtime keeps int8 activations
+    channels-last, so that export changed layout twice per output layer and transposed
+    the 64 box channels once more: 13% of the int8 model's time. Here each output layer
+    is a matrix product of the channels-last features ([B * H * W, C] by its weights,
+    Gemm), the box distributions stay [B, A, 4, 16] for the softmax, and only the 4
+    distances and the class logits turn channels-first, as ultralytics outputs them
+    ([B, 4 + classes, A]). The same numbers: the int8 model stays 7% faster at the same
+    mAP (tested against ultralytics' own export in fp32).
+    """
+    import torch
+    from ultralytics.nn.modules.block import DFL
+    from ultralytics.nn.modules.head import Detect
+
+    def anchors_last(head, x):  # [B, C, H, W] -> [B, H * W, outputs]
+        *blocks, output = head
+        if not (
+            isinstance(output, torch.nn.Conv2d)
+            and output.kernel_size == (1, 1)
+            and output.groups == 1
+        ):
+            return head(x).flatten(2).transpose(1, 2)
+        for block in blocks:
+            x = block(x)
+        rows = x.permute(0, 2, 3, 1).reshape(-1, output.in_channels)
+        found = torch.nn.functional.linear(rows, output.weight.flatten(1), output.bias)
+        return found.view(x.shape[0], -1, output.out_channels)
+
+    def forward_head(self, x, box_head=None, cls_head=None):
+        if box_head is None or cls_head is None:  # as ultralytics' (fused one-to-one heads)
+            return {}
+        boxes = torch.cat([anchors_last(box_head[i], x[i]) for i in range(self.nl)], 1)
+        scores = torch.cat([anchors_last(cls_head[i], x[i]) for i in range(self.nl)], 1)
+        # A DFL takes the distributions anchors-last (below); without one (reg_max 1,
+        # yolo26) the 4 distances go channels-first, as ultralytics decodes them.
+        boxes = boxes if isinstance(self.dfl, DFL) else boxes.transpose(1, 2)
+        return {"boxes": boxes, "scores": scores.transpose(1, 2), "feats": x}
+
+    def dfl(self, x):  # [B, A, 4 * bins] -> [B, 4, A]
+        batch, anchors, _ = x.shape
+        bins = self.conv.weight.view(self.c1, 1).to(x.dtype)
+        distributions = x.view(batch, anchors, 4, self.c1).softmax(-1)
+        return (distributions @ bins).view(batch, anchors, 4).transpose(1, 2)
+
+    originals = Detect.forward_head, DFL.forward
+    Detect.forward_head, DFL.forward = forward_head, dfl
+    try:
+        yield
+    finally:
+        Detect.forward_head, DFL.forward = originals
 
 
 @contextlib.contextmanager
@@ -673,11 +768,14 @@ def float_head_nodes(onnx_path: Path) -> list[str]:
 
     The head is the last module (``/model.23/...`` in yolo11n). Its inner blocks, an
     ultralytics Conv each (``.../conv/Conv`` with its SiLU under ``.../act/``), are
-    quantised like the rest of the network. What stays fp32 is every other head node: the
-    final 1x1 convolution of each branch (box distributions and class logits), the DFL
+    quantised like the rest of the network, and so are the layout changes that only
+    move their outputs (:func:`_anchors_last_head`'s transpose and flatten in front of
+    each output layer). What stays fp32 is every other head node: the output layers
+    (box distributions and class logits, 1x1 convolutions or matrix products), the DFL
     and the decoding, where pixel coordinates and 0..1 scores are concatenated and cannot
     share one int8 scale. On NEU-DET the int8 model stays 0.0007 mAP50 below fp32 at 1.5x
-    its speed; quantising only the body's convolutions was slower than fp32
+    its speed; quantising only the body's convolutions was slower than fp32, and the
+    output layers' weights in int8 cost the n416 release 0.0014 mAP50 more for 3%
     (docs/benchmarks.md).
     """
     import onnx
@@ -687,11 +785,15 @@ def float_head_nodes(onnx_path: Path) -> list[str]:
     if not convolutions:
         return []
     head = "/" + convolutions[-1].split("/")[1] + "/"  # "/model.23/cv3.2/..." -> "/model.23/"
-    return [
-        n.name
-        for n in nodes
-        if n.name.startswith(head) and ("/dfl/" in n.name or not re.search(r"/(conv|act)/", n.name))
-    ]
+    quantised: set[str] = set()
+    int8_tensors: set[str] = set()
+    for node in nodes:  # in the graph's (topological) order
+        inner = "/dfl/" not in node.name and re.search(r"/(conv|act)/", node.name)
+        moves_int8 = node.op_type in ("Transpose", "Reshape") and node.input[0] in int8_tensors
+        if node.name.startswith(head) and (inner or moves_int8):
+            quantised.add(node.name)
+            int8_tensors.update(node.output)
+    return [n.name for n in nodes if n.name.startswith(head) and n.name not in quantised]
 
 
 # How :func:`quantize_int8` quantises, as a release card records it: a released int8
@@ -699,20 +801,28 @@ def float_head_nodes(onnx_path: Path) -> list[str]:
 INT8_QUANTISATION = (
     f"static QDQ, calibrated min-max on images bordered as predicted ({BORDER} px); int8 "
     "weights per channel in 7 bits (reduce_range); uint8 activations; the head's output "
-    "layers fp32; uint8 pixels in"
+    "layers fp32, anchors-last; uint8 BGR pixels in, channels-last"
 )
 
 
-def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int, weight_bits: int = 7) -> Path:
-    """Static int8 quantisation of an exported model, calibrated on ``images``.
+def quantize_int8(
+    onnx_path: Path,
+    images: list[Path],
+    imgsz: int,
+    weight_bits: int = 7,
+    target: Path | None = None,
+) -> Path:
+    """Static int8 quantisation of an exported model, calibrated on ``images``, into
+    ``target`` (default: ``<name>.int8.onnx`` beside it).
 
     QDQ, per-channel int8 weights in ``weight_bits`` (7, which every CPU computes alike,
     or 8, for CPUs with VNNI alone: :func:`check_int8_weights`), uint8 activations,
     everything but the head's output layers (:func:`float_head_nodes`). The input is
     quantised with scale 1/255 and zero point 0, which is exact for 8-bit pixels, and
-    then removed: the int8 model takes the letterboxed uint8 pixels themselves (NCHW,
-    RGB), so neither the float conversion nor its quantisation is paid per image.
-    :class:`OnnxDetector` reads the input type.
+    then removed: the int8 model takes the letterboxed uint8 pixels themselves, as
+    OpenCV holds them (BGR, channels-last: :func:`_take_pixels`), so neither the float
+    conversion, its quantisation nor a change of layout is paid per image.
+    :class:`OnnxDetector` reads the input's type and layout.
 
     ONNX Runtime's quantisation tools write temporary models into the working directory
     (``sym_shape_infer_temp.onnx`` and an external-data file when shape inference gives
@@ -742,7 +852,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int, weight_bits: 
 
     onnx_path = Path(onnx_path).resolve()
     images = [Path(image).resolve() for image in images]
-    target = onnx_path.with_suffix(".int8.onnx")
+    target = Path(target or onnx_path.with_suffix(".int8.onnx")).resolve()
     source = onnx.load(str(onnx_path))
     pixels = {"scale": np.array(1 / 255, np.float32), "zero_point": np.array(0, np.uint8)}
     with tempfile.TemporaryDirectory(prefix="defects-int8-") as tmp, contextlib.chdir(tmp):
@@ -771,6 +881,7 @@ def quantize_int8(onnx_path: Path, images: list[Path], imgsz: int, weight_bits: 
         )
     quantised = onnx.load(str(target))
     _take_pixels(quantised.graph)
+    _shapes_before_dequantising(quantised.graph)
     # Ultralytics' metadata (names, imgsz) is needed to read the outputs.
     del quantised.metadata_props[:]
     quantised.metadata_props.extend(source.metadata_props)
@@ -851,11 +962,18 @@ def check_int8_weights(path: Path) -> None:
 
 
 def _take_pixels(graph) -> None:
-    """Makes a quantised graph take uint8 pixels: drops the QuantizeLinear (scale 1/255,
-    zero point 0) that is the float input's only consumer and feeds its consumers the
-    input itself, retyped uint8."""
+    """Makes a quantised graph take uint8 pixels as OpenCV holds them: BGR, channels-last.
+
+    Drops the QuantizeLinear (scale 1/255, zero point 0) that is the float input's only
+    consumer; its DequantizeLinear reads the input itself, retyped uint8, through a
+    transpose to channels-first, which cancels against the one ONNX Runtime puts in
+    front of its channels-last int8 convolutions. The convolutions reading the pixels
+    take their input channels in reverse order (BGR for RGB), which is exact: their int8
+    weights are reordered. Outputs equal those of the RGB channels-first model, bit for
+    bit, and a batch no longer needs its own transposed copy.
+    """
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     name = graph.input[0].name
     consumers = [n for n in graph.node if name in n.input]
@@ -868,10 +986,67 @@ def _take_pixels(graph) -> None:
     scale, zero = (numpy_helper.to_array(constants[n]) for n in quantize.input[1:3])
     if not (np.isclose(scale, 1 / 255, rtol=1e-6) and zero == 0 and zero.dtype == np.uint8):
         raise ValueError(f"int8 export: the input is quantised with {scale}, {zero}, not 1/255, 0")
-    for node in graph.node:
-        node.input[:] = [name if x == quantize.output[0] else x for x in node.input]
+    dequantize = [n for n in graph.node if quantize.output[0] in n.input]
+    if len(dequantize) != 1 or dequantize[0].op_type != "DequantizeLinear":
+        raise ValueError(f"int8 export: the quantised input {name!r} is not dequantised once")
+    pixels = dequantize[0].output[0]
+    convolutions = [n for n in graph.node if pixels in n.input]
+    if not convolutions:
+        raise ValueError(f"int8 export: the pixels of {name!r} feed no convolution")
+    producers = {output: n for n in graph.node for output in n.output}
+    weights = {i.name: i for i in graph.initializer}
+    for convolution in convolutions:
+        reads = convolution.op_type == "Conv" and convolution.input[0] == pixels
+        dequantized_weights = producers.get(convolution.input[1]) if reads else None
+        if not (
+            dequantized_weights is not None
+            and dequantized_weights.op_type == "DequantizeLinear"
+            and dequantized_weights.input[0] in weights
+        ):
+            raise ValueError(
+                f"int8 export: the pixels of {name!r} feed more than int8 convolutions"
+            )
+    for convolution in convolutions:
+        tensor = weights[producers[convolution.input[1]].input[0]]
+        reordered = numpy_helper.to_array(tensor)[:, ::-1]  # [out, in, kh, kw]: BGR for RGB
+        tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(reordered), tensor.name))
+    channels_first = f"{name}_channels_first"
+    dequantize[0].input[0] = channels_first
     graph.node.remove(quantize)
-    graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    graph.node.insert(
+        0,
+        helper.make_node(
+            "Transpose", [name], [channels_first], perm=[0, 3, 1, 2], name="pixels_channels_first"
+        ),
+    )
+    tensor_type = graph.input[0].type.tensor_type
+    tensor_type.elem_type = onnx.TensorProto.UINT8
+    batch, channels, height, width = (copy.deepcopy(d) for d in tensor_type.shape.dim)
+    del tensor_type.shape.dim[:]
+    tensor_type.shape.dim.extend([batch, height, width, channels])
+
+
+def _shapes_before_dequantising(graph) -> None:
+    """Reads the shape of an int8 tensor where the graph reads that of its float copy.
+
+    The head takes its anchors' grid and its batch size from feature maps' shapes; in a
+    QDQ graph a Shape reads a DequantizeLinear's output, which ONNX Runtime then computes
+    (a change of layout and a float copy of the whole map) for its shape alone. The int8
+    tensor has the same shape; nodes whose outputs nothing reads any more are dropped.
+    """
+    producers = {output: n for n in graph.node for output in n.output}
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            node.input[0] = source.input[0]
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {name for n in graph.node for name in n.input} | outputs
+        unread = [n for n in graph.node if not any(o in read for o in n.output)]
+        if not unread:
+            return
+        for node in unread:
+            graph.node.remove(node)
 
 
 def batches(items: list, size: int) -> Iterator[list]:

@@ -589,7 +589,7 @@ def release(
     Returns:
         The card.
     """
-    from detection.predict import INT8_QUANTISATION, export_onnx, quantize_int8
+    from detection.predict import INT8_QUANTISATION, export_int8, export_onnx
 
     check_name(name, "release")  # its folder is replaced whole, at the end
     target = Path(models_dir) / name
@@ -629,7 +629,7 @@ def release(
         calibration = sorted((root / "images" / "train").iterdir())[:CALIBRATION_IMAGES]
         int8 = release_dir / "model.int8.onnx"
         if int8 not in kept:
-            assert quantize_int8(exported, calibration, report["imgsz"]) == int8
+            assert export_int8(release_dir / "model.pt", calibration, report["imgsz"]) == int8
         int8_scores = score_onnx(int8, gt, image_dir)
         int8_drop = report["metrics"]["AP50"] - int8_scores["mAP50"]
         exports = {"onnx_fp32_batch32": exported}

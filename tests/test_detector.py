@@ -1075,6 +1075,22 @@ def test_onnx_export_decodes_boxes_as_ultralytics_does(
         ort.InferenceSession(str(path)).run(None, {"images": batch})[0] for path in (ours, theirs)
     ]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-4)
+    # The int8 export's head (output layers as matrix products on channels-last
+    # features, the DFL anchors-last) computes the same numbers too.
+    from detection.predict import _anchors_last_head, _export
+
+    (tmp_path / "int8").mkdir()
+    shutil.copyfile(trained / "best.pt", tmp_path / "int8" / "best.pt")
+    model = load_yolo(tmp_path / "int8" / "best.pt", "detect")
+    with _anchors_last_head():
+        anchors_last = _export(model, 96)
+    graph = onnx.load(str(anchors_last)).graph
+    assert sum(n.op_type == "Gemm" for n in graph.node) == 6
+    assert all(n.op_type != "Conv" or "/dfl/" not in n.name for n in graph.node)
+    session = ort.InferenceSession(str(anchors_last))
+    np.testing.assert_allclose(
+        session.run(None, {"images": batch})[0], outputs[1], rtol=1e-5, atol=1e-4
+    )
 
 
 def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
@@ -1114,23 +1130,27 @@ def test_int8_export_leaves_the_working_directory_untouched(
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in models.iterdir()) == ["best.int8.onnx", "best.onnx", "best.pt"]
     assert list(working.iterdir()) == []
-    # Only the head's output layers stay fp32 (their weights are not dequantised); every
-    # other convolution, the first and the head's inner blocks included, is int8, and the
-    # model takes uint8 pixels.
+    # Only the head's output layers stay fp32 (their weights are not dequantised): six
+    # matrix products on the channels-last features (_anchors_last_head). Every
+    # convolution, the first and the head's inner blocks included, is int8, the DFL is
+    # float, and the model takes uint8 BGR pixels, channels-last.
     import cv2
     import onnx
 
-    from detection.predict import OnnxDetector, float_head_nodes, letterbox, load_detector
+    from detection.predict import OnnxDetector, letterbox, load_detector
 
     graph = onnx.load(str(models / "best.int8.onnx")).graph
     dequantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    spared = set(float_head_nodes(models / "best.onnx"))
     convolutions = {n.name: n.input[1] in dequantised for n in graph.node if n.op_type == "Conv"}
-    float_convolutions = {name for name, int8 in convolutions.items() if not int8}
-    assert len(float_convolutions) == 6  # three box and three class outputs
-    assert any("/dfl/" in name for name in spared)  # the decoding stays float too
-    assert float_convolutions == spared & convolutions.keys()
+    output_layers = {n.name: n.input[1] in dequantised for n in graph.node if n.op_type == "Gemm"}
+    assert convolutions and all(convolutions.values())
+    assert len(output_layers) == 6 and not any(output_layers.values())  # 3 box, 3 class
+    softmax = next(n for n in graph.node if n.op_type == "Softmax" and "/dfl/" in n.name)
+    assert softmax.input[0] not in dequantised
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert graph.input[0].type.tensor_type.shape.dim[3].dim_value == 3
+    # No Shape reads a dequantised copy of a feature map (_shapes_before_dequantising).
+    assert not [n for n in graph.node if n.op_type == "Shape" and n.input[0] in dequantised]
     # Weights in 7 bits: ONNX Runtime's uint8 x int8 kernels on CPUs without VNNI add
     # products in pairs in 16 bits, which saturates with 8-bit weights (the released
     # model lost 0.119 mAP50 on an AVX2-only AMD EPYC; quantize_int8's comment).
@@ -1139,37 +1159,46 @@ def test_int8_export_leaves_the_working_directory_untouched(
     weights = [
         numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8
     ]
-    assert len(weights) >= len(convolutions) - len(float_convolutions)
+    assert len(weights) >= len(convolutions)
     # (symmetric: -64..64, and 2 * 255 * 64 < 2**15)
     largest = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
     assert 60 <= largest <= 64  # 7 bits used, not 8 and not fewer
     # On the same letterboxed pixels the int8 head outputs follow fp32's: boxes within a
     # few pixels, class scores correlated (a barely trained model: scores are small).
     fp32, int8 = OnnxDetector(models / "best.onnx"), load_detector(models / "best.pt", "onnx-int8")
-    assert int8.takes_pixels and not fp32.takes_pixels
+    assert int8.takes_pixels and int8.channels_last and not fp32.takes_pixels
     paths = sorted((tiny_data / "images" / "train").iterdir())
-    pixels = np.stack([letterbox(cv2.imread(str(p)), fp32.imgsz)[0] for p in paths])
-    pixels = np.ascontiguousarray(pixels[..., ::-1].transpose(0, 3, 1, 2))
-    reference = fp32.session.run(None, {fp32.input: pixels.astype(np.float32) / 255})[0]
-    quantised = int8.session.run(None, {int8.input: pixels})[0]
+    pixels = [letterbox(cv2.imread(str(p)), fp32.imgsz)[0] for p in paths]
+    reference = fp32.session.run(None, {fp32.input: fp32.model_input(pixels)})[0]
+    quantised = int8.session.run(None, {int8.input: np.stack(pixels)})[0]
     box_error = np.abs(quantised[:, :4] - reference[:, :4])
     correlation = np.corrcoef(quantised[:, 4:].ravel(), reference[:, 4:].ravel())[0, 1]
     assert np.median(box_error) < 0.5 and correlation > 0.99
 
 
-def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1):
-    """images (float) -> QuantizeLinear(scale, zero_point) -> DequantizeLinear -> out,
-    with ``consumers - 1`` more nodes reading the float input."""
+def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1, relu: bool = False):
+    """images (float, RGB channels-first) -> QuantizeLinear(scale, zero_point) ->
+    DequantizeLinear -> a 3x3 convolution with int8 weights, quantised (as quantize_int8
+    leaves the first layer), with ``consumers - 1`` more nodes reading the float input
+    and, with ``relu``, a Relu reading the dequantised pixels beside the convolution."""
     from onnx import TensorProto, helper, numpy_helper
 
+    weights = np.arange(-27, 27, dtype=np.int8).reshape(2, 3, 3, 3)
     nodes = [
         helper.make_node("QuantizeLinear", ["images", "scale", "zero"], ["q"], name="q"),
-        helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["out"], name="dq"),
+        helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["pixels"], name="dq"),
+        helper.make_node("DequantizeLinear", ["w_int8", "w_scale"], ["w"], name="dq_w"),
+        helper.make_node("Conv", ["pixels", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("QuantizeLinear", ["conv", "o_scale", "o_zero"], ["o_q"], name="q_o"),
+        helper.make_node("DequantizeLinear", ["o_q", "o_scale", "o_zero"], ["out"], name="dq_o"),
     ]
-    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 4, 4])]
     for index in range(consumers - 1):
         nodes.append(helper.make_node("Identity", ["images"], [f"copy{index}"]))
         outputs.append(helper.make_tensor_value_info(f"copy{index}", TensorProto.FLOAT, None))
+    if relu:
+        nodes.append(helper.make_node("Relu", ["pixels"], ["relu"]))
+        outputs.append(helper.make_tensor_value_info("relu", TensorProto.FLOAT, None))
     graph = helper.make_graph(
         nodes,
         "pixels",
@@ -1178,41 +1207,52 @@ def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1):
         [
             numpy_helper.from_array(np.array(scale, np.float32), "scale"),
             numpy_helper.from_array(np.array(zero_point, np.uint8), "zero"),
+            numpy_helper.from_array(weights, "w_int8"),
+            numpy_helper.from_array(np.array(0.01, np.float32), "w_scale"),
+            numpy_helper.from_array(np.array(0.05, np.float32), "o_scale"),
+            numpy_helper.from_array(np.array(128, np.uint8), "o_zero"),
         ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
 @pytest.mark.parametrize(
-    ("scale", "zero_point", "consumers", "error"),
+    ("scale", "zero_point", "consumers", "relu", "error"),
     [
-        (1 / 255, 0, 1, None),  # what quantize_int8 asks for: exact for 8-bit pixels
-        (1 / 128, 0, 1, "not 1/255, 0"),  # would clip pixels above 128
-        (1 / 255, 3, 1, "not 1/255, 0"),
-        (1 / 255, 0, 2, "not quantised by one node"),  # the float input is needed elsewhere
+        (1 / 255, 0, 1, False, None),  # what quantize_int8 asks for: exact for 8-bit pixels
+        (1 / 128, 0, 1, False, "not 1/255, 0"),  # would clip pixels above 128
+        (1 / 255, 3, 1, False, "not 1/255, 0"),
+        (1 / 255, 0, 2, False, "not quantised by one node"),  # the float input is needed elsewhere
+        (1 / 255, 0, 1, True, "feed more than int8 convolutions"),  # its channels would swap
     ],
 )
-def test_int8_model_takes_uint8_pixels_exactly(
-    scale: float, zero_point: int, consumers: int, error: str | None
+def test_int8_model_takes_uint8_bgr_pixels_exactly(
+    scale: float, zero_point: int, consumers: int, relu: bool, error: str | None
 ):
+    """The int8 export takes the letterboxed pixels as OpenCV holds them (uint8, BGR,
+    channels-last) and computes what the float RGB channels-first model did, bit for bit."""
     import onnx
     import onnxruntime as ort
 
     from detection.predict import _take_pixels
 
-    model = _quantised_input_graph(scale, zero_point, consumers)
+    model = _quantised_input_graph(scale, zero_point, consumers, relu)
     if error:
         with pytest.raises(ValueError, match=error):
             _take_pixels(model.graph)
         return
-    pixels = np.arange(48, dtype=np.uint8).reshape(1, 3, 4, 4) * 5 + 10  # 10..245
-    floats = pixels.astype(np.float32) / 255
-    before = ort.InferenceSession(model.SerializeToString()).run(None, {"images": floats})[0]
+    bgr = np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3) * 5 + 10  # 10..245, as OpenCV
+    rgb_floats = np.ascontiguousarray(bgr[..., ::-1].transpose(0, 3, 1, 2)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"images": rgb_floats / 255})
     _take_pixels(model.graph)
     onnx.checker.check_model(model)
-    assert [n.op_type for n in model.graph.node] == ["DequantizeLinear"]
-    after = ort.InferenceSession(model.SerializeToString()).run(None, {"images": pixels})[0]
-    np.testing.assert_array_equal(after, before)
+    assert "QuantizeLinear" not in [n.op_type for n in model.graph.node[:2]]
+    session = ort.InferenceSession(model.SerializeToString())
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    assert session.get_inputs()[0].shape == [1, 4, 4, 3]
+    after = session.run(None, {"images": bgr})
+    assert np.unique(after[0]).size > 10  # a real output, not a constant
+    np.testing.assert_array_equal(after[0], before[0])
 
 
 @pytest.mark.parametrize(
