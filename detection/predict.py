@@ -693,8 +693,8 @@ def _anchors_last_head() -> Iterator[None]:
     is a matrix product of the channels-last features ([B * H * W, C] by its weights,
     Gemm), the box distributions stay [B, A, 4, 16] for the softmax, and only the 4
     distances and the class logits turn channels-first, as ultralytics outputs them
-    ([B, 4 + classes, A]). The same numbers: the int8 model stays 7% faster at the same
-    mAP (tested against ultralytics' own export in fp32).
+    ([B, 4 + classes, A]). The same numbers (tested against ultralytics' own export in
+    fp32), and the int8 model runs 1.10-1.13x faster end to end with the same detections.
     """
     import torch
     from ultralytics.nn.modules.block import DFL

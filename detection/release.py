@@ -76,15 +76,33 @@ FROM_SCRATCH = "trained from scratch (no pretrained weights of any kind)"
 OPERATING_NMS_IOUS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 
 
+# What the card says of the release machine's CPU (``hardware.vnni``): int8 runs about
+# 1.9x fp32 with VNNI and 1.04x without (docs/benchmarks.md). Cards made before it was
+# recorded say nothing.
+VNNI_NOTES = {
+    True: "; its CPU has VNNI (int8 products added in 32 bits)",
+    False: "; its CPU has no VNNI (int8 runs little faster than fp32 there)",
+}
+
+
 def describe_machine() -> dict:
-    """The CPU model, cores and memory (and GPU, if torch sees one) of this machine."""
-    from detection.predict import cpu_info
+    """The CPU model, cores and memory (and GPU, if torch sees one) of this machine, and
+    whether its CPU has VNNI (None where Linux lists no x86 flags): int8 runs about twice
+    as fast with it, so the card's int8 throughput means little without it."""
+    from detection.predict import cpu_flags, cpu_info, lacks_vnni
 
     cpu = cpu_info("model name") or platform.processor() or platform.machine()
     memory = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
-    machine = {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "gpu": None}
+    flags = cpu_flags()
+    machine = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "vnni": (not lacks_vnni(flags)) if "avx2" in flags else None,
+        "gpu": None,
+    }
     import torch
 
     if torch.cuda.is_available():
@@ -1063,6 +1081,7 @@ def card_markdown(card: dict) -> str:
         f"Released (evaluated, exported, timed) on: {hardware['cpu']}, {hardware['cores']} "
         f"cores, {hardware['memory_gib']} GiB"
         + (f", {hardware['gpu']}" if hardware["gpu"] else ", no GPU")
+        + VNNI_NOTES.get(hardware.get("vnni"), "")
         + ".",
         "",
         "## CPU throughput",

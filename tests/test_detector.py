@@ -1174,6 +1174,34 @@ def test_int8_export_leaves_the_working_directory_untouched(
     box_error = np.abs(quantised[:, :4] - reference[:, :4])
     correlation = np.corrcoef(quantised[:, 4:].ravel(), reference[:, 4:].ravel())[0, 1]
     assert np.median(box_error) < 0.5 and correlation > 0.99
+    # An int8 export made before session 37 took RGB pixels channels-first: the same
+    # network behind that layout (a transpose and a channel flip in front) is still fed
+    # so, and detects the same boxes.
+    from onnx import helper
+
+    older = onnx.load(str(models / "best.int8.onnx"))
+    name = older.graph.input[0].name
+    for node in older.graph.node:
+        node.input[:] = ["bgr" if x == name else x for x in node.input]
+    older.graph.node.insert(0, helper.make_node("Transpose", [name], ["rgb"], perm=[0, 2, 3, 1]))
+    older.graph.node.insert(
+        1, helper.make_node("Slice", ["rgb", "start", "end", "axis", "step"], ["bgr"])
+    )
+    older.graph.initializer.extend(
+        numpy_helper.from_array(np.array([v], np.int64), n)
+        for n, v in (("start", -1), ("end", -(2**62)), ("axis", 3), ("step", -1))
+    )
+    dims = older.graph.input[0].type.tensor_type.shape.dim
+    dims.insert(1, dims.pop(3))  # [batch, 3, height, width]
+    onnx.save(older, str(tmp_path / "older.int8.onnx"))
+    older_detector = OnnxDetector(tmp_path / "older.int8.onnx")
+    assert older_detector.takes_pixels and not older_detector.channels_last
+    images = [cv2.imread(str(p)) for p in paths]
+    found, found_older = int8(images, conf=0.001), older_detector(images, conf=0.001)
+    assert sum(len(d.scores) for d in found) > 0
+    for a, b in zip(found, found_older):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
 
 
 def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1, relu: bool = False):
