@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from converters.convert import ConvertResult, convert
@@ -351,6 +352,33 @@ def test_ultralytics_yolo_txt_results_score_as_their_coco_results(
     assert compared["difference"]["mAP50"] == pytest.approx(0, abs=1e-6)
     err = capsys.readouterr().err
     assert "n416, images without results: no result names 334" in err
+
+
+def test_the_released_int8_export_keeps_the_colour_channels_apart(neu_det: Path):
+    """The int8 export takes BGR pixels channels-last, its first convolution's input
+    channels reversed (_take_pixels). NEU-DET is grey, so tinted images show it: int8 on
+    them follows fp32 on the same images, and the same images with red and blue swapped
+    do not."""
+    from detection.predict import OnnxDetector, letterbox
+
+    fp32 = OnnxDetector(RELEASED / "model.onnx")
+    int8 = OnnxDetector(RELEASED / "model.int8.onnx")
+    assert int8.channels_last and not fp32.channels_last
+    tint = np.array([0.4, 1.0, 1.6])  # blue, green, red
+    paths = sorted((neu_det / "IMAGES").glob("*.jpg"))[::150]
+    pixels = [
+        np.clip(letterbox(cv2.imread(str(p)), fp32.imgsz, fp32.border)[0] * tint, 0, 255).astype(
+            np.uint8
+        )
+        for p in paths
+    ]
+    reference = fp32.session.run(None, {fp32.input: fp32.model_input(pixels)})[0][:, 4:]
+    as_given, swapped = (
+        int8.session.run(None, {int8.input: int8.model_input(batch)})[0][:, 4:]
+        for batch in (pixels, [p[..., ::-1].copy() for p in pixels])
+    )
+    assert np.corrcoef(as_given.ravel(), reference.ravel())[0, 1] > 0.95
+    assert np.corrcoef(swapped.ravel(), reference.ravel())[0, 1] < 0.5
 
 
 def test_released_neu_det_is_small_and_complete():
