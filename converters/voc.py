@@ -28,7 +28,7 @@ from converters.model import Box, Dataset, ImageAnnotation
 MAX_XML_BYTES = 16 * 1024 * 1024
 VOC_EXPORT_MARKER = "voc_export.json"  # what makes a folder our VOC export
 _INTEGER = re.compile(r"^[+-]?\d+$")
-_OBJECT_TAG = re.compile(rb"<object[\s>]")
+_OBJECT_TAG = re.compile(rb"<([\w.-]+:)?object[\s>]")  # <voc:object> too
 # Checked on the raw bytes, before libxml2 sees them: no declaration, no expansion.
 _DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 
@@ -92,6 +92,20 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() in {"1", "true", "yes"}
 
 
+def _drop_namespaces(root: etree._Element) -> None:
+    """Renames every element to its local name, in place.
+
+    VOC has no namespace, but XML writers may put one on the document
+    (``<annotation xmlns="...">``, or a prefix as in ``<voc:annotation>``), and then
+    every tag, ``<object>`` and ``<bndbox>`` included, is namespaced: a lookup by the
+    plain VOC name would find no box at all.
+    """
+    for element in root.iter(etree.Element):
+        if element.tag.startswith("{"):
+            element.tag = etree.QName(element).localname
+    etree.cleanup_namespaces(root)
+
+
 def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:
     """Parses one VOC annotation without trusting it.
 
@@ -126,6 +140,7 @@ def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:
         raise AnnotationError(
             file, "forbidden_dtd", "a DOCTYPE/DTD is declared (entities are never expanded)"
         )
+    _drop_namespaces(root)
     if root.tag != "annotation":
         raise AnnotationError(
             file, "malformed_xml", f"root element is <{root.tag}>, not <annotation>"

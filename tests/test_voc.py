@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from converters.definitions import load_definition
 from converters.errors import AnnotationError, Report
 from converters.model import Box, ImageAnnotation
-from converters.voc import parse_voc_xml, to_voc_xml, validate_objects
+from converters.voc import (
+    VocAnnotation,
+    count_objects,
+    parse_voc_xml,
+    to_voc_xml,
+    validate_objects,
+)
 from tests.helpers import voc_xml
 
 NEU = load_definition("neu-det")
@@ -15,8 +23,11 @@ W, H = 200, 200
 
 
 def read(text: str) -> tuple[list[Box], Report]:
+    return read_annotation(parse_voc_xml(text.encode(), "a.xml"))
+
+
+def read_annotation(annotation: VocAnnotation) -> tuple[list[Box], Report]:
     report = Report()
-    annotation = parse_voc_xml(text.encode(), "a.xml")
     return validate_objects(annotation, W, H, NEU.resolve, "a.xml", report), report
 
 
@@ -99,6 +110,43 @@ def test_missing_bndbox_is_reported():
     assert [(p.problem, p.object_index, p.boxes_dropped) for p in report.problems] == [
         ("missing_field", 0, 1)
     ]
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        '<annotation xmlns="http://example.com/voc">',  # a default namespace
+        '<voc:annotation xmlns:voc="http://example.com/voc">',  # a prefixed one
+        # .NET's XmlSerializer declares these without putting VOC's tags in them.
+        '<annotation xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema">',
+    ],
+)
+def test_a_namespaced_document_keeps_its_boxes(root):
+    text = voc_xml("a.jpg", [("crazing", 1, 2, 30, 40), ("patches", 5, 5, 9, 9)], (W, H))
+    if root.startswith("<voc:"):  # a prefix names every element, the boxes' too
+        text = re.sub(r"<(/?)(\w)", r"<\1voc:\2", text)
+    annotation = parse_voc_xml(re.sub(r"<(voc:)?annotation>", root, text).encode(), "a.xml")
+    assert (annotation.filename, annotation.width, annotation.height) == ("a.jpg", W, H)
+    assert [o.coords for o in annotation.objects] == [("1", "2", "30", "40"), ("5", "5", "9", "9")]
+    boxes, report = read_annotation(annotation)
+    assert [(b.label, b.coords) for b in boxes] == [
+        ("crazing", (0, 1, 30, 40)), ("patches", (4, 4, 9, 9))
+    ]  # fmt: skip
+    assert not report.problems
+
+
+@pytest.mark.parametrize(
+    ("data", "objects"),
+    [
+        (b"<annotation><object><name>a</name></object><object>", 2),
+        (b"<voc:annotation><voc:object>\n<voc:object >", 2),  # prefixed
+        (b"<annotation><objects/><objectness>", 0),  # other tags that begin so
+    ],
+)
+def test_objects_are_counted_in_a_file_too_broken_to_parse(data, objects):
+    # The report's count of the boxes such a file loses.
+    assert count_objects(data) == objects
 
 
 def test_difficult_and_truncated_are_kept():
