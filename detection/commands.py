@@ -97,6 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.hours,
         parse_overrides(args.set),
         teacher=args.teacher,
+        activation=args.activation,
     )
     stderr_console().print(f"Weights: {run_dir / 'best.pt'} (and last.pt, args.yaml, results.csv)")
     return 0
@@ -786,6 +787,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--teacher",
         help="a trained detector (.pt or released name) to distil from: a larger model "
         "teaches this one, whose weights alone are saved (ultralytics' distillation)",
+    )
+    train.add_argument(
+        "--activation",
+        choices=("relu", "silu"),  # detection.train.ACTIVATIONS, held equal by a test
+        help="the model's activation instead of its own (SiLU): relu makes the int8 export "
+        "1.3x as fast; from trained weights (--model neu-det), a stage that teaches them it",
     )
     train.add_argument(
         "--set",

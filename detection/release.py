@@ -42,6 +42,7 @@ from detection.evaluate import (
 from detection.report import _clean, _fmt, _xyxy, ground_truth_edited_sentence
 from detection.splits import (
     CARD,
+    TRAINED_ON,
     field_of_view,
     split_images,
     training_digests,
@@ -191,6 +192,10 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
     teacher = _relative(Path(args["distill_model"])) if args.get("distill_model") else None
     if teacher:
         command += f" --teacher {teacher}"
+    recorded = run_dir / TRAINED_ON
+    activation = json.loads(recorded.read_text()).get("activation") if recorded.is_file() else None
+    if activation:
+        command += f" --activation {activation}"
     hardware = training_hardware(run_dir)
     gpu = device not in ("auto", "cpu") or "CUDA" in (hardware or "")
     for option in set_options(args, data_yaml if data_yaml.is_file() else None, gpu):

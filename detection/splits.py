@@ -124,12 +124,17 @@ def scale_against_training(
 
 
 def record_training_images(
-    run_dir: Path, data_yaml: Path, start: str | Path, imgsz: int | None = None
+    run_dir: Path,
+    data_yaml: Path,
+    start: str | Path,
+    imgsz: int | None = None,
+    activation: str | None = None,
 ) -> dict:
     """Writes ``run_dir/trained_on.json``: the digests of ``data_yaml``'s train split,
     with those of the model training starts from (``start``: a ``.pt``, or a ``.yaml``
-    definition, which has seen nothing), and, given the training ``imgsz``, the split's
-    :func:`field_of_view`."""
+    definition, which has seen nothing), given the training ``imgsz``, the split's
+    :func:`field_of_view`, and the ``activation`` the start was given, if any
+    (``defects train --activation``)."""
     images, _ = split_images(data_yaml, "train")
     digests = training_digests(images)
     complete = True
@@ -146,6 +151,8 @@ def record_training_images(
     }
     if imgsz is not None:
         record["field_of_view"] = field_of_view(images, imgsz)
+    if activation is not None:
+        record["activation"] = activation
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(run_dir) / TRAINED_ON, (json.dumps(record, indent=1) + "\n").encode())
     return record

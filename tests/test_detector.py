@@ -3,6 +3,7 @@ evaluate, predict (with a corrupt image), ONNX equivalence."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -20,6 +21,7 @@ import pytest
 
 from converters.convert import ConvertResult
 from converters.definitions import load_definition
+from converters.errors import ConversionError
 from detection.boxes import iou_matrix
 from detection.weights import WeightsError
 from tests.conftest import DEFECTS, TINY
@@ -302,6 +304,77 @@ def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path):
     assert result.returncode == 2 and "cannot be downloaded" in result.stderr
 
 
+def test_an_activation_stage_turns_trained_weights_to_relu(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    """`train --model W --activation relu`: W's tensors in a model whose every Conv block
+    is ReLU, which its int8 export folds into the convolutions; the card says so."""
+    import onnx
+    import torch
+    from torch.nn import Identity
+    from ultralytics.nn.modules import Conv
+
+    from detection.commands import add_detection_commands
+    from detection.predict import export_int8
+    from detection.release import training_stage
+    from detection.train import ACTIVATIONS, train
+
+    def activations(run: Path) -> set[type]:
+        model = torch.load(run / "last.pt", weights_only=False)["model"]
+        # Less the blocks built without one (act=False: attention's projections).
+        return {type(m.act) for m in model.modules() if isinstance(m, Conv)} - {Identity}
+
+    start = tmp_path / "start.pt"
+    shutil.copy(trained / "best.pt", start)
+    command = [*DEFECTS, "train", "--data", str(tiny_data), "--weights-dir", str(tmp_path)]
+    # At lr0=0 the weights stay the start's (the batch norms' statistics move on).
+    still = ["--activation", "relu", "--set", "optimizer=AdamW", "--set", "lr0=0"]
+    result = subprocess.run(
+        [*command, "--name", "relu", "--model", str(start), "--epochs", "1", *TINY, *still],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "relu"
+    assert activations(run) == {torch.nn.ReLU}
+    model = torch.load(run / "best.pt", weights_only=False)["model"]
+    assert model.yaml["activation"] == "nn.ReLU()"
+    # Every tensor came from the start (an activation has none).
+    before = torch.load(start, weights_only=False)["model"].state_dict()
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    kernels = [k for k in after if after[k].ndim == 4]
+    assert kernels and all(torch.equal(before[k], after[k]) for k in kernels)
+    assert json.loads((run / "trained_on.json").read_text())["activation"] == "relu"
+    assert " --activation relu " in training_stage(run)["command"]
+    # Its int8 export: the ReLUs folded into the convolutions, no sigmoid left but the
+    # class scores'.
+    calibration = sorted((tiny_data / "images" / "train").glob("*.jpg"))[:8]
+    ops = [node.op_type for node in onnx.load(export_int8(run / "best.pt", calibration)).graph.node]
+    assert "Relu" not in ops and ops.count("Sigmoid") == 1, sorted(set(ops))
+    # From a definition too; a model built after it is as it was (SiLU).
+    scratch = ["--name", "scratch", "--model", "yolo11n.yaml", "--activation", "relu"]
+    result = subprocess.run(
+        [*command, *scratch, "--epochs", "1", *TINY], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert activations(tmp_path / "scratch") == {torch.nn.ReLU}
+    assert type(Conv.default_act) is torch.nn.SiLU
+    refused = [*command, "--name", "relu", "--resume", "--activation", "relu"]
+    result = subprocess.run(refused, capture_output=True, text=True)
+    assert result.returncode == 2 and "--activation cannot change" in result.stderr
+    # Ultralytics' DDP workers build their trainer anew, without it (refused before any
+    # work; on this machine --device 0,1 is refused sooner, for want of GPUs).
+    with pytest.raises(ConversionError, match="trains on one device"):
+        train(tiny_data, "ddp", device="0,1", weights_dir=tmp_path, activation="relu")
+    assert not (tmp_path / "ddp").exists()
+    parser = argparse.ArgumentParser()
+    add_detection_commands(parser.add_subparsers(dest="command"))
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    (option,) = [a for a in train_parser._actions if a.dest == "activation"]
+    assert set(option.choices) == set(ACTIVATIONS)
+
+
 def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
     trained: Path, tiny_data: Path, tmp_path: Path
 ):
@@ -563,7 +636,6 @@ def test_training_again_under_a_name_keeps_the_earlier_run(
     trained: Path, tiny_data: Path, tmp_path: Path, capsys
 ):
     # exist_ok made ultralytics write a new run over the earlier one's weights.
-    from converters.errors import ConversionError
     from detection.train import train
     from detection.weights import sha256
 
