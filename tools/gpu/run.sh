@@ -14,7 +14,10 @@
 #   weights/gpu/OTHER/best.pt left by an earlier call: s:yolo11n.yaml:320::weights/gpu/t/best.pt.
 # SETS: other training arguments, KEY=VALUE separated by commas, each given as --set (a
 #   stage from trained weights: kd:neu-det:416::t.pt:optimizer=AdamW,lr0=0.0002,warmup_epochs=0;
-#   lr0 counts only with an optimizer named: `defects train` refuses it alone).
+#   lr0 counts only with an optimizer named: `defects train` refuses it alone);
+#   activation=relu is given as `defects train --activation relu` (a stage that teaches
+#   the release ReLU: r416:neu-det:416:::optimizer=AdamW,lr0=0.0005,warmup_epochs=0,
+#   close_mosaic=0,activation=relu).
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
@@ -51,7 +54,12 @@ for variant in "$@"; do
   IFS=: read -r name model imgsz kill teacher sets <<<"$variant"
   overrides=()
   IFS=, read -r -a pairs <<<"${sets:-}"
-  for pair in "${pairs[@]}"; do overrides+=(--set "$pair"); done
+  for pair in "${pairs[@]}"; do
+    case "$pair" in
+      activation=*) overrides+=(--activation "${pair#activation=}") ;;  # its own option
+      *) overrides+=(--set "$pair") ;;
+    esac
+  done
   mkdir -p weights/gpu/"$name"
   [ "$model" = resume ] || rm -f weights/gpu/"$name"/{train,console}.log  # a paused run's go on
   ( set +e; (
