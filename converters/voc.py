@@ -103,7 +103,6 @@ def _drop_namespaces(root: etree._Element) -> None:
     for element in root.iter(etree.Element):
         if element.tag.startswith("{"):
             element.tag = etree.QName(element).localname
-    etree.cleanup_namespaces(root)
 
 
 def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:

@@ -42,8 +42,8 @@ from detection.evaluate import (
 from detection.report import _clean, _fmt, _xyxy, ground_truth_edited_sentence
 from detection.splits import (
     CARD,
-    TRAINED_ON,
     field_of_view,
+    recorded_activation,
     split_images,
     training_digests,
     training_record,
@@ -192,8 +192,7 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
     teacher = _relative(Path(args["distill_model"])) if args.get("distill_model") else None
     if teacher:
         command += f" --teacher {teacher}"
-    recorded = run_dir / TRAINED_ON
-    activation = json.loads(recorded.read_text()).get("activation") if recorded.is_file() else None
+    activation = recorded_activation(run_dir / "best.pt")  # the run's record, weights or not
     if activation:
         command += f" --activation {activation}"
     hardware = training_hardware(run_dir)

@@ -190,6 +190,13 @@ def training_record(weights: Path, sizes: set[int] | None = None) -> TrainingRec
     return _from_checkpoint(weights, sizes)
 
 
+def recorded_activation(weights: Path) -> str | None:
+    """The activation ``defects train --activation`` gave the run of ``weights`` (in its
+    ``trained_on.json``); None for a run that kept its model's own."""
+    found = _recorded(Path(weights))
+    return found[0].get("activation") if found else None
+
+
 def recorded_field_of_view(weights: Path) -> dict | None:
     """The :func:`field_of_view` a released model's card or a run's ``trained_on.json``
     records for ``weights`` (any file of the run or release: ``best.pt``, its ``.onnx``);

@@ -376,7 +376,7 @@ def trainer_class(task: str = "detect", activation: str | None = None):
                 if came_in and RANK in (-1, 0):
                     said = _aligned_sentence(self.args.model, came_in, classes)
                     print(f"defects train: {said}", file=sys.stderr)
-            if activation is not None:  # a resumed run's checkpoint carries it already
+            if activation is not None:  # None on --resume: the checkpoint's yaml has it
                 cfg = with_activation(cfg, activation)
             return super().get_model(cfg, weights, verbose)
 

@@ -3,7 +3,6 @@ evaluate, predict (with a corrupt image), ONNX equivalence."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -314,7 +313,7 @@ def test_an_activation_stage_turns_trained_weights_to_relu(
     from torch.nn import Identity
     from ultralytics.nn.modules import Conv
 
-    from detection.commands import add_detection_commands
+    from detection.cli import build_parser
     from detection.predict import export_int8
     from detection.release import training_stage
     from detection.train import ACTIVATIONS, train
@@ -368,9 +367,7 @@ def test_an_activation_stage_turns_trained_weights_to_relu(
     with pytest.raises(ConversionError, match="trains on one device"):
         train(tiny_data, "ddp", device="0,1", weights_dir=tmp_path, activation="relu")
     assert not (tmp_path / "ddp").exists()
-    parser = argparse.ArgumentParser()
-    add_detection_commands(parser.add_subparsers(dest="command"))
-    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
     (option,) = [a for a in train_parser._actions if a.dest == "activation"]
     assert set(option.choices) == set(ACTIVATIONS)
 
