@@ -497,6 +497,17 @@ def _released_before_overlaps_were_measured(card: dict) -> None:
     del card["evaluation"]["without_overlapping"]
 
 
+def _some_overlapping(card: dict) -> None:
+    # Figures set here, not the release's: every release changes those, and
+    # test_released_neu_det_reproduces_its_card pins them to the data.
+    card["evaluation"]["without_overlapping"] = {
+        "images": 12,
+        "of": 300,
+        "pairs": 15,
+        "pycocotools": {"mAP50": 0.65432, "mAP50-95": 0.32104},
+    }
+
+
 def _nothing_overlapping(card: dict) -> None:
     card["evaluation"]["without_overlapping"].update(images=0, pairs=0)
 
@@ -516,9 +527,16 @@ def _taught_by_unrecorded(card: dict) -> None:
                 "Fine textures",
                 "`tests/test_release.py`",
                 "It learnt defects on images of a median 200x200 pixels drawn at 416 px",
-                "54 of the 358 val images overlap a training image (crops of one picture, "
-                "76 pairs: `review --near-duplicates`); on the other 304 it scores mAP50 0.7321, "
-                "mAP50:95 0.3913. `convert --keep-overlaps` makes a split without them.",
+                "val images overlap a training image (crops of one picture, ",
+            ],
+            [],
+        ),
+        (
+            _some_overlapping,
+            [
+                "12 of the 300 val images overlap a training image (crops of one picture, "
+                "15 pairs: `review --near-duplicates`); on the other 288 it scores mAP50 0.6543, "
+                "mAP50:95 0.3210. `convert --keep-overlaps` makes a split without them.",
             ],
             [],
         ),
