@@ -190,7 +190,7 @@ def convert(
         progress: Called with (done, total) while annotation files are read.
         keep_overlaps: Keep overlapping crops of one picture in one split
             (:mod:`converters.overlaps`), as identical files always
-            are; decodes every image (28 s for NEU-DET's 1,800 on 2 cores).
+            are; decodes every image (25 to 28 s for NEU-DET's 1,800 on 2 cores).
 
     Returns:
         The output folder, its manifest and what was read.

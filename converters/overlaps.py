@@ -23,17 +23,21 @@ split in the first place.
 
 Measured on NEU-DET (docs/neu-det-findings.md): 229 overlapping pairs in the whole
 dataset, in 135 groups holding 343 images; its seeded split parts 76 of them, so 54 of
-its 358 val images overlap a training image. Reading NEU-DET's 1,800 images takes 9 s,
-matching 8 s, on 2 cores. The candidates' similarity is kept for every two images: 13 MB
-for NEU-DET, 1.6 GB for 20,000 images (beyond that, each image's nearest alone would do).
-It is built and searched a block at a time: on 6,000 generated images the peak beside
-the images fell from 1.5 GB to 0.7 GB building it and from 576 MB to 149 MB choosing
-the candidates, with the same candidates.
+its 358 val images overlap a training image. On 2 cores, reading NEU-DET's 1,800 images
+takes 9 s and matching the split's candidates 6 s, 515 MiB at peak (12 s, 12 s and 838 MiB
+before images were read and pairs matched on every core, the scores' blocks made smaller
+and the 3x3 blocks compared at once: 1.7x; docs/neu-det-findings.md). The candidates'
+similarity is kept for every two images: 13 MB for NEU-DET, 1.6 GB for 20,000 images
+(beyond that, each image's nearest alone would do). It is built and searched a block at
+a time: on 6,000 generated images, with blocks of scores of 256 MB, the peak beside the
+images fell from 1.5 GB to 0.7 GB building it and from 576 MB to 149 MB choosing the
+candidates, with the same candidates (the blocks are 32 MB since).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +71,11 @@ _CELL = 5
 _WINDOW_CELLS = 20
 _WINDOW_DIMS = 32
 # The candidates' scores held at a time: every window of up to 64 images against every
-# centre (203 MB for NEU-DET's 1,800 images; fewer images at a time beyond about 2,400).
-_SCORES_BYTES = 256 * 2**20
+# centre (10 images at a time for NEU-DET's 1,800, 30 MB; one at a time beyond about
+# 19,000 images). These blocks ran faster than 256 MB ones (the scores' maximum is taken
+# while they are still in the cache): 5.6 s against 7.7 s on NEU-DET (2 cores), the
+# same candidates.
+_SCORES_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -100,14 +107,9 @@ def read_pictures(paths: list[Path]) -> Pictures:
     Raises:
         OSError: An image that cannot be read, naming it.
     """
-    cells, details, coarse = [], [], []
-    for path in paths:
-        grey = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
-        work = cv2.resize(grey, (_SIDE, _SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
-        flat = work - cv2.GaussianBlur(work, (0, 0), 20)
-        cells.append(cv2.resize(flat, (_SIDE // _CELL,) * 2, interpolation=cv2.INTER_AREA))
-        details.append(work - cv2.GaussianBlur(work, (0, 0), 2))
-        coarse.append(cv2.resize(details[-1], (_COARSE_SIDE,) * 2, interpolation=cv2.INTER_AREA))
+    with ThreadPoolExecutor(_threads(len(paths))) as pool:  # OpenCV lets go of the GIL
+        read = list(pool.map(_read_picture, paths))
+    cells, details, coarse = (list(parts) for parts in zip(*read)) if read else ([], [], [])
     # The same images give the same similarity whatever order they come in (the
     # components are fitted on them all, and floating point sums depend on the order):
     # computed in the order of their names, then put back.
@@ -116,6 +118,23 @@ def read_pictures(paths: list[Path]) -> Pictures:
     if cells:
         similarity[np.ix_(order, order)] = _window_similarity(np.stack(cells)[order])
     return Pictures(similarity, details, coarse)
+
+
+def _read_picture(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's cells (for :func:`_window_similarity`), fine detail and coarse copy."""
+    grey = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
+    work = cv2.resize(grey, (_SIDE, _SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    flat = work - cv2.GaussianBlur(work, (0, 0), 20)
+    cells = cv2.resize(flat, (_SIDE // _CELL,) * 2, interpolation=cv2.INTER_AREA)
+    detail = work - cv2.GaussianBlur(work, (0, 0), 2)
+    return cells, detail, cv2.resize(detail, (_COARSE_SIDE,) * 2, interpolation=cv2.INTER_AREA)
+
+
+def _threads(tasks: int) -> int:
+    """Threads for ``tasks`` small OpenCV calls: as many as OpenCV computes with
+    (``cv2.getNumThreads()``: every usable core unless ``cv2.setNumThreads`` says
+    otherwise), since each call is too small for OpenCV to share out itself."""
+    return max(1, min(cv2.getNumThreads(), tasks))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -197,17 +216,16 @@ def _block_agreement(detail: np.ndarray, other: np.ndarray, shift: tuple[int, in
     """The median correlation of the 3x3 blocks of ``detail``'s centre with ``other`` at
     ``shift``: high where the whole overlap matches, low where one line does."""
     side = _SIDE - 2 * MAX_SHIFT
-    centre = detail[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT]
-    x, y = MAX_SHIFT + shift[0], MAX_SHIFT + shift[1]
-    region = other[y : y + side, x : x + side]
     block = side // 3
-    scores = []
-    for row in range(3):
-        for column in range(3):
-            cut = np.s_[row * block : (row + 1) * block, column * block : (column + 1) * block]
-            mine, theirs = _unit(centre[cut].ravel()), _unit(region[cut].ravel())
-            scores.append(float(mine @ theirs))
-    return float(np.median(scores))
+    x, y = MAX_SHIFT + shift[0], MAX_SHIFT + shift[1]
+
+    def blocks(pixels: np.ndarray) -> np.ndarray:  # [9, block * block], row by row
+        cut = pixels[: 3 * block, : 3 * block].reshape(3, block, 3, block)
+        return cut.transpose(0, 2, 1, 3).reshape(9, -1)
+
+    mine = _unit(blocks(detail[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT]))
+    theirs = _unit(blocks(other[y : y + side, x : x + side]))
+    return float(np.median((mine * theirs).sum(axis=1)))
 
 
 def shifted_copies(
@@ -234,21 +252,32 @@ def shifted_copies(
     """
     if len(pictures.details) < 2:
         return []
-    details, coarse = pictures.details, pictures.coarse
-    checked: set[tuple[int, int]] = set()
+    # Each pair once, in the order first met (a dict keeps it: ties stay in that order).
+    checked = dict.fromkeys(
+        tuple(sorted((i, int(j))))
+        for i, row in _nearest(pictures.similarity, splits, candidates)
+        for j in row
+    )
+    _match_pairs(pictures, [pair for pair in checked if pair not in pictures.matched])
     found = []
-    for i, row in _nearest(pictures.similarity, splits, candidates):
-        for j in row:
-            a, b = sorted((i, int(j)))
-            if (a, b) in checked:
-                continue
-            checked.add((a, b))
-            if (a, b) not in pictures.matched:
-                pictures.matched[a, b] = _match(details[a], details[b], coarse[a], coarse[b])
-            match = pictures.matched[a, b]
-            if match is not None and match[0] >= correlation and match[2] >= _BLOCK_CORRELATION:
-                found.append({"a": a, "b": b, "correlation": match[0], "shift": list(match[1])})
+    for a, b in checked:
+        match = pictures.matched[a, b]
+        if match is not None and match[0] >= correlation and match[2] >= _BLOCK_CORRELATION:
+            found.append({"a": a, "b": b, "correlation": match[0], "shift": list(match[1])})
     return sorted(found, key=lambda pair: -pair["correlation"])
+
+
+def _match_pairs(pictures: Pictures, pairs: list[tuple[int, int]]) -> None:
+    """Matches ``pairs`` into :attr:`Pictures.matched`, on :func:`_threads` threads."""
+    details, coarse = pictures.details, pictures.coarse
+
+    def match_all(some: list[tuple[int, int]]) -> None:
+        for a, b in some:  # each pair is its own key: no two threads write one
+            pictures.matched[a, b] = _match(details[a], details[b], coarse[a], coarse[b])
+
+    threads = _threads(len(pairs))
+    with ThreadPoolExecutor(threads) as pool:  # a share of the whole list each
+        list(pool.map(match_all, [pairs[start::threads] for start in range(threads)]))
 
 
 def _nearest(
