@@ -30,6 +30,7 @@ from converters.model import SPLITS
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
+    check_file,
     check_name,
     load_yolo,
     model_imgsz,
@@ -185,17 +186,18 @@ def train_classifier(
     Raises:
         ConversionError: Bad data, a missing backbone, or a backbone that shares nothing.
     """
+    from detection.train import keep_earlier_run, trainer_class
+
+    # The checks that need no model before ultralytics (and torch, 3 s) are imported.
+    run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
+    if backbone:
+        backbone = resolve_weights(backbone)
+        check_file(backbone)
+    source = prepare_source(data, background_class, seed)
     from ultralytics import YOLO
     from ultralytics.nn.tasks import ClassificationModel
 
-    from detection.train import keep_earlier_run, trainer_class
-
-    run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
-    detector = None
-    if backbone:
-        backbone = resolve_weights(backbone)
-        detector = load_yolo(backbone, "detect")
-    source = prepare_source(data, background_class, seed)
+    detector = load_yolo(backbone, "detect") if backbone else None
     tree = layout_tree(source, run_dir.parent / f".{name}-data")
     # (A distillation run's unfinished checkpoint starts the classifier from its student,
     # written into a folder gone after training: ultralytics' args.yaml names that copy,

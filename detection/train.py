@@ -421,6 +421,8 @@ def parse_overrides(pairs: list[str]) -> dict:
             ``lr0``, ``momentum`` or ``warmup_bias_lr`` without an optimizer, which
             ultralytics' ``optimizer=auto`` would ignore.
     """
+    if not pairs:  # ultralytics (and torch, 3 s) only to check some
+        return {}
     import yaml
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
@@ -461,17 +463,32 @@ def _starting_model(model: str):
     also takes the student out of a distillation run's checkpoint saved before that run
     ended (ultralytics would transfer none of the wrapper's tensors: "Transferred 0/499",
     and train from scratch)."""
-    from ultralytics import YOLO
+    path = _starting_weights(model)
+    if path is None:
+        from ultralytics import YOLO
 
-    if Path(model).suffix in (".yaml", ".yml"):
         return model, YOLO(model)
+    return str(path), load_yolo(path, "detect")
+
+
+def _starting_weights(model: str) -> Path | None:
+    """The weights file ``--model`` names, which must exist, or ``None`` for a ``.yaml``
+    definition.
+
+    Raises:
+        WeightsError: No such ``.pt`` (nothing is downloaded here), or a file that is not
+            a whole checkpoint (:func:`detection.weights.check_file`).
+    """
+    if Path(model).suffix in (".yaml", ".yml"):
+        return None
     path = resolve_weights(model)
     if path.suffix == ".pt" and not path.exists():
         raise WeightsError(
             f"{model}: no such weights file. Pretrained weights cannot be downloaded here; "
             "train from a definition such as yolo11n.yaml, a local .pt or a released model"
         )
-    return str(path), load_yolo(path, "detect")
+    check_file(path)
+    return path
 
 
 def _aligned_sentence(start, came_in: list[str], classes: list[str]) -> str:
@@ -816,10 +833,8 @@ def train(
         ConversionError: Missing data, weights or checkpoint; ``activation`` with several
             GPUs (ultralytics' DDP workers build their own trainer, without it).
     """
-    from ultralytics import YOLO
-
-    from detection.augment import steel_augmentations
-
+    # Every check that needs no model comes before ultralytics (and torch) are imported:
+    # a mistake is told in half a second, not 3.5 (tests/test_imports.py).
     run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     if activation is not None and "," in str(device):
         raise ConversionError(
@@ -827,7 +842,6 @@ def train(
             f"build the model from its definition without it. Train a stage with it on one "
             f"GPU (--device 0); a stage from its weights keeps it, on any number of GPUs"
         )
-    trainer = trainer_class("detect", activation)
     if resume:
         fixed = {
             "--model": model,
@@ -843,11 +857,16 @@ def train(
         if checkpoint is not None:
             _check_teacher_still_there(checkpoint)
             changed = _resume_overrides(checkpoint, run_dir, data, device, batch, workers)
+            from ultralytics import YOLO
+
+            trainer = trainer_class("detect", activation)
             with _logged_to(run_dir / "train.log"):
                 YOLO(str(checkpoint)).train(resume=True, trainer=trainer, **changed)
         return run_dir
 
     data_yaml = resolve_data(data)
+    if model is not None:
+        _starting_weights(model)  # a missing file told before torch is loaded to pick a recipe
     _check_training_splits(data_yaml)
     for sentence in coco_edits_not_trained_on(data_yaml.parent):
         print(f"defects train: warning: {sentence}", file=sys.stderr)
@@ -865,6 +884,8 @@ def train(
             )
         backbone = resolve_weights(backbone)
         check_file(backbone)
+    from detection.augment import steel_augmentations
+
     arguments = {
         **STEEL_ARGUMENTS,
         **{k: v for k, v in settings.items() if k != "model"},
@@ -879,7 +900,7 @@ def train(
         # builds the bare architecture from it when `pretrained` is False.
         "pretrained": str(backbone) if backbone else Path(settings["model"]).suffix == ".pt",
         "augmentations": steel_augmentations(),
-        "trainer": trainer,
+        "trainer": trainer_class("detect", activation),
     }
     if teacher is not None:
         arguments["distill_model"] = str(_teacher_model(teacher, data_yaml))

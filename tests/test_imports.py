@@ -124,3 +124,40 @@ def test_converters_never_import_heavy_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["train", "--data", "{tmp}/none", "--name", "x"], "no data.yaml here"),
+        (["train", "--resume", "--name", "none"], "nothing to resume"),
+        (["train", "--resume", "--name", "none", "--epochs", "3"], "cannot change it"),
+        (["train", "--data", "{data}", "--name", "a/b"], "not a run name"),
+        (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/none.pt"], "no such"),
+        (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/empty.pt"], "empty file"),
+        (["train", "--data", "{data}", "--name", "x", "--model", "no-such-release"], "no such"),
+        (["train-cls", "--data", "{tmp}/none", "--name", "x"], "neither a converter output"),
+        (["train-cls", "--data", "{data}", "--name", "x", "--backbone", "{tmp}/no.pt"], "no such"),
+    ],
+)
+def test_a_training_mistake_is_told_before_torch_is_loaded(
+    tmp_path: Path, argv: list[str], said: str
+):
+    # Torch and ultralytics take 3 s to import: a typo is told in half a second, as by
+    # every other command, and nothing heavy is loaded to tell it.
+    data = tmp_path / "data"
+    (data / "images" / "train").mkdir(parents=True)
+    (data / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a]\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    argv = [a.format(tmp=tmp_path, data=data) for a in argv]
+    argv += ["--weights-dir", str(tmp_path / "weights")]
+    code = (
+        "import sys\nfrom detection.cli import main\n"
+        f"code = main({argv!r})\n"
+        f"print(code, sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert said in result.stderr, result.stderr[-2000:]
+    assert result.stdout.split() == ["2", "[]"], result.stdout
