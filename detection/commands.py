@@ -691,8 +691,10 @@ def _predict_for_comparison(
     many of the split's images each was trained on, and how fast each predicted here."""
     from detection.evaluate import predict_split, split_ground_truth
     from detection.splits import seen_in_training
-    from detection.weights import resolve_weights
+    from detection.weights import check_weights, resolve_weights
 
+    for weights in args.weights:  # every file, before the first model predicts for minutes
+        check_weights(weights)
     truth = split_ground_truth(args.data, args.split)
     _note_ground_truth_edited(truth.ground_truth_edited)
     gt, image_dir = truth.gt, truth.image_dir

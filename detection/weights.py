@@ -250,6 +250,18 @@ def check_onnx(path: Path) -> None:
         raise WeightsError(f"{path}: empty file (0 bytes), not an ONNX model")
 
 
+def check_weights(weights: str | Path) -> Path:
+    """The file ``weights`` names (a path or a released model's name), checked before any
+    model is loaded: :func:`check_onnx` for an ``.onnx``, :func:`check_file` otherwise.
+
+    Raises:
+        WeightsError: Missing, a folder, empty or (a checkpoint) damaged, named in one line.
+    """
+    path = resolve_weights(weights)
+    (check_onnx if path.suffix == ".onnx" else check_file)(path)
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Writes ``path`` whole or not at all.
 

@@ -138,19 +138,21 @@ def test_converters_never_import_heavy_libraries():
         (["train", "--data", "{data}", "--name", "x", "--model", "no-such-release"], "no such"),
         (["train-cls", "--data", "{tmp}/none", "--name", "x"], "neither a converter output"),
         (["train-cls", "--data", "{data}", "--name", "x", "--backbone", "{tmp}/no.pt"], "no such"),
+        # Every model's file, before the first one predicts on the whole split.
+        (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/no.pt"], "no.pt: no such"),
+        (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/empty.pt"], "empty file"),
     ],
 )
-def test_a_training_mistake_is_told_before_torch_is_loaded(
-    tmp_path: Path, argv: list[str], said: str
-):
-    # Torch and ultralytics take 3 s to import: a typo is told in half a second, as by
-    # every other command, and nothing heavy is loaded to tell it.
+def test_a_mistake_is_told_before_torch_is_loaded(tmp_path: Path, argv: list[str], said: str):
+    # Torch and ultralytics take 3 s to import: a typo in a file or a name is told in half
+    # a second by every command, and nothing heavy is loaded to tell it.
     data = tmp_path / "data"
     (data / "images" / "train").mkdir(parents=True)
     (data / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a]\n")
     (tmp_path / "empty.pt").write_bytes(b"")
     argv = [a.format(tmp=tmp_path, data=data) for a in argv]
-    argv += ["--weights-dir", str(tmp_path / "weights")]
+    where = "--weights-dir" if argv[0].startswith("train") else "--out"
+    argv += [where, str(tmp_path / "out")]
     code = (
         "import sys\nfrom detection.cli import main\n"
         f"code = main({argv!r})\n"
