@@ -437,12 +437,12 @@ def classify(
 
     if heatmap and out is None:
         raise ConversionError("--heatmap writes images: it needs --out")
+    passed_over: list[Path] = []
+    found_twice: list[tuple[Path, Path]] = []
+    paths = collect_images(sources, passed_over, out, found_twice)  # before torch loads
     model = load_yolo(weights, "classify")
     imgsz = imgsz or model_imgsz(model)
     predictions, errors, notes = [], [], []
-    passed_over: list[Path] = []
-    found_twice: list[tuple[Path, Path]] = []
-    paths = collect_images(sources, passed_over, out, found_twice)
 
     def run(folder: Path | None) -> None:
         if folder is not None:

@@ -626,8 +626,8 @@ def release(
             "its stages), not after other runs"
         )
     best = runs[-1] / ("model.pt" if released_before else "best.pt")
+    data_yaml = resolve_data(data)  # before torch is loaded to read the weights
     load_yolo(best, "detect")
-    data_yaml = resolve_data(data)
     root = data_yaml.parent
     manifest = json.loads((root / "manifest.json").read_text())
     staging = Path(tempfile.mkdtemp(prefix=f"defects-release-{name}-"))

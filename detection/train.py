@@ -43,6 +43,7 @@ from detection.weights import (
     atomic_write_bytes,
     check_file,
     check_name,
+    check_weights,
     load_yolo,
     remove_partial_writes,
     resolve_weights,
@@ -573,12 +574,7 @@ def _teacher_model(teacher: str, data_yaml: Path) -> Path:
     Raises:
         WeightsError: Missing, not a trained detector, or other classes (named).
     """
-    if Path(teacher).suffix in (".yaml", ".yml"):
-        raise WeightsError(
-            f"{teacher}: a teacher is a trained detector (a .pt or a released name), "
-            "not a definition"
-        )
-    path = resolve_weights(teacher)
+    path = _teacher_weights(teacher)
     names = list(dict(load_yolo(path, "detect").names).values())
     data_names = data_yaml_names(data_yaml)
     if names != data_names:
@@ -587,6 +583,20 @@ def _teacher_model(teacher: str, data_yaml: Path) -> Path:
             f"({data_yaml}), in the same order; distillation compares class scores by index"
         )
     return path
+
+
+def _teacher_weights(teacher: str) -> Path:
+    """The teacher's file, checked without loading it (:func:`_teacher_model` loads it).
+
+    Raises:
+        WeightsError: A definition, or a file missing or damaged (named).
+    """
+    if Path(teacher).suffix in (".yaml", ".yml"):
+        raise WeightsError(
+            f"{teacher}: a teacher is a trained detector (a .pt or a released name), "
+            "not a definition"
+        )
+    return check_weights(teacher)
 
 
 def _check_teacher_still_there(checkpoint: Path) -> None:
@@ -865,8 +875,11 @@ def train(
         return run_dir
 
     data_yaml = resolve_data(data)
+    # A missing or damaged file told before torch is loaded to pick a recipe.
     if model is not None:
-        _starting_weights(model)  # a missing file told before torch is loaded to pick a recipe
+        _starting_weights(model)
+    if teacher is not None:
+        _teacher_weights(teacher)
     _check_training_splits(data_yaml)
     for sentence in coco_edits_not_trained_on(data_yaml.parent):
         print(f"defects train: warning: {sentence}", file=sys.stderr)

@@ -136,11 +136,17 @@ def test_converters_never_import_heavy_libraries():
         (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/none.pt"], "no such"),
         (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/empty.pt"], "empty file"),
         (["train", "--data", "{data}", "--name", "x", "--model", "no-such-release"], "no such"),
+        (
+            ["train", "--data", "{data}", "--name", "x", "--teacher", "{tmp}/no.pt"],
+            "no.pt: no such",
+        ),
         (["train-cls", "--data", "{tmp}/none", "--name", "x"], "neither a converter output"),
         (["train-cls", "--data", "{data}", "--name", "x", "--backbone", "{tmp}/no.pt"], "no such"),
         # Every model's file, before the first one predicts on the whole split.
         (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/no.pt"], "no.pt: no such"),
         (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/empty.pt"], "empty file"),
+        (["release", "--run", "models/neu-det", "--data", "{tmp}/none", "--name", "x"], "no data"),
+        (["classify", "{tmp}/none", "--weights", "neu-det"], "none: no such file or folder"),
     ],
 )
 def test_a_mistake_is_told_before_torch_is_loaded(tmp_path: Path, argv: list[str], said: str):
@@ -151,8 +157,8 @@ def test_a_mistake_is_told_before_torch_is_loaded(tmp_path: Path, argv: list[str
     (data / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a]\n")
     (tmp_path / "empty.pt").write_bytes(b"")
     argv = [a.format(tmp=tmp_path, data=data) for a in argv]
-    where = "--weights-dir" if argv[0].startswith("train") else "--out"
-    argv += [where, str(tmp_path / "out")]
+    where = {"train": "--weights-dir", "train-cls": "--weights-dir", "release": "--models-dir"}
+    argv += [where.get(argv[0], "--out"), str(tmp_path / "out")]
     code = (
         "import sys\nfrom detection.cli import main\n"
         f"code = main({argv!r})\n"
