@@ -155,13 +155,11 @@ def _window_similarity(
     steps, margin = side - _WINDOW_CELLS + 1, (side - _WINDOW_CELLS) // 2
     chunk = int(np.clip(scores_bytes // (4 * n * steps * steps), 1, 64))
 
-    def windows(images: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
-        return np.stack(
-            [images[:, y : y + _WINDOW_CELLS, x : x + _WINDOW_CELLS].reshape(len(images), -1)
-             for y, x in offsets], axis=1,
-        )  # fmt: skip
+    def windows(images: np.ndarray) -> np.ndarray:  # [images, y, x, row, column], no copy
+        return np.lib.stride_tricks.sliding_window_view(images, (_WINDOW_CELLS,) * 2, (1, 2))
 
-    fit = windows(cells, [(margin, margin), (0, 0), (0, steps - 1), (steps - 1, 0)])
+    ys, xs = [margin, 0, 0, steps - 1], [margin, 0, steps - 1, 0]  # the centre, 3 corners
+    fit = windows(cells)[:, ys, xs].reshape(n, len(ys), -1)
     centres = _unit(fit[:, 0])
     fit = _unit(fit.reshape(-1, fit.shape[-1]))
     if len(fit) >= 8 * _WINDOW_DIMS:
@@ -170,12 +168,12 @@ def _window_similarity(
     else:  # too few images to fit the components on: every cell (and little to do)
         axes = np.eye(fit.shape[1], dtype=np.float32)
     centres = _unit(centres @ axes).astype(np.float32)
-    every = [(y, x) for y in range(steps) for x in range(steps)]
     best = np.empty((n, n), np.float32)
     for start in range(0, n, chunk):
-        found = _unit(_unit(windows(cells[start : start + chunk], every)) @ axes)
+        every = windows(cells[start : start + chunk])  # copied a chunk at a time
+        found = _unit(_unit(every.reshape(len(every), steps * steps, -1)) @ axes)
         scores = centres @ found.reshape(-1, axes.shape[1]).T.astype(np.float32)
-        best[:, start : start + chunk] = scores.reshape(n, -1, len(every)).max(axis=2)
+        best[:, start : start + chunk] = scores.reshape(n, -1, steps * steps).max(axis=2)
     # The better way round, in place a block at a time (best.T would copy the whole).
     for start in range(0, n, block):
         for other in range(start, n, block):
