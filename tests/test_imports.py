@@ -147,18 +147,25 @@ def test_converters_never_import_heavy_libraries():
         (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/empty.pt"], "empty file"),
         (["release", "--run", "models/neu-det", "--data", "{tmp}/none", "--name", "x"], "no data"),
         (["classify", "{tmp}/none", "--weights", "neu-det"], "none: no such file or folder"),
+        # ... as the other commands always have.
+        (["predict", "{tmp}/none", "--weights", "neu-det"], "none: no such file or folder"),
+        (["predict", "{data}/images/val", "--weights", "{tmp}/no.pt"], "no.pt: no such"),
+        (["evaluate", "--data", "{data}", "--weights", "{tmp}/no.pt"], "no.pt: no such"),
+        (["export", "--weights", "{tmp}/empty.pt"], "empty file"),
+        (["review", "--data", "{data}", "--weights", "{tmp}/no.pt", "--no-launch"], "no such"),
     ],
 )
-def test_a_mistake_is_told_before_torch_is_loaded(tmp_path: Path, argv: list[str], said: str):
+def test_a_mistake_is_told_before_torch_is_loaded(
+    tiny_data: Path, tmp_path: Path, argv: list[str], said: str
+):
     # Torch and ultralytics take 3 s to import: a typo in a file or a name is told in half
     # a second by every command, and nothing heavy is loaded to tell it.
-    data = tmp_path / "data"
-    (data / "images" / "train").mkdir(parents=True)
-    (data / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a]\n")
+    data = tiny_data
     (tmp_path / "empty.pt").write_bytes(b"")
     argv = [a.format(tmp=tmp_path, data=data) for a in argv]
     where = {"train": "--weights-dir", "train-cls": "--weights-dir", "release": "--models-dir"}
-    argv += [where.get(argv[0], "--out"), str(tmp_path / "out")]
+    if argv[0] != "export":  # which writes beside the weights
+        argv += [where.get(argv[0], "--out"), str(tmp_path / "out")]
     code = (
         "import sys\nfrom detection.cli import main\n"
         f"code = main({argv!r})\n"
