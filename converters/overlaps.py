@@ -72,9 +72,8 @@ _WINDOW_CELLS = 20
 _WINDOW_DIMS = 32
 # The candidates' scores held at a time: every window of up to 64 images against every
 # centre (10 images at a time for NEU-DET's 1,800, 30 MB; one at a time beyond about
-# 19,000 images). These blocks ran faster than 256 MB ones (the scores' maximum is taken
-# while they are still in the cache): 5.6 s against 7.7 s on NEU-DET (2 cores), the
-# same candidates.
+# 19,000 images). These blocks ran faster than 256 MB ones, measured: 5.6 s against
+# 7.7 s on NEU-DET (2 cores), the same candidates.
 _SCORES_BYTES = 32 * 2**20
 
 
