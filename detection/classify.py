@@ -30,11 +30,10 @@ from converters.model import SPLITS
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
-    check_file,
+    check_checkpoint,
     check_name,
     load_yolo,
     model_imgsz,
-    resolve_weights,
     sha256,
     student_checkpoint,
 )
@@ -191,8 +190,7 @@ def train_classifier(
     # The checks that need no model before ultralytics (and torch, 3 s) are imported.
     run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     if backbone:
-        backbone = resolve_weights(backbone)
-        check_file(backbone)
+        backbone = check_checkpoint(backbone)
     source = prepare_source(data, background_class, seed)
     from ultralytics import YOLO
     from ultralytics.nn.tasks import ClassificationModel

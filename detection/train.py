@@ -41,9 +41,9 @@ from detection.threads import use_cpu_threads
 from detection.weights import (
     WeightsError,
     atomic_write_bytes,
+    check_checkpoint,
     check_file,
     check_name,
-    check_weights,
     load_yolo,
     remove_partial_writes,
     resolve_weights,
@@ -478,7 +478,7 @@ def _starting_weights(model: str) -> Path | None:
 
     Raises:
         WeightsError: No such ``.pt`` (nothing is downloaded here), or a file that is not
-            a whole checkpoint (:func:`detection.weights.check_file`).
+            a whole checkpoint (:func:`detection.weights.check_checkpoint`).
     """
     if Path(model).suffix in (".yaml", ".yml"):
         return None
@@ -488,8 +488,7 @@ def _starting_weights(model: str) -> Path | None:
             f"{model}: no such weights file. Pretrained weights cannot be downloaded here; "
             "train from a definition such as yolo11n.yaml, a local .pt or a released model"
         )
-    check_file(path)
-    return path
+    return check_checkpoint(path)
 
 
 def _aligned_sentence(start, came_in: list[str], classes: list[str]) -> str:
@@ -596,7 +595,7 @@ def _teacher_weights(teacher: str) -> Path:
             f"{teacher}: a teacher is a trained detector (a .pt or a released name), "
             "not a definition"
         )
-    return check_weights(teacher)
+    return check_checkpoint(teacher)
 
 
 def _check_teacher_still_there(checkpoint: Path) -> None:

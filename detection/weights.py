@@ -177,10 +177,7 @@ def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | No
     Raises:
         WeightsError: Anything that makes the file unusable here, named in one line.
     """
-    path = resolve_weights(weights)
-    if path.suffix == ".onnx":
-        raise WeightsError(f"{path}: an ONNX model; this needs the PyTorch .pt")
-    check_file(path)
+    path = check_checkpoint(weights)
     from ultralytics import YOLO
 
     use_cpu_threads()
@@ -250,15 +247,32 @@ def check_onnx(path: Path) -> None:
         raise WeightsError(f"{path}: empty file (0 bytes), not an ONNX model")
 
 
+def check_checkpoint(weights: str | Path) -> Path:
+    """The PyTorch checkpoint ``weights`` names (a ``.pt`` or a released model's name),
+    checked as :func:`load_yolo` checks it before torch reads it (and imported).
+
+    Raises:
+        WeightsError: An ONNX model, or a file missing, a folder, empty or damaged.
+    """
+    path = resolve_weights(weights)
+    if path.suffix == ".onnx":
+        raise WeightsError(f"{path}: an ONNX model; this needs the PyTorch .pt")
+    check_file(path)
+    return path
+
+
 def check_weights(weights: str | Path) -> Path:
     """The file ``weights`` names (a path or a released model's name), checked before any
-    model is loaded: :func:`check_onnx` for an ``.onnx``, :func:`check_file` otherwise.
+    model is loaded: :func:`check_onnx` for an ``.onnx``, :func:`check_checkpoint`
+    otherwise.
 
     Raises:
         WeightsError: Missing, a folder, empty or (a checkpoint) damaged, named in one line.
     """
     path = resolve_weights(weights)
-    (check_onnx if path.suffix == ".onnx" else check_file)(path)
+    if path.suffix != ".onnx":
+        return check_checkpoint(path)
+    check_onnx(path)
     return path
 
 

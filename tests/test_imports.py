@@ -136,12 +136,14 @@ def test_converters_never_import_heavy_libraries():
         (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/none.pt"], "no such"),
         (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/empty.pt"], "empty file"),
         (["train", "--data", "{data}", "--name", "x", "--model", "no-such-release"], "no such"),
+        (["train", "--data", "{data}", "--name", "x", "--model", "{tmp}/x.onnx"], "an ONNX model"),
         (
             ["train", "--data", "{data}", "--name", "x", "--teacher", "{tmp}/no.pt"],
             "no.pt: no such",
         ),
         (["train-cls", "--data", "{tmp}/none", "--name", "x"], "neither a converter output"),
         (["train-cls", "--data", "{data}", "--name", "x", "--backbone", "{tmp}/no.pt"], "no such"),
+        (["train-cls", "--data", "{data}", "--name", "x", "--backbone", "{tmp}/x.onnx"], "ONNX"),
         # Every model's file, before the first one predicts on the whole split.
         (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/no.pt"], "no.pt: no such"),
         (["compare", "--data", "{data}", "--weights", "neu-det", "{tmp}/empty.pt"], "empty file"),
@@ -162,6 +164,7 @@ def test_a_mistake_is_told_before_torch_is_loaded(
     # a second by every command, and nothing heavy is loaded to tell it.
     data = tiny_data
     (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "x.onnx").write_bytes(b"\x08\x08")  # refused by its suffix, never read
     argv = [a.format(tmp=tmp_path, data=data) for a in argv]
     where = {"train": "--weights-dir", "train-cls": "--weights-dir", "release": "--models-dir"}
     if argv[0] != "export":  # which writes beside the weights
