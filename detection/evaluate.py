@@ -52,6 +52,7 @@ from detection.train import resolve_data
 from detection.weights import (
     NMS_IOU,
     TILE_OVERLAP,
+    check_weights,
     is_released,
     load_yolo,
     resolve_weights,
@@ -477,7 +478,7 @@ def evaluate_model(
     sliced inference (:class:`detection.predict.TiledDetector`), as ``predict --tile``
     makes it.
     """
-    weights = resolve_weights(weights)
+    weights = check_weights(weights)  # before a YOLO dataset's check imports ultralytics
     truth = split_ground_truth(data, split)
     data_yaml, gt = truth.data_yaml, truth.gt
     detector, results, speed = predict_split(

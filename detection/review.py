@@ -31,7 +31,14 @@ from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR
-from detection.weights import NMS_IOU, TILE_OVERLAP, resolve_weights, sha256, tile_setting
+from detection.weights import (
+    NMS_IOU,
+    TILE_OVERLAP,
+    check_weights,
+    resolve_weights,
+    sha256,
+    tile_setting,
+)
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
@@ -614,6 +621,10 @@ def prepare(
             results' categories).
     """
     started = time.perf_counter()
+    if weights is not None:
+        if results is not None:
+            raise ConversionError("review takes --weights or --predictions, not both")
+        check_weights(weights)  # before a YOLO dataset's check imports ultralytics
     source = read_source(Path(data))
     classes, images, labelled = source.classes, source.images, source.labelled
     database, detector, predictions = None, None, None
@@ -624,8 +635,6 @@ def prepare(
             f"{', '.join(present) or 'none'})"
         )
     if results is not None:
-        if weights is not None:
-            raise ConversionError("review takes --weights or --predictions, not both")
         if not labelled:
             raise ConversionError(
                 f"{data}: --predictions needs labelled data (a converter output or a YOLO "

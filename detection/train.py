@@ -42,7 +42,6 @@ from detection.weights import (
     WeightsError,
     atomic_write_bytes,
     check_checkpoint,
-    check_file,
     check_name,
     load_yolo,
     remove_partial_writes,
@@ -894,8 +893,7 @@ def train(
                 f"{backbone}: a backbone initialises a model built from a definition "
                 f"(yolo11n.yaml), not {settings['model']}, which has weights of its own"
             )
-        backbone = resolve_weights(backbone)
-        check_file(backbone)
+        backbone = check_checkpoint(backbone)
     from detection.augment import steel_augmentations
 
     arguments = {

@@ -702,6 +702,7 @@ def test_a_classifier_backbone_starts_the_detector_and_callbacks_see_every_batch
     ("model", "backbone", "message"),
     [
         ("yolo11n.yaml", "missing.pt", "no such weights file"),
+        ("yolo11n.yaml", "exported.onnx", "an ONNX model; this needs the PyTorch .pt"),
         ("TRAINED", "TRAINED", "has weights of its own"),
     ],
 )

@@ -8,6 +8,7 @@ the circles this test was written against (``train -> classify -> evaluate -> tr
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,10 @@ def test_converters_never_import_heavy_libraries():
         (["evaluate", "--data", "{data}", "--weights", "{tmp}/no.pt"], "no.pt: no such"),
         (["export", "--weights", "{tmp}/empty.pt"], "empty file"),
         (["review", "--data", "{data}", "--weights", "{tmp}/no.pt", "--no-launch"], "no such"),
+        # A plain YOLO dataset (no manifest), whose check imports ultralytics: the weights
+        # are checked first.
+        (["evaluate", "--data", "{yolo}", "--weights", "{tmp}/no.pt"], "no.pt: no such"),
+        (["review", "--data", "{yolo}", "--weights", "{tmp}/empty.pt", "--no-launch"], "empty"),
     ],
 )
 def test_a_mistake_is_told_before_torch_is_loaded(
@@ -165,7 +170,13 @@ def test_a_mistake_is_told_before_torch_is_loaded(
     data = tiny_data
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "x.onnx").write_bytes(b"\x08\x08")  # refused by its suffix, never read
-    argv = [a.format(tmp=tmp_path, data=data) for a in argv]
+    yolo = tmp_path / "yolo"
+    if "{yolo}" in argv:
+        yolo.mkdir()
+        for part in ("data.yaml", "images", "labels"):
+            copy = shutil.copytree if (data / part).is_dir() else shutil.copy
+            copy(data / part, yolo / part)
+    argv = [a.format(tmp=tmp_path, data=data, yolo=yolo) for a in argv]
     where = {"train": "--weights-dir", "train-cls": "--weights-dir", "release": "--models-dir"}
     if argv[0] != "export":  # which writes beside the weights
         argv += [where.get(argv[0], "--out"), str(tmp_path / "out")]
