@@ -1,5 +1,5 @@
 # Steel surface defects: every job is a target; each one sets up the environment first.
-#   make train-det                 synthetic data -> convert -> train -> evaluate (CPU, < 10 min)
+#   make train-det                 synthetic data -> convert -> train -> evaluate (CPU, ~10 min)
 #   make train-det DATA=path/to/NEU-DET   the real recipe for that dataset
 #   make test                      lint + the whole test suite
 SHELL := /bin/bash
