@@ -40,6 +40,7 @@ PROBLEM_SEVERITY: dict[str, str] = {
     "duplicate_box": "error",
     "box_clipped": "warning",
     "swapped_corners": "warning",
+    "several_bndboxes": "warning",
     "size_mismatch": "warning",
     "exif_turned_boxes": "warning",
     "xml_encoding": "warning",

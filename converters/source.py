@@ -157,7 +157,7 @@ def read_dataset(
 
     for xml_path, annotation in parsed:
         file = _relative(xml_path, base)
-        n_objects = len(annotation.objects)
+        n_objects = annotation.boxes
         report.boxes_in_input += n_objects
 
         def skip(problem: str, detail: str, file: str = file, n: int = n_objects) -> None:

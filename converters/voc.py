@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lxml import etree
@@ -45,15 +45,29 @@ def _parser() -> etree.XMLParser:
     )
 
 
+Coords = tuple[str | None, str | None, str | None, str | None]  # xmin, ymin, xmax, ymax
+
+
 @dataclass(frozen=True)
 class VocObject:
-    """One ``<object>`` as written in the file, before any validation."""
+    """One ``<object>`` as written in the file, before any validation.
+
+    Attributes:
+        more_coords: Any further ``<bndbox>`` of the object after the first (written by
+            hand or by a tool's merge): each is a box of the object's class.
+    """
 
     name: str | None
-    coords: tuple[str | None, str | None, str | None, str | None]  # xmin, ymin, xmax, ymax
+    coords: Coords
     difficult: bool = False
     truncated: bool = False
     has_bndbox: bool = True
+    more_coords: tuple[Coords, ...] = ()
+
+    @property
+    def boxes(self) -> int:
+        """How many boxes the object gives: one per ``<bndbox>``, one without any."""
+        return 1 + len(self.more_coords)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,11 @@ class VocAnnotation:
     depth: int | None
     objects: list[VocObject] = field(default_factory=list)
     encoding: str | None = None  # a guessed one, when the file was not what it declared
+
+    @property
+    def boxes(self) -> int:
+        """How many boxes the file gives (an object may hold several ``<bndbox>``)."""
+        return sum(obj.boxes for obj in self.objects)
 
 
 def count_objects(data: bytes) -> int:
@@ -147,14 +166,21 @@ def parse_voc_xml(data: bytes, file: str) -> VocAnnotation:
     size = root.find("size")
     objects = []
     for element in root.findall("object"):
-        bndbox = element.find("bndbox")
+        # The object's own boxes: its direct children (a <part>, VOC's hand or head of
+        # a person, holds a <bndbox> of its own, which is not the object's).
+        bndboxes = element.findall("bndbox") or [None]
+        coords = [
+            tuple(_text(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
+            for bndbox in bndboxes
+        ]
         objects.append(
             VocObject(
                 name=_text(element, "name"),
-                coords=tuple(_text(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax")),
+                coords=coords[0],
                 difficult=_flag(_text(element, "difficult")),
                 truncated=_flag(_text(element, "truncated")),
-                has_bndbox=bndbox is not None,
+                has_bndbox=bndboxes[0] is not None,
+                more_coords=tuple(coords[1:]),
             )
         )
     return VocAnnotation(
@@ -227,88 +253,110 @@ def validate_objects(
     """
     boxes: list[Box] = []
     seen: set[tuple] = set()
-    for index, obj in enumerate(annotation.objects):
-
-        def drop(problem: str, detail: str, index: int = index) -> None:
-            report.add(file, problem, detail, "dropped box", index, 1)
-
-        if obj.name is None:
-            drop("missing_field", "<name> is missing or empty")
-            continue
-        if not obj.has_bndbox or None in obj.coords:
-            missing = [
-                t
-                for t, v in zip(("xmin", "ymin", "xmax", "ymax"), obj.coords, strict=False)
-                if v is None
-            ]
-            drop("missing_field", f"<bndbox> lacks {', '.join(missing) or 'everything'}")
-            continue
-        try:
-            values = [float(v) for v in obj.coords]
-        except ValueError:
-            drop("invalid_coordinate", f"non-numeric coordinate in {obj.coords}")
-            continue
-        if not all(math.isfinite(v) for v in values):
-            drop("invalid_coordinate", f"non-finite coordinate in {obj.coords}")
-            continue
-        label = resolve_class(obj.name)
-        if label is None:
-            drop("unknown_class", f"class {obj.name!r} is in no class list or alias table")
-            continue
-        if label != obj.name:
-            report.add(file, "class_alias", f"{obj.name!r} read as {label!r}", "renamed", index)
-        if not all(_INTEGER.match(v) for v in obj.coords):
-            report.add(file, "float_coordinates", f"coordinates {obj.coords}", "accepted", index)
-        # Corners given the wrong way round (labelme's labelme2voc.py wrote a rectangle
-        # drawn up or to the left so until it learnt to sort them:
-        # https://github.com/wkentaro/labelme/blob/main/examples/bbox_detection/labelme2voc.py)
-        # still say which pixels the box covers. Only a width or height of exactly zero
-        # (xmax = xmin - 1, 1-based inclusive) is empty.
-        swapped = []
-        for axis, lo, hi in (("x", 0, 2), ("y", 1, 3)):
-            if values[hi] < values[lo] - 1:
-                values[lo], values[hi] = values[hi], values[lo]
-                swapped.append(axis)
-        if swapped:
+    for index, whole in enumerate(annotation.objects):
+        if whole.more_coords:
             report.add(
                 file,
-                "swapped_corners",
-                f"{' and '.join(f'{a}max < {a}min' for a in swapped)} in {obj.coords}",
-                "swapped",
+                "several_bndboxes",
+                f"<object> holds {whole.boxes} <bndbox>",
+                "each read as a box of its class",
                 index,
             )
-        xmin, ymin, xmax, ymax = values[0] - 1, values[1] - 1, values[2], values[3]
-        if xmax <= xmin or ymax <= ymin:
-            drop(
-                "degenerate_box",
-                f"xmin..xmax {obj.coords[0]}..{obj.coords[2]}, "
-                f"ymin..ymax {obj.coords[1]}..{obj.coords[3]} has no area",
-            )
-            continue
-        if xmax <= 0 or ymax <= 0 or xmin >= width or ymin >= height:
-            drop("box_outside_image", f"box {obj.coords} lies outside the {width}x{height} image")
-            continue
-        clipped = (
-            max(xmin, 0.0),
-            max(ymin, 0.0),
-            min(xmax, float(width)),
-            min(ymax, float(height)),
-        )
-        if clipped != (xmin, ymin, xmax, ymax):
-            report.add(
-                file,
-                "box_clipped",
-                f"box {obj.coords} extends past the {width}x{height} image",
-                "clipped to the image",
-                index,
-            )
-        key = (label, *clipped)
-        if key in seen:
-            drop("duplicate_box", f"same class and coordinates as an earlier box: {obj.coords}")
-            continue
-        seen.add(key)
-        boxes.append(Box(label, *clipped, difficult=obj.difficult, truncated=obj.truncated))
+        for obj in (
+            replace(whole, coords=coords, more_coords=())
+            for coords in (whole.coords, *whole.more_coords)
+        ):
+            boxes += _validate_box(obj, index, width, height, resolve_class, file, report, seen)
     return boxes
+
+
+def _validate_box(
+    obj: VocObject,
+    index: int,
+    width: int,
+    height: int,
+    resolve_class: ClassResolver,
+    file: str,
+    report: Report,
+    seen: set[tuple],
+) -> list[Box]:
+    """One box of the ``index``-th object: ``[box]``, or ``[]`` where it is dropped
+    (:func:`validate_objects`; ``seen`` holds the boxes kept so far, for duplicates)."""
+
+    def drop(problem: str, detail: str) -> list[Box]:
+        report.add(file, problem, detail, "dropped box", index, 1)
+        return []
+
+    if obj.name is None:
+        return drop("missing_field", "<name> is missing or empty")
+    if not obj.has_bndbox or None in obj.coords:
+        missing = [
+            t
+            for t, v in zip(("xmin", "ymin", "xmax", "ymax"), obj.coords, strict=False)
+            if v is None
+        ]
+        return drop("missing_field", f"<bndbox> lacks {', '.join(missing) or 'everything'}")
+    try:
+        values = [float(v) for v in obj.coords]
+    except ValueError:
+        return drop("invalid_coordinate", f"non-numeric coordinate in {obj.coords}")
+    if not all(math.isfinite(v) for v in values):
+        return drop("invalid_coordinate", f"non-finite coordinate in {obj.coords}")
+    label = resolve_class(obj.name)
+    if label is None:
+        return drop("unknown_class", f"class {obj.name!r} is in no class list or alias table")
+    if label != obj.name:
+        report.add(file, "class_alias", f"{obj.name!r} read as {label!r}", "renamed", index)
+    if not all(_INTEGER.match(v) for v in obj.coords):
+        report.add(file, "float_coordinates", f"coordinates {obj.coords}", "accepted", index)
+    # Corners given the wrong way round (labelme's labelme2voc.py wrote a rectangle
+    # drawn up or to the left so until it learnt to sort them:
+    # https://github.com/wkentaro/labelme/blob/main/examples/bbox_detection/labelme2voc.py)
+    # still say which pixels the box covers. Only a width or height of exactly zero
+    # (xmax = xmin - 1, 1-based inclusive) is empty.
+    swapped = []
+    for axis, lo, hi in (("x", 0, 2), ("y", 1, 3)):
+        if values[hi] < values[lo] - 1:
+            values[lo], values[hi] = values[hi], values[lo]
+            swapped.append(axis)
+    if swapped:
+        report.add(
+            file,
+            "swapped_corners",
+            f"{' and '.join(f'{a}max < {a}min' for a in swapped)} in {obj.coords}",
+            "swapped",
+            index,
+        )
+    xmin, ymin, xmax, ymax = values[0] - 1, values[1] - 1, values[2], values[3]
+    if xmax <= xmin or ymax <= ymin:
+        return drop(
+            "degenerate_box",
+            f"xmin..xmax {obj.coords[0]}..{obj.coords[2]}, "
+            f"ymin..ymax {obj.coords[1]}..{obj.coords[3]} has no area",
+        )
+    if xmax <= 0 or ymax <= 0 or xmin >= width or ymin >= height:
+        return drop(
+            "box_outside_image", f"box {obj.coords} lies outside the {width}x{height} image"
+        )
+    clipped = (
+        max(xmin, 0.0),
+        max(ymin, 0.0),
+        min(xmax, float(width)),
+        min(ymax, float(height)),
+    )
+    if clipped != (xmin, ymin, xmax, ymax):
+        report.add(
+            file,
+            "box_clipped",
+            f"box {obj.coords} extends past the {width}x{height} image",
+            "clipped to the image",
+            index,
+        )
+    key = (label, *clipped)
+    if key in seen:
+        return drop("duplicate_box", f"same class and coordinates as an earlier box: {obj.coords}")
+    seen.add(key)
+    return [Box(label, *clipped, difficult=obj.difficult, truncated=obj.truncated)]
 
 
 def _number(value: float) -> str:
@@ -371,7 +419,7 @@ def from_voc(
         The image annotation and the problems found.
     """
     annotation = parse_voc_xml(data, file)
-    report = Report(boxes_in_input=len(annotation.objects))
+    report = Report(boxes_in_input=annotation.boxes)
     boxes = validate_objects(annotation, width, height, resolve_class, file, report)
     image_name = name or annotation.filename or Path(file).with_suffix(".jpg").name
     return ImageAnnotation(image_name, Path(), width, height, boxes, source=file), report

@@ -181,6 +181,37 @@ def test_missing_and_unreadable_images(tmp_path: Path):
     assert (tmp_path / "out" / "labels" / "train" / "crazing_3.txt").read_text() == ""
 
 
+def test_every_bndbox_of_an_object_is_converted_and_counted(tmp_path: Path):
+    # Two <bndbox> in one <object>: two boxes, in the labels and in the report's account,
+    # and both counted as dropped where the image is missing.
+    root = tmp_path / "d"
+    two = voc_xml("crazing_1.jpg", [("crazing", 1, 1, 9, 9)], size=(64, 48)).replace(
+        "</bndbox>",
+        "</bndbox><bndbox><xmin>21</xmin><ymin>11</ymin><xmax>40</xmax><ymax>30</ymax></bndbox>",
+    )
+    write_image(root / "IMAGES" / "crazing_1.jpg")
+    write_xml(root / "ANNOTATIONS" / "crazing_1.xml", two)
+    write_xml(root / "ANNOTATIONS" / "crazing_2.xml", two.replace("crazing_1", "crazing_2"))
+    result = convert(root, tmp_path / "out", ratios=(1.0, 0.0))
+    problems = [(p.file, p.problem, p.boxes_dropped) for p in result.source.report.problems]
+    assert problems == [
+        ("ANNOTATIONS/crazing_1.xml", "several_bndboxes", 0),
+        ("ANNOTATIONS/crazing_2.xml", "missing_image", 2),
+    ]
+    labels = (tmp_path / "out" / "labels" / "train" / "crazing_1.txt").read_text().splitlines()
+    assert [line.split()[1:] for line in labels] == [
+        [f"{v:.6f}" for v in (4.5 / 64, 4.5 / 48, 9 / 64, 9 / 48)],
+        [f"{v:.6f}" for v in (30 / 64, 20 / 48, 20 / 64, 20 / 48)],
+    ]
+    summary = json.loads((tmp_path / "out" / "report.json").read_text())["summary"]
+    assert (summary["boxes_in_input"], summary["boxes_dropped"], summary["boxes_written"]) == (
+        4,
+        2,
+        2,
+    )
+    assert summary["accounted"]
+
+
 @pytest.mark.parametrize(
     ("xml_name", "filename", "images", "expected"),
     [

@@ -112,6 +112,67 @@ def test_missing_bndbox_is_reported():
     ]
 
 
+def _bndbox(xmin: float, ymin: float, xmax: float, ymax: float) -> str:
+    corners = f"<xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax>"
+    return f"<bndbox>{corners}</bndbox>"
+
+
+def _object_with_boxes(name: str, *boxes: tuple, part: tuple | None = None) -> str:
+    bndboxes = "".join(_bndbox(*box) for box in boxes)
+    if part:  # VOC's person layout: a <part> (a hand) holds a <bndbox> of its own
+        bndboxes += f"<part><name>hand</name>{_bndbox(*part)}</part>"
+    return f"<object><name>{name}</name>{bndboxes}</object>"
+
+
+@pytest.mark.parametrize(
+    ("objects", "expected_boxes", "expected_problems"),
+    [
+        # Two <bndbox> in one <object> (a hand edit, a tool's merge): two boxes of its
+        # class; ultralytics' VOC.yaml conversion (obj.find("bndbox")) keeps the first.
+        (
+            [("crazing", (1, 1, 9, 9), (21, 21, 40, 40))],
+            [("crazing", 0, 0, 9, 9), ("crazing", 20, 20, 40, 40)],
+            [("several_bndboxes", 0, 0)],
+        ),
+        # ... each checked as any box: here the second lies outside, the third repeats
+        # the first, and the next object's box still counts as object 1.
+        (
+            [
+                ("patches", (1, 1, 9, 9), (300, 1, 310, 9), (1, 1, 9, 9)),
+                ("patches", (11, 11, 19, 19)),
+            ],
+            [("patches", 0, 0, 9, 9), ("patches", 10, 10, 19, 19)],
+            [("several_bndboxes", 0, 0), ("box_outside_image", 0, 1), ("duplicate_box", 0, 1)],
+        ),
+        # An object without a name loses every box it holds, each counted.
+        (
+            [("", (1, 1, 9, 9), (21, 21, 40, 40))],
+            [],
+            [("several_bndboxes", 0, 0), ("missing_field", 0, 1), ("missing_field", 0, 1)],
+        ),
+    ],
+)
+def test_an_object_with_several_bndboxes_keeps_each(objects, expected_boxes, expected_problems):
+    text = "<annotation>" + "".join(_object_with_boxes(n, *b) for n, *b in objects)
+    annotation = parse_voc_xml(f"{text}</annotation>".encode(), "a.xml")
+    assert annotation.boxes == sum(len(boxes) for _, *boxes in objects)
+    boxes, report = read_annotation(annotation)
+    assert [(b.label, *b.coords) for b in boxes] == [
+        (label, *map(float, coords)) for label, *coords in expected_boxes
+    ]
+    assert [(p.problem, p.object_index, p.boxes_dropped) for p in report.problems] == (
+        expected_problems
+    )
+
+
+def test_a_part_s_bndbox_is_not_its_object_s():
+    text = _object_with_boxes("crazing", (1, 1, 90, 90), part=(5, 5, 20, 20))
+    annotation = parse_voc_xml(f"<annotation>{text}</annotation>".encode(), "a.xml")
+    assert annotation.boxes == 1
+    boxes, report = read_annotation(annotation)
+    assert [b.coords for b in boxes] == [(0.0, 0.0, 90.0, 90.0)] and not report.problems
+
+
 @pytest.mark.parametrize(
     "root",
     [
