@@ -15,6 +15,8 @@ smaller than the least its header's pixels compress to.
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -168,6 +170,25 @@ def check_structure(data: bytes) -> ImageHeader | None:
     return None
 
 
+def read_file(path: Path | str) -> bytes:
+    """A file's bytes.
+
+    Raises:
+        OSError: The system's, with the file as ``filename``; for a link that leads
+            nowhere (a dataset linked from one moved or deleted since), one saying so:
+            "No such file or directory" of a name ``ls`` lists tells nothing.
+    """
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            raise
+        target = os.readlink(path)
+        raise FileNotFoundError(
+            errno.ENOENT, f"a link to {target}, which leads nowhere", str(path)
+        ) from None
+
+
 def read_header(path: Path) -> ImageHeader:
     """An image file's stored size and EXIF orientation, checking JPEG and PNG files whole.
 
@@ -175,8 +196,7 @@ def read_header(path: Path) -> ImageHeader:
         CorruptImageError: A JPEG or PNG cut short or damaged (its header reads).
         OSError: The file is missing, unreadable or not an image.
     """
-    with open(path, "rb") as handle:
-        data = handle.read()
+    data = read_file(path)
     header = check_structure(data)
     if header is None:
         from PIL import Image

@@ -88,11 +88,15 @@ def _files(
     not_read: list[Path] | None = None,
     passed_over: list[Path] | None = None,
     skip: Callable[[Path], bool] | None = None,
+    dangling: bool = False,
 ) -> list[Path]:
     """The files under ``folder`` with one of ``suffixes``, sorted; the hidden ones, and
     hidden folders when ``recursive``, are appended to ``not_read`` instead, and the
     others (another suffix, not hidden) to ``passed_over``. A sub-folder for which
-    ``skip`` is true is not looked into.
+    ``skip`` is true is not looked into. With ``dangling``, a link so named that leads
+    nowhere (its file moved or deleted) is found too, for its reader to say so
+    (:func:`converters.imagesize.read_file`): ``ls`` lists it, and a user told of no
+    such image, or of nothing, would not see why.
 
     A linked folder is followed, but each real folder is read once: a link to a folder
     above it (``IMAGES/all -> ..``) listed its files again at every level until the
@@ -124,7 +128,9 @@ def _files(
                 elif (real := os.path.realpath(entry.path)) not in seen:
                     seen.add(real)
                     stack.append(Path(entry.path))
-            elif is_file and os.path.splitext(entry.name)[1].lower() in suffixes:
+            elif os.path.splitext(entry.name)[1].lower() in suffixes and (
+                is_file or (dangling and entry.is_symlink())
+            ):
                 if not is_not_data(entry.name):
                     found.append(Path(entry.path))
                 elif not_read is not None:
@@ -148,7 +154,7 @@ def _neu_original(root: Path) -> SourceLayout | None:
             "neu-det",
             f"NEU-DET original ({images.name}/ + {annotations.name}/)",
             xmls,
-            _files(images, IMAGE_SUFFIXES, not_read=not_read),
+            _files(images, IMAGE_SUFFIXES, not_read=not_read, dangling=True),
             not_read=not_read,
         )
     return None
@@ -171,7 +177,7 @@ def _neu_kaggle(root: Path) -> SourceLayout | None:
             continue
         xmls = _xml(annotations, not_read=found.not_read)
         found.annotations += xmls
-        found.images += _files(images, IMAGE_SUFFIXES, not_read=found.not_read)
+        found.images += _files(images, IMAGE_SUFFIXES, not_read=found.not_read, dangling=True)
         found.given_split.update({x.stem: split for x in xmls})
     return found if found.annotations else None
 
@@ -182,7 +188,9 @@ def _gc10_official(root: Path) -> SourceLayout | None:
     not_read: list[Path] = []
     xmls = _xml(labels, not_read=not_read) if labels and numbered else []
     if xmls:
-        images = [p for d in numbered for p in _files(d, IMAGE_SUFFIXES, not_read=not_read)]
+        images = [
+            p for d in numbered for p in _files(d, IMAGE_SUFFIXES, not_read=not_read, dangling=True)
+        ]
         return SourceLayout(
             root,
             "gc10-det",
@@ -208,7 +216,7 @@ def _gc10_kaggle(root: Path) -> SourceLayout | None:
             "gc10-det",
             "GC10-DET Kaggle (images/images/<class>/ + label/label/)",
             xmls,
-            _files(images, IMAGE_SUFFIXES, not_read=not_read),
+            _files(images, IMAGE_SUFFIXES, not_read=not_read, dangling=True),
             not_read=not_read,
         )
     return None
@@ -225,7 +233,7 @@ def _voc_devkit(root: Path) -> SourceLayout | None:
         None,
         "Pascal VOC (Annotations/ + JPEGImages/)",
         xmls,
-        _files(images, IMAGE_SUFFIXES, not_read=not_read),
+        _files(images, IMAGE_SUFFIXES, not_read=not_read, dangling=True),
         not_read=not_read,
     )
     main = root / "ImageSets" / "Main"
@@ -279,11 +287,15 @@ def images_in(
     recursive: bool = False,
     passed_over: list[Path] | None = None,
     skip: Callable[[Path], bool] | None = None,
+    dangling: bool = False,
 ) -> list[Path]:
     """The image files in ``folder`` (directly, or at any depth when ``recursive``),
     sorted; none hidden or macOS metadata (:func:`is_not_data`), none in a sub-folder
-    ``skip`` is true of. The other files are appended to ``passed_over``."""
-    return _files(folder, IMAGE_SUFFIXES, recursive, passed_over=passed_over, skip=skip)
+    ``skip`` is true of; with ``dangling``, links so named that lead nowhere too
+    (:func:`_files`). The other files are appended to ``passed_over``."""
+    return _files(
+        folder, IMAGE_SUFFIXES, recursive, passed_over=passed_over, skip=skip, dangling=dangling
+    )
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:

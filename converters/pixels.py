@@ -21,6 +21,7 @@ from converters.imagesize import (
     UNDECODABLE_SAMPLES,
     CorruptImageError,
     check_structure,
+    read_file,
     read_header,
 )
 
@@ -37,7 +38,7 @@ def read_image(path: Path | str) -> np.ndarray:
             samples wider than OpenCV decodes (a 32-bit TIFF, as ``convert`` reports
             it), or not an image OpenCV can decode.
     """
-    data = Path(path).read_bytes()  # its OSError has the file and the reason already
+    data = read_file(path)  # its OSError has the file and the reason already
     if not data:
         raise OSError(None, "empty file (0 bytes)", str(path))
     try:

@@ -211,7 +211,10 @@ def read_dataset(
             by_folder = [
                 p for p in candidates if hint and _folder_class(p.parent.name, definition) == hint
             ]
-            digests = {image_digest(p) for p in candidates}
+            try:
+                digests = {image_digest(p) for p in candidates}
+            except OSError:  # one not read (a link that leads nowhere): not one image
+                digests = set(candidates)
             others = ", ".join(_relative(p, base) for p in candidates)
             if len(digests) == 1:
                 report.add(
@@ -251,8 +254,8 @@ def read_dataset(
         except CorruptImageError as error:
             skip("corrupt_image", f"{_relative(image_path, base)}: {error}")
             continue
-        except OSError as error:
-            skip("unreadable_image", f"{_relative(image_path, base)}: {error}")
+        except OSError as error:  # the reason alone: the file is named already
+            skip("unreadable_image", f"{_relative(image_path, base)}: {error.strerror or error}")
             continue
         if header.bits > 16:
             skip("unreadable_image", f"{_relative(image_path, base)}: {UNDECODABLE_SAMPLES}")
@@ -301,7 +304,7 @@ def read_dataset(
             report.add(file, "corrupt_image", str(error), "skipped image")
             continue
         except OSError as error:
-            report.add(file, "unreadable_image", str(error), "skipped image")
+            report.add(file, "unreadable_image", error.strerror or str(error), "skipped image")
             continue
         if header.bits > 16:
             report.add(file, "unreadable_image", UNDECODABLE_SAMPLES, "skipped image")

@@ -89,11 +89,12 @@ def collect_images(
     """Image files given directly or found (recursively) in folders, in a stable order;
     a folder's hidden and macOS metadata files are left out
     (:func:`converters.layouts.is_not_data`), and its files of other kinds (by suffix)
-    appended to ``passed_over``. Within a folder, the run's own output folder ``out``
-    and any earlier output of ``predict`` or ``classify`` (a folder holding their
-    ``predictions.json``) are not looked into: their annotated images and VOC links are
-    this run's output, not its input (``predict IMAGES --out IMAGES/pred`` run twice read
-    the first run's images as new ones).
+    appended to ``passed_over``. A link named as an image that leads nowhere is kept,
+    for its reading to report it (:func:`converters.imagesize.read_file`). Within a
+    folder, the run's own output folder ``out`` and any earlier output of ``predict`` or
+    ``classify`` (a folder holding their ``predictions.json``) are not looked into: their
+    annotated images and VOC links are this run's output, not its input (``predict
+    IMAGES --out IMAGES/pred`` run twice read the first run's images as new ones).
 
     A file reached twice (a link to an image found too: a converter output's images
     inside the folder of the dataset it was converted from; or a source given twice) is
@@ -112,8 +113,10 @@ def collect_images(
     found: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found += images_in(source, recursive=True, passed_over=passed_over, skip=is_output)
-        elif source.exists():
+            found += images_in(
+                source, recursive=True, passed_over=passed_over, skip=is_output, dangling=True
+            )
+        elif source.exists() or source.is_symlink():  # a link that leads nowhere: said so
             found.append(source)
         else:
             raise ConversionError(f"{source}: no such file or folder")

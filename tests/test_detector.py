@@ -975,6 +975,8 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     whole = next(p for p in sorted(images.iterdir()) if p.suffix == ".jpg" and p.stem != "broken")
     (images / "cut.jpg").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     (images / "empty.jpg").write_bytes(b"")
+    # A link whose image was moved since: said so (it was left out without a word).
+    (images / "moved.jpg").symlink_to(tmp_path / "gone" / "moved.jpg")
     # Not images: a Mac's ._NAME beside a file, a notebook's copy in a hidden folder.
     (images / f"._{whole.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
     (images / ".ipynb_checkpoints").mkdir()
@@ -1008,8 +1010,11 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     assert f"skipped {images / 'broken.jpg'}: " in result.stderr
     errors = {Path(e["file"]).name: e["error"] for e in json.loads(
         (tmp_path / "out" / "errors.json").read_text())}  # fmt: skip
-    assert errors.keys() == {"broken.jpg", "cut.jpg", "empty.jpg"}
+    assert errors.keys() == {"broken.jpg", "cut.jpg", "empty.jpg", "moved.jpg"}
     assert errors["broken.jpg"] == "not an image OpenCV can decode"
+    assert (
+        errors["moved.jpg"] == f"a link to {tmp_path / 'gone' / 'moved.jpg'}, which leads nowhere"
+    )
     assert errors["cut.jpg"].startswith("JPEG cut short: no end-of-image marker")
     assert errors["empty.jpg"] == "empty file (0 bytes)"
     assert f"skipped {images / 'cut.jpg'}: JPEG cut short" in result.stderr

@@ -141,11 +141,15 @@ def test_opencv_alone_decodes_a_jpeg_cut_short(tmp_path: Path):
         (b"shift log, not an image", OSError, "not an image OpenCV can decode"),
         (b"\xff\xd8\xff\xe0 not really a jpeg", OSError, "not an image OpenCV can decode"),
         (None, FileNotFoundError, "No such file"),
+        # A link whose file was moved or deleted: "No such file" of a file ls lists.
+        ("link", FileNotFoundError, "a link to .*/moved.jpg, which leads nowhere"),
     ],
 )
 def test_what_is_no_image_is_refused_with_its_reason(tmp_path: Path, content, error, message):
     path = tmp_path / "image.jpg"
-    if content is not None:
+    if content == "link":
+        path.symlink_to(tmp_path / "moved.jpg")
+    elif content is not None:
         path.write_bytes(content)
     with pytest.raises(error, match=message) as caught:
         read_image(path)

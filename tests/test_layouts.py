@@ -181,6 +181,43 @@ def test_missing_and_unreadable_images(tmp_path: Path):
     assert (tmp_path / "out" / "labels" / "train" / "crazing_3.txt").read_text() == ""
 
 
+@pytest.mark.parametrize("as_background", [False, True])
+def test_an_image_link_that_leads_nowhere_is_told_as_such(tmp_path: Path, as_background: bool):
+    # A dataset assembled from links to another folder, which was moved since: its
+    # images are listed (ls shows them), so "no image named" them was a riddle.
+    root, moved = tmp_path / "d", tmp_path / "moved"
+    write_image(root / "IMAGES" / "crazing_1.jpg")
+    for name in ("crazing_2.jpg", "crazing_3.jpg"):
+        (root / "IMAGES" / name).symlink_to(moved / name)
+    for stem in ("crazing_1", "crazing_2"):
+        write_xml(
+            root / "ANNOTATIONS" / f"{stem}.xml", voc_xml(f"{stem}.jpg", [("crazing", 1, 1, 9, 9)])
+        )
+    result = convert(
+        root, tmp_path / "out", ratios=(1.0, 0.0), unlabeled_as_background=as_background
+    )
+    problems = [
+        (p.file, p.problem, p.detail, p.boxes_dropped) for p in result.source.report.problems
+    ]
+    assert problems == [
+        (
+            "ANNOTATIONS/crazing_2.xml",
+            "unreadable_image",
+            f"IMAGES/crazing_2.jpg: a link to {moved / 'crazing_2.jpg'}, which leads nowhere",
+            1,
+        ),
+        (
+            "IMAGES/crazing_3.jpg",
+            "unreadable_image" if as_background else "unlabeled_image",
+            f"a link to {moved / 'crazing_3.jpg'}, which leads nowhere"
+            if as_background
+            else "no annotation file for this image",
+            0,
+        ),
+    ]
+    assert [image.name for image in result.source.dataset.images] == ["crazing_1.jpg"]
+
+
 def test_every_bndbox_of_an_object_is_converted_and_counted(tmp_path: Path):
     # Two <bndbox> in one <object>: two boxes, in the labels and in the report's account,
     # and both counted as dropped where the image is missing.
