@@ -555,7 +555,8 @@ def _seen_and_unseen(weights: Path, truth: SplitTruth, results: list[dict]) -> d
         "annotations": [a for a in truth.gt["annotations"] if a["image_id"] not in trained_on],
     }
     if any(not a.get("iscrowd") for a in unseen_gt["annotations"]):
-        stats = evaluate(unseen_gt, [r for r in results if r["image_id"] not in trained_on]).stats
+        unseen_results = [r for r in results if r["image_id"] not in trained_on]
+        stats = evaluate(unseen_gt, unseen_results, sizes=False).stats
         seen["unseen"] = {
             "images": len(unseen),
             "mAP50": stats["AP50"],

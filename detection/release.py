@@ -405,7 +405,7 @@ def coco_scores(gt: dict, results: list[dict]) -> dict:
     """pycocotools mAP50 and mAP50:95 of COCO ``results``, as a card records them."""
     from detection.cocoeval import evaluate
 
-    stats = evaluate(gt, results).stats
+    stats = evaluate(gt, results, sizes=False).stats
     return {"mAP50": stats["AP50"], "mAP50-95": stats["AP50:95"]}
 
 
@@ -440,7 +440,8 @@ def operating_points(
     at_ious = predict_coco_at_ious(detector, train, root / "images" / "train", nms_ious)
     search = {}
     for iou, results in at_ious.items():  # one model run for every IoU
-        chosen = {c.name: c.best_f1_confidence for c in evaluate(train, results).classes}
+        scored = evaluate(train, results, sizes=False)
+        chosen = {c.name: c.best_f1_confidence for c in scored.classes}
         on_train = precision_recall(train, at_thresholds(train, results, chosen))
         search[iou] = (macro_f1(on_train), chosen)
     best = max(nms_ious, key=lambda iou: search[iou][0])  # a tie: the first given

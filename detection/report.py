@@ -350,7 +350,7 @@ def difficult_ignored(gt: dict, results: list[dict]) -> dict | None:
     boxes = difficult_boxes(gt)
     if not boxes:
         return None
-    scored = evaluate(gt, results, ignore_difficult=True)
+    scored = evaluate(gt, results, ignore_difficult=True, sizes=False)  # the "all" figures
     return {
         "boxes": boxes,
         "mAP50": scored.stats["AP50"],

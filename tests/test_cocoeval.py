@@ -588,6 +588,22 @@ def test_ignoring_difficult_without_any_is_the_plain_evaluation(ours):
     assert evaluate(GT, DT, ignore_difficult=True).stats == ours.stats
 
 
+@pytest.mark.parametrize("ignore_difficult", [False, True])
+def test_without_sizes_every_other_figure_is_the_same(ignore_difficult: bool):
+    gt = json.loads(GT.read_text())
+    for annotation in gt["annotations"][::7]:
+        annotation["difficult"] = 1
+    whole = evaluate(gt, DT, ignore_difficult=ignore_difficult)
+    alone = evaluate(gt, DT, ignore_difficult=ignore_difficult, sizes=False)
+    by_size = {name for name in STAT_NAMES if name.endswith(("_small", "_medium", "_large"))}
+    assert len(by_size) == 6 and all(alone.stats[name] == -1 for name in by_size)
+    assert {n: v for n, v in alone.stats.items() if n not in by_size} == {
+        n: v for n, v in whole.stats.items() if n not in by_size
+    }
+    assert any(whole.stats[name] > 0 for name in by_size)
+    assert alone.classes == whole.classes and alone.pr_curves == whole.pr_curves
+
+
 def test_scoring_leaves_its_inputs_as_they_were():
     """pycocotools writes into what it is given (``ignore`` on the ground truth; ``area``,
     ``id``, ``segmentation`` on results; relative areas for the size breakdowns); every
