@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from pathlib import Path
 
 import yaml
@@ -65,10 +66,14 @@ def from_yolo_lines(
     than six values) taken as their polygon's bounding box; a line repeated is one box,
     and a box over the image's edge is clipped to it.
 
+    Coordinates may stray 1% past 0..1, as ultralytics lets them (rounding by the tool
+    that wrote them: ``1.004`` for an edge): a box so over the edge is clipped too.
+
     Raises:
         AnnotationError: A line of another shape, a class id outside ``classes``, or a
-            coordinate outside 0..1 (ultralytics drops such an image's labels whole,
-            "non-normalized or out of bounds coordinates", and scores it as having none).
+            coordinate past ultralytics' tolerance (ultralytics drops such an image's
+            labels whole, "non-normalized or out of bounds coordinates" or "negative
+            label values", and scores it as having none).
     """
     boxes: list[Box] = []
     seen: set[tuple[float, ...]] = set()
@@ -83,18 +88,20 @@ def from_yolo_lines(
         except ValueError:
             values, class_id = [], -1
         if len(values) == 4:
-            cx, cy, w, h = values
+            cx, cy, w, h = xywh = values
             corners = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
         elif len(values) >= 6 and len(values) % 2 == 0:  # a polygon: its bounding box
             xs, ys = values[0::2], values[1::2]
             corners = (min(xs), min(ys), max(xs), max(ys))
+            xywh = [(corners[0] + corners[2]) / 2, (corners[1] + corners[3]) / 2]
+            xywh += [corners[2] - corners[0], corners[3] - corners[1]]
         else:
             detail = f"line {number}: {line.strip()!r}; expected 'class cx cy w h' or a polygon"
             raise AnnotationError(file, "malformed_label", detail)
         if not 0 <= class_id < len(classes):
             detail = f"line {number}: class {fields[0]} is not one of 0..{len(classes) - 1}"
             raise AnnotationError(file, "unknown_class", detail)
-        if not all(0 <= v <= 1 for v in values):
+        if not _normalised(xywh):
             detail = f"line {number}: {line.strip()!r} is not normalised to 0..1"
             raise AnnotationError(file, "invalid_coordinate", detail)
         corners = tuple(min(max(v, 0.0), 1.0) for v in corners)  # a box over the edge
@@ -105,6 +112,18 @@ def from_yolo_lines(
         x1, y1, x2, y2 = corners
         boxes.append(Box(classes[class_id], x1 * width, y1 * height, x2 * width, y2 * height))
     return boxes
+
+
+def _normalised(xywh: list[float]) -> bool:
+    """Whether a label's ``cx cy w h`` (a polygon's bounding box's) pass ultralytics'
+    check (``verify_image_label``, in float32 as it reads them): none over 1.01, none
+    negative but down to -0.01 where the width and height are not."""
+    values = array("f", xywh)  # float32; NaN fails every comparison
+    if not all(v <= 1.01 for v in values):
+        return False
+    return all(v >= 0 for v in values) or (
+        all(v >= -0.01 for v in values) and values[2] >= 0 and values[3] >= 0
+    )
 
 
 def from_yolo_results(

@@ -19,30 +19,41 @@ from tests.helpers import write_image
 
 CLASSES = ["crazing", "inclusion"]
 
+FROM_YOLO_LINES = [
+    ("0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
+    ("\n1 0.5 0.5 0.2 0.4\n\n", [("inclusion", 40, 30, 60, 70)], None),
+    ("1.0 0.5 0.5 0.2 0.4\n", [("inclusion", 40, 30, 60, 70)], None),
+    ("0.5 0.5 0.5 0.2 0.4\n", None, "line 1: class 0.5 is not one of 0..1"),
+    # ultralytics reads a repeated line once ("duplicate labels removed").
+    ("0 0.5 0.5 0.2 0.4\n0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
+    # A segmentation line: its polygon's bounding box, as ultralytics' segments2boxes.
+    ("1 0.1 0.2 0.3 0.1 0.2 0.6\n", [("inclusion", 10, 10, 30, 60)], None),
+    # A box over the edge (its centre and size within 0..1): clipped to the image.
+    ("0 0.05 0.5 0.2 0.2\n", [("crazing", 0, 40, 15, 60)], None),
+    ("", [], None),
+    ("0 0.5 0.5 0.2\n", None, "line 1: '0 0.5 0.5 0.2'; expected 'class cx cy w h'"),
+    ("0 0.5 0.5 0.2 0.4 0.9\n", None, "expected 'class cx cy w h' or a polygon"),
+    ("a 0.5 0.5 0.2 0.4\n", None, "expected 'class cx cy w h'"),
+    ("0 0.5 0.5 0.2 0.4\n2 0.5 0.5 0.2 0.4\n", None, "line 2: class 2 is not one of 0..1"),
+    ("-1 0.5 0.5 0.2 0.4\n", None, "class -1 is not one of"),
+    ("0 50 50 20 40\n", None, "'0 50 50 20 40' is not normalised to 0..1"),
+    ("0 0.5 0.5 -0.2 0.4\n", None, "not normalised"),
+    # ultralytics' verify_image_label lets cx cy w h stray 1% (a tool's rounding at
+    # an edge): read and clipped, not refused; past it, or a negative size, refused.
+    ("0 1.004 0.5 0.2 0.4\n", [("crazing", 90.4, 30, 100, 70)], None),
+    ("0 0.5 0.5 1.01 0.4\n", [("crazing", 0, 30, 100, 70)], None),
+    ("0 -0.01 0.5 0.2 0.4\n", [("crazing", 0, 30, 9, 70)], None),
+    ("0 1.011 0.5 0.2 0.4\n", None, "'0 1.011 0.5 0.2 0.4' is not normalised to 0..1"),
+    ("0 -0.011 0.5 0.2 0.4\n", None, "not normalised"),
+    ("0 0.5 0.5 -0.005 0.4\n", None, "not normalised"),
+    ("0 nan 0.5 0.2 0.4\n", None, "not normalised"),
+    # ... a polygon's check is on its bounding box, as ultralytics makes it first.
+    ("1 -0.3 0.1 0.5 0.1 0.5 0.6\n", [("inclusion", 0, 10, 50, 60)], None),
+    ("1 -0.3 0.1 0.2 0.1 0.2 0.6\n", None, "not normalised"),
+]
 
-@pytest.mark.parametrize(
-    ("text", "expected", "error"),
-    [
-        ("0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
-        ("\n1 0.5 0.5 0.2 0.4\n\n", [("inclusion", 40, 30, 60, 70)], None),
-        ("1.0 0.5 0.5 0.2 0.4\n", [("inclusion", 40, 30, 60, 70)], None),
-        ("0.5 0.5 0.5 0.2 0.4\n", None, "line 1: class 0.5 is not one of 0..1"),
-        # ultralytics reads a repeated line once ("duplicate labels removed").
-        ("0 0.5 0.5 0.2 0.4\n0 0.5 0.5 0.2 0.4\n", [("crazing", 40, 30, 60, 70)], None),
-        # A segmentation line: its polygon's bounding box, as ultralytics' segments2boxes.
-        ("1 0.1 0.2 0.3 0.1 0.2 0.6\n", [("inclusion", 10, 10, 30, 60)], None),
-        # A box over the edge (its centre and size within 0..1): clipped to the image.
-        ("0 0.05 0.5 0.2 0.2\n", [("crazing", 0, 40, 15, 60)], None),
-        ("", [], None),
-        ("0 0.5 0.5 0.2\n", None, "line 1: '0 0.5 0.5 0.2'; expected 'class cx cy w h'"),
-        ("0 0.5 0.5 0.2 0.4 0.9\n", None, "expected 'class cx cy w h' or a polygon"),
-        ("a 0.5 0.5 0.2 0.4\n", None, "expected 'class cx cy w h'"),
-        ("0 0.5 0.5 0.2 0.4\n2 0.5 0.5 0.2 0.4\n", None, "line 2: class 2 is not one of 0..1"),
-        ("-1 0.5 0.5 0.2 0.4\n", None, "class -1 is not one of"),
-        ("0 50 50 20 40\n", None, "'0 50 50 20 40' is not normalised to 0..1"),
-        ("0 0.5 0.5 -0.2 0.4\n", None, "not normalised"),
-    ],
-)
+
+@pytest.mark.parametrize(("text", "expected", "error"), FROM_YOLO_LINES)
 def test_from_yolo_lines(text: str, expected, error):
     if error:
         with pytest.raises(AnnotationError) as raised:
@@ -53,6 +64,25 @@ def test_from_yolo_lines(text: str, expected, error):
         assert [(b.label, *b.coords) for b in boxes] == [
             pytest.approx((label, *coords)) for label, *coords in expected
         ]
+
+
+def test_a_label_read_is_one_ultralytics_keeps(tmp_path: Path):
+    """Every line of the table read where ultralytics' own check of a label file
+    (``verify_image_label``, which training and val run) keeps it, and refused where it
+    drops the image's labels: the same ground truth either way."""
+    from ultralytics.data.utils import verify_image_label
+
+    image = write_image(tmp_path / "a.jpg", 100, 100)
+    for text, _, _ in FROM_YOLO_LINES:
+        (tmp_path / "a.txt").write_text(text)
+        labels = verify_image_label(
+            (str(image), str(tmp_path / "a.txt"), "", False, len(CLASSES), 0, 0, False)
+        )[1]
+        try:
+            read = len(from_yolo_lines(text, 100, 100, CLASSES, "a.txt")) > 0
+        except AnnotationError:
+            read = False
+        assert read == (labels is not None and len(labels) > 0), text
 
 
 @pytest.mark.parametrize(
