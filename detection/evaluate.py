@@ -690,9 +690,10 @@ def read_json(path: Path, what: str):
         raise ConversionError(f"{path}: not valid JSON: {error}") from None
 
 
-# What pycocotools reads of each entry (a missing one is its KeyError mid-evaluation).
+# What pycocotools reads of each entry (a missing one is its KeyError mid-evaluation),
+# and each image's size, which the report measures boxes against (COCO requires it).
 _GROUND_TRUTH_KEYS = {
-    "images": ("id",),
+    "images": ("id", "width", "height"),
     "categories": ("id", "name"),
     "annotations": ("id", "image_id", "category_id", "bbox", "area", "iscrowd"),
 }
@@ -734,6 +735,15 @@ def read_ground_truth(gt_path: Path) -> dict:
             raise ConversionError(
                 f"{gt_path}: {key} id {repeated[0]} is given {ids[repeated[0]]} times"
             )
+    for index, image in enumerate(gt["images"]):
+        for name in ("width", "height"):
+            size = image[name]
+            number = isinstance(size, int | float) and not isinstance(size, bool)
+            if not (number and 0 < size < math.inf):  # NaN fails too
+                raise ConversionError(
+                    f"{gt_path}: images[{index}] has {name} {size!r}; expected a positive "
+                    "number of pixels"
+                )
     images = {entry["id"] for entry in gt["images"]}
     categories = {entry["id"] for entry in gt["categories"]}
     for index, annotation in enumerate(gt["annotations"]):

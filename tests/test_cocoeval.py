@@ -225,9 +225,12 @@ _ANNOTATION = {
 }
 
 
+_IMAGE = {"id": 1, "file_name": "a.jpg", "width": 50, "height": 50}
+
+
 def _gt(**changes) -> dict:
     gt = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 50, "height": 50}],
+        "images": [_IMAGE],
         "annotations": [dict(_ANNOTATION)],
         "categories": [{"id": 1, "name": "crazing"}],
     }
@@ -245,11 +248,17 @@ def _gt(**changes) -> dict:
         (_gt(annotations=[{**_ANNOTATION, "area": 1}, {"id": 2}]), "annotations[1] lacks"),
         (_gt(annotations=[{k: v for k, v in _ANNOTATION.items() if k != "area"}]), "['area']"),
         (_gt(annotations=[{k: v for k, v in _ANNOTATION.items() if k != "iscrowd"}]), "iscrowd"),
-        (_gt(images=[{"id": [1]}]), "images[0] has id [1]; expected a number or a string"),
+        (_gt(images=[{**_IMAGE, "id": [1]}]), "images[0] has id [1]; expected a number or"),
         (_gt(annotations=[{**_ANNOTATION, "image_id": None}]), "has image_id None"),
         # Two boxes of one id: pycocotools' index keeps one, and scores one box too few.
         (_gt(annotations=[_ANNOTATION, {**_ANNOTATION, "bbox": [9, 9, 3, 4]}]), "id 1 is given 2"),
-        (_gt(images=[{"id": 1}, {"id": 1}]), "images id 1 is given 2 times"),
+        (_gt(images=[_IMAGE, _IMAGE]), "images id 1 is given 2 times"),
+        # The report measures boxes against their image (COCO requires its size).
+        (_gt(images=[{"id": 1, "width": 50}]), "images[0] lacks ['height']"),
+        (_gt(images=[{**_IMAGE, "width": 0}]), "images[0] has width 0; expected a positive"),
+        (_gt(images=[{**_IMAGE, "height": "50"}]), "has height '50'; expected a positive"),
+        (_gt(images=[{**_IMAGE, "width": None}]), "has width None; expected a positive"),
+        (_gt(images=[{**_IMAGE, "width": float("nan")}]), "has width nan; expected"),
         (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, 3]}]), "has bbox [1, 2, 3]; expected"),
         (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, "3", 4]}]), "four finite numbers"),
         (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, -3, 4]}]), "negative width or height"),
@@ -258,7 +267,10 @@ def _gt(**changes) -> dict:
         (_gt(annotations=[]), "no ground-truth box among its 1 images"),
         (_gt(), None),
         (
-            _gt(images=[{"id": "a"}], annotations=[{**_ANNOTATION, "id": "x", "image_id": "a"}]),
+            _gt(
+                images=[{**_IMAGE, "id": "a"}],
+                annotations=[{**_ANNOTATION, "id": "x", "image_id": "a"}],
+            ),
             None,
         ),
     ],
