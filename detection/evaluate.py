@@ -735,19 +735,37 @@ def read_ground_truth(gt_path: Path) -> dict:
             raise ConversionError(
                 f"{gt_path}: {key} id {repeated[0]} is given {ids[repeated[0]]} times"
             )
+        if len({isinstance(entry["id"], str) for entry in gt[key]}) > 1:  # pycocotools sorts
+            raise ConversionError(f"{gt_path}: {key} ids mix numbers and strings; give one kind")
     for index, image in enumerate(gt["images"]):
         for name in ("width", "height"):
-            size = image[name]
-            number = isinstance(size, int | float) and not isinstance(size, bool)
-            if not (number and 0 < size < math.inf):  # NaN fails too
+            if not (_finite(image[name]) and image[name] > 0):
                 raise ConversionError(
-                    f"{gt_path}: images[{index}] has {name} {size!r}; expected a positive "
-                    "number of pixels"
+                    f"{gt_path}: images[{index}] has {name} {image[name]!r}; expected a "
+                    "positive number of pixels"
                 )
+    for index, category in enumerate(gt["categories"]):
+        if not (isinstance(category["name"], str) and category["name"].strip()):
+            raise ConversionError(
+                f"{gt_path}: categories[{index}] has name {category['name']!r}; expected the "
+                "class's name"
+            )
     images = {entry["id"] for entry in gt["images"]}
     categories = {entry["id"] for entry in gt["categories"]}
     for index, annotation in enumerate(gt["annotations"]):
         _check_box(annotation["bbox"], f"{gt_path}: annotations[{index}]")
+        # pycocotools keeps a box by its area (a negative one falls outside every range:
+        # never scored) and ignores it by iscrowd's truth ("0" as a string is a crowd).
+        if not (_finite(annotation["area"]) and annotation["area"] >= 0):
+            raise ConversionError(
+                f"{gt_path}: annotations[{index}] has area {annotation['area']!r}; expected "
+                "a number of pixels, 0 or more"
+            )
+        if annotation["iscrowd"] not in (0, 1):
+            raise ConversionError(
+                f"{gt_path}: annotations[{index}] has iscrowd {annotation['iscrowd']!r}; "
+                "expected 0 or 1"
+            )
         if annotation["image_id"] not in images:
             raise ConversionError(
                 f"{gt_path}: annotations[{index}] names image {annotation['image_id']!r}, "

@@ -259,6 +259,24 @@ def _gt(**changes) -> dict:
         (_gt(images=[{**_IMAGE, "height": "50"}]), "has height '50'; expected a positive"),
         (_gt(images=[{**_IMAGE, "width": None}]), "has width None; expected a positive"),
         (_gt(images=[{**_IMAGE, "width": float("nan")}]), "has width nan; expected"),
+        # pycocotools sorts the ids (a TypeError on numbers and strings together), keeps
+        # a box by its area (a negative one is in no range: never scored, without a
+        # word) and ignores it by iscrowd's truth (the string "0" made a crowd).
+        (
+            _gt(images=[_IMAGE, {**_IMAGE, "id": "b"}]),
+            "images ids mix numbers and strings; give one kind",
+        ),
+        (_gt(annotations=[{**_ANNOTATION, "area": -4}]), "has area -4; expected a number"),
+        (_gt(annotations=[{**_ANNOTATION, "area": "12"}]), "has area '12'; expected"),
+        (_gt(annotations=[{**_ANNOTATION, "iscrowd": "0"}]), "has iscrowd '0'; expected 0 or 1"),
+        (_gt(categories=[{"id": 1, "name": None}]), "categories[0] has name None; expected"),
+        (_gt(categories=[{"id": 1, "name": " "}]), "categories[0] has name ' '; expected"),
+        (
+            _gt(
+                annotations=[{**_ANNOTATION, "iscrowd": True, "area": 0}, {**_ANNOTATION, "id": 2}]
+            ),
+            None,
+        ),
         (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, 3]}]), "has bbox [1, 2, 3]; expected"),
         (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, "3", 4]}]), "four finite numbers"),
         (_gt(annotations=[{**_ANNOTATION, "bbox": [1, 2, -3, 4]}]), "negative width or height"),
