@@ -259,7 +259,8 @@ def _gt(**changes) -> dict:
         (_gt(images=[{**_IMAGE, "height": "50"}]), "has height '50'; expected a positive"),
         (_gt(images=[{**_IMAGE, "width": None}]), "has width None; expected a positive"),
         (_gt(images=[{**_IMAGE, "width": float("nan")}]), "has width nan; expected"),
-        # pycocotools sorts the ids (a TypeError on numbers and strings together), keeps
+        # pycocotools sorts the images' ids (a TypeError on numbers and strings together),
+        # writes a matched box's id into a float array (a ValueError on a string), keeps
         # a box by its area (a negative one is in no range: never scored, without a
         # word) and ignores it by iscrowd's truth (the string "0" made a crowd).
         (
@@ -285,12 +286,10 @@ def _gt(**changes) -> dict:
         (_gt(annotations=[]), "no ground-truth box among its 1 images"),
         (_gt(), None),
         (
-            _gt(
-                images=[{**_IMAGE, "id": "a"}],
-                annotations=[{**_ANNOTATION, "id": "x", "image_id": "a"}],
-            ),
+            _gt(images=[{**_IMAGE, "id": "a"}], annotations=[{**_ANNOTATION, "image_id": "a"}]),
             None,
         ),
+        (_gt(annotations=[{**_ANNOTATION, "id": "x"}]), "annotations[0] has id 'x'; expected a"),
     ],
 )
 def test_ground_truth_file_checks(tmp_path: Path, gt, message):
