@@ -729,6 +729,12 @@ def read_ground_truth(gt_path: Path) -> dict:
                         f"{gt_path}: {key}[{index}] has {name} {entry[name]!r}; expected a "
                         "number or a string"
                     )
+            # pycocotools writes a matched box's id into a float array (a string one is
+            # a ValueError).
+            if key == "annotations" and isinstance(entry["id"], str):
+                raise ConversionError(
+                    f"{gt_path}: annotations[{index}] has id {entry['id']!r}; expected a number"
+                )
         ids = Counter(repr(entry["id"]) for entry in gt[key])
         repeated = [i for i, n in ids.items() if n > 1]
         if repeated:
@@ -736,15 +742,9 @@ def read_ground_truth(gt_path: Path) -> dict:
                 f"{gt_path}: {key} id {repeated[0]} is given {ids[repeated[0]]} times"
             )
         # pycocotools sorts the images' and the classes' ids (numbers and strings together
-        # are a TypeError), and writes a matched box's id into a float array (a string
-        # one is a ValueError).
-        if key != "annotations" and len({isinstance(e["id"], str) for e in gt[key]}) > 1:
+        # are a TypeError).
+        if len({isinstance(entry["id"], str) for entry in gt[key]}) > 1:
             raise ConversionError(f"{gt_path}: {key} ids mix numbers and strings; give one kind")
-        for index, entry in enumerate(gt[key] if key == "annotations" else []):
-            if isinstance(entry["id"], str):
-                raise ConversionError(
-                    f"{gt_path}: annotations[{index}] has id {entry['id']!r}; expected a number"
-                )
     for index, image in enumerate(gt["images"]):
         for name in ("width", "height"):
             if not (_finite(image[name]) and image[name] > 0):
