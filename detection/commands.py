@@ -591,7 +591,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         prediction_settings,
         read_ground_truth,
         read_results,
-        results_name,
         results_source,
         split_ground_truth,
         truth_named,
@@ -601,16 +600,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
-    settings = None  # results files are scored as they are: their settings are unknown
-    other_splits = None  # results made here are made on the split alone
-    seen = None  # nor which images their model was trained on
-    speeds = None  # nor how fast they were made
+    if not (args.predictions or (args.weights and args.data)):
+        raise ConversionError(
+            "give --predictions A B ... with --gt or --data, or --data and --weights A B ..."
+        )
+    if len(args.predictions or args.weights) < 2:
+        raise ConversionError("compare needs at least two models")
     if args.predictions:
         if args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
         if args.tta or args.iou != NMS_IOU or args.tile:
             raise ConversionError(SETTINGS_NEED_WEIGHTS)
         args.predictions = [results_source(path) for path in args.predictions]
+    # Before the predicting: a name mistake found after minutes of it loses them.
+    names = _model_names(args.names, args.predictions or args.weights, bool(args.predictions))
+
+    settings = None  # results files are scored as they are: their settings are unknown
+    other_splits = None  # results made here are made on the split alone
+    seen = None  # nor which images their model was trained on
+    speeds = None  # nor how fast they were made
+    if args.predictions:
         elsewhere = None  # a COCO file alone: no other splits to know of
         if args.gt:
             gt, named = read_ground_truth(args.gt), args.gt
@@ -626,24 +635,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ]
         other_splits = [results_left_out(aside) for aside in left_out]
         sources = [str(path) for path in args.predictions]
-        default_names = [results_name(path) for path in args.predictions]
-    elif args.weights and args.data:
+    else:
         predictions, gt, sources, seen, speeds = _predict_for_comparison(args)
-        default_names = [_weights_name(w) for w in args.weights]
         settings = {
             "backend": args.backend,
             **prediction_settings(args.tta, args.iou, args.tile, args.tile_overlap),
         }
-    else:
-        raise ConversionError(
-            "give --predictions A B ... with --gt or --data, or --data and --weights A B ..."
-        )
-    count = len(predictions)
-    if count < 2:
-        raise ConversionError("compare needs at least two models")
-    names = args.names.split(",") if args.names else default_names
-    if len(names) != count or len(set(names)) != count:
-        raise ConversionError(f"--names needs {count} different names, one per model")
     report = compare(
         gt,
         predictions,
@@ -676,12 +673,67 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_names(given: str | None, sources: list[Path], results: bool) -> list[str]:
+    """The compared models' names: ``--names`` split at its commas, or else each
+    source's own name (`results_name` of a results file, `_weights_name` of weights).
+    Where sources share a name (two ultralytics runs' ``weights/best.pt``, a run's
+    ``best.pt`` and ``last.pt``), each of them is named by as many of its path's last
+    parts as tell them apart (``r/best``, ``r/last``): only a file compared with itself
+    needs ``--names``."""
+    count = len(sources)
+    if given is not None:
+        names = given.split(",")
+        if len(names) != count or len(set(names)) != count or "" in names:
+            raise ConversionError(f"--names needs {count} different names, one per model")
+        return names
+    if results:
+        from detection.evaluate import results_name
+
+        names = [results_name(source) for source in sources]
+    else:
+        names = [_weights_name(source) for source in sources]
+    for name in set(names):
+        alike = [i for i, other in enumerate(names) if other == name]
+        if len(alike) < 2:
+            continue
+        parts = [_name_parts(sources[i]) for i in alike]
+        for depth in range(2, max(map(len, parts)) + 1):
+            longer = ["/".join(part[-depth:]) for part in parts]
+            if len(set(longer)) == len(longer):
+                for i, longer_name in zip(alike, longer):
+                    names[i] = longer_name
+                break
+        else:
+            raise ConversionError(
+                f"{sources[alike[0]]} is given {len(alike)} times: give --names, "
+                f"{count} different names, one per model"
+            )
+    return names
+
+
+def _name_parts(source: Path) -> tuple[str, ...]:
+    """``source``'s path, less its suffix and the parts that name every such file alike:
+    ``predictions.json``, ultralytics' ``labels`` and ``weights`` folders."""
+    parts = source.resolve().with_suffix("").parts
+    if parts[-1] in ("predictions", "labels"):
+        return parts[:-1]
+    if parts[-1] in ("best", "last") and parts[-2] == "weights":
+        return (*parts[:-2], parts[-1])
+    return parts
+
+
 def _weights_name(weights: Path) -> str:
+    """A weights file's name in reports: a released name as it is; a run's ``best.pt``,
+    ``last.pt`` or ``model.pt`` by its run's folder (ultralytics' ``NAME/weights/best.pt``
+    too); any other file by its stem."""
     from detection.weights import released_models
 
     if str(weights) in released_models():
         return str(weights)
-    return weights.parent.name if weights.stem in ("best", "last", "model") else weights.stem
+    if weights.stem not in ("best", "last", "model"):
+        return weights.stem
+    run = weights.resolve().parent
+    return run.parent.name if run.name == "weights" and weights.stem != "model" else run.name
 
 
 def _predict_for_comparison(

@@ -154,7 +154,8 @@ def test_a_split_a_converter_output_lacks_is_one_line_naming_those_it_has(tmp_pa
     out = tmp_path / "out"
     assert main(["convert", str(_small(tmp_path / "src")), "--out", str(out)]) == 0
     for command in ("evaluate", "compare"):
-        argv = [command, "--weights", "neu-det", *(["neu-det"] if command == "compare" else [])]
+        again = ["neu-det", "--names=a,b"] if command == "compare" else []
+        argv = [command, "--weights", "neu-det", *again]
         argv += ["--data", str(out), "--split", "test", "--out", str(tmp_path / command)]
         assert main(argv) == 2
         assert (

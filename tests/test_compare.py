@@ -11,6 +11,7 @@ import pytest
 from detection.breakdowns import size_terciles
 from detection.cli import main
 from detection.cocoeval import evaluate
+from detection.commands import _model_names
 from detection.compare import compare
 from detection.evaluate import evaluate_files
 from detection.report import past_the_image
@@ -76,7 +77,7 @@ def test_ground_truth_without_a_box_is_refused(boxes: str, command: str, tmp_pat
     gt["annotations"] = [] if boxes == "none" else [{**a, "iscrowd": 1} for a in gt["annotations"]]
     gt_path = tmp_path / "good_steel.json"
     gt_path.write_text(json.dumps(gt))
-    runs = [str(RESULTS)] if command == "evaluate" else [str(RESULTS), str(RESULTS)]
+    runs = [str(RESULTS)] if command == "evaluate" else [str(RESULTS), str(RESULTS), "--names=a,b"]
     argv = [command, "--gt", str(gt_path), "--predictions", *runs, "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert f"{gt_path}: no ground-truth box among its {len(gt['images'])} images" in (
@@ -161,6 +162,8 @@ def test_the_console_and_report_say_what_is_undefined(bootstrap, said, footnote,
         (["--predictions", str(RESULTS)], "at least two models"),
         (["--predictions", str(RESULTS), str(RESULTS), "--names", "a"], "2 different names"),
         (["--predictions", str(RESULTS), str(RESULTS), "--names", "a,a"], "2 different names"),
+        (["--predictions", str(RESULTS), str(RESULTS), "--names", "a,"], "2 different names"),
+        (["--predictions", str(RESULTS), str(RESULTS)], "is given 2 times: give --names"),
         (["--predictions", str(RESULTS), str(DATA / "nowhere.json")], "nowhere.json: no such"),
         (
             ["--predictions", str(RESULTS), str(DATA)],
@@ -172,6 +175,56 @@ def test_the_console_and_report_say_what_is_undefined(bootstrap, said, footnote,
 def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_path, capsys):
     assert main(["compare", "--gt", str(GT), *extra, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("sources", "names"),
+    [
+        # Each file's own name where they differ: a run's folder, a file's stem.
+        (["weights/a/best.pt", "weights/b/best.pt"], ["a", "b"]),
+        (["weights/a/best.pt", "exported/small.onnx"], ["a", "small"]),
+        # Ultralytics' runs/detect/NAME/weights/best.pt is known by NAME, not "weights".
+        (
+            ["runs/detect/train/weights/best.pt", "runs/detect/train2/weights/best.pt"],
+            ["train", "train2"],
+        ),
+        # One run's best and last: named by as much of their paths as tells them apart.
+        (
+            ["weights/r/best.pt", "weights/r/last.pt", "weights/s/best.pt"],
+            ["r/best", "r/last", "s"],
+        ),
+        (["one/r/best.pt", "two/r/best.pt"], ["one/r/best", "two/r/best"]),
+        (["runs/a/weights/best.pt", "runs/a/weights/last.pt"], ["a/best", "a/last"]),
+    ],
+)
+def test_models_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
+    paths = [tmp_path / source for source in sources]
+    assert _model_names(None, paths, results=False) == names
+
+
+@pytest.mark.parametrize(
+    ("sources", "names"),
+    [
+        (["a/predictions.json", "b/predictions.json"], ["a", "b"]),
+        (
+            ["runs/x/predictions.json", "more/x/predictions.json"],
+            ["runs/x", "more/x"],
+        ),
+    ],
+)
+def test_results_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
+    paths = [tmp_path / source for source in sources]
+    assert _model_names(None, paths, results=True) == names
+
+
+def test_names_are_checked_before_any_model_predicts(tmp_path, capsys, monkeypatch):
+    def predict(*_):
+        pytest.fail("the models predicted before their names were checked")
+
+    monkeypatch.setattr("detection.commands._predict_for_comparison", predict)
+    argv = ["compare", "--data", str(tmp_path), "--weights", "neu-det", "neu-det"]
+    assert main([*argv, "--names", "only-one", "--out", str(tmp_path / "out")]) == 2
+    assert "--names needs 2 different names" in capsys.readouterr().err
 
 
 @pytest.mark.slow
