@@ -675,7 +675,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _model_names(given: str | None, sources: list[Path], results: bool) -> list[str]:
     """The compared models' names: ``--names`` split at its commas, or else each
-    source's own name (`results_name` of a results file, `_weights_name` of weights).
+    source's own name (`results_name` of a results file, `weights_name` of weights).
     Where sources share a name (two ultralytics runs' ``weights/best.pt``, a run's
     ``best.pt`` and ``last.pt``), each of them is named by as many of its path's last
     parts as tell them apart (``r/best``, ``r/last``): only a file compared with itself
@@ -691,7 +691,9 @@ def _model_names(given: str | None, sources: list[Path], results: bool) -> list[
 
         names = [results_name(source) for source in sources]
     else:
-        names = [_weights_name(source) for source in sources]
+        from detection.weights import weights_name
+
+        names = [weights_name(source) for source in sources]
     for name in set(names):
         alike = [i for i, other in enumerate(names) if other == name]
         if len(alike) < 2:
@@ -720,20 +722,6 @@ def _name_parts(source: Path) -> tuple[str, ...]:
     if parts[-1] in ("best", "last") and parts[-2] == "weights":
         return (*parts[:-2], parts[-1])
     return parts
-
-
-def _weights_name(weights: Path) -> str:
-    """A weights file's name in reports: a released name as it is; a run's ``best.pt``,
-    ``last.pt`` or ``model.pt`` by its run's folder (ultralytics' ``NAME/weights/best.pt``
-    too); any other file by its stem."""
-    from detection.weights import released_models
-
-    if str(weights) in released_models():
-        return str(weights)
-    if weights.stem not in ("best", "last", "model"):
-        return weights.stem
-    run = weights.resolve().parent
-    return run.parent.name if run.name == "weights" and weights.stem != "model" else run.name
 
 
 def _predict_for_comparison(

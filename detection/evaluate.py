@@ -58,6 +58,7 @@ from detection.weights import (
     resolve_weights,
     sha256,
     tile_setting,
+    weights_name,
 )
 
 WHY_DIFFERENT = (
@@ -497,7 +498,7 @@ def evaluate_model(
     imgsz = detector.imgsz
     scored = evaluate(gt, results)
     meta = {
-        "name": weights.parent.name,
+        "name": weights_name(weights),
         "weights": str(detector.path.resolve()),
         "weights_sha256": sha256(detector.path),
         "backend": backend,

@@ -110,6 +110,19 @@ def resolve_weights(weights: str | Path) -> Path:
     return released_models().get(str(weights), path)
 
 
+def weights_name(weights: str | Path) -> str:
+    """A weights file's name in ``evaluate``'s and ``compare``'s reports: a released
+    name as it is; a run's ``best.pt``, ``last.pt`` or ``model.pt`` by its run's folder
+    (ultralytics' ``NAME/weights/best.pt`` too); any other file by its stem."""
+    weights = Path(weights)
+    if str(weights) in released_models():
+        return str(weights)
+    if weights.stem not in ("best", "last", "model"):
+        return weights.stem
+    run = weights.resolve().parent
+    return run.parent.name if run.name == "weights" and weights.stem != "model" else run.name
+
+
 def sha256(path: Path) -> str:
     """The file's SHA-256, the fingerprint reports and model cards record."""
     digest = hashlib.sha256()

@@ -15,6 +15,7 @@ from detection.commands import _model_names
 from detection.compare import compare
 from detection.evaluate import evaluate_files
 from detection.report import past_the_image
+from detection.weights import MODELS_DIR, weights_name
 from tests.helpers import write_image
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -200,6 +201,21 @@ def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_p
 def test_models_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
     paths = [tmp_path / source for source in sources]
     assert _model_names(None, paths, results=False) == names
+
+
+@pytest.mark.parametrize(
+    ("weights", "name"),
+    [
+        ("neu-det", "neu-det"),  # a released name as it is
+        (MODELS_DIR / "neu-det" / "model.pt", "neu-det"),
+        (MODELS_DIR / "neu-det" / "model.int8.onnx", "model.int8"),
+        ("runs/detect/exp/weights/last.pt", "exp"),
+        ("weights/model.pt", "weights"),  # a model.pt is its folder's, whatever its name
+        ("exported/small.onnx", "small"),
+    ],
+)
+def test_weights_are_named_as_evaluate_and_compare_report_them(weights, name: str):
+    assert weights_name(weights) == name
 
 
 @pytest.mark.parametrize(
