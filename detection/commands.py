@@ -103,13 +103,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend_for(given: str | None, weights: Path | list[Path] | None) -> str:
-    """``--backend`` as given, or the one the weights call for: ``onnx`` when every file
-    given is an ``.onnx`` export (which torch cannot run), else ``torch``."""
+def _backend_for(given: str | None, weights: Path | None) -> str:
+    """``--backend`` as given, or the one the weights call for: ``onnx`` for an
+    ``.onnx`` export (which torch cannot run), else ``torch``."""
     if given is not None:
         return given
-    files = weights if isinstance(weights, list) else [weights] if weights else []
-    return "onnx" if files and all(str(w).endswith(".onnx") for w in files) else "torch"
+    return "onnx" if weights and str(weights).endswith(".onnx") else "torch"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -597,7 +596,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from detection.report import REPORT_MARKER, results_left_out
 
-    args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if not (args.predictions or (args.weights and args.data)):
@@ -619,6 +617,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     other_splits = None  # results made here are made on the split alone
     seen = None  # nor which images their model was trained on
     speeds = None  # nor how fast they were made
+    backends = None  # nor what ran their model
     if args.predictions:
         elsewhere = None  # a COCO file alone: no other splits to know of
         if args.gt:
@@ -636,11 +635,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         other_splits = [results_left_out(aside) for aside in left_out]
         sources = [str(path) for path in args.predictions]
     else:
-        predictions, gt, sources, seen, speeds = _predict_for_comparison(args)
-        settings = {
-            "backend": args.backend,
-            **prediction_settings(args.tta, args.iou, args.tile, args.tile_overlap),
-        }
+        backends = [_backend_for(args.backend, weights) for weights in args.weights]
+        predictions, gt, sources, seen, speeds = _predict_for_comparison(args, backends)
+        settings = prediction_settings(args.tta, args.iou, args.tile, args.tile_overlap)
     report = compare(
         gt,
         predictions,
@@ -653,6 +650,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seen,
         speeds,
         other_splits,
+        backends,
     )
     from detection.bootstrap import format_interval
     from detection.compare import format_p_value
@@ -678,8 +676,8 @@ def _model_names(given: str | None, sources: list[Path], results: bool) -> list[
     source's own name (`results_name` of a results file, `weights_name` of weights).
     Where sources share a name (two ultralytics runs' ``weights/best.pt``, a run's
     ``best.pt`` and ``last.pt``), each of them is named by as many of its path's last
-    parts as tell them apart (``r/best``, ``r/last``): only a file compared with itself
-    needs ``--names``."""
+    parts as tell them apart (``r/best.pt``, ``r/last.pt``): only a file compared with
+    itself needs ``--names``."""
     count = len(sources)
     if given is not None:
         names = given.split(",")
@@ -714,21 +712,24 @@ def _model_names(given: str | None, sources: list[Path], results: bool) -> list[
 
 
 def _name_parts(source: Path) -> tuple[str, ...]:
-    """``source``'s path, less its suffix and the parts that name every such file alike:
+    """``source``'s path less the parts that name every such file alike: a
     ``predictions.json``, ultralytics' ``labels`` and ``weights`` folders."""
-    parts = source.resolve().with_suffix("").parts
-    if parts[-1] in ("predictions", "labels"):
+    from detection.predict import PREDICTIONS_MARKER
+
+    parts = source.resolve().parts
+    if parts[-1] in (PREDICTIONS_MARKER, "labels"):
         return parts[:-1]
-    if parts[-1] in ("best", "last") and parts[-2] == "weights":
+    if parts[-2] == "weights" and Path(parts[-1]).stem in ("best", "last"):
         return (*parts[:-2], parts[-1])
     return parts
 
 
 def _predict_for_comparison(
-    args: argparse.Namespace,
+    args: argparse.Namespace, backends: list[str]
 ) -> tuple[list, dict, list[str], list[dict], list[dict]]:
-    """Each model's predictions on the split, its ground truth, the models' sources, how
-    many of the split's images each was trained on, and how fast each predicted here."""
+    """Each model's predictions on the split (run by its backend), its ground truth, the
+    models' sources, how many of the split's images each was trained on, and how fast
+    each predicted here."""
     from detection.evaluate import predict_split, split_ground_truth
     from detection.splits import seen_in_training
     from detection.weights import check_weights, resolve_weights
@@ -744,7 +745,7 @@ def _predict_for_comparison(
         with contextlib.suppress(OSError):
             path.read_bytes()
     predictions, seen, speeds = [], [], []
-    for weights in args.weights:
+    for weights, backend in zip(args.weights, backends):
         with progress_bar(f"Predicting ({weights})") as update:
             _, results, speed = predict_split(
                 weights,
@@ -753,7 +754,7 @@ def _predict_for_comparison(
                 args.imgsz,
                 device,
                 update,
-                args.backend,
+                backend,
                 args.tta,
                 args.iou,
                 args.tile,

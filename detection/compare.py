@@ -94,6 +94,7 @@ def compare(
     seen: list[dict] | None = None,
     speeds: list[dict] | None = None,
     other_splits: list[dict] | None = None,
+    backends: list[str] | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -107,13 +108,15 @@ def compare(
         seed: The draws' seed.
         sources: Where each model's predictions came from, for the report.
         settings: How the predictions were made, where they were made here from weights
-            (:func:`detection.evaluate.prediction_settings`, with the backend).
+            (:func:`detection.evaluate.prediction_settings`).
         seen: How many of the images each model was trained on, where they were made
             here from weights (:func:`detection.splits.seen_in_training`).
         speeds: How fast each model predicted, where they were made here, one after
             another on this machine (:func:`detection.evaluate.prediction_speed`).
         other_splits: Each results file's results left out for naming images of the
             dataset's other splits (:func:`detection.report.results_left_out`).
+        backends: What ran each model, where they were made here from weights: ``torch``,
+            ``onnx`` or ``onnx-int8`` (a ``.pt`` against its ONNX export, each its own).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
@@ -128,6 +131,7 @@ def compare(
             "name": name,
             **point,
             **({"predictions": sources[i]} if sources else {}),
+            **({"backend": backends[i]} if backends else {}),
             **({"seen_in_training": seen[i]} if seen else {}),
             **({"speed": speeds[i]} if speeds else {}),
             **({"other_splits": other_splits[i]} if other_splits else {}),
@@ -233,14 +237,17 @@ def _speed_markdown(models: list[dict]) -> list[str]:
         f"{where_computed(models[0]['speed'])}; `make bench-predict` times paths side by "
         "side, repeated):",
         "",
-        "| model | seconds | images/s | against the first |",
-        "|---|---:|---:|---:|",
+        "| model | backend | seconds | images/s | against the first |",
+        "|---|---|---:|---:|---:|",
     ]
     for model in models:
         speed = model["speed"]
         rate = speed["images_per_second"]
         ratio = f"{rate / first:.2f}x" if rate and first else "n/a"
-        lines.append(f"| {model['name']} | {speed['seconds']:.1f} | {_fmt(rate, 1)} | {ratio} |")
+        lines.append(
+            f"| {model['name']} | {model.get('backend', '')} | {speed['seconds']:.1f} | "
+            f"{_fmt(rate, 1)} | {ratio} |"
+        )
     return lines
 
 

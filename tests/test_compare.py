@@ -4,6 +4,7 @@ differing by exactly 0, a better model found better, and the CLI's two forms."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from detection.cocoeval import evaluate
 from detection.commands import _model_names
 from detection.compare import compare
 from detection.evaluate import evaluate_files
+from detection.predict import export_onnx
 from detection.report import past_the_image
 from detection.weights import MODELS_DIR, weights_name
 from tests.helpers import write_image
@@ -192,10 +194,12 @@ def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_p
         # One run's best and last: named by as much of their paths as tells them apart.
         (
             ["weights/r/best.pt", "weights/r/last.pt", "weights/s/best.pt"],
-            ["r/best", "r/last", "s"],
+            ["r/best.pt", "r/last.pt", "s"],
         ),
-        (["one/r/best.pt", "two/r/best.pt"], ["one/r/best", "two/r/best"]),
-        (["runs/a/weights/best.pt", "runs/a/weights/last.pt"], ["a/best", "a/last"]),
+        (["one/r/best.pt", "two/r/best.pt"], ["one/r/best.pt", "two/r/best.pt"]),
+        (["runs/a/weights/best.pt", "runs/a/weights/last.pt"], ["a/best.pt", "a/last.pt"]),
+        # A checkpoint against its ONNX export.
+        (["weights/r/best.pt", "weights/r/best.onnx"], ["r/best.pt", "r/best.onnx"]),
     ],
 )
 def test_models_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
@@ -245,25 +249,34 @@ def test_names_are_checked_before_any_model_predicts(tmp_path, capsys, monkeypat
 
 @pytest.mark.slow
 def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
-    weights = str(trained / "best.pt")
-    argv = ["compare", "--data", str(tiny_data), "--weights", weights, weights]
-    argv += ["--names", "first,second", "--device", "cpu", "--bootstrap", "50", "--iou", "0.6"]
-    assert main([*argv, "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["difference"]["mAP50"] == 0
+    """A checkpoint against its ONNX export: each run by its own backend, unasked."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(trained / "best.pt", run / "best.pt")
+    onnx = export_onnx(run / "best.pt")
+    argv = ["compare", "--data", str(tiny_data), "--weights", str(run / "best.pt"), str(onnx)]
+    argv += ["--device", "cpu", "--bootstrap", "50", "--iou", "0.6"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [model["name"] for model in report["models"]] == ["run/best.pt", "run/best.onnx"]
+    assert [model["backend"] for model in report["models"]] == ["torch", "onnx"]
+    assert report["difference"]["mAP50"] == pytest.approx(0, abs=0.02)
     # How the predictions were made is on record, as in an evaluation's report.
     assert report["prediction_settings"]["nms_iou"] == 0.6
-    assert report["prediction_settings"]["backend"] == "torch"
     assert "tta" not in report["prediction_settings"]
     settings = "NMS IoU 0.6, each image bordered by 16 grey pixels."
-    markdown = (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "out" / "report.md").read_text()
     assert settings in markdown
     # Each model's speed here, one after the other, and against the first.
     speeds = [model["speed"] for model in report["models"]]
     assert all(speed["images"] == report["images"] and speed["seconds"] > 0 for speed in speeds)
     ratio = speeds[1]["images_per_second"] / speeds[0]["images_per_second"]
-    assert f"| second | {speeds[1]['seconds']:.1f} | " in markdown
+    assert f"| run/best.onnx | onnx | {speeds[1]['seconds']:.1f} | " in markdown
     assert f"| {ratio:.2f}x |" in markdown and "| 1.00x |" in markdown
+    # --backend given runs every model by it.
+    argv = ["compare", "--data", str(tiny_data), "--weights", str(onnx), str(onnx)]
+    argv += ["--names", "a,b", "--backend", "torch", "--out", str(tmp_path / "refused")]
+    assert main(argv) == 2
 
 
 def test_the_evaluation_report_explains(tmp_path: Path):
