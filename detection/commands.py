@@ -28,6 +28,7 @@ from detection.weights import (
     MAX_RELEASE_MB,
     MODELS_DIR,
     NMS_IOU,
+    REVIEW_CONF,
     TILE_OVERLAP,
     is_released,
 )
@@ -121,6 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from detection.report import REPORT_MARKER
 
+    _check_prediction_options(args, bool(args.weights))
     args.backend = _backend_for(args.backend, args.weights)
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
@@ -128,8 +130,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.predictions = args.predictions and results_source(args.predictions)
         if not args.predictions or args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
-        if args.tta or args.iou != NMS_IOU or args.tile:
-            raise ConversionError(SETTINGS_NEED_WEIGHTS)
         if args.gt:
             report = evaluate_files(
                 args.predictions, args.gt, args.out, replicates=args.bootstrap, seed=args.seed
@@ -206,10 +206,30 @@ def _warn_if_seen(
         stderr_console().print(f"{prefix}{label}: {sentence}{after}", style="yellow")
 
 
+# The options that build a review, which `review export` does not take.
+_REVIEW_BUILDING = ("data", "weights", "predictions", "rebuild", "tta", "tile", "near_duplicates")
+
 SETTINGS_NEED_WEIGHTS = (
-    "--tta, --iou and --tile change how predictions are made (with --weights); a "
-    "--predictions file is scored as it is"
+    "--tta, --iou, --tile and --backend change how predictions are made (with --weights)"
 )
+
+
+def _check_prediction_options(args: argparse.Namespace, predicting: bool) -> None:
+    """Refuses a prediction option that would change nothing, instead of leaving it
+    unused without a word: ``--tile-overlap`` without ``--tile``; and where no
+    ``--weights`` predict (``predicting`` false), ``--tta``, ``--iou``, ``--tile`` and
+    ``--backend``. Then gives ``--tile-overlap`` its default."""
+    if args.tile_overlap is not None and not args.tile:
+        raise ConversionError(
+            "--tile-overlap is the share of a tile that its neighbours overlap: it needs --tile"
+        )
+    if args.tile_overlap is None:
+        args.tile_overlap = TILE_OVERLAP
+    if predicting:
+        return
+    if args.tta or args.tile or args.iou not in (None, NMS_IOU) or args.backend is not None:
+        scored = "a --predictions file is scored as it is" if args.predictions else "give --weights"
+        raise ConversionError(f"{SETTINGS_NEED_WEIGHTS}; {scored}")
 
 
 def _add_iou_argument(parser: argparse.ArgumentParser, default: float | None = NMS_IOU) -> None:
@@ -244,8 +264,7 @@ def _add_tile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-overlap",
         type=number_in(float, 0.0, 0.9),
-        default=TILE_OVERLAP,
-        help=f"share of a tile that neighbouring tiles overlap ({TILE_OVERLAP})",
+        help=f"with --tile: share of a tile that neighbouring tiles overlap ({TILE_OVERLAP})",
     )
 
 
@@ -272,6 +291,7 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from detection.predict import predict
 
+    _check_prediction_options(args, predicting=True)
     args.backend = _backend_for(args.backend, args.weights)
     conf, iou = args.conf, args.iou
     if isinstance(conf, str):  # operating points from an evaluation of these weights
@@ -418,6 +438,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.action == "export":
         if not (args.name and args.out):
             raise ConversionError("review export needs --name and --out")
+        building = [f"--{option}" for option in _REVIEW_BUILDING if getattr(args, option)]
+        if building:
+            raise ConversionError(
+                f"review export writes a stored dataset's corrected labels: it takes --name, "
+                f"--out and --to, not {', '.join(building)} (those build a review)"
+            )
+        args.to = args.to or "voc"
         summary = review.export_corrected(args.name, args.out, args.to)
         console.print(
             f"Wrote {counted(summary['images'], 'image')}, "
@@ -429,8 +456,19 @@ def cmd_review(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise ConversionError("review needs --data (a converter output or a folder of images)")
-    if args.predictions and (args.tta or args.iou != NMS_IOU or args.tile):
-        raise ConversionError(SETTINGS_NEED_WEIGHTS)
+    if args.out or args.to:
+        raise ConversionError(
+            "--out and --to are for review export (defects review export --name N --out DIR "
+            "--to voc|yolo|coco)"
+        )
+    _check_prediction_options(args, bool(args.weights))
+    args.backend = args.backend or "onnx"
+    if args.conf is not None and not (args.weights or args.predictions):
+        raise ConversionError(
+            "--conf is the lowest confidence of the predictions stored: give --weights or "
+            "--predictions"
+        )
+    args.conf = REVIEW_CONF if args.conf is None else args.conf
     if args.predictions:
         from detection.evaluate import results_source
 
@@ -596,6 +634,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from detection.report import REPORT_MARKER, results_left_out
 
+    _check_prediction_options(args, bool(args.weights))
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if not (args.predictions or (args.weights and args.data)):
@@ -607,8 +646,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.predictions:
         if args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
-        if args.tta or args.iou != NMS_IOU or args.tile:
-            raise ConversionError(SETTINGS_NEED_WEIGHTS)
         args.predictions = [results_source(path) for path in args.predictions]
     # Before the predicting: a name mistake found after minutes of it loses them.
     names = _model_names(args.names, args.predictions or args.weights, bool(args.predictions))
@@ -1020,15 +1057,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="onnx",
-        help="onnx (default: the fast CPU path, exported beside the .pt if missing or older), "
-        "onnx-int8 or torch",
+        help="with --weights: onnx (default: the fast CPU path, exported beside the .pt if "
+        "missing or older), onnx-int8 or torch",
     )
     review.add_argument(
         "--conf",
         type=PROBABILITY,
-        default=0.05,
-        help="lowest confidence of the predictions stored (0.05)",
+        help=f"lowest confidence of the predictions stored ({REVIEW_CONF})",
     )
     review.add_argument(
         "--rebuild",
@@ -1047,9 +1082,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "copies by their fine detail; saved as the view leaky-splits",
     )
     review.add_argument("--out", type=Path, help="export: output folder")
-    review.add_argument(
-        "--to", choices=("voc", "yolo", "coco"), default="voc", help="export: format (voc)"
-    )
+    review.add_argument("--to", choices=("voc", "yolo", "coco"), help="export: format (voc)")
     _add_tta_argument(review)
     _add_tile_arguments(review)
     _add_iou_argument(review)

@@ -33,6 +33,7 @@ from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR
 from detection.weights import (
     NMS_IOU,
+    REVIEW_CONF,
     TILE_OVERLAP,
     check_weights,
     resolve_weights,
@@ -42,7 +43,6 @@ from detection.weights import (
 
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
-REVIEW_CONF = 0.05  # stored predictions: low enough for recall, few enough for the App
 REVIEW_MAX_DETECTIONS = 100  # per image, as predictions are made (and COCO scores them)
 
 

@@ -33,6 +33,9 @@ NMS_IOU = 0.7
 # Sliced inference (`--tile`): the share of a tile that neighbouring tiles overlap; here
 # for the same reason.
 TILE_OVERLAP = 0.25
+# The lowest confidence of the predictions `review` stores: low enough for recall, few
+# enough for the App; here for the same reason.
+REVIEW_CONF = 0.05
 
 
 def tile_setting(tile: int | None, overlap: float = TILE_OVERLAP) -> dict | None:

@@ -75,7 +75,24 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--set", "warmup_bias_lr=0.05"], "--set warmup_bias_lr: ultralytics ignores"),
         (
             [*_SCORED, "--out", "{tmp}/o", "--tta"],
-            "--tta, --iou and --tile change how predictions are made (with --weights)",
+            "--tta, --iou, --tile and --backend change how predictions are made (with --weights)",
+        ),
+        ([*_SCORED, "--out", "{tmp}/o", "--backend", "onnx"], "is scored as it is"),
+        # Options that would change nothing: refused, not left unused without a word.
+        (
+            ["predict", "{src}", "--weights", "neu-det", "--tile-overlap", "0.5"],
+            "--tile-overlap is the share of a tile that its neighbours overlap: it needs --tile",
+        ),
+        (["review", "--data", "{src}", "--tta"], "(with --weights); give --weights"),
+        (["review", "--data", "{src}", "--backend", "torch"], "(with --weights); give --weights"),
+        (
+            ["review", "--data", "{src}", "--conf", "0.3"],
+            "--conf is the lowest confidence of the predictions stored: give --weights or",
+        ),
+        (["review", "--data", "{src}", "--to", "coco"], "--out and --to are for review export"),
+        (
+            ["review", "export", "--name", "n", "--out", "{tmp}/e", "--data", "{src}", "--tta"],
+            "it takes --name, --out and --to, not --data, --tta (those build a review)",
         ),
         (
             [*_SCORED, "--out", "{tmp}/o", "--iou", "0.5"],

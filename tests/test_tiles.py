@@ -274,7 +274,7 @@ def test_tile_is_refused_for_a_results_file(tmp_path: Path, capsys):
         str(tmp_path / "o"),
     ]
     assert main([*argv, "--tile", "200"]) == 2
-    assert "--tile change how predictions are made" in capsys.readouterr().err
+    assert "--tile and --backend change how predictions are made" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
