@@ -299,15 +299,36 @@ def images_in(
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:
-    """``{class: images}`` for a folder whose sub-folders each hold one class's images."""
+    """``{class: images}`` for a folder whose sub-folders each hold one class's images,
+    at any depth (``good/2026-11-03/*.jpg``), as torchvision's ``ImageFolder`` and so
+    ultralytics' classifier read them: a class kept in dated folders was read as empty."""
     if not root.is_dir():
         return {}
     found = {
-        d.name: images_in(d)
+        d.name: images_in(d, recursive=True)
         for d in sorted(root.iterdir())
         if d.is_dir() and not is_not_data(d.name)
     }
     return {name: images for name, images in found.items() if images}
+
+
+def refuse_unconverted(data: Path) -> None:
+    """Refuses a dataset in VOC XML where a converted one is wanted, with the command
+    that converts it; a folder of any other kind is left to its reader.
+
+    Raises:
+        ConversionError: ``data`` is a VOC dataset (:func:`detect_layout` reads it).
+    """
+    data = Path(data)
+    try:
+        layout = detect_layout(data)
+    except ConversionError:
+        return
+    raise ConversionError(
+        f"{data} is a dataset in VOC XML ({layout.layout}), not a converted one; "
+        f"convert it first, then give the converted folder:\n"
+        f"  defects convert {data} --out datasets/converted/{data.resolve().name.lower()}"
+    )
 
 
 def is_image_level_tree(root: Path) -> bool:
@@ -315,6 +336,10 @@ def is_image_level_tree(root: Path) -> bool:
     no box annotations (what ``train-cls`` reads and ``train`` refuses)."""
     root = Path(root)
     if (root / "data.yaml").exists() or (root / "manifest.json").exists():
+        return False
+    # Box annotations beside the images: a VOC dataset such as GC10-DET, whose images lie
+    # in a folder per class (1/ to 10/) and its boxes in lable/, is not image-level data.
+    if _xml(root, recursive=True):
         return False
     split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
     if split_dirs:

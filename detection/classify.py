@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import ConversionError
-from converters.layouts import class_folders, images_in, is_image_level_tree
+from converters.layouts import (
+    class_folders,
+    images_in,
+    is_image_level_tree,
+    refuse_unconverted,
+)
 from converters.model import SPLITS
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
@@ -66,6 +71,11 @@ def from_converted(out: Path, background_class: str | None = None) -> Classifica
     """Image-level labels from a converter output's YOLO labels (largest-area rule)."""
     manifest = json.loads((out / "manifest.json").read_text())
     classes = list(manifest["classes"])
+    if background_class in classes:
+        raise ConversionError(
+            f"--background-class {background_class}: a class of {out} already (images "
+            "without boxes would join its images); name a class of their own, e.g. good"
+        )
     items = []
     for split in SPLITS:
         image_dir = out / "images" / split
@@ -97,6 +107,15 @@ def from_folders(
             for name, images in class_folders(root / split).items():
                 items += [(image, name, split) for image in images]
         kind = "folder per class, split given"
+        trained = {name for _, name, split in items if split == "train"}
+        untrained = sorted({name for _, name, _ in items} - trained)
+        if untrained:
+            raise ConversionError(
+                f"{root}: no training images of {', '.join(untrained)} (images in "
+                f"{', '.join(str(root / s / untrained[0]) for s in presplit if s != 'train')}"
+                f", none in {root / 'train' / untrained[0]}): the classifier could never "
+                "predict it; move some into train/"
+            )
     else:
         rng = random.Random(seed)
         for name, images in class_folders(root).items():
@@ -122,10 +141,17 @@ def layout_tree(source: ClassificationSource, target: Path) -> Path:
     for split in splits:
         for name in source.classes:  # every class in every split, even if empty
             (target / split / name).mkdir(parents=True, exist_ok=True)
+    taken: set[Path] = set()
     for image, name, split in source.items:
         link = target / split / name / image.name
-        if not link.exists():
-            link.symlink_to(image.resolve())
+        # Two images of one name in a class (good/day1/0.jpg, good/day2/0.jpg): the
+        # second was left out.
+        count = 1
+        while link in taken:
+            count += 1
+            link = link.with_name(f"{image.stem}-{count}{image.suffix}")
+        taken.add(link)
+        link.symlink_to(image.resolve())
     return target
 
 
@@ -152,13 +178,26 @@ def count_transfer(detector_weights: Path, cls_model) -> tuple[int, int, bool]:
 
 
 def prepare_source(data: Path, background_class: str | None, seed: int) -> ClassificationSource:
+    """The images and labels of ``data``: a converter output (or its ``data.yaml``), or
+    a folder per class.
+
+    Raises:
+        ConversionError: Neither (a VOC dataset: with the command that converts it), or
+            ``background_class`` where it names nothing new.
+    """
     data = Path(data)
     if (data / "manifest.json").is_file():
         return from_converted(data, background_class)
     if data.name == "data.yaml" and (data.parent / "manifest.json").is_file():
         return from_converted(data.parent, background_class)
     if is_image_level_tree(data):
+        if background_class:
+            raise ConversionError(
+                f"--background-class names the class of a converter output's images without "
+                f"boxes; {data} is a folder per class: give those images a folder of their own"
+            )
         return from_folders(data, seed=seed)
+    refuse_unconverted(data)  # once converted, its largest box labels each image
     raise ConversionError(
         f"{data}: neither a converter output (manifest.json) nor a folder "
         "per class (class_a/*.jpg or train|val/class_a/*.jpg)"

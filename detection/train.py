@@ -32,7 +32,7 @@ import yaml
 from converters.convert import check_linked_images, edited_labels, edited_since_conversion
 from converters.definitions import load_definition
 from converters.errors import ConversionError
-from converters.layouts import is_image_level_tree
+from converters.layouts import is_image_level_tree, refuse_unconverted
 from converters.yolo import data_yaml_names
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.console import counted, device_option
@@ -67,18 +67,7 @@ def resolve_data(data: Path) -> Path:
             f"  defects train-cls --data {data} [--backbone weights/NAME/best.pt | none]"
         )
     if data.is_dir() and not (data / "data.yaml").exists():
-        from converters.layouts import detect_layout
-
-        try:
-            layout = detect_layout(data)
-        except ConversionError:
-            pass
-        else:  # the dataset as annotators ship it, before any conversion
-            raise ConversionError(
-                f"{data} is a dataset in VOC XML ({layout.layout}), not a converted one; "
-                f"convert it first, then give the converted folder:\n"
-                f"  defects convert {data} --out datasets/converted/{data.resolve().name.lower()}"
-            )
+        refuse_unconverted(data)  # the dataset as annotators ship it, before any conversion
     if data.is_dir():
         data = data / "data.yaml"
     if not data.is_file():

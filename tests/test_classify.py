@@ -15,6 +15,7 @@ import torch
 
 from converters.convert import convert
 from converters.definitions import load_definition
+from converters.errors import ConversionError
 from converters.source import image_digest
 from converters.synth import synth_dataset, synth_image
 from detection.classify import (
@@ -24,8 +25,12 @@ from detection.classify import (
     from_folders,
     grad_cam,
     image_label_from_boxes,
+    layout_tree,
+    prepare_source,
 )
 from detection.splits import TRAINED_ON
+from tests.helpers import write_image
+from tests.test_gc10 import _write_official
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
 pytestmark = pytest.mark.slow
@@ -82,6 +87,68 @@ def test_folder_per_class_is_split_per_class(good_defective: Path):
         splits = [s for _, c, s in source.items if c == name]
         assert splits.count("train") == 10 and splits.count("val") == 2
     assert from_folders(good_defective, seed=0).items == source.items
+
+
+def test_a_class_kept_in_dated_folders_is_read_whole(tmp_path: Path):
+    """Images at any depth of a class folder are the class's, as torchvision's
+    ImageFolder reads them; two of one name each get a link of their own."""
+    for name in ("good", "bad"):
+        for day in ("2026-11-03", "2026-11-04"):
+            for i in range(3):
+                write_image(tmp_path / "src" / name / day / f"{i}.jpg", seed=i)
+    source = from_folders(tmp_path / "src", seed=0)
+    assert source.classes == ["bad", "good"] and len(source.items) == 12
+    tree = layout_tree(source, tmp_path / "tree")
+    links = sorted(tree.rglob("*.jpg"))
+    assert len(links) == 12
+    assert sorted(link.resolve() for link in links) == sorted(i for i, _, _ in source.items)
+
+
+def _split_given(root: Path, classes: dict[str, list[str]]) -> Path:
+    for split, names in classes.items():
+        for name in names:
+            for i in range(2):
+                write_image(root / split / name / f"{name}_{i}.jpg", seed=i)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("make", "background", "message"),
+    [
+        (
+            lambda root: _split_given(root, {"train": ["good", "bad"], "val": ["good", "odd"]}),
+            None,
+            "no training images of odd (images in {root}/val/odd, none in {root}/train/odd): "
+            "the classifier could never predict it",
+        ),
+        (
+            lambda root: _split_given(root, {"train": ["good", "bad"], "val": ["good", "bad"]}),
+            "good",
+            "--background-class names the class of a converter output's images without boxes; "
+            "{root} is a folder per class",
+        ),
+        # GC10-DET keeps its images in a folder per class and its boxes in lable/.
+        (
+            lambda root: _write_official(root) or root,
+            None,
+            "{root} is a dataset in VOC XML (GC10-DET official (folders 1..10 + lable/)), not "
+            "a converted one; convert it first",
+        ),
+    ],
+)
+def test_data_a_classifier_cannot_use_is_refused(make, background, message: str, tmp_path):
+    root = make(tmp_path / "src")
+    with pytest.raises(ConversionError) as refused:
+        prepare_source(root, background, seed=0)
+    assert message.format(root=root) in str(refused.value)
+
+
+def test_a_background_class_that_is_a_class_already_is_refused(tmp_path: Path):
+    synth_dataset(tmp_path / "src", images=6, seed=4)
+    out = convert(tmp_path / "src", tmp_path / "out", definition=load_definition("synthetic")).out
+    taken = load_definition("synthetic").classes[0]
+    with pytest.raises(ConversionError, match=f"--background-class {taken}: a class of"):
+        from_converted(out, background_class=taken)
 
 
 def test_converter_output_labels_and_background(tmp_path: Path):

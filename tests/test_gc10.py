@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from converters.convert import convert
+from converters.errors import ConversionError
+from converters.layouts import is_image_level_tree
 from converters.source import read_dataset
 from tests.helpers import voc_xml, write_image, write_xml
 
@@ -119,6 +121,17 @@ def test_official_layout(tmp_path: Path):
     unknown = [p for p in source.report.problems if p.problem == "unknown_class"]
     assert (unknown[0].file, unknown[0].object_index) == ("lable/img_07_a.xml", 1)
     assert "'lable'" in unknown[0].detail
+
+
+def test_training_on_the_unconverted_tree_says_convert_it(tmp_path: Path):
+    """Its images lie in a folder per class (1/ to 10/): `train` took it for image-level
+    data and offered a classifier, though its boxes are in lable/."""
+    from detection.train import resolve_data
+
+    _write_official(tmp_path / "GC10")
+    assert not is_image_level_tree(tmp_path / "GC10")
+    with pytest.raises(ConversionError, match=r"GC10 is a dataset in VOC XML .* convert it first"):
+        resolve_data(tmp_path / "GC10")
 
 
 def test_unlabeled_as_background(tmp_path: Path):
