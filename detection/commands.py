@@ -209,6 +209,8 @@ def _warn_if_seen(
 # The options that build a review, which `review export` does not take.
 _REVIEW_BUILDING = ("data", "weights", "predictions", "rebuild", "tta", "tile", "near_duplicates")
 
+CALIBRATION_IMAGES = 200  # the int8 export's calibration images, at most
+
 SETTINGS_NEED_WEIGHTS = (
     "--tta, --iou, --tile and --backend change how predictions are made (with --weights)"
 )
@@ -342,11 +344,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from detection.predict import collect_images, cpu_flags, export_onnx, lacks_vnni
     from detection.weights import load_yolo, resolve_weights
 
+    int8_only = {
+        "--int8-bits": args.int8_bits,
+        "--calibration": args.calibration,
+        "--calibration-images": args.calibration_images,
+    }
+    given = [option for option, value in int8_only.items() if value]
+    if given and not args.int8:
+        raise ConversionError(f"{', '.join(given)}: the int8 export's; give --int8 too")
     weights = resolve_weights(args.weights)
     if is_released(weights):
         # A release ships its exports; writing them again would change tracked files.
         shipped = weights.with_suffix(".int8.onnx" if args.int8 else ".onnx")
-        calibrated = args.int8 and bool(args.calibration)
+        calibrated = args.int8 and bool(args.calibration or args.calibration_images)
         if args.imgsz or args.int8_bits == 8 or calibrated or not shipped.is_file():
             how = (
                 "at the training size, in 7 bits, calibrated on its own train images,"
@@ -362,11 +372,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         stderr_console().print(f"Released with its export: {shipped}")
         return 0
 
-    if args.int8_bits and not args.int8:
-        raise ConversionError("--int8-bits is the int8 export's: give --int8 too")
-    calibration = collect_images(args.calibration)[: args.calibration_images] if args.int8 else None
-    if args.int8 and not calibration:
-        raise ConversionError("--int8 needs --calibration images (a folder of real images)")
+    if args.int8 and not args.calibration:
+        raise ConversionError(
+            "--int8 needs --calibration IMAGES: images or folders like those the model will "
+            "see (its training images), which set the int8 ranges"
+        )
+    at_most = args.calibration_images or CALIBRATION_IMAGES
+    calibration = collect_images(args.calibration)[:at_most] if args.int8 else None
     bits = args.int8_bits or 7
     path = export_onnx(args.weights, args.imgsz, calibration, bits)
     stderr_console().print(f"Exported {path}")
@@ -1002,15 +1014,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--calibration",
         type=Path,
-        nargs="*",
-        default=[],
+        nargs="+",
         help="images or folders for int8 calibration",
     )
     export.add_argument(
         "--calibration-images",
         type=POSITIVE_INT,
-        default=200,
-        help="at most this many calibration images (200)",
+        help=f"at most this many calibration images ({CALIBRATION_IMAGES})",
     )
     export.add_argument(
         "--int8-bits",

@@ -1460,11 +1460,20 @@ def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--int8-bits", "8"], "--int8-bits is the int8 export's: give --int8 too"),
+        (["--int8-bits", "8"], "--int8-bits: the int8 export's; give --int8 too"),
         (["--int8", "--int8-bits", "6"], "invalid choice: 6"),
+        # Calibration without --int8 was left unused without a word; --int8 without it
+        # said "no images in " of no folder.
+        (["--calibration", "."], "--calibration: the int8 export's; give --int8 too"),
+        (
+            ["--calibration-images", "5", "--int8-bits", "8"],
+            "--int8-bits, --calibration-images: the int8 export's",
+        ),
+        (["--int8"], "--int8 needs --calibration IMAGES"),
+        (["--int8", "--calibration"], "--calibration: expected at least one argument"),
     ],
 )
-def test_int8_bits_usage_errors(trained: Path, tmp_path: Path, capsys, argv, message):
+def test_export_usage_errors(trained: Path, tmp_path: Path, capsys, argv, message):
     from detection.cli import main
 
     weights = tmp_path / "best.pt"
