@@ -115,15 +115,17 @@ def resolve_weights(weights: str | Path) -> Path:
 
 def weights_name(weights: str | Path) -> str:
     """A weights file's name in ``evaluate``'s and ``compare``'s reports: a released
-    name as it is; a run's ``best.pt``, ``last.pt`` or ``model.pt`` by its run's folder
-    (ultralytics' ``NAME/weights/best.pt`` too); any other file by its stem."""
+    name as it is; a run's ``best.pt``, ``last.pt`` or ``model.pt`` and their exports
+    (``model.int8.onnx``) by its run's folder (ultralytics' ``NAME/weights/best.pt``
+    too); any other file by its stem."""
     weights = Path(weights)
     if str(weights) in released_models():
         return str(weights)
-    if weights.stem not in ("best", "last", "model"):
+    base = weights.name.split(".")[0]  # an export's too: model.int8.onnx, best.onnx
+    if base not in ("best", "last", "model"):
         return weights.stem
     run = weights.resolve().parent
-    return run.parent.name if run.name == "weights" and weights.stem != "model" else run.name
+    return run.parent.name if run.name == "weights" and base != "model" else run.name
 
 
 def sha256(path: Path) -> str:

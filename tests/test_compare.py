@@ -200,6 +200,10 @@ def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_p
         (["runs/a/weights/best.pt", "runs/a/weights/last.pt"], ["a/best.pt", "a/last.pt"]),
         # A checkpoint against its ONNX export.
         (["weights/r/best.pt", "weights/r/best.onnx"], ["r/best.pt", "r/best.onnx"]),
+        (
+            ["models/m/model.pt", "models/m/model.onnx", "models/m/model.int8.onnx"],
+            ["m/model.pt", "m/model.onnx", "m/model.int8.onnx"],
+        ),
     ],
 )
 def test_models_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
@@ -212,7 +216,7 @@ def test_models_are_named_apart_without_names(sources: list[str], names: list[st
     [
         ("neu-det", "neu-det"),  # a released name as it is
         (MODELS_DIR / "neu-det" / "model.pt", "neu-det"),
-        (MODELS_DIR / "neu-det" / "model.int8.onnx", "model.int8"),
+        (MODELS_DIR / "neu-det" / "model.int8.onnx", "neu-det"),  # an export is its run's
         ("runs/detect/exp/weights/last.pt", "exp"),
         ("weights/model.pt", "weights"),  # a model.pt is its folder's, whatever its name
         ("exported/small.onnx", "small"),
