@@ -264,6 +264,41 @@ def _split_keeping_overlaps(
     return in_order_of(overlapping, images)
 
 
+def read_manifest(out: Path) -> dict:
+    """A converter output's manifest, checked for what its readers take from it: the
+    class list and each split's counts.
+
+    Raises:
+        ConversionError: Unreadable, not JSON, or without them (a file damaged or written
+            over since the conversion); names the file and the fix.
+    """
+    path = Path(out) / MARKER
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError as error:
+        reason = f"cannot be read: {error.strerror or error}"
+    except UnicodeDecodeError:
+        reason = "not text"
+    except json.JSONDecodeError as error:
+        reason = f"not JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+    else:
+        classes = manifest.get("classes") if isinstance(manifest, dict) else None
+        counts = manifest.get("counts") if isinstance(manifest, dict) else None
+        if (
+            isinstance(classes, list)
+            and classes
+            and all(isinstance(name, str) for name in classes)
+            and isinstance(counts, dict)
+            and all(isinstance(count, dict) for count in counts.values())
+        ):
+            return manifest
+        reason = "no class list and split counts, as a conversion writes them"
+    raise ConversionError(
+        f"{path}: {reason}; the file was damaged or written over since the conversion: "
+        "convert the dataset again"
+    )
+
+
 def check_linked_images(out: Path) -> None:
     """Refuses a converter output whose images are links that lead nowhere: :func:`convert`
     links its source's images, so a source moved or deleted since leaves them dangling,

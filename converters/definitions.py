@@ -51,6 +51,37 @@ class DatasetDefinition:
         return self.aliases.get(key)
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The mapping a YAML file holds (an empty file: ``{}``).
+
+    Args:
+        path: The file.
+        what: What the file should be, for the message (``a dataset definition``).
+
+    Raises:
+        ConversionError: Unreadable, not text, not valid YAML (with its line), or not a
+            mapping of keys to values; naming the file and ``what`` it should be.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except UnicodeDecodeError:
+        raise ConversionError(f"{path}: not a text file; {what} is YAML") from None
+    except OSError as error:
+        raise ConversionError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConversionError(f"{path}: not valid YAML ({what} is): {where}{problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConversionError(
+            f"{path}: holds a {type(data).__name__}, not the keys and values of {what}"
+        )
+    return data
+
+
 def from_class_list(classes: list[str], name: str = "voc") -> DatasetDefinition:
     """A definition for generic VOC given only its classes, in order."""
     cleaned = [c.strip() for c in classes if c.strip()]
@@ -73,22 +104,34 @@ def load_definition(name_or_path: str | Path) -> DatasetDefinition:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml")))
         raise ConversionError(f"{path}: no such dataset definition (known: {known})")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConversionError(f"{path}: not valid YAML: {error}") from None
+    data = read_yaml_mapping(path, "a dataset definition")
     raw_classes = data.get("classes") or data.get("names")
     if isinstance(raw_classes, dict):  # ultralytics style {0: a, 1: b}
-        raw_classes = [raw_classes[k] for k in sorted(raw_classes)]
+        try:
+            raw_classes = [raw_classes[k] for k in sorted(raw_classes, key=int)]
+        except (TypeError, ValueError):
+            raise ConversionError(
+                f"{path}: its names' keys are not class ids (0, 1, ...): {list(raw_classes)}"
+            ) from None
     if not isinstance(raw_classes, list) or not raw_classes:
         raise ConversionError(f"{path}: needs a non-empty 'classes' list")
+    for key in ("folders", "recipe"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise ConversionError(f"{path}: its '{key}' is not a mapping of keys to values")
     classes, display, aliases = [], {}, {}
-    for entry in raw_classes:
-        entry = {"name": entry} if isinstance(entry, str) else entry
+    for index, entry in enumerate(raw_classes):
+        entry = {"name": entry} if isinstance(entry, (str, int)) else entry
+        given = entry.get("aliases", []) if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), (str, int)):
+            raise ConversionError(
+                f"{path}: class {index} is {entry!r}, not a name or a mapping with a 'name'"
+            )
+        if not isinstance(given, list):
+            raise ConversionError(f"{path}: class {entry['name']}'s aliases are not a list")
         cls = str(entry["name"])
         classes.append(cls)
         display[cls] = str(entry.get("display", cls))
-        for alias in entry.get("aliases", []):
+        for alias in given:
             aliases[normalize_name(str(alias))] = cls
     base = from_class_list(classes, name=str(data.get("name", path.stem)))
     return DatasetDefinition(

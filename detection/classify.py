@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.convert import read_manifest
 from converters.errors import ConversionError
 from converters.layouts import (
     class_folders,
@@ -69,8 +70,7 @@ class ClassificationSource:
 
 def from_converted(out: Path, background_class: str | None = None) -> ClassificationSource:
     """Image-level labels from a converter output's YOLO labels (largest-area rule)."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    classes = list(manifest["classes"])
+    classes = list(read_manifest(out)["classes"])
     if background_class in classes:
         raise ConversionError(
             f"--background-class {background_class}: a class of {out} already (images "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from converters.convert import read_manifest
 from converters.errors import ConversionError
 from converters.folders import check_output_folder
 from detection.boxes import iou_matrix
@@ -630,7 +631,7 @@ def release(
     data_yaml = resolve_data(data)  # before torch is loaded to read the weights
     load_yolo(best, "detect")
     root = data_yaml.parent
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_manifest(root)
     staging = Path(tempfile.mkdtemp(prefix=f"defects-release-{name}-"))
     try:
         release_dir = staging / name

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.coco import from_coco
+from converters.convert import read_manifest
 from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
@@ -140,7 +141,7 @@ def _converted_images(out: Path) -> tuple[list[str], list[ImageAnnotation], dict
     refused there (:func:`detection.train.resolve_data`)."""
     from detection.evaluate import split_ground_truth
 
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     images, edited = [], {}
     for split in SPLITS:
         # A split of no images (`convert --split 1,0` writes an empty val) has nothing

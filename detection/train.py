@@ -29,8 +29,14 @@ from pathlib import Path
 
 import yaml
 
-from converters.convert import check_linked_images, edited_labels, edited_since_conversion
-from converters.definitions import load_definition
+from converters.convert import (
+    MARKER,
+    check_linked_images,
+    edited_labels,
+    edited_since_conversion,
+    read_manifest,
+)
+from converters.definitions import load_definition, read_yaml_mapping
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree, refuse_unconverted
 from converters.yolo import data_yaml_names
@@ -74,7 +80,15 @@ def resolve_data(data: Path) -> Path:
         raise ConversionError(
             f"{data}: no data.yaml here; run `defects convert SRC --out DIR` first"
         )
+    if data.suffix.lower() not in (".yaml", ".yml"):
+        raise ConversionError(
+            f"{data}: not a dataset; give a converted folder, a YOLO dataset's folder or its "
+            "data.yaml"
+        )
+    read_yaml_mapping(data, "a YOLO dataset's data.yaml")  # ultralytics' own read: a traceback
     data = data.resolve()
+    if (data.parent / MARKER).is_file():
+        read_manifest(data.parent)  # what every reader of a converter output takes from it
     _check_own_images(data)
     check_linked_images(data.parent)
     return data
@@ -103,13 +117,9 @@ def _check_training_splits(data_yaml: Path) -> None:
     """Refuses a converter output with no train or no val images (``convert --split
     1,0``) before training starts: ultralytics validates on val every epoch and keeps
     ``best.pt`` by it, and otherwise stops at its data loader with "Error loading data"."""
-    manifest = data_yaml.parent / "manifest.json"
-    if not manifest.is_file():
+    if not (data_yaml.parent / MARKER).is_file():
         return  # not ours: ultralytics' own check names what is missing
-    try:
-        counts = json.loads(manifest.read_text()).get("counts", {})
-    except (ValueError, AttributeError, OSError):
-        return
+    counts = read_manifest(data_yaml.parent)["counts"]
     for split in ("train", "val"):
         if not counts.get(split, {}).get("images"):
             raise ConversionError(
@@ -151,10 +161,9 @@ def coco_edits_not_trained_on(out: Path) -> list[str]:
 
 def recipe_for(data_yaml: Path) -> dict:
     """The training recipe of the dataset a converter output came from (empty if unknown)."""
-    manifest = data_yaml.parent / "manifest.json"
-    if not manifest.is_file():
+    if not (data_yaml.parent / MARKER).is_file():
         return {}
-    name = json.loads(manifest.read_text()).get("dataset")
+    name = read_manifest(data_yaml.parent).get("dataset")
     try:
         return load_definition(name).recipe if name else {}
     except ConversionError:
@@ -460,6 +469,38 @@ def _starting_model(model: str):
     return str(path), load_yolo(path, "detect")
 
 
+def _check_definition(model: str) -> None:
+    """Refuses a ``--model`` YAML that is not a detector's definition: a dataset's YAML,
+    or another task's model (ultralytics stopped with a KeyError or, for a classifier's,
+    a RuntimeError about the data, after loading the dataset). A name that is neither a
+    file here nor one of ultralytics' definitions is left to its "does not exist".
+
+    Raises:
+        ConversionError: Not valid YAML, no ``backbone`` and ``head``, or not a detector.
+    """
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
+
+    if Path(model).is_file():
+        definition = read_yaml_mapping(Path(model), "a model definition")
+    else:
+        try:
+            definition = yaml_model_load(model)
+        except FileNotFoundError:
+            return
+    if not all(isinstance(definition.get(key), list) for key in ("backbone", "head")):
+        dataset = " (a dataset's YAML goes to --data)" if "names" in definition else ""
+        raise ConversionError(
+            f"{model}: not a model definition, which has 'backbone' and 'head' lists{dataset}"
+        )
+    task = guess_model_task(definition)
+    if task != "detect":
+        also = "; train-cls trains a classifier" if task == "classify" else ""
+        raise ConversionError(
+            f"{model}: a {task} model's definition; train trains a detector (a definition "
+            f"such as yolo11n.yaml){also}"
+        )
+
+
 def _starting_weights(model: str) -> Path | None:
     """The weights file ``--model`` names, which must exist, or ``None`` for a ``.yaml``
     definition.
@@ -469,6 +510,7 @@ def _starting_weights(model: str) -> Path | None:
             a whole checkpoint (:func:`detection.weights.check_checkpoint`).
     """
     if Path(model).suffix in (".yaml", ".yml"):
+        _check_definition(model)
         return None
     path = resolve_weights(model)
     if path.suffix == ".pt" and not path.exists():
@@ -862,7 +904,8 @@ def train(
         return run_dir
 
     data_yaml = resolve_data(data)
-    # A missing or damaged file told before torch is loaded to pick a recipe.
+    # A missing or damaged file (before torch is loaded), or a definition of no detector,
+    # told before a recipe is picked.
     if model is not None:
         _starting_weights(model)
     if teacher is not None:

@@ -140,6 +140,37 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             "  defects convert {src} --out datasets/converted/src",
         ),
         (["train", "--data", "{src}", "--epochs", "1"], "{src} is a dataset in VOC XML"),
+        # A file that is no dataset, or no model definition: ultralytics' AssertionError,
+        # YAML traceback, KeyError or RuntimeError before.
+        (
+            [
+                "evaluate",
+                "--weights",
+                "neu-det",
+                "--data",
+                "{src}/IMAGES/patches_0.jpg",
+                "--out",
+                "o",
+            ],
+            "patches_0.jpg: not a dataset; give a converted folder, a YOLO dataset's folder",
+        ),
+        (
+            ["review", "--data", "{tmp}/broken.yaml", "--no-launch"],
+            "broken.yaml: not valid YAML (a YOLO dataset's data.yaml is): line 1, column 1:",
+        ),
+        (
+            ["train", "--model", "{tmp}/broken.yaml", "--data", "{out}"],
+            "broken.yaml: not valid YAML (a model definition is): line 1, column 1:",
+        ),
+        (
+            ["train", "--model", "{tmp}/dataset.yaml", "--data", "{out}"],
+            "dataset.yaml: not a model definition, which has 'backbone' and 'head' lists (a "
+            "dataset's YAML goes to --data)",
+        ),
+        (
+            ["train", "--model", "yolo11n-cls.yaml", "--data", "{out}"],
+            "yolo11n-cls.yaml: a classify model's definition; train trains a detector",
+        ),
         # Nothing readable among the sources: a failure (exit 2), not "0 detections".
         (
             ["predict", "{src}/ANNOTATIONS/patches_0.xml", "--weights", "neu-det"],
@@ -160,7 +191,12 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     src = _small(tmp_path / "src")
-    argv = [a.format(tmp=tmp_path, src=src) for a in args]
+    (tmp_path / "broken.yaml").write_text(": : :\n")
+    (tmp_path / "dataset.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    out = tmp_path / "out"
+    if any("{out}" in arg for arg in args):  # a converted dataset, for the model's checks
+        assert main(["convert", str(src), "--out", str(out)]) == 0
+    argv = [a.format(tmp=tmp_path, src=src, out=out) for a in args]
     result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert message.format(tmp=tmp_path, src=src) in result.stderr
@@ -519,3 +555,36 @@ def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
     assert main(["synth", "--out", str(tmp_path / "mine")]) == 2
     assert "no synth.json" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (b"", "not JSON: Expecting value at line 1, column 1"),
+        (b'{"classes": ["patches"], "cou', "not JSON: Unterminated string"),
+        (b"\xff\xd8\xff\xe0", "not text"),
+        (b"[1, 2, 3]", "no class list and split counts, as a conversion writes them"),
+        (b'{"classes": [], "counts": {}}', "no class list and split counts"),
+    ],
+)
+def test_a_damaged_manifest_is_one_line_from_every_reader(
+    damage: bytes, reason: str, tmp_path, capsys
+):
+    """Train, train-cls, evaluate and review each read a converter output's manifest: a
+    JSONDecodeError, UnicodeDecodeError, TypeError or AttributeError traceback before."""
+    from detection.review import read_source
+
+    out = tmp_path / "out"
+    assert main(["convert", str(_small(tmp_path / "src")), "--out", str(out)]) == 0
+    (out / "manifest.json").write_bytes(damage)
+    said = f"{out / 'manifest.json'}: {reason}"
+    weights = ["--weights-dir", str(tmp_path / "w"), "--epochs", "1"]
+    for argv in (
+        ["train", "--data", str(out), *weights],
+        ["train-cls", "--data", str(out), "--backbone", "none", *weights],
+        ["evaluate", "--predictions", str(DATA / "parity_dt.json"), "--data", str(out)],
+    ):
+        assert main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "evaluate" else argv) == 2
+        assert said in capsys.readouterr().err
+    with pytest.raises(ConversionError, match=re.escape(said)):
+        read_source(out)

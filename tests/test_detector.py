@@ -1526,7 +1526,8 @@ class _OnDevice:
 def test_the_recipe_follows_the_device(tmp_path: Path, device: str, gpu: bool, imgsz, batch):
     from detection.train import on_gpu, training_recipe
 
-    (tmp_path / "manifest.json").write_text(json.dumps({"dataset": "neu-det"}))
+    manifest = {"dataset": "neu-det", "classes": ["crazing"], "counts": {"train": {}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert on_gpu(device) is gpu
     recipe = training_recipe(tmp_path / "data.yaml", on_gpu(device))
     assert (recipe["imgsz"], recipe["batch"], recipe["model"]) == (imgsz, batch, "yolo11n.yaml")
