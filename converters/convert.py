@@ -21,6 +21,7 @@ import yaml
 from converters.coco import from_coco, to_coco
 from converters.definitions import DatasetDefinition
 from converters.errors import ConversionError
+from converters.files import read_json
 from converters.folders import check_output_folder, write_folder
 from converters.model import Dataset, ImageAnnotation
 from converters.overlaps import read_pictures, shifted_copies
@@ -273,30 +274,24 @@ def read_manifest(out: Path) -> dict:
             over since the conversion); names the file and the fix.
     """
     path = Path(out) / MARKER
+    fix = "the file was damaged or written over since the conversion: convert the dataset again"
     try:
-        manifest = json.loads(path.read_text())
-    except OSError as error:
-        reason = f"cannot be read: {error.strerror or error}"
-    except UnicodeDecodeError:
-        reason = "not text"
-    except json.JSONDecodeError as error:
-        reason = f"not JSON: {error.msg} at line {error.lineno}, column {error.colno}"
-    else:
-        classes = manifest.get("classes") if isinstance(manifest, dict) else None
-        counts = manifest.get("counts") if isinstance(manifest, dict) else None
-        if (
-            isinstance(classes, list)
-            and classes
-            and all(isinstance(name, str) for name in classes)
-            and isinstance(counts, dict)
-            and all(isinstance(count, dict) for count in counts.values())
-        ):
-            return manifest
-        reason = "no class list and split counts, as a conversion writes them"
-    raise ConversionError(
-        f"{path}: {reason}; the file was damaged or written over since the conversion: "
-        "convert the dataset again"
-    )
+        manifest = read_json(path, "converter manifest")
+    except ConversionError as error:
+        raise ConversionError(f"{error}; {fix}") from None
+    classes = manifest.get("classes") if isinstance(manifest, dict) else None
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    if not (
+        isinstance(classes, list)
+        and classes
+        and all(isinstance(name, str) for name in classes)
+        and isinstance(counts, dict)
+        and all(isinstance(count, dict) for count in counts.values())
+    ):
+        raise ConversionError(
+            f"{path}: no class list and split counts, as a conversion writes them; {fix}"
+        )
+    return manifest
 
 
 def check_linked_images(out: Path) -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from converters.errors import ConversionError
+from converters.files import read_yaml_mapping
 
 DEFINITIONS_DIR = Path(__file__).resolve().parent.parent / "datasets"
 
@@ -51,37 +50,6 @@ class DatasetDefinition:
         return self.aliases.get(key)
 
 
-def read_yaml_mapping(path: Path, what: str) -> dict:
-    """The mapping a YAML file holds (an empty file: ``{}``).
-
-    Args:
-        path: The file.
-        what: What the file should be, for the message (``a dataset definition``).
-
-    Raises:
-        ConversionError: Unreadable, not text, not valid YAML (with its line), or not a
-            mapping of keys to values; naming the file and ``what`` it should be.
-    """
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except UnicodeDecodeError:
-        raise ConversionError(f"{path}: not a text file; {what} is YAML") from None
-    except OSError as error:
-        raise ConversionError(f"{path}: cannot be read: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConversionError(f"{path}: not valid YAML ({what} is): {where}{problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConversionError(
-            f"{path}: holds a {type(data).__name__}, not the keys and values of {what}"
-        )
-    return data
-
-
 def from_class_list(classes: list[str], name: str = "voc") -> DatasetDefinition:
     """A definition for generic VOC given only its classes, in order."""
     cleaned = [c.strip() for c in classes if c.strip()]
@@ -104,7 +72,7 @@ def load_definition(name_or_path: str | Path) -> DatasetDefinition:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml")))
         raise ConversionError(f"{path}: no such dataset definition (known: {known})")
-    data = read_yaml_mapping(path, "a dataset definition")
+    data = read_yaml_mapping(path, "dataset definition")
     raw_classes = data.get("classes") or data.get("names")
     if isinstance(raw_classes, dict):  # ultralytics style {0: a, 1: b}
         try:

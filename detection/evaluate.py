@@ -9,7 +9,6 @@ ultralytics' own validation and states the difference.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import tempfile
 import time
@@ -22,6 +21,7 @@ from typing import NamedTuple
 from converters.coco import to_coco
 from converters.convert import edited_labels, edited_since_conversion
 from converters.errors import AnnotationError, ConversionError
+from converters.files import read_json, read_text
 from converters.model import SPLITS
 from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
@@ -655,40 +655,6 @@ def best_f1_confidences(
             f"{source}: its thresholds come from an evaluation of other weights than {weights}"
         )
     return {name: value for name, value in thresholds.items() if value is not None}, evaluated_iou
-
-
-def read_text(path: Path, what: str, kind: str = "file") -> str:
-    """A text file's content (UTF-8, a byte-order mark dropped); ``what`` and ``kind``
-    name what was expected there (``COCO results``, ``JSON file``) in messages.
-
-    Raises:
-        ConversionError: Missing, a folder, unreadable or not UTF-8; names ``path``.
-    """
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ConversionError(f"{path}: no such file ({what} expected)") from None
-    except IsADirectoryError:
-        raise ConversionError(f"{path}: a folder, not a {what} {kind}") from None
-    except OSError as error:
-        raise ConversionError(f"{path}: unreadable: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
-
-
-def read_json(path: Path, what: str):
-    """A JSON file's content.
-
-    Raises:
-        ConversionError: Missing, unreadable or not JSON; the message names ``path``.
-    """
-    text = read_text(path, what, "JSON file")
-    if not text.strip():
-        raise ConversionError(f"{path}: empty file ({what} JSON expected)")
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise ConversionError(f"{path}: not valid JSON: {error}") from None
 
 
 # What pycocotools reads of each entry (a missing one is its KeyError mid-evaluation),

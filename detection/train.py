@@ -36,8 +36,9 @@ from converters.convert import (
     edited_since_conversion,
     read_manifest,
 )
-from converters.definitions import load_definition, read_yaml_mapping
+from converters.definitions import load_definition
 from converters.errors import ConversionError
+from converters.files import read_yaml_mapping
 from converters.layouts import is_image_level_tree, refuse_unconverted
 from converters.yolo import data_yaml_names
 from detection import offline  # noqa: F401  (before ultralytics)
@@ -85,7 +86,7 @@ def resolve_data(data: Path) -> Path:
             f"{data}: not a dataset; give a converted folder, a YOLO dataset's folder or its "
             "data.yaml"
         )
-    read_yaml_mapping(data, "a YOLO dataset's data.yaml")  # ultralytics' own read: a traceback
+    read_yaml_mapping(data, "YOLO dataset's data.yaml")  # ultralytics' own read: a traceback
     data = data.resolve()
     if (data.parent / MARKER).is_file():
         read_manifest(data.parent)  # what every reader of a converter output takes from it
@@ -481,7 +482,7 @@ def _check_definition(model: str) -> None:
     from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
     if Path(model).is_file():
-        definition = read_yaml_mapping(Path(model), "a model definition")
+        definition = read_yaml_mapping(Path(model), "model definition")
     else:
         try:
             definition = yaml_model_load(model)

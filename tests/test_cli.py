@@ -156,11 +156,11 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         ),
         (
             ["review", "--data", "{tmp}/broken.yaml", "--no-launch"],
-            "broken.yaml: not valid YAML (a YOLO dataset's data.yaml is): line 1, column 1:",
+            "broken.yaml: not valid YAML (YOLO dataset's data.yaml expected): line 1, column 1:",
         ),
         (
             ["train", "--model", "{tmp}/broken.yaml", "--data", "{out}"],
-            "broken.yaml: not valid YAML (a model definition is): line 1, column 1:",
+            "broken.yaml: not valid YAML (model definition expected): line 1, column 1:",
         ),
         (
             ["train", "--model", "{tmp}/dataset.yaml", "--data", "{out}"],
@@ -560,9 +560,9 @@ def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (b"", "not JSON: Expecting value at line 1, column 1"),
-        (b'{"classes": ["patches"], "cou', "not JSON: Unterminated string"),
-        (b"\xff\xd8\xff\xe0", "not text"),
+        (b"", "empty file (converter manifest JSON expected); the file was damaged"),
+        (b'{"classes": ["patches"], "cou', "not valid JSON: Unterminated string"),
+        (b"\xff\xd8\xff\xe0", "not text (byte 0 is not UTF-8); the file was damaged"),
         (b"[1, 2, 3]", "no class list and split counts, as a conversion writes them"),
         (b'{"classes": [], "counts": {}}', "no class list and split counts"),
     ],

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from converters.definitions import load_definition, read_yaml_mapping
+from converters.definitions import load_definition
 from converters.errors import ConversionError
+from converters.files import read_yaml_mapping
 
 
 @pytest.mark.parametrize(
@@ -33,8 +34,8 @@ def test_a_definition_reads_its_classes_in_id_order(content: bytes, classes, tmp
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"\xff\xd8\xff\xe0 a JPEG", "not a text file; a dataset definition is YAML"),
-        (b"classes: [a\n", "not valid YAML (a dataset definition is): line 2, column 1: "),
+        (b"\xff\xd8\xff\xe0 a JPEG", "not text (byte 0 is not UTF-8)"),
+        (b"classes: [a\n", "not valid YAML (dataset definition expected): line 2, column 1: "),
         (b"crazing\npatches\n", "holds a str, not the keys and values of a dataset definition"),
         (b"[crazing, patches]\n", "holds a list, not the keys and values"),
         (b"classes: []\n", "needs a non-empty 'classes' list"),
@@ -57,4 +58,4 @@ def test_a_file_that_is_no_definition_is_one_clear_line(content: bytes, message,
 
 def test_an_empty_file_is_an_empty_mapping(tmp_path: Path):
     (tmp_path / "empty.yaml").write_text("")
-    assert read_yaml_mapping(tmp_path / "empty.yaml", "a dataset definition") == {}
+    assert read_yaml_mapping(tmp_path / "empty.yaml", "dataset definition") == {}

@@ -178,7 +178,7 @@ def test_a_mistake_is_told_before_torch_is_loaded(
             copy(data / part, yolo / part)
     argv = [a.format(tmp=tmp_path, data=data, yolo=yolo) for a in argv]
     where = {"train": "--weights-dir", "train-cls": "--weights-dir", "release": "--models-dir"}
-    if argv[0] != "export":  # which writes beside the weights
+    if argv[0] not in ("export", "review"):  # which write beside the weights, or a database
         argv += [where.get(argv[0], "--out"), str(tmp_path / "out")]
     code = (
         "import sys\nfrom detection.cli import main\n"
