@@ -1164,8 +1164,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="with --weights: torch (the default; onnx when every file is an .onnx), onnx "
-        "or onnx-int8 (int8 against fp32: give the .onnx and .int8.onnx files)",
+        help="with --weights: every model run by torch, onnx or onnx-int8 (default: each "
+        "file by its own, torch for a .pt and onnx for an .onnx, so a .pt is compared with "
+        "its export as given)",
     )
     compare.add_argument("--out", type=Path, required=True, help="report folder")
     _add_bootstrap_arguments(compare)
