@@ -26,6 +26,7 @@ import numpy as np
 
 from converters.convert import read_manifest
 from converters.errors import ConversionError
+from converters.files import read_text
 from converters.layouts import (
     class_folders,
     images_in,
@@ -83,7 +84,7 @@ def from_converted(out: Path, background_class: str | None = None) -> Classifica
             continue
         for image in images_in(image_dir):
             label_file = out / "labels" / split / f"{image.stem}.txt"
-            text = label_file.read_text() if label_file.exists() else ""
+            text = read_text(label_file, "YOLO labels") if label_file.exists() else ""
             # Unit width and height: areas as fractions of the image, all that is compared.
             boxes = from_yolo_lines(text, 1, 1, classes, str(label_file))
             label = image_label_from_boxes([(classes.index(b.label), b.area) for b in boxes])

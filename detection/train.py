@@ -145,8 +145,8 @@ def coco_edits_not_trained_on(out: Path) -> list[str]:
             continue
         try:
             differ = edited_labels(out, split, json.loads(coco.read_text()))
-        except (OSError, ValueError, ConversionError):
-            continue  # evaluate names what is wrong with the file
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, ConversionError):
+            continue  # evaluate names what is wrong with the file (a list, say)
         if differ:
             said.append(
                 f"{coco} was edited since the conversion, and the labels of {split} "

@@ -151,6 +151,15 @@ def test_a_background_class_that_is_a_class_already_is_refused(tmp_path: Path):
         from_converted(out, background_class=taken)
 
 
+def test_a_label_file_that_is_not_text_is_one_line(tmp_path: Path):
+    synth_dataset(tmp_path / "src", images=6, seed=4)
+    out = convert(tmp_path / "src", tmp_path / "out", definition=load_definition("synthetic")).out
+    label = sorted((out / "labels" / "train").iterdir())[0]
+    label.write_bytes(b"\xff\xd8\xff\xe0")  # a JPEG's first bytes
+    with pytest.raises(ConversionError, match=f"{label}: not text \\(byte 0 is not UTF-8\\)"):
+        from_converted(out)
+
+
 def test_converter_output_labels_and_background(tmp_path: Path):
     synth_dataset(tmp_path / "src", images=10, seed=4)
     out = convert(

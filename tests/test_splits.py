@@ -401,6 +401,20 @@ def test_a_coco_file_edited_since_the_conversion_is_the_ground_truth(
     assert coco_edits_not_trained_on(out) == []
 
 
+@pytest.mark.parametrize("coco", ["[1, 2, 3]", '{"images": 3}', "not JSON"])
+def test_a_coco_file_no_longer_coco_leaves_training_to_its_labels(
+    coco: str, tiny_data: Path, tmp_path: Path
+):
+    """Training reads the labels: a COCO file written over since (a TypeError traceback
+    from the list) is evaluate's to name, and training is not stopped by it."""
+    from detection.train import coco_edits_not_trained_on
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_data, out, symlinks=True, ignore=shutil.ignore_patterns("*.cache"))
+    (out / "annotations" / "instances_val.json").write_text(coco)
+    assert coco_edits_not_trained_on(out) == []
+
+
 def test_a_release_s_operating_points_read_the_ground_truth_evaluate_reads(
     tiny_data: Path, tmp_path: Path
 ):
