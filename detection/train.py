@@ -86,27 +86,29 @@ def resolve_data(data: Path) -> Path:
             f"{data}: not a dataset; give a converted folder, a YOLO dataset's folder or its "
             "data.yaml"
         )
-    read_yaml_mapping(data, "YOLO dataset's data.yaml")  # ultralytics' own read: a traceback
+    # Read here: ultralytics' own read of a file that is no YAML mapping is a traceback.
+    listed = read_yaml_mapping(data, "YOLO dataset's data.yaml")
     data = data.resolve()
     if (data.parent / MARKER).is_file():
         read_manifest(data.parent)  # what every reader of a converter output takes from it
-    _check_own_images(data)
+    _check_own_images(data, listed.get("path"))
     check_linked_images(data.parent)
     return data
 
 
-def _check_own_images(data_yaml: Path) -> None:
+def _check_own_images(data_yaml: Path, given: object) -> None:
     """Refuses a converter output whose ``data.yaml`` sends ultralytics to another
-    folder's images: converters before 2026-12-04 wrote an absolute ``path``, so a moved
-    or copied output trained on the original's images and labels (and ultralytics' val
-    scored them) while our evaluation read the copy's ground truth."""
-    if not (data_yaml.parent / "manifest.json").is_file():
+    folder's images (``given``, its ``path``): converters before 2026-12-04 wrote an
+    absolute ``path``, so a moved or copied output trained on the original's images and
+    labels (and ultralytics' val scored them) while our evaluation read the copy's ground
+    truth."""
+    if not (data_yaml.parent / MARKER).is_file():
         return  # not ours: a YOLO dataset's path is its own business (Roboflow's ../)
-    try:
-        given = yaml.safe_load(data_yaml.read_text()).get("path")
-    except (yaml.YAMLError, AttributeError, OSError):
-        return  # ultralytics' own check names what is wrong with the file
-    if given and Path(given).is_absolute() and Path(given).resolve() != data_yaml.parent:
+    if (
+        isinstance(given, str)
+        and Path(given).is_absolute()
+        and Path(given).resolve() != data_yaml.parent
+    ):
         raise ConversionError(
             f"{data_yaml}: its 'path: {given}' sends training to that folder's images and "
             f"labels, not to the ones beside it (the output was moved or copied); delete "
@@ -422,7 +424,6 @@ def parse_overrides(pairs: list[str]) -> dict:
     """
     if not pairs:  # ultralytics (and torch, 3 s) only to check some
         return {}
-    import yaml
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
     overrides = {}
