@@ -111,9 +111,10 @@ def from_folders(
         trained = {name for _, name, split in items if split == "train"}
         untrained = sorted({name for _, name, _ in items} - trained)
         if untrained:
+            held = sorted({split for _, name, split in items if name == untrained[0]})
             raise ConversionError(
                 f"{root}: no training images of {', '.join(untrained)} (images in "
-                f"{', '.join(str(root / s / untrained[0]) for s in presplit if s != 'train')}"
+                f"{', '.join(str(root / s / untrained[0]) for s in held)}"
                 f", none in {root / 'train' / untrained[0]}): the classifier could never "
                 "predict it; move some into train/"
             )

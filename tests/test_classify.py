@@ -121,6 +121,14 @@ def _split_given(root: Path, classes: dict[str, list[str]]) -> Path:
             "no training images of odd (images in {root}/val/odd, none in {root}/train/odd): "
             "the classifier could never predict it",
         ),
+        # Only the splits that hold the class are named (val, which lacks it, was too).
+        (
+            lambda root: _split_given(
+                root, {"train": ["good", "bad"], "val": ["good", "bad"], "test": ["odd"]}
+            ),
+            None,
+            "no training images of odd (images in {root}/test/odd, none in {root}/train/odd)",
+        ),
         (
             lambda root: _split_given(root, {"train": ["good", "bad"], "val": ["good", "bad"]}),
             "good",
