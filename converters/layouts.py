@@ -275,6 +275,11 @@ def detect_layout(root: Path) -> SourceLayout:
         if len(subfolders) != 1:
             break
         folder = subfolders[0]
+    if (root / "data.yaml").is_file():  # a converter output, or any YOLO dataset
+        raise ConversionError(
+            f"{root} is a YOLO dataset (data.yaml), converted already: train, evaluate and "
+            "review take it as it is; convert and validate read a dataset in VOC XML"
+        )
     raise ConversionError(
         f"{root}: no known dataset layout. Expected NEU-DET (IMAGES/ + ANNOTATIONS/, or "
         "train|validation/images + annotations), GC10-DET (folders 1..10 + lable/, or "

@@ -58,6 +58,9 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             "no such dataset definition",
         ),
         (["validate", "{src}/IMAGES"], "no known dataset layout"),
+        # A converted folder, given where a source is read.
+        (["validate", "{out}"], "{out} is a YOLO dataset (data.yaml), converted already"),
+        (["convert", "{out}", "--out", "{tmp}/o"], "convert and validate read a dataset in VOC"),
         (["train", "--set", "lr0"], "--set 'lr0': expected KEY=VALUE"),
         (["train", "--set", "lr=0.1"], "--set lr: not an ultralytics training argument"),
         (["train", "--set", "epochs=3"], "use its own option (--epochs)"),
@@ -199,7 +202,7 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     argv = [a.format(tmp=tmp_path, src=src, out=out) for a in args]
     result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
-    assert message.format(tmp=tmp_path, src=src) in result.stderr
+    assert message.format(tmp=tmp_path, src=src, out=out) in result.stderr
     assert "Traceback" not in result.stderr
 
 
