@@ -827,6 +827,13 @@ def cmd_release(args: argparse.Namespace) -> int:
         f"{'' if int8['onnx'] else ' (not shipped: beyond the tolerance)'}; "
         f"use --weights {args.name}"
     )
+    for stage in card["stages"]:
+        if stage.get("complete") is False:
+            stderr_console().print(
+                f"Note: run {stage['run']} stopped before its end, after {stage['epochs']} "
+                "epochs (killed, or still training); its best.pt of those was released, "
+                "and the card says so"
+            )
     return 0
 
 

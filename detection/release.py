@@ -179,18 +179,18 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
     device = args["device"] or "auto"  # ultralytics records --device auto as ""
     command = (
         f"defects train --data {_relative(data_yaml.parent)} "
-        f"--model {_relative(Path(args['model']))} --name {args['name']} --device {device} "
+        f"--model {_as_typed(args['model'])} --name {args['name']} --device {device} "
         f"--imgsz {args['imgsz']} --batch {args['batch']} --seed {args['seed']} "
         f"--workers {args['workers']}"
     )
-    weights_dir = _relative(Path(args["project"]))
+    weights_dir = _relative(_as_recorded(Path(args["project"])))
     if weights_dir != "weights":
         command += f" --weights-dir {weights_dir}"
     if args.get("time"):
         command += f" --hours {args['time']}"
     elif args.get("epochs"):
         command += f" --epochs {args['epochs']}"
-    teacher = _relative(Path(args["distill_model"])) if args.get("distill_model") else None
+    teacher = _as_typed(args["distill_model"]) if args.get("distill_model") else None
     if teacher:
         command += f" --teacher {teacher}"
     activation = recorded_activation(run_dir / "best.pt")  # the run's record, weights or not
@@ -208,6 +208,7 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
         "teacher": teacher,
         "teacher_stages": teacher_stages(Path(args["distill_model"]), data) if teacher else None,
         "epochs": len(rows),
+        "complete": run_complete(run_dir),
         "wall_time_h": round(seconds / 3600, 3),
         "device": device,
         "hardware": hardware,
@@ -217,6 +218,23 @@ def training_stage(run_dir: Path, data: Path | None = None) -> dict:
         "last_epoch_ultralytics_mAP50": float(last["metrics/mAP50(B)"]),
         "last_epoch_ultralytics_mAP50-95": float(last["metrics/mAP50-95(B)"]),
     }
+
+
+def run_complete(run_dir: Path) -> bool | None:
+    """Whether a run ended by itself (every epoch trained, or its ``--hours`` budget
+    spent): False for one stopped before (killed, or still training), whose ``best.pt``
+    is the best of the epochs it had; None where its checkpoints do not say (a run
+    brought back from the GPU machine without them)."""
+    from detection.train import checkpoint_state
+
+    for checkpoint in ("last.pt", "best.pt"):
+        if (run_dir / checkpoint).is_file():
+            state = checkpoint_state(run_dir / checkpoint)
+            # Ultralytics strips both at a run's end; an unstripped best.pt alone says
+            # only which epoch was best.
+            if checkpoint == "last.pt" or state == "finished":
+                return state != "resumable"
+    return None
 
 
 def teacher_stages(teacher: Path, data: Path | None = None) -> list[dict] | None:
@@ -259,6 +277,14 @@ def _as_recorded(path: Path) -> Path:
     from detection.offline import PROJECT_ROOT
 
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _as_typed(recorded: str) -> str:
+    """A model a run recorded (its ``--model`` or ``--teacher``), as a command typed at
+    the repository root would give it: a bare name that no file there answers to is an
+    ultralytics definition (``yolo11n.yaml``) and stays as it is, wherever release runs."""
+    path = _as_recorded(Path(recorded))
+    return _relative(path) if path.exists() or Path(recorded).name != recorded else recorded
 
 
 def _relative(path: Path) -> str:
@@ -980,8 +1006,10 @@ def _first_start(stages: list[dict]) -> str:
 def _stage_row(label: str, stage: dict) -> str:
     """One row of a card's table of training stages."""
     start = stage["start"] + (f", taught by `{stage['teacher']}`" if stage.get("teacher") else "")
+    # False: stopped before its end (killed, or released while still training).
+    stopped = " (stopped before its end)" if stage.get("complete") is False else ""
     return (
-        f"| {label} | `{stage['command']}` | {start} | {stage['epochs']} | "
+        f"| {label} | `{stage['command']}` | {start} | {stage['epochs']}{stopped} | "
         f"{stage['wall_time_h']:.2f} h | {stage.get('hardware') or stage['device']} |"
     )
 

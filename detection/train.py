@@ -646,7 +646,7 @@ def _check_teacher_still_there(checkpoint: Path) -> None:
         )
 
 
-def _checkpoint_state(path: Path) -> str:
+def checkpoint_state(path: Path) -> str:
     """``resumable`` (epochs left), ``trained`` (every epoch done, or a ``--hours`` budget
     spent, but the final strip of the optimizer was interrupted) or ``finished``
     (stripped: the run ended normally)."""
@@ -758,10 +758,10 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
         raise ConversionError(f"{last}: nothing to resume (no last.pt from an earlier run)")
     remove_partial_writes(run_dir)
     try:
-        state = _checkpoint_state(last)
+        state = checkpoint_state(last)
     except WeightsError as damaged:
         try:
-            fallback = best.is_file() and _checkpoint_state(best) == "resumable"
+            fallback = best.is_file() and checkpoint_state(best) == "resumable"
         except WeightsError:
             fallback = False
         if not fallback:
@@ -779,7 +779,7 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
         )
     if state == "trained":
         for path in (last, best):
-            if path.is_file() and _checkpoint_state(path) != "finished":
+            if path.is_file() and checkpoint_state(path) != "finished":
                 _strip_optimizer_atomically(path)
         print(
             f"defects train: every epoch of {run_dir} was trained; its final checkpoint "

@@ -272,14 +272,14 @@ def test_checkpoint_state(
 ):
     import torch
 
-    from detection.train import _checkpoint_state
+    from detection.train import checkpoint_state
 
     checkpoint = torch.load(trained / "best.pt", map_location="cpu", weights_only=False)
     checkpoint["epoch"] = epoch
     checkpoint["train_args"] = {**checkpoint["train_args"], "epochs": epochs, "time": hours}
     checkpoint["train_results"] = {"epoch": [1, 2], "time": [elapsed_s / 2, elapsed_s]}
     torch.save(checkpoint, tmp_path / "last.pt")
-    assert _checkpoint_state(tmp_path / "last.pt") == state
+    assert checkpoint_state(tmp_path / "last.pt") == state
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from converters.convert import ConvertResult, convert
 from converters.source import image_digest
@@ -914,6 +915,42 @@ def test_a_stage_command_names_every_option_the_run_was_given(
     assert remote["hardware"] == "CUDA:0 (NVIDIA H100 80GB HBM3, 81079MiB)"
     assert remote["device"] == "auto" and "--device auto" in remote["command"]
     assert "/gone" not in remote["command"]
+
+
+def test_a_stage_says_whether_its_run_ended(
+    trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    # Released from another folder than the repository root: the run's bare model name
+    # (an ultralytics definition) was given as a path into that folder.
+    monkeypatch.chdir(tmp_path)
+    stage = training_stage(run, tiny_data)
+    command = stage["command"].split()
+    recorded = yaml.safe_load((run / "args.yaml").read_text())["model"]
+    assert recorded == "yolo11n.yaml" == command[command.index("--model") + 1]
+    assert stage["complete"] is True  # ended by itself: both checkpoints stripped
+
+    def unstripped(checkpoint: str, epochs: int) -> None:
+        saved = torch.load(trained / checkpoint, map_location="cpu", weights_only=False)
+        saved["epoch"] = 0
+        saved["train_args"] = {**saved["train_args"], "epochs": epochs}
+        torch.save(saved, run / checkpoint)
+
+    unstripped("last.pt", 5)  # killed after its first epoch of five
+    stage = training_stage(run, tiny_data)
+    assert stage["complete"] is False
+    card = json.loads((RELEASED / "card.json").read_text())
+    card["stages"] = [stage]
+    assert f"| {stage['epochs']} (stopped before its end) |" in card_markdown(card)
+    unstripped("last.pt", 1)  # its one epoch done, killed before the final strip
+    assert training_stage(run, tiny_data)["complete"] is True
+    (run / "last.pt").unlink()  # brought back without it: a stripped best.pt still says
+    assert training_stage(run, tiny_data)["complete"] is True
+    unstripped("best.pt", 5)
+    assert training_stage(run, tiny_data)["complete"] is None
 
 
 def test_predictions_as_voc_prelabels_that_convert_reads_back(
