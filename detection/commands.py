@@ -737,15 +737,17 @@ def _model_names(given: str | None, sources: list[Path], results: bool) -> list[
         from detection.evaluate import results_name
 
         names = [results_name(source) for source in sources]
+        located = sources
     else:
-        from detection.weights import weights_name
+        from detection.weights import resolve_weights, weights_name
 
         names = [weights_name(source) for source in sources]
+        located = [resolve_weights(source) for source in sources]  # a released name's file
     for name in set(names):
         alike = [i for i, other in enumerate(names) if other == name]
         if len(alike) < 2:
             continue
-        parts = [_name_parts(sources[i]) for i in alike]
+        parts = [_name_parts(located[i]) for i in alike]
         for depth in range(2, max(map(len, parts)) + 1):
             longer = ["/".join(part[-depth:]) for part in parts]
             if len(set(longer)) == len(longer):

@@ -211,6 +211,20 @@ def test_models_are_named_apart_without_names(sources: list[str], names: list[st
     assert _model_names(None, paths, results=False) == names
 
 
+def test_a_released_name_is_named_apart_by_its_file(tmp_path, monkeypatch):
+    # Beside its own export, the released name is told apart by its model.pt, wherever
+    # compare runs (it was named by the folder compare ran in: "fz5/neu-det").
+    monkeypatch.chdir(tmp_path)
+    onnx = MODELS_DIR / "neu-det" / "model.onnx"
+    names = _model_names(None, [Path("neu-det"), onnx], results=False)
+    assert names == ["neu-det/model.pt", "neu-det/model.onnx"]
+    # A predictions folder of that name is no released model.
+    (tmp_path / "neu-det").mkdir()
+    other = tmp_path / "runs" / "neu-det"
+    names = _model_names(None, [Path("neu-det"), other], results=True)
+    assert names == [f"{tmp_path.name}/neu-det", "runs/neu-det"]
+
+
 @pytest.mark.parametrize(
     ("weights", "name"),
     [
