@@ -362,7 +362,7 @@ def edited_labels(out: Path, split: str, gt: dict) -> list[Path]:
         # The lines `convert` wrote for these boxes (to_yolo_lines), against the file's.
         boxes = _label_boxes(to_yolo_lines(image, dataset.classes))
         try:
-            found = _label_boxes(path.read_text())
+            found = _label_boxes(path.read_bytes().decode("utf-8-sig"))  # as ultralytics
         except (OSError, UnicodeDecodeError, ValueError):
             edited.append(path)
             continue

@@ -229,3 +229,27 @@ def image_size(path: Path) -> tuple[int, int]:
         OSError: The file is missing, unreadable or not an image.
     """
     return read_header(path).size
+
+
+# Ultralytics' datasets take no image under 10 pixels a side (data.utils.check_image).
+MIN_TRAINING_SIDE = 10
+
+
+def untrainable_images(paths: list[Path]) -> list[str]:
+    """``path: what is wrong`` for each image that ultralytics' datasets would pass over
+    as corrupt, training and validating without it (a line of its log among hundreds):
+    one that cannot be read, is no image, or is under ten pixels a side; and a JPEG cut
+    short, which it would rewrite in its place, its lost rows grey."""
+    found = []
+    for path in paths:
+        try:
+            width, height = read_header(path).size
+        except OSError as error:
+            found.append(f"{path}: {error.strerror or error}")
+            continue
+        if min(width, height) < MIN_TRAINING_SIDE:
+            found.append(
+                f"{path}: {width}x{height} pixels, under the {MIN_TRAINING_SIDE} a side "
+                "ultralytics trains on"
+            )
+    return found

@@ -173,6 +173,33 @@ def from_yolo_results(
     return boxes
 
 
+def _label_text(labels: Path) -> str:
+    """A label file's text as ultralytics reads it: UTF-8, a byte-order mark dropped (a
+    label saved by a Windows editor); bytes that are no UTF-8 make a malformed line."""
+    return labels.read_bytes().decode("utf-8-sig", errors="replace")
+
+
+def corrupt_labels(images: list[Path], classes: list[str]) -> list[AnnotationError]:
+    """What is wrong with each label file of ``images`` that ultralytics' datasets pass
+    over with its image, as corrupt: a line of its log ("ignoring corrupt image/label"),
+    and the run trains without that image. Read as :func:`from_yolo` reads them."""
+    found = []
+    for image_path in images:
+        labels = label_path(image_path)
+        if not labels.is_file():
+            continue  # an image without defects, to ultralytics (a folder there too)
+        try:
+            text = _label_text(labels)
+        except OSError as error:
+            found.append(AnnotationError(str(labels), "unreadable_label", str(error.strerror)))
+            continue
+        try:
+            from_yolo_lines(text, 1, 1, classes, str(labels))
+        except AnnotationError as error:
+            found.append(error)
+    return found
+
+
 def from_yolo(images: list[Path], classes: list[str], root: Path, split: str) -> Dataset:
     """The ground truth of YOLO-labelled images (any YOLO dataset: Roboflow's export, a
     team's own), each image's labels where ultralytics finds them (:func:`label_path`;
@@ -192,7 +219,7 @@ def from_yolo(images: list[Path], classes: list[str], root: Path, split: str) ->
         labels = label_path(image_path)
         try:
             width, height = image_size(image_path)
-            text = labels.read_text(errors="replace") if labels.is_file() else ""
+            text = _label_text(labels) if labels.is_file() else ""
         except OSError as error:
             raise AnnotationError(
                 str(error.filename or image_path), "unreadable_image", error.strerror or str(error)

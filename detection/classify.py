@@ -27,6 +27,7 @@ import numpy as np
 from converters.convert import read_manifest
 from converters.errors import ConversionError
 from converters.files import read_text
+from converters.imagesize import untrainable_images
 from converters.layouts import (
     class_folders,
     images_in,
@@ -226,13 +227,14 @@ def train_classifier(
     Raises:
         ConversionError: Bad data, a missing backbone, or a backbone that shares nothing.
     """
-    from detection.train import keep_earlier_run, trainer_class
+    from detection.train import keep_earlier_run, refuse_untrainable, trainer_class
 
     # The checks that need no model before ultralytics (and torch, 3 s) are imported.
     run_dir = (Path(weights_dir) / check_name(name, "run")).resolve()
     if backbone:
         backbone = check_checkpoint(backbone)
     source = prepare_source(data, background_class, seed)
+    refuse_untrainable(untrainable_images([image for image, _, _ in source.items]))
     from ultralytics import YOLO
     from ultralytics.nn.tasks import ClassificationModel
 

@@ -39,8 +39,9 @@ from converters.convert import (
 from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.files import read_yaml_mapping
+from converters.imagesize import untrainable_images
 from converters.layouts import is_image_level_tree, refuse_unconverted
-from converters.yolo import data_yaml_names
+from converters.yolo import corrupt_labels, data_yaml_names
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.console import counted, device_option
 from detection.splits import record_training_images
@@ -132,6 +133,39 @@ def _check_training_splits(data_yaml: Path) -> None:
                 "a ratio above 0 for each, e.g. --split 0.8,0.2 (and --resplit where the "
                 "source gives a split of its own)"
             )
+
+
+def _check_training_files(data_yaml: Path) -> None:
+    """Refuses a dataset with a train or val image, or label file, that ultralytics would
+    pass over as corrupt (a label file edited by hand, a class id past the dataset's
+    classes, an image written over): :func:`refuse_untrainable`."""
+    from detection.splits import split_images
+
+    corrupt = []
+    for split in ("train", "val"):
+        images, data = split_images(data_yaml, split)
+        corrupt += untrainable_images(images)
+        classes = [data["names"][i] for i in sorted(data["names"])]
+        corrupt += [str(error) for error in corrupt_labels(images, classes)]
+    refuse_untrainable(corrupt)
+
+
+def refuse_untrainable(corrupt: list[str]) -> None:
+    """Refuses the files (``path: what is wrong``) that ultralytics' datasets would pass
+    over as corrupt, before training: it trains and validates without their images and
+    says so only in a line of its log among hundreds (and a classifier's own val then
+    failed on them).
+
+    Raises:
+        ConversionError: Any; the first three named, with how many more.
+    """
+    if corrupt:
+        more = f"; and {len(corrupt) - 3} more" if len(corrupt) > 3 else ""
+        raise ConversionError(
+            f"{counted(len(corrupt), 'file')} that ultralytics would pass over as corrupt, "
+            f"training without their images: {'; '.join(corrupt[:3])}{more}; mend or "
+            "replace each"
+        )
 
 
 def coco_edits_not_trained_on(out: Path) -> list[str]:
@@ -703,7 +737,8 @@ def _resume_overrides(
     and workers asked for.
 
     Raises:
-        ConversionError: The checkpoint's data is gone and no ``--data`` was given, or
+        ConversionError: The checkpoint's data is gone and no ``--data`` was given, a
+            file of it ultralytics would pass over (:func:`_check_training_files`), or
             its GPU is not here (:func:`_resume_device`).
     """
     args = (load_yolo(checkpoint, "detect").ckpt or {}).get("train_args") or {}
@@ -715,6 +750,9 @@ def _resume_overrides(
             f"{checkpoint}: the run trained on {args['data']}, which is not there now; "
             "give --data where that dataset lies"
         )
+    trained_on = changed.get("data", args.get("data"))
+    if isinstance(trained_on, str):
+        _check_training_files(Path(trained_on))
     changed |= {"batch": batch, "workers": workers}
     return {key: value for key, value in changed.items() if value is not None}
 
@@ -913,6 +951,7 @@ def train(
     if teacher is not None:
         _teacher_weights(teacher)
     _check_training_splits(data_yaml)
+    _check_training_files(data_yaml)
     for sentence in coco_edits_not_trained_on(data_yaml.parent):
         print(f"defects train: warning: {sentence}", file=sys.stderr)
     recipe = training_recipe(data_yaml, on_gpu(device))

@@ -27,6 +27,7 @@ from detection.classify import (
     image_label_from_boxes,
     layout_tree,
     prepare_source,
+    train_classifier,
 )
 from detection.splits import TRAINED_ON
 from tests.helpers import write_image
@@ -149,6 +150,24 @@ def test_data_a_classifier_cannot_use_is_refused(make, background, message: str,
     with pytest.raises(ConversionError) as refused:
         prepare_source(root, background, seed=0)
     assert message.format(root=root) in str(refused.value)
+
+
+def test_images_ultralytics_would_pass_over_are_named_before_training(tmp_path: Path):
+    # Its dataset scan dropped the val image and trained on; our val of the classifier
+    # then stopped in ultralytics' Image.open (ModuleNotFoundError: pi_heif).
+    root = _split_given(tmp_path / "src", {"train": ["good", "bad"], "val": ["good", "bad"]})
+    written_over = root / "val" / "bad" / "bad_1.jpg"
+    written_over.write_bytes(b"")
+    tiny = root / "train" / "good" / "good_9.jpg"
+    write_image(tiny, 8, 8)
+    weights = tmp_path / "w"
+    with pytest.raises(ConversionError) as refused:
+        train_classifier(root, "c", epochs=1, weights_dir=weights, workers=0)
+    said = str(refused.value)
+    assert said.startswith("2 files that ultralytics would pass over as corrupt")
+    assert f"{written_over}: not a readable image" in said
+    assert f"{tiny}: 8x8 pixels, under the 10 a side" in said
+    assert not weights.exists()
 
 
 def test_a_background_class_that_is_a_class_already_is_refused(tmp_path: Path):

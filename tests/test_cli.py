@@ -237,6 +237,40 @@ def test_convert_says_when_a_split_it_was_asked_for_comes_out_empty(
     assert (note in err) if note else "note: no " not in err
 
 
+def test_label_files_ultralytics_would_drop_are_named_before_training(tmp_path: Path, capsys):
+    """A label file edited into something ultralytics cannot read: its dataset passed
+    over the file's image, as corrupt, and trained without it, said in one line of its
+    log among hundreds."""
+    out = tmp_path / "out"
+    assert main(["convert", str(_small(tmp_path / "src")), "--out", str(out)]) == 0
+    train_label = sorted((out / "labels" / "train").iterdir())[0]
+    val_label = sorted((out / "labels" / "val").iterdir())[0]
+    train_label.write_text("not [valid {{ at all\n")
+    val_label.write_text("0 0.5 0.5 0.2 0.4\n7 0.5 0.5 0.2 0.4\n")
+    train = ["train", "--data", str(out), "--epochs", "1", "--imgsz", "32"]
+    train += ["--weights-dir", str(tmp_path / "w"), "--workers", "0"]
+    capsys.readouterr()
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert "defects train: error: 2 files that ultralytics would pass over as corrupt" in err
+    assert f"{train_label}: malformed_label: line 1: 'not [valid {{{{ at all'" in err
+    assert f"{val_label}: unknown_class: line 2: class 7 is not one of 0..5" in err
+    assert not (tmp_path / "w").exists()  # nothing trained
+    # A byte-order mark is no damage (ultralytics reads it): only the val file is said.
+    train_label.write_bytes(b"\xef\xbb\xbf0 0.5 0.5 0.2 0.4\n")
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert "error: 1 file that ultralytics" in err and str(train_label) not in err
+    # An image written over (the link replaced: the source stays whole).
+    image = sorted((out / "images" / "val").iterdir())[-1]
+    image.unlink()
+    image.write_text("notes\n")
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert "error: 2 files that ultralytics would pass over" in err
+    assert f"{image}: not a readable image" in err
+
+
 def test_a_dataset_without_val_images_is_refused_in_one_plain_line(tmp_path: Path, capsys):
     """`convert --split 1,0` then `train`: ultralytics stopped at its val loader with a
     message in terminal colour codes ("[34m[1mval: [0mError loading data ...")."""

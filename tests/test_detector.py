@@ -282,6 +282,35 @@ def test_checkpoint_state(
     assert checkpoint_state(tmp_path / "last.pt") == state
 
 
+@pytest.mark.parametrize("given", [True, False])
+def test_a_resumed_run_refuses_label_files_ultralytics_would_drop(
+    trained: Path, tiny_data: Path, tmp_path: Path, given: bool
+):
+    import torch
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, symlinks=True)
+    label = sorted((data / "labels" / "train").iterdir())[0]
+    label.write_text("0 0.5 0.5 0.2\n")  # edited since the run was killed
+    run = tmp_path / "w" / "tiny"
+    shutil.copytree(trained, run)
+    checkpoint = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    checkpoint["epoch"] = 0  # killed after its first epoch of three
+    checkpoint["train_args"] = {
+        **checkpoint["train_args"], "epochs": 3, "data": str(data / "data.yaml")
+    }  # fmt: skip
+    torch.save(checkpoint, run / "last.pt")
+    saved = (run / "last.pt").read_bytes()
+    resume = [*DEFECTS, "train", "--resume", "--name", "tiny", "--weights-dir", str(run.parent)]
+    # The data where it now lies, or where the run trained on it.
+    resume += ["--data", str(data)] if given else []
+    result = subprocess.run(resume, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: 1 file that ultralytics would pass over as corrupt" in result.stderr
+    assert f"{label}: malformed_label: line 1: '0 0.5 0.5 0.2'" in result.stderr
+    assert (run / "last.pt").read_bytes() == saved  # no epoch trained
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
     result = subprocess.run(
         [*DEFECTS, "train", "--resume", "--name", "none", "--weights-dir", str(tmp_path)],
@@ -457,7 +486,11 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
         ("{tmp}/none.pt", None, "none.pt: no such"),
         ("yolo11s.yaml", None, "a teacher is a trained detector"),
         # NEU-DET's classes in another order: the scores would be compared class to class.
-        ("neu-det", ["scratches", "crazing"], "are not the data's ['scratches', 'crazing'"),
+        (
+            "neu-det",
+            ["scratches", "crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale"],
+            "are not the data's ['scratches', 'crazing', 'inclusion'",
+        ),
     ],
 )
 def test_a_teacher_that_cannot_teach_is_a_clear_error(

@@ -13,7 +13,13 @@ import pytest
 from PIL import Image
 
 from converters.convert import convert
-from converters.imagesize import UNDECODABLE_SAMPLES, CorruptImageError, image_size, read_header
+from converters.imagesize import (
+    UNDECODABLE_SAMPLES,
+    CorruptImageError,
+    image_size,
+    read_header,
+    untrainable_images,
+)
 from converters.pixels import read_image
 from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
@@ -267,3 +273,34 @@ def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path:
     problem = next(p for p in report.problems if p.file == "ANNOTATIONS/patches_2.xml")
     assert problem.detail.endswith(UNDECODABLE_SAMPLES), problem.detail
     assert (tmp_path / "out" / "labels" / "train" / "patches_1.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (lambda: _encode("JPEG"), None),
+        (lambda: _encode("PNG", "RGB"), None),
+        (lambda: _encode("PNG", size=(10, 10)), None),
+        (lambda: b"", "not a readable image"),
+        (lambda: b"some notes\n", "not a readable image"),
+        (lambda: _encode("PNG", size=(9, 40)), "9x40 pixels, under the 10 a side"),
+        # Ultralytics rewrites a JPEG cut short in its place (its lost rows grey).
+        (lambda: _encode("JPEG")[:-200], "cut short"),
+    ],
+)
+def test_images_ultralytics_would_pass_over_are_found(tmp_path: Path, content, said):
+    from ultralytics.data.utils import check_image
+
+    path = tmp_path / "a.jpg"
+    path.write_bytes(content())
+    found = untrainable_images([path])
+    try:
+        message = check_image(str(path))[0]
+        dropped = False
+    except Exception:  # any, as its dataset's scan catches them
+        dropped, message = True, ""
+    if said is None:
+        assert not found and not dropped and not message
+    else:
+        assert dropped or "corrupt JPEG restored" in message
+        assert len(found) == 1 and found[0].startswith(f"{path}: ") and said in found[0]

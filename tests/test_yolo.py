@@ -9,6 +9,7 @@ import pytest
 
 from converters.errors import AnnotationError
 from converters.yolo import (
+    corrupt_labels,
     from_yolo,
     from_yolo_lines,
     from_yolo_results,
@@ -83,6 +84,40 @@ def test_a_label_read_is_one_ultralytics_keeps(tmp_path: Path):
         except AnnotationError:
             read = False
         assert read == (labels is not None and len(labels) > 0), text
+
+
+@pytest.mark.parametrize(
+    ("content", "boxes", "error"),
+    [
+        (b"\xef\xbb\xbf0 0.5 0.5 0.2 0.4\n", 1, None),  # a byte-order mark: a Windows save
+        (b"0 0.5 0.5 0.2 0.4\r\n1 0.5 0.5 0.2 0.4\r\n", 2, None),
+        (b"", 0, None),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", None, "malformed_label: line 1: "),
+        (b"not [valid {{ at all\n", None, "malformed_label: line 1: "),
+        (b"0 0.5 0.5 0.2 0.4\n2 0.5 0.5 0.2 0.4\n", None, "unknown_class: line 2: class 2"),
+        (None, 0, None),  # a folder where the label file would be: no defects, to both
+    ],
+)
+def test_label_files_are_read_and_refused_as_ultralytics_does(
+    tmp_path: Path, content: bytes | None, boxes: int | None, error: str | None
+):
+    from ultralytics.data.utils import verify_image_label
+
+    image = write_image(tmp_path / "images" / "a.jpg", 100, 100)
+    labels = tmp_path / "labels" / "a.txt"
+    if content is None:
+        labels.mkdir(parents=True)
+    else:
+        labels.parent.mkdir()
+        labels.write_bytes(content)
+    checked = verify_image_label((str(image), str(labels), "", False, 2, 0, 0, False))
+    found = corrupt_labels([image], CLASSES)
+    assert bool(found) == bool(checked[8]) == (error is not None)  # [8]: corrupt
+    if error:
+        assert str(found[0]).startswith(f"{labels}: {error}")
+    else:
+        assert len(from_yolo([image], CLASSES, tmp_path, "val").images[0].boxes) == boxes
+        assert len(checked[1]) == boxes
 
 
 @pytest.mark.parametrize(
