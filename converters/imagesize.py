@@ -199,7 +199,9 @@ def read_header(path: Path) -> ImageHeader:
     data = read_file(path)
     header = check_structure(data)
     if header is None:
-        from PIL import Image
+        if not data:
+            raise OSError("not a readable image: empty file (0 bytes)")
+        from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(path) as image:
@@ -209,9 +211,11 @@ def read_header(path: Path) -> ImageHeader:
                 if image.format == "TIFF":  # Pillow gives a TIFF's size as shown already
                     size = image.tag_v2.get(256, size[0]), image.tag_v2.get(257, size[1])
                 header = ImageHeader(*size, orientation, _PILLOW_BITS.get(image.mode, 8))
-        # Broad on purpose: once ultralytics is imported it patches Image.open, and an
-        # unidentified file then raises ModuleNotFoundError (its optional HEIF plugin).
-        except Exception as error:
+        # Once ultralytics is imported it patches Image.open, and a file of no format
+        # Pillow knows then raises ModuleNotFoundError (its optional HEIF plugin).
+        except (UnidentifiedImageError, ImportError):
+            raise OSError("not a readable image: of no image format Pillow knows") from None
+        except Exception as error:  # broad on purpose: Pillow's plugins raise any kind
             raise OSError(f"not a readable image: {error}") from None
     if header.stored_width <= 0 or header.stored_height <= 0:
         raise OSError(
