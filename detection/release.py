@@ -60,6 +60,7 @@ from detection.weights import (
     MAX_RELEASE_MB,
     MODELS_DIR,
     NMS_IOU,
+    WeightsError,
     check_name,
     load_yolo,
     sha256,
@@ -228,12 +229,14 @@ def run_complete(run_dir: Path) -> bool | None:
     from detection.train import checkpoint_state
 
     for checkpoint in ("last.pt", "best.pt"):
-        if (run_dir / checkpoint).is_file():
+        try:
             state = checkpoint_state(run_dir / checkpoint)
-            # Ultralytics strips both at a run's end; an unstripped best.pt alone says
-            # only which epoch was best.
-            if checkpoint == "last.pt" or state == "finished":
-                return state != "resumable"
+        except WeightsError:
+            continue  # missing or damaged: the released best.pt is checked on its own
+        # Ultralytics strips both at a run's end; an unstripped best.pt alone says only
+        # which epoch was best.
+        if checkpoint == "last.pt" or state == "finished":
+            return state != "resumable"
     return None
 
 

@@ -947,6 +947,8 @@ def test_a_stage_says_whether_its_run_ended(
     assert f"| {stage['epochs']} (stopped before its end) |" in card_markdown(card)
     unstripped("last.pt", 1)  # its one epoch done, killed before the final strip
     assert training_stage(run, tiny_data)["complete"] is True
+    (run / "last.pt").write_bytes(b"")  # damaged: the stripped best.pt still says
+    assert training_stage(run, tiny_data)["complete"] is True
     (run / "last.pt").unlink()  # brought back without it: a stripped best.pt still says
     assert training_stage(run, tiny_data)["complete"] is True
     unstripped("best.pt", 5)
