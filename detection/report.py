@@ -52,7 +52,8 @@ def _stat(value: float | None) -> str:
 
 def _xyxy(boxes: list[list[float]]) -> np.ndarray:
     array = np.array(boxes, dtype=float).reshape(-1, 4)
-    array[:, 2:] += array[:, :2]
+    with np.errstate(over="ignore"):  # a corner past any float is infinite: IoU 0 with it
+        array[:, 2:] += array[:, :2]
     return array
 
 
@@ -201,8 +202,10 @@ def draw_examples(
             ),
         ):
             for (x, y, w, h), text in boxes:
-                p1 = (int(x * scale), int(y * scale))
-                p2 = (int((x + w) * scale), int((y + h) * scale))
+                p1, p2 = (
+                    _drawn_at(x, y, pixels.shape, scale),
+                    _drawn_at(x + w, y + h, pixels.shape, scale),
+                )
                 cv2.rectangle(pixels, p1, p2, colour, 2)
                 cv2.putText(
                     pixels,
@@ -381,6 +384,14 @@ def plot_errors(errors: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _drawn_at(x: float, y: float, shape: tuple[int, ...], scale: int) -> tuple[int, int]:
+    """A box corner in pixels of an image drawn at ``scale``, held within a pixel of its
+    edges: a results file may put a box far outside the image (a finite 1e308 and its
+    width add to infinity, which no pixel position holds)."""
+    height, width = shape[:2]
+    return int(min(max(x * scale, -1), width)), int(min(max(y * scale, -1), height))
 
 
 def draw_error_examples(gt: dict, examples: dict, image_dir: Path, out: Path) -> dict:

@@ -525,3 +525,18 @@ def test_results_are_scored_on_a_datasets_split(tmp_path: Path, capsys):
             argv = [command, "--predictions", near, near, *extra, "--out", str(tmp_path / "x")]
             assert main(argv if command == "compare" else argv[:3] + argv[4:]) == 2
             assert "give --predictions" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy's overflow, said to the user
+def test_boxes_far_outside_their_image_are_drawn_at_its_edges(tiny_data: Path, tmp_path: Path):
+    # Finite values whose corner is not (1e308 + 1e308): int() of it was an OverflowError
+    # traceback in the report's examples; a box merely far off was drawn past any pixel.
+    gt = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())
+    results = _perfect(gt)
+    results[0]["bbox"] = [1e308, 1e308, 1e308, 1e308]
+    results[1]["bbox"] = [-1e200, 5.0, 1e201, 10.0]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "report"
+    argv = ["evaluate", "--predictions", str(tmp_path / "results.json"), "--data", str(tiny_data)]
+    assert main([*argv, "--out", str(out), "--bootstrap", "0"]) == 0
+    assert sorted((out / "examples").iterdir())
