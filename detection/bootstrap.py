@@ -89,13 +89,15 @@ class MatchTable:
         Args:
             weights: ``[R, N]``, how often each image counts in each replicate (``N`` as
                 ``image_ids``; a row of ones is the evaluation itself, zeros leave an
-                image out).
+                image out), in whole numbers.
 
         Returns:
             ``[R, K, T]`` AP per replicate, class and IoU threshold; NaN where the
             replicate holds no ground truth of that class (pycocotools' -1).
         """
         weights = np.atleast_2d(np.asarray(weights, dtype=float))
+        if not np.array_equal(weights, np.round(weights)) or (weights < 0).any():
+            raise ValueError("image weights are counts: whole numbers, none below 0")
         result = np.empty((weights.shape[0], len(self.classes), len(self.iou_thresholds)))
         for start in range(0, weights.shape[0], _BLOCK):
             block = weights[start : start + _BLOCK]
@@ -114,17 +116,18 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndar
     precision at or after a position) peaks at one of them too, since precision falls at
     every false positive. One cumulative sum of the counted detections' weights per class
     serves every IoU threshold with the same ignored detections; the rest works on the
-    true positives alone.
+    true positives alone, every replicate at once: with whole-number weights, recall
+    reaches a point where the true positives reach a whole count, so one search over the
+    replicates' counts laid end to end finds every replicate's positions.
     """
     n_gt = weights @ matches.ground_truth  # [R]
     replicates, n_iou = weights.shape[0], matches.true_positive.shape[0]
     ap = np.zeros((replicates, n_iou))
-    ap[n_gt == 0] = np.nan
     if matches.image.size == 0:
-        return ap
+        return np.where(n_gt[:, None] == 0, np.nan, ap)
     per_detection = weights[:, matches.image]  # [R, D]
-    live = np.flatnonzero(n_gt > 0)
     safe_gt = np.where(n_gt > 0, n_gt, 1)[:, None]
+    reaching = _counts_reaching(recall_points, safe_gt)  # [R, J]
     counted_sums: dict[bytes, np.ndarray] = {}
     for t in range(n_iou):
         counted = ~matches.ignored[t]
@@ -135,15 +138,33 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndar
         if positions.size == 0:
             continue  # no true positive: every recall point has precision 0
         seen = counted_sums[key][:, positions]  # tp + fp at each true positive
-        tp = np.cumsum(per_detection[:, positions], axis=1)
-        recall = tp / safe_gt
+        tp = np.cumsum(per_detection[:, positions], axis=1)  # [R, P] whole counts
         precision = tp / (seen + np.spacing(1))
         envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-        for r in live:
-            found = np.searchsorted(recall[r], recall_points, side="left")
-            inside = found < positions.size
-            ap[r, t] = envelope[r, found[inside]].sum() / recall_points.size
-    return ap
+        # The first position whose recall (tp / n_gt) reaches each point: pycocotools'
+        # searchsorted(recall, points, "left"), as a count of the positions before it.
+        # Each replicate's counts are lifted past the one before, so all are one sorted
+        # array, searched once (exact: whole numbers far below 2**53).
+        stride = max(tp[:, -1].max(), reaching.max()) + 1
+        lift = np.arange(replicates)[:, None] * stride
+        found = np.searchsorted((tp + lift).ravel(), reaching + lift, side="left")
+        found -= np.arange(replicates)[:, None] * positions.size
+        inside = found < positions.size
+        reached = np.take_along_axis(envelope, np.minimum(found, positions.size - 1), axis=1)
+        ap[:, t] = np.where(inside, reached, 0.0).sum(axis=1) / recall_points.size
+    return np.where(n_gt[:, None] == 0, np.nan, ap)
+
+
+def _counts_reaching(recall_points: np.ndarray, n_gt: np.ndarray) -> np.ndarray:
+    """``[R, J]`` the least whole count ``m`` whose recall ``m / n_gt`` (in floating
+    point, as pycocotools divides) reaches each recall point, for each row's ``n_gt``
+    (``[R, 1]``, whole numbers). The product ``point * n_gt`` is within a rounding of
+    the answer, so the answer is among the five whole numbers around its ceiling."""
+    guess = np.ceil(recall_points[None, :] * n_gt)  # [R, J]
+    candidates = guess[..., None] + np.arange(-2.0, 3.0)  # [R, J, 5]
+    reaches = (candidates >= 0) & (candidates / n_gt[..., None] >= recall_points[None, :, None])
+    first = np.argmax(reaches, axis=-1)[..., None]  # reaching is monotone in the count
+    return np.take_along_axis(candidates, first, axis=-1)[..., 0]
 
 
 def match(

@@ -13,6 +13,7 @@ import pytest
 from detection.bootstrap import (
     ClassMatches,
     MatchTable,
+    _counts_reaching,
     figures,
     holm_adjusted,
     interval,
@@ -88,6 +89,49 @@ def test_a_weight_of_two_is_the_image_twice():
     scored = evaluate(doubled, doubled_results)
     assert found["mAP50"][0] == pytest.approx(scored.stats["AP50"], abs=1e-12)
     assert found["mAP50-95"][0] == pytest.approx(scored.stats["AP50:95"], abs=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_replicates_searched_at_once_are_each_as_searched_alone(case: str):
+    # The replicates' true-positive counts are laid end to end and searched once: a row
+    # computed among others must be that row computed alone.
+    gt, results = _load(case)
+    table = match(gt, results)["all"]
+    weights = resample_weights(len(table.image_ids), 7, seed=5)
+    weights[3] = 0  # a replicate with no ground truth of any class
+    together = table.average_precision(weights)
+    for r in range(len(weights)):
+        alone = table.average_precision(weights[r : r + 1])[0]
+        np.testing.assert_allclose(together[r], alone, rtol=0, atol=1e-15)
+    assert np.isnan(together[3]).all()
+
+
+def test_the_count_reaching_each_recall_point_is_the_least_one_that_does():
+    points = np.linspace(0.0, 1.00, 101)
+    n_gt = np.arange(1, 400, dtype=float)[:, None]
+    reaching = _counts_reaching(points, n_gt)
+    for row, n in enumerate(n_gt[:, 0]):
+        counts = np.arange(n + 1)
+        # By scanning, with pycocotools' division: recall is count / ground truth.
+        least = [counts[counts / n >= point][0] for point in points]
+        assert reaching[row].tolist() == least, n
+    # A recall point above 1 needs more true positives than there is ground truth.
+    assert (_counts_reaching(np.array([1.001, 1.5]), n_gt) > n_gt).all()
+
+
+@pytest.mark.parametrize(
+    ("weights", "error"),
+    [
+        (np.full((1, 5), 0.5), "whole numbers"),
+        (np.array([[1, 1, -1, 1, 1]]), "none below 0"),
+    ],
+)
+def test_image_weights_are_counts(weights: np.ndarray, error: str):
+    gt, results = _load("edge-cases")
+    table = match(gt, results)["all"]
+    weights = np.resize(weights, (1, len(table.image_ids)))
+    with pytest.raises(ValueError, match=error):
+        table.average_precision(weights)
 
 
 def test_same_seed_same_intervals_other_seed_other_intervals():
