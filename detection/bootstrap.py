@@ -126,15 +126,21 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndar
     if matches.image.size == 0:
         return np.where(n_gt[:, None] == 0, np.nan, ap)
     per_detection = weights[:, matches.image]  # [R, D]
+    # Detections that count in no sum here are left out: those of images no replicate
+    # of the block draws (a subset's other images), and those every IoU threshold
+    # ignores (outside an area range and unmatched).
+    kept = per_detection.any(axis=0) & ~matches.ignored.all(axis=0)
+    per_detection = per_detection[:, kept]
+    true_positive, ignored = matches.true_positive[:, kept], matches.ignored[:, kept]
     safe_gt = np.where(n_gt > 0, n_gt, 1)[:, None]
     reaching = _counts_reaching(recall_points, safe_gt)  # [R, J]
     counted_sums: dict[bytes, np.ndarray] = {}
     for t in range(n_iou):
-        counted = ~matches.ignored[t]
+        counted = ~ignored[t]
         key = np.packbits(counted).tobytes()
         if key not in counted_sums:
             counted_sums[key] = np.cumsum(per_detection * counted, axis=1)
-        positions = np.flatnonzero(matches.true_positive[t] & counted)
+        positions = np.flatnonzero(true_positive[t] & counted)
         if positions.size == 0:
             continue  # no true positive: every recall point has precision 0
         seen = counted_sums[key][:, positions]  # tp + fp at each true positive

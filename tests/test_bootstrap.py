@@ -3,12 +3,15 @@ the truth about 95% of the time on a synthetic case where the truth is known."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools.cocoeval import COCOeval
 
 from detection.bootstrap import (
     ClassMatches,
@@ -23,7 +26,7 @@ from detection.bootstrap import (
     summarise,
 )
 from detection.breakdowns import image_subsets, size_terciles
-from detection.cocoeval import evaluate
+from detection.cocoeval import evaluate, load_gt, load_results
 
 DATA = Path(__file__).resolve().parent / "data"
 CASES = {
@@ -66,6 +69,29 @@ def test_a_subset_is_pycocotools_on_those_images(case: str):
     scored = evaluate(sub_gt, [r for r in results if r["image_id"] in kept])
     assert point["mAP50"] == pytest.approx(scored.stats["AP50"], abs=1e-12)
     assert point["mAP50-95"] == pytest.approx(scored.stats["AP50:95"], abs=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_area_range_is_pycocotools_at_that_range(case: str):
+    # Outside a range, an unmatched detection is ignored at every IoU threshold; such
+    # detections are left out of the sums, which must not change a figure.
+    gt, results = _load(case)
+    areas = sorted(a["area"] for a in gt["annotations"])
+    low, high = areas[len(areas) // 3], areas[2 * len(areas) // 3]
+    ranges = {"small": [0.0, low], "medium": [low, high], "large": [high, 1e10]}
+    tables = match(gt, results, ranges)
+    for label, area_range in ranges.items():
+        point, _ = figures(tables[label], None, 0, 0)
+        coco_gt = load_gt(gt)
+        evaluator = COCOeval(coco_gt, load_results(coco_gt, results), "bbox")
+        # One range, labelled "all" so that summarize() reports it as its first figures.
+        evaluator.params.areaRng, evaluator.params.areaRngLbl = [area_range], ["all"]
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        assert point["mAP50-95"] == pytest.approx(evaluator.stats[0], abs=1e-12), label
+        assert point["mAP50"] == pytest.approx(evaluator.stats[1], abs=1e-12), label
 
 
 def test_a_weight_of_two_is_the_image_twice():
