@@ -14,7 +14,13 @@ import pytest
 
 from converters.pixels import read_image
 from detection.boxes import merge_tiles
-from detection.predict import TiledDetector, load_detector, tile_starts, tile_windows
+from detection.predict import (
+    TiledDetector,
+    load_detector,
+    tile_plan,
+    tile_starts,
+    tile_windows,
+)
 from detection.splits import scale_against_training
 from detection.weights import resolve_weights
 from tests.test_tta import BiasedBlobDetector
@@ -32,6 +38,36 @@ from tests.test_tta import BiasedBlobDetector
 )
 def test_tile_starts(length: int, tile: int, stride: int, starts: list[int]):
     assert tile_starts(length, tile, stride) == starts
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "said"),
+    [
+        # 2048x1000: 14 x 7 tiles; 800x400: 5 x 3; 150x150 and the damaged file are not cut.
+        (200, 0.25, "2 of 4 images larger than a tile, cut into 113 tiles in all"),
+        # A small tile and a large overlap: a stride of 3 pixels, 673 x 324 tiles of the
+        # strip, and the crop is cut too.
+        (32, 0.9, "3 of 4 images larger than a tile, cut into 251,601 tiles in all"),
+        (4096, 0.25, None),  # no image larger than a tile: nothing to say
+    ],
+)
+def test_the_tiles_to_come_are_counted_before_the_work(
+    tmp_path: Path, tile: int, overlap: float, said: str | None
+):
+    sizes = {"strip.png": (1000, 2048), "wide.png": (400, 800), "crop.png": (150, 150)}
+    for name, shape in sizes.items():
+        cv2.imwrite(str(tmp_path / name), np.zeros(shape, np.uint8))
+    (tmp_path / "damaged.jpg").write_bytes(b"\xff\xd8\xff")  # no header: left to predict
+    plan = tile_plan(
+        [*(tmp_path / name for name in sizes), tmp_path / "damaged.jpg"], tile, overlap
+    )
+    if said is None:
+        assert plan is None
+        return
+    assert said in plan
+    counts = {name: len(tile_windows(shape, tile, overlap)) for name, shape in sizes.items()}
+    assert f"{sum(n for n in counts.values() if n > 1):,} tiles in all" in plan
+    assert f"the most: strip.png, {counts['strip.png']:,})" in plan
 
 
 def test_tile_windows_cover_the_image_with_whole_tiles():
@@ -251,6 +287,9 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     strips = str(tmp_path / "voc" / "JPEGImages")
     argv = ["predict", strips, "--weights", "neu-det", "--backend", "onnx", "--tile", "200"]
     assert main([*argv, "--out", str(out), "--no-images"]) == 0
+    # Said before the work: 2 strips of 5 x 3 tiles.
+    said = " ".join(capsys.readouterr().err.split())
+    assert "2 of 2 images larger than a tile, cut into 30 tiles in all" in said
     predicted = json.loads((out / "predictions.json").read_text())
     assert predicted
     for box in predicted:
