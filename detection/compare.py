@@ -177,7 +177,7 @@ def plot_differences(differences: list[dict], path: Path) -> None:
     rows = ["mAP50", *differences[0]["per_class"]]
     figure, axis = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.4))
     offsets = np.linspace(-0.15, 0.15, len(differences)) if len(differences) > 1 else [0.0]
-    for difference, offset in zip(differences, offsets):
+    for index, (difference, offset) in enumerate(zip(differences, offsets)):
         values, lows, highs = [], [], []
         for row in rows:
             entry = difference if row == "mAP50" else difference["per_class"][row]
@@ -188,14 +188,15 @@ def plot_differences(differences: list[dict], path: Path) -> None:
             highs.append(ci[1] if ci[1] is not None else np.nan)
         ys = np.arange(len(rows))[::-1] + offset
         values, lows, highs = map(np.array, (values, lows, highs))
+        # The interval drawn about its own middle, the point where it is: a percentile
+        # interval need not hold its point (few replicates, a skewed class), and
+        # matplotlib refuses the negative error bar such a point would make.
+        color = f"C{index}"
         axis.errorbar(
-            values,
-            ys,
-            xerr=[values - lows, highs - values],
-            fmt="o",
-            capsize=3,
-            label=f"{difference['model']} - {difference['baseline']}",
+            (lows + highs) / 2, ys, xerr=(highs - lows) / 2, fmt="none", capsize=3, color=color
         )
+        label = f"{difference['model']} - {difference['baseline']}"
+        axis.plot(values, ys, "o", color=color, label=label)
     axis.axvline(0, color="grey", linewidth=1)
     axis.set_yticks(np.arange(len(rows))[::-1], rows)
     axis.set_xlabel("AP50 difference (95% paired bootstrap interval)")

@@ -188,6 +188,11 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["train", "--hours", "0"], "argument --hours: 0 is out of range"),
         (["review", "--data", "{src}", "--conf", "-0.1"], "argument --conf: -0.1 is out"),
         (["evaluate", "--out", "{tmp}/o", "--bootstrap", "-5"], "argument --bootstrap: -5"),
+        # 100,000,000 replicates on NEU-DET's val split asked 267 GiB: a MemoryError.
+        (
+            ["compare", "--out", "{tmp}/o", "--bootstrap", "100000001"],
+            "argument --bootstrap: 100000001 is out of range (expected from 0 to 100000)",
+        ),
         (["synth", "--out", "{tmp}/s", "--images", "ten"], "argument --images: 'ten' is not an"),
         (["convert", "{src}", "--out", "{tmp}/o", "--seed", "-1"], "argument --seed: -1 is out"),
     ],

@@ -61,6 +61,25 @@ def test_the_report_contract(tmp_path: Path):
     assert json.loads((tmp_path / "report.json").read_text()) == report
 
 
+@pytest.mark.parametrize("replicates", [1, 3])
+def test_an_interval_that_misses_its_point_is_drawn_as_it_is(replicates: int, tmp_path: Path):
+    # A percentile interval need not hold its point: with one replicate it is that
+    # replicate's value twice. matplotlib refused the negative error bar it made
+    # ("'xerr' must not contain negative values", a traceback after the scoring).
+    gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
+    halved = results[::2]
+    report = compare(gt, [results, halved], ["a", "b"], tmp_path, replicates=replicates)
+    difference = report["difference"]
+    low, high = difference["mAP50_ci"]
+    if replicates == 1:
+        assert low == high != difference["mAP50"]
+    rows = [(difference["mAP50"], difference["mAP50_ci"])]
+    rows += [(entry["ap50"], entry["ap50_ci"]) for entry in difference["per_class"].values()]
+    # The case this test is about: some point outside its interval.
+    assert any(ci and not ci[0] <= value <= ci[1] for value, ci in rows)
+    assert (tmp_path / "differences.png").stat().st_size > 0
+
+
 def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path):
     gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
     report = compare(gt, [results, list(results)], ["a", "a-again"], tmp_path, replicates=200)
