@@ -61,17 +61,23 @@ def from_class_list(classes: list[str], name: str = "voc") -> DatasetDefinition:
 
 
 def load_definition(name_or_path: str | Path) -> DatasetDefinition:
-    """Loads ``datasets/<name>.yaml`` or a YAML file with ``classes`` (names or dicts).
+    """Loads ``datasets/<name>.yaml`` (a name: a string with no suffix and no folder) or
+    a YAML file with ``classes`` (names or dicts) at a path (a ``Path``, or a string
+    with either).
 
     Raises:
         ConversionError: The file is missing or has no usable class list.
     """
     path = Path(name_or_path)
-    if not path.suffix:
+    if isinstance(name_or_path, str) and not path.suffix and path.name == name_or_path:
         path = DEFINITIONS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml")))
-        raise ConversionError(f"{path}: no such dataset definition (known: {known})")
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml")))
+            raise ConversionError(f"{path}: no such dataset definition (known: {known})")
+    elif not path.is_file():
+        # A file the user named (--classes-file): the definitions in datasets/ are not it.
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise ConversionError(f"{path}: {what}")
     data = read_yaml_mapping(path, "dataset definition")
     raw_classes = data.get("classes") or data.get("names")
     if isinstance(raw_classes, dict):  # ultralytics style {0: a, 1: b}

@@ -55,7 +55,14 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["convert", "{src}", "--out", "{tmp}/o", "--classes", "a,a"], "repeats a name"),
         (
             ["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "{tmp}/none.yaml"],
-            "no such dataset definition",
+            "{tmp}/none.yaml: no such file",
+        ),
+        # A file named with no suffix is that file, not a definition in datasets/.
+        (["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "none"], "none: no such file"),
+        (["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "{tmp}"], "a folder, not a"),
+        (
+            ["convert", "{src}", "--out", "{tmp}/o", "--dataset", "nope"],
+            "datasets/nope.yaml: no such dataset definition (known: gc10-det, neu-det,",
         ),
         (["validate", "{src}/IMAGES"], "no known dataset layout"),
         # A converted folder, given where a source is read.
