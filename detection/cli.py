@@ -248,6 +248,34 @@ def _plain(message: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", message)
 
 
+# An allocation that failed, as each library says it: Python and numpy (MemoryError),
+# OpenCV ("Insufficient memory"), ONNX Runtime ("Failed to allocate memory for requested
+# buffer"), torch on the CPU ("can't allocate memory") and on a GPU ("CUDA out of memory").
+_OUT_OF_MEMORY = re.compile(
+    r"Insufficient memory|Failed to allocate memory|can't allocate memory|out of memory"
+)
+_BYTES_ASKED = re.compile(r"(?:allocate|of size)\D{0,12}?(\d{7,})")
+
+
+def out_of_memory(error: BaseException, args: argparse.Namespace) -> str | None:
+    """One line for an allocation that failed (a batch or an image size too large for
+    this machine), naming what asked for it and the options that make it smaller; None
+    for any other error."""
+    if not (isinstance(error, MemoryError) or _OUT_OF_MEMORY.search(str(error))):
+        return None
+    asked = _BYTES_ASKED.search(str(error))
+    size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked at once)" if asked else ""
+    if isinstance(error, MemoryError) and str(error).startswith("Unable to allocate"):
+        size = f" ({str(error).split(' for ')[0].removeprefix('Unable to allocate ')} asked)"
+    given = [
+        f"--{option} ({getattr(args, option)})"
+        for option in ("batch", "imgsz", "bootstrap")
+        if getattr(args, option, None) not in (None, -1)
+    ]
+    advice = f": a smaller {' or '.join(given)} needs less" if given else ""
+    return f"out of memory{size}{advice}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -268,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"defects {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # broad on purpose: each library raises its own kind
+        said = out_of_memory(error, args)
+        if said is None:
+            raise
+        print(f"defects {args.command}: error: {said}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

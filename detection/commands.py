@@ -15,6 +15,7 @@ from pathlib import Path
 from converters.errors import ConversionError
 from detection.console import (
     COUNT,
+    IMAGE_SIZE,
     POSITIVE_INT,
     PROBABILITY,
     counted,
@@ -877,7 +878,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--model",
         help="yolo11n.yaml (from scratch), or a local .pt or released name to start from",
     )
-    train.add_argument("--imgsz", type=POSITIVE_INT, help="training image size")
+    train.add_argument("--imgsz", type=IMAGE_SIZE, help="training image size")
     train.add_argument("--epochs", type=POSITIVE_INT, help="epochs")
     train.add_argument(
         "--batch", type=_train_batch, help="batch size (-1: ultralytics' autobatch on a GPU)"
@@ -941,7 +942,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--out", type=Path, required=True, help="report folder")
     evaluate.add_argument(
-        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+        "--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)"
     )
     evaluate.add_argument(
         "--device", type=device_option, default="auto", help="auto, cpu or a GPU index"
@@ -998,7 +999,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "models ship it)",
     )
     predict.add_argument(
-        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+        "--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)"
     )
     predict.add_argument("--batch", type=POSITIVE_INT, default=16, help="images per batch (16)")
     predict.add_argument(
@@ -1026,7 +1027,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx")
     export.add_argument(
-        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+        "--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)"
     )
     export.add_argument(
         "--int8", action="store_true", help="also write <name>.int8.onnx, statically quantised"
@@ -1135,7 +1136,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "released neu-det), or none",
     )
     train_cls.add_argument("--model", default="yolo11n-cls.yaml", help="classifier definition")
-    train_cls.add_argument("--imgsz", type=POSITIVE_INT, default=224, help="image size (224)")
+    train_cls.add_argument("--imgsz", type=IMAGE_SIZE, default=224, help="image size (224)")
     train_cls.add_argument("--epochs", type=POSITIVE_INT, default=10, help="epochs (10)")
     train_cls.add_argument("--batch", type=POSITIVE_INT, default=32, help="batch size (32)")
     train_cls.add_argument("--device", type=device_option, default="auto", help="auto, cpu, 0")
@@ -1177,7 +1178,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--names", help="the models' names, comma-separated")
     compare.add_argument("--split", default="val", help="with --data: the split (val)")
-    compare.add_argument("--imgsz", type=POSITIVE_INT, help="with --weights: image size")
+    compare.add_argument("--imgsz", type=IMAGE_SIZE, help="with --weights: image size")
     compare.add_argument(
         "--device", type=device_option, default="auto", help="with --weights: auto, cpu, 0"
     )
@@ -1238,6 +1239,6 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("--top-k", type=POSITIVE_INT, default=3, help="classes per image (3)")
     classify.add_argument("--heatmap", action="store_true", help="write Grad-CAM overlays")
     classify.add_argument(
-        "--imgsz", type=POSITIVE_INT, help="image size (default: the training size)"
+        "--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)"
     )
     classify.set_defaults(func=cmd_classify)

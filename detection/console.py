@@ -78,6 +78,11 @@ def number_in(kind: type[int] | type[float], low: float, high: float | None = No
 
 
 POSITIVE_INT = number_in(int, 1)
+# --imgsz: at most 4096 pixels, ten times the release's 416 and twice a GC10-DET strip's
+# 2048 (one image at 4096 takes 5.5 GB to detect). At 8192 the detector's attention layer
+# alone asks 32 GiB for one image; a classifier at 100000 grew until the kernel killed it,
+# with nothing said.
+IMAGE_SIZE = number_in(int, 1, 4096)
 COUNT = number_in(int, 0)
 PROBABILITY = number_in(float, 0.0, 1.0)
 

@@ -252,6 +252,9 @@ class OnnxDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Fatal only: its log repeats, in colour on stderr, each error it then raises,
+        # which the command says in one line (an allocation too large, say).
+        options.log_severity_level = 4
         # Spinning idle threads are 4% faster alone; sleeping ones leave the CPU to work
         # beside the model (the review starts FiftyOne's database meanwhile).
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))

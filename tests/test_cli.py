@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -11,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 import converters.convert
 from converters.convert import convert
 from converters.errors import ConversionError
-from detection.cli import main
+from detection.cli import main, out_of_memory
 from tests.helpers import voc_xml, write_image, write_xml
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
@@ -201,6 +204,12 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             "argument --bootstrap: 100000001 is out of range (expected from 0 to 100000)",
         ),
         (["synth", "--out", "{tmp}/s", "--images", "ten"], "argument --images: 'ten' is not an"),
+        # An image size no machine here holds: the classifier grew until the kernel killed it.
+        (
+            ["classify", "{src}", "--weights", "w.pt", "--imgsz", "100000"],
+            "argument --imgsz: 100000 is out of range (expected from 1 to 4096)",
+        ),
+        (["predict", "{src}", "--weights", "w.pt", "--imgsz", "4097"], "--imgsz: 4097 is out"),
         (["convert", "{src}", "--out", "{tmp}/o", "--seed", "-1"], "argument --seed: -1 is out"),
     ],
 )
@@ -637,3 +646,69 @@ def test_a_damaged_manifest_is_one_line_from_every_reader(
         assert said in capsys.readouterr().err
     with pytest.raises(ConversionError, match=re.escape(said)):
         read_source(out)
+
+
+def _failed_allocation(library: str) -> Exception:
+    """The error each library raises for an allocation it cannot make, made for real
+    (ONNX Runtime's as it said it on a 2-core machine at --imgsz 8192). Each asks more
+    than the 128 TiB a process can address, so that no machine makes it, however it
+    overcommits."""
+    try:
+        if library == "numpy":
+            np.empty((10**8, 10**6))
+        elif library == "opencv":
+            cv2.resize(np.zeros((2, 2), np.uint8), (12_000_000, 12_000_000))
+        elif library == "torch":
+            import torch
+
+            torch.empty(2**50, dtype=torch.uint8)
+        else:
+            from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+            raise Fail(
+                "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running "
+                "FusedMatMul node. Status Message: /onnxruntime_src/onnxruntime/core/framework/"
+                "bfc_arena.cc:360 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, "
+                "onnxruntime::Stream*) Failed to allocate memory for requested buffer of size "
+                "34899763456"
+            )
+    except Exception as error:
+        return error
+    raise AssertionError(f"{library} allocated it")
+
+
+@pytest.mark.parametrize(
+    ("library", "asked"),
+    [
+        ("numpy", "(728. TiB asked)"),
+        ("opencv", "(134,110.5 GiB asked at once)"),
+        ("torch", "(1,048,576.0 GiB asked at once)"),
+        ("onnxruntime", "(32.5 GiB asked at once)"),
+    ],
+)
+def test_an_allocation_too_large_is_one_line_naming_what_makes_it_smaller(library, asked):
+    args = argparse.Namespace(batch=16, imgsz=4096, command="predict")
+    said = out_of_memory(_failed_allocation(library), args)
+    assert said == f"out of memory {asked}: a smaller --batch (16) or --imgsz (4096) needs less"
+    # Without the options, no advice; any other error is not this one.
+    assert out_of_memory(_failed_allocation(library), argparse.Namespace()) == (
+        f"out of memory {asked}"
+    )
+    assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), args) is None
+
+
+def test_a_command_out_of_memory_says_so_in_one_line(tmp_path: Path, capsys, monkeypatch):
+    import detection.predict
+
+    def allocate_too_much(*args, **kwargs):
+        # OpenCV's own failure
+        cv2.resize(np.zeros((2, 2), np.uint8), (12_000_000, 12_000_000))
+
+    monkeypatch.setattr(detection.predict, "predict", allocate_too_much)
+    write_image(tmp_path / "a.jpg")
+    assert main(["predict", str(tmp_path / "a.jpg"), "--weights", "neu-det", "--batch", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "defects predict: error: out of memory (134,110.5 GiB asked at once): "
+        "a smaller --batch (4) needs less\n"
+    )
