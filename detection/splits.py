@@ -42,13 +42,26 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
         ConversionError: A ``data.yaml`` ultralytics refuses, or no such split; names the
             file.
     """
-    from ultralytics.data.utils import check_det_dataset
+    import logging
 
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)  # its warnings stay; its blank line before an error goes
     try:
         data = check_det_dataset(str(data_yaml), autodownload=False, split=split)
-    except (FileNotFoundError, SyntaxError, TypeError, ValueError) as error:
-        message = str(error).replace("❌", "").strip()
+    except (FileNotFoundError, KeyError, SyntaxError, TypeError, ValueError) as error:
+        # A KeyError's text is its repr (class ids with a gap: names {0: a, 2: b}); and
+        # ultralytics' note on its download folder has nothing to do with data on disk.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        message = str(message).split("\nNote dataset download directory")[0]
+        message = " ".join(message.replace("❌", "").split())
+        if isinstance(error, FileNotFoundError):
+            message += _relative_root(data_yaml)
         raise ConversionError(f"{data_yaml}: {message}") from None
+    finally:
+        LOGGER.setLevel(level)
     if not data.get(split):
         raise ConversionError(f"{data_yaml}: no split '{split}'")
     listed = data[split] if isinstance(data[split], list) else [data[split]]
@@ -63,6 +76,26 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
             ]
             images += [p for p in named if p.suffix.lower() in IMAGE_SUFFIXES]
     return images, data
+
+
+def _relative_root(data_yaml: Path) -> str:
+    """What to add to ultralytics' "images not found" where the data.yaml gives a relative
+    ``path:``: ultralytics takes it from the folder the command runs in, not from the
+    data.yaml's own (``path: .`` is the working directory), so a dataset whose folders lie
+    beside its data.yaml is not found from elsewhere."""
+    import yaml
+
+    try:
+        root = yaml.safe_load(data_yaml.read_text(encoding="utf-8")).get("path")
+    except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError):
+        return ""
+    if not isinstance(root, str) or not root or Path(root).is_absolute():
+        return ""
+    return (
+        f" (its 'path: {root}' is taken from the folder the command runs in, {Path.cwd()}, "
+        f"as ultralytics takes it, not from the data.yaml's folder, {data_yaml.parent}; "
+        "leave 'path' out, or make it absolute)"
+    )
 
 
 def training_digests(images: list[Path], sizes: set[int] | None = None) -> set[str]:

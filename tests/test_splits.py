@@ -29,6 +29,7 @@ from detection.splits import (
 )
 from detection.train import resolve_data
 from tests.conftest import DEFECTS
+from tests.helpers import write_image
 
 pytestmark = pytest.mark.slow
 
@@ -452,3 +453,37 @@ def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_
     (tmp_path / "data.yaml").write_text(yaml_text)
     found, _ = split_images(tmp_path / "data.yaml", "train")
     assert found == [tmp_path / p.name for p in images[:3]]
+
+
+@pytest.mark.parametrize(
+    ("names", "root", "said"),
+    [
+        # Class ids with a gap: ultralytics' KeyError, which was a traceback.
+        (
+            "names: {0: crazing, 2: patches}",
+            None,
+            "2-class dataset requires class indices 0-1, but you have invalid class indices 0-2",
+        ),
+        ("names: []", None, "0-class dataset, at least one class name is required"),
+        # `path: .` is the folder the command runs in, for ultralytics, not the data.yaml's:
+        # said so, without ultralytics' note on its download folder.
+        ("names: [a]", ".", "(its 'path: .' is taken from the folder the command runs in, "),
+        ("names: [a]", "data", "leave 'path' out, or make it absolute)"),
+    ],
+)
+def test_a_data_yaml_ultralytics_refuses_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: str, root: str | None, said: str
+):
+    data = tmp_path / "data"
+    write_image(data / "images" / "val" / "a.jpg")
+    (data / "data.yaml").write_text(
+        (f"path: {root}\n" if root else "") + f"train: images/val\nval: images/val\n{names}\n"
+    )
+    monkeypatch.chdir(tmp_path / "data" / "images")  # not the data.yaml's folder
+    with pytest.raises(ConversionError) as refused:
+        split_images(data / "data.yaml", "val")
+    message = str(refused.value)
+    assert message.startswith(f"{data / 'data.yaml'}: ") and said in message
+    assert "\n" not in message and "download directory" not in message
+    if root:
+        assert f"from the data.yaml's folder, {data};" in message
