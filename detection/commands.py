@@ -998,9 +998,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "path (exports if needed); onnx-int8: its int8 export, faster still (released "
         "models ship it)",
     )
-    predict.add_argument(
-        "--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)"
-    )
+    predict.add_argument("--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)")
     predict.add_argument("--batch", type=POSITIVE_INT, default=16, help="images per batch (16)")
     predict.add_argument(
         "--device", type=device_option, default="auto", help="torch backend: auto, cpu, 0"
@@ -1026,9 +1024,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--weights", type=Path, required=True, help="trained .pt or a released name"
     )
     export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx")
-    export.add_argument(
-        "--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)"
-    )
+    export.add_argument("--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)")
     export.add_argument(
         "--int8", action="store_true", help="also write <name>.int8.onnx, statically quantised"
     )

@@ -59,6 +59,9 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
         message = " ".join(message.replace("❌", "").split())
         if isinstance(error, FileNotFoundError):
             message += _relative_root(data_yaml)
+        if isinstance(error, ValueError) and message.startswith("invalid literal for int()"):
+            # ultralytics reads names: {a: x} as class ids and fails on the first key.
+            message = f"its 'names' keys are not class ids (0, 1, ...): {message}"
         raise ConversionError(f"{data_yaml}: {message}") from None
     finally:
         LOGGER.setLevel(level)

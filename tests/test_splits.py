@@ -465,6 +465,7 @@ def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_
             "2-class dataset requires class indices 0-1, but you have invalid class indices 0-2",
         ),
         ("names: []", None, "0-class dataset, at least one class name is required"),
+        ("names: {a: x}", None, "its 'names' keys are not class ids (0, 1, ...): invalid"),
         # `path: .` is the folder the command runs in, for ultralytics, not the data.yaml's:
         # said so, without ultralytics' note on its download folder.
         ("names: [a]", ".", "(its 'path: .' is taken from the folder the command runs in, "),
