@@ -83,10 +83,12 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict]:
 
 def _relative_root(data_yaml: Path) -> str:
     """What to add to ultralytics' "images not found" where the data.yaml gives a relative
-    ``path:``: ultralytics takes it from the folder the command runs in, not from the
-    data.yaml's own (``path: .`` is the working directory), so a dataset whose folders lie
-    beside its data.yaml is not found from elsewhere."""
+    ``path:``: ultralytics takes it from the folder the command runs in (``path: .`` is
+    that folder), or, where it is not there, from its own datasets folder; never from the
+    data.yaml's folder, so a dataset whose folders lie beside its data.yaml is not found
+    from elsewhere."""
     import yaml
+    from ultralytics.utils import DATASETS_DIR
 
     try:
         root = yaml.safe_load(data_yaml.read_text(encoding="utf-8")).get("path")
@@ -94,10 +96,15 @@ def _relative_root(data_yaml: Path) -> str:
         return ""
     if not isinstance(root, str) or not root or Path(root).is_absolute():
         return ""
+    base = (
+        f"the folder the command runs in, {Path.cwd()}"
+        if Path(root).exists()
+        else f"ultralytics' datasets folder, {DATASETS_DIR} (it is not in the folder the "
+        "command runs in)"
+    )
     return (
-        f" (its 'path: {root}' is taken from the folder the command runs in, {Path.cwd()}, "
-        f"as ultralytics takes it, not from the data.yaml's folder, {data_yaml.parent}; "
-        "leave 'path' out, or make it absolute)"
+        f" (its 'path: {root}' is taken, as ultralytics takes it, from {base}, not from the "
+        f"data.yaml's folder, {data_yaml.parent}; leave 'path' out, or make it absolute)"
     )
 
 

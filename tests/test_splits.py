@@ -468,8 +468,9 @@ def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_
         ("names: {a: x}", None, "its 'names' keys are not class ids (0, 1, ...): invalid"),
         # `path: .` is the folder the command runs in, for ultralytics, not the data.yaml's:
         # said so, without ultralytics' note on its download folder.
-        ("names: [a]", ".", "(its 'path: .' is taken from the folder the command runs in, "),
-        ("names: [a]", "data", "leave 'path' out, or make it absolute)"),
+        ("names: [a]", ".", "(its 'path: .' is taken, as ultralytics takes it, from the folder"),
+        # Not in the working folder either: ultralytics looks in its datasets folder.
+        ("names: [a]", "data", "from ultralytics' datasets folder, "),
     ],
 )
 def test_a_data_yaml_ultralytics_refuses_is_one_line(
