@@ -1189,22 +1189,87 @@ def test_onnx_export_decodes_boxes_as_ultralytics_does(
         ort.InferenceSession(str(path)).run(None, {"images": batch})[0] for path in (ours, theirs)
     ]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-4)
-    # The int8 export's head (output layers as matrix products on channels-last
-    # features, the DFL anchors-last) computes the same numbers too.
-    from detection.predict import _anchors_last_head, _export
+    # The int8 export's graph (output layers as matrix products on channels-last
+    # features, each level's DFL anchors-last, the upsamplings after the convolutions
+    # they fed) computes the same numbers too.
+    from detection.predict import _anchors_last_head, _export, _upsample_after_convolving
 
     (tmp_path / "int8").mkdir()
     shutil.copyfile(trained / "best.pt", tmp_path / "int8" / "best.pt")
     model = load_yolo(tmp_path / "int8" / "best.pt", "detect")
+    _upsample_after_convolving(model.model)
     with _anchors_last_head():
         anchors_last = _export(model, 96)
     graph = onnx.load(str(anchors_last)).graph
     assert sum(n.op_type == "Gemm" for n in graph.node) == 6
+    assert sum(n.op_type == "Softmax" and "/model.23/" in n.name for n in graph.node) == 3
     assert all(n.op_type != "Conv" or "/dfl/" not in n.name for n in graph.node)
+    # Each upsampling's output is added to the convolved backbone level, never
+    # concatenated.
+    consumers = {i: n.op_type for n in graph.node for i in n.input}
+    resized = [n.output[0] for n in graph.node if n.op_type == "Resize"]
+    assert len(resized) == 2 and {consumers[r] for r in resized} == {"Add"}
     session = ort.InferenceSession(str(anchors_last))
     np.testing.assert_allclose(
         session.run(None, {"images": batch})[0], outputs[1], rtol=1e-5, atol=1e-4
     )
+
+
+def _with_upsampled_input_second(definition: dict) -> dict:
+    """A model definition whose Concats after an Upsample take the upsampled input second."""
+    layers = definition["backbone"] + definition["head"]
+    for before, layer in itertools.pairwise(layers):
+        if layer[2] == "Concat" and before[2] == "nn.Upsample":
+            layer[0] = layer[0][::-1]
+    return definition
+
+
+@pytest.mark.parametrize(
+    ("definition", "upsampled_first"),
+    [
+        ("yolo11n.yaml", True),  # the released model's
+        ("yolo11n.yaml", False),  # the upsampled input second in its Concat
+        ("yolov8n.yaml", True),  # C2f blocks
+        ("yolo26n.yaml", True),  # no DFL, one-to-one head
+    ],
+)
+def test_upsampling_after_the_convolution_computes_the_same(definition: str, upsampled_first: bool):
+    """_upsample_after_convolving: cv1(cat(up(x), y)) becomes up(cv1's share for x at the
+    low resolution) + cv1's share for y; the same outputs, and no Concat is left after an
+    upsampling."""
+    import copy
+
+    import torch
+    from torch import nn
+    from ultralytics.nn.modules import Concat
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    from detection.predict import _upsample_after_convolving
+
+    torch.manual_seed(0)
+    config = yaml_model_load(definition)
+    if not upsampled_first:
+        config = _with_upsampled_input_second(config)
+    model = DetectionModel(config, nc=6, verbose=False).eval()
+    for module in model.modules():  # batch norms that fold into non-trivial weights
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    pixels = torch.rand(2, 3, 128, 96)
+    with torch.no_grad():
+        expected = copy.deepcopy(model).fuse(verbose=False)(pixels)[0]
+        rewritten = copy.deepcopy(model)
+        _upsample_after_convolving(rewritten)
+        found = rewritten(pixels)[0]
+    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-4)
+    layers = list(rewritten.model)
+    assert sum(isinstance(m, nn.Upsample) for m in layers) == 0
+    assert sum(isinstance(m, nn.Identity) for m in layers) == 2
+    after_upsampling = [b for a, b in zip(model.model, layers[1:]) if isinstance(a, nn.Upsample)]
+    assert len(after_upsampling) == 2
+    assert not any(isinstance(m, Concat) for m in after_upsampling)
 
 
 def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
@@ -1259,8 +1324,9 @@ def test_int8_export_leaves_the_working_directory_untouched(
     output_layers = {n.name: n.input[1] in dequantised for n in graph.node if n.op_type == "Gemm"}
     assert convolutions and all(convolutions.values())
     assert len(output_layers) == 6 and not any(output_layers.values())  # 3 box, 3 class
-    softmax = next(n for n in graph.node if n.op_type == "Softmax" and "/dfl/" in n.name)
-    assert softmax.input[0] not in dequantised
+    # Each level's DFL softmax reads the float output layer's distributions.
+    softmaxes = [n for n in graph.node if n.op_type == "Softmax" and "/model.23/" in n.name]
+    assert len(softmaxes) == 3 and not {n.input[0] for n in softmaxes} & dequantised
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert graph.input[0].type.tensor_type.shape.dim[3].dim_value == 3
     # No Shape reads a dequantised copy of a feature map (_shapes_before_dequantising).
