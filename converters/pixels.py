@@ -1,4 +1,5 @@
-"""Reading an image's pixels, refusing what would be half an image.
+"""Reading an image's pixels, refusing what would be half an image, and writing them
+so that an image not written is an error, never a file missing without a word.
 
 OpenCV decodes a JPEG cut short (a camera transfer interrupted, a copy that ran out of
 disk) without failing: libjpeg prints "Premature end of JPEG file" and fills the missing
@@ -12,6 +13,7 @@ refused by ``predict``, ``evaluate``, ``review`` and ``classify`` too, with the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -52,6 +54,41 @@ def read_image(path: Path | str) -> np.ndarray:
     if pixels is None:
         raise OSError(None, _undecodable(path, data), str(path))
     return pixels
+
+
+def write_image(path: Path | str, pixels: np.ndarray, params: Sequence[int] = ()) -> None:
+    """Writes ``pixels`` (BGR) to ``path``, encoded as its suffix says, by OpenCV.
+
+    ``cv2.imwrite`` returns False where it cannot write, and every caller here ignored
+    it: ``synth`` said "Wrote 3 images" into a folder it had left empty once files over
+    10 KB were refused (a full disk, a quota). Here OpenCV encodes and Python writes, so
+    that failure is an error with the file and the operating system's reason, and a file
+    cut short is removed.
+
+    Args:
+        path: Where; its suffix (``.jpg``, ``.png``) picks the encoder.
+        pixels: The image, as OpenCV holds it.
+        params: OpenCV's encoder options (``[cv2.IMWRITE_JPEG_QUALITY, 95]``).
+
+    Raises:
+        OSError: With the file as ``filename``: not written (the operating system's
+            reason), or no encoder for its suffix.
+    """
+    try:
+        encoded, data = cv2.imencode(Path(path).suffix, pixels, list(params))
+    except cv2.error:  # no encoder for the suffix: an assertion, not a usable message
+        encoded = False
+    if not encoded:
+        suffix = Path(path).suffix or "a name without a suffix"
+        raise OSError(None, f"OpenCV cannot write an image as {suffix}", str(path))
+    try:
+        with open(path, "wb") as file:  # its OSError names the file when opening fails
+            file.write(data.tobytes())
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        Path(path).unlink(missing_ok=True)  # what a full disk let through is half an image
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
 
 
 def _undecodable(path: Path | str, data: bytes) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 
 from converters.folders import write_folder
 from converters.model import Box, ImageAnnotation
+from converters.pixels import write_image
 from converters.voc import to_voc_xml
 
 CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
@@ -194,7 +195,7 @@ def synth_dataset(
         for index in range(1, images + 1):
             pixels, boxes = synth_image(rng)
             name = f"{boxes[0].label}_{index}.jpg"
-            cv2.imwrite(str(folder / "IMAGES" / name), pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            write_image(folder / "IMAGES" / name, pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
             # Its path once the folder is in place.
             annotation = ImageAnnotation(name, out / "IMAGES" / name, SIZE, SIZE, boxes)
             (folder / "ANNOTATIONS" / f"{Path(name).stem}.xml").write_bytes(

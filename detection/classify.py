@@ -473,7 +473,7 @@ def classify(
     import cv2
 
     from converters.folders import write_folder
-    from converters.pixels import narrowed_samples, read_image
+    from converters.pixels import narrowed_samples, read_image, write_image
     from detection.predict import PREDICTIONS_MARKER, by_suffix, collect_images
 
     if heatmap and out is None:
@@ -516,7 +516,7 @@ def classify(
                 colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
                 overlay = cv2.addWeighted(image, 0.55, colour, 0.45, 0)
                 name = Path("heatmaps") / f"{done:06d}_{path.stem}.png"
-                cv2.imwrite(str(folder / name), overlay)
+                write_image(folder / name, overlay)
                 entry["heatmap"] = str(Path(out) / name)  # where it is once in place
             predictions.append(entry)
             if progress:

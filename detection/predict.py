@@ -29,7 +29,7 @@ from converters.errors import ConversionError
 from converters.folders import write_folder
 from converters.layouts import images_in
 from converters.model import Box, Dataset, ImageAnnotation
-from converters.pixels import narrowed_samples, read_image
+from converters.pixels import narrowed_samples, read_image, write_image
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import merge_tiles, weighted_boxes_fusion
 from detection.splits import recorded_field_of_view, scale_against_training
@@ -1471,7 +1471,7 @@ def predict(
                     )
                 if folder is not None and save_images:
                     drawn = draw(pixels, detections, detector.names)
-                    cv2.imwrite(str(folder / "images" / f"{image_id:06d}_{path.stem}.jpg"), drawn)
+                    write_image(folder / "images" / f"{image_id:06d}_{path.stem}.jpg", drawn)
             if progress:
                 progress(done, len(paths))
         if folder is not None:

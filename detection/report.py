@@ -168,7 +168,7 @@ def draw_examples(
     with ground truth, by image id. Returns the files written."""
     import cv2
 
-    from converters.pixels import read_image
+    from converters.pixels import read_image, write_image
 
     out.mkdir(parents=True, exist_ok=True)
     names = {c["id"]: c["name"] for c in gt["categories"]}
@@ -218,7 +218,7 @@ def draw_examples(
                     cv2.LINE_AA,
                 )
         target = out / f"{Path(entry['file_name']).stem}.jpg"
-        cv2.imwrite(str(target), pixels)
+        write_image(target, pixels)
         written.append(target.name)
     return written
 

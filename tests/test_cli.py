@@ -601,6 +601,28 @@ def test_synth_is_deterministic(tmp_path: Path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
+def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: Path):
+    """cv2.imwrite returns False where a file cannot be written, and synth ignored it: it
+    said "Wrote 3 images" into a folder it had left without one. Here files over 10 KB are
+    refused (RLIMIT_FSIZE: EFBIG, as a quota or a full disk refuses them) and each image
+    takes about 20 KB, its annotation under 1 KB."""
+    import resource
+
+    def no_file_over_10_kb() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    out = tmp_path / "s"
+    argv = [*DEFECTS, "synth", "--out", str(out), "--images", "3"]
+    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=no_file_over_10_kb)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = result.stderr.strip()
+    assert re.fullmatch(r"defects synth: error: \S+/IMAGES/[\w-]+_1\.jpg: File too large", line), (
+        line
+    )
+    assert not out.exists()  # nothing half-written left where the dataset was asked for
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
     # Two runs into one folder once left the union of both datasets, so `make train-det
     # SEED=1` after a first run trained on a mixture of two seeds.

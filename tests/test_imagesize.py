@@ -21,6 +21,7 @@ from converters.imagesize import (
     untrainable_images,
 )
 from converters.pixels import read_image
+from converters.pixels import write_image as write_pixels
 from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
 
@@ -306,3 +307,43 @@ def test_images_ultralytics_would_pass_over_are_found(tmp_path: Path, content, s
     else:
         assert dropped or "corrupt JPEG restored" in message
         assert len(found) == 1 and found[0].startswith(f"{path}: ") and said in found[0]
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("full.jpg", "No space left on device"),  # a link to /dev/full: a full disk
+        ("missing/a.jpg", "No such file or directory"),
+        ("a.xyz", "OpenCV cannot write an image as .xyz"),
+        ("a", "OpenCV cannot write an image as a name without a suffix"),
+    ],
+)
+def test_an_image_not_written_is_an_error_naming_it(tmp_path: Path, target: str, reason: str):
+    """cv2.imwrite returns False where the file cannot be written, without a word (and
+    raises its own assertion for a suffix it has no writer for)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 48, 3), np.uint8)
+    if Path(target).suffix == ".jpg":
+        (tmp_path / "full.jpg").symlink_to("/dev/full")
+        assert not cv2.imwrite(str(tmp_path / target), pixels)
+        (tmp_path / "full.jpg").unlink(missing_ok=True)  # OpenCV removes what it failed
+    else:
+        with pytest.raises(cv2.error, match="could not find a writer"):
+            cv2.imwrite(str(tmp_path / target), pixels)
+    (tmp_path / "full.jpg").symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        write_pixels(tmp_path / target, pixels)
+    assert raised.value.filename == str(tmp_path / target)
+    assert reason in raised.value.strerror
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        [] if target == "full.jpg" else ["full.jpg"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "params"), [(".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), (".jpg", []), (".png", [])]
+)
+def test_an_image_written_is_what_opencv_writes(tmp_path: Path, suffix: str, params: list[int]):
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 48, 3), np.uint8)
+    write_pixels(tmp_path / f"ours{suffix}", pixels, params)
+    assert cv2.imwrite(str(tmp_path / f"opencv{suffix}"), pixels, params)
+    assert (tmp_path / f"ours{suffix}").read_bytes() == (tmp_path / f"opencv{suffix}").read_bytes()
