@@ -79,6 +79,10 @@ def write_folder(
 
     Raises:
         ConversionError: ``out`` may not be replaced (:func:`check_output_folder`).
+        OSError: A file could not be written (a full disk, a quota, a folder not
+            writable); ``out`` is left as it was, and the error names the file where it
+            would have been in ``out``, or ``out`` itself where the operating system
+            named none.
     """
     check_output_folder(out, marker, source_root)
     out = Path(out).absolute()
@@ -87,6 +91,12 @@ def write_folder(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         result = build(tmp)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        told = _in_output(error, tmp, out)
+        if told is error:  # of another file (an input, say), as it was raised
+            raise
+        raise told from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -105,3 +115,18 @@ def write_folder(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def _in_output(error: OSError, tmp: Path, out: Path) -> OSError:
+    """``error``, raised while ``out`` was being built in ``tmp``, told of ``out``: the
+    file as the user will look for it (not in the hidden folder it was written to), and
+    where a write failed midway (a full disk, a quota: Python names no file then), the
+    folder itself, said to be left as it was. Any other error is returned as it is.
+    (``OSError(errno, ...)`` is the errno's own subclass: FileNotFoundError for ENOENT.)"""
+    reason = error.strerror or str(error)
+    if error.filename is None:
+        return OSError(error.errno, f"{reason}, while writing it (left as it was)", str(out))
+    name = Path(error.filename)
+    if not name.is_relative_to(tmp):
+        return error
+    return OSError(error.errno, reason, str(out / name.relative_to(tmp)))

@@ -575,6 +575,54 @@ def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_an_output_that_cannot_be_written_is_named_and_the_earlier_one_kept(tmp_path: Path):
+    """A write that fails midway names no file (Python's OSError has none): "defects
+    convert: error: File too large" said neither which output nor that it was untouched."""
+    src, out = _small(tmp_path / "src"), tmp_path / "out"
+    assert main(["convert", str(src), "--out", str(out), "--seed", "1"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    argv = [*DEFECTS, "convert", str(src), "--out", str(out), "--seed", "2"]
+    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_no_file_over(500))
+    assert result.returncode == 2, result.stderr[-2000:]
+    said = f"defects convert: error: {out}: File too large, while writing it (left as it was)"
+    assert result.stderr.strip() == said
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "filename", "reason", "kind"),
+    [
+        # A write that failed midway: the folder, left as it was.
+        (OSError(27, "File too large"), "out", "File too large, while writing it", OSError),
+        (OSError(28, "No space left on device"), "out", "No space left on device, while", OSError),
+        # A file of the folder being built: named where it would have been.
+        (OSError(13, "Permission denied", "{tmp}/labels/a.txt"), "out/labels/a.txt",
+         "Permission denied", PermissionError),
+        # Any other file (an input): as it was raised.
+        (FileNotFoundError(2, "No such file or directory", "{root}/src/a.jpg"), "src/a.jpg",
+         "No such file or directory", FileNotFoundError),
+    ],
+)  # fmt: skip
+def test_a_folder_not_built_names_what_the_user_will_look_for(
+    tmp_path: Path, raised: OSError, filename: str, reason: str, kind: type
+):
+    from converters.folders import write_folder
+
+    def build(folder: Path) -> None:
+        folder.mkdir()
+        if raised.filename:
+            raised.filename = raised.filename.format(tmp=folder, root=tmp_path)
+        raise raised
+
+    with pytest.raises(OSError) as told:
+        write_folder(tmp_path / "out", build, "m.json")
+    assert told.value.filename == str(tmp_path / filename)
+    assert told.value.strerror.startswith(reason)
+    assert type(told.value) is kind
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_killed_run_leaves_a_complete_output(neu_det: Path, tmp_path: Path):
     out = tmp_path / "out"
     convert(_small(tmp_path / "src"), out)
@@ -601,24 +649,27 @@ def test_synth_is_deterministic(tmp_path: Path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
+def _no_file_over(size: int):
+    """A subprocess's ``preexec_fn``: files over ``size`` bytes are refused (RLIMIT_FSIZE,
+    EFBIG "File too large"), as a full disk or a quota refuses a write midway."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
 def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: Path):
     """cv2.imwrite returns False where a file cannot be written, and synth ignored it: it
     said "Wrote 3 images" into a folder it had left without one. Here files over 10 KB are
     refused (RLIMIT_FSIZE: EFBIG, as a quota or a full disk refuses them) and each image
     takes about 20 KB, its annotation under 1 KB."""
-    import resource
-
-    def no_file_over_10_kb() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
-
     out = tmp_path / "s"
     argv = [*DEFECTS, "synth", "--out", str(out), "--images", "3"]
-    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=no_file_over_10_kb)
+    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_no_file_over(10_000))
     assert result.returncode == 2, result.stderr[-2000:]
+    # The image as it would have been named in the output, not in its hidden staging.
     line = result.stderr.strip()
-    assert re.fullmatch(r"defects synth: error: \S+/IMAGES/[\w-]+_1\.jpg: File too large", line), (
-        line
-    )
+    said = rf"defects synth: error: {re.escape(str(out))}/IMAGES/[\w-]+_1\.jpg: File too large"
+    assert re.fullmatch(said, line), line
     assert not out.exists()  # nothing half-written left where the dataset was asked for
     assert [p.name for p in tmp_path.iterdir()] == []
 
