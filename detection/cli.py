@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as error:  # a folder not writable, a full disk: the file and the reason
         where = f"{error.filename}: " if error.filename else ""
+        if error.filename and error.filename2:  # a copy or a move: from where, to where
+            where = f"{error.filename} -> {error.filename2}: "
         reason = _plain(f"{where}{error.strerror or error}")
         print(f"defects {args.command}: error: {reason}", file=sys.stderr)
         return 2

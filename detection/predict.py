@@ -39,6 +39,7 @@ from detection.weights import (
     NMS_IOU,
     TILE_OVERLAP,
     WeightsError,
+    atomic_write_bytes,
     check_onnx,
     is_released,
     load_yolo,
@@ -659,24 +660,38 @@ def export_onnx(
     int8_calibration: list[Path] | None = None,
     int8_weight_bits: int = 7,
 ) -> Path:
-    """Exports ``weights`` to ONNX (dynamic batch) beside the ``.pt``.
+    """Exports ``weights`` to ONNX (dynamic batch) beside the ``.pt``, whole or not at
+    all: ultralytics writes its export beside the weights it reads, so it reads a copy
+    in a temporary folder, and the export takes its place in one rename
+    (:func:`atomic_write_bytes`). A full disk there left half a model beside the
+    weights, newer than them, and so taken for their export.
 
     With ``int8_calibration`` images, also writes ``<name>.int8.onnx``
     (:func:`export_int8`) and returns its path.
     """
-    model = load_yolo(weights, "detect")
-    imgsz = imgsz or model_imgsz(model)
-    with _last_axis_dfl():
-        path = _export(model, imgsz)
+    weights = Path(weights)
+    path = weights.with_suffix(".onnx")
+    with tempfile.TemporaryDirectory(prefix="defects-export-") as tmp:
+        staged = Path(tmp) / "model.pt"
+        shutil.copyfile(weights, staged)
+        model = load_yolo(staged, "detect")
+        imgsz = imgsz or model_imgsz(model)
+        with _last_axis_dfl():
+            atomic_write_bytes(path, _export(model, imgsz).read_bytes())
     if int8_calibration:
         return export_int8(weights, int8_calibration, imgsz, int8_weight_bits)
     return path
 
 
 def _export(model, imgsz: int) -> Path:
-    """Ultralytics' ONNX export of a loaded model, beside its weights."""
-    return Path(
-        model.export(
+    """Ultralytics' ONNX export of a loaded model, beside its weights.
+
+    Raises:
+        OSError: The export could not be written; one that failed midway (a full disk,
+            a quota), where Python names no file, names the export.
+    """
+    try:
+        exported = model.export(
             format="onnx",
             imgsz=imgsz,
             dynamic=True,
@@ -688,7 +703,12 @@ def _export(model, imgsz: int) -> Path:
             device="cpu",
             verbose=False,
         )
-    )
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        written = Path(model.ckpt_path).with_suffix(".onnx")
+        raise OSError(error.errno, error.strerror, str(written)) from None
+    return Path(exported)
 
 
 def export_int8(
@@ -988,10 +1008,11 @@ def quantize_int8(
     pixels = {"scale": np.array(1 / 255, np.float32), "zero_point": np.array(0, np.uint8)}
     with tempfile.TemporaryDirectory(prefix="defects-int8-") as tmp, contextlib.chdir(tmp):
         prepared = Path(tmp) / "prepared.onnx"
+        quantised_path = Path(tmp) / "quantised.onnx"  # in its place whole, at the end
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
-            str(target),
+            str(quantised_path),
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -1010,13 +1031,13 @@ def quantize_int8(
             nodes_to_exclude=float_head_nodes(onnx_path),
             extra_options={"TensorQuantOverrides": {source.graph.input[0].name: [pixels]}},
         )
-    quantised = onnx.load(str(target))
+        quantised = onnx.load(str(quantised_path))
     _take_pixels(quantised.graph)
     _shapes_before_dequantising(quantised.graph)
     # Ultralytics' metadata (names, imgsz) is needed to read the outputs.
     del quantised.metadata_props[:]
     quantised.metadata_props.extend(source.metadata_props)
-    onnx.save(quantised, str(target))
+    atomic_write_bytes(target, quantised.SerializeToString())
     return target
 
 

@@ -300,6 +300,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     The bytes go to a hidden file beside ``path``, reach the disk (fsync), and then
     replace ``path`` in one rename: a process killed at any moment leaves either the
     previous file or the new one, never half of one.
+
+    Raises:
+        OSError: Not written (``path`` is as it was). A write that failed midway (a full
+            disk, a quota), where Python names no file, names ``path``.
     """
     path = Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -309,6 +313,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None
     finally:
         partial.unlink(missing_ok=True)
 

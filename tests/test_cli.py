@@ -674,6 +674,25 @@ def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: P
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (OSError(28, "No space left on device", "/a/b.jpg"), "/a/b.jpg: No space left on device"),
+        # A copy or a move (shutil.copyfile): from where, to where.
+        (OSError(28, "No space left on device", "/a/w.pt", None, "/tmp/x/model.pt"),
+         "/a/w.pt -> /tmp/x/model.pt: No space left on device"),
+        (OSError(27, "File too large"), "File too large"),
+    ],
+)  # fmt: skip
+def test_an_os_error_is_one_line_with_its_files(monkeypatch, capsys, raised: OSError, said: str):
+    def fail(args: argparse.Namespace) -> int:
+        raise raised
+
+    monkeypatch.setattr("detection.cli.cmd_synth", fail)
+    assert main(["synth", "--out", "x"]) == 2
+    assert capsys.readouterr().err == f"defects synth: error: {said}\n"
+
+
 def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
     # Two runs into one folder once left the union of both datasets, so `make train-det
     # SEED=1` after a first run trained on a mixture of two seeds.

@@ -1272,6 +1272,34 @@ def test_upsampling_after_the_convolution_computes_the_same(definition: str, ups
     assert not any(isinstance(m, Concat) for m in after_upsampling)
 
 
+def test_an_export_the_disk_cannot_hold_leaves_no_half_model(trained: Path, tmp_path: Path):
+    """Ultralytics writes its ONNX export beside the weights it reads: with files larger
+    than the weights refused (RLIMIT_FSIZE, as a full disk or a quota refuses them),
+    `export` said "File too large", naming nothing, and left the first megabytes of the
+    model there, newer than the weights and so taken for their export by the next
+    `predict --backend onnx`. Now it exports from a copy in a temporary folder and names
+    the file it could not write there."""
+    import resource
+
+    weights = tmp_path / "best.pt"
+    shutil.copyfile(trained / "best.pt", weights)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    limit = weights.stat().st_size + 1  # the copy is written, the export (10 MB) is not
+
+    def no_file_larger_than_the_weights() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    argv = [*DEFECTS, "export", "--weights", str(weights)]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, preexec_fn=no_file_larger_than_the_weights
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    said = r"defects export: error: /\S+/defects-export-\w+/model\.onnx: File too large"
+    assert re.fullmatch(said, line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
     from detection.evaluate import evaluate_model
 

@@ -184,6 +184,24 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no partial file left
 
 
+def test_atomic_write_that_fails_midway_names_the_file(tmp_path: Path, monkeypatch):
+    """A full disk fails the write (or its fsync) with no file named: the error names the
+    file that was not written, and leaves it as it was."""
+    target = tmp_path / "model.onnx"
+    atomic_write_bytes(target, b"first")
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(OSError) as raised:
+        atomic_write_bytes(target, b"second, never seen")
+    assert (raised.value.errno, raised.value.filename) == (28, str(target))
+    assert raised.value.strerror == "No space left on device"
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
 def test_released_names_resolve_from_any_folder(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name, path in released_models().items():
