@@ -126,7 +126,9 @@ def _in_output(error: OSError, tmp: Path, out: Path) -> OSError:
     reason = error.strerror or str(error)
     if error.filename is None:
         return OSError(error.errno, f"{reason}, while writing it (left as it was)", str(out))
-    name = Path(error.filename)
-    if not name.is_relative_to(tmp):
-        return error
-    return OSError(error.errno, reason, str(out / name.relative_to(tmp)))
+    # A copy's error names its source and its destination (``filename2``): the latter is
+    # the output's file.
+    for name in (error.filename2, error.filename):
+        if name is not None and Path(name).is_relative_to(tmp):
+            return OSError(error.errno, reason, str(out / Path(name).relative_to(tmp)))
+    return error

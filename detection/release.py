@@ -31,7 +31,7 @@ import yaml
 
 from converters.convert import read_manifest
 from converters.errors import ConversionError
-from converters.folders import check_output_folder
+from converters.folders import check_output_folder, write_folder
 from detection.boxes import iou_matrix
 from detection.evaluate import (
     evaluate_model,
@@ -792,13 +792,32 @@ def release(
         (release_dir / CARD).write_text(json.dumps(card, indent=2) + "\n")
         (release_dir / "card.md").write_text(card_markdown(card))
         check_release_size(release_dir, max_mb)
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(release_dir, target)
+        place_release(release_dir, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return card
+
+
+def place_release(release_dir: Path, target: Path) -> None:
+    """Puts the staged release ``release_dir`` in ``target``'s place, whole or not at all.
+
+    The release was staged in a temporary folder, often on another filesystem; the
+    earlier release was deleted first and the new one then copied in, so a full disk
+    midway left half a release and none before it. Now the copy is built beside
+    ``target`` and swapped in (:func:`converters.folders.write_folder`).
+
+    Raises:
+        OSError: Not placed (a full disk, a quota), naming the file not written;
+            ``target`` is as it was.
+    """
+
+    def build(folder: Path) -> None:  # file by file, to stop at the first that fails
+        folder.mkdir()
+        for source in sorted(release_dir.rglob("*")):
+            copy = folder / source.relative_to(release_dir)
+            copy.mkdir() if source.is_dir() else shutil.copyfile(source, copy)
+
+    write_folder(target, build, CARD)
 
 
 def trained_on(runs: list[Path], data_yaml: Path, released_before: dict | None, imgsz: int) -> dict:

@@ -599,6 +599,9 @@ def test_an_output_that_cannot_be_written_is_named_and_the_earlier_one_kept(tmp_
         # A file of the folder being built: named where it would have been.
         (OSError(13, "Permission denied", "{tmp}/labels/a.txt"), "out/labels/a.txt",
          "Permission denied", PermissionError),
+        # A copy into it (shutil.copyfile names both ends): the copy, where it would be.
+        (OSError(28, "No space left on device", "{root}/src/a.jpg", None, "{tmp}/images/a.jpg"),
+         "out/images/a.jpg", "No space left on device", OSError),
         # Any other file (an input): as it was raised.
         (FileNotFoundError(2, "No such file or directory", "{root}/src/a.jpg"), "src/a.jpg",
          "No such file or directory", FileNotFoundError),
@@ -613,6 +616,8 @@ def test_a_folder_not_built_names_what_the_user_will_look_for(
         folder.mkdir()
         if raised.filename:
             raised.filename = raised.filename.format(tmp=folder, root=tmp_path)
+        if raised.filename2:
+            raised.filename2 = raised.filename2.format(tmp=folder, root=tmp_path)
         raise raised
 
     with pytest.raises(OSError) as told:

@@ -382,6 +382,46 @@ def test_the_released_int8_export_keeps_the_colour_channels_apart(neu_det: Path)
     assert np.corrcoef(swapped.ravel(), reference.ravel())[0, 1] < 0.5
 
 
+def test_a_release_the_disk_cannot_hold_leaves_the_one_before(tmp_path: Path, monkeypatch):
+    """The earlier release was deleted before the new one was copied in from its staging
+    folder (often another filesystem): a full disk midway left half a release and none
+    before it."""
+    from detection.release import place_release
+
+    target, staged = tmp_path / "models" / "neu-det", tmp_path / "staged"
+    for folder, text in ((target, "old"), (staged, "new")):
+        folder.mkdir(parents=True)
+        for name in ("card.json", "card.md", "model.pt", "model.onnx"):
+            (folder / name).write_text(f"{text} {name}")
+    copied = []
+    real_copyfile = shutil.copyfile
+
+    def copy_until_full(source, destination, **kwargs):  # two files in, then the disk is full
+        if len(copied) == 2:  # as shutil.copyfile says it: both ends named
+            raise OSError(28, "No space left on device", str(source), None, str(destination))
+        copied.append(source)
+        return real_copyfile(source, destination, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_until_full)
+    with pytest.raises(OSError) as raised:
+        place_release(staged, target)
+    assert raised.value.filename == str(target / "model.onnx")  # the third, by name
+    assert raised.value.strerror == "No space left on device"
+    assert {p.name: p.read_text() for p in target.iterdir()} == {
+        name: f"old {name}" for name in ("card.json", "card.md", "model.pt", "model.onnx")
+    }
+    assert [p.name for p in target.parent.iterdir()] == ["neu-det"]  # no staging left
+    monkeypatch.setattr(shutil, "copyfile", real_copyfile)
+    (staged / "examples").mkdir()  # a folder inside it too
+    (staged / "examples" / "a.jpg").write_text("new examples/a.jpg")
+    place_release(staged, target)
+    assert {str(p.relative_to(target)): p.read_text() for p in target.rglob("*.*")} == {
+        name: f"new {name}"
+        for name in ("card.json", "card.md", "model.pt", "model.onnx", "examples/a.jpg")
+    }
+    assert [p.name for p in target.parent.iterdir()] == ["neu-det"]
+
+
 def test_released_neu_det_is_small_and_complete():
     files = {p.name: p.stat().st_size for p in RELEASED.rglob("*") if p.is_file()}
     assert {"model.pt", "model.onnx", "model.int8.onnx", "card.json", "card.md"} <= files.keys()
