@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -661,35 +660,36 @@ def export_onnx(
     int8_weight_bits: int = 7,
 ) -> Path:
     """Exports ``weights`` to ONNX (dynamic batch) beside the ``.pt``, whole or not at
-    all: ultralytics writes its export beside the weights it reads, so it reads a copy
-    in a temporary folder, and the export takes its place in one rename
-    (:func:`atomic_write_bytes`). A full disk there left half a model beside the
-    weights, newer than them, and so taken for their export.
+    all: ultralytics writes into a temporary folder (:func:`_export`), and the export
+    takes its place in one rename (:func:`atomic_write_bytes`). Written where
+    ultralytics writes it, beside the weights, a full disk left half a model there,
+    newer than the weights and so taken for their export.
 
     With ``int8_calibration`` images, also writes ``<name>.int8.onnx``
     (:func:`export_int8`) and returns its path.
     """
     weights = Path(weights)
     path = weights.with_suffix(".onnx")
-    with tempfile.TemporaryDirectory(prefix="defects-export-") as tmp:
-        staged = Path(tmp) / "model.pt"
-        shutil.copyfile(weights, staged)
-        model = load_yolo(staged, "detect")
-        imgsz = imgsz or model_imgsz(model)
-        with _last_axis_dfl():
-            atomic_write_bytes(path, _export(model, imgsz).read_bytes())
+    model = load_yolo(weights, "detect")
+    imgsz = imgsz or model_imgsz(model)
+    with tempfile.TemporaryDirectory(prefix="defects-export-") as tmp, _last_axis_dfl():
+        atomic_write_bytes(path, _export(model, imgsz, Path(tmp)).read_bytes())
     if int8_calibration:
         return export_int8(weights, int8_calibration, imgsz, int8_weight_bits)
     return path
 
 
-def _export(model, imgsz: int) -> Path:
-    """Ultralytics' ONNX export of a loaded model, beside its weights.
+def _export(model, imgsz: int, folder: Path) -> Path:
+    """Ultralytics' ONNX export of a loaded model, written into ``folder``.
+
+    Ultralytics writes an export beside the weights the model was read from
+    (``pt_path``); the model is told they lie in ``folder``.
 
     Raises:
         OSError: The export could not be written; one that failed midway (a full disk,
             a quota), where Python names no file, names the export.
     """
+    model.model.pt_path = str(Path(folder) / "model.pt")
     try:
         exported = model.export(
             format="onnx",
@@ -706,7 +706,7 @@ def _export(model, imgsz: int) -> Path:
     except OSError as error:
         if error.filename is not None or error.errno is None:
             raise
-        written = Path(model.ckpt_path).with_suffix(".onnx")
+        written = Path(model.model.pt_path).with_suffix(".onnx")
         raise OSError(error.errno, error.strerror, str(written)) from None
     return Path(exported)
 
@@ -724,14 +724,12 @@ def export_int8(
     spare int8 the layout changes (docs/benchmarks.md).
     """
     weights = Path(weights)
+    model = load_yolo(weights, "detect")
+    imgsz = imgsz or model_imgsz(model)
+    _upsample_after_convolving(model.model)
     with tempfile.TemporaryDirectory(prefix="defects-int8-export-") as tmp:
-        staged = Path(tmp) / "model.pt"  # ultralytics exports beside the weights
-        shutil.copyfile(weights, staged)
-        model = load_yolo(staged, "detect")
-        imgsz = imgsz or model_imgsz(model)
-        _upsample_after_convolving(model.model)
         with _anchors_last_head():
-            exported = _export(model, imgsz)
+            exported = _export(model, imgsz, Path(tmp))
         return quantize_int8(
             exported, images, imgsz, weight_bits, target=weights.with_suffix(".int8.onnx")
         )

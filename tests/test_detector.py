@@ -1195,11 +1195,12 @@ def test_onnx_export_decodes_boxes_as_ultralytics_does(
     from detection.predict import _anchors_last_head, _export, _upsample_after_convolving
 
     (tmp_path / "int8").mkdir()
-    shutil.copyfile(trained / "best.pt", tmp_path / "int8" / "best.pt")
-    model = load_yolo(tmp_path / "int8" / "best.pt", "detect")
+    model = load_yolo(trained / "best.pt", "detect")
     _upsample_after_convolving(model.model)
     with _anchors_last_head():
-        anchors_last = _export(model, 96)
+        anchors_last = _export(model, 96, tmp_path / "int8")
+    assert anchors_last == tmp_path / "int8" / "model.onnx"
+    assert not (trained / "best.onnx").exists()  # nothing beside the weights read
     graph = onnx.load(str(anchors_last)).graph
     assert sum(n.op_type == "Gemm" for n in graph.node) == 6
     assert sum(n.op_type == "Softmax" and "/model.23/" in n.name for n in graph.node) == 3
