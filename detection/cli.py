@@ -7,6 +7,7 @@ each subcommand imports its heavy modules only when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import sys
@@ -276,6 +277,19 @@ def out_of_memory(error: BaseException, args: argparse.Namespace) -> str | None:
     return f"out of memory{size}{advice}"
 
 
+# A write refused midway: a full disk, a file-size limit, a quota.
+FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _output_of(args: argparse.Namespace) -> Path | None:
+    """Where a command writes: its ``--out``, or a training run's folder."""
+    if getattr(args, "out", None) is not None:
+        return Path(args.out)
+    if getattr(args, "weights_dir", None) is not None and getattr(args, "name", None):
+        return Path(args.weights_dir) / args.name
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -292,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         if error.filename and error.filename2:  # a copy or a move: from where, to where
             where = f"{error.filename} -> {error.filename2}: "
-        reason = _plain(f"{where}{error.strerror or error}")
+        said = f"{where}{error.strerror or error}"
+        output = _output_of(args)
+        if not error.filename and error.errno in FULL and output is not None:
+            # A write that failed midway names no file: where the command was writing.
+            said = f"{output}: {error.strerror}, while writing there"
+        reason = _plain(said)
         print(f"defects {args.command}: error: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

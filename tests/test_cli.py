@@ -695,7 +695,31 @@ def test_an_os_error_is_one_line_with_its_files(monkeypatch, capsys, raised: OSE
 
     monkeypatch.setattr("detection.cli.cmd_synth", fail)
     assert main(["synth", "--out", "x"]) == 2
+    if said == "File too large":  # no file named: where synth was writing
+        said = "x: File too large, while writing there"
     assert capsys.readouterr().err == f"defects synth: error: {said}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "output"),
+    [
+        (["train-cls", "--data", "d"], "weights/classifier"),
+        (["train-cls", "--data", "d", "--weights-dir", "w", "--name", "c"], "w/c"),
+        (["train", "--data", "d", "--name", "run"], "weights/run"),
+    ],
+)
+def test_a_training_run_that_fills_the_disk_names_its_folder(monkeypatch, capsys, argv, output):
+    """A summary or a plot written with no file named in its error (a write that failed
+    midway): "defects train-cls: error: No space left on device" said nothing of where."""
+
+    def full(args: argparse.Namespace) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("detection.commands.cmd_train", full)
+    monkeypatch.setattr("detection.commands.cmd_train_cls", full)
+    assert main(argv) == 2
+    said = f"{output}: No space left on device, while writing there"
+    assert capsys.readouterr().err == f"defects {argv[0]}: error: {said}\n"
 
 
 def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
