@@ -121,8 +121,11 @@ def _in_output(error: OSError, tmp: Path, out: Path) -> OSError:
     """``error``, raised while ``out`` was being built in ``tmp``, told of ``out``: the
     file as the user will look for it (not in the hidden folder it was written to), and
     where a write failed midway (a full disk, a quota: Python names no file then), the
-    folder itself, said to be left as it was. Any other error is returned as it is.
+    folder itself, said to be left as it was. Any other error (another file's, or one
+    with no errno) is returned as it is.
     (``OSError(errno, ...)`` is the errno's own subclass: FileNotFoundError for ENOENT.)"""
+    if error.errno is None:  # a library's own words (PIL's), no system call's
+        return error
     reason = error.strerror or str(error)
     if error.filename is None:
         return OSError(error.errno, f"{reason}, while writing it (left as it was)", str(out))

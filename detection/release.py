@@ -815,7 +815,10 @@ def place_release(release_dir: Path, target: Path) -> None:
         folder.mkdir()
         for source in sorted(release_dir.rglob("*")):
             copy = folder / source.relative_to(release_dir)
-            copy.mkdir() if source.is_dir() else shutil.copyfile(source, copy)
+            if source.is_dir():
+                copy.mkdir()
+            else:
+                shutil.copyfile(source, copy)
 
     write_folder(target, build, CARD)
 
