@@ -727,6 +727,24 @@ def test_a_training_run_that_fills_the_disk_names_its_folder(monkeypatch, capsys
     assert capsys.readouterr().err == f"defects {argv[0]}: error: {said}\n"
 
 
+def test_synth_refuses_more_images_than_its_disk_holds(tmp_path: Path, monkeypatch, capsys):
+    """`synth --images 100000000` drew for hours before the disk filled (1.6 TB)."""
+    import shutil
+    import types
+
+    from converters.synth import BYTES_PER_IMAGE
+
+    free = 5 * BYTES_PER_IMAGE  # room for 5 images
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(free=free))
+    out = tmp_path / "s"
+    assert main(["synth", "--out", str(out), "--images", "6"]) == 2
+    said = f"{out}: 6 images need about 96 KB (16 KB each) and {tmp_path} has 80 KB free"
+    assert capsys.readouterr().err == f"defects synth: error: {said}; nothing was written\n"
+    assert list(tmp_path.iterdir()) == []
+    assert main(["synth", "--out", str(out), "--images", "5"]) == 0
+    assert len(list((out / "IMAGES").iterdir())) == 5
+
+
 def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
     # Two runs into one folder once left the union of both datasets, so `make train-det
     # SEED=1` after a first run trained on a mixture of two seeds.
