@@ -1,5 +1,6 @@
 """Reading the files users give: text, JSON and YAML, each refused in one line naming
-the file and what is wrong with it, never a traceback."""
+the file and what is wrong with it, never a traceback; and naming the file a write
+failed on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ from pathlib import Path
 import yaml
 
 from converters.errors import ConversionError
+
+
+def naming(error: OSError, path: Path | str) -> OSError:
+    """``error``, with ``path`` as its file where it names none.
+
+    A write that fails midway (a full disk, a quota, a file-size limit) raises an
+    OSError with no file in Python, and the CLI says an error's file before its reason.
+    One that names a file already, or has no errno (a library's own words), is returned
+    as it is.
+    """
+    if error.filename is not None or error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror, str(path))
 
 
 def read_text(path: Path, what: str, kind: str = "file") -> str:

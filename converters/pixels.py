@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from converters.files import naming
 from converters.imagesize import (
     UNDECODABLE_SAMPLES,
     CorruptImageError,
@@ -85,10 +86,9 @@ def write_image(path: Path | str, pixels: np.ndarray, params: Sequence[int] = ()
         with open(path, "wb") as file:  # its OSError names the file when opening fails
             file.write(data.tobytes())
     except OSError as error:
-        if error.filename is not None:
-            raise
-        Path(path).unlink(missing_ok=True)  # what a full disk let through is half an image
-        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+        if error.filename is None:  # opened, then refused: what got through is half an image
+            Path(path).unlink(missing_ok=True)
+        raise naming(error, path) from None
 
 
 def _undecodable(path: Path | str, data: bytes) -> str:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from converters.errors import ConversionError
+from converters.files import naming
 from converters.folders import write_folder
 from converters.layouts import images_in
 from converters.model import Box, Dataset, ImageAnnotation
@@ -704,10 +705,7 @@ def _export(model, imgsz: int, folder: Path) -> Path:
             verbose=False,
         )
     except OSError as error:
-        if error.filename is not None or error.errno is None:
-            raise
-        written = Path(model.model.pt_path).with_suffix(".onnx")
-        raise OSError(error.errno, error.strerror, str(written)) from None
+        raise naming(error, Path(model.model.pt_path).with_suffix(".onnx")) from None
     return Path(exported)
 
 

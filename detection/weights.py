@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from converters.errors import ConversionError
+from converters.files import naming
 from detection.offline import PROJECT_ROOT
 from detection.threads import use_cpu_threads
 
@@ -314,9 +315,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(partial, path)
     except OSError as error:
-        if error.filename is not None or error.errno is None:
-            raise
-        raise OSError(error.errno, error.strerror, str(path)) from None
+        raise naming(error, path) from None
     finally:
         partial.unlink(missing_ok=True)
 
