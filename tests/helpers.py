@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import resource
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,12 @@ def write_image(path: Path, width: int = 64, height: int = 48, seed: int = 0) ->
     pixels = np.random.default_rng(seed).integers(0, 255, (height, width), dtype=np.uint8)
     Image.fromarray(pixels).save(path, quality=90)
     return path
+
+
+def no_file_over(size: int) -> Callable[[], None]:
+    """A subprocess's ``preexec_fn``: files over ``size`` bytes are refused (RLIMIT_FSIZE,
+    EFBIG "File too large"), as a full disk or a quota refuses a write midway."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
 def write_xml(path: Path, text: str) -> Path:

@@ -20,7 +20,7 @@ import converters.convert
 from converters.convert import convert
 from converters.errors import ConversionError
 from detection.cli import main, out_of_memory
-from tests.helpers import voc_xml, write_image, write_xml
+from tests.helpers import no_file_over, voc_xml, write_image, write_xml
 
 DEFECTS = [sys.executable, "-m", "detection.cli"]
 DATA = Path(__file__).parent / "data"
@@ -582,7 +582,7 @@ def test_an_output_that_cannot_be_written_is_named_and_the_earlier_one_kept(tmp_
     assert main(["convert", str(src), "--out", str(out), "--seed", "1"]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     argv = [*DEFECTS, "convert", str(src), "--out", str(out), "--seed", "2"]
-    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_no_file_over(500))
+    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=no_file_over(500))
     assert result.returncode == 2, result.stderr[-2000:]
     said = f"defects convert: error: {out}: File too large, while writing it (left as it was)"
     assert result.stderr.strip() == said
@@ -659,14 +659,6 @@ def test_synth_is_deterministic(tmp_path: Path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
-def _no_file_over(size: int):
-    """A subprocess's ``preexec_fn``: files over ``size`` bytes are refused (RLIMIT_FSIZE,
-    EFBIG "File too large"), as a full disk or a quota refuses a write midway."""
-    import resource
-
-    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-
-
 def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: Path):
     """cv2.imwrite returns False where a file cannot be written, and synth ignored it: it
     said "Wrote 3 images" into a folder it had left without one. Here files over 10 KB are
@@ -674,7 +666,7 @@ def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: P
     takes about 20 KB, its annotation under 1 KB."""
     out = tmp_path / "s"
     argv = [*DEFECTS, "synth", "--out", str(out), "--images", "3"]
-    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_no_file_over(10_000))
+    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=no_file_over(10_000))
     assert result.returncode == 2, result.stderr[-2000:]
     # The image as it would have been named in the output, not in its hidden staging.
     line = result.stderr.strip()

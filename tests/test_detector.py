@@ -24,7 +24,7 @@ from converters.errors import ConversionError
 from detection.boxes import iou_matrix
 from detection.weights import WeightsError
 from tests.conftest import DEFECTS, TINY
-from tests.helpers import roboflow_export
+from tests.helpers import no_file_over, roboflow_export
 
 pytestmark = pytest.mark.slow
 
@@ -1282,20 +1282,13 @@ def test_an_export_the_disk_cannot_hold_leaves_no_half_model(trained: Path, tmp_
     model there, newer than the weights and so taken for their export by the next
     `predict --backend onnx`. Now it exports from a copy in a temporary folder and names
     the file it could not write there."""
-    import resource
-
     weights = tmp_path / "best.pt"
     shutil.copyfile(trained / "best.pt", weights)
     before = sorted(p.name for p in tmp_path.iterdir())
-    limit = weights.stat().st_size + 1  # the copy is written, the export (10 MB) is not
-
-    def no_file_larger_than_the_weights() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    limit = weights.stat().st_size + 1  # no file larger than the weights: not the export
 
     argv = [*DEFECTS, "export", "--weights", str(weights)]
-    result = subprocess.run(
-        argv, capture_output=True, text=True, preexec_fn=no_file_larger_than_the_weights
-    )
+    result = subprocess.run(argv, capture_output=True, text=True, preexec_fn=no_file_over(limit))
     assert result.returncode == 2, result.stderr[-3000:]
     line = result.stderr.strip().splitlines()[-1]
     said = r"defects export: error: /\S+/defects-export-\w+/model\.onnx: File too large"
