@@ -312,12 +312,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             + f"; NMS IoU {iou}"
         )
     iou = NMS_IOU if iou is None else iou
-    if args.tile:
-        from detection.predict import collect_images, tile_plan
-
-        plan = tile_plan(collect_images(args.sources, out=args.out), args.tile, args.tile_overlap)
-        if plan:
-            stderr_console().print(plan)
     with progress_bar("Predicting") as update:
         summary = predict(
             args.weights,
@@ -335,6 +329,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             args.voc,
             args.tile,
             args.tile_overlap,
+            stderr_console().print,
         )
     if args.out is None:
         # JSON Lines on stdout, the records predictions.json holds: pipes into jq or a file.

@@ -40,6 +40,7 @@ from detection.predict import (
     load_detector,
     off_scale_note,
     scales_of,
+    tiled_in,
 )
 from detection.report import images_unanswered, past_the_image, results_left_out, write_report
 from detection.splits import (
@@ -128,8 +129,9 @@ def predict_coco_at_ious(
     results: dict[float, list[dict]] = {iou: [] for iou in ious}
     entries = sorted(gt["images"], key=lambda im: im["id"])
     paths = [image_dir / entry["file_name"] for entry in entries]
-    found = detect_images(detect, paths, batch, conf=conf, max_det=max_det)
-    for done, (entry, read) in enumerate(zip(entries, found), 1):
+    tiled = tiled_in(detector)
+    found = detect_images(detect, paths, batch, progress, tiled, conf=conf, max_det=max_det)
+    for entry, read in zip(entries, found):
         if read.pixels is None:
             raise ConversionError(f"{read.path}: ground-truth image not read: {read.problem}")
         height, width = read.pixels.shape[:2]
@@ -144,8 +146,6 @@ def predict_coco_at_ious(
             )
         for iou, detections in read.detections.items():
             results[iou] += coco_results(detections, entry["id"], to_category)
-        if progress:
-            progress(done, len(entries))
     return results
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import itertools
 import json
 import math
 import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -566,30 +567,36 @@ def tile_windows(shape: tuple[int, int], tile: int, overlap: float) -> list[tupl
     ]
 
 
+def tile_counts(paths: list[Path], tile: int, overlap: float) -> list[int]:
+    """How many tiles each of ``paths`` is cut into (1: detected whole), from the
+    images' headers; an image whose header does not read counts 1 (the prediction
+    reports it)."""
+    from converters.imagesize import image_size
+
+    counts = []
+    for path in paths:
+        try:
+            width, height = image_size(path)
+        except OSError:  # CorruptImageError too: reported, and skipped, when predicting
+            counts.append(1)
+            continue
+        counts.append(len(tile_windows((height, width), tile, overlap)))
+    return counts
+
+
 def tile_plan(paths: list[Path], tile: int, overlap: float) -> str | None:
     """What ``--tile`` will cost, said before the work: how many of ``paths`` are cut,
     into how many tiles in all, and the image cut the most; None when no image is larger
     than a tile. Each tile is one input to the model, so a small tile or a large overlap
     on large images multiplies the work: 32-pixel tiles overlapping by 0.9 cut one
-    2048x1000 image into about 200,000, hours of work on a CPU with nothing on screen
-    until the image is done. Sizes come from the images' headers; an image whose header
-    does not read is left to the prediction to report."""
-    from converters.imagesize import image_size
-
-    counts: list[tuple[int, Path]] = []
-    for path in paths:
-        try:
-            width, height = image_size(path)
-        except OSError:  # CorruptImageError too: reported, and skipped, when predicting
-            continue
-        if max(width, height) > tile:
-            counts.append((len(tile_windows((height, width), tile, overlap)), path))
-    if not counts:
+    2048x1000 image into about 200,000, hours of work on a CPU."""
+    cut = [(n, path) for n, path in zip(tile_counts(paths, tile, overlap), paths) if n > 1]
+    if not cut:
         return None
-    most, at = max(counts, key=lambda count: count[0])
+    most, at = max(cut, key=lambda count: count[0])
     return (
-        f"Tiles of {tile} px overlapping by {overlap}: {len(counts)} of {len(paths)} images "
-        f"larger than a tile, cut into {sum(n for n, _ in counts):,} tiles in all, each one "
+        f"Tiles of {tile} px overlapping by {overlap}: {len(cut)} of {len(paths)} images "
+        f"larger than a tile, cut into {sum(n for n, _ in cut):,} tiles in all, each one "
         f"input to the model (the most: {at.name}, {most:,})"
     )
 
@@ -607,6 +614,9 @@ class TiledDetector:
         self.tile = tile
         self.overlap = overlap
         self.batch = batch
+        # Told how many tiles each of the model's batches held, as they are detected
+        # (:func:`detect_images` counts its progress in tiles so).
+        self.on_tiles: Callable[[int], None] | None = None
 
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
@@ -618,6 +628,8 @@ class TiledDetector:
         found: list[Detections] = []
         for chunk in batches(crops, self.batch):
             found += self.detector(chunk, conf=conf, iou=iou, max_det=max_det)
+            if self.on_tiles:
+                self.on_tiles(len(chunk))
         merged, at = [], 0
         for image, tiles in zip(images, windows):
             found_here = found[at : at + len(tiles)]
@@ -1214,27 +1226,67 @@ class DetectedImage:
 
 
 def detect_images(
-    detector, paths: list[Path], batch: int = 16, **options
+    detector,
+    paths: list[Path],
+    batch: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+    tiled: TiledDetector | None = None,
+    **options,
 ) -> Iterator[DetectedImage]:
     """Reads (:func:`converters.pixels.read_image`) and detects ``batch`` images at a time;
     yields one :class:`DetectedImage` per path, in order. An image missing, cut short or
     not decodable has no pixels and no detections, and the batch goes on.
 
-    ``options`` go to the detector (``conf``, ``iou``, ``max_det``).
+    Args:
+        detector: Any detector of this module, or a function that calls one.
+        progress: Told ``(done, total)`` as images are detected; in tiles where
+            ``tiled`` (the :class:`TiledDetector` that ``detector`` runs) cuts them, as
+            each of the model's batches of tiles is detected.
+        options: To the detector (``conf``, ``iou``, ``max_det``).
     """
-    for chunk in batches(paths, batch):
-        loaded = []
-        for path in chunk:
-            try:
-                loaded.append(DetectedImage(path, read_image(path), None))
-            except OSError as error:
-                loaded.append(DetectedImage(path, None, None, error.strerror))
-        readable = [image.pixels for image in loaded if image.pixels is not None]
-        found = iter(detector(readable, **options) if readable else [])
-        for image in loaded:
-            if image.pixels is not None:
-                image.detections = next(found)
-            yield image
+    units = [1] * len(paths)
+    if tiled is not None and progress is not None:
+        units = tile_counts(paths, tiled.tile, tiled.overlap)
+    through = list(itertools.accumulate(units, initial=0))  # units done after each image
+    done, ceiling = 0, 0
+
+    def advance(tiles: int) -> None:
+        nonlocal done
+        # At most the batch's own units: a header that said fewer tiles than the pixels
+        # hold, or a detector run once per NMS IoU, would count ahead of the images.
+        done = min(done + tiles, ceiling)
+        progress(done, through[-1])
+
+    if tiled is not None and progress is not None:
+        tiled.on_tiles = advance
+    try:
+        for start in range(0, len(paths), batch):
+            loaded = []
+            for path in paths[start : start + batch]:
+                try:
+                    loaded.append(DetectedImage(path, read_image(path), None))
+                except OSError as error:
+                    loaded.append(DetectedImage(path, None, None, error.strerror))
+            ceiling = through[start + len(loaded)]
+            readable = [image.pixels for image in loaded if image.pixels is not None]
+            found = iter(detector(readable, **options) if readable else [])
+            for number, image in enumerate(loaded, start + 1):
+                if image.pixels is not None:
+                    image.detections = next(found)
+                if progress is not None:
+                    done = max(done, through[number])
+                    progress(done, through[-1])
+                yield image
+    finally:
+        if tiled is not None and progress is not None:
+            tiled.on_tiles = None
+
+
+def tiled_in(detector) -> TiledDetector | None:
+    """The :class:`TiledDetector` that ``detector`` is, or runs inside it; None."""
+    while not isinstance(detector, TiledDetector) and hasattr(detector, "detector"):
+        detector = detector.detector
+    return detector if isinstance(detector, TiledDetector) else None
 
 
 def coco_results(detections: Detections, image_id: int, to_category: dict[int, int]) -> list[dict]:
@@ -1389,13 +1441,15 @@ def predict(
     voc: bool = False,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
+    notice: Callable[[str], None] | None = None,
 ) -> dict:
     """Predicts on images or folders (``tta``: with :class:`FlipTTADetector`; ``iou``:
     the NMS IoU; ``tile``: with :class:`TiledDetector`, images larger than ``tile``
     pixels cut into tiles overlapping by ``tile_overlap``), keeping detections at or
     above ``conf``: one threshold, or one per
     class name (operating points, as :func:`detection.evaluate.best_f1_confidences`
-    reads them).
+    reads them). ``progress(done, total)`` counts images, or tiles where any is cut;
+    ``notice`` is told what the tiles will cost before the work (:func:`tile_plan`).
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
@@ -1418,6 +1472,9 @@ def predict(
     passed_over: list[Path] = []
     found_twice: list[tuple[Path, Path]] = []
     paths = collect_images(sources, passed_over, out, found_twice)
+    plan = tile_plan(paths, tile, tile_overlap) if tile else None
+    if plan and notice:
+        notice(plan)
     detector = load_detector(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )
@@ -1436,8 +1493,10 @@ def predict(
             folder.mkdir(parents=True)
             if save_images:
                 (folder / "images").mkdir()
-        found = detect_images(detector, paths, batch, conf=lowest, iou=iou)
-        for done, read in enumerate(found, 1):
+        found = detect_images(
+            detector, paths, batch, progress, tiled_in(detector), conf=lowest, iou=iou
+        )
+        for read in found:
             path, pixels, detections = read.path, read.pixels, read.detections
             if pixels is None:
                 errors.append({"file": str(path), "error": read.problem})
@@ -1489,8 +1548,6 @@ def predict(
                 if folder is not None and save_images:
                     drawn = draw(pixels, detections, detector.names)
                     write_image(folder / "images" / f"{image_id:06d}_{path.stem}.jpg", drawn)
-            if progress:
-                progress(done, len(paths))
         if folder is not None:
             (folder / PREDICTIONS_MARKER).write_text(json.dumps(results) + "\n")
             categories = [{"id": i + 1, "name": n} for i, n in sorted(detector.names.items())]

@@ -14,8 +14,10 @@ import pytest
 
 from converters.pixels import read_image
 from detection.boxes import merge_tiles
+from detection.evaluate import predict_coco
 from detection.predict import (
     TiledDetector,
+    detect_images,
     load_detector,
     tile_plan,
     tile_starts,
@@ -68,6 +70,40 @@ def test_the_tiles_to_come_are_counted_before_the_work(
     counts = {name: len(tile_windows(shape, tile, overlap)) for name, shape in sizes.items()}
     assert f"{sum(n for n in counts.values() if n > 1):,} tiles in all" in plan
     assert f"the most: strip.png, {counts['strip.png']:,})" in plan
+
+
+def test_progress_counts_tiles_while_the_model_detects_them(tmp_path: Path):
+    """With tiles, the progress is counted in tiles and moves with each of the model's
+    batches: a strip cut into thousands of tiles is one image, and counted in images the
+    bar stood still for as long as the strip took. An image no larger than a tile, or
+    one that cannot be read, counts one."""
+    cv2.imwrite(str(tmp_path / "strip.png"), np.zeros((1000, 2048), np.uint8))
+    cv2.imwrite(str(tmp_path / "crop.png"), np.zeros((150, 150), np.uint8))
+    (tmp_path / "damaged.jpg").write_bytes(b"\xff\xd8\xff")
+    paths = [tmp_path / name for name in ("strip.png", "damaged.jpg", "crop.png")]
+    strip = len(tile_windows((1000, 2048), 200, 0.25))
+    tiled = TiledDetector(BiasedBlobDetector(shift=(0, 0)), tile=200, batch=8)
+    said: list[tuple[int, int]] = []
+    found = detect_images(tiled, paths, 16, lambda *p: said.append(p), tiled, conf=0.1)
+    assert [read.detections is None for read in found] == [False, True, False]
+    total = strip + 2
+    assert said[-1] == (total, total) and {t for _, t in said} == {total}
+    done = [d for d, _ in said]
+    assert done == sorted(done)
+    assert set(range(8, strip, 8)) <= set(done)  # within the strip, 8 tiles at a time
+    assert tiled.on_tiles is None  # left as it was found
+    said.clear()  # untiled: counted in images, each as it is detected
+    list(detect_images(tiled.detector, paths, 2, lambda *p: said.append(p), conf=0.1))
+    assert said == [(1, 3), (2, 3), (3, 3)]
+    # ... as evaluate counts them.
+    gt = {
+        "images": [{"id": 1, "file_name": "strip.png", "width": 2048, "height": 1000}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "blob"}],
+    }
+    said.clear()
+    predict_coco(tiled, gt, tmp_path, progress=lambda *p: said.append(p))
+    assert said[-1] == (strip, strip) and set(range(8, strip, 8)) <= {d for d, _ in said}
 
 
 def test_tile_windows_cover_the_image_with_whole_tiles():
