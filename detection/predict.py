@@ -868,9 +868,7 @@ def _anchors_last_head() -> Iterator[None]:
 
     def distances(dfl, x):  # [B, A, 4 * bins] -> [B, A, 4]
         batch, anchors, _ = x.shape
-        bins = dfl.conv.weight.view(dfl.c1, 1).to(x.dtype)
-        distributions = x.view(batch, anchors, 4, dfl.c1).softmax(-1)
-        return (distributions @ bins).view(batch, anchors, 4)
+        return _expected_bins(dfl, x.view(batch, anchors, 4, dfl.c1)).view(batch, anchors, 4)
 
     def forward_head(self, x, box_head=None, cls_head=None):
         if box_head is None or cls_head is None:  # as ultralytics' (fused one-to-one heads)
@@ -896,6 +894,14 @@ def _anchors_last_head() -> Iterator[None]:
         Detect.forward_head, DFL.forward = originals
 
 
+def _expected_bins(dfl, logits):
+    """Ultralytics' DFL arithmetic on distance-bin logits held in the last axis
+    ([..., bins] -> [..., 1]): the softmax over the bins, then the expected bin (a
+    product with the bins' values, 0..15, the DFL's fixed convolution weights)."""
+    bins = dfl.conv.weight.view(dfl.c1, 1).to(logits.dtype)
+    return logits.softmax(-1) @ bins
+
+
 @contextlib.contextmanager
 def _last_axis_dfl() -> Iterator[None]:
     """Ultralytics' DFL (the box decoding) exported with its softmax over the last axis.
@@ -909,9 +915,8 @@ def _last_axis_dfl() -> Iterator[None]:
 
     def forward(self, x):
         batch, _, anchors = x.shape
-        bins = self.conv.weight.view(self.c1, 1).to(x.dtype)
-        distributions = x.view(batch, 4, self.c1, anchors).transpose(2, 3).softmax(-1)
-        return (distributions @ bins).view(batch, 4, anchors)
+        logits = x.view(batch, 4, self.c1, anchors).transpose(2, 3)
+        return _expected_bins(self, logits).view(batch, 4, anchors)
 
     original = DFL.forward
     DFL.forward = forward
