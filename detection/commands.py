@@ -159,6 +159,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 nms_iou=args.iou,
                 tile=args.tile,
                 tile_overlap=args.tile_overlap,
+                notice=stderr_console().print,
             )
     from detection.bootstrap import format_interval
     from detection.report import results_warnings
@@ -789,6 +790,7 @@ def _predict_for_comparison(
     models' sources, how many of the split's images each was trained on, and how fast
     each predicted here."""
     from detection.evaluate import predict_split, split_ground_truth
+    from detection.predict import tile_plan
     from detection.splits import seen_in_training
     from detection.weights import check_weights, resolve_weights
 
@@ -799,6 +801,9 @@ def _predict_for_comparison(
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]
+    plan = tile_plan(images, args.tile, args.tile_overlap) if args.tile else None
+    if plan:  # once, for every model
+        stderr_console().print(plan)
     for path in images:  # the files in the page cache: the first model's timing no slower
         with contextlib.suppress(OSError):
             path.read_bytes()

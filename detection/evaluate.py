@@ -40,6 +40,7 @@ from detection.predict import (
     load_detector,
     off_scale_note,
     scales_of,
+    tile_plan,
     tiled_in,
 )
 from detection.report import images_unanswered, past_the_image, results_left_out, write_report
@@ -467,9 +468,12 @@ def evaluate_model(
     nms_iou: float = NMS_IOU,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
+    notice: Callable[[str], None] | None = None,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report (with
     ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``).
+    ``notice`` is told what the tiles will cost before the work
+    (:func:`detection.predict.tile_plan`).
 
     ``backend`` picks the file scored: the ``.pt`` (``torch``) or its ``onnx`` or
     ``onnx-int8`` export, the artifact that is deployed. ``tta`` scores the predictions
@@ -482,6 +486,10 @@ def evaluate_model(
     weights = check_weights(weights)  # before a YOLO dataset's check imports ultralytics
     truth = split_ground_truth(data, split)
     data_yaml, gt = truth.data_yaml, truth.gt
+    images = [truth.image_dir / image["file_name"] for image in gt["images"]]
+    plan = tile_plan(images, tile, tile_overlap) if tile else None
+    if plan and notice:
+        notice(plan)
     detector, results, speed = predict_split(
         weights,
         gt,

@@ -300,7 +300,12 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     base = ["evaluate", "--weights", "neu-det", "--data", str(data), "--bootstrap", "0"]
     base += ["--backend", "onnx", "--no-ultralytics"]
     assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+    said_whole = " ".join(capsys.readouterr().err.split())
+    assert "Tiles of" not in said_whole
     assert main([*base, "--out", str(tmp_path / "tiled"), "--tile", "200"]) == 0
+    # Said before the work, as predict says it: 2 strips of 5 x 3 tiles.
+    plan = "2 of 2 images larger than a tile, cut into 30 tiles in all"
+    assert plan in " ".join(capsys.readouterr().err.split())
     whole = json.loads((tmp_path / "whole" / "report.json").read_text())
     tiled = json.loads((tmp_path / "tiled" / "report.json").read_text())
     assert tiled["prediction_settings"]["tile"] == {"size": 200, "overlap": 0.25}
@@ -316,8 +321,13 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     assert whole["off_scale"]["smaller"]["scale"] == pytest.approx(0.25)
     said = (tmp_path / "whole" / "report.md").read_text()
     assert "**Off the training scale:**" in said and "--tile 200 detects" in said
-    assert "--tile 200 detects" in " ".join(capsys.readouterr().err.split())
+    assert "--tile 200 detects" in said_whole
     assert tiled["off_scale"] is None
+    # compare says it once, for every model it runs.
+    models = [str(resolve_weights("neu-det").with_suffix(s)) for s in (".onnx", ".int8.onnx")]
+    argv = ["compare", "--data", str(data), "--weights", *models, "--tile", "200"]
+    assert main([*argv, "--bootstrap", "0", "--out", str(tmp_path / "compared")]) == 0
+    assert " ".join(capsys.readouterr().err.split()).count(plan) == 1
 
     out = tmp_path / "predicted"
     strips = str(tmp_path / "voc" / "JPEGImages")
@@ -325,7 +335,7 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     assert main([*argv, "--out", str(out), "--no-images"]) == 0
     # Said before the work: 2 strips of 5 x 3 tiles.
     said = " ".join(capsys.readouterr().err.split())
-    assert "2 of 2 images larger than a tile, cut into 30 tiles in all" in said
+    assert plan in said
     predicted = json.loads((out / "predictions.json").read_text())
     assert predicted
     for box in predicted:
