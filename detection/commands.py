@@ -496,20 +496,23 @@ def cmd_review(args: argparse.Namespace) -> int:
     name = args.name or f"defects-{Path(args.data).resolve().name}"
     if not args.no_launch:
         review.check_app_address(args.address, args.port)
-    summary = review.prepare(
-        args.data,
-        name,
-        args.weights,
-        args.split,
-        args.backend,
-        args.conf,
-        args.rebuild,
-        args.tta,
-        args.iou,
-        args.tile,
-        args.tile_overlap,
-        args.predictions,
-    )
+    with progress_bar("Predicting") as update:
+        summary = review.prepare(
+            args.data,
+            name,
+            args.weights,
+            args.split,
+            args.backend,
+            args.conf,
+            args.rebuild,
+            args.tta,
+            args.iou,
+            args.tile,
+            args.tile_overlap,
+            args.predictions,
+            update,
+            console.print,
+        )
     _print_skipped(console, {"errors": summary["skipped"]})
     for split, edited in summary.get("ground_truth_edited", {}).items():
         _note_ground_truth_edited(edited, split)

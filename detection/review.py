@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,15 +216,27 @@ def read_source(data: Path) -> Source:
 
 
 def predict_boxes(
-    detector, paths: list[Path], conf: float, iou: float = NMS_IOU
+    detector,
+    paths: list[Path],
+    conf: float,
+    iou: float = NMS_IOU,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[list[Box] | str]:
     """The detector's boxes (pixels, with confidences) for each image, in order, read and
     run 32 at a time (``iou``: the NMS IoU); for an image that could not be read (missing,
-    cut short, not decodable: :func:`converters.pixels.read_image`), why."""
-    from detection.predict import as_boxes, detect_images
+    cut short, not decodable: :func:`converters.pixels.read_image`), why. ``progress``
+    as :func:`detection.predict.detect_images` counts it (images, or tiles)."""
+    from detection.predict import as_boxes, detect_images, tiled_in
 
     for read in detect_images(
-        detector, paths, 32, conf=conf, iou=iou, max_det=REVIEW_MAX_DETECTIONS
+        detector,
+        paths,
+        32,
+        progress,
+        tiled_in(detector),
+        conf=conf,
+        iou=iou,
+        max_det=REVIEW_MAX_DETECTIONS,
     ):
         det = read.detections
         yield read.problem if det is None else as_boxes(det, detector.names)
@@ -601,6 +613,8 @@ def prepare(
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
     results: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> dict:
     """Builds the dataset (or reopens it, tags and all, unless ``rebuild``), evaluates,
     saves views; returns a summary with timings.
@@ -620,6 +634,9 @@ def prepare(
         results: Instead of ``weights``, any detector's results to show as the
             predictions (:func:`results_boxes`; labelled data only: its classes name the
             results' categories).
+        progress: Told ``(done, total)`` as ``weights`` predict (images, or tiles).
+        notice: Told what the tiles will cost before the work
+            (:func:`detection.predict.tile_plan`).
     """
     started = time.perf_counter()
     if weights is not None:
@@ -643,8 +660,11 @@ def prepare(
             )
         predictions = results_boxes(results, classes, images, conf)
     if weights is not None:
-        from detection.predict import load_detector
+        from detection.predict import load_detector, tile_plan
 
+        plan = tile_plan([image.path for image in images], tile, tile_overlap) if tile else None
+        if plan and notice:
+            notice(plan)
         detector = load_detector(
             weights,
             backend,
@@ -655,7 +675,7 @@ def prepare(
             tile_overlap=tile_overlap,
         )
         predictions, predicted_images = [], []
-        found = predict_boxes(detector, [image.path for image in images], conf, iou)
+        found = predict_boxes(detector, [image.path for image in images], conf, iou, progress)
         for image, boxes in zip(images, found):
             if isinstance(boxes, list):
                 predictions.append(boxes)

@@ -442,10 +442,27 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
         with contextlib.redirect_stderr(said):
             main(["review", "--data", {str(folder)!r}, "--name", "today", "--no-launch"])
         summary["said"] = said.getvalue()
+        # In tiles of 200 px: what they will cost said first, the progress in tiles.
+        progress, notices = [], []
+        prepare({str(folder)!r}, "today-tiled", {str(trained / "best.pt")!r}, conf=0.0005,
+                tile=200, progress=lambda *p: progress.append(p), notice=notices.append)
+        summary["tiled"] = {{"progress": progress, "notices": notices}}
         print(json.dumps(summary))
     """,
         fiftyone_env,
     )
+    # The strip (800x200) is cut into 5 tiles; the other 6 images with a readable header
+    # (garbled.png's pixels do not decode) count one each.
+    from detection.predict import tile_windows
+
+    tiles = len(tile_windows((200, 800), 200, 0.25))
+    assert summary["tiled"]["notices"] == [
+        f"Tiles of 200 px overlapping by 0.25: 1 of 7 images larger than a tile, cut into "
+        f"{tiles} tiles in all, each one input to the model (the most: strip.png, {tiles})"
+    ]
+    progress = summary["tiled"]["progress"]
+    assert progress[-1] == [tiles + 6, tiles + 6]
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
     assert summary["samples"] == 6 and not summary["labelled"]
     skipped = {Path(e["file"]).name: e["error"] for e in summary["skipped"]}
     assert skipped.keys() == {"notes.jpg", "cut.png", "garbled.png"}
