@@ -804,7 +804,7 @@ def _predict_for_comparison(
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]
-    plan = tile_plan(images, args.tile, args.tile_overlap) if args.tile else None
+    plan = tile_plan(images, args.tile, args.tile_overlap)
     if plan:  # once, for every model
         stderr_console().print(plan)
     for path in images:  # the files in the page cache: the first model's timing no slower

@@ -487,7 +487,7 @@ def evaluate_model(
     truth = split_ground_truth(data, split)
     data_yaml, gt = truth.data_yaml, truth.gt
     images = [truth.image_dir / image["file_name"] for image in gt["images"]]
-    plan = tile_plan(images, tile, tile_overlap) if tile else None
+    plan = tile_plan(images, tile, tile_overlap)
     if plan and notice:
         notice(plan)
     detector, results, speed = predict_split(

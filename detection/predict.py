@@ -584,12 +584,14 @@ def tile_counts(paths: list[Path], tile: int, overlap: float) -> list[int]:
     return counts
 
 
-def tile_plan(paths: list[Path], tile: int, overlap: float) -> str | None:
+def tile_plan(paths: list[Path], tile: int | None, overlap: float) -> str | None:
     """What ``--tile`` will cost, said before the work: how many of ``paths`` are cut,
     into how many tiles in all, and the image cut the most; None when no image is larger
-    than a tile. Each tile is one input to the model, so a small tile or a large overlap
-    on large images multiplies the work: 32-pixel tiles overlapping by 0.9 cut one
-    2048x1000 image into about 200,000, hours of work on a CPU."""
+    than a tile (or no ``tile``). Each tile is one input to the model, so a small tile or
+    a large overlap on large images multiplies the work: 32-pixel tiles overlapping by 0.9
+    cut one 2048x1000 image into about 200,000, hours of work on a CPU."""
+    if not tile:
+        return None
     cut = [(n, path) for n, path in zip(tile_counts(paths, tile, overlap), paths) if n > 1]
     if not cut:
         return None
@@ -1477,7 +1479,7 @@ def predict(
     passed_over: list[Path] = []
     found_twice: list[tuple[Path, Path]] = []
     paths = collect_images(sources, passed_over, out, found_twice)
-    plan = tile_plan(paths, tile, tile_overlap) if tile else None
+    plan = tile_plan(paths, tile, tile_overlap)
     if plan and notice:
         notice(plan)
     detector = load_detector(

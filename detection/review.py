@@ -662,7 +662,7 @@ def prepare(
     if weights is not None:
         from detection.predict import load_detector, tile_plan
 
-        plan = tile_plan([image.path for image in images], tile, tile_overlap) if tile else None
+        plan = tile_plan([image.path for image in images], tile, tile_overlap)
         if plan and notice:
             notice(plan)
         detector = load_detector(
