@@ -68,6 +68,25 @@ def split_counts(dataset: Dataset) -> dict[str, dict]:
     return counts
 
 
+def classes_without_boxes(counts: dict[str, dict]) -> dict:
+    """The classes a split leaves without a box, from :func:`split_counts`: those with no
+    box in any split (``nowhere``), and for each split that holds images, the other
+    classes it holds no box of (``by_split``: only splits that lack some). A class with
+    no training box cannot be learnt; one with no val box cannot be scored (its AP is
+    left out of mAP). The greedy stratified split (:func:`converters.split.assign_splits`)
+    places a class of a few images by its share: 2 images at 0.8/0.2 both go to train.
+    """
+    per_split = {split: c["boxes_per_class"] for split, c in counts.items() if c["images"]}
+    classes = next(iter(counts.values()))["boxes_per_class"] if counts else {}
+    nowhere = [c for c in classes if not any(boxes[c] for boxes in per_split.values())]
+    by_split = {
+        split: missing
+        for split, boxes in per_split.items()
+        if (missing := [c for c in classes if not boxes[c] and c not in nowhere])
+    }
+    return {"nowhere": nowhere, "by_split": by_split}
+
+
 def _write_tree(
     tmp: Path,
     out: Path,

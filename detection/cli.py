@@ -130,6 +130,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "--resplit where the source gives a split of its own)",
             style="yellow",
         )
+    _note_classes_without_boxes(console, counts, args.split)
     if (overlapping := result.manifest["overlapping_images"]) is not None:
         console.print(
             f"--keep-overlaps: {counted(len(overlapping), 'group')} of overlapping crops "
@@ -140,6 +141,34 @@ def cmd_convert(args: argparse.Namespace) -> int:
         console.print(f"--strict: {len(source.report.errors)} problems dropped data", style="red")
         return 1
     return 0
+
+
+def _note_classes_without_boxes(console, counts: dict[str, dict], ratios: str) -> None:
+    """Says which classes a split leaves without a box (:func:`classes_without_boxes`):
+    unlearnt in train, unscored in val or test."""
+    from converters.convert import classes_without_boxes
+
+    missing = classes_without_boxes(counts)
+    if nowhere := missing["nowhere"]:
+        kept = "it as a class" if len(nowhere) == 1 else "them as classes"
+        console.print(
+            f"note: no boxes of {', '.join(nowhere)} in the data: the model keeps {kept} "
+            "with nothing to learn from",
+            style="yellow",
+        )
+    for split, classes in missing["by_split"].items():
+        them, their = ("it", "its") if len(classes) == 1 else ("them", "their")
+        why = (
+            f"the model cannot learn {them}"
+            if split == "train"
+            else f"evaluate cannot score {them} there ({their} AP is left out of mAP)"
+        )
+        console.print(
+            f"note: {split} holds no boxes of {', '.join(classes)}: {why}; another --seed "
+            f"or a larger {split} ratio than --split {ratios} may place some there (with "
+            "--resplit where the source gives a split of its own)",
+            style="yellow",
+        )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

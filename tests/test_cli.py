@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import converters.convert
-from converters.convert import convert
+from converters.convert import classes_without_boxes, convert
 from converters.errors import ConversionError
 from detection.cli import main, out_of_memory
 from tests.helpers import no_file_over, voc_xml, write_image, write_xml
@@ -255,7 +255,57 @@ def test_convert_says_when_a_split_it_was_asked_for_comes_out_empty(
     assert main(["convert", str(_small(tmp_path / "src")), "--out", str(tmp_path / "o"),
                  "--split", split]) == 0  # fmt: skip
     err = capsys.readouterr().err
-    assert (note in err) if note else "note: no " not in err
+    assert (note in err) if note else " images (of " not in err
+
+
+def _counts(**splits: tuple[int, dict[str, int]]) -> dict[str, dict]:
+    """:func:`converters.convert.split_counts`' shape: split -> (images, boxes per class)."""
+    return {
+        split: {"images": images, "boxes_per_class": {c: boxes.get(c, 0) for c in "abc"}}
+        for split, (images, boxes) in splits.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("counts", "nowhere", "by_split"),
+    [
+        (_counts(train=(8, {"a": 5, "b": 3, "c": 2}), val=(2, {"a": 1, "b": 1, "c": 1})), [], {}),
+        # Only in train: unscored in val.
+        (_counts(train=(8, {"a": 5, "b": 3, "c": 2}), val=(2, {"a": 1, "b": 1})), [],
+         {"val": ["c"]}),
+        # Only in val: unlearnt (and b, only in train, unscored).
+        (_counts(train=(8, {"a": 5, "b": 3}), val=(2, {"a": 1, "c": 1})), [],
+         {"train": ["c"], "val": ["b"]}),
+        # In no split: said once, not for each split.
+        (_counts(train=(8, {"a": 5}), val=(2, {"a": 1})), ["b", "c"], {}),
+        # An empty split lacks nothing (convert says it is empty).
+        (_counts(train=(8, {"a": 5, "b": 1, "c": 1}), val=(0, {})), [], {}),
+        (_counts(train=(7, {"a": 5, "b": 2, "c": 1}), val=(2, {"a": 1, "b": 1, "c": 1}),
+                 test=(1, {"a": 1})), [], {"test": ["b", "c"]}),
+    ],
+)  # fmt: skip
+def test_classes_a_split_leaves_without_a_box(counts, nowhere, by_split):
+    assert classes_without_boxes(counts) == {"nowhere": nowhere, "by_split": by_split}
+
+
+def test_convert_says_which_classes_a_split_leaves_without_a_box(tmp_path: Path, capsys):
+    """Four patches images and one crazing image, with NEU-DET's six classes: crazing
+    lands in one split only, four classes in none; each said once."""
+    src = _small(tmp_path / "src")
+    write_image(src / "IMAGES" / "crazing_0.jpg", seed=9)
+    objects = [("crazing", 5, 5, 40, 40)]
+    write_xml(src / "ANNOTATIONS" / "crazing_0.xml", voc_xml("crazing_0.jpg", objects))
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--out", str(out), "--split", "0.6,0.4"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "note: no boxes of inclusion, pitted_surface, rolled-in_scale, scratches in the data" in err
+    )
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    (lacking,) = [split for split, c in counts.items() if not c["boxes_per_class"]["crazing"]]
+    why = "the model cannot learn it" if lacking == "train" else "evaluate cannot score it"
+    assert f"note: {lacking} holds no boxes of crazing: {why}" in err
+    assert err.count("holds no boxes of") == 1
 
 
 def test_label_files_ultralytics_would_drop_are_named_before_training(tmp_path: Path, capsys):

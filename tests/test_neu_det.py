@@ -11,7 +11,7 @@ import yaml
 from pycocotools.coco import COCO
 
 from converters.coco import from_coco
-from converters.convert import convert
+from converters.convert import classes_without_boxes, convert
 from converters.definitions import load_definition
 from converters.voc import from_voc, parse_voc_xml, to_voc_xml
 from converters.yolo import from_yolo_lines
@@ -89,6 +89,10 @@ def test_stratified_split_within_two_points(neu_converted):
             assert abs(counts[cls] / total - ratio) <= 0.02, (split, cls)
         share = sum(1 for image in images if image.split == split) / len(images)
         assert abs(share - ratio) <= 0.02
+    # Every class in every split: convert has no class to say it left out.
+    assert classes_without_boxes(neu_converted.manifest["counts"]) == {
+        "nowhere": [], "by_split": {}
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -172,3 +176,4 @@ def test_three_way_split(neu_det: Path, tmp_path: Path):
     data = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())
     assert data["test"] == "images/test"
     assert sum(c["images"] for c in counts.values()) == 1800
+    assert classes_without_boxes(counts) == {"nowhere": [], "by_split": {}}
