@@ -74,7 +74,7 @@ def classes_without_boxes(counts: dict[str, dict]) -> dict:
     classes it holds no box of (``by_split``: only splits that lack some). A class with
     no training box cannot be learnt; one with no val box cannot be scored (its AP is
     left out of mAP). The greedy stratified split (:func:`converters.split.assign_splits`)
-    places a class of a few images by its share: 2 images at 0.8/0.2 both go to train.
+    places a class of a few images by its share: 2 images at 0.8/0.2 may both go to train.
     """
     per_split = {split: c["boxes_per_class"] for split, c in counts.items() if c["images"]}
     classes = next(iter(counts.values()))["boxes_per_class"] if counts else {}
