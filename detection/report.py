@@ -586,6 +586,21 @@ def results_warnings(figures: dict, model: str | None = None) -> list[tuple[str,
     ]
 
 
+def unscored_sentence(per_class: list[dict], split: str) -> str | None:
+    """What a report says of the classes with no ground-truth box in ``split`` (a
+    report's ``per_class``), or None when every class has one: pycocotools leaves such a
+    class out of every mean, so the mAP is over fewer classes than the model's."""
+    missing = [c["name"] for c in per_class if not c["ground_truth"]]
+    if not missing:
+        return None
+    return (
+        f"mAP averages {len(per_class) - len(missing)} of {len(per_class)} classes: "
+        f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no ground-truth box "
+        f"in `{split}`, and pycocotools leaves a class without one out of every mean; "
+        "compare these figures only with figures over the same classes"
+    )
+
+
 def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
     label and its sentence, of ``model``; None for results scored without their weights."""
@@ -675,6 +690,11 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         f"| AP small/medium/large {_stat(s['AP_small'])}/{_stat(s['AP_medium'])}/"
         f"{_stat(s['AP_large'])} "
         f"| AR100 {_fmt(s['AR100'])}",
+        *(
+            ["", f"**Classes not scored:** {unscored}."]
+            if (unscored := unscored_sentence(report["per_class"], report.get("split", "?")))
+            else []
+        ),
         "",
         "| class | GT | AP50 | AP50:95 | AP75 | P | R | F1 | conf at best F1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -382,6 +382,32 @@ def test_a_report_folder_is_written_whole(tmp_path: Path, capsys):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
+def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: Path, capsys):
+    """parity_gt.json has no scratches box: its mAP is over 5 of the 6 classes, said in
+    the report and on the console; without that category, nothing to say."""
+    gt, results = DATA / "parity_gt.json", DATA / "parity_dt.json"
+    argv = ["evaluate", "--predictions", str(results), "--gt", str(gt), "--bootstrap", "0"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    said = (
+        "mAP averages 5 of 6 classes: scratches has no ground-truth box in `parity_gt`, "
+        "and pycocotools leaves a class without one out of every mean"
+    )
+    assert f"**Classes not scored:** {said}" in (tmp_path / "a" / "report.md").read_text()
+    assert f"note: {said}" in " ".join(capsys.readouterr().err.split())
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    scored = [c["ap50"] for c in report["per_class"] if c["ground_truth"]]
+    assert report["mAP50"] == pytest.approx(sum(scored) / 5, abs=1e-12)
+    five = json.loads(gt.read_text())
+    five["categories"] = [c for c in five["categories"] if c["name"] != "scratches"]
+    (tmp_path / "five.json").write_text(json.dumps(five))
+    kept = [r for r in json.loads(results.read_text()) if r["category_id"] != 6]
+    (tmp_path / "kept.json").write_text(json.dumps(kept))
+    argv = ["evaluate", "--predictions", str(tmp_path / "kept.json"), "--gt"]
+    assert main([*argv, str(tmp_path / "five.json"), "--out", str(tmp_path / "b")]) == 0
+    assert "Classes not scored" not in (tmp_path / "b" / "report.md").read_text()
+    assert "mAP averages" not in capsys.readouterr().err
+
+
 def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys):
     # predict's default --conf 0.25 fed to evaluate: a lower mAP that is not the model's.
     results = json.loads(RESULTS.read_text())
