@@ -162,13 +162,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 notice=stderr_console().print,
             )
     from detection.bootstrap import format_interval
-    from detection.report import results_warnings, unscored_sentence
+    from detection.report import not_in_model_sentence, results_warnings, unscored_sentence
 
     print((Path(args.out) / "report.md").read_text())
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     if unscored := unscored_sentence(report["per_class"], report.get("split", "?")):
         stderr_console().print(f"note: {unscored}.", style="yellow")
+    if unknown := not_in_model_sentence(report.get("classes_not_in_model")):
+        stderr_console().print(f"note: {unknown}.", style="yellow")
     _warn_if_seen(report.get("seen_in_training"))
     _note_ground_truth_edited(report.get("ground_truth_edited"))
     if report.get("ultralytics_not_run"):

@@ -90,6 +90,18 @@ def category_map(model_names: dict[int, str], gt: dict) -> dict[int, int]:
     return {i: by_name[n] for i, n in model_names.items()}
 
 
+def classes_not_in_model(gt: dict, model_names: dict[int, str]) -> dict[str, int]:
+    """The ground truth's categories with boxes that the model has no class of, each with
+    its number of boxes: the model cannot find them, so each is scored AP 0."""
+    known = set(model_names.values())
+    boxes = Counter(a["category_id"] for a in gt["annotations"])
+    return {
+        c["name"]: boxes[c["id"]]
+        for c in gt["categories"]
+        if c["name"] not in known and boxes[c["id"]]
+    }
+
+
 def predict_coco(
     detector,
     gt: dict,
@@ -519,6 +531,8 @@ def evaluate_model(
         "seen_in_training": _seen_and_unseen(weights, truth, results),
         "off_scale": _off_scale(weights, imgsz, truth, tile),
     }
+    if unknown := classes_not_in_model(gt, detector.names):
+        meta["classes_not_in_model"] = unknown
     with_ultralytics = with_ultralytics and backend == "torch" and not tta and not tile
     not_run = ultralytics_cannot_score(detector.names, data_yaml) if with_ultralytics else None
     if not_run:

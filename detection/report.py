@@ -16,6 +16,7 @@ from converters.folders import write_folder
 from detection.bootstrap import format_interval
 from detection.boxes import iou_matrix
 from detection.cocoeval import CocoResult, difficult_boxes, evaluate
+from detection.console import counted
 from detection.screening import format_share, screening
 from detection.versions import package_versions
 
@@ -601,6 +602,20 @@ def unscored_sentence(per_class: list[dict], split: str) -> str | None:
     )
 
 
+def not_in_model_sentence(unknown: dict[str, int] | None) -> str | None:
+    """What a report says of the ground truth's classes the model has none of (a report's
+    ``classes_not_in_model``: name -> boxes), or None."""
+    if not unknown:
+        return None
+    listed = ", ".join(f"{name} ({counted(n, 'box', 'boxes')})" for name, n in unknown.items())
+    one = len(unknown) == 1
+    return (
+        f"{listed} {'is not a class' if one else 'are not classes'} of the model, so "
+        f"{'its' if one else 'their'} boxes all count as missed (AP 0) and lower the mAP; "
+        "score a model trained on them, or convert the data without them (--classes)"
+    )
+
+
 def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
     label and its sentence, of ``model``; None for results scored without their weights."""
@@ -693,6 +708,11 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         *(
             ["", f"**Classes not scored:** {unscored}."]
             if (unscored := unscored_sentence(report["per_class"], report.get("split", "?")))
+            else []
+        ),
+        *(
+            ["", f"**Classes the model lacks:** {unknown}."]
+            if (unknown := not_in_model_sentence(report.get("classes_not_in_model")))
             else []
         ),
         "",

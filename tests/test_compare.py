@@ -408,6 +408,32 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: P
     assert "mAP averages" not in capsys.readouterr().err
 
 
+def test_a_ground_truth_class_the_model_lacks_is_said_to_cost_map(tmp_path: Path, capsys):
+    """Steel annotated with NEU-DET's classes and one more (rust): the released model
+    cannot find rust, so its boxes are scored AP 0; the report says why."""
+    from tests.helpers import voc_xml, write_image, write_xml
+
+    src = tmp_path / "voc"
+    for i in range(4):
+        write_image(src / "JPEGImages" / f"s{i}.jpg", 200, 200, seed=i)
+        objects = [("patches", 20, 20, 90, 90), ("rust", 120, 120, 180, 180)]
+        write_xml(src / "Annotations" / f"s{i}.xml", voc_xml(f"s{i}.jpg", objects, (200, 200)))
+    classes = "crazing,inclusion,patches,pitted_surface,rolled-in_scale,scratches,rust"
+    argv = ["convert", str(src), "--out", str(tmp_path / "data"), "--classes", classes]
+    assert main([*argv, "--split", "0.5,0.5"]) == 0
+    argv = ["evaluate", "--weights", "neu-det", "--data", str(tmp_path / "data"), "--bootstrap"]
+    assert main([*argv, "0", "--backend", "onnx", "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["classes_not_in_model"] == {"rust": 2}
+    assert [c["ap50"] for c in report["per_class"] if c["name"] == "rust"] == [0.0]
+    said = (
+        "rust (2 boxes) is not a class of the model, so its boxes all count as missed (AP 0) "
+        "and lower the mAP"
+    )
+    assert f"**Classes the model lacks:** {said}" in (tmp_path / "r" / "report.md").read_text()
+    assert f"note: {said}" in " ".join(capsys.readouterr().err.split())
+
+
 def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys):
     # predict's default --conf 0.25 fed to evaluate: a lower mAP that is not the model's.
     results = json.loads(RESULTS.read_text())
