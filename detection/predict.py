@@ -33,6 +33,7 @@ from converters.model import Box, Dataset, ImageAnnotation
 from converters.pixels import narrowed_samples, read_image, write_image
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import merge_tiles, weighted_boxes_fusion
+from detection.screening import DEFAULT_CONF
 from detection.splits import recorded_field_of_view, scale_against_training
 from detection.threads import cpu_threads
 from detection.weights import (
@@ -1455,8 +1456,9 @@ def predict(
     pixels cut into tiles overlapping by ``tile_overlap``), keeping detections at or
     above ``conf``: one threshold, or one per
     class name (operating points, as :func:`detection.evaluate.best_f1_confidences`
-    reads them). ``progress(done, total)`` counts images, or tiles where any is cut;
-    ``notice`` is told what the tiles will cost before the work (:func:`tile_plan`).
+    reads them; a class without one gets ``DEFAULT_CONF``). ``progress(done,
+    total)`` counts images, or tiles where any is cut; ``notice`` is told what the tiles
+    will cost before the work (:func:`tile_plan`) and which classes had no threshold.
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
@@ -1490,6 +1492,19 @@ def predict(
     measured: list[tuple[Path, int, int, float]] = []
     to_category = {i: i + 1 for i in detector.names}
     per_class = conf if isinstance(conf, dict) else None
+    if per_class is not None and (
+        unset := [name for _, name in sorted(detector.names.items()) if name not in per_class]
+    ):
+        # A class the evaluation found no operating point for (no ground truth of it in
+        # its split, or no detection) kept every detection down to the lowest of the
+        # other classes' thresholds: 60 a NEU-DET image at 0.002.
+        per_class = {**per_class, **dict.fromkeys(unset, DEFAULT_CONF)}
+        if notice:
+            notice(
+                f"no operating point for {', '.join(unset)} (the evaluation had no ground "
+                f"truth or no detection of {'it' if len(unset) == 1 else 'them'}): at "
+                f"confidence {DEFAULT_CONF}"
+            )
     lowest = min(per_class.values(), default=0.0) if per_class is not None else conf
     images_json, results, errors, notes = [], [], [], []
     voc_images: list[ImageAnnotation] = []

@@ -13,6 +13,7 @@ import pytest
 
 from detection.cli import main
 from detection.predict import Detections, at_confidence
+from detection.screening import DEFAULT_CONF
 from detection.weights import MODELS_DIR
 
 NAMES = {0: "crazing", 1: "patches", 2: "scratches"}
@@ -79,16 +80,24 @@ def test_predict_at_an_evaluations_operating_points(
         by_class.setdefault(result["category"], []).append(result["score"])
     thresholds = {name: _between(scores) for name, scores in by_class.items()}
     thresholds = {name: value for name, value in thresholds.items() if value is not None}
+    # ... but one, as for a class without ground truth in the evaluation's split.
+    unset = max(by_class, key=lambda name: len(by_class[name]))
+    del thresholds[unset]
     assert len(set(thresholds.values())) > 1
     for entry in edited["per_class"]:
         entry["best_f1_confidence"] = thresholds.get(entry["name"])
     (tmp_path / "edited.json").write_text(json.dumps(edited))
     conf = str(tmp_path / "edited.json")
+    capsys.readouterr()
     assert main([*base, "--out", str(tmp_path / "points"), "--conf", conf]) == 0
     points = json.loads((tmp_path / "points" / "predictions.json").read_text())
-    lowest = min(thresholds.values())  # a class without a threshold: kept from there up
-    expected = [r for r in low if r["score"] >= thresholds.get(r["category"], lowest)]
+    # A class without a threshold at predict's default: it kept every detection down to
+    # the lowest of the others', and nothing said so.
+    expected = [r for r in low if r["score"] >= thresholds.get(r["category"], DEFAULT_CONF)]
     assert points == expected and 0 < len(points) < len(low)
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"no operating point for {unset} (the evaluation had no ground truth" in said
+    assert f"at confidence {DEFAULT_CONF}" in said
 
     def refused(conf: str, weights_file: Path = weights, extra: tuple = ()) -> str:
         argv = ["predict", str(images), "--weights", str(weights_file), "--conf", conf]
