@@ -162,12 +162,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 notice=stderr_console().print,
             )
     from detection.bootstrap import format_interval
-    from detection.report import not_in_model_sentence, results_warnings, unscored_sentence
+    from detection.report import not_in_model_sentence, report_unscored, results_warnings
 
     print((Path(args.out) / "report.md").read_text())
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
-    if unscored := unscored_sentence(report["per_class"], report.get("split", "?")):
+    if unscored := report_unscored(report):
         stderr_console().print(f"note: {unscored}.", style="yellow")
     if unknown := not_in_model_sentence(report.get("classes_not_in_model")):
         stderr_console().print(f"note: {unknown}.", style="yellow")
@@ -717,10 +717,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         backends,
     )
     from detection.bootstrap import format_interval
-    from detection.compare import format_p_value
+    from detection.compare import compared_unscored, format_p_value
     from detection.report import results_warnings
 
     print((args.out / "report.md").read_text())
+    if unscored := compared_unscored(report):
+        stderr_console().print(f"note: {unscored}.", style="yellow")
     for model in report["models"]:
         for label, sentence in results_warnings(model, model["name"]):
             stderr_console().print(f"{label}: {sentence}.", style="yellow")

@@ -31,6 +31,7 @@ from detection.report import (
     results_warnings,
     seen_sentence,
     settings_sentence,
+    unscored_sentence,
     where_computed,
 )
 from detection.screening import DEFAULT_CONF, format_share, screening
@@ -252,6 +253,14 @@ def _speed_markdown(models: list[dict]) -> list[str]:
     return lines
 
 
+def compared_unscored(report: dict) -> str | None:
+    """:func:`detection.report.unscored_sentence` of a comparison's report: the classes
+    whose AP is undefined (no ground-truth box), the same for every model."""
+    per_class = report["models"][0]["per_class"]
+    missing = [name for name, figures in per_class.items() if figures["ap50"] is None]
+    return unscored_sentence(missing, len(per_class))
+
+
 def _markdown(report: dict, differences: list[dict]) -> str:
     boot = report["bootstrap"]
     lines = [
@@ -259,6 +268,11 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         "",
         f"{report['images']} images; {boot['replicates']} paired bootstrap replicates over "
         f"images (seed {boot['seed']}), 95% intervals." + settings_sentence(report),
+        *(
+            ["", f"**Classes not scored:** {unscored}."]
+            if (unscored := compared_unscored(report))
+            else []
+        ),
         "",
     ]
     good = report["models"][0]["screening"]["images_without_defects"]

@@ -587,19 +587,24 @@ def results_warnings(figures: dict, model: str | None = None) -> list[tuple[str,
     ]
 
 
-def unscored_sentence(per_class: list[dict], split: str) -> str | None:
-    """What a report says of the classes with no ground-truth box in ``split`` (a
-    report's ``per_class``), or None when every class has one: pycocotools leaves such a
-    class out of every mean, so the mAP is over fewer classes than the model's."""
-    missing = [c["name"] for c in per_class if not c["ground_truth"]]
+def unscored_sentence(missing: list[str], classes: int, split: str | None = None) -> str | None:
+    """What a report says of the ``missing`` classes (of ``classes``), those with no
+    ground-truth box (in ``split``), or None when there are none: pycocotools leaves such
+    a class out of every mean, so the mAP is over fewer classes than the model's."""
     if not missing:
         return None
     return (
-        f"mAP averages {len(per_class) - len(missing)} of {len(per_class)} classes: "
-        f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no ground-truth box "
-        f"in `{split}`, and pycocotools leaves a class without one out of every mean; "
-        "compare these figures only with figures over the same classes"
+        f"mAP averages {classes - len(missing)} of {classes} classes: {', '.join(missing)} "
+        f"{'has' if len(missing) == 1 else 'have'} no ground-truth box"
+        f"{f' in `{split}`' if split else ''}, and pycocotools leaves a class without one "
+        "out of every mean; compare these figures only with figures over the same classes"
     )
+
+
+def report_unscored(report: dict) -> str | None:
+    """:func:`unscored_sentence` of an evaluation's report (its ``per_class``)."""
+    missing = [c["name"] for c in report["per_class"] if not c["ground_truth"]]
+    return unscored_sentence(missing, len(report["per_class"]), report.get("split"))
 
 
 def not_in_model_sentence(unknown: dict[str, int] | None) -> str | None:
@@ -707,7 +712,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         f"| AR100 {_fmt(s['AR100'])}",
         *(
             ["", f"**Classes not scored:** {unscored}."]
-            if (unscored := unscored_sentence(report["per_class"], report.get("split", "?")))
+            if (unscored := report_unscored(report))
             else []
         ),
         *(

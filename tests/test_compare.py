@@ -397,6 +397,13 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: P
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     scored = [c["ap50"] for c in report["per_class"] if c["ground_truth"]]
     assert report["mAP50"] == pytest.approx(sum(scored) / 5, abs=1e-12)
+    # compare says it once, for every model (the same ground truth).
+    argv = ["compare", "--gt", str(gt), "--predictions", str(results), str(results)]
+    assert main([*argv, "--names", "a,b", "--bootstrap", "0", "--out", str(tmp_path / "c")]) == 0
+    said = said.replace(" in `parity_gt`", "")
+    text = (tmp_path / "c" / "report.md").read_text()
+    assert text.count(f"**Classes not scored:** {said}") == 1
+    assert " ".join(capsys.readouterr().err.split()).count(f"note: {said}") == 1
     five = json.loads(gt.read_text())
     five["categories"] = [c for c in five["categories"] if c["name"] != "scratches"]
     (tmp_path / "five.json").write_text(json.dumps(five))
@@ -405,6 +412,10 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: P
     argv = ["evaluate", "--predictions", str(tmp_path / "kept.json"), "--gt"]
     assert main([*argv, str(tmp_path / "five.json"), "--out", str(tmp_path / "b")]) == 0
     assert "Classes not scored" not in (tmp_path / "b" / "report.md").read_text()
+    argv = ["compare", "--gt", str(tmp_path / "five.json"), "--predictions"]
+    argv += [str(tmp_path / "kept.json")] * 2 + ["--names", "a,b", "--bootstrap", "0"]
+    assert main([*argv, "--out", str(tmp_path / "d")]) == 0
+    assert "Classes not scored" not in (tmp_path / "d" / "report.md").read_text()
     assert "mAP averages" not in capsys.readouterr().err
 
 
