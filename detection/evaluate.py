@@ -148,18 +148,29 @@ def predict_coco_at_ious(
         if read.pixels is None:
             raise ConversionError(f"{read.path}: ground-truth image not read: {read.problem}")
         height, width = read.pixels.shape[:2]
-        if (width, height) != (entry.get("width", width), entry.get("height", height)):
-            # Predictions come in the image's pixels, the boxes in the ground truth's:
-            # scored together they would miss each other (a folder re-saved at another
-            # size after conversion), and mAP would fall with no word of why.
-            raise ConversionError(
-                f"{read.path}: the image is {width}x{height} pixels, but its ground truth "
-                f"gives {entry['width']}x{entry['height']}: the image was changed after its "
-                "annotations were written; convert the dataset again"
-            )
+        truth = (entry.get("width", width), entry.get("height", height))
+        check_ground_truth_size(read.path, (width, height), truth)
         for iou, detections in read.detections.items():
             results[iou] += coco_results(detections, entry["id"], to_category)
     return results
+
+
+def check_ground_truth_size(path: Path, size: tuple[int, int], truth: tuple[int, int]) -> None:
+    """Refuses an image whose size (width, height) is not its ground truth's.
+
+    Predictions come in the image's pixels, the boxes in the ground truth's: scored or
+    shown together they would miss each other (a folder re-saved at another size after
+    conversion), and mAP would fall with no word of why.
+
+    Raises:
+        ConversionError: Naming the image and both sizes.
+    """
+    if tuple(size) != tuple(truth):
+        raise ConversionError(
+            f"{path}: the image is {size[0]}x{size[1]} pixels, but its ground truth gives "
+            f"{truth[0]}x{truth[1]}: the image was changed after its annotations were "
+            "written; convert the dataset again"
+        )
 
 
 def ultralytics_cannot_score(model_names: dict, data_yaml: Path) -> str | None:

@@ -834,6 +834,40 @@ def test_a_damaged_manifest_is_one_line_from_every_reader(
         read_source(out)
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("resaved larger", "the image is 128x96 pixels, but its ground truth gives 64x48: the "
+         "image was changed after its annotations were written; convert the dataset again"),
+        ("cut short", "ground-truth image not read: JPEG cut short"),
+        ("text", "ground-truth image not read: not a readable image"),
+        ("deleted", "ground-truth image not read: No such file or directory"),
+    ],
+)  # fmt: skip
+def test_review_refuses_an_image_changed_since_the_conversion(
+    damage: str, said: str, tmp_path: Path
+):
+    """review read a converted dataset's sizes from its COCO file alone: an image
+    written over since showed its boxes misplaced in the App, or a broken image."""
+    from detection.review import read_source
+
+    src = _small(tmp_path / "src")
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--out", str(out)]) == 0
+    assert len(read_source(out).images) == 4
+    image = sorted((out / "images" / "val").iterdir())[0]
+    original = image.resolve().read_bytes()
+    image.unlink()  # a link to the source: replaced, not written through
+    if damage == "resaved larger":
+        write_image(image, 128, 96)
+    elif damage == "cut short":
+        image.write_bytes(original[: len(original) // 2])
+    elif damage == "text":
+        image.write_text("not an image")
+    with pytest.raises(ConversionError, match=re.escape(f"{image}: {said}")):
+        read_source(out)
+
+
 def _failed_allocation(library: str) -> Exception:
     """The error each library raises for an allocation it cannot make, made for real
     (ONNX Runtime's as it said it on a 2-core machine at --imgsz 8192). Each asks more
