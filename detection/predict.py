@@ -1252,9 +1252,8 @@ def detect_images(
             each of the model's batches of tiles is detected.
         options: To the detector (``conf``, ``iou``, ``max_det``).
     """
-    units = [1] * len(paths)
-    if tiled is not None and progress is not None:
-        units = tile_counts(paths, tiled.tile, tiled.overlap)
+    in_tiles = tiled is not None and progress is not None
+    units = tile_counts(paths, tiled.tile, tiled.overlap) if in_tiles else [1] * len(paths)
     through = list(itertools.accumulate(units, initial=0))  # units done after each image
     done, ceiling = 0, 0
 
@@ -1265,7 +1264,7 @@ def detect_images(
         done = min(done + tiles, ceiling)
         progress(done, through[-1])
 
-    if tiled is not None and progress is not None:
+    if in_tiles:
         tiled.on_tiles = advance
     try:
         for start in range(0, len(paths), batch):
@@ -1286,7 +1285,7 @@ def detect_images(
                     progress(done, through[-1])
                 yield image
     finally:
-        if tiled is not None and progress is not None:
+        if in_tiles:
             tiled.on_tiles = None
 
 
