@@ -11,6 +11,7 @@ import errno
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from converters.errors import ConversionError
@@ -178,14 +179,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         source = read_dataset(
             args.src, args.format, _definition(args), args.unlabeled_as_background, update
         )
+    per_class = Counter(box.label for image in source.dataset.images for box in image.boxes)
+    boxes_per_class = {name: per_class[name] for name in source.dataset.classes}
     if args.json:
-        print(json.dumps(source.report.to_dict(source.dataset.box_count), indent=2))
+        report = source.report.to_dict(source.dataset.box_count)
+        print(json.dumps({**report, "boxes_per_class": boxes_per_class}, indent=2))
     else:
-        stderr_console().print(
+        console = stderr_console()
+        console.print(
             f"Detected layout: {source.layout.layout} -> dataset "
             f"'{source.definition.name}', {counted(len(source.dataset.images), 'image')}"
         )
         _print_report(source.report, source.dataset.box_count, args.show)
+        # Each class at a glance, none left out: a class of the list with no box shows 0.
+        console.print(
+            "boxes per class: " + ", ".join(f"{n} {c}" for n, c in boxes_per_class.items())
+        )
     return 1 if args.strict and source.report.errors else 0
 
 

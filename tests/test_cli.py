@@ -563,10 +563,18 @@ def test_validate_writes_nothing(tmp_path: Path):
         [*DEFECTS, "validate", str(src), "--json"], capture_output=True, text=True
     )
     assert result.returncode == 0
-    assert json.loads(result.stdout)["summary"]["boxes_dropped"] == 4
+    validated = json.loads(result.stdout)
+    assert validated["summary"]["boxes_dropped"] == 4
+    # Every class of the dataset's list, those without a box at 0.
+    classes = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+    assert validated["boxes_per_class"] == {c: 4 if c == "patches" else 0 for c in classes}
     assert sorted(tmp_path.rglob("*")) == before
-    strict = subprocess.run([*DEFECTS, "validate", str(src), "--strict"], capture_output=True)
+    strict = subprocess.run(
+        [*DEFECTS, "validate", str(src), "--strict"], capture_output=True, text=True
+    )
     assert strict.returncode == 1
+    said = "boxes per class: crazing 0, inclusion 0, patches 4, pitted_surface 0, "
+    assert said + "rolled-in_scale 0, scratches 0" in strict.stderr
 
 
 def test_help_on_every_command():
