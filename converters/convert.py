@@ -87,6 +87,31 @@ def classes_without_boxes(counts: dict[str, dict]) -> dict:
     return {"nowhere": nowhere, "by_split": by_split}
 
 
+def classes_without_boxes_said(counts: dict[str, dict]) -> list[tuple[str | None, str]]:
+    """:func:`classes_without_boxes` in sentences, each with the split it is about (None
+    for the classes the data never shows)."""
+    missing = classes_without_boxes(counts)
+    said: list[tuple[str | None, str]] = []
+    if nowhere := missing["nowhere"]:
+        kept = "it as a class" if len(nowhere) == 1 else "them as classes"
+        said.append(
+            (
+                None,
+                f"no boxes of {', '.join(nowhere)} in the data: the model keeps {kept} "
+                "with nothing to learn from",
+            )
+        )
+    for split, classes in missing["by_split"].items():
+        them, their = ("it", "its") if len(classes) == 1 else ("them", "their")
+        why = (
+            f"the model cannot learn {them}"
+            if split == "train"
+            else f"evaluate cannot score {them} there ({their} AP is left out of mAP)"
+        )
+        said.append((split, f"{split} holds no boxes of {', '.join(classes)}: {why}"))
+    return said
+
+
 def _write_tree(
     tmp: Path,
     out: Path,

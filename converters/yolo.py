@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -179,10 +180,13 @@ def _label_text(labels: Path) -> str:
     return labels.read_bytes().decode("utf-8-sig", errors="replace")
 
 
-def corrupt_labels(images: list[Path], classes: list[str]) -> list[AnnotationError]:
+def corrupt_labels(
+    images: list[Path], classes: list[str], boxes_per_class: Counter | None = None
+) -> list[AnnotationError]:
     """What is wrong with each label file of ``images`` that ultralytics' datasets pass
     over with its image, as corrupt: a line of its log ("ignoring corrupt image/label"),
-    and the run trains without that image. Read as :func:`from_yolo` reads them."""
+    and the run trains without that image. Read as :func:`from_yolo` reads them; the
+    boxes of the files that read are counted by class into ``boxes_per_class``."""
     found = []
     for image_path in images:
         labels = label_path(image_path)
@@ -194,9 +198,12 @@ def corrupt_labels(images: list[Path], classes: list[str]) -> list[AnnotationErr
             found.append(AnnotationError(str(labels), "unreadable_label", str(error.strerror)))
             continue
         try:
-            from_yolo_lines(text, 1, 1, classes, str(labels))
+            boxes = from_yolo_lines(text, 1, 1, classes, str(labels))
         except AnnotationError as error:
             found.append(error)
+            continue
+        if boxes_per_class is not None:
+            boxes_per_class.update(box.label for box in boxes)
     return found
 
 

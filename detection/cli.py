@@ -145,31 +145,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _note_classes_without_boxes(console, counts: dict[str, dict], ratios: str) -> None:
-    """Says which classes a split leaves without a box (:func:`classes_without_boxes`):
-    unlearnt in train, unscored in val or test."""
-    from converters.convert import classes_without_boxes
+    """Says which classes a split leaves without a box
+    (:func:`converters.convert.classes_without_boxes`): unlearnt in train, unscored in
+    val or test; and how another split may place some there."""
+    from converters.convert import classes_without_boxes_said
 
-    missing = classes_without_boxes(counts)
-    if nowhere := missing["nowhere"]:
-        kept = "it as a class" if len(nowhere) == 1 else "them as classes"
-        console.print(
-            f"note: no boxes of {', '.join(nowhere)} in the data: the model keeps {kept} "
-            "with nothing to learn from",
-            style="yellow",
+    for split, sentence in classes_without_boxes_said(counts):
+        advice = (
+            f"; another --seed or a larger {split} ratio than --split {ratios} may place some "
+            "there (with --resplit where the source gives a split of its own)"
+            if split
+            else ""
         )
-    for split, classes in missing["by_split"].items():
-        them, their = ("it", "its") if len(classes) == 1 else ("them", "their")
-        why = (
-            f"the model cannot learn {them}"
-            if split == "train"
-            else f"evaluate cannot score {them} there ({their} AP is left out of mAP)"
-        )
-        console.print(
-            f"note: {split} holds no boxes of {', '.join(classes)}: {why}; another --seed "
-            f"or a larger {split} ratio than --split {ratios} may place some there (with "
-            "--resplit where the source gives a split of its own)",
-            style="yellow",
-        )
+        console.print(f"note: {sentence}{advice}", style="yellow")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import yaml
 from converters.convert import (
     MARKER,
     check_linked_images,
+    classes_without_boxes_said,
     edited_labels,
     edited_since_conversion,
     read_manifest,
@@ -135,19 +137,27 @@ def _check_training_splits(data_yaml: Path) -> None:
             )
 
 
-def _check_training_files(data_yaml: Path) -> None:
+def _check_training_files(data_yaml: Path) -> dict[str, dict]:
     """Refuses a dataset with a train or val image, or label file, that ultralytics would
     pass over as corrupt (a label file edited by hand, a class id past the dataset's
-    classes, an image written over): :func:`refuse_untrainable`."""
+    classes, an image written over): :func:`refuse_untrainable`.
+
+    Returns:
+        Each split's images and boxes per class, as its labels give them (the shape of
+        :func:`converters.convert.split_counts`).
+    """
     from detection.splits import split_images
 
-    corrupt = []
+    corrupt, counts = [], {}
     for split in ("train", "val"):
         images, data = split_images(data_yaml, split)
         corrupt += untrainable_images(images)
         classes = [data["names"][i] for i in sorted(data["names"])]
-        corrupt += [str(error) for error in corrupt_labels(images, classes)]
+        boxes: Counter = Counter()
+        corrupt += [str(error) for error in corrupt_labels(images, classes, boxes)]
+        counts[split] = {"images": len(images), "boxes_per_class": {c: boxes[c] for c in classes}}
     refuse_untrainable(corrupt)
+    return counts
 
 
 def refuse_untrainable(corrupt: list[str]) -> None:
@@ -951,8 +961,12 @@ def train(
     if teacher is not None:
         _teacher_weights(teacher)
     _check_training_splits(data_yaml)
-    _check_training_files(data_yaml)
+    counts = _check_training_files(data_yaml)
     for sentence in coco_edits_not_trained_on(data_yaml.parent):
+        print(f"defects train: warning: {sentence}", file=sys.stderr)
+    # A class the labels leave out of a split trains or validates without a word from
+    # ultralytics (a data.yaml listing a class no image was labelled with).
+    for _, sentence in classes_without_boxes_said(counts):
         print(f"defects train: warning: {sentence}", file=sys.stderr)
     recipe = training_recipe(data_yaml, on_gpu(device))
     chosen = {"model": model, "imgsz": imgsz, "epochs": epochs, "batch": batch}

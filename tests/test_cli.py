@@ -266,6 +266,43 @@ def _counts(**splits: tuple[int, dict[str, int]]) -> dict[str, dict]:
     }
 
 
+def _patches_and_one_crazing(tmp_path: Path) -> Path:
+    """Four patches images and one crazing image (NEU-DET's six classes), converted at
+    0.6/0.4: crazing lands in one split only, four classes in none."""
+    src = _small(tmp_path / "src")
+    write_image(src / "IMAGES" / "crazing_0.jpg", seed=9)
+    objects = [("crazing", 5, 5, 40, 40)]
+    write_xml(src / "ANNOTATIONS" / "crazing_0.xml", voc_xml("crazing_0.jpg", objects))
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--out", str(out), "--split", "0.6,0.4"]) == 0
+    return out
+
+
+def test_train_warns_of_classes_a_split_holds_no_box_of(tmp_path: Path, capsys, monkeypatch):
+    """The boxes counted from the label files ultralytics trains on, before training: a
+    YOLO dataset's data.yaml may list classes no image was labelled with."""
+    import detection.train
+
+    out = _patches_and_one_crazing(tmp_path)
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    (lacking,) = [split for split, c in counts.items() if not c["boxes_per_class"]["crazing"]]
+    checked = detection.train._check_training_files(out / "data.yaml")
+    assert {s: c["boxes_per_class"] for s, c in checked.items()} == {
+        s: c["boxes_per_class"] for s, c in counts.items()
+    }
+    capsys.readouterr()
+
+    def stop(*_):  # the recipe comes next, then torch: nothing to train for here
+        raise ConversionError("stopped before training")
+
+    monkeypatch.setattr(detection.train, "training_recipe", stop)
+    assert main(["train", "--data", str(out), "--weights-dir", str(tmp_path / "w")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "defects train: warning: no boxes of inclusion, pitted_surface, rolled-in_scale, " in err
+    assert f"defects train: warning: {lacking} holds no boxes of crazing: " in err
+    assert "stopped before training" in err
+
+
 @pytest.mark.parametrize(
     ("counts", "nowhere", "by_split"),
     [
@@ -289,14 +326,8 @@ def test_classes_a_split_leaves_without_a_box(counts, nowhere, by_split):
 
 
 def test_convert_says_which_classes_a_split_leaves_without_a_box(tmp_path: Path, capsys):
-    """Four patches images and one crazing image, with NEU-DET's six classes: crazing
-    lands in one split only, four classes in none; each said once."""
-    src = _small(tmp_path / "src")
-    write_image(src / "IMAGES" / "crazing_0.jpg", seed=9)
-    objects = [("crazing", 5, 5, 40, 40)]
-    write_xml(src / "ANNOTATIONS" / "crazing_0.xml", voc_xml("crazing_0.jpg", objects))
-    out = tmp_path / "out"
-    assert main(["convert", str(src), "--out", str(out), "--split", "0.6,0.4"]) == 0
+    """:func:`_patches_and_one_crazing`: each class left out said once."""
+    out = _patches_and_one_crazing(tmp_path)
     err = " ".join(capsys.readouterr().err.split())
     assert (
         "note: no boxes of inclusion, pitted_surface, rolled-in_scale, scratches in the data" in err

@@ -3,6 +3,7 @@ results files read as a detector's detections."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -111,13 +112,17 @@ def test_label_files_are_read_and_refused_as_ultralytics_does(
         labels.parent.mkdir()
         labels.write_bytes(content)
     checked = verify_image_label((str(image), str(labels), "", False, 2, 0, 0, False))
-    found = corrupt_labels([image], CLASSES)
+    counted: Counter = Counter()
+    found = corrupt_labels([image], CLASSES, counted)
     assert bool(found) == bool(checked[8]) == (error is not None)  # [8]: corrupt
     if error:
         assert str(found[0]).startswith(f"{labels}: {error}")
+        assert not counted  # a file ultralytics passes over counts no box
     else:
-        assert len(from_yolo([image], CLASSES, tmp_path, "val").images[0].boxes) == boxes
+        read = from_yolo([image], CLASSES, tmp_path, "val").images[0].boxes
+        assert len(read) == boxes
         assert len(checked[1]) == boxes
+        assert counted == Counter(box.label for box in read)
 
 
 @pytest.mark.parametrize(
