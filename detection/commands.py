@@ -682,6 +682,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     seen = None  # nor which images their model was trained on
     speeds = None  # nor how fast they were made
     backends = None  # nor what ran their model
+    lacking = None  # nor which classes their model has
     if args.predictions:
         elsewhere = None  # a COCO file alone: no other splits to know of
         if args.gt:
@@ -700,7 +701,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sources = [str(path) for path in args.predictions]
     else:
         backends = [_backend_for(args.backend, weights) for weights in args.weights]
-        predictions, gt, sources, seen, speeds = _predict_for_comparison(args, backends)
+        predictions, gt, sources, seen, speeds, lacking = _predict_for_comparison(args, backends)
         settings = prediction_settings(args.tta, args.iou, args.tile, args.tile_overlap)
     report = compare(
         gt,
@@ -715,10 +716,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         speeds,
         other_splits,
         backends,
+        lacking,
     )
     from detection.bootstrap import format_interval
     from detection.compare import compared_unscored, format_p_value
-    from detection.report import results_warnings
+    from detection.report import not_in_model_sentence, results_warnings
 
     print((args.out / "report.md").read_text())
     if unscored := compared_unscored(report):
@@ -727,6 +729,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for label, sentence in results_warnings(model, model["name"]):
             stderr_console().print(f"{label}: {sentence}.", style="yellow")
         _warn_if_seen(model.get("seen_in_training"), model["name"])
+        if unknown := not_in_model_sentence(model.get("classes_not_in_model")):
+            stderr_console().print(f"note: {model['name']}: {unknown}.", style="yellow")
     differences = report["difference"]
     for difference in differences if isinstance(differences, list) else [differences]:
         stderr_console().print(
@@ -794,11 +798,11 @@ def _name_parts(source: Path) -> tuple[str, ...]:
 
 def _predict_for_comparison(
     args: argparse.Namespace, backends: list[str]
-) -> tuple[list, dict, list[str], list[dict], list[dict]]:
+) -> tuple[list, dict, list[str], list[dict], list[dict], list[dict[str, int]]]:
     """Each model's predictions on the split (run by its backend), its ground truth, the
-    models' sources, how many of the split's images each was trained on, and how fast
-    each predicted here."""
-    from detection.evaluate import predict_split, split_ground_truth
+    models' sources, how many of the split's images each was trained on, how fast each
+    predicted here, and the ground truth's classes each has none of."""
+    from detection.evaluate import classes_not_in_model, predict_split, split_ground_truth
     from detection.predict import tile_plan
     from detection.splits import seen_in_training
     from detection.weights import check_weights, resolve_weights
@@ -816,10 +820,10 @@ def _predict_for_comparison(
     for path in images:  # the files in the page cache: the first model's timing no slower
         with contextlib.suppress(OSError):
             path.read_bytes()
-    predictions, seen, speeds = [], [], []
+    predictions, seen, speeds, lacking = [], [], [], []
     for weights, backend in zip(args.weights, backends):
         with progress_bar(f"Predicting ({weights})") as update:
-            _, results, speed = predict_split(
+            detector, results, speed = predict_split(
                 weights,
                 gt,
                 image_dir,
@@ -835,7 +839,8 @@ def _predict_for_comparison(
             predictions.append(results)
             speeds.append(speed)
         seen.append(seen_in_training(resolve_weights(weights), images)[0])
-    return predictions, gt, [str(w) for w in args.weights], seen, speeds
+        lacking.append(classes_not_in_model(gt, detector.names))
+    return predictions, gt, [str(w) for w in args.weights], seen, speeds, lacking
 
 
 def cmd_release(args: argparse.Namespace) -> int:

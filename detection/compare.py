@@ -27,6 +27,7 @@ from detection.report import (
     _clean,
     _fmt,
     images_unanswered,
+    not_in_model_sentence,
     past_the_image,
     results_warnings,
     seen_sentence,
@@ -96,6 +97,7 @@ def compare(
     speeds: list[dict] | None = None,
     other_splits: list[dict] | None = None,
     backends: list[str] | None = None,
+    lacking: list[dict[str, int]] | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -118,6 +120,9 @@ def compare(
             dataset's other splits (:func:`detection.report.results_left_out`).
         backends: What ran each model, where they were made here from weights: ``torch``,
             ``onnx`` or ``onnx-int8`` (a ``.pt`` against its ONNX export, each its own).
+        lacking: The ground truth's classes each model has none of, with their boxes
+            (:func:`detection.evaluate.classes_not_in_model`), where they were made here
+            from weights: all missed, so a difference there is no model's skill.
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
@@ -136,6 +141,7 @@ def compare(
             **({"seen_in_training": seen[i]} if seen else {}),
             **({"speed": speeds[i]} if speeds else {}),
             **({"other_splits": other_splits[i]} if other_splits else {}),
+            **({"classes_not_in_model": lacking[i]} if lacking and lacking[i] else {}),
             "lowest_score": min((r["score"] for r in predictions[i]), default=None),
             "past_the_image": past_the_image(predictions[i], gt),
             "unanswered": images_unanswered(predictions[i], gt),
@@ -307,6 +313,8 @@ def _markdown(report: dict, differences: list[dict]) -> str:
             lines += ["", f"**{label}:** {sentence}."]
         said = seen_sentence(model.get("seen_in_training"))
         lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
+        if unknown := not_in_model_sentence(model.get("classes_not_in_model")):
+            lines += ["", f"**{model['name']}, classes the model lacks:** {unknown}."]
     lines += _speed_markdown(report["models"])
     for difference in differences:
         p = difference["p_value"]

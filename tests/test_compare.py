@@ -443,6 +443,17 @@ def test_a_ground_truth_class_the_model_lacks_is_said_to_cost_map(tmp_path: Path
     )
     assert f"**Classes the model lacks:** {said}" in (tmp_path / "r" / "report.md").read_text()
     assert f"note: {said}" in " ".join(capsys.readouterr().err.split())
+    # compare --weights says it of each model that lacks it (here both).
+    models = [str(MODELS_DIR / "neu-det" / name) for name in ("model.onnx", "model.int8.onnx")]
+    argv = ["compare", "--data", str(tmp_path / "data"), "--weights", *models]
+    assert main([*argv, "--bootstrap", "0", "--out", str(tmp_path / "c")]) == 0
+    compared = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert [m["classes_not_in_model"] for m in compared["models"]] == [{"rust": 2}] * 2
+    text = (tmp_path / "c" / "report.md").read_text()
+    err = " ".join(capsys.readouterr().err.split())
+    for model in compared["models"]:
+        assert f"**{model['name']}, classes the model lacks:** {said}" in text
+        assert f"note: {model['name']}: {said}" in err
 
 
 def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys):
