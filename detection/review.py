@@ -673,7 +673,8 @@ def prepare(
     if weights is not None:
         from detection.predict import load_detector, tile_plan
 
-        plan = tile_plan([image.path for image in images], tile, tile_overlap)
+        paths = [image.path for image in images]
+        plan = tile_plan(paths, tile, tile_overlap)
         if plan and notice:
             notice(plan)
         detector = load_detector(
@@ -686,7 +687,7 @@ def prepare(
             tile_overlap=tile_overlap,
         )
         predictions, predicted_images = [], []
-        found = predict_boxes(detector, [image.path for image in images], conf, iou, progress)
+        found = predict_boxes(detector, paths, conf, iou, progress)
         for image, boxes in zip(images, found):
             if isinstance(boxes, list):
                 predictions.append(boxes)
