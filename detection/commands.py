@@ -574,6 +574,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"mAP50 {evaluation['pycocotools_mAP50']:.4f} "
             f"(difference {evaluation['difference']:+.4f}). {evaluation['note']}"
         )
+        if evaluation.get("unscored"):
+            console.print(f"note: {evaluation['unscored']}.", style="yellow")
         errors = evaluation["errors"]
         console.print(
             f"TIDE errors (dAP50 points from AP50 {errors['ap50']:.2f}): "

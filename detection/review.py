@@ -31,7 +31,7 @@ from converters.convert import read_manifest
 from converters.errors import ConversionError, Report
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
-from detection.report import GT_COLOUR, PRED_COLOUR
+from detection.report import GT_COLOUR, PRED_COLOUR, unscored_sentence
 from detection.weights import (
     NMS_IOU,
     REVIEW_CONF,
@@ -506,6 +506,7 @@ def evaluate(dataset, split: str = "val") -> dict:
     gt, detections = coco_from_relative(*columns[2:], classes, list(zip(*columns[:2])))
     ours = coco_evaluate(gt, detections, sizes=False)  # the "all" figures alone
     errors = decompose(gt, detections)
+    missing = [c.name for c in ours.classes if not c.ground_truth]
     return {
         "split": split,
         "images": len(view),
@@ -513,6 +514,8 @@ def evaluate(dataset, split: str = "val") -> dict:
         "pycocotools_mAP50_95": ours.stats["AP50:95"],
         "pycocotools_mAP50": ours.stats["AP50"],
         "difference": float(results.mAP()) - ours.stats["AP50:95"],
+        # Both leave a class with no ground-truth box out of every mean.
+        "unscored": unscored_sentence(missing, len(ours.classes), split),
         "per_class": {c: report.get(c, {}) for c in classes},
         # TIDE on the same predictions (stored down to the review's confidence floor).
         "errors": {"ap50": errors.ap50, "dAP": errors.delta, "counts": errors.counts()},

@@ -159,6 +159,7 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
     # The review's report decomposes the errors too, from pycocotools' AP50 of the review.
     assert evaluation["errors"]["ap50"] == pytest.approx(100 * evaluation["pycocotools_mAP50"])
     assert set(evaluation["errors"]["dAP"]) >= {"classification", "localisation", "missed"}
+    assert evaluation["unscored"] is None  # val holds every class
     classes = load_definition("synthetic").classes
     assert set(reviewed["views"]) == {
         *(f"false-positives-{c}" for c in classes),
@@ -168,6 +169,29 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
         "start-here",
         "likely-annotation-mistakes",
     }
+
+
+def test_a_review_says_when_its_map_is_over_fewer_classes(fiftyone_env: dict, tmp_path: Path):
+    """A val split that holds no box of five of the six classes: pycocotools and
+    FiftyOne leave them out of every mean, and the review says so."""
+    from detection.report import unscored_sentence
+    from tests.test_cli import _patches_and_one_crazing
+
+    out = _patches_and_one_crazing(tmp_path)
+    summary = _python(
+        f"""
+        import json
+        from detection.review import prepare
+        print(json.dumps(prepare({str(out)!r}, "fewer-classes", "neu-det")))
+    """,
+        fiftyone_env,
+    )
+    val = json.loads((out / "manifest.json").read_text())["counts"]["val"]["boxes_per_class"]
+    missing = [name for name, boxes in val.items() if not boxes]
+    assert len(missing) >= 4
+    said = summary["evaluation"]["unscored"]
+    assert said == unscored_sentence(missing, 6, "val")
+    assert said.startswith(f"mAP averages {6 - len(missing)} of 6 classes: ")
 
 
 def test_each_sample_says_whether_the_model_was_trained_on_it(
