@@ -26,13 +26,13 @@ from detection.report import (
     REPORT_MARKER,
     _clean,
     _fmt,
+    figures_unscored,
     images_unanswered,
     not_in_model_sentence,
     past_the_image,
     results_warnings,
     seen_sentence,
     settings_sentence,
-    unscored_sentence,
     where_computed,
 )
 from detection.screening import DEFAULT_CONF, format_share, screening
@@ -260,11 +260,9 @@ def _speed_markdown(models: list[dict]) -> list[str]:
 
 
 def compared_unscored(report: dict) -> str | None:
-    """:func:`detection.report.unscored_sentence` of a comparison's report: the classes
-    whose AP is undefined (no ground-truth box), the same for every model."""
-    per_class = report["models"][0]["per_class"]
-    missing = [name for name, figures in per_class.items() if figures["ap50"] is None]
-    return unscored_sentence(missing, len(per_class))
+    """:func:`detection.report.figures_unscored` of a comparison's report: the classes
+    without a ground-truth box are the same for every model."""
+    return figures_unscored(report["models"][0]["per_class"])
 
 
 def _markdown(report: dict, differences: list[dict]) -> str:

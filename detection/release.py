@@ -40,7 +40,13 @@ from detection.evaluate import (
     prediction_settings,
     split_ground_truth,
 )
-from detection.report import _clean, _fmt, _xyxy, ground_truth_edited_sentence
+from detection.report import (
+    _clean,
+    _fmt,
+    _xyxy,
+    figures_unscored,
+    ground_truth_edited_sentence,
+)
 from detection.splits import (
     CARD,
     field_of_view,
@@ -1064,6 +1070,11 @@ def card_markdown(card: dict) -> str:
             else " (the evaluation is deterministic: the same figures to 1e-6)."
         )
         + _overlapping_note(evaluation.get("without_overlapping")),
+        *(
+            ["", f"**Classes not scored:** {unscored}."]
+            if (unscored := figures_unscored(coco["per_class"], "val"))
+            else []
+        ),
         "",
         "| class | AP50 | AP50:95 | ultralytics AP50 | ultralytics AP50:95 | operating point: "
         "conf (P / R on val) |",

@@ -601,6 +601,13 @@ def unscored_sentence(missing: list[str], classes: int, split: str | None = None
     )
 
 
+def figures_unscored(per_class: dict[str, dict], split: str | None = None) -> str | None:
+    """:func:`unscored_sentence` of per-class figures (``{name: {"ap50": ...}}``, a
+    comparison's or a card's): the classes whose AP is undefined (no ground-truth box)."""
+    missing = [name for name, figures in per_class.items() if figures["ap50"] is None]
+    return unscored_sentence(missing, len(per_class), split)
+
+
 def report_unscored(report: dict) -> str | None:
     """:func:`unscored_sentence` of an evaluation's report (its ``per_class``)."""
     missing = [c["name"] for c in report["per_class"] if not c["ground_truth"]]
