@@ -122,16 +122,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
         for name, ratio in zip(SPLITS, ratios)
         if ratio > 0 and not counts.get(name, {}).get("images")
     ]
+    # Where the source gives a split of its own, --split and --seed place only the images
+    # it leaves out: the advice is --resplit.
+    kept = bool(source.layout.given_split) and not args.resplit
     if empty:
         console.print(
             f"note: no {' and no '.join(empty)} images (of "
             f"{counted(len(result.manifest['split_of_image']), 'image')}, --split {args.split}); "
-            "training needs train and val images: convert more, or give "
-            f"{'that split' if len(empty) == 1 else 'those splits'} a larger ratio (with "
-            "--resplit where the source gives a split of its own)",
+            "training needs train and val images: "
+            + (
+                _KEPT_SPLIT
+                if kept
+                else "convert more, or give "
+                f"{'that split' if len(empty) == 1 else 'those splits'} a larger ratio"
+            ),
             style="yellow",
         )
-    _note_classes_without_boxes(console, counts, args.split)
+    _note_classes_without_boxes(console, counts, args.split, kept)
     if (overlapping := result.manifest["overlapping_images"]) is not None:
         console.print(
             f"--keep-overlaps: {counted(len(overlapping), 'group')} of overlapping crops "
@@ -144,18 +151,24 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_classes_without_boxes(console, counts: dict[str, dict], ratios: str) -> None:
+_KEPT_SPLIT = "the split is the source's own, kept as given; --resplit splits by --split and --seed"
+
+
+def _note_classes_without_boxes(console, counts: dict[str, dict], ratios: str, kept: bool) -> None:
     """Says which classes a split leaves without a box
     (:func:`converters.convert.classes_without_boxes`): unlearnt in train, unscored in
-    val or test; and how another split may place some there."""
+    val or test; and how another split may place some there (``kept``: the source's own
+    split was kept, which --split and --seed do not move)."""
     from converters.convert import classes_without_boxes_said
 
     for split, sentence in classes_without_boxes_said(counts):
         advice = (
-            f"; another --seed or a larger {split} ratio than --split {ratios} may place some "
-            "there (with --resplit where the source gives a split of its own)"
-            if split
-            else ""
+            ""
+            if split is None
+            else f"; {_KEPT_SPLIT}"
+            if kept
+            else f"; another --seed or a larger {split} ratio than --split {ratios} may place "
+            "some there"
         )
         console.print(f"note: {sentence}{advice}", style="yellow")
 

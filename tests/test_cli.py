@@ -337,6 +337,25 @@ def test_convert_says_which_classes_a_split_leaves_without_a_box(tmp_path: Path,
     why = "the model cannot learn it" if lacking == "train" else "evaluate cannot score it"
     assert f"note: {lacking} holds no boxes of crazing: {why}" in err
     assert err.count("holds no boxes of") == 1
+    assert f"another --seed or a larger {lacking} ratio than --split 0.6,0.4" in err
+    assert "--resplit" not in err  # NEU-DET gives no split of its own
+
+
+def test_a_split_the_source_gives_is_said_to_be_kept(tmp_path: Path, capsys):
+    """VOC's ImageSets put no washer into val and only washers into test: --split and
+    --seed would not move them, so the advice is --resplit."""
+    from tests.test_layouts import _generic_voc
+
+    _generic_voc(tmp_path / "voc", with_lists=True)
+    argv = ["convert", str(tmp_path / "voc"), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--classes", "washer,nut,bolt"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    kept = "the split is the source's own, kept as given; --resplit splits by --split and --seed"
+    assert "note: val holds no boxes of washer: evaluate cannot score it there" in err
+    assert "note: test holds no boxes of nut, bolt: evaluate cannot score them" in err
+    assert err.count(kept) == 2 and "another --seed" not in err
+    assert main([*argv, "--classes", "washer,nut,bolt", "--resplit"]) == 0
+    assert kept not in capsys.readouterr().err
 
 
 def test_label_files_ultralytics_would_drop_are_named_before_training(tmp_path: Path, capsys):
