@@ -92,9 +92,11 @@ def category_map(model_names: dict[int, str], gt: dict) -> dict[int, int]:
 
 def classes_not_in_model(gt: dict, model_names: dict[int, str]) -> dict[str, int]:
     """The ground truth's categories with boxes that the model has no class of, each with
-    its number of boxes: the model cannot find them, so each is scored AP 0."""
+    its number of boxes: the model cannot find them, so each is scored AP 0. Crowd
+    regions are no boxes here: pycocotools ignores them (a class of crowds alone has no
+    AP at all)."""
     known = set(model_names.values())
-    boxes = Counter(a["category_id"] for a in gt["annotations"])
+    boxes = Counter(a["category_id"] for a in gt["annotations"] if not a.get("iscrowd"))
     return {
         c["name"]: boxes[c["id"]]
         for c in gt["categories"]

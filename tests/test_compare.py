@@ -419,6 +419,27 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: P
     assert "mAP averages" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("annotations", "lacking"),
+    [
+        ([(1, 0), (2, 0), (2, 0)], {"rust": 2}),  # rust: two boxes the model cannot find
+        ([(1, 0), (2, 1)], {}),  # rust a crowd region alone: pycocotools ignores it
+        ([(1, 0), (2, 1), (2, 0)], {"rust": 1}),
+        ([(1, 0)], {}),  # no rust at all: not scored, not missed
+    ],
+)
+def test_the_classes_a_model_lacks_are_counted_as_pycocotools_scores_them(
+    annotations: list[tuple[int, int]], lacking: dict
+):
+    from detection.evaluate import classes_not_in_model
+
+    gt = {
+        "categories": [{"id": 1, "name": "patches"}, {"id": 2, "name": "rust"}],
+        "annotations": [{"category_id": c, "iscrowd": crowd} for c, crowd in annotations],
+    }
+    assert classes_not_in_model(gt, {0: "patches"}) == lacking
+
+
 def test_a_ground_truth_class_the_model_lacks_is_said_to_cost_map(tmp_path: Path, capsys):
     """Steel annotated with NEU-DET's classes and one more (rust): the released model
     cannot find rust, so its boxes are scored AP 0; the report says why."""
