@@ -29,6 +29,7 @@ from pathlib import Path
 from converters.coco import from_coco
 from converters.convert import read_manifest
 from converters.errors import ConversionError, Report
+from converters.layouts import refuse_unconverted
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR, unscored_sentence
@@ -205,13 +206,20 @@ def read_source(data: Path) -> Source:
     dataset (its ``data.yaml``'s splits and labels), or a plain folder of images (no
     classes, no boxes). A plain folder's files that are not readable images are left out
     and listed in ``skipped``; a converter output was validated when it was written, and
-    a YOLO dataset's labels are checked as they are read."""
+    a YOLO dataset's labels are checked as they are read.
+
+    Raises:
+        ConversionError: ``data`` is a dataset in VOC XML, not yet converted.
+    """
     data = Path(data)
     if (data / "manifest.json").is_file():
         classes, images, edited = _converted_images(data)
         return Source(classes, images, labelled=True, ground_truth_edited=edited)
     if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
         return Source(*_yolo_images(data), labelled=True)
+    # A dataset in VOC XML is no plain folder: read as one, its boxes were passed over
+    # without a word and only the model's were shown.
+    refuse_unconverted(data)
     from converters.imagesize import image_size
     from detection.predict import collect_images
 

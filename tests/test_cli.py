@@ -153,6 +153,13 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
             "  defects convert {src} --out datasets/converted/src",
         ),
         (["train", "--data", "{src}", "--epochs", "1"], "{src} is a dataset in VOC XML"),
+        # review read it as a plain folder of images: the model's boxes shown without the
+        # annotators' (or "unlabelled images need --weights"), the XML passed over unsaid.
+        (["review", "--data", "{src}", "--no-launch"], "{src} is a dataset in VOC XML"),
+        (
+            ["review", "--data", "{src}", "--weights", "neu-det", "--no-launch"],
+            "{src} is a dataset in VOC XML",
+        ),
         # A file that is no dataset, or no model definition: ultralytics' AssertionError,
         # YAML traceback, KeyError or RuntimeError before.
         (
