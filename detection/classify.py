@@ -34,7 +34,7 @@ from converters.layouts import (
     is_image_level_tree,
     refuse_unconverted,
 )
-from converters.model import SPLITS
+from converters.model import SPLITS, Box
 from converters.yolo import from_yolo_lines
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
@@ -73,12 +73,7 @@ class ClassificationSource:
 def from_converted(out: Path, background_class: str | None = None) -> ClassificationSource:
     """Image-level labels from a converter output's YOLO labels (largest-area rule)."""
     classes = list(read_manifest(out)["classes"])
-    if background_class in classes:
-        raise ConversionError(
-            f"--background-class {background_class}: a class of {out} already (images "
-            "without boxes would join its images); name a class of their own, e.g. good"
-        )
-    items = []
+    labelled = []
     for split in SPLITS:
         image_dir = out / "images" / split
         if not image_dir.is_dir():
@@ -88,14 +83,48 @@ def from_converted(out: Path, background_class: str | None = None) -> Classifica
             text = read_text(label_file, "YOLO labels") if label_file.exists() else ""
             # Unit width and height: areas as fractions of the image, all that is compared.
             boxes = from_yolo_lines(text, 1, 1, classes, str(label_file))
-            label = image_label_from_boxes([(classes.index(b.label), b.area) for b in boxes])
-            if label is not None:
-                items.append((image, classes[label], split))
-            elif background_class:
-                items.append((image, background_class, split))
-    if background_class and background_class not in classes:
-        classes.append(background_class)
-    return ClassificationSource(classes, items, "converter output (largest box area per image)")
+            labelled.append((image, boxes, split))
+    return _by_largest_box(out, classes, labelled, background_class, "converter output")
+
+
+def from_yolo_dataset(data: Path, background_class: str | None = None) -> ClassificationSource:
+    """Image-level labels from any YOLO dataset (its folder or ``data.yaml``: every split
+    it lists, read as ``evaluate`` reads them), by the rule of a converter output's."""
+    from detection.evaluate import yolo_dataset_images
+
+    classes, images = yolo_dataset_images(data)
+    labelled = [(image.path, image.boxes, image.split) for image in images]
+    return _by_largest_box(data, classes, labelled, background_class, "YOLO dataset")
+
+
+def _by_largest_box(
+    data: Path,
+    classes: list[str],
+    labelled: list[tuple[Path, list[Box], str]],
+    background_class: str | None,
+    kind: str,
+) -> ClassificationSource:
+    """Each image labelled with the class its boxes cover most of; an image without any
+    with ``background_class``, or left out without one.
+
+    Raises:
+        ConversionError: ``background_class`` is one of ``classes`` already.
+    """
+    if background_class in classes:
+        raise ConversionError(
+            f"--background-class {background_class}: a class of {data} already (images "
+            "without boxes would join its images); name a class of their own, e.g. good"
+        )
+    items = []
+    for image, boxes, split in labelled:
+        label = image_label_from_boxes([(classes.index(b.label), b.area) for b in boxes])
+        if label is not None:
+            items.append((image, classes[label], split))
+        elif background_class:
+            items.append((image, background_class, split))
+    if background_class:
+        classes = [*classes, background_class]
+    return ClassificationSource(classes, items, f"{kind} (largest box area per image)")
 
 
 def from_folders(
@@ -181,8 +210,8 @@ def count_transfer(detector_weights: Path, cls_model) -> tuple[int, int, bool]:
 
 
 def prepare_source(data: Path, background_class: str | None, seed: int) -> ClassificationSource:
-    """The images and labels of ``data``: a converter output (or its ``data.yaml``), or
-    a folder per class.
+    """The images and labels of ``data``: a converter output (or its ``data.yaml``), any
+    YOLO dataset (its folder or ``data.yaml``), or a folder per class.
 
     Raises:
         ConversionError: Neither (a VOC dataset: with the command that converts it), or
@@ -193,6 +222,8 @@ def prepare_source(data: Path, background_class: str | None, seed: int) -> Class
         return from_converted(data, background_class)
     if data.name == "data.yaml" and (data.parent / "manifest.json").is_file():
         return from_converted(data.parent, background_class)
+    if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
+        return from_yolo_dataset(data, background_class)
     if is_image_level_tree(data):
         if background_class:
             raise ConversionError(
@@ -202,8 +233,8 @@ def prepare_source(data: Path, background_class: str | None, seed: int) -> Class
         return from_folders(data, seed=seed)
     refuse_unconverted(data)  # once converted, its largest box labels each image
     raise ConversionError(
-        f"{data}: neither a converter output (manifest.json) nor a folder "
-        "per class (class_a/*.jpg or train|val/class_a/*.jpg)"
+        f"{data}: neither a converter output (manifest.json), a YOLO dataset (data.yaml) "
+        "nor a folder per class (class_a/*.jpg or train|val/class_a/*.jpg)"
     )
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from converters.coco import to_coco
+from converters.coco import from_coco, to_coco
 from converters.convert import edited_labels, edited_since_conversion
 from converters.errors import AnnotationError, ConversionError
 from converters.files import read_json, read_text
-from converters.model import SPLITS
+from converters.model import SPLITS, ImageAnnotation
 from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
@@ -386,6 +386,30 @@ def yolo_split_truth(data_yaml: Path, split: str) -> SplitTruth:
         raise ConversionError(str(error)) from None
     ids = {image.name: number for number, image in enumerate(dataset.images, 1)}
     return SplitTruth(data_yaml, to_coco(dataset.images, classes, ids), root, None)
+
+
+def yolo_dataset_images(data: Path) -> tuple[list[str], list[ImageAnnotation]]:
+    """Every split of a YOLO dataset (its ``data.yaml``'s train, val and test), with the
+    ground truth of its labels (:func:`yolo_split_truth`): its classes and images.
+
+    Raises:
+        ConversionError: As :func:`yolo_split_truth`, or no images in any split.
+    """
+    import yaml
+
+    data_yaml = resolve_data(data)
+    listed = yaml.safe_load(data_yaml.read_text(errors="replace"))
+    listed = listed if isinstance(listed, dict) else {}
+    classes: list[str] = []
+    images: list[ImageAnnotation] = []
+    for split in SPLITS:
+        if listed.get(split) or (split == "val" and listed.get("validation")):
+            truth = yolo_split_truth(data_yaml, split)
+            classes = [category["name"] for category in truth.gt["categories"]]
+            images += from_coco(truth.gt, truth.image_dir, split).images
+    if not images:
+        raise ConversionError(f"{data_yaml}: no images in its train, val or test")
+    return classes, images
 
 
 def predict_split(

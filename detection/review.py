@@ -178,29 +178,6 @@ class Source:
     ground_truth_edited: dict[str, dict] = field(default_factory=dict)
 
 
-def _yolo_images(data: Path) -> tuple[list[str], list[ImageAnnotation]]:
-    """Every split of a YOLO dataset (its ``data.yaml``'s train, val and test), with the
-    ground truth of its labels (:func:`detection.evaluate.yolo_split_truth`)."""
-    import yaml
-
-    from detection.evaluate import yolo_split_truth
-    from detection.train import resolve_data
-
-    data_yaml = resolve_data(data)
-    listed = yaml.safe_load(data_yaml.read_text(errors="replace"))
-    listed = listed if isinstance(listed, dict) else {}
-    classes: list[str] = []
-    images: list[ImageAnnotation] = []
-    for split in SPLITS:
-        if listed.get(split) or (split == "val" and listed.get("validation")):
-            truth = yolo_split_truth(data_yaml, split)
-            classes = [category["name"] for category in truth.gt["categories"]]
-            images += from_coco(truth.gt, truth.image_dir, split).images
-    if not images:
-        raise ConversionError(f"{data_yaml}: no images in its train, val or test")
-    return classes, images
-
-
 def read_source(data: Path) -> Source:
     """The images to review: a converter output (classes, ground truth, splits), a YOLO
     dataset (its ``data.yaml``'s splits and labels), or a plain folder of images (no
@@ -216,7 +193,9 @@ def read_source(data: Path) -> Source:
         classes, images, edited = _converted_images(data)
         return Source(classes, images, labelled=True, ground_truth_edited=edited)
     if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
-        return Source(*_yolo_images(data), labelled=True)
+        from detection.evaluate import yolo_dataset_images
+
+        return Source(*yolo_dataset_images(data), labelled=True)
     # A dataset in VOC XML is no plain folder: read as one, its boxes were passed over
     # without a word and only the model's were shown.
     refuse_unconverted(data)

@@ -205,6 +205,34 @@ def test_converter_output_labels_and_background(tmp_path: Path):
     assert sum(1 for _, c, _ in with_good.items if c == "good") == 1
 
 
+@pytest.mark.parametrize("given", ["folder", "data.yaml"])
+def test_any_yolo_dataset_is_labelled_as_a_converter_output_is(tmp_path: Path, given: str):
+    # train, evaluate and review took a YOLO dataset (Roboflow's export, say); train-cls
+    # refused it as "neither a converter output nor a folder per class".
+    synth_dataset(tmp_path / "src", images=12, seed=4)
+    out = convert(tmp_path / "src", tmp_path / "out", definition=load_definition("synthetic")).out
+    (sorted((out / "labels" / "val").iterdir())[0]).write_text("")  # an image without boxes
+    yolo = tmp_path / "roboflow"
+    for split, folder in (("train", "train"), ("val", "valid")):
+        for kind in ("images", "labels"):
+            shutil.copytree(out / kind / split, yolo / folder / kind)
+    names = load_definition("synthetic").classes
+    (yolo / "data.yaml").write_text(
+        f"train: ../train/images\nval: ../valid/images\nnc: {len(names)}\nnames: {names}\n"
+    )
+
+    def labels(source) -> set[tuple[str, str, str]]:
+        return {(image.name, label, split) for image, label, split in source.items}
+
+    for background in (None, "good"):
+        converted = from_converted(out, background)
+        read = prepare_source(yolo / "data.yaml" if given == "data.yaml" else yolo, background, 0)
+        assert read.classes == converted.classes
+        assert labels(read) == labels(converted)
+        assert len(read.items) == 12 - (background is None)
+        assert "YOLO dataset" in read.kind
+
+
 def test_transfer_counts(detector_checkpoints):
     from ultralytics.nn.tasks import ClassificationModel
 
