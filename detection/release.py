@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from converters.convert import read_manifest
+from converters.convert import MARKER, read_manifest
 from converters.errors import ConversionError
 from converters.folders import check_output_folder, write_folder
 from detection.boxes import iou_matrix
@@ -664,9 +664,16 @@ def release(
         )
     best = runs[-1] / ("model.pt" if released_before else "best.pt")
     data_yaml = resolve_data(data)  # before torch is loaded to read the weights
-    load_yolo(best, "detect")
     root = data_yaml.parent
+    if not (root / MARKER).is_file():
+        raise ConversionError(
+            f"{data}: a YOLO dataset, not a converter output (no {MARKER}): a card records "
+            "the conversion its figures were scored on (source, seed, every image's split); "
+            "release on the output of `defects convert`, or score the model on this dataset "
+            "with `defects evaluate`"
+        )
     manifest = read_manifest(root)
+    load_yolo(best, "detect")
     staging = Path(tempfile.mkdtemp(prefix=f"defects-release-{name}-"))
     try:
         release_dir = staging / name

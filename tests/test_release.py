@@ -803,6 +803,26 @@ def test_a_release_replaces_only_a_release_and_says_so_before_the_work(
     )
 
 
+def test_a_yolo_dataset_from_elsewhere_is_refused_as_what_it_is(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    # A YOLO dataset never converted here (a Roboflow export) was told its manifest "was
+    # damaged or written over since the conversion: convert the dataset again".
+    yolo = tmp_path / "yolo"
+    shutil.copytree(tiny_data, yolo, symlinks=True)
+    (yolo / "manifest.json").unlink()
+    argv = ["release", "--run", str(trained), "--data", str(yolo), "--name", "tiny"]
+    assert main([*argv, "--models-dir", str(tmp_path / "models")]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"defects release: error: {yolo}: a YOLO dataset, not a converter output (no "
+        "manifest.json): a card records the conversion its figures were scored on (source, "
+        "seed, every image's split); release on the output of `defects convert`, or score "
+        "the model on this dataset with `defects evaluate`\n"
+    )
+    assert not (tmp_path / "models").exists()
+
+
 def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Path, tmp_path: Path):
     models = tmp_path / "models"
     common = ["--data", str(tiny_data), "--models-dir", str(models)]
