@@ -129,7 +129,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         console.print(
             f"note: no {' and no '.join(empty)} images (of "
             f"{counted(len(result.manifest['split_of_image']), 'image')}, --split {args.split}); "
-            "training needs train and val images: "
+            + (
+                "training needs train and val images: "
+                if {"train", "val"} & set(empty)
+                else "`evaluate --split test` has none to score: "
+            )
             + (
                 _KEPT_SPLIT
                 if kept

@@ -254,6 +254,12 @@ def test_a_split_a_converter_output_lacks_is_one_line_naming_those_it_has(tmp_pa
         ("0.5,0.5", None),
         ("0.95,0.05", "note: no val images (of 4 images, --split 0.95,0.05); training needs"),
         ("1,0", None),  # asked for: no note
+        # Training has its train and val; it was told it needed them all the same.
+        (
+            "0.7,0.25,0.05",
+            "note: no test images (of 4 images, --split 0.7,0.25,0.05); `evaluate --split "
+            "test` has none to score: convert more",
+        ),
     ],
 )
 def test_convert_says_when_a_split_it_was_asked_for_comes_out_empty(
