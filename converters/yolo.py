@@ -33,6 +33,13 @@ def to_yolo_lines(image: ImageAnnotation, classes: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def is_yolo_dataset(data: Path) -> bool:
+    """Whether ``data`` names a YOLO dataset: a folder with a ``data.yaml``, or the YAML
+    file itself (ultralytics' ``data=`` argument)."""
+    data = Path(data)
+    return (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml")
+
+
 def data_yaml_names(data_yaml: Path) -> list[str] | None:
     """The class names a ``data.yaml`` gives, in id order (``names`` as a list or as
     ``{id: name}``); None where it gives none or cannot be read (ultralytics' own check

@@ -35,7 +35,7 @@ from converters.layouts import (
     refuse_unconverted,
 )
 from converters.model import SPLITS, Box
-from converters.yolo import from_yolo_lines
+from converters.yolo import from_yolo_lines, is_yolo_dataset
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.weights import (
     check_checkpoint,
@@ -222,7 +222,7 @@ def prepare_source(data: Path, background_class: str | None, seed: int) -> Class
         return from_converted(data, background_class)
     if data.name == "data.yaml" and (data.parent / "manifest.json").is_file():
         return from_converted(data.parent, background_class)
-    if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
+    if is_yolo_dataset(data):
         return from_yolo_dataset(data, background_class)
     if is_image_level_tree(data):
         if background_class:

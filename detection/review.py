@@ -31,6 +31,7 @@ from converters.convert import read_manifest
 from converters.errors import ConversionError, Report
 from converters.layouts import refuse_unconverted
 from converters.model import SPLITS, Box, Dataset, ImageAnnotation
+from converters.yolo import is_yolo_dataset
 from detection import offline  # noqa: F401  (before fiftyone)
 from detection.report import GT_COLOUR, PRED_COLOUR, unscored_sentence
 from detection.weights import (
@@ -192,7 +193,7 @@ def read_source(data: Path) -> Source:
     if (data / "manifest.json").is_file():
         classes, images, edited = _converted_images(data)
         return Source(classes, images, labelled=True, ground_truth_edited=edited)
-    if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
+    if is_yolo_dataset(data):
         from detection.evaluate import yolo_dataset_images
 
         return Source(*yolo_dataset_images(data), labelled=True)
