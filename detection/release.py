@@ -1178,6 +1178,25 @@ def card_markdown(card: dict) -> str:
         "## Known weaknesses",
         "",
     ]
+    if card["weaknesses"]:
+        # The recall here is at the best-F1 confidence of the evaluation itself (chosen on
+        # val, at the evaluation's NMS IoU), not at the table's operating point (chosen on
+        # train, at its own NMS IoU): the two confidences and recalls differ, and a reader
+        # comparing them must be told why.
+        at_nms = evaluation.get("prediction_settings", {}).get("nms_iou")
+        point_nms = evaluation.get("operating_points", {}).get("nms_iou")
+        lines += [
+            "Each class's recall below is at its best-F1 confidence on val itself"
+            + (f", at the evaluation's NMS IoU {at_nms}" if at_nms is not None else "")
+            + (
+                ": not the table's operating point, chosen on train"
+                + (f" at NMS IoU {point_nms}" if point_nms is not None else "")
+                if points
+                else ""
+            )
+            + ". Its examples are drawn at that confidence.",
+            "",
+        ]
     for weak in card["weaknesses"]:
         lines.append(
             f"- **{weak['class']}**: AP50 {weak['ap50']:.3f}, AP50:95 {weak['ap50_95']:.3f}, "
