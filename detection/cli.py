@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from converters.errors import ConversionError
+from converters.layouts import FORMATS
 from converters.model import SPLITS
 from detection import offline  # noqa: F401  (sets the offline switches first)
 from detection.console import COUNT, POSITIVE_INT, counted, progress_bar, stderr_console
@@ -67,7 +68,7 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", type=Path, help="dataset folder (NEU-DET, GC10-DET or Pascal VOC)")
     parser.add_argument(
         "--format",
-        choices=("neu-det", "gc10-det", "voc"),
+        choices=FORMATS,
         help="layout family; detected from the folder when omitted",
     )
     parser.add_argument("--classes", help="generic VOC: class names in id order, comma-separated")
