@@ -99,6 +99,24 @@ def _user_environment(state: Path) -> dict[str, str]:
     return environment
 
 
+def _left_in(temporary: Path) -> list[str]:
+    """What a command left in the temporary folder, but for torch's own cache folder
+    (``torchinductor_USER``), which importing its compiler makes, empty, and keeps for
+    later runs as a cache should."""
+    return sorted(
+        path.name
+        for path in temporary.iterdir()
+        if not (path.name.startswith("torchinductor_") and not any(path.iterdir()))
+    )
+
+
+def _repository_status() -> str:
+    """``git status`` of the repository (tracked and untracked files, not ignored ones)."""
+    root = Path(__file__).resolve().parents[1]
+    status = ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all"]
+    return subprocess.run(status, capture_output=True, text=True, check=True).stdout
+
+
 def test_the_whole_chain_never_reaches_beyond_loopback(tmp_path: Path):
     strace = shutil.which("strace")
     if strace is None:
@@ -122,6 +140,13 @@ def test_the_whole_chain_never_reaches_beyond_loopback(tmp_path: Path):
         "release": "release --run {T}/weights/net --name net --data {T}/data --models-dir {T}/m",
     }
     weights = tmp_path / "weights" / "net" / "best.pt"
+    # Every output is named; the working directory and the temporary folder are the
+    # user's and must be left as they were found (empty here), the repository too.
+    work, temporary = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    temporary.mkdir()
+    environment["TMPDIR"] = str(temporary)
+    repository = _repository_status()
     outside: dict[str, list[str]] = {}
     trace_network = [strace, "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect,sendto,sendmsg"]
     for step, command in chain.items():
@@ -131,16 +156,19 @@ def test_the_whole_chain_never_reaches_beyond_loopback(tmp_path: Path):
             [*trace_network, "-o", str(log), sys.executable, "-m", "detection.cli", *argv],
             capture_output=True,
             text=True,
-            cwd=tmp_path,
+            cwd=work,
             env=environment,
             timeout=600,
         )
         assert result.returncode == 0, (step, result.stderr[-3000:])
+        assert sorted(p.name for p in work.iterdir()) == [], step
+        assert _left_in(temporary) == [], step
         trace = log.read_text()
         # strace saw it (the commands that import neither torch nor FiftyOne connect nowhere)
         assert "connect(" in trace or step in ("synth", "convert", "validate"), step
         outside[step] = outside_connections(trace)
     assert outside == {step: [] for step in chain}
+    assert _repository_status() == repository
     # The settings ultralytics really reads keep everything off and inside the state folder.
     settings = tmp_path / "fresh-state" / "ultralytics" / "Ultralytics" / "settings.json"
     assert '"sync": false' in settings.read_text()
