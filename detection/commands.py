@@ -393,7 +393,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     calibration = collect_images(args.calibration)[:at_most] if args.int8 else None
     bits = args.int8_bits or 7
     path = export_onnx(args.weights, args.imgsz, calibration, bits)
-    stderr_console().print(f"Exported {path}")
+    fp32 = Path(args.weights).with_suffix(".onnx")
+    stderr_console().print(f"Exported {fp32}" + (f" and {path}" if path != fp32 else ""))
     if bits == 8 and lacks_vnni(cpu_flags()):
         stderr_console().print(
             f"note: {path.name} has 8-bit weights, which this CPU (no VNNI) cannot run "

@@ -1,6 +1,6 @@
 """Command-line plumbing shared by the ``defects`` subcommands: a stderr console, a
-progress bar and the number and device types of their options. Library code takes a
-``progress(done, total)`` callable instead."""
+progress bar, ultralytics' own output kept off stdout, and the number and device types of
+their options. Library code takes a ``progress(done, total)`` callable instead."""
 
 from __future__ import annotations
 
@@ -27,6 +27,41 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+@contextmanager
+def ultralytics_off_stdout(quiet: bool = False) -> Iterator[None]:
+    """Ultralytics' console output (its logger, progress bars and prints) goes to stderr
+    for the duration: stdout keeps to the command's report or JSON lines, which
+    ``defects evaluate ... > report.md`` had ultralytics' validation lines in front of.
+    ``quiet`` keeps only its warnings (an export's lines name the temporary folder it
+    wrote into, gone by the time they are read, and suggest commands on that file).
+
+    Its logger's handler holds the stdout it found at import, out of ``redirect_stdout``'s
+    reach, so the handler itself is pointed at stderr (a training run's log file, a
+    handler of another kind, is left alone).
+    """
+    import contextlib
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    consoles = [h for h in LOGGER.handlers if type(h) is logging.StreamHandler]
+    # Assigned, not setStream(): that flushes the stream it replaces, and one already
+    # closed (a test's captured stdout, held since the import) would raise.
+    streams = [handler.stream for handler in consoles]
+    for handler in consoles:
+        handler.stream = sys.stderr
+    level = LOGGER.level
+    if quiet:
+        LOGGER.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        LOGGER.setLevel(level)
+        for handler, stream in zip(consoles, streams):
+            handler.stream = stream
 
 
 @contextmanager

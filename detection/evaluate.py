@@ -26,6 +26,7 @@ from converters.model import SPLITS, ImageAnnotation
 from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
+from detection.console import ultralytics_off_stdout
 from detection.predict import (
     BORDER,
     FLIPS,
@@ -207,7 +208,7 @@ def ultralytics_val(
 ) -> dict:
     """Ultralytics' own metrics for the same weights and split (``iou``: the NMS IoU)."""
     model = load_yolo(weights, "detect")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ultralytics_off_stdout():
         metrics = model.val(
             data=str(data_yaml),
             split=split,

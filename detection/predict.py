@@ -33,6 +33,7 @@ from converters.model import Box, Dataset, ImageAnnotation
 from converters.pixels import narrowed_samples, read_image, write_image
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.boxes import merge_tiles, weighted_boxes_fusion
+from detection.console import ultralytics_off_stdout
 from detection.screening import DEFAULT_CONF
 from detection.splits import recorded_field_of_view, scale_against_training
 from detection.threads import cpu_threads
@@ -707,18 +708,19 @@ def _export(model, imgsz: int, folder: Path) -> Path:
     """
     model.model.pt_path = str(Path(folder) / "model.pt")
     try:
-        exported = model.export(
-            format="onnx",
-            imgsz=imgsz,
-            dynamic=True,
-            # onnxslim's simplification gives the same outputs, bit for bit, at the
-            # same speed in ONNX Runtime (which folds the graph itself when it loads
-            # it), fp32 and int8 alike, and costs 4 to 5 s of every export.
-            simplify=False,
-            batch=1,
-            device="cpu",
-            verbose=False,
-        )
+        with ultralytics_off_stdout(quiet=True):  # its lines name the temporary folder
+            exported = model.export(
+                format="onnx",
+                imgsz=imgsz,
+                dynamic=True,
+                # onnxslim's simplification gives the same outputs, bit for bit, at the
+                # same speed in ONNX Runtime (which folds the graph itself when it loads
+                # it), fp32 and int8 alike, and costs 4 to 5 s of every export.
+                simplify=False,
+                batch=1,
+                device="cpu",
+                verbose=False,
+            )
     except OSError as error:
         raise naming(error, Path(model.model.pt_path).with_suffix(".onnx")) from None
     return Path(exported)

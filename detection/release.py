@@ -359,12 +359,11 @@ def weakest_examples(
 
 
 def _strip(weights: Path) -> None:
-    import contextlib
-    import io
-
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    from detection.console import ultralytics_off_stdout
+
+    with ultralytics_off_stdout(quiet=True):  # "Optimizer stripped from" a staging folder
         strip_optimizer(str(weights))
 
 

@@ -843,6 +843,10 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # stdout is the report alone (`evaluate ... > report.md`); ultralytics' own validation
+    # beside it speaks on stderr (its lines came first on stdout).
+    assert result.stdout == (out / "report.md").read_text() + "\n"
+    assert "Ultralytics" in result.stderr and "mAP50-95" in result.stderr
     for name in (
         "report.json",
         "report.md",
@@ -1294,6 +1298,28 @@ def test_an_export_the_disk_cannot_hold_leaves_no_half_model(trained: Path, tmp_
     said = r"defects export: error: /\S+/defects-export-\w+/model\.onnx: File too large"
     assert re.fullmatch(said, line), line
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_export_names_the_files_it_wrote_and_no_temporary_one(
+    trained: Path, tiny_data: Path, tmp_path: Path
+):
+    """Ultralytics' export lines ("Results saved to /tmp/defects-export-.../model.onnx",
+    "Predict: yolo predict ... model=" that file) named the temporary folder it wrote
+    into, gone when they were read, on stdout; and `--int8` said "Exported X.int8.onnx"
+    alone, of the two files it wrote."""
+    weights = tmp_path / "best.pt"
+    shutil.copyfile(trained / "best.pt", weights)
+    calibration = str(tiny_data / "images" / "train")
+    argv = [*DEFECTS, "export", "--weights", str(weights), "--int8", "--calibration", calibration]
+
+    result = subprocess.run(argv, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"Exported {tmp_path / 'best.onnx'} and {tmp_path / 'best.int8.onnx'}"
+    ]
+    assert (tmp_path / "best.onnx").is_file() and (tmp_path / "best.int8.onnx").is_file()
 
 
 def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
