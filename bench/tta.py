@@ -30,6 +30,8 @@ from detection.cocoeval import evaluate  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import category_map, split_ground_truth  # noqa: E402
 from detection.predict import (  # noqa: E402
+    EVALUATION_CONF,
+    EVALUATION_MAX_DET,
     Detections,
     FlipTTADetector,
     TorchDetector,
@@ -40,7 +42,7 @@ from detection.predict import (  # noqa: E402
     ultralytics_detections,
 )
 
-CONF, MAX_DET = 0.001, 100  # what `defects evaluate` predicts with
+CONF, MAX_DET = EVALUATION_CONF, EVALUATION_MAX_DET  # what `defects evaluate` predicts with
 PAIRED_KEYS = ("mAP50", "mAP50_ci", "p_value", "mAP50-95", "mAP50-95_ci", "p_value_mAP50-95")
 GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 

@@ -29,6 +29,8 @@ from detection.cocoeval import evaluate
 from detection.console import ultralytics_off_stdout
 from detection.predict import (
     BORDER,
+    EVALUATION_CONF,
+    EVALUATION_MAX_DET,
     FLIPS,
     PREDICTIONS_MARKER,
     TTA_FUSION_IOU,
@@ -109,8 +111,8 @@ def predict_coco(
     detector,
     gt: dict,
     image_dir: Path,
-    conf: float = 0.001,
-    max_det: int = 100,
+    conf: float = EVALUATION_CONF,
+    max_det: int = EVALUATION_MAX_DET,
     batch: int = 16,
     progress: Callable[[int, int], None] | None = None,
     iou: float = NMS_IOU,
@@ -126,8 +128,8 @@ def predict_coco_at_ious(
     gt: dict,
     image_dir: Path,
     ious: tuple[float, ...],
-    conf: float = 0.001,
-    max_det: int = 100,
+    conf: float = EVALUATION_CONF,
+    max_det: int = EVALUATION_MAX_DET,
     batch: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[float, list[dict]]:
@@ -494,7 +496,12 @@ def prediction_settings(
     tile_overlap: float = TILE_OVERLAP,
 ) -> dict:
     """How an evaluation's predictions were made, as its report records them."""
-    settings: dict = {"conf": 0.001, "max_det": 100, "nms_iou": nms_iou, "border": BORDER}
+    settings: dict = {
+        "conf": EVALUATION_CONF,
+        "max_det": EVALUATION_MAX_DET,
+        "nms_iou": nms_iou,
+        "border": BORDER,
+    }
     if tta:
         settings["tta"] = {"flips": list(FLIPS), "fusion": "wbf", "fusion_iou": TTA_FUSION_IOU}
     if tile:
