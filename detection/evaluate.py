@@ -215,7 +215,7 @@ def ultralytics_val(
             data=str(data_yaml),
             split=split,
             imgsz=imgsz,
-            conf=0.001,
+            conf=EVALUATION_CONF,
             iou=iou,
             plots=False,
             device=device,
@@ -234,7 +234,7 @@ def ultralytics_val(
         "mAP50": float(metrics.box.map50),
         "mAP50-95": float(metrics.box.map),
         "per_class": per_class,
-        "settings": {"conf": 0.001, "iou": iou, "max_det": 300},
+        "settings": {"conf": EVALUATION_CONF, "iou": iou, "max_det": 300},
         "why_different": WHY_DIFFERENT,
     }
 
