@@ -56,6 +56,16 @@ def data_yaml_names(data_yaml: Path) -> list[str] | None:
     return [str(name) for name in names] if isinstance(names, list) else None
 
 
+def data_yaml_channels(data_yaml: Path) -> int:
+    """The colour channels a ``data.yaml`` has models train on: its ``channels`` (1 for
+    grey images), 3 where it gives none, as ultralytics reads it."""
+    try:
+        channels = yaml.safe_load(Path(data_yaml).read_text()).get("channels", 3)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return 3
+    return channels if isinstance(channels, int) else 3
+
+
 def label_path(image_path: Path) -> Path:
     """Where ultralytics looks for an image's labels: the last ``/images/`` folder of its
     path made ``/labels/``, the suffix ``.txt`` (beside the image when no folder is

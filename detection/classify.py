@@ -41,8 +41,10 @@ from detection.weights import (
     check_checkpoint,
     check_name,
     load_yolo,
+    model_channels,
     model_imgsz,
     sha256,
+    spread_grey_stem,
     student_checkpoint,
 )
 
@@ -274,8 +276,13 @@ def train_classifier(
     # (A distillation run's unfinished checkpoint starts the classifier from its student,
     # written into a folder gone after training: ultralytics' args.yaml names that copy,
     # summary.json the backbone as given.)
+    # A detector of grey images (channels: 1) starts a classifier, which takes BGR, as
+    # exactly on grey steel.
+    grey = detector is not None and model_channels(detector) == 1
+    if grey:
+        spread_grey_stem(detector.model)
     with tempfile.TemporaryDirectory(prefix="defects-backbone-") as scratch:
-        start = student_checkpoint(detector, Path(scratch)) if detector else None
+        start = student_checkpoint(detector, Path(scratch), changed=grey) if detector else None
         transfer = None
         if start:
             probe = ClassificationModel(model, nc=len(source.classes), verbose=False)

@@ -60,6 +60,7 @@ from detection.weights import (
     check_weights,
     is_released,
     load_yolo,
+    model_channels,
     resolve_weights,
     sha256,
     tile_setting,
@@ -208,11 +209,15 @@ def ultralytics_val(
     device: str | None = None,
     iou: float = NMS_IOU,
 ) -> dict:
-    """Ultralytics' own metrics for the same weights and split (``iou``: the NMS IoU)."""
+    """Ultralytics' own metrics for the same weights and split (``iou``: the NMS IoU).
+
+    Its val reads the images in the channels the data.yaml gives (3 unless it says
+    ``channels: 1``), and a model taking the other count failed on them with a
+    traceback: it is given a copy of the data.yaml with the model's count."""
     model = load_yolo(weights, "detect")
     with tempfile.TemporaryDirectory() as tmp, ultralytics_off_stdout():
         metrics = model.val(
-            data=str(data_yaml),
+            data=str(_in_model_channels(data_yaml, split, model_channels(model), Path(tmp))),
             split=split,
             imgsz=imgsz,
             conf=EVALUATION_CONF,
@@ -237,6 +242,20 @@ def ultralytics_val(
         "settings": {"conf": EVALUATION_CONF, "iou": iou, "max_det": 300},
         "why_different": WHY_DIFFERENT,
     }
+
+
+def _in_model_channels(data_yaml: Path, split: str, channels: int, folder: Path) -> Path:
+    """``data_yaml``, or where it gives other channels than ``channels``, a copy in
+    ``folder`` giving those, its folders as ultralytics resolved them."""
+    import yaml
+
+    _, data = split_images(data_yaml, split)
+    if data.get("channels", 3) == channels:
+        return data_yaml
+    copy = folder / "data.yaml"
+    settings = {key: data[key] for key in ("train", "val", "test", "names") if data.get(key)}
+    copy.write_text(yaml.safe_dump({**settings, "path": str(data["path"]), "channels": channels}))
+    return copy
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 
 from converters.model import SPLITS
 from converters.overlaps import read_pictures, shifted_copies
-from detection.weights import load_yolo, model_imgsz
+from detection.weights import load_yolo, model_channels, model_imgsz
 
 DEFAULT_THRESHOLD = 0.00005
 LEAKS_VIEW = "leaky-splits"
@@ -47,22 +47,17 @@ def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
     import torch
 
     from converters.pixels import read_image
-    from detection.predict import batches, letterbox
+    from detection.predict import batches, channels_first, letterbox, model_pixels
 
     model = load_yolo(weights, "detect")
     network = model.model.float().eval()
-    imgsz = model_imgsz(model)
+    imgsz, channels = model_imgsz(model), model_channels(model)
     backbone = network.model[: len(network.yaml["backbone"])]  # a plain chain of layers
     found = []
     with torch.no_grad():
         for chunk in batches(list(paths), batch):
-            boxed = [letterbox(read_image(p), imgsz)[0] for p in chunk]
-            tensor = (
-                torch.from_numpy(
-                    np.ascontiguousarray(np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2))
-                ).float()
-                / 255.0
-            )
+            boxed = [letterbox(model_pixels(read_image(p), channels), imgsz)[0] for p in chunk]
+            tensor = torch.from_numpy(channels_first(boxed, scaled=True))
             for layer in backbone:
                 tensor = layer(tensor)
             pooled = torch.nn.functional.adaptive_avg_pool2d(tensor, _GRID).flatten(1)

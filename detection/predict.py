@@ -46,6 +46,7 @@ from detection.weights import (
     check_onnx,
     is_released,
     load_yolo,
+    model_channels,
     model_imgsz,
     resolve_weights,
 )
@@ -176,15 +177,26 @@ def to_image(
     return xyxy
 
 
-def rgb_nchw(letterboxed: list[np.ndarray], scaled: bool = False) -> np.ndarray:
-    """Letterboxed BGR images as one contiguous batch, RGB and channels first: uint8
-    pixels (what an int8 export takes) or, ``scaled``, float32 in 0..1 (an fp32 export).
+def model_pixels(image: np.ndarray, channels: int) -> np.ndarray:
+    """An image as OpenCV reads it (BGR) in the channels a model takes: itself for 3;
+    for a one-channel model (``channels: 1`` in its data.yaml) its grey levels,
+    ``cv2.COLOR_BGR2GRAY`` as ultralytics converts an array for such a model (exactly the
+    pixels of a grey image; it trains on ``cv2.IMREAD_GRAYSCALE``, which for a colour JPEG
+    takes its luma, within a grey level of this)."""
+    return image if channels == 3 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def channels_first(letterboxed: list[np.ndarray], scaled: bool = False) -> np.ndarray:
+    """Letterboxed images (:func:`model_pixels`: BGR, or grey) as one contiguous batch,
+    channels first and BGR turned RGB: uint8 pixels (what an int8 export takes) or,
+    ``scaled``, float32 in 0..1 (an fp32 export).
 
     Scaled, the pixels are divided in one pass from the channel-swapping view, the same
     numbers as converting and then dividing: a batch of 32 at 448 px is 77 MB of floats,
     and the pass saved was 3% of the fp32 path's time (``make bench-profile-predict``).
     """
-    view = np.stack(letterboxed)[..., ::-1].transpose(0, 3, 1, 2)
+    stacked = np.stack(letterboxed)
+    view = stacked[:, None] if stacked.ndim == 3 else stacked[..., ::-1].transpose(0, 3, 1, 2)
     if scaled:
         return np.divide(view, np.float32(255), dtype=np.float32, order="C")
     return np.ascontiguousarray(view)
@@ -287,7 +299,9 @@ class OnnxDetector:
         # The int8 export takes uint8 pixels (BGR channels-last since session 37, RGB
         # channels-first before); an fp32 export takes RGB channels-first scaled to 0..1.
         self.takes_pixels = model_input.type == "tensor(uint8)"
-        self.channels_last = self.takes_pixels and model_input.shape[-1] == 3
+        # Ultralytics' metadata says how many (1 for a model trained on grey images).
+        self.channels = int(meta.get("channels", 3))
+        self.channels_last = self.takes_pixels and model_input.shape[-1] == self.channels
         if self.takes_pixels and lacks_vnni(cpu_flags()):
             check_int8_weights(self.path)
 
@@ -297,10 +311,12 @@ class OnnxDetector:
         return [found[iou] for found in self.at_ious(images, (iou,), conf, max_det)]
 
     def model_input(self, letterboxed: list[np.ndarray]) -> np.ndarray:
-        """Letterboxed BGR images (:func:`letterbox`) as one batch the model takes."""
+        """Letterboxed images (:func:`letterbox` of :func:`model_pixels`) as one batch
+        the model takes."""
         if self.channels_last:
-            return np.stack(letterboxed)
-        return rgb_nchw(letterboxed, scaled=not self.takes_pixels)
+            stacked = np.stack(letterboxed)
+            return stacked[..., None] if stacked.ndim == 3 else stacked
+        return channels_first(letterboxed, scaled=not self.takes_pixels)
 
     def at_ious(
         self,
@@ -312,7 +328,10 @@ class OnnxDetector:
         """Each image's detections at each NMS IoU of ``ious``, for one run of the model:
         the raw output is the same at every IoU, only NMS differs (choosing the NMS IoU
         on a split costs one prediction of it, not one per IoU)."""
-        boxed = [letterbox(image, self.imgsz, self.border) for image in images]
+        boxed = [
+            letterbox(model_pixels(image, self.channels), self.imgsz, self.border)
+            for image in images
+        ]
         outputs = self.session.run(None, {self.input: self.model_input([b[0] for b in boxed])})[0]
         return [
             {iou: nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2]) for iou in ious}
@@ -337,6 +356,7 @@ class TorchDetector:
         self.path = Path(weights)
         self.names = dict(self.model.names)
         self.imgsz = imgsz or model_imgsz(self.model)
+        self.channels = model_channels(self.model)
         self.border = border
         self.device = device
         check_input_size(self.imgsz, border, int(self.model.model.stride.max()), self.path)
@@ -346,8 +366,11 @@ class TorchDetector:
     ) -> list[Detections]:
         import torch
 
-        boxed = [letterbox(image, self.imgsz, self.border) for image in images]
-        batch = torch.from_numpy(rgb_nchw([b[0] for b in boxed], scaled=True))
+        boxed = [
+            letterbox(model_pixels(image, self.channels), self.imgsz, self.border)
+            for image in images
+        ]
+        batch = torch.from_numpy(channels_first([b[0] for b in boxed], scaled=True))
         results = self.model.predict(
             batch,
             imgsz=self.imgsz + 2 * self.border,
@@ -1028,13 +1051,14 @@ def quantize_int8(
             path = next(self.items, None)
             if path is None:
                 return None
-            image, _, _ = letterbox(read_image(path), imgsz, BORDER)
-            return {"images": rgb_nchw([image], scaled=True)}
+            image, _, _ = letterbox(model_pixels(read_image(path), channels), imgsz, BORDER)
+            return {"images": channels_first([image], scaled=True)}
 
     onnx_path = Path(onnx_path).resolve()
     images = [Path(image).resolve() for image in images]
     target = Path(target or onnx_path.with_suffix(".int8.onnx")).resolve()
     source = onnx.load(str(onnx_path))
+    channels = source.graph.input[0].type.tensor_type.shape.dim[1].dim_value  # NCHW
     pixels = {"scale": np.array(1 / 255, np.float32), "zero_point": np.array(0, np.uint8)}
     with tempfile.TemporaryDirectory(prefix="defects-int8-") as tmp, contextlib.chdir(tmp):
         prepared = Path(tmp) / "prepared.onnx"
@@ -1192,13 +1216,13 @@ def _take_pixels(graph) -> None:
         tensor = weights[producers[convolution.input[1]].input[0]]
         reordered = numpy_helper.to_array(tensor)[:, ::-1]  # [out, in, kh, kw]: BGR for RGB
         tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(reordered), tensor.name))
-    channels_first = f"{name}_channels_first"
-    dequantize[0].input[0] = channels_first
+    transposed = f"{name}_channels_first"
+    dequantize[0].input[0] = transposed
     graph.node.remove(quantize)
     graph.node.insert(
         0,
         helper.make_node(
-            "Transpose", [name], [channels_first], perm=[0, 3, 1, 2], name="pixels_channels_first"
+            "Transpose", [name], [transposed], perm=[0, 3, 1, 2], name="pixels_channels_first"
         ),
     )
     tensor_type = graph.input[0].type.tensor_type

@@ -43,7 +43,7 @@ from converters.errors import ConversionError
 from converters.files import read_yaml_mapping
 from converters.imagesize import untrainable_images
 from converters.layouts import is_image_level_tree, refuse_unconverted
-from converters.yolo import corrupt_labels, data_yaml_names
+from converters.yolo import corrupt_labels, data_yaml_channels, data_yaml_names
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.console import counted, device_option
 from detection.splits import record_training_images
@@ -54,8 +54,10 @@ from detection.weights import (
     check_checkpoint,
     check_name,
     load_yolo,
+    model_channels,
     remove_partial_writes,
     resolve_weights,
+    spread_grey_stem,
 )
 
 # Keys of a recipe that are ours, not ultralytics training arguments: the split ratios,
@@ -644,18 +646,32 @@ def align_class_order(model, classes: list[str] | None) -> list[str] | None:
 def _teacher_model(teacher: str, data_yaml: Path) -> Path:
     """The trained detector a student learns from, checked before training starts: the
     same classes in the same order as the data, since distillation compares the two
-    models' class scores index by index.
+    models' class scores index by index; and not a detector of grey images for
+    colour data.
 
     Raises:
-        WeightsError: Missing, not a trained detector, or other classes (named).
+        WeightsError: Missing, not a trained detector, other classes, or grey for colour
+            (named).
     """
     path = _teacher_weights(teacher)
-    names = list(dict(load_yolo(path, "detect").names).values())
+    model = load_yolo(path, "detect")
+    names = list(dict(model.names).values())
     data_names = data_yaml_names(data_yaml)
     if names != data_names:
         raise WeightsError(
             f"{path}: the teacher's classes {names} are not the data's {data_names} "
             f"({data_yaml}), in the same order; distillation compares class scores by index"
+        )
+    # Ultralytics rebuilds a teacher for the student's channels and loads its weights
+    # into it: a colour one's stem summed for grey data is exact on grey images, but a
+    # grey one's fills one of three channels and leaves two random, a teacher that no
+    # longer sees what it learnt (nothing said).
+    if model_channels(model) == 1 < data_yaml_channels(data_yaml):
+        raise WeightsError(
+            f"{path}: the teacher takes grey images (channels: 1) and the data gives "
+            f"colour ones ({data_yaml}); ultralytics would rebuild it for three channels "
+            "with two of them random: add 'channels: 1' to the data.yaml, or teach with a "
+            "detector of colour images"
         )
     return path
 
@@ -974,6 +990,8 @@ def train(
     settings.update(recipe)
     settings.update({k: v for k, v in chosen.items() if v is not None})
     settings["model"], yolo = _starting_model(str(settings["model"]))
+    if getattr(yolo, "ckpt", None) and model_channels(yolo) == 1 < data_yaml_channels(data_yaml):
+        spread_grey_stem(yolo.model)  # weights of grey images, trained on BGR ones
     if backbone is not None:
         if Path(settings["model"]).suffix not in (".yaml", ".yml"):
             raise ConversionError(

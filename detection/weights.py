@@ -145,6 +145,40 @@ def model_imgsz(model) -> int:
     return int(imgsz[0] if isinstance(imgsz, list | tuple) else imgsz)
 
 
+def model_channels(model) -> int:
+    """The colour channels a checkpoint takes: 3 (BGR images as OpenCV reads them), or 1
+    for a model trained with ``channels: 1`` in its data.yaml (grayscale steel)."""
+    return int(model.model.yaml.get("channels", 3))
+
+
+def spread_grey_stem(network) -> None:
+    """Makes a one-channel detector (``network``, its ``DetectionModel``) take BGR images:
+    its first convolution's weights split equally over the three channels, so that on a
+    grey image (B = G = R, as steel is) it computes what it computed on the grey levels.
+    For a model that takes three channels (a classifier, a detector trained on colour
+    data) starting from a one-channel one; ultralytics' own transfer fills one channel
+    with them and leaves the other two random."""
+    import torch
+
+    stem = network.model[0].conv
+    spread = torch.nn.Conv2d(
+        3,
+        stem.out_channels,
+        stem.kernel_size,
+        stem.stride,
+        stem.padding,
+        stem.dilation,
+        stem.groups,
+        bias=stem.bias is not None,
+    ).to(stem.weight.device, stem.weight.dtype)
+    with torch.no_grad():
+        spread.weight.copy_((stem.weight / 3).expand(-1, 3, -1, -1))
+        if stem.bias is not None:
+            spread.bias.copy_(stem.bias)
+    network.model[0].conv = spread
+    network.yaml["channels"] = 3
+
+
 def _missing(path: Path) -> WeightsError:
     released = ", ".join(released_models()) or "none in this checkout"
     return WeightsError(
@@ -235,17 +269,18 @@ def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | No
     return model
 
 
-def student_checkpoint(model, folder: Path) -> Path:
+def student_checkpoint(model, folder: Path, changed: bool = False) -> Path:
     """A checkpoint ultralytics' trainers can start from (``pretrained=``), for ``model``
     as :func:`load_yolo` returned it: its own file, or, where load_yolo took the student
-    out of a distillation run's checkpoint from before the run ended, the student alone,
-    written into ``folder``. Given that checkpoint, ultralytics' own loader would rebuild
-    a distillation around the wrapper, or find none of the student's tensors under the
+    out of a distillation run's checkpoint from before the run ended (or the module was
+    ``changed`` since: :func:`spread_grey_stem`), the module alone, written into
+    ``folder``. Given that checkpoint, ultralytics' own loader would rebuild a
+    distillation around the wrapper, or find none of the student's tensors under the
     wrapper's names."""
     import torch
 
     path = Path(model.ckpt_path)
-    if model.model is (model.ckpt.get("ema") or model.ckpt.get("model")):
+    if not changed and model.model is (model.ckpt.get("ema") or model.ckpt.get("model")):
         return path  # the module the file holds: nothing was taken out
     target = Path(folder) / path.name
     torch.save({"model": model.model, "train_args": model.ckpt.get("train_args", {})}, target)

@@ -1116,14 +1116,14 @@ def test_the_model_input_is_ultralytics_own_preprocessing():
     scales it (a float tensor divided by 255), though in one pass from BGR pixels."""
     import torch
 
-    from detection.predict import rgb_nchw
+    from detection.predict import channels_first
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
-    pixels = rgb_nchw(images)
+    pixels = channels_first(images)
     assert pixels.dtype == np.uint8 and pixels.flags.c_contiguous and pixels.shape == (3, 3, 40, 40)
     assert (pixels[1, 0] == images[1][..., 2]).all() and (pixels[2, 2] == images[2][..., 0]).all()
-    scaled = rgb_nchw(images, scaled=True)
+    scaled = channels_first(images, scaled=True)
     assert scaled.dtype == np.float32 and scaled.flags.c_contiguous
     theirs = torch.from_numpy(pixels).float() / 255  # ultralytics' BasePredictor.preprocess
     assert np.array_equal(scaled, theirs.numpy())
