@@ -780,9 +780,9 @@ def export_int8(
     with tempfile.TemporaryDirectory(prefix="defects-int8-export-") as tmp:
         with _anchors_last_head():
             exported = _export(model, imgsz, Path(tmp))
-        return quantize_int8(
-            exported, images, imgsz, weight_bits, target=weights.with_suffix(".int8.onnx")
-        )
+        target = weights.with_suffix(".int8.onnx")  # as named, where the target is resolved
+        quantize_int8(exported, images, imgsz, weight_bits, target=target)
+        return target
 
 
 def _upsample_after_convolving(detection_model) -> None:

@@ -1306,19 +1306,17 @@ def test_export_names_the_files_it_wrote_and_no_temporary_one(
     """Ultralytics' export lines ("Results saved to /tmp/defects-export-.../model.onnx",
     "Predict: yolo predict ... model=" that file) named the temporary folder it wrote
     into, gone when they were read, on stdout; and `--int8` said "Exported X.int8.onnx"
-    alone, of the two files it wrote."""
-    weights = tmp_path / "best.pt"
-    shutil.copyfile(trained / "best.pt", weights)
+    alone, of the two files it wrote (then the int8 file's absolute path beside the
+    other's as given)."""
+    shutil.copyfile(trained / "best.pt", tmp_path / "best.pt")
     calibration = str(tiny_data / "images" / "train")
-    argv = [*DEFECTS, "export", "--weights", str(weights), "--int8", "--calibration", calibration]
+    argv = [*DEFECTS, "export", "--weights", "best.pt", "--int8", "--calibration", calibration]
 
-    result = subprocess.run(argv, capture_output=True, text=True)
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
-        f"Exported {tmp_path / 'best.onnx'} and {tmp_path / 'best.int8.onnx'}"
-    ]
+    assert result.stderr.strip().splitlines() == ["Exported best.onnx and best.int8.onnx"]
     assert (tmp_path / "best.onnx").is_file() and (tmp_path / "best.int8.onnx").is_file()
 
 
