@@ -45,6 +45,7 @@ from detection.predict import (  # noqa: E402
     export_onnx,
     lacks_vnni,
     letterbox,
+    model_pixels,
     nms_decode,
 )
 from detection.threads import cpu_threads  # noqa: E402
@@ -61,7 +62,10 @@ def stage_seconds(detector: OnnxDetector, paths: list[Path]) -> dict[str, float]
         started = time.perf_counter()
         images = [read_image(p) for p in chunk]
         decoded = time.perf_counter()
-        boxed = [letterbox(image, detector.imgsz, detector.border) for image in images]
+        boxed = [
+            letterbox(model_pixels(image, detector.channels), detector.imgsz, detector.border)
+            for image in images
+        ]
         batch = detector.model_input([b[0] for b in boxed])
         prepared = time.perf_counter()
         outputs = detector.session.run(None, {detector.input: batch})[0]
@@ -80,7 +84,8 @@ def model_input(detector: OnnxDetector, count: int) -> np.ndarray:
     """``count`` random letterbox-sized images as the export takes them
     (:meth:`OnnxDetector.model_input`)."""
     side = detector.imgsz + 2 * detector.border
-    images = np.random.default_rng(0).integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+    shape = (count, side, side) + ((3,) if detector.channels == 3 else ())
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     return detector.model_input(list(images))
 
 
