@@ -23,7 +23,7 @@ from converters.convert import edited_labels, edited_since_conversion
 from converters.errors import AnnotationError, ConversionError
 from converters.files import read_json, read_text
 from converters.model import SPLITS, ImageAnnotation
-from converters.yolo import data_yaml_names, from_yolo, from_yolo_results
+from converters.yolo import data_yaml_channels, data_yaml_names, from_yolo, from_yolo_results
 from detection import offline  # noqa: F401  (before ultralytics)
 from detection.cocoeval import evaluate
 from detection.console import ultralytics_off_stdout
@@ -249,9 +249,9 @@ def _in_model_channels(data_yaml: Path, split: str, channels: int, folder: Path)
     ``folder`` giving those, its folders as ultralytics resolved them."""
     import yaml
 
-    _, data = split_images(data_yaml, split)
-    if data.get("channels", 3) == channels:
+    if data_yaml_channels(data_yaml) == channels:
         return data_yaml
+    _, data = split_images(data_yaml, split)
     copy = folder / "data.yaml"
     settings = {key: data[key] for key in ("train", "val", "test", "names") if data.get(key)}
     copy.write_text(yaml.safe_dump({**settings, "path": str(data["path"]), "channels": channels}))
