@@ -1,6 +1,7 @@
 """Models of grey images: trained with ``channels: 1`` in the data.yaml (ultralytics reads
-the images as grey levels), which suits grey steel. Predict, export and evaluate fed them
-BGR pixels and failed with a traceback from their first convolution.
+the images as grey levels), which suits grey steel. Predict, export --int8 and evaluate
+fed them BGR pixels and failed with a traceback (torch's first convolution, ONNX
+Runtime's check of the input's shape).
 
 Each test uses a twin of the released model: its stem's weights summed over B, G and R,
 a model of grey images that computes on a grey image's grey levels what the colour model
