@@ -18,6 +18,8 @@
 #   activation=relu is given as `defects train --activation relu` (a stage that teaches
 #   the release ReLU: r416:neu-det:416:::optimizer=AdamW,lr0=0.0005,warmup_epochs=0,
 #   close_mosaic=0,activation=relu).
+#   channels=1 trains on grey images (a copy of the data.yaml with `channels: 1`; the
+#   grey model is evaluated on the colour data as any other): g416:yolo11n.yaml:416:::channels=1.
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
@@ -52,11 +54,14 @@ workers=$(( $(nproc) / $# - 1 ))
 began=$(date +%s)
 for variant in "$@"; do
   IFS=: read -r name model imgsz kill teacher sets <<<"$variant"
-  overrides=()
+  overrides=() data=/tmp/neu-det
   IFS=, read -r -a pairs <<<"${sets:-}"
   for pair in "${pairs[@]}"; do
     case "$pair" in
       activation=*) overrides+=(--activation "${pair#activation=}") ;;  # its own option
+      # A model of grey images: the data.yaml's own setting, on a copy beside it.
+      channels=1) data=/tmp/neu-det/grey.yaml
+        { cat /tmp/neu-det/data.yaml; echo "channels: 1"; } > "$data" ;;
       *) overrides+=(--set "$pair") ;;
     esac
   done
@@ -66,7 +71,7 @@ for variant in "$@"; do
     # plots=False: the polars stand-in (tools/gpu/shim) has no data frame for ultralytics'
     # results plot, which the ft416 call (2026-12-04) logged as "ERROR ... Plotting error";
     # defects evaluate draws the report's plots.
-    train=(train --data /tmp/neu-det --model "$model" --name "$name" --weights-dir weights/gpu
+    train=(train --data "$data" --model "$model" --name "$name" --weights-dir weights/gpu
       --imgsz "$imgsz" --batch "$batch" --workers "$workers" --hours "$hours" --seed 0
       ${teacher:+--teacher "$teacher"} --set plots=False "${overrides[@]}")
     if [ "$model" = resume ]; then
