@@ -45,7 +45,6 @@ from detection.predict import (  # noqa: E402
     export_onnx,
     lacks_vnni,
     letterbox,
-    model_pixels,
     nms_decode,
 )
 from detection.threads import cpu_threads  # noqa: E402
@@ -63,8 +62,7 @@ def stage_seconds(detector: OnnxDetector, paths: list[Path]) -> dict[str, float]
         images = [read_image(p) for p in chunk]
         decoded = time.perf_counter()
         boxed = [
-            letterbox(model_pixels(image, detector.channels), detector.imgsz, detector.border)
-            for image in images
+            letterbox(image, detector.imgsz, detector.border, detector.channels) for image in images
         ]
         batch = detector.model_input([b[0] for b in boxed])
         prepared = time.perf_counter()

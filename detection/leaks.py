@@ -47,7 +47,7 @@ def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
     import torch
 
     from converters.pixels import read_image
-    from detection.predict import batches, channels_first, letterbox, model_pixels
+    from detection.predict import batches, channels_first, letterbox
 
     model = load_yolo(weights, "detect")
     network = model.model.float().eval()
@@ -56,7 +56,7 @@ def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
     found = []
     with torch.no_grad():
         for chunk in batches(list(paths), batch):
-            boxed = [letterbox(model_pixels(read_image(p), channels), imgsz)[0] for p in chunk]
+            boxed = [letterbox(read_image(p), imgsz, channels=channels)[0] for p in chunk]
             tensor = torch.from_numpy(channels_first(boxed, scaled=True))
             for layer in backbone:
                 tensor = layer(tensor)

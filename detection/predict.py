@@ -148,11 +148,13 @@ def by_suffix(paths: list[Path]) -> dict[str, int]:
 
 
 def letterbox(
-    image: np.ndarray, size: int, border: int = 0
+    image: np.ndarray, size: int, border: int = 0, channels: int = 3
 ) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Ultralytics' letterbox to a ``size`` square: resize keeping aspect, pad centred;
-    then ``border`` more grey pixels on every side (a ``size + 2 * border`` square).
-    Returns the canvas, the resize ratio and the image's offset in the canvas."""
+    then ``border`` more grey pixels on every side (a ``size + 2 * border`` square), in
+    the ``channels`` the model takes (:func:`model_pixels`). Returns the canvas, the
+    resize ratio and the image's offset in the canvas."""
+    image = model_pixels(image, channels)
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
     new_w, new_h = round(width * ratio), round(height * ratio)
@@ -311,7 +313,7 @@ class OnnxDetector:
         return [found[iou] for found in self.at_ious(images, (iou,), conf, max_det)]
 
     def model_input(self, letterboxed: list[np.ndarray]) -> np.ndarray:
-        """Letterboxed images (:func:`letterbox` of :func:`model_pixels`) as one batch
+        """Letterboxed images (:func:`letterbox`) as one batch
         the model takes."""
         if self.channels_last:
             stacked = np.stack(letterboxed)
@@ -328,10 +330,7 @@ class OnnxDetector:
         """Each image's detections at each NMS IoU of ``ious``, for one run of the model:
         the raw output is the same at every IoU, only NMS differs (choosing the NMS IoU
         on a split costs one prediction of it, not one per IoU)."""
-        boxed = [
-            letterbox(model_pixels(image, self.channels), self.imgsz, self.border)
-            for image in images
-        ]
+        boxed = [letterbox(image, self.imgsz, self.border, self.channels) for image in images]
         outputs = self.session.run(None, {self.input: self.model_input([b[0] for b in boxed])})[0]
         return [
             {iou: nms_decode(out, conf, iou, max_det, ratio, pad, image.shape[:2]) for iou in ious}
@@ -366,10 +365,7 @@ class TorchDetector:
     ) -> list[Detections]:
         import torch
 
-        boxed = [
-            letterbox(model_pixels(image, self.channels), self.imgsz, self.border)
-            for image in images
-        ]
+        boxed = [letterbox(image, self.imgsz, self.border, self.channels) for image in images]
         batch = torch.from_numpy(channels_first([b[0] for b in boxed], scaled=True))
         results = self.model.predict(
             batch,
@@ -1051,7 +1047,7 @@ def quantize_int8(
             path = next(self.items, None)
             if path is None:
                 return None
-            image, _, _ = letterbox(model_pixels(read_image(path), channels), imgsz, BORDER)
+            image, _, _ = letterbox(read_image(path), imgsz, BORDER, channels)
             return {"images": channels_first([image], scaled=True)}
 
     onnx_path = Path(onnx_path).resolve()
