@@ -154,9 +154,11 @@ def _write_tree(
     # and labels, while evaluate scored the copy's ground truth.
     data_yaml = {split: f"images/{split}" for split in splits}
     data_yaml["names"] = dict(enumerate(dataset.classes))
+    definition = source.definition
+    if definition.channels != 3:  # grey images read as one channel (its definition)
+        data_yaml["channels"] = definition.channels
     (tmp / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
 
-    definition = source.definition
     manifest = {
         "format_version": FORMAT_VERSION,
         "source": str(source.layout.root),

@@ -29,6 +29,9 @@ class DatasetDefinition:
         folders: Image folder name to class name, where folders name classes.
         recipe: Training defaults (model, imgsz, epochs, ...).
         format: The layout family the converter reads.
+        channels: The colour channels models train on: 3, or 1 for grey images, which
+            the converter writes into the ``data.yaml`` as ultralytics' own setting
+            (``channels: 1``: models of grey levels).
     """
 
     name: str
@@ -38,6 +41,7 @@ class DatasetDefinition:
     folders: dict[str, str] = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
     format: str = "voc"
+    channels: int = 3
 
     def resolve(self, name: str) -> str | None:
         """Maps a class name as written to a class of this dataset, or ``None``."""
@@ -92,6 +96,11 @@ def load_definition(name_or_path: str | Path) -> DatasetDefinition:
     for key in ("folders", "recipe"):
         if not isinstance(data.get(key) or {}, dict):
             raise ConversionError(f"{path}: its '{key}' is not a mapping of keys to values")
+    channels = data.get("channels", 3)
+    if type(channels) is not int or channels not in (1, 3):  # not True, not 1.0
+        raise ConversionError(
+            f"{path}: its 'channels' is {channels!r}, not 1 (grey images) or 3 (colour)"
+        )
     classes, display, aliases = [], {}, {}
     for index, entry in enumerate(raw_classes):
         entry = {"name": entry} if isinstance(entry, (str, int)) else entry
@@ -116,4 +125,5 @@ def load_definition(name_or_path: str | Path) -> DatasetDefinition:
         folders={str(k): str(v) for k, v in (data.get("folders") or {}).items()},
         recipe=dict(data.get("recipe") or {}),
         format=str(data.get("format", "voc")),
+        channels=channels,
     )

@@ -32,6 +32,15 @@ def test_a_definition_reads_its_classes_in_id_order(content: bytes, classes, tmp
 
 
 @pytest.mark.parametrize(
+    ("content", "channels"), [(b"", 3), (b"channels: 1\n", 1), (b"channels: 3\n", 3)]
+)
+def test_a_definition_says_whether_its_images_are_grey(content: bytes, channels, tmp_path):
+    path = tmp_path / "classes.yaml"
+    path.write_bytes(b"classes: [a]\n" + content)
+    assert load_definition(path).channels == channels
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"\xff\xd8\xff\xe0 a JPEG", "not text (byte 0 is not UTF-8)"),
@@ -45,6 +54,10 @@ def test_a_definition_reads_its_classes_in_id_order(content: bytes, classes, tmp
         (b"classes: [{name: a, aliases: A}]\n", "class a's aliases are not a list"),
         (b"classes: [a]\nfolders: [a]\n", "its 'folders' is not a mapping of keys to values"),
         (b"classes: [a]\nrecipe: 3\n", "its 'recipe' is not a mapping of keys to values"),
+        (b"classes: [a]\nchannels: 2\n", "its 'channels' is 2, not 1 (grey images) or 3"),
+        (b"classes: [a]\nchannels: true\n", "its 'channels' is True, not 1"),
+        (b"classes: [a]\nchannels: 1.0\n", "its 'channels' is 1.0, not 1"),
+        (b"classes: [a]\nchannels: grey\n", "its 'channels' is 'grey', not 1"),
     ],
 )
 def test_a_file_that_is_no_definition_is_one_clear_line(content: bytes, message, tmp_path):

@@ -168,3 +168,45 @@ def test_a_teacher_of_grey_images_is_refused_for_colour_data(grey: Path, tiny_da
 
     with pytest.raises(WeightsError, match=r"grey\.pt: the teacher takes grey images"):
         _teacher_model(str(grey), tiny_data / "data.yaml")
+
+
+def test_a_dataset_defined_grey_trains_a_model_of_grey_levels_from_the_colour_release(
+    tmp_path: Path,
+):
+    """A definition with ``channels: 1`` (NEU-DET's) converts to a data.yaml that reads
+    the images as one channel, so training makes a model of grey levels; from the colour
+    release (``train --model neu-det``), ultralytics sums its stem over B, G and R, the
+    same model on grey images."""
+    import torch
+    import yaml
+
+    from converters.convert import convert
+    from converters.definitions import DEFINITIONS_DIR, load_definition
+    from converters.synth import synth_dataset
+    from detection.train import train
+    from detection.weights import load_yolo, model_channels
+
+    definition = tmp_path / "grey.yaml"
+    definition.write_text((DEFINITIONS_DIR / "synthetic.yaml").read_text() + "channels: 1\n")
+    synth_dataset(tmp_path / "src", images=12, seed=2)
+    data = convert(tmp_path / "src", tmp_path / "data", definition=load_definition(definition)).out
+    assert yaml.safe_load((data / "data.yaml").read_text())["channels"] == 1
+    still = {"optimizer": "SGD", "lr0": 0.0, "lrf": 0.0, "momentum": 0.0, "weight_decay": 0.0}
+    run = train(
+        data,
+        "grey",
+        model=TESTED_RELEASE,
+        imgsz=64,
+        epochs=1,
+        batch=8,
+        device="cpu",
+        weights_dir=tmp_path / "weights",
+        workers=0,
+        extra={**still, "warmup_epochs": 0, "warmup_bias_lr": 0.0, "plots": False},
+    )
+    assert model_channels(load_yolo(run / "last.pt", "detect")) == 1
+    stem = torch.load(run / "last.pt", weights_only=False)["model"].model[0].conv.weight
+    colour = load_yolo(RELEASED / "model.pt", "detect").model.model[0].conv.weight
+    torch.testing.assert_close(
+        stem.float(), colour.float().sum(1, keepdim=True), atol=1e-3, rtol=1e-3
+    )
