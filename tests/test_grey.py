@@ -210,3 +210,20 @@ def test_a_dataset_defined_grey_trains_a_model_of_grey_levels_from_the_colour_re
     torch.testing.assert_close(
         stem.float(), colour.float().sum(1, keepdim=True), atol=1e-3, rtol=1e-3
     )
+    # ... and a colour model is scored on the grey data as on the colour data (ultralytics'
+    # val reads the images in the model's three channels).
+    from detection.evaluate import evaluate_model
+
+    plain = convert(tmp_path / "src", tmp_path / "colour", definition=load_definition("synthetic"))
+    assert "channels" not in yaml.safe_load((plain.out / "data.yaml").read_text())
+    on_grey, on_colour = (
+        evaluate_model(
+            RELEASED / "model.pt", folder, tmp_path / f"report-{folder.name}", replicates=0
+        )
+        for folder in (data, plain.out)
+    )
+    assert on_colour["metrics"]["AP50"] > 0.1 and on_colour["ultralytics"]["mAP50"] > 0.1
+    assert on_grey["metrics"]["AP50"] == pytest.approx(on_colour["metrics"]["AP50"], abs=1e-9)
+    assert on_grey["ultralytics"]["mAP50"] == pytest.approx(
+        on_colour["ultralytics"]["mAP50"], abs=1e-9
+    )
