@@ -18,8 +18,9 @@
 #   activation=relu is given as `defects train --activation relu` (a stage that teaches
 #   the release ReLU: r416:neu-det:416:::optimizer=AdamW,lr0=0.0005,warmup_epochs=0,
 #   close_mosaic=0,activation=relu).
-#   channels=1 trains on grey images (a copy of the data.yaml with `channels: 1`; the
-#   grey model is evaluated on the colour data as any other): g416:yolo11n.yaml:416:::channels=1.
+#   channels=1 trains on grey images, channels=3 on colour ones (a copy of the data.yaml
+#   with that `channels`, whatever the converted one says; every model is evaluated on the
+#   converted data as any other): c416:yolo11n.yaml:416:::channels=3.
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
@@ -59,9 +60,9 @@ for variant in "$@"; do
   for pair in "${pairs[@]}"; do
     case "$pair" in
       activation=*) overrides+=(--activation "${pair#activation=}") ;;  # its own option
-      # A model of grey images: the data.yaml's own setting, on a copy beside it.
-      channels=1) data=/tmp/neu-det/grey.yaml
-        { cat /tmp/neu-det/data.yaml; echo "channels: 1"; } > "$data" ;;
+      # Grey (1) or colour (3) images: the data.yaml's own setting, on a copy beside it.
+      channels=1 | channels=3) data=/tmp/neu-det/channels-${pair#channels=}.yaml
+        { grep -v '^channels:' /tmp/neu-det/data.yaml; echo "channels: ${pair#channels=}"; } > "$data" ;;
       *) overrides+=(--set "$pair") ;;
     esac
   done
