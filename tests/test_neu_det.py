@@ -76,6 +76,8 @@ def test_report_and_manifest_files(neu_converted):
     assert data["names"] == dict(enumerate(README_COUNTS))
     # No path: ultralytics reads the images beside data.yaml, wherever it is moved.
     assert "path" not in data and (out / data["train"]).is_dir()
+    # Grey steel read as one channel (datasets/neu-det.yaml): models of grey levels.
+    assert data["channels"] == 1
 
 
 def test_stratified_split_within_two_points(neu_converted):

@@ -20,7 +20,10 @@
 #   close_mosaic=0,activation=relu).
 #   channels=1 trains on grey images, channels=3 on colour ones (a copy of the data.yaml
 #   with that `channels`, whatever the converted one says; every model is evaluated on the
-#   converted data as any other): c416:yolo11n.yaml:416:::channels=3.
+#   converted data as any other). NEU-DET converts to grey images (`channels: 1` in
+#   datasets/neu-det.yaml), so channels=3 trains as the colour release was trained:
+#   c416:yolo11n.yaml:416:::channels=3, or a stage from it in colour,
+#   r416:neu-det:416:::optimizer=AdamW,lr0=0.0002,channels=3.
 # The variants train side by side (one leaves the GPU idle: a nano model at 224 px is
 # bound by its data loader), each through `defects train --device auto` for HOURS, then
 # each is scored by `defects evaluate` (pycocotools, and ultralytics' val beside it); the
