@@ -997,12 +997,17 @@ def float_head_nodes(onnx_path: Path) -> list[str]:
 
 # How :func:`quantize_int8` quantises, as a release card records it: a released int8
 # export recorded otherwise (or not at all) is made again when its weights are re-released.
-INT8_QUANTISATION = (
-    f"static QDQ, calibrated min-max on images bordered as predicted ({BORDER} px); int8 "
-    "weights per channel in 7 bits (reduce_range); uint8 activations; the head's output "
-    "layers fp32, anchors-last; the neck's upsamplings after the 1x1 convolutions they "
-    "fed; uint8 BGR pixels in, channels-last"
-)
+def int8_quantisation(channels: int) -> str:
+    """How :func:`export_int8` quantises a model of ``channels`` (1: grey images), as a
+    card records it: a released int8 export whose card records another was made another
+    way, and is made again."""
+    pixels = "grey" if channels == 1 else "BGR"
+    return (
+        f"static QDQ, calibrated min-max on images bordered as predicted ({BORDER} px); "
+        "int8 weights per channel in 7 bits (reduce_range); uint8 activations; the head's "
+        "output layers fp32, anchors-last; the neck's upsamplings after the 1x1 "
+        f"convolutions they fed; uint8 {pixels} pixels in, channels-last"
+    )
 
 
 def quantize_int8(

@@ -69,6 +69,7 @@ from detection.weights import (
     WeightsError,
     check_name,
     load_yolo,
+    model_channels,
     sha256,
 )
 
@@ -576,15 +577,16 @@ def _keep_exports(target: Path, release_dir: Path) -> list[Path]:
     ONNX exports are copied into ``release_dir`` and returned, not made again, since a
     new export of the same weights differs only in ultralytics' export date and would
     put another copy of the same model into git history. The int8 export is kept only
-    if its card records today's quantisation (:data:`INT8_QUANTISATION`)."""
-    from detection.predict import INT8_QUANTISATION
+    if its card records today's quantisation (:func:`int8_quantisation`)."""
+    from detection.predict import int8_quantisation
 
     shipped = target / "model.pt"
     if not shipped.is_file() or sha256(shipped) != sha256(release_dir / "model.pt"):
         return []
     card = _released_card(target) or {}
     exports = ["model.onnx"]
-    if card.get("int8", {}).get("quantisation") == INT8_QUANTISATION:
+    channels = card.get("model", {}).get("channels", 3)  # a card before: colour
+    if card.get("int8", {}).get("quantisation") == int8_quantisation(channels):
         exports.append("model.int8.onnx")
     kept = []
     for export in exports:
@@ -647,7 +649,7 @@ def release(
     Returns:
         The card.
     """
-    from detection.predict import INT8_QUANTISATION, export_int8, export_onnx
+    from detection.predict import export_int8, export_onnx, int8_quantisation
 
     check_name(name, "release")  # its folder is replaced whole, at the end
     target = Path(models_dir) / name
@@ -729,6 +731,9 @@ def release(
                 "architecture": model.model.yaml.get("yaml_file"),
                 "parameters": sum(p.numel() for p in model.model.parameters()),
                 "imgsz": report["imgsz"],
+                # 1: a model of grey levels, its ONNX input one channel (a deployment
+                # that feeds it three fails).
+                "channels": model_channels(model),
                 "classes": list(dict(model.names).values()),
                 "source_run": released_before["model"]["source_run"]
                 if released_before
@@ -780,7 +785,7 @@ def release(
                 "onnx": int8.name if int8.exists() else None,
                 "onnx_sha256": sha256(int8) if int8.exists() else None,
                 "calibration": f"the first {len(calibration)} train images by name",
-                "quantisation": INT8_QUANTISATION,
+                "quantisation": int8_quantisation(model_channels(model)),
                 "pycocotools": int8_scores,
                 "mAP50_below_fp32": int8_drop,
                 "tolerance": INT8_TOLERANCE,
@@ -1059,8 +1064,11 @@ def card_markdown(card: dict) -> str:
     lines = [
         f"# Model card: `{card['name']}`",
         "",
-        f"A {model['architecture'].removesuffix('.yaml')} detector ({model['parameters']:,} "
-        f"parameters, {model['imgsz']} px) for the {len(model['classes'])} surface defect "
+        f"A {model['architecture'].removesuffix('.yaml')} detector"
+        # A card made before the release recorded it: its model took colour images.
+        + (" of grey images (one input channel)" if model.get("channels", 3) == 1 else "")
+        + f" ({model['parameters']:,} parameters, {model['imgsz']} px) for the "
+        f"{len(model['classes'])} surface defect "
         f"classes of {data['dataset']} ({', '.join(model['classes'])}), "
         + _origin(card["stages"])
         + f". Released {card['released']}. Use it by name: `--weights {card['name']}`.",

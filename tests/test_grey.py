@@ -227,3 +227,17 @@ def test_a_dataset_defined_grey_trains_a_model_of_grey_levels_from_the_colour_re
     assert on_grey["ultralytics"]["mAP50"] == pytest.approx(
         on_colour["ultralytics"]["mAP50"], abs=1e-9
     )
+    # Released, its card says that its model (and its ONNX input) takes one channel, and
+    # that its int8 export takes grey pixels.
+    import json
+
+    from detection.cli import main
+    from detection.predict import int8_quantisation
+
+    argv = ["release", "--run", str(run), "--data", str(data), "--name", "grey"]
+    assert main([*argv, "--models-dir", str(tmp_path / "models")]) == 0
+    card = json.loads((tmp_path / "models" / "grey" / "card.json").read_text())
+    assert card["model"]["channels"] == 1
+    assert card["int8"]["quantisation"] == int8_quantisation(1) != int8_quantisation(3)
+    markdown = (tmp_path / "models" / "grey" / "card.md").read_text()
+    assert "A yolo11n detector of grey images (one input channel) (" in markdown

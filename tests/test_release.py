@@ -20,7 +20,7 @@ from converters.source import image_digest
 from detection.cli import build_parser, main
 from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
-from detection.predict import FLIPS, INT8_QUANTISATION, load_detector
+from detection.predict import FLIPS, int8_quantisation, load_detector
 from detection.release import (
     OPERATING_NMS_IOUS,
     TESTED_RELEASE,
@@ -56,6 +56,7 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert {p.name for p in released.iterdir()} >= {"model.pt", "model.onnx", "card.json"}
     card = json.loads((released / "card.json").read_text())
     assert card["model"]["weights_sha256"] == sha256(released / "model.pt")
+    assert card["model"]["channels"] == 3  # colour images (1: grey, its card says so)
     assert (released / "model.pt").stat().st_size < 8 * 2**20  # weights only, no optimizer
     assert card["stages"][0]["epochs"] == 2 and card["stages"][0]["start"] == "yolo11n.yaml"
     assert "defects train --data" in card["stages"][0]["command"]
@@ -484,6 +485,24 @@ def test_a_card_says_whether_its_cpu_has_vnni(vnni, says: str):
     assert f" GiB, {says}" in card_markdown(card)
 
 
+@pytest.mark.parametrize(
+    ("channels", "says"),
+    [
+        (1, "A yolo11n detector of grey images (one input channel) (2,591,010 parameters"),
+        (3, "A yolo11n detector (2,591,010 parameters"),
+        ("absent", "A yolo11n detector (2,591,010 parameters"),  # a card made before
+    ],
+)
+def test_a_card_says_whether_its_model_takes_grey_images(channels, says: str):
+    # A grey model's ONNX input has one channel: a deployment needs it said.
+    card = json.loads((RELEASED / "card.json").read_text())
+    if channels == "absent":
+        card["model"].pop("channels", None)
+    else:
+        card["model"]["channels"] = channels
+    assert card_markdown(card).split("\n")[2].startswith(says)
+
+
 def test_the_release_machine_is_described_with_its_vnni(monkeypatch):
     from detection import predict, release
 
@@ -888,7 +907,7 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
     assert third["model"]["architecture"] == "yolo11n.yaml"
     assert sha256(tiny / "model.pt") == third["model"]["weights_sha256"] == weights
     assert sha256(tiny / "model.onnx") == exports["model.onnx"]
-    assert third["int8"]["quantisation"] == INT8_QUANTISATION
+    assert third["int8"]["quantisation"] == int8_quantisation(3)
     assert third["int8"]["onnx_sha256"] != exports["model.onnx"]
     if third["int8"]["onnx"]:
         assert sha256(tiny / "model.int8.onnx") == third["int8"]["onnx_sha256"]
