@@ -995,12 +995,10 @@ def float_head_nodes(onnx_path: Path) -> list[str]:
     return [n.name for n in nodes if n.name.startswith(head) and n.name not in quantised]
 
 
-# How :func:`quantize_int8` quantises, as a release card records it: a released int8
-# export recorded otherwise (or not at all) is made again when its weights are re-released.
 def int8_quantisation(channels: int) -> str:
-    """How :func:`export_int8` quantises a model of ``channels`` (1: grey images), as a
-    card records it: a released int8 export whose card records another was made another
-    way, and is made again."""
+    """How :func:`quantize_int8` quantises a model of ``channels`` (1: grey images), as a
+    release card records it: a released int8 export recorded otherwise (or not at all) is
+    made again when its weights are re-released."""
     pixels = "grey" if channels == 1 else "BGR"
     return (
         f"static QDQ, calibrated min-max on images bordered as predicted ({BORDER} px); "
