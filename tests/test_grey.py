@@ -176,7 +176,8 @@ def test_a_dataset_defined_grey_trains_a_model_of_grey_levels_from_the_colour_re
     """A definition with ``channels: 1`` (NEU-DET's) converts to a data.yaml that reads
     the images as one channel, so training makes a model of grey levels; from the colour
     release (``train --model neu-det``), ultralytics sums its stem over B, G and R, the
-    same model on grey images."""
+    same model on grey images. The colour release scores on that data as on colour data,
+    and the grey run's release card says it takes grey images."""
     import torch
     import yaml
 
