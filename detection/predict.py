@@ -313,8 +313,7 @@ class OnnxDetector:
         return [found[iou] for found in self.at_ious(images, (iou,), conf, max_det)]
 
     def model_input(self, letterboxed: list[np.ndarray]) -> np.ndarray:
-        """Letterboxed images (:func:`letterbox`) as one batch
-        the model takes."""
+        """Letterboxed images (:func:`letterbox`) as one batch the model takes."""
         if self.channels_last:
             stacked = np.stack(letterboxed)
             return stacked[..., None] if stacked.ndim == 3 else stacked

@@ -718,6 +718,9 @@ def release(
         # its own date, past midnight, would read as a throughput timed again later.
         released = datetime.date.today().isoformat()
         model = load_yolo(release_dir / "model.pt", "detect")
+        # 1: a model of grey levels, its ONNX input one channel (a deployment that feeds it
+        # three fails), its int8 export taking grey pixels.
+        channels = model_channels(model)
         card = {
             "name": name,
             "released": released,
@@ -731,9 +734,7 @@ def release(
                 "architecture": model.model.yaml.get("yaml_file"),
                 "parameters": sum(p.numel() for p in model.model.parameters()),
                 "imgsz": report["imgsz"],
-                # 1: a model of grey levels, its ONNX input one channel (a deployment
-                # that feeds it three fails).
-                "channels": model_channels(model),
+                "channels": channels,
                 "classes": list(dict(model.names).values()),
                 "source_run": released_before["model"]["source_run"]
                 if released_before
@@ -785,7 +786,7 @@ def release(
                 "onnx": int8.name if int8.exists() else None,
                 "onnx_sha256": sha256(int8) if int8.exists() else None,
                 "calibration": f"the first {len(calibration)} train images by name",
-                "quantisation": int8_quantisation(model_channels(model)),
+                "quantisation": int8_quantisation(channels),
                 "pycocotools": int8_scores,
                 "mAP50_below_fp32": int8_drop,
                 "tolerance": INT8_TOLERANCE,
