@@ -306,15 +306,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     _check_prediction_options(args, predicting=True)
     args.backend = _backend_for(args.backend, args.weights)
-    conf, iou = args.conf, args.iou
+    conf, iou, imgsz = args.conf, args.iou, args.imgsz
     if isinstance(conf, str):  # operating points from an evaluation of these weights
         from detection.evaluate import best_f1_confidences
 
-        conf, iou = best_f1_confidences(conf, args.weights, args.tta, iou)
+        conf, iou, imgsz = best_f1_confidences(conf, args.weights, args.tta, iou, imgsz)
         stderr_console().print(
             "Per-class confidence thresholds (each class's best F1): "
             + ", ".join(f"{name} {value:.3f}" for name, value in conf.items())
             + f"; NMS IoU {iou}"
+            + (f"; {imgsz} px" if imgsz else "")
         )
     iou = NMS_IOU if iou is None else iou
     with progress_bar("Predicting") as update:
@@ -324,7 +325,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             args.out,
             conf,
             args.backend,
-            args.imgsz,
+            imgsz,
             args.batch,
             None if args.device == "auto" else args.device,
             not args.no_images,
@@ -1015,7 +1016,12 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "path (exports if needed); onnx-int8: its int8 export, faster still (released "
         "models ship it)",
     )
-    predict.add_argument("--imgsz", type=IMAGE_SIZE, help="image size (default: the training size)")
+    predict.add_argument(
+        "--imgsz",
+        type=IMAGE_SIZE,
+        help="image size (default: the training size; with per-class --conf, the size they "
+        "were chosen at)",
+    )
     predict.add_argument("--batch", type=POSITIVE_INT, default=16, help="images per batch (16)")
     predict.add_argument(
         "--device", type=device_option, default="auto", help="torch backend: auto, cpu, 0"

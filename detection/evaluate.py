@@ -653,10 +653,15 @@ def _seen_and_unseen(weights: Path, truth: SplitTruth, results: list[dict]) -> d
 
 
 def best_f1_confidences(
-    source: str | Path, weights: Path | str, tta: bool = False, nms_iou: float | None = None
-) -> tuple[dict[str, float], float]:
+    source: str | Path,
+    weights: Path | str,
+    tta: bool = False,
+    nms_iou: float | None = None,
+    imgsz: int | None = None,
+) -> tuple[dict[str, float], float, int | None]:
     """Per-class operating points for ``weights``: each class's confidence of best F1, as
-    an evaluation of these same weights found it, and the NMS IoU it predicted at.
+    an evaluation of these same weights found it, and the NMS IoU and image size it
+    predicted at.
 
     Args:
         source: ``best-f1`` (a released model's card, ``models/NAME/card.json``: chosen on
@@ -671,10 +676,14 @@ def best_f1_confidences(
             be the same (it decides which overlapping boxes survive, so the precision at
             each confidence). ``None``: the evaluation's (a card's operating points have
             their own, chosen on train).
+        imgsz: The predictions' image size, if the user chose one: the evaluation's must
+            be the same (the scale a defect is drawn at moves its scores). ``None``: the
+            evaluation's (a card's: the model's own).
 
     Returns:
-        ``{class name: confidence}`` (a class the evaluation never detected has none) and
-        the NMS IoU to predict at.
+        ``{class name: confidence}`` (a class the evaluation never detected has none), and
+        the NMS IoU and image size to predict at (``None``: a report from before reports
+        recorded it, so the model's own).
 
     Raises:
         ConversionError: No card, not a report, a card from before operating points, or
@@ -706,6 +715,7 @@ def best_f1_confidences(
             settings = {**settings, "nms_iou": points["nms_iou"]}
         if tta:
             settings = {**settings, "tta": card["tta"]["settings"]}
+        evaluated_imgsz = card["model"]["imgsz"]  # a release evaluates at its training size
         source = card_path
     else:
         source = Path(source)
@@ -720,6 +730,7 @@ def best_f1_confidences(
         thresholds = {entry["name"]: entry["best_f1_confidence"] for entry in entries}
         scored = report.get("weights_sha256")
         settings = report.get("prediction_settings") or {}
+        evaluated_imgsz = report.get("imgsz")
     evaluated_with_tta = "tta" in settings
     if evaluated_with_tta != tta:
         made, wanted = ("with", "without") if evaluated_with_tta else ("without", "with")
@@ -735,12 +746,22 @@ def best_f1_confidences(
             f"and these are at {nms_iou}; evaluate the weights with --iou {nms_iou} "
             "(--split train) and give --conf REPORT/report.json"
         )
+    # --tile is not checked: the scale a tile is drawn at depends on its size and the
+    # images' (tiles of a strip can show its defects at the scale of whole crops), and
+    # predict notes images drawn off the training scale.
+    if imgsz is not None and evaluated_imgsz is not None and evaluated_imgsz != imgsz:
+        raise ConversionError(
+            f"{source}: its thresholds were chosen on predictions at {evaluated_imgsz} px, and "
+            f"these are at {imgsz} px; evaluate the weights with --imgsz {imgsz} (--split "
+            "train) and give --conf REPORT/report.json"
+        )
     candidates = [path, path.with_suffix(".onnx"), path.with_suffix(".int8.onnx")]
     if scored not in {sha256(c) for c in candidates if c.is_file()}:
         raise ConversionError(
             f"{source}: its thresholds come from an evaluation of other weights than {weights}"
         )
-    return {name: value for name, value in thresholds.items() if value is not None}, evaluated_iou
+    kept = {name: value for name, value in thresholds.items() if value is not None}
+    return kept, evaluated_iou, imgsz or evaluated_imgsz
 
 
 # What pycocotools reads of each entry (a missing one is its KeyError mid-evaluation),

@@ -57,7 +57,8 @@ def test_predict_at_an_evaluations_operating_points(
     trained: Path, tiny_data: Path, tmp_path: Path, capsys, monkeypatch
 ):
     """The report's thresholds give exactly the low-threshold predictions filtered class
-    by class; thresholds of other weights, or from something not a report, are refused.
+    by class, at the report's image size; thresholds of other weights or settings, or
+    from something not a report, are refused.
     The weights: a local copy of the released model (a two-epoch model finds one class)."""
     weights = tmp_path / "best.pt"
     shutil.copyfile(MODELS_DIR / "neu-det" / "model.pt", weights)
@@ -127,6 +128,39 @@ def test_predict_at_an_evaluations_operating_points(
     assert f"at NMS IoU {chosen_at}, and these are at {other}" in refused(
         "best-f1", Path("neu-det"), ["--iou", other]
     )
+    # The image size too: a defect drawn at another scale scores otherwise. Without
+    # --imgsz, the size the thresholds were chosen at (a card's: the model's own).
+    imgsz = card["model"]["imgsz"]
+    assert f"at {imgsz} px, and these are at 320 px" in refused(
+        str(report), extra=["--imgsz", "320"]
+    )
+    assert (
+        f"card.json: its thresholds were chosen on predictions at {imgsz} px, and these are "
+        in (refused("best-f1", Path("neu-det"), ["--imgsz", "320"]))
+    )
+    assert (
+        main([*argv, "--imgsz", "320", "--out", str(tmp_path / "at-320"), "--no-ultralytics"]) == 0
+    )
+    at_320 = json.loads((tmp_path / "at-320" / "report.json").read_text())
+    assert at_320["imgsz"] == 320
+    for entry in at_320["per_class"]:
+        entry["best_f1_confidence"] = thresholds.get(entry["name"])
+    (tmp_path / "at-320.json").write_text(json.dumps(at_320))
+    assert (
+        main([*base, "--out", str(tmp_path / "low-320"), "--conf", "0.001", "--imgsz", "320"]) == 0
+    )
+    low_320 = json.loads((tmp_path / "low-320" / "predictions.json").read_text())
+    capsys.readouterr()
+    assert (
+        main(
+            [*base, "--out", str(tmp_path / "points-320"), "--conf", str(tmp_path / "at-320.json")]
+        )
+        == 0
+    )
+    assert "; NMS IoU 0.7; 320 px" in capsys.readouterr().err
+    points_320 = json.loads((tmp_path / "points-320" / "predictions.json").read_text())
+    expected = [r for r in low_320 if r["score"] >= thresholds.get(r["category"], DEFAULT_CONF)]
+    assert points_320 == expected and points_320 != points
     assert "an evaluation of other weights" in refused(str(report), trained / "best.pt")
     changed = json.loads(report.read_text())
     changed["weights_sha256"] = "0" * 64
