@@ -98,10 +98,12 @@ def cells(found: Detections, origins: dict[int, tuple[int, int]]) -> dict[int, D
 
 
 def on_strips(detector, laid: list) -> tuple[list[dict], float]:
-    """COCO results of ``detector`` on every strip, per cell, and the seconds it took."""
+    """COCO results of ``detector`` on every strip, per cell (at most 100 a cell, as
+    pycocotools scores), and the seconds it took."""
     results, started = [], time.perf_counter()
     for origins, canvas in laid:
-        found = detector([canvas], conf=0.001, max_det=100)[0]
+        # 100 for each cell a strip shows: a whole strip's 100 would be shared by its cells.
+        found = detector([canvas], conf=0.001, max_det=100 * (COLUMNS + 1) * (ROWS + 1))[0]
         for image_id, detections in cells(found, origins).items():
             order = np.argsort(-detections.scores, kind="stable")[:100]
             kept = Detections(

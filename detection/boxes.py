@@ -116,6 +116,7 @@ def merge_tiles(
     tiles: np.ndarray,
     ios: float = 0.5,
     touch: float = 0.0,
+    join_ratio: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merges the detections of overlapping tiles of one image into the image's.
 
@@ -125,7 +126,9 @@ def merge_tiles(
     both cut by an inner edge of their tiles (``cut``) and overlap, or come within
     ``touch`` pixels of each other (the halves of a defect cut by the edge two tiles
     share without overlapping meet there), are one defect crossing the cut, cut twice:
-    they become their union, with the higher score.
+    they become their union, with the higher score; the lower must score at least
+    ``join_ratio`` times the higher (a faint box along an edge does not stretch a
+    confident one).
 
     Args:
         boxes: ``[N, 4]`` xyxy in the image's pixels.
@@ -136,6 +139,7 @@ def merge_tiles(
             through NMS already and are never merged with each other.
         ios: Intersection over the smaller area at or above which a box is dropped.
         touch: How far apart two cut boxes may be and still be joined, in pixels.
+        join_ratio: The least share of a kept box's score a box needs to be joined to it.
 
     Returns:
         The merged boxes, scores and classes, in descending score order.
@@ -154,7 +158,8 @@ def merge_tiles(
             covered = inter / np.maximum(np.minimum(areas(others), areas(box)), 1e-12)
             grown = others + np.array([-touch, -touch, touch, touch])
             near = intersection_matrix(grown, box)[:, 0] if touch else inter
-            joined = np.flatnonzero((near > 0) & cut[same] & cut[i])
+            strong = scores[i] >= join_ratio * scores[same]
+            joined = np.flatnonzero((near > 0) & cut[same] & cut[i] & strong)
             if len(joined):
                 k = same[int(joined[np.argmax(covered[joined])])]
                 merged[k, :2] = np.minimum(merged[k, :2], box[0, :2])

@@ -69,6 +69,14 @@ TILE_CUT_MARGIN = 0.1
 # 0.149 (0) -> 0.558 (0.02) / 0.520 (0.05); with overlap 0.25 it cost 0.04, so it is
 # applied without overlap only.
 TILE_TOUCH = 0.02
+# With overlap, a cut box is joined to a kept one only if it scores at least this share of
+# the kept box's score: tiles detected at the evaluation's confidence (0.001) find faint
+# boxes along their edges, which stretched confident ones. Chosen on train strips (offset,
+# overlap 0.25, mAP50: 0 0.587, 0.1 0.606, 0.25 0.621, 0.3 0.621, 0.35 0.626, 0.4 0.616,
+# 0.5 0.611: 0.3, the middle of the plateau; docs/benchmarks.md, "Sliced inference").
+# Without overlap the halves of a defect astride an edge are its only views, often both
+# faint: there it cost 0.026 (offset, 0.25), so it is applied with overlap only.
+TILE_JOIN_RATIO = 0.3
 
 # How far from the training scale an image may be drawn before predict says so: the
 # release, scored at 1.15 and 1.23 times its training scale, lost 0.04 and 0.08 mAP50
@@ -655,13 +663,18 @@ class TiledDetector:
     def __call__(
         self, images: list[np.ndarray], conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 300
     ) -> list[Detections]:
+        """The merged detections at ``conf`` or above, at most ``max_det`` an image. The
+        tiles are detected at :data:`EVALUATION_CONF` whatever ``conf`` is, as TTA's
+        views are: a box below ``conf`` (often the part of a defect its tile cuts) still
+        joins the part its neighbour found, so a higher ``conf`` only drops merged boxes,
+        and predict keeps what evaluate scored."""
         windows = [tile_windows(image.shape[:2], self.tile, self.overlap) for image in images]
         crops = [
             image[y0:y1, x0:x1] for image, tiles in zip(images, windows) for x0, y0, x1, y1 in tiles
         ]
         found: list[Detections] = []
         for chunk in batches(crops, self.batch):
-            found += self.detector(chunk, conf=conf, iou=iou, max_det=max_det)
+            found += self.detector(chunk, conf=EVALUATION_CONF, iou=iou, max_det=EVALUATION_MAX_DET)
             if self.on_tiles:
                 self.on_tiles(len(chunk))
         merged, at = [], 0
@@ -669,8 +682,13 @@ class TiledDetector:
             found_here = found[at : at + len(tiles)]
             at += len(tiles)
             whole = len(tiles) == 1
+            detections = found_here[0] if whole else self._merge(image.shape[:2], tiles, found_here)
+            order = np.argsort(-detections.scores, kind="stable")
+            keep = order[detections.scores[order] >= conf][:max_det]
             merged.append(
-                found_here[0] if whole else self._merge(image.shape[:2], tiles, found_here)
+                Detections(
+                    detections.boxes[keep], detections.scores[keep], detections.classes[keep]
+                )
             )
         return merged
 
@@ -696,6 +714,7 @@ class TiledDetector:
             np.concatenate(cut),
             np.concatenate([np.full(len(d.scores), t) for t, d in enumerate(found)]),
             touch=TILE_TOUCH * self.tile if self.overlap == 0 else 0.0,
+            join_ratio=TILE_JOIN_RATIO if self.overlap > 0 else 0.0,
         )
         return Detections(boxes_, scores, classes)
 
