@@ -165,7 +165,9 @@ def letterbox(
     image = model_pixels(image, channels)
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
-    new_w, new_h = round(width * ratio), round(height * ratio)
+    # At least a pixel: a 3x5000 line scan drawn 416 wide is 0.25 rows high (ultralytics'
+    # own letterbox rounds it to 0 and OpenCV's resize fails with an assertion).
+    new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)

@@ -1111,6 +1111,23 @@ def test_the_border_surrounds_the_letterboxed_image_and_boxes_map_back(
     np.testing.assert_allclose(back, [[0, 0, shape[1], shape[0]]] * 2, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("shape", "drawn"),
+    [((3, 5000), (1, 416)), ((5000, 2), (416, 1)), ((1, 1), (416, 416))],
+)
+def test_a_line_scan_thinner_than_a_pixel_at_the_model_size_keeps_one(shape, drawn):
+    # 3 rows of 5000 drawn 416 wide are 0.25 rows: rounded to none, OpenCV's resize
+    # failed with an assertion (a traceback from predict).
+    from detection.predict import PAD_VALUE, letterbox
+
+    boxed, ratio, (left, top) = letterbox(np.full((*shape, 3), 7, np.uint8), 416, 16)
+    assert boxed.shape == (448, 448, 3) and ratio == pytest.approx(416 / max(shape))
+    height, width = drawn
+    assert (boxed[top : top + height, left : left + width] == 7).all()
+    assert (boxed == 7).sum() == height * width * 3
+    assert (boxed[boxed != 7] == PAD_VALUE).all()
+
+
 def test_the_model_input_is_ultralytics_own_preprocessing():
     """RGB, channels first, and for an fp32 model scaled to 0..1 bit for bit as ultralytics
     scales it (a float tensor divided by 255), though in one pass from BGR pixels."""
