@@ -40,6 +40,7 @@ from detection.threads import cpu_threads
 from detection.weights import (
     BACKENDS,
     NMS_IOU,
+    TILE_JOIN_RATIO,
     TILE_OVERLAP,
     WeightsError,
     atomic_write_bytes,
@@ -69,14 +70,6 @@ TILE_CUT_MARGIN = 0.1
 # 0.149 (0) -> 0.558 (0.02) / 0.520 (0.05); with overlap 0.25 it cost 0.04, so it is
 # applied without overlap only.
 TILE_TOUCH = 0.02
-# With overlap, a cut box is joined to a kept one only if it scores at least this share of
-# the kept box's score: tiles detected at the evaluation's confidence (0.001) find faint
-# boxes along their edges, which stretched confident ones. Chosen on train strips (offset,
-# overlap 0.25, mAP50: 0 0.587, 0.1 0.606, 0.25 0.621, 0.3 0.621, 0.35 0.626, 0.4 0.616,
-# 0.5 0.611: 0.3, the middle of the plateau; docs/benchmarks.md, "Sliced inference").
-# Without overlap the halves of a defect astride an edge are its only views, often both
-# faint: there it cost 0.026 (offset, 0.25), so it is applied with overlap only.
-TILE_JOIN_RATIO = 0.3
 
 # How far from the training scale an image may be drawn before predict says so: the
 # release, scored at 1.15 and 1.23 times its training scale, lost 0.04 and 0.08 mAP50

@@ -433,7 +433,13 @@ def settings_sentence(report: dict) -> str:
     if tile:
         sentence += (
             f" Images larger than {tile['size']} px detected in tiles of {tile['size']} px "
-            f"overlapping by {tile['overlap']:g} of a tile, their boxes merged (`--tile`)."
+            f"overlapping by {tile['overlap']:g} of a tile, their boxes merged (`--tile`"
+            + (
+                f"; a cut part joined to another only if it scores {tile['join_ratio']:g} of "
+                "its score or more)."
+                if "join_ratio" in tile
+                else ")."
+            )
         )
     return sentence
 

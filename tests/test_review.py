@@ -308,6 +308,17 @@ def test_tags_persist_and_export_box_by_box(
         assert other["stored_predictions"]["prediction_conf"] == 0.0005
         assert other["stored_predictions"]["prediction_tta"] is False
         assert other["stored_predictions"]["prediction_iou"] == 0.7
+        # Tiles merged before a faint part needed 0.3 of its partner's score to join it
+        # were recorded without the ratio: asked for tiles that overlap, it says those
+        # stored are not them.
+        stored = fo.load_dataset("review-test")
+        stored.info["prediction_tile"] = {{"size": 64, "overlap": 0.25}}
+        stored.save()
+        tiled = prepare({str(tiny_data)!r}, "review-test", {str(trained / "best.pt")!r},
+                        conf=0.0005, tile=64)
+        assert tiled["not_applied"] == ["--tile"], tiled
+        stored.info["prediction_tile"] = None
+        stored.save()
         assert "likely-annotation-mistakes" in again["views"] and "top" in again["mistakes"]
         dataset = fo.load_dataset("review-test")
         counts = dataset.count_label_tags()

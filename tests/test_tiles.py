@@ -339,11 +339,12 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     assert plan in " ".join(capsys.readouterr().err.split())
     whole = json.loads((tmp_path / "whole" / "report.json").read_text())
     tiled = json.loads((tmp_path / "tiled" / "report.json").read_text())
-    assert tiled["prediction_settings"]["tile"] == {"size": 200, "overlap": 0.25}
+    assert tiled["prediction_settings"]["tile"] == {"size": 200, "overlap": 0.25, "join_ratio": 0.3}
     assert "tile" not in whole["prediction_settings"]
     assert (
-        "detected in tiles of 200 px overlapping by 0.25"
-        in (tmp_path / "tiled" / "report.md").read_text()
+        "detected in tiles of 200 px overlapping by 0.25 of a tile, their boxes merged (`--tile`; "
+        "a cut part joined to another only if it scores 0.3 of its score or more)."
+        in " ".join((tmp_path / "tiled" / "report.md").read_text().split())
     )
     assert tiled["mAP50"] > whole["mAP50"] + 0.1
     # Letterboxed whole, each strip is drawn at a quarter of the training scale: the report and
