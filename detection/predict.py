@@ -158,8 +158,8 @@ def letterbox(
     image = model_pixels(image, channels)
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
-    # At least a pixel: a 3x5000 line scan drawn 416 wide is 0.25 rows high (ultralytics'
-    # own letterbox rounds it to 0 and OpenCV's resize fails with an assertion).
+    # At least a pixel, as ultralytics' own letterbox keeps thin images: a 3x5000 line scan
+    # drawn 416 wide is 0.25 rows high, and resized to 0 rows OpenCV failed an assertion.
     new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (new_w, new_h) != (width, height):
