@@ -40,7 +40,6 @@ from detection.threads import cpu_threads
 from detection.weights import (
     BACKENDS,
     NMS_IOU,
-    TILE_JOIN_RATIO,
     TILE_OVERLAP,
     WeightsError,
     atomic_write_bytes,
@@ -50,6 +49,7 @@ from detection.weights import (
     model_channels,
     model_imgsz,
     resolve_weights,
+    tile_setting,
 )
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
@@ -576,8 +576,14 @@ def fuse_flips(
         len(FLIPS),
         fusion_iou,
     )
-    keep = np.flatnonzero(scores >= conf)[:max_det]
-    return Detections(boxes[keep], scores[keep], classes[keep])
+    return above(Detections(boxes, scores, classes), conf, max_det)
+
+
+def above(detections: Detections, conf: float, max_det: int) -> Detections:
+    """The detections at ``conf`` or above, the first ``max_det`` of them; they come
+    highest score first, as every detector, fusion and merge of this module gives them."""
+    keep = np.flatnonzero(detections.scores >= conf)[:max_det]
+    return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -678,13 +684,7 @@ class TiledDetector:
             at += len(tiles)
             whole = len(tiles) == 1
             detections = found_here[0] if whole else self._merge(image.shape[:2], tiles, found_here)
-            order = np.argsort(-detections.scores, kind="stable")
-            keep = order[detections.scores[order] >= conf][:max_det]
-            merged.append(
-                Detections(
-                    detections.boxes[keep], detections.scores[keep], detections.classes[keep]
-                )
-            )
+            merged.append(above(detections, conf, max_det))
         return merged
 
     def _merge(
@@ -709,7 +709,7 @@ class TiledDetector:
             np.concatenate(cut),
             np.concatenate([np.full(len(d.scores), t) for t, d in enumerate(found)]),
             touch=TILE_TOUCH * self.tile if self.overlap == 0 else 0.0,
-            join_ratio=TILE_JOIN_RATIO if self.overlap > 0 else 0.0,
+            join_ratio=tile_setting(self.tile, self.overlap).get("join_ratio", 0.0),
         )
         return Detections(boxes_, scores, classes)
 
