@@ -674,6 +674,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     if len(args.predictions or args.weights) < 2:
         raise ConversionError("compare needs at least two models")
+    if args.unseen and args.predictions:
+        raise ConversionError(
+            "--unseen needs --weights: results files do not say which images their model "
+            "was trained on"
+        )
     if args.predictions:
         if args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
@@ -687,6 +692,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     speeds = None  # nor how fast they were made
     backends = None  # nor what ran their model
     lacking = None  # nor which classes their model has
+    unseen = None  # nor, so, which images no model saw
     if args.predictions:
         elsewhere = None  # a COCO file alone: no other splits to know of
         if args.gt:
@@ -705,7 +711,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sources = [str(path) for path in args.predictions]
     else:
         backends = [_backend_for(args.backend, weights) for weights in args.weights]
-        predictions, gt, sources, seen, speeds, lacking = _predict_for_comparison(args, backends)
+        predictions, gt, sources, seen, speeds, lacking, unseen = _predict_for_comparison(
+            args, backends
+        )
         settings = prediction_settings(args.tta, args.iou, args.tile, args.tile_overlap)
     report = compare(
         gt,
@@ -721,12 +729,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         other_splits,
         backends,
         lacking,
+        unseen,
     )
     from detection.bootstrap import format_interval
-    from detection.compare import compared_unscored, format_p_value
+    from detection.compare import compared_unscored, format_p_value, unseen_sentence
     from detection.report import not_in_model_sentence, results_warnings
 
     print((args.out / "report.md").read_text())
+    if said := unseen_sentence(report):
+        stderr_console().print(f"Unseen only: {said}.")
     if unscored := compared_unscored(report):
         stderr_console().print(f"note: {unscored}.", style="yellow")
     for model in report["models"]:
@@ -802,10 +813,11 @@ def _name_parts(source: Path) -> tuple[str, ...]:
 
 def _predict_for_comparison(
     args: argparse.Namespace, backends: list[str]
-) -> tuple[list, dict, list[str], list[dict], list[dict], list[dict[str, int]]]:
+) -> tuple[list, dict, list[str], list[dict], list[dict], list[dict[str, int]], dict | None]:
     """Each model's predictions on the split (run by its backend), its ground truth, the
     models' sources, how many of the split's images each was trained on, how fast each
-    predicted here, and the ground truth's classes each has none of."""
+    predicted here, the ground truth's classes each has none of, and with ``--unseen``
+    the images left out (:func:`_unseen_only`)."""
     from detection.evaluate import classes_not_in_model, predict_split, split_ground_truth
     from detection.predict import tile_plan
     from detection.splits import seen_in_training
@@ -818,6 +830,10 @@ def _predict_for_comparison(
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]
+    unseen = None
+    if args.unseen:
+        gt, unseen = _unseen_only(args, truth.data_yaml, gt, images)
+        images = [image_dir / image["file_name"] for image in gt["images"]]
     plan = tile_plan(images, args.tile, args.tile_overlap)
     if plan:  # once, for every model
         stderr_console().print(plan)
@@ -844,7 +860,40 @@ def _predict_for_comparison(
             speeds.append(speed)
         seen.append(seen_in_training(resolve_weights(weights), images)[0])
         lacking.append(classes_not_in_model(gt, detector.names))
-    return predictions, gt, [str(w) for w in args.weights], seen, speeds, lacking
+    return predictions, gt, [str(w) for w in args.weights], seen, speeds, lacking, unseen
+
+
+def _unseen_only(
+    args: argparse.Namespace, data_yaml: Path, gt: dict, images: list[Path]
+) -> tuple[dict, dict]:
+    """``gt`` less the images a model compared was trained on or that overlap one it
+    was trained on (:func:`detection.splits.unseen_images`), and what was left out."""
+    from detection.splits import unseen_images
+    from detection.weights import resolve_weights
+
+    with progress_bar("Finding the images no model was trained on"):
+        found = unseen_images([resolve_weights(w) for w in args.weights], images, data_yaml)
+    if not found["kept"]:
+        raise ConversionError(
+            f"--unseen: each of the {len(images)} images of {args.split} was trained on by a "
+            "model compared, or overlaps an image one was trained on: none is left to score"
+        )
+    kept = {gt["images"][i]["id"] for i in found["kept"]}
+    subset = {
+        **gt,
+        "images": [image for image in gt["images"] if image["id"] in kept],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in kept],
+    }
+    left_out = {
+        "images": len(found["kept"]),
+        "of": len(images),
+        "trained_on": [gt["images"][i]["file_name"] for i in found["trained_on"]],
+        "overlapping": [
+            {"image": scored, "training_image": training} for scored, training in found["pairs"]
+        ],
+        "incomplete": found["incomplete"],
+    }
+    return subset, left_out
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -1207,6 +1256,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         help="with --weights: every model run by torch, onnx or onnx-int8 (default: each "
         "file by its own, torch for a .pt and onnx for an .onnx, so a .pt is compared with "
         "its export as given)",
+    )
+    compare.add_argument(
+        "--unseen",
+        action="store_true",
+        help="with --weights: score only the split's images that no model here was trained "
+        "on nor overlaps an image one was trained on (crops of one picture, found by their "
+        "fine detail), so models trained on different splits compare fairly",
     )
     compare.add_argument("--out", type=Path, required=True, help="report folder")
     _add_bootstrap_arguments(compare)

@@ -22,6 +22,7 @@ from detection.bootstrap import (
     match,
     p_value,
 )
+from detection.console import counted
 from detection.report import (
     REPORT_MARKER,
     _clean,
@@ -98,6 +99,7 @@ def compare(
     other_splits: list[dict] | None = None,
     backends: list[str] | None = None,
     lacking: list[dict[str, int]] | None = None,
+    unseen: dict | None = None,
 ) -> dict:
     """Scores each model with intervals and each later model's paired difference to the
     first; writes ``report.json``, ``report.md`` and ``differences.png`` into ``out``.
@@ -123,6 +125,9 @@ def compare(
         lacking: The ground truth's classes each model has none of, with their boxes
             (:func:`detection.evaluate.classes_not_in_model`), where they were made here
             from weights: all missed, so a difference there is no model's skill.
+        unseen: With ``--unseen``, the split's images left out of ``gt`` as some model's
+            training images or overlapping one (``images`` kept ``of``, ``trained_on``,
+            ``overlapping``, ``incomplete``: ``defects compare``'s ``_unseen_only``).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for
@@ -161,6 +166,7 @@ def compare(
             "difference": differences[0] if len(differences) == 1 else differences,
             "bootstrap": {"replicates": replicates, "seed": seed, "level": 0.95, "paired": True},
             "images": len(gt["images"]),
+            **({"unseen_only": unseen} if unseen else {}),
             **({"prediction_settings": settings} if settings else {}),
             "software": package_versions(),
         }
@@ -265,6 +271,34 @@ def compared_unscored(report: dict) -> str | None:
     return figures_unscored(report["models"][0]["per_class"])
 
 
+def unseen_sentence(report: dict) -> str | None:
+    """What a comparison made with ``--unseen`` says of the images it left out."""
+    unseen = report.get("unseen_only")
+    if not unseen:
+        return None
+    overlapping = {pair["image"] for pair in unseen["overlapping"]}
+    examples = [f"{pair['image']} ~ {pair['training_image']}" for pair in unseen["overlapping"]]
+    incomplete = unseen["incomplete"]
+    return (
+        f"scored on the {unseen['images']} of these {unseen['of']} images that no model here "
+        "was trained on, nor overlaps an image one was trained on; left out: "
+        f"{counted(len(unseen['trained_on']), 'image')} a model was trained on"
+        + (f" (e.g. {', '.join(unseen['trained_on'][:3])})" if unseen["trained_on"] else "")
+        + (
+            f", {len(overlapping)} that overlap{'s' if len(overlapping) == 1 else ''} one (a "
+            f"crop of the same picture; e.g. {', '.join(examples[:3])})"
+            if overlapping
+            else ", none that overlaps one"
+        )
+        + (
+            f"; {', '.join(incomplete)} started from weights without a record of their "
+            "training images, which may have seen others"
+            if incomplete
+            else ""
+        )
+    )
+
+
 def _markdown(report: dict, differences: list[dict]) -> str:
     boot = report["bootstrap"]
     lines = [
@@ -272,6 +306,7 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         "",
         f"{report['images']} images; {boot['replicates']} paired bootstrap replicates over "
         f"images (seed {boot['seed']}), 95% intervals." + settings_sentence(report),
+        *(["", f"**Unseen only:** {said}."] if (said := unseen_sentence(report)) else []),
         *(
             ["", f"**Classes not scored:** {unscored}."]
             if (unscored := compared_unscored(report))

@@ -293,3 +293,73 @@ def seen_in_training(
         "examples": [Path(images[i]).name for i in seen_counted[:5]],
     }
     return summary, seen
+
+
+def unseen_images(weights: list[Path], images: list[Path], data_yaml: Path) -> dict:
+    """Which of ``images`` none of ``weights`` was trained on, nor overlaps an image one
+    of them was trained on: the images on which models trained on different splits, or
+    on crops of one strip, compare fairly (``compare --unseen``).
+
+    A copy is found by its bytes (:func:`seen_in_training`); an overlapping crop, shifted,
+    re-exposed or re-encoded, by its fine detail (:func:`converters.overlaps.shifted_copies`)
+    against the training images found among every split of ``data_yaml``. NEU-DET's
+    seeded val split holds 54 crops of pictures whose other crops are in train
+    (docs/neu-det-findings.md): on them a model scores as on images it has seen.
+
+    Returns:
+        ``{"kept", "trained_on", "overlapping"}``: indices into ``images``, each image in
+        one of them; ``"pairs"``: ``(scored image, training image)`` names of each
+        overlap found; ``"incomplete"``: the ``weights`` whose record may miss images
+        (they started from weights without one).
+
+    Raises:
+        ConversionError: Weights without a record of their training images, or an image
+            that cannot be read; names the file.
+    """
+    from converters.model import SPLITS
+    from converters.overlaps import read_pictures, shifted_copies
+
+    records = []
+    for model in weights:
+        record = training_record(model)
+        if record is None:
+            raise ConversionError(
+                f"{model}: no record of the images it was trained on (a released model's "
+                f"card, a run's {TRAINED_ON}, or a data.yaml its checkpoint names that is "
+                "still there), so --unseen cannot tell which images it has seen"
+            )
+        records.append(record)
+    digests = frozenset().union(*(record.digests for record in records))
+    scored = [image_digest(path) for path in images]
+    trained_on = {i for i, digest in enumerate(scored) if digest in digests}
+    scored_digests = set(scored)
+    elsewhere: dict[str, Path] = {}  # the training images among the dataset's, once each
+    for split in SPLITS:
+        try:
+            listed, _ = split_images(data_yaml, split)
+        except ConversionError:
+            continue  # no such split
+        for path in listed:
+            digest = image_digest(path) if path.is_file() else None
+            if digest in digests and digest not in elsewhere and digest not in scored_digests:
+                elsewhere[digest] = path
+    paths = [*images, *elsewhere.values()]
+    labels = ["trained" if i in trained_on else "scored" for i in range(len(images))]
+    labels += ["trained"] * len(elsewhere)
+    found = []
+    if "trained" in labels and "scored" in labels:
+        try:
+            found = shifted_copies(read_pictures(paths), labels)
+        except OSError as error:
+            raise ConversionError(str(error)) from None
+    pairs = [  # (the scored image, the training image it overlaps)
+        (a, b) if labels[a] == "scored" else (b, a) for a, b in ((p["a"], p["b"]) for p in found)
+    ]
+    overlapping = {scored_end for scored_end, _ in pairs}
+    return {
+        "kept": [i for i in range(len(images)) if i not in trained_on | overlapping],
+        "trained_on": sorted(trained_on),
+        "overlapping": sorted(overlapping),
+        "pairs": [(Path(paths[a]).name, Path(paths[b]).name) for a, b in pairs],
+        "incomplete": [str(m) for m, record in zip(weights, records) if not record.complete],
+    }

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -18,6 +19,7 @@ from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.source import image_digest
 from detection.cocoeval import evaluate
+from detection.console import counted
 from detection.evaluate import evaluate_model
 from detection.report import ground_truth_edited_sentence, seen_sentence
 from detection.splits import (
@@ -26,6 +28,7 @@ from detection.splits import (
     seen_in_training,
     split_images,
     training_record,
+    unseen_images,
 )
 from detection.train import resolve_data
 from tests.conftest import DEFECTS
@@ -163,6 +166,122 @@ def test_compare_says_it_of_each_model_and_warns(
     assert [m["seen_in_training"]["images"] for m in report["models"]] == [expected] * 2
     assert "**a, seen in training:** the model was trained on" in result.stdout
     assert f"b Seen in training: the model was trained on {expected} of" in result.stderr
+
+
+def _with_a_crop_of(out: Path, training: Path, folder: Path) -> tuple[Path, str, str]:
+    """``out`` copied to ``folder``, one of its val images that ``training``'s train split
+    lacks replaced by the next crop along the strip of a train image that its val lacks
+    (shifted by 12 and 8 pixels, re-encoded): (the copy, the crop's name, its picture's)."""
+    copy = folder / "mixed"
+    shutil.copytree(out, copy, symlinks=True)
+    trained = {image_digest(p): p for p in (training / "images" / "train").iterdir()}
+    val = sorted((copy / "images" / "val").iterdir())
+    unseen = next(p for p in val if image_digest(p) not in trained)
+    in_val = {image_digest(p) for p in val}
+    source = next(p for digest, p in sorted(trained.items()) if digest not in in_val)
+    pixels = cv2.imread(str(source))
+    shifted = cv2.copyMakeBorder(pixels[8:, 12:], 0, 8, 0, 12, cv2.BORDER_REFLECT)
+    unseen.unlink()  # a link to the source's image: the file itself stays as it was
+    cv2.imwrite(str(unseen), shifted, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return copy, unseen.name, source.name
+
+
+def test_unseen_images_leave_out_training_images_and_crops_of_them(
+    trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
+):
+    mixed, crop, picture = _with_a_crop_of(reshuffled, tiny_data, tmp_path)
+    val = sorted((mixed / "images" / "val").iterdir())
+    seen = [p.name for p in val if image_digest(p) in _digests(tiny_data / "images" / "train")]
+    assert seen and crop not in seen
+
+    found = unseen_images([trained / "best.pt"], val, mixed / "data.yaml")
+
+    assert [val[i].name for i in found["trained_on"]] == seen
+    assert [val[i].name for i in found["overlapping"]] == [crop]
+    assert found["pairs"] == [(crop, picture)]
+    assert [val[i].name for i in found["kept"]] == [
+        p.name for p in val if p.name not in {*seen, crop}
+    ]
+    assert found["incomplete"] == []
+    # Without the record, nothing can be told: refused, naming the weights.
+    alone = tmp_path / "alone" / "best.pt"
+    alone.parent.mkdir()
+    checkpoint = torch.load(trained / "best.pt", map_location="cpu", weights_only=False)
+    checkpoint["train_args"]["data"] = str(tmp_path / "gone" / "data.yaml")
+    torch.save(checkpoint, alone)
+    with pytest.raises(ConversionError, match=f"^{alone}: no record of the images it was"):
+        unseen_images([trained / "best.pt", alone], val, mixed / "data.yaml")
+
+
+def test_compare_unseen_scores_the_images_no_model_has_seen(
+    trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
+):
+    mixed, crop, picture = _with_a_crop_of(reshuffled, tiny_data, tmp_path)
+    val = sorted((mixed / "images" / "val").iterdir())
+    seen = [p.name for p in val if image_digest(p) in _digests(tiny_data / "images" / "train")]
+    weights = str(trained / "best.pt")
+    compare = [*DEFECTS, "compare", "--data", str(mixed), "--weights", weights, weights]
+    compare += ["--names", "a,b", "--bootstrap", "10", "--device", "cpu"]
+    result = subprocess.run(
+        [*compare, "--out", str(tmp_path / "cmp"), "--unseen"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert report["images"] == len(val) - len(seen) - 1
+    assert report["unseen_only"] == {
+        "images": report["images"],
+        "of": len(val),
+        "trained_on": seen,
+        "overlapping": [{"image": crop, "training_image": picture}],
+        "incomplete": [],
+    }
+    assert [m["seen_in_training"]["images"] for m in report["models"]] == [0, 0]
+    said = (
+        f"scored on the {report['images']} of these {len(val)} images that no model here was "
+        "trained on, nor overlaps an image one was trained on; left out: "
+        f"{counted(len(seen), 'image')} a model was trained on (e.g. {', '.join(seen[:3])}), "
+        f"1 that overlaps one (a crop of the same picture; e.g. {crop} ~ {picture})"
+    )
+    assert f"**Unseen only:** {said}." in result.stdout
+    assert f"Unseen only: {said}." in result.stderr
+    # The figures are pycocotools' on the kept images alone.
+    gt = json.loads((mixed / "annotations" / "instances_val.json").read_text())
+    kept = {i["id"] for i in gt["images"] if i["file_name"] not in {*seen, crop}}
+    kept_gt = {
+        **gt,
+        "images": [i for i in gt["images"] if i["id"] in kept],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in kept],
+    }
+    evaluate_model(trained / "best.pt", mixed, tmp_path / "r", with_ultralytics=False, replicates=0)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    stats = evaluate(kept_gt, [r for r in results if r["image_id"] in kept]).stats
+    assert report["models"][0]["mAP50"] == pytest.approx(stats["AP50"], abs=1e-9)
+    assert report["models"][1]["mAP50-95"] == pytest.approx(stats["AP50:95"], abs=1e-9)
+    alone = tmp_path / "kept.json"
+    alone.write_text(json.dumps(kept_gt))
+    # ... refused with results files, which do not say which images their model saw.
+    results_files = ["--predictions", "x.json", "y.json", "--out", str(tmp_path / "no")]
+    refused = subprocess.run(
+        [*DEFECTS, "compare", "--gt", str(alone), *results_files, "--unseen"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert "--unseen needs --weights: results files do not say which images" in refused.stderr
+    # ... and where every image was trained on, before any model predicts.
+    on_train = ["--data", str(tiny_data), "--split", "train", "--weights", weights, weights]
+    out = str(tmp_path / "on-train")
+    train = subprocess.run(
+        [*DEFECTS, "compare", *on_train, "--names", "a,b", "--out", out, "--unseen"],
+        capture_output=True,
+        text=True,
+    )
+    assert train.returncode == 2
+    trained_on = len(list((tiny_data / "images" / "train").iterdir()))
+    assert (
+        f"--unseen: each of the {trained_on} images of train was trained on by a model "
+        "compared, or overlaps an image one was trained on: none is left to score"
+    ) in train.stderr
 
 
 def test_a_moved_output_is_read_from_where_it_lies(tiny_data: Path, tmp_path: Path):
