@@ -19,7 +19,9 @@ themselves, with no model:
 
 ``defects review --near-duplicates`` (:mod:`detection.leaks`) finds those across the
 splits of a converted dataset; ``defects convert --keep-overlaps`` keeps them in one
-split in the first place.
+split in the first place; a model card's figures without them and ``defects compare
+--unseen`` leave out the val images that are copies of a training image
+(:func:`copies_of`).
 
 Measured on NEU-DET (docs/neu-det-findings.md): 229 overlapping pairs in the whole
 dataset, in 135 groups holding 343 images; its seeded split parts 76 of them, so 54 of
@@ -262,6 +264,28 @@ def shifted_copies(
         if match is not None and match[0] >= correlation and match[2] >= _BLOCK_CORRELATION:
             found.append({"a": a, "b": b, "correlation": match[0], "shift": list(match[1])})
     return sorted(found, key=lambda pair: -pair["correlation"])
+
+
+def copies_of(images: list[Path], among: list[Path]) -> list[tuple[int, int]]:
+    """Which of ``images`` are shifted copies (:func:`shifted_copies`) of an image
+    ``among`` others: the val images that overlap a training image, say.
+
+    Returns:
+        ``(i, j)`` for each copy found, ``images[i]`` of ``among[j]``, the strongest first.
+
+    Raises:
+        OSError: An image that cannot be read, naming it.
+    """
+    if not images or not among:
+        return []
+    pictures = read_pictures([*images, *among])
+    found = shifted_copies(pictures, ["images"] * len(images) + ["among"] * len(among))
+    # Only pairs across the two lists are found: one index is an image's, one among's.
+    first = len(images)
+    return [
+        (a, b - first) if a < first else (b, a - first)
+        for a, b in ((p["a"], p["b"]) for p in found)
+    ]
 
 
 def _match_pairs(pictures: Pictures, pairs: list[tuple[int, int]]) -> None:

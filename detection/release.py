@@ -506,18 +506,11 @@ def without_overlapping(root: Path, gt: dict, results: list[dict]) -> dict:
     Returns:
         ``{"images", "of", "pairs", "pycocotools": {"mAP50", "mAP50-95"}}`` on the rest.
     """
-    from converters.overlaps import read_pictures, shifted_copies
+    from converters.overlaps import copies_of
 
-    paths = sorted((root / "images" / "train").iterdir()) + sorted(
-        (root / "images" / "val").iterdir()
-    )
-    pairs = shifted_copies(read_pictures(paths), [path.parent.name for path in paths])
-    overlapping = {
-        paths[i].name
-        for pair in pairs
-        for i in (pair["a"], pair["b"])
-        if paths[i].parent.name == "val"
-    }
+    val = sorted((root / "images" / "val").iterdir())
+    pairs = copies_of(val, sorted((root / "images" / "train").iterdir()))
+    overlapping = {val[i].name for i, _ in pairs}
     dropped = {
         image["id"] for image in gt["images"] if Path(image["file_name"]).name in overlapping
     }

@@ -317,7 +317,7 @@ def unseen_images(weights: list[Path], images: list[Path], data_yaml: Path) -> d
             that cannot be read; names the file.
     """
     from converters.model import SPLITS
-    from converters.overlaps import read_pictures, shifted_copies
+    from converters.overlaps import copies_of
 
     records = []
     for model in weights:
@@ -343,23 +343,18 @@ def unseen_images(weights: list[Path], images: list[Path], data_yaml: Path) -> d
             digest = image_digest(path) if path.is_file() else None
             if digest in digests and digest not in elsewhere and digest not in scored_digests:
                 elsewhere[digest] = path
-    paths = [*images, *elsewhere.values()]
-    labels = ["trained" if i in trained_on else "scored" for i in range(len(images))]
-    labels += ["trained"] * len(elsewhere)
-    found = []
-    if "trained" in labels and "scored" in labels:
-        try:
-            found = shifted_copies(read_pictures(paths), labels)
-        except OSError as error:
-            raise ConversionError(str(error)) from None
-    pairs = [  # (the scored image, the training image it overlaps)
-        (a, b) if labels[a] == "scored" else (b, a) for a, b in ((p["a"], p["b"]) for p in found)
-    ]
-    overlapping = {scored_end for scored_end, _ in pairs}
+    unseen = [i for i in range(len(images)) if i not in trained_on]
+    training = [images[i] for i in sorted(trained_on)] + list(elsewhere.values())
+    try:
+        copies = copies_of([images[i] for i in unseen], training)
+    except OSError as error:
+        raise ConversionError(str(error)) from None
+    pairs = [(unseen[i], training[j]) for i, j in copies]  # (scored index, training image)
+    overlapping = {i for i, _ in pairs}
     return {
         "kept": [i for i in range(len(images)) if i not in trained_on | overlapping],
         "trained_on": sorted(trained_on),
         "overlapping": sorted(overlapping),
-        "pairs": [(Path(paths[a]).name, Path(paths[b]).name) for a, b in pairs],
+        "pairs": [(Path(images[i]).name, Path(training).name) for i, training in pairs],
         "incomplete": [str(m) for m, record in zip(weights, records) if not record.complete],
     }
