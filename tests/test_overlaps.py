@@ -22,6 +22,7 @@ from converters.overlaps import (
     Pictures,
     _nearest,
     _window_similarity,
+    copies_of,
     read_pictures,
     shifted_copies,
 )
@@ -93,6 +94,24 @@ def test_copies_within_one_split_are_no_leak(tmp_path: Path):
     assert shifted_copies(pictures, ["train", "train", "val"]) == []
     found = shifted_copies(pictures, ["train", "val", "val"])
     assert [(p["a"], p["b"], p["shift"]) for p in found] == [(0, 1, [-20, -10])]
+
+
+def test_copies_of_images_among_others_say_which_of_which(tmp_path: Path):
+    strip = _steel(5, 400)
+    among = [
+        _write(tmp_path / "train" / "a.jpg", strip[:200, :200]),
+        _write(tmp_path / "train" / "b.jpg", strip[200:, 200:]),
+    ]
+    images = [
+        _write(tmp_path / "val" / "new.jpg", _steel(6)[:200, :200]),
+        _write(tmp_path / "val" / "next-to-b.jpg", strip[190:390, 170:370], quality=80),
+        _write(tmp_path / "val" / "b-again.jpg", strip[200:, 200:]),
+    ]
+    # Both copies, each of b (the first and second lists in either order of reading),
+    # and neither a copy of the other: they are in the same list.
+    assert sorted(copies_of(images, among)) == [(1, 1), (2, 1)]
+    assert sorted(copies_of(among, images)) == [(1, 1), (1, 2)]
+    assert copies_of(images, []) == copies_of([], among) == []
 
 
 @pytest.fixture(scope="module")
