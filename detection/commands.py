@@ -128,6 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_output_folder(args.out, REPORT_MARKER)  # before the predicting
 
     if args.predictions or args.gt:
+        if args.unseen:
+            raise ConversionError(UNSEEN_NEEDS_WEIGHTS)
         args.predictions = args.predictions and results_source(args.predictions)
         if not args.predictions or args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
@@ -160,11 +162,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 tile=args.tile,
                 tile_overlap=args.tile_overlap,
                 notice=stderr_console().print,
+                unseen=args.unseen,
             )
     from detection.bootstrap import format_interval
-    from detection.report import not_in_model_sentence, report_unscored, results_warnings
+    from detection.report import (
+        not_in_model_sentence,
+        report_unscored,
+        results_warnings,
+        unseen_sentence,
+    )
 
     print((Path(args.out) / "report.md").read_text())
+    if said := unseen_sentence(report):
+        stderr_console().print(f"Unseen only: {said}.")
     for label, sentence in results_warnings(report):
         stderr_console().print(f"{label}: {sentence}.", style="yellow")
     if unscored := report_unscored(report):
@@ -238,6 +248,12 @@ def _check_prediction_options(args: argparse.Namespace, predicting: bool) -> Non
     if args.tta or args.tile or args.iou not in (None, NMS_IOU) or args.backend is not None:
         scored = "a --predictions file is scored as it is" if args.predictions else "give --weights"
         raise ConversionError(f"{SETTINGS_NEED_WEIGHTS}; {scored}")
+
+
+# Results files carry no record of their model's training images.
+UNSEEN_NEEDS_WEIGHTS = (
+    "--unseen needs --weights: results files do not say which images their model was trained on"
+)
 
 
 def _add_iou_argument(parser: argparse.ArgumentParser, default: float | None = NMS_IOU) -> None:
@@ -675,10 +691,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.predictions or args.weights) < 2:
         raise ConversionError("compare needs at least two models")
     if args.unseen and args.predictions:
-        raise ConversionError(
-            "--unseen needs --weights: results files do not say which images their model "
-            "was trained on"
-        )
+        raise ConversionError(UNSEEN_NEEDS_WEIGHTS)
     if args.predictions:
         if args.weights or bool(args.gt) == bool(args.data):
             raise ConversionError("give --predictions with --gt or with --data (and no --weights)")
@@ -732,8 +745,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         unseen,
     )
     from detection.bootstrap import format_interval
-    from detection.compare import compared_unscored, format_p_value, unseen_sentence
-    from detection.report import not_in_model_sentence, results_warnings
+    from detection.compare import compared_unscored, format_p_value
+    from detection.report import not_in_model_sentence, results_warnings, unseen_sentence
 
     print((args.out / "report.md").read_text())
     if said := unseen_sentence(report):
@@ -817,8 +830,13 @@ def _predict_for_comparison(
     """Each model's predictions on the split (run by its backend), its ground truth, the
     models' sources, how many of the split's images each was trained on, how fast each
     predicted here, the ground truth's classes each has none of, and with ``--unseen``
-    the images left out (:func:`_unseen_only`)."""
-    from detection.evaluate import classes_not_in_model, predict_split, split_ground_truth
+    the images left out (:func:`detection.evaluate.unseen_only`)."""
+    from detection.evaluate import (
+        classes_not_in_model,
+        predict_split,
+        split_ground_truth,
+        unseen_only,
+    )
     from detection.predict import tile_plan
     from detection.splits import seen_in_training
     from detection.weights import check_weights, resolve_weights
@@ -827,13 +845,13 @@ def _predict_for_comparison(
         check_weights(weights)
     truth = split_ground_truth(args.data, args.split)
     _note_ground_truth_edited(truth.ground_truth_edited)
+    unseen = None
+    if args.unseen:
+        with progress_bar("Finding the images no model was trained on"):
+            truth, unseen = unseen_only(truth, args.split, args.weights)
     gt, image_dir = truth.gt, truth.image_dir
     device = None if args.device == "auto" else args.device
     images = [image_dir / image["file_name"] for image in gt["images"]]
-    unseen = None
-    if args.unseen:
-        gt, unseen = _unseen_only(args, truth.data_yaml, gt, images)
-        images = [image_dir / image["file_name"] for image in gt["images"]]
     plan = tile_plan(images, args.tile, args.tile_overlap)
     if plan:  # once, for every model
         stderr_console().print(plan)
@@ -861,39 +879,6 @@ def _predict_for_comparison(
         seen.append(seen_in_training(resolve_weights(weights), images)[0])
         lacking.append(classes_not_in_model(gt, detector.names))
     return predictions, gt, [str(w) for w in args.weights], seen, speeds, lacking, unseen
-
-
-def _unseen_only(
-    args: argparse.Namespace, data_yaml: Path, gt: dict, images: list[Path]
-) -> tuple[dict, dict]:
-    """``gt`` less the images a model compared was trained on or that overlap one it
-    was trained on (:func:`detection.splits.unseen_images`), and what was left out."""
-    from detection.splits import unseen_images
-    from detection.weights import resolve_weights
-
-    with progress_bar("Finding the images no model was trained on"):
-        found = unseen_images([resolve_weights(w) for w in args.weights], images, data_yaml)
-    if not found["kept"]:
-        raise ConversionError(
-            f"--unseen: each of the {len(images)} images of {args.split} was trained on by a "
-            "model compared, or overlaps an image one was trained on: none is left to score"
-        )
-    kept = {gt["images"][i]["id"] for i in found["kept"]}
-    subset = {
-        **gt,
-        "images": [image for image in gt["images"] if image["id"] in kept],
-        "annotations": [a for a in gt["annotations"] if a["image_id"] in kept],
-    }
-    left_out = {
-        "images": len(found["kept"]),
-        "of": len(images),
-        "trained_on": [gt["images"][i]["file_name"] for i in found["trained_on"]],
-        "overlapping": [
-            {"image": scored, "training_image": training} for scored, training in found["pairs"]
-        ],
-        "incomplete": found["incomplete"],
-    }
-    return subset, left_out
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -1024,6 +1009,13 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--no-ultralytics",
         action="store_true",
         help="skip ultralytics' own validation beside pycocotools",
+    )
+    evaluate.add_argument(
+        "--unseen",
+        action="store_true",
+        help="with --weights: score only the split's images that the model was not trained "
+        "on and that overlap no image it was trained on (crops of one picture, found by their "
+        "fine detail): its figures on steel it has not seen",
     )
     _add_bootstrap_arguments(evaluate)
     _add_tta_argument(evaluate)
@@ -1261,7 +1253,7 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--unseen",
         action="store_true",
         help="with --weights: score only the split's images that no model here was trained "
-        "on nor overlaps an image one was trained on (crops of one picture, found by their "
+        "on, nor overlap an image one was trained on (crops of one picture, found by their "
         "fine detail), so models trained on different splits compare fairly",
     )
     compare.add_argument("--out", type=Path, required=True, help="report folder")

@@ -22,7 +22,6 @@ from detection.bootstrap import (
     match,
     p_value,
 )
-from detection.console import counted
 from detection.report import (
     REPORT_MARKER,
     _clean,
@@ -34,6 +33,7 @@ from detection.report import (
     results_warnings,
     seen_sentence,
     settings_sentence,
+    unseen_sentence,
     where_computed,
 )
 from detection.screening import DEFAULT_CONF, format_share, screening
@@ -269,34 +269,6 @@ def compared_unscored(report: dict) -> str | None:
     """:func:`detection.report.figures_unscored` of a comparison's report: the classes
     without a ground-truth box are the same for every model."""
     return figures_unscored(report["models"][0]["per_class"])
-
-
-def unseen_sentence(report: dict) -> str | None:
-    """What a comparison made with ``--unseen`` says of the images it left out."""
-    unseen = report.get("unseen_only")
-    if not unseen:
-        return None
-    overlapping = {pair["image"] for pair in unseen["overlapping"]}
-    examples = [f"{pair['image']} ~ {pair['training_image']}" for pair in unseen["overlapping"]]
-    incomplete = unseen["incomplete"]
-    return (
-        f"scored on the {unseen['images']} of these {unseen['of']} images that no model here "
-        "was trained on, nor overlaps an image one was trained on; left out: "
-        f"{counted(len(unseen['trained_on']), 'image')} a model was trained on"
-        + (f" (e.g. {', '.join(unseen['trained_on'][:3])})" if unseen["trained_on"] else "")
-        + (
-            f", {len(overlapping)} that overlap{'s' if len(overlapping) == 1 else ''} one (a "
-            f"crop of the same picture; e.g. {', '.join(examples[:3])})"
-            if overlapping
-            else ", none that overlaps one"
-        )
-        + (
-            f"; {', '.join(incomplete)} started from weights without a record of their "
-            "training images, which may have seen others"
-            if incomplete
-            else ""
-        )
-    )
 
 
 def _markdown(report: dict, differences: list[dict]) -> str:

@@ -51,6 +51,7 @@ from detection.splits import (
     recorded_field_of_view,
     seen_in_training,
     split_images,
+    unseen_images,
 )
 from detection.threads import cpu_threads
 from detection.train import resolve_data
@@ -528,6 +529,46 @@ def prediction_settings(
     return settings
 
 
+def unseen_only(truth: SplitTruth, split: str, weights: list[Path]) -> tuple[SplitTruth, dict]:
+    """``truth`` less the images any of ``weights`` was trained on or that overlap one
+    it was trained on (:func:`detection.splits.unseen_images`), and what was left out
+    (``images`` kept ``of``, ``trained_on`` and ``overlapping``, as image and training
+    image, by name; ``incomplete``: the weights whose record may miss images).
+
+    Raises:
+        ConversionError: Weights without a training record, or no image left; names them.
+    """
+    gt = truth.gt
+    images = [truth.image_dir / image["file_name"] for image in gt["images"]]
+    found = unseen_images([resolve_weights(w) for w in weights], images, truth.data_yaml)
+    if not found["kept"]:
+        raise ConversionError(
+            f"--unseen: each of the {len(images)} images of {split} was trained on by "
+            + (
+                "the model, or overlaps an image it"
+                if len(weights) == 1
+                else "a model compared, or overlaps an image one"
+            )
+            + " was trained on: none is left to score"
+        )
+    kept = {gt["images"][i]["id"] for i in found["kept"]}
+    subset = {
+        **gt,
+        "images": [image for image in gt["images"] if image["id"] in kept],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in kept],
+    }
+    left_out = {
+        "images": len(found["kept"]),
+        "of": len(images),
+        "trained_on": [gt["images"][i]["file_name"] for i in found["trained_on"]],
+        "overlapping": [
+            {"image": scored, "training_image": training} for scored, training in found["pairs"]
+        ],
+        "incomplete": found["incomplete"],
+    }
+    return replace(truth, gt=subset), left_out
+
+
 def evaluate_model(
     weights: Path,
     data: Path,
@@ -545,9 +586,13 @@ def evaluate_model(
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
     notice: Callable[[str], None] | None = None,
+    unseen: bool = False,
 ) -> dict:
     """Predicts on a converted split, scores with pycocotools, writes the report (with
     ``replicates`` bootstrap replicates for its intervals, seeded by ``seed``).
+    ``unseen`` scores only the images the model was not trained on nor overlap one it
+    was trained on (:func:`unseen_only`); ultralytics' val, which scores the whole
+    split, is then not run.
     ``notice`` is told what the tiles will cost before the work
     (:func:`detection.predict.tile_plan`).
 
@@ -561,6 +606,9 @@ def evaluate_model(
     """
     weights = check_weights(weights)  # before a YOLO dataset's check imports ultralytics
     truth = split_ground_truth(data, split)
+    left_out = None
+    if unseen:
+        truth, left_out = unseen_only(truth, split, [weights])
     data_yaml, gt = truth.data_yaml, truth.gt
     images = [truth.image_dir / image["file_name"] for image in gt["images"]]
     plan = tile_plan(images, tile, tile_overlap)
@@ -590,6 +638,7 @@ def evaluate_model(
         "split": split,
         "imgsz": imgsz,
         "images": len(gt["images"]),
+        **({"unseen_only": left_out} if left_out else {}),
         "prediction_settings": prediction_settings(tta, nms_iou, tile, tile_overlap),
         "speed": speed,
         "seen_in_training": _seen_and_unseen(weights, truth, results),
@@ -599,6 +648,11 @@ def evaluate_model(
         meta["classes_not_in_model"] = unknown
     with_ultralytics = with_ultralytics and backend == "torch" and not tta and not tile
     not_run = ultralytics_cannot_score(detector.names, data_yaml) if with_ultralytics else None
+    if with_ultralytics and left_out:
+        not_run = (
+            "not run: it scores the whole split, and --unseen scores the images the model "
+            "was not trained on alone"
+        )
     if not_run:
         meta["ultralytics_not_run"] = not_run
         with_ultralytics = False

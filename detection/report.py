@@ -670,6 +670,40 @@ def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str
     )
 
 
+def unseen_sentence(report: dict) -> str | None:
+    """What an evaluation or comparison made with ``--unseen`` says of the images it left
+    out (:func:`detection.evaluate.unseen_only`)."""
+    unseen = report.get("unseen_only")
+    if not unseen:
+        return None
+    overlapping = {pair["image"] for pair in unseen["overlapping"]}
+    examples = [f"{pair['image']} ~ {pair['training_image']}" for pair in unseen["overlapping"]]
+    incomplete = unseen["incomplete"]
+    # A comparison's report lists its models; an evaluation's is of one.
+    nobody, somebody = ("no model here", "one") if "models" in report else ("the model", "it")
+    return (
+        f"scored on the {unseen['images']} of these {unseen['of']} images that {nobody} was "
+        + ("" if "models" in report else "not ")
+        + f"trained on, nor overlap an image {somebody} was trained on; left out: "
+        f"{counted(len(unseen['trained_on']), 'image')} "
+        + ("a model" if "models" in report else "it")
+        + " was trained on"
+        + (f" (e.g. {', '.join(unseen['trained_on'][:3])})" if unseen["trained_on"] else "")
+        + (
+            f", {len(overlapping)} that overlap{'s' if len(overlapping) == 1 else ''} one (a "
+            f"crop of the same picture; e.g. {', '.join(examples[:3])})"
+            if overlapping
+            else ", none that overlaps one"
+        )
+        + (
+            f"; {', '.join(incomplete)} started from weights without a record of their "
+            "training images, which may have seen others"
+            if incomplete
+            else ""
+        )
+    )
+
+
 def ground_truth_edited_sentence(edited: dict | None) -> str | None:
     """What a report says of a converter output whose label files and COCO file no longer
     agree, edited since the conversion, and which of them it scored against
@@ -707,6 +741,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         + (f", image size {report['imgsz']}" if report.get("imgsz") else "")
         + ". Scored with pycocotools COCOeval (bbox), 100 detections per image."
         + settings_sentence(report),
+        *(["", f"**Unseen only:** {said}."] if (said := unseen_sentence(report)) else []),
         *_seen_lines(report.get("seen_in_training")),
         *(
             ["", f"**Ground truth edited:** {ground_truth_edited_sentence(edited)}."]

@@ -238,7 +238,7 @@ def test_compare_unseen_scores_the_images_no_model_has_seen(
     assert [m["seen_in_training"]["images"] for m in report["models"]] == [0, 0]
     said = (
         f"scored on the {report['images']} of these {len(val)} images that no model here was "
-        "trained on, nor overlaps an image one was trained on; left out: "
+        "trained on, nor overlap an image one was trained on; left out: "
         f"{counted(len(seen), 'image')} a model was trained on (e.g. {', '.join(seen[:3])}), "
         f"1 that overlaps one (a crop of the same picture; e.g. {crop} ~ {picture})"
     )
@@ -257,12 +257,34 @@ def test_compare_unseen_scores_the_images_no_model_has_seen(
     stats = evaluate(kept_gt, [r for r in results if r["image_id"] in kept]).stats
     assert report["models"][0]["mAP50"] == pytest.approx(stats["AP50"], abs=1e-9)
     assert report["models"][1]["mAP50-95"] == pytest.approx(stats["AP50:95"], abs=1e-9)
+    # evaluate --unseen: the same images, figures and sentence, of the one model; ultralytics'
+    # val, which would score the whole split, not run.
+    alone_report = evaluate_model(
+        trained / "best.pt", mixed, tmp_path / "u", replicates=0, unseen=True
+    )
+    assert alone_report["unseen_only"] == report["unseen_only"]
+    assert alone_report["metrics"]["AP50"] == pytest.approx(stats["AP50"], abs=1e-9)
+    assert alone_report["images"] == report["images"]
+    assert alone_report["ultralytics_not_run"].startswith("not run: it scores the whole split")
+    assert (
+        f"**Unseen only:** scored on the {report['images']} of these {len(val)} images that the "
+        "model was not trained on, nor overlap an image it was trained on; left out: "
+        f"{counted(len(seen), 'image')} it was trained on"
+    ) in (tmp_path / "u" / "report.md").read_text()
     alone = tmp_path / "kept.json"
     alone.write_text(json.dumps(kept_gt))
     # ... refused with results files, which do not say which images their model saw.
     results_files = ["--predictions", "x.json", "y.json", "--out", str(tmp_path / "no")]
     refused = subprocess.run(
         [*DEFECTS, "compare", "--gt", str(alone), *results_files, "--unseen"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert "--unseen needs --weights: results files do not say which images" in refused.stderr
+    one_file = ["--predictions", "x.json", "--out", str(tmp_path / "no-evaluate")]
+    refused = subprocess.run(
+        [*DEFECTS, "evaluate", "--gt", str(alone), *one_file, "--unseen"],
         capture_output=True,
         text=True,
     )
