@@ -985,8 +985,8 @@ def _overlapping_note(without: dict | None) -> str:
         f" {without['images']} of the {without['of']} val images overlap a training image "
         f"(crops of one picture, {without['pairs']} pairs: `review --near-duplicates`); on "
         f"the other {without['of'] - without['images']} it scores mAP50 {rest['mAP50']:.4f}, "
-        f"mAP50:95 {rest['mAP50-95']:.4f}. `convert --keep-overlaps` makes a split "
-        "without them."
+        f"mAP50:95 {rest['mAP50-95']:.4f} (the command above with `--unseen`). `convert "
+        "--keep-overlaps` makes a split without them."
     )
 
 

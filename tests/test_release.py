@@ -626,7 +626,8 @@ def _taught_by_unrecorded(card: dict) -> None:
             [
                 "12 of the 300 val images overlap a training image (crops of one picture, "
                 "15 pairs: `review --near-duplicates`); on the other 288 it scores mAP50 0.6543, "
-                "mAP50:95 0.3210. `convert --keep-overlaps` makes a split without them.",
+                "mAP50:95 0.3210 (the command above with `--unseen`). `convert --keep-overlaps` "
+                "makes a split without them.",
             ],
             [],
         ),
