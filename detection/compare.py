@@ -127,7 +127,7 @@ def compare(
             from weights: all missed, so a difference there is no model's skill.
         unseen: With ``--unseen``, the split's images left out of ``gt`` as some model's
             training images or overlapping one (``images`` kept ``of``, ``trained_on``,
-            ``overlapping``, ``incomplete``: ``defects compare``'s ``_unseen_only``).
+            ``overlapping``, ``incomplete``: :func:`detection.evaluate.unseen_only`).
 
     Returns:
         The report: ``models`` (figures with intervals) and ``difference`` (B minus A for

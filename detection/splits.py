@@ -298,7 +298,7 @@ def seen_in_training(
 def unseen_images(weights: list[Path], images: list[Path], data_yaml: Path) -> dict:
     """Which of ``images`` none of ``weights`` was trained on, nor overlaps an image one
     of them was trained on: the images on which models trained on different splits, or
-    on crops of one strip, compare fairly (``compare --unseen``).
+    on crops of one strip, compare fairly (``evaluate --unseen``, ``compare --unseen``).
 
     A copy is found by its bytes (:func:`seen_in_training`); an overlapping crop, shifted,
     re-exposed or re-encoded, by its fine detail (:func:`converters.overlaps.shifted_copies`)
