@@ -213,7 +213,7 @@ def test_unseen_images_leave_out_training_images_and_crops_of_them(
         unseen_images([trained / "best.pt", alone], val, mixed / "data.yaml")
 
 
-def test_compare_unseen_scores_the_images_no_model_has_seen(
+def test_evaluate_and_compare_unseen_score_the_images_no_model_has_seen(
     trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
 ):
     mixed, crop, picture = _with_a_crop_of(reshuffled, tiny_data, tmp_path)
