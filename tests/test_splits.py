@@ -274,22 +274,15 @@ def test_evaluate_and_compare_unseen_score_the_images_no_model_has_seen(
     alone = tmp_path / "kept.json"
     alone.write_text(json.dumps(kept_gt))
     # ... refused with results files, which do not say which images their model saw.
-    results_files = ["--predictions", "x.json", "y.json", "--out", str(tmp_path / "no")]
-    refused = subprocess.run(
-        [*DEFECTS, "compare", "--gt", str(alone), *results_files, "--unseen"],
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode == 2
-    assert "--unseen needs --weights: results files do not say which images" in refused.stderr
-    one_file = ["--predictions", "x.json", "--out", str(tmp_path / "no-evaluate")]
-    refused = subprocess.run(
-        [*DEFECTS, "evaluate", "--gt", str(alone), *one_file, "--unseen"],
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode == 2
-    assert "--unseen needs --weights: results files do not say which images" in refused.stderr
+    for command, results_files in (("compare", ["x.json", "y.json"]), ("evaluate", ["x.json"])):
+        given = ["--gt", str(alone), "--out", str(tmp_path / f"no-{command}"), "--unseen"]
+        refused = subprocess.run(
+            [*DEFECTS, command, *given, "--predictions", *results_files],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2
+        assert "--unseen needs --weights: results files do not say which images" in refused.stderr
     # ... and where every image was trained on, before any model predicts.
     on_train = ["--data", str(tiny_data), "--split", "train", "--weights", weights, weights]
     out = str(tmp_path / "on-train")
