@@ -680,14 +680,14 @@ def unseen_sentence(report: dict) -> str | None:
     examples = [f"{pair['image']} ~ {pair['training_image']}" for pair in unseen["overlapping"]]
     incomplete = unseen["incomplete"]
     # A comparison's report lists its models; an evaluation's is of one.
-    nobody, somebody = ("no model here", "one") if "models" in report else ("the model", "it")
+    nobody, somebody, trainer = (
+        ("no model here was", "one", "a model") if "models" in report else
+        ("the model was not", "it", "it")
+    )  # fmt: skip
     return (
-        f"scored on the {unseen['images']} of these {unseen['of']} images that {nobody} was "
-        + ("" if "models" in report else "not ")
-        + f"trained on, nor overlap an image {somebody} was trained on; left out: "
-        f"{counted(len(unseen['trained_on']), 'image')} "
-        + ("a model" if "models" in report else "it")
-        + " was trained on"
+        f"scored on the {unseen['images']} of these {unseen['of']} images that {nobody} "
+        f"trained on, nor overlap an image {somebody} was trained on; left out: "
+        f"{counted(len(unseen['trained_on']), 'image')} {trainer} was trained on"
         + (f" (e.g. {', '.join(unseen['trained_on'][:3])})" if unseen["trained_on"] else "")
         + (
             f", {len(overlapping)} that overlap{'s' if len(overlapping) == 1 else ''} one (a "

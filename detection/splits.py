@@ -301,7 +301,7 @@ def unseen_images(weights: list[Path], images: list[Path], data_yaml: Path) -> d
     on crops of one strip, compare fairly (``evaluate --unseen``, ``compare --unseen``).
 
     A copy is found by its bytes (:func:`seen_in_training`); an overlapping crop, shifted,
-    re-exposed or re-encoded, by its fine detail (:func:`converters.overlaps.shifted_copies`)
+    re-exposed or re-encoded, by its fine detail (:func:`converters.overlaps.copies_of`)
     against the training images found among every split of ``data_yaml``. NEU-DET's
     seeded val split holds 54 crops of pictures whose other crops are in train
     (docs/neu-det-findings.md): on them a model scores as on images it has seen.
@@ -351,8 +351,9 @@ def unseen_images(weights: list[Path], images: list[Path], data_yaml: Path) -> d
         raise ConversionError(str(error)) from None
     pairs = [(unseen[i], training[j]) for i, j in copies]  # (scored index, training image)
     overlapping = {i for i, _ in pairs}
+    left_out = trained_on | overlapping
     return {
-        "kept": [i for i in range(len(images)) if i not in trained_on | overlapping],
+        "kept": [i for i in range(len(images)) if i not in left_out],
         "trained_on": sorted(trained_on),
         "overlapping": sorted(overlapping),
         "pairs": [(Path(images[i]).name, Path(training).name) for i, training in pairs],
