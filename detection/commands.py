@@ -586,7 +586,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         results = dataset.load_evaluation_results(review.EVAL_KEY)
         results.print_report(classes=dataset.default_classes)
         console.print(
-            f"FiftyOne mAP (COCO-style, IoU 0.50:0.95) {evaluation['fiftyone_mAP50_95']:.4f}; "
+            f"On `{evaluation['split']}` ({evaluation['images']} images): FiftyOne mAP "
+            f"(COCO-style, IoU 0.50:0.95) {evaluation['fiftyone_mAP50_95']:.4f}; "
             f"pycocotools on the same predictions: mAP50:95 "
             f"{evaluation['pycocotools_mAP50_95']:.4f}, "
             f"mAP50 {evaluation['pycocotools_mAP50']:.4f} "

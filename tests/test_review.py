@@ -160,6 +160,8 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
     assert evaluation["errors"]["ap50"] == pytest.approx(100 * evaluation["pycocotools_mAP50"])
     assert set(evaluation["errors"]["dAP"]) >= {"classification", "localisation", "missed"}
     assert evaluation["unscored"] is None  # val holds every class
+    # Stored from 0.0005, below the evaluation's 0.001: the review's mAP is evaluate's.
+    assert "not stored" not in evaluation["note"]
     classes = load_definition("synthetic").classes
     assert set(reviewed["views"]) == {
         *(f"false-positives-{c}" for c in classes),
@@ -1030,6 +1032,9 @@ def test_any_detectors_results_are_reviewed(tiny_data: Path, fiftyone_env: dict,
     images = len(json.loads((tiny_data / "manifest.json").read_text())["split_of_image"])
     val = len(json.loads((tiny_data / "annotations" / "instances_val.json").read_text())["images"])
     assert f"{val} of the {images} images have a result at confidence >= 0.05" in first.stderr
+    # The figures name their split, and what the default --conf leaves out of them.
+    assert f"On `val` ({val} images): FiftyOne mAP" in first.stderr
+    assert "Predictions under confidence 0.05 are not stored" in first.stderr
     again = review("b.json")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"(results {tmp_path / 'a.json'}, conf 0.05)" in again.stderr
