@@ -97,3 +97,37 @@ def test_the_lookup_probe_records_every_name_off_loopback(tmp_path: Path):
         env={**environment, "PYTHONPATH": str(PROBE)},
     )
     assert wrapped.stdout.strip() == "_recorded.<locals>.lookup"
+
+
+def test_what_a_gpu_call_carries_is_refused_here_over_64_mib(tmp_path: Path):
+    # tools/gpu/travels.sh counts what the device tool copies: the files git tracks or
+    # would track, and the carried paths; ignored files stay behind.
+    repo = tmp_path / "repo"
+    (repo / "tools" / "gpu").mkdir(parents=True)
+    (repo / "tools" / "gpu" / "travels.sh").write_bytes(
+        (REPO / "tools/gpu/travels.sh").read_bytes()
+    )
+    (repo / ".gitignore").write_text("/.gpu/\n/weights/\n")
+    for folder, mib in ((".gpu", 60), ("weights", 30)):
+        (repo / folder).mkdir()
+        with open(repo / folder / "big.bin", "wb") as sparse:  # no disk taken
+            sparse.truncate(mib * 1024 * 1024)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+
+    def travels(*carried: str) -> subprocess.CompletedProcess:
+        script = ["bash", str(repo / "tools" / "gpu" / "travels.sh"), *carried]
+        return subprocess.run(script, capture_output=True, text=True)
+
+    fits = travels()
+    assert fits.returncode == 0, fits.stderr
+    assert fits.stdout.startswith(
+        "travels: 60.0 MiB of the 64"
+    )  # .gpu, and the ignored weights left out
+    (repo / "notes.bin").write_bytes(bytes(5 * 1024 * 1024))  # untracked, not ignored: it travels
+    over = travels()
+    assert over.returncode == 1
+    assert "65.0 MiB would travel (the repository and .gpu), over the 64 MiB" in over.stderr
+    assert over.stderr.splitlines()[1:3] == ["  60.0 MiB .gpu/big.bin", "  5.0 MiB notes.bin"]
+    (repo / "notes.bin").unlink()
+    assert travels(".gpu", "weights").returncode == 1  # a carried path counts, ignored or not

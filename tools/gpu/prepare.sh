@@ -17,4 +17,4 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d .gpu/whl "${wheels[@]}"
 rm -rf .gpu/NEU-DET && cp -r "${NEU_DET:-../shared/datasets/NEU-DET}" .gpu/NEU-DET
-du -sh .gpu
+bash tools/gpu/travels.sh .gpu  # what the call will carry, refused here if over 64 MiB
