@@ -23,6 +23,7 @@ from detection.bootstrap import (
     p_value,
 )
 from detection.report import (
+    OVERLAPS_NOT_LOOKED_FOR,
     REPORT_MARKER,
     _clean,
     _fmt,
@@ -320,6 +321,9 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
         if unknown := not_in_model_sentence(model.get("classes_not_in_model")):
             lines += ["", f"**{model['name']}, classes the model lacks:** {unknown}."]
+    not_seen = [m for m in report["models"] if (m.get("seen_in_training") or {}).get("images") == 0]
+    if not_seen and "unseen_only" not in report:  # said once, not once per model
+        lines += ["", OVERLAPS_NOT_LOOKED_FOR]
     lines += _speed_markdown(report["models"])
     for difference in differences:
         p = difference["p_value"]

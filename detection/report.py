@@ -634,9 +634,22 @@ def not_in_model_sentence(unknown: dict[str, int] | None) -> str | None:
     )
 
 
-def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str] | None:
+# What "not seen in training" leaves unsaid where --unseen was not given.
+OVERLAPS_NOT_LOOKED_FOR = (
+    "Images that overlap a training image (crops of the same picture) are not looked for "
+    "here: `--unseen` finds them and leaves them out."
+)
+
+
+def seen_sentence(
+    seen: dict | None, model: str = "the model", unseen_flag: bool = False
+) -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
-    label and its sentence, of ``model``; None for results scored without their weights."""
+    label and its sentence, of ``model``; None for results scored without their weights.
+    With ``unseen_flag`` (a report made without ``--unseen``), "not seen"
+    says that it was checked by content alone: a crop overlapping a training image is
+    no copy of it (54 of NEU-DET's seeded val images are such crops), and ``--unseen``
+    is what finds those."""
     if not seen:
         return None
     if seen.get("record") is None:
@@ -651,7 +664,8 @@ def seen_sentence(seen: dict | None, model: str = "the model") -> tuple[str, str
         return (
             "Not seen in training",
             f"none of these {seen['of']} images is among the training images of {model} "
-            f"({seen['record']}){unknown}.",
+            f"({seen['record']}){unknown}."
+            + (f" {OVERLAPS_NOT_LOOKED_FOR}" if unseen_flag else ""),
         )
     least = "" if seen["complete"] else "at least "
     unseen = seen.get("unseen")
@@ -727,8 +741,9 @@ def ground_truth_edited_sentence(edited: dict | None) -> str | None:
     )
 
 
-def _seen_lines(seen: dict | None) -> list[str]:
-    said = seen_sentence(seen)
+def _seen_lines(report: dict) -> list[str]:
+    seen = report.get("seen_in_training")
+    said = seen_sentence(seen, unseen_flag="unseen_only" not in report)
     return ["", f"**{said[0]}:** {said[1]}"] if said else []
 
 
@@ -742,7 +757,7 @@ def _markdown(report: dict, result: CocoResult, examples: list[str]) -> str:
         + ". Scored with pycocotools COCOeval (bbox), 100 detections per image."
         + settings_sentence(report),
         *(["", f"**Unseen only:** {said}."] if (said := unseen_sentence(report)) else []),
-        *_seen_lines(report.get("seen_in_training")),
+        *_seen_lines(report),
         *(
             ["", f"**Ground truth edited:** {ground_truth_edited_sentence(edited)}."]
             if (edited := report.get("ground_truth_edited"))

@@ -18,10 +18,11 @@ from converters.convert import convert
 from converters.definitions import load_definition
 from converters.errors import ConversionError
 from converters.source import image_digest
+from detection.cli import main
 from detection.cocoeval import evaluate
 from detection.console import counted
 from detection.evaluate import evaluate_model
-from detection.report import ground_truth_edited_sentence, seen_sentence
+from detection.report import OVERLAPS_NOT_LOOKED_FOR, ground_truth_edited_sentence, seen_sentence
 from detection.splits import (
     TRAINED_ON,
     record_training_images,
@@ -142,7 +143,17 @@ def test_evaluate_says_how_many_images_the_model_was_trained_on(
     )
     assert report["seen_in_training"]["images"] == 0
     assert "unseen" not in report["seen_in_training"]
-    assert "**Not seen in training:** none of these" in (tmp_path / "own" / "report.md").read_text()
+    own = (tmp_path / "own" / "report.md").read_text()
+    assert "**Not seen in training:** none of these" in own
+    # ... by content: crops overlapping a training image are --unseen's to find.
+    assert own.count(OVERLAPS_NOT_LOOKED_FOR) == 1
+    weights = str(trained / "best.pt")
+    compare = ["compare", "--data", str(tiny_data), "--weights", weights, weights]
+    compare += ["--names", "a,b", "--bootstrap", "10", "--device", "cpu"]
+    assert main([*compare, "--out", str(tmp_path / "cmp")]) == 0
+    compared = (tmp_path / "cmp" / "report.md").read_text()
+    assert "**b, not seen in training:** none of these" in compared
+    assert compared.count(OVERLAPS_NOT_LOOKED_FOR) == 1  # once, not once per model
 
 
 def test_compare_says_it_of_each_model_and_warns(
@@ -243,6 +254,7 @@ def test_evaluate_and_compare_unseen_score_the_images_no_model_has_seen(
         f"1 that overlaps one (a crop of the same picture; e.g. {crop} ~ {picture})"
     )
     assert f"**Unseen only:** {said}." in result.stdout
+    assert OVERLAPS_NOT_LOOKED_FOR not in result.stdout
     assert f"Unseen only: {said}." in result.stderr
     # The figures are pycocotools' on the kept images alone.
     gt = json.loads((mixed / "annotations" / "instances_val.json").read_text())
@@ -270,7 +282,9 @@ def test_evaluate_and_compare_unseen_score_the_images_no_model_has_seen(
         f"**Unseen only:** scored on the {report['images']} of these {len(val)} images that the "
         "model was not trained on, nor overlap an image it was trained on; left out: "
         f"{counted(len(seen), 'image')} it was trained on"
-    ) in (tmp_path / "u" / "report.md").read_text()
+    ) in (markdown := (tmp_path / "u" / "report.md").read_text())
+    assert "**Not seen in training:** none of these" in markdown
+    assert OVERLAPS_NOT_LOOKED_FOR not in markdown
     alone = tmp_path / "kept.json"
     alone.write_text(json.dumps(kept_gt))
     # ... refused with results files, which do not say which images their model saw.
