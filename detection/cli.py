@@ -308,10 +308,12 @@ def out_of_memory(error: BaseException, args: argparse.Namespace) -> str | None:
     for any other error."""
     if not (isinstance(error, MemoryError) or _OUT_OF_MEMORY.search(str(error))):
         return None
-    asked = _BYTES_ASKED.search(str(error))
-    size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked at once)" if asked else ""
-    if isinstance(error, MemoryError) and str(error).startswith("Unable to allocate"):
-        size = f" ({str(error).split(' for ')[0].removeprefix('Unable to allocate ')} asked)"
+    # numpy's MemoryError holds the bytes (its message rounds them: "728. TiB"); the
+    # others say them in their message.
+    asked = getattr(error, "_total_size", None)
+    if not isinstance(asked, int) and (found := _BYTES_ASKED.search(str(error))):
+        asked = int(found.group(1))
+    size = f" ({asked / 2**30:,.1f} GiB asked at once)" if isinstance(asked, int) else ""
     given = [
         f"--{option} ({getattr(args, option)})"
         for option in ("batch", "imgsz", "bootstrap")
