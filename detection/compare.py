@@ -252,16 +252,17 @@ def _speed_markdown(models: list[dict]) -> list[str]:
         f"{where_computed(models[0]['speed'])}; `make bench-predict` times paths side by "
         "side, repeated):",
         "",
-        "| model | backend | seconds | images/s | against the first |",
-        "|---|---|---:|---:|---:|",
+        "| model | backend | image size | seconds | images/s | against the first |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for model in models:
         speed = model["speed"]
         rate = speed["images_per_second"]
         ratio = f"{rate / first:.2f}x" if rate and first else "n/a"
+        size = f"{speed['imgsz']} px" if speed.get("imgsz") else "n/a"  # older reports
         lines.append(
-            f"| {model['name']} | {model.get('backend', '')} | {speed['seconds']:.1f} | "
-            f"{_fmt(rate, 1)} | {ratio} |"
+            f"| {model['name']} | {model.get('backend', '')} | {size} | "
+            f"{speed['seconds']:.1f} | {_fmt(rate, 1)} | {ratio} |"
         )
     return lines
 

@@ -491,13 +491,15 @@ class SplitPrediction(NamedTuple):
 
 def prediction_speed(detector, images: int, seconds: float) -> dict:
     """How fast ``detector`` predicted ``images`` images in ``seconds`` here, end to end
-    (reading, letterbox, model, NMS), and on what: the device, and on the CPU its
-    threads and model. Timed once beside an evaluation, not a benchmark."""
+    (reading, letterbox, model, NMS), at what image size (the time grows with its
+    square), and on what: the device, and on the CPU its threads and model. Timed once
+    beside an evaluation, not a benchmark."""
     device = compute_device(detector)
     speed = {
         "images": images,
         "seconds": round(seconds, 3),
         "images_per_second": images / seconds if seconds > 0 else None,
+        "imgsz": detector.imgsz,
         "device": device,
     }
     if device == "cpu":

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from detection.breakdowns import size_terciles
 from detection.cli import main
@@ -308,7 +309,10 @@ def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
     speeds = [model["speed"] for model in report["models"]]
     assert all(speed["images"] == report["images"] and speed["seconds"] > 0 for speed in speeds)
     ratio = speeds[1]["images_per_second"] / speeds[0]["images_per_second"]
-    assert f"| run/best.onnx | onnx | {speeds[1]['seconds']:.1f} | " in markdown
+    # ... at each model's own image size (the time grows with its square).
+    imgsz = yaml.safe_load((trained / "args.yaml").read_text())["imgsz"]
+    assert [speed["imgsz"] for speed in speeds] == [imgsz, imgsz]
+    assert f"| run/best.onnx | onnx | {imgsz} px | {speeds[1]['seconds']:.1f} | " in markdown
     assert f"| {ratio:.2f}x |" in markdown and "| 1.00x |" in markdown
     # --backend given runs every model by it.
     argv = ["compare", "--data", str(tiny_data), "--weights", str(onnx), str(onnx)]
