@@ -642,14 +642,14 @@ OVERLAPS_NOT_LOOKED_FOR = (
 
 
 def seen_sentence(
-    seen: dict | None, model: str = "the model", unseen_flag: bool = False
+    seen: dict | None, model: str = "the model", overlaps_unchecked: bool = False
 ) -> tuple[str, str] | None:
     """What a report says of ``seen`` (:func:`detection.splits.seen_in_training`), as a
     label and its sentence, of ``model``; None for results scored without their weights.
-    With ``unseen_flag`` (a report made without ``--unseen``), "not seen"
-    says that it was checked by content alone: a crop overlapping a training image is
-    no copy of it (54 of NEU-DET's seeded val images are such crops), and ``--unseen``
-    is what finds those."""
+    With ``overlaps_unchecked`` (a report made without ``--unseen``), "not seen" says
+    that it was checked by content alone: a crop overlapping a training image is no copy
+    of it (54 of NEU-DET's seeded val images are such crops), and ``--unseen`` is what
+    finds those."""
     if not seen:
         return None
     if seen.get("record") is None:
@@ -665,7 +665,7 @@ def seen_sentence(
             "Not seen in training",
             f"none of these {seen['of']} images is among the training images of {model} "
             f"({seen['record']}){unknown}."
-            + (f" {OVERLAPS_NOT_LOOKED_FOR}" if unseen_flag else ""),
+            + (f" {OVERLAPS_NOT_LOOKED_FOR}" if overlaps_unchecked else ""),
         )
     least = "" if seen["complete"] else "at least "
     unseen = seen.get("unseen")
@@ -743,7 +743,7 @@ def ground_truth_edited_sentence(edited: dict | None) -> str | None:
 
 def _seen_lines(report: dict) -> list[str]:
     seen = report.get("seen_in_training")
-    said = seen_sentence(seen, unseen_flag="unseen_only" not in report)
+    said = seen_sentence(seen, overlaps_unchecked="unseen_only" not in report)
     return ["", f"**{said[0]}:** {said[1]}"] if said else []
 
 
