@@ -322,7 +322,7 @@ def _markdown(report: dict, differences: list[dict]) -> str:
         lines += ["", f"**{model['name']}, {said[0].lower()}:** {said[1]}"] if said else []
         if unknown := not_in_model_sentence(model.get("classes_not_in_model")):
             lines += ["", f"**{model['name']}, classes the model lacks:** {unknown}."]
-    not_seen = [m for m in report["models"] if (m.get("seen_in_training") or {}).get("images") == 0]
+    not_seen = any((m.get("seen_in_training") or {}).get("images") == 0 for m in report["models"])
     if not_seen and "unseen_only" not in report:  # said once, not once per model
         lines += ["", OVERLAPS_NOT_LOOKED_FOR]
     lines += _speed_markdown(report["models"])
