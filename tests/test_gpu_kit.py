@@ -121,9 +121,8 @@ def test_what_a_gpu_call_carries_is_refused_here_over_64_mib(tmp_path: Path):
 
     fits = travels()
     assert fits.returncode == 0, fits.stderr
-    assert fits.stdout.startswith(
-        "travels: 60.0 MiB of the 64"
-    )  # .gpu, and the ignored weights left out
+    # .gpu counted, the ignored weights left out.
+    assert fits.stdout.startswith("travels: 60.0 MiB of the 64")
     (repo / "notes.bin").write_bytes(bytes(5 * 1024 * 1024))  # untracked, not ignored: it travels
     over = travels()
     assert over.returncode == 1
@@ -131,3 +130,10 @@ def test_what_a_gpu_call_carries_is_refused_here_over_64_mib(tmp_path: Path):
     assert over.stderr.splitlines()[1:3] == ["  60.0 MiB .gpu/big.bin", "  5.0 MiB notes.bin"]
     (repo / "notes.bin").unlink()
     assert travels(".gpu", "weights").returncode == 1  # a carried path counts, ignored or not
+    # ... once, though git tracks it too: 60 MiB carried as .gpu and as a tracked copy.
+    (repo / "tracked").mkdir()
+    with open(repo / "tracked" / "big.bin", "wb") as sparse:
+        sparse.truncate(3 * 1024 * 1024)
+    subprocess.run(["git", "-C", str(repo), "add", "tracked"], check=True)
+    twice = travels(".gpu", "tracked")
+    assert twice.stdout.startswith("travels: 63.0 MiB of the 64"), twice.stderr

@@ -18,7 +18,8 @@ sizes() {  # "bytes path" per file: the working tree's, then each carried path's
   done
   return 0
 }
-listing=$(sizes "$@")
+# A carried path git also tracks travels once: each path counted once.
+listing=$(sizes "$@" | awk '!seen[substr($0, index($0, " ") + 1)]++')
 total=$(awk '{s += $1} END {printf "%d", s}' <<<"$listing")
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 if (( total > limit )); then
