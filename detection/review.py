@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -460,6 +461,21 @@ def _check_new_dataset_name(fo, name: str) -> None:
         )
 
 
+@contextmanager
+def _fiftyone_progress_off() -> Iterator[None]:
+    """FiftyOne's INFO lines ("Evaluating detections...", "Performing IoU sweep...") are
+    its progress, printed on stdout ahead of the review's own report; its warnings stay."""
+    import logging
+
+    logger = logging.getLogger("fiftyone")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def evaluate(dataset, split: str = "val") -> dict:
     """FiftyOne COCO-style evaluation on ``split`` (eval key ``eval``), pycocotools beside it."""
     from detection.cocoeval import coco_from_relative
@@ -469,14 +485,15 @@ def evaluate(dataset, split: str = "val") -> dict:
     view = dataset.match_tags(split)
     if len(view) == 0:
         raise ConversionError(f"no images tagged '{split}' to evaluate")
-    results = view.evaluate_detections(
-        "predictions",
-        gt_field="ground_truth",
-        eval_key=EVAL_KEY,
-        method="coco",
-        compute_mAP=True,
-        classwise=True,
-    )
+    with _fiftyone_progress_off():
+        results = view.evaluate_detections(
+            "predictions",
+            gt_field="ground_truth",
+            eval_key=EVAL_KEY,
+            method="coco",
+            compute_mAP=True,
+            classwise=True,
+        )
     classes = dataset.default_classes
     report = results.report(classes=classes)
     # The same predictions through pycocotools (our report's scorer), read back in bulk.
