@@ -611,7 +611,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"Likely annotation mistakes (FiftyOne Brain's mistakenness, view "
             f"'{mistakes['view']}'): {mistakes['images']} images; "
             f"{mistakes['possible_spurious']} ground-truth boxes no prediction matches, "
-            f"{mistakes['possible_missing']} confident predictions no box matches. "
+            f"{mistakes['possible_missing']} predictions above {mistakes['missing_above']} "
+            "confidence that no box matches (Brain's possible_missing). "
             + ("Top:" if mistakes["top"] else "No prediction matches a box: none to rank.")
         )
         for entry in mistakes["top"][:10]:

@@ -144,6 +144,7 @@ def compute_mistakes(dataset, pred_field: str = "predictions", gt_field: str = "
     return {
         "top": top,
         "possible_missing": int(sum(sum(1 for m in row if m) for row in missing)),
+        "missing_above": brain._MISSED_CONFIDENCE_THRESHOLD,
         "possible_spurious": int(sum(sum(1 for s in row if s) for row in spurious)),
         "images": len(suspects),
         "view": MISTAKES_VIEW,

@@ -431,6 +431,7 @@ def test_a_model_that_finds_nothing_is_summed_up_without_nan(
     said = result.stdout + result.stderr
     assert "missed n/a" in said and not re.search(r"\bnan\b", said, re.IGNORECASE)
     assert "No prediction matches a box: none to rank." in said and "Top:" not in said
+    assert "0 predictions above 0.95 confidence that no box matches" in said
     # FiftyOne's own progress lines stay out of the review's report (stdout held them).
     assert "Evaluating detections" not in said and "IoU sweep" not in said
 
@@ -754,6 +755,10 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
             else:
                 assert bool(a) == bool(b)
     assert found["view"] == reviewed["mistakes"]["images"]
+    # The count said beside the view is Brain's own, above its own threshold.
+    missing = reviewed["mistakes"]["possible_missing"]
+    assert missing == sum(count or 0 for count in found["brain"][5])
+    assert reviewed["mistakes"]["missing_above"] == 0.95
 
 
 def test_a_split_the_data_lacks_is_refused_before_the_work(
