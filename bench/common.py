@@ -12,11 +12,18 @@ RESULTS = REPO / "bench" / "results"
 
 
 def machine() -> str:
-    """The machine, as each result records it (and as model cards describe it)."""
+    """The machine, as each result records it (and as model cards describe it), with what
+    its CPU's name leaves out: its family and model numbers (one "AMD EPYC" names Zen 2
+    and Zen 4 alike) and whether it has VNNI (int8 ran 1.7x fp32's speed on a Zen 4 with
+    AVX2 alone, 2.7x with VNNI; docs/benchmarks.md)."""
+    from detection.predict import cpu_info
     from detection.release import describe_machine
 
     found = describe_machine()
-    return f"{platform.node()} {found['cpu']}, {found['cores']} cores" + (
+    family, model = cpu_info("cpu family"), cpu_info("model")
+    numbers = f" (family {family}, model {model})" if family and model else ""
+    vnni = {True: ", VNNI", False: ", AVX2 without VNNI", None: ""}[found["vnni"]]
+    return f"{platform.node()} {found['cpu']}{numbers}, {found['cores']} cores{vnni}" + (
         f", {found['gpu']}" if found["gpu"] else ""
     )
 

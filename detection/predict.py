@@ -1107,15 +1107,16 @@ def quantize_int8(
     return target
 
 
-def cpu_info(key: str) -> str | None:
-    """The first ``key`` line of Linux's /proc/cpuinfo (``model name``, ``flags``), or None
-    where there is none."""
-    cpuinfo = Path("/proc/cpuinfo")
+def cpu_info(key: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The value of the first ``key`` line of Linux's /proc/cpuinfo (``model name``,
+    ``model``, ``flags``), or None where there is none. The key is matched whole:
+    ``model`` is not ``model name``."""
     if not cpuinfo.is_file():
         return None
     for line in cpuinfo.read_text().splitlines():
-        if line.startswith(key):
-            return line.split(":", 1)[1].strip()
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
     return None
 
 

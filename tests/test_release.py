@@ -20,7 +20,7 @@ from converters.source import image_digest
 from detection.cli import build_parser, main
 from detection.cocoeval import evaluate
 from detection.evaluate import evaluate_model
-from detection.predict import FLIPS, int8_quantisation, load_detector
+from detection.predict import FLIPS, cpu_info, int8_quantisation, load_detector
 from detection.release import (
     OPERATING_NMS_IOUS,
     TESTED_RELEASE,
@@ -509,6 +509,36 @@ def test_the_release_machine_is_described_with_its_vnni(monkeypatch):
     for flags, vnni in (("avx avx2 avx512_vnni", True), ("avx avx2", False), ("fp asimd", None)):
         monkeypatch.setattr(predict, "cpu_flags", lambda flags=flags: set(flags.split()))
         assert release.describe_machine()["vnni"] is vnni
+
+
+def test_cpu_info_matches_a_key_whole(tmp_path: Path):
+    # "model name" before "model": the key "model" is the model number, not the name.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("cpu family\t: 25\nmodel name\t: AMD EPYC\nmodel\t\t: 17\n")
+    assert cpu_info("model", cpuinfo) == "17"
+    assert cpu_info("model name", cpuinfo) == "AMD EPYC"
+    assert cpu_info("cpu family", cpuinfo) == "25"
+    assert cpu_info("stepping", cpuinfo) is None
+    assert cpu_info("model", tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        ("avx avx2 avx512_vnni", "AMD EPYC (family 25, model 17), 2 cores, VNNI"),
+        ("avx avx2", "AMD EPYC (family 25, model 17), 2 cores, AVX2 without VNNI"),
+        ("fp asimd", "AMD EPYC (family 25, model 17), 2 cores"),
+    ],
+)
+def test_a_benchmark_names_the_cpu_beyond_its_name(flags: str, says: str, monkeypatch):
+    # One "AMD EPYC" ran int8 at 1.7x fp32 (AVX2) or 2.7x (VNNI): results must tell them apart.
+    from bench.common import machine
+    from detection import predict
+
+    info = {"model name": "AMD EPYC", "cpu family": "25", "model": "17", "flags": flags}
+    monkeypatch.setattr(predict, "cpu_info", lambda key: info.get(key))
+    monkeypatch.setattr("platform.node", lambda: "host")
+    assert machine() == f"host {says}"
 
 
 def test_a_card_says_which_ground_truth_its_figures_read():
