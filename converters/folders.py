@@ -4,7 +4,8 @@ A run that is interrupted leaves the previous folder intact, and a run never lea
 files of an earlier one behind (two ``synth`` runs into one folder once gave the union of
 both datasets). Since the folder is replaced whole, it must be new, empty or an earlier
 output of the same command, recognised by the marker file that command writes into it:
-``--out mine`` once deleted mine/, and ``--out SRC`` the source dataset.
+``--out mine`` once deleted mine/, and ``--out SRC`` the source dataset; another command's
+output is refused too (:data:`OUTPUT_MARKERS`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,25 @@ from typing import TypeVar
 from converters.errors import ConversionError
 
 T = TypeVar("T")
+
+# The file each command writes into every output folder it makes (its module's marker
+# constant), and what a folder holding it is, most specific first: a converted dataset
+# holds its conversion's report.json beside its manifest, and `evaluate --out DATA`,
+# taking that for a report's marker, replaced the dataset with its report.
+OUTPUT_MARKERS = {
+    "manifest.json": "a converted dataset",
+    "synth.json": "a dataset from defects synth",
+    "voc_export.json": "a VOC export",
+    "card.json": "a released model",
+    "predictions.json": "predictions",
+    "report.json": "a report",
+}
+
+
+def output_marker(folder: Path) -> str | None:
+    """The marker (:data:`OUTPUT_MARKERS`) of the command whose output ``folder`` is, or
+    None where it holds none."""
+    return next((marker for marker in OUTPUT_MARKERS if (folder / marker).is_file()), None)
 
 
 def check_output_folder(out: Path, marker: str, source_root: Path | None = None) -> None:
@@ -57,10 +77,19 @@ def check_output_folder(out: Path, marker: str, source_root: Path | None = None)
                 f"{out}: holds the source dataset ({source_root}), and the output replaces "
                 "its folder whole; write it to a folder of its own"
             )
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    found = output_marker(out)
+    if found is None and not (out / marker).is_file():
         raise ConversionError(
             f"{out}: a folder with files of its own (no {marker}, which marks this command's "
             "outputs), and the output replaces its folder whole; choose a new or empty one"
+        )
+    if found is not None and found != marker:
+        raise ConversionError(
+            f"{out}: {OUTPUT_MARKERS[found]} (its {found}), not an output of this command "
+            f"(marked by {marker}), and the output replaces its folder whole; choose a new "
+            "or empty one"
         )
 
 

@@ -827,6 +827,29 @@ def test_evaluate_refuses_a_ground_truth_image_it_cannot_score(
     assert not (tmp_path / "report" / "report.json").exists()
 
 
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_report_never_replaces_the_converted_dataset_it_scores(
+    trained: Path, tiny_data: Path, tmp_path: Path, command: str
+):
+    # The converter's report.json was taken for a report's marker: `--out DATA` replaced
+    # the dataset with the report.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    before = sorted(path.relative_to(data) for path in data.rglob("*"))
+    weights = ["--weights", str(trained / "best.pt")]
+    if command == "compare":
+        weights += [str(trained / "best.pt"), "--names", "a,b"]
+    argv = [command, *weights, "--data", str(data), "--out", str(data)]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr == (
+        f"defects {command}: error: {data}: a converted dataset (its manifest.json), not an "
+        "output of this command (marked by report.json), and the output replaces its folder "
+        "whole; choose a new or empty one\n"
+    )
+    assert sorted(path.relative_to(data) for path in data.rglob("*")) == before
+
+
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
     out = tmp_path / "report"
     result = subprocess.run(

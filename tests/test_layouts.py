@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from converters.convert import convert
 from converters.definitions import from_class_list
 from converters.errors import ConversionError
+from converters.folders import OUTPUT_MARKERS, check_output_folder
 from converters.layouts import class_folders, detect_layout, images_in
 from converters.source import read_dataset
 from converters.split import assign_splits, parse_ratios
@@ -326,6 +328,55 @@ def test_convert_never_replaces_a_folder_it_did_not_write(
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
     assert (tmp_path / "src" / "IMAGES" / "crazing_1.jpg").is_file()
     assert not (tmp_path / "src" / "manifest.json").exists()
+
+
+# Each command's output is recognised by its marker; a converted dataset holds its
+# conversion's report.json too, which `evaluate --out DATA` took for a report's marker and
+# replaced the dataset with its report.
+@pytest.mark.parametrize(
+    ("files", "marker", "refused"),
+    [
+        (
+            ["manifest.json", "report.json", "data.yaml"],
+            "report.json",
+            "a converted dataset (its manifest.json), not an output of this command (marked "
+            "by report.json)",
+        ),
+        (["manifest.json", "report.json", "data.yaml"], "manifest.json", None),
+        (["report.json", "results.json", "report.md"], "report.json", None),
+        (["predictions.json"], "report.json", "predictions (its predictions.json)"),
+        (["predictions.json"], "predictions.json", None),
+        (["card.json", "model.pt"], "predictions.json", "a released model (its card.json)"),
+        (["synth.json"], "manifest.json", "a dataset from defects synth (its synth.json)"),
+        (["voc_export.json"], "card.json", "a VOC export (its voc_export.json)"),
+        (["thesis.txt"], "report.json", "a folder with files of its own (no report.json"),
+        ([], "report.json", None),
+    ],
+)  # fmt: skip
+def test_an_output_folder_is_replaced_only_if_this_command_wrote_it(
+    tmp_path: Path, files: list[str], marker: str, refused: str | None
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in files:
+        (out / name).write_text("{}")
+    if refused is None:
+        check_output_folder(out, marker)
+    else:
+        with pytest.raises(ConversionError, match=re.escape(f"{out}: {refused}")):
+            check_output_folder(out, marker)
+
+
+def test_every_command_s_marker_is_known():
+    from converters.convert import MARKER as CONVERTED
+    from converters.synth import MARKER as SYNTHESISED
+    from converters.voc import VOC_EXPORT_MARKER
+    from detection.predict import PREDICTIONS_MARKER
+    from detection.report import REPORT_MARKER
+    from detection.splits import CARD
+
+    markers = {CONVERTED, SYNTHESISED, VOC_EXPORT_MARKER, CARD, PREDICTIONS_MARKER, REPORT_MARKER}
+    assert markers == set(OUTPUT_MARKERS)
 
 
 def test_convert_replaces_an_empty_folder_and_its_own_output(tmp_path: Path):
