@@ -205,7 +205,7 @@ def write_output(
         out,
         lambda tmp: _write_tree(tmp, out, source, ratios, seed, copy_images, overlapping),
         MARKER,
-        source.layout.root,
+        [source.layout.root],
     )
 
 
@@ -245,7 +245,7 @@ def convert(
     Raises:
         ConversionError: ``keep_overlaps`` and an image whose pixels cannot be read.
     """
-    check_output_folder(out, MARKER, src)  # before the reading
+    check_output_folder(out, MARKER, [src])  # before the reading
     source = read_dataset(src, format, definition, unlabeled_as_background, progress)
     if resplit:
         for image in source.dataset.images:

@@ -14,7 +14,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,13 +42,14 @@ def output_marker(folder: Path) -> str | None:
     return next((marker for marker in OUTPUT_MARKERS if (folder / marker).is_file()), None)
 
 
-def check_output_folder(out: Path, marker: str, source_root: Path | None = None) -> None:
+def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) -> None:
     """Refuses an output folder whose replacement would delete what was not written here.
 
     Args:
         out: The folder to be replaced whole.
         marker: The file the command writes into every folder it makes.
-        source_root: The data the output is made from: ``out`` may neither be nor hold it.
+        sources: What the output is made from (a dataset, images, folders of them):
+            ``out`` may neither be nor hold any of them.
 
     Raises:
         ConversionError: Naming the folder and why.
@@ -70,12 +71,12 @@ def check_output_folder(out: Path, marker: str, source_root: Path | None = None)
     if given.exists() and not given.is_dir():
         raise ConversionError(f"{given}: exists and is not a folder (an output folder)")
     out = given.resolve()
-    if source_root is not None:
-        source_root = Path(source_root).resolve()
-        if source_root == out or source_root.is_relative_to(out):
+    for source in map(Path, sources):
+        source = source.resolve()
+        if source == out or source.is_relative_to(out):
             raise ConversionError(
-                f"{out}: holds the source dataset ({source_root}), and the output replaces "
-                "its folder whole; write it to a folder of its own"
+                f"{out}: holds the source ({source}), and the output replaces its folder "
+                "whole; write it to a folder of its own"
             )
     if not (out.is_dir() and any(out.iterdir())):
         return
@@ -97,7 +98,7 @@ def write_folder(
     out: Path,
     build: Callable[[Path], T],
     marker: str,
-    source_root: Path | None = None,
+    sources: Sequence[Path] = (),
 ) -> T:
     """Builds the folder with ``build(tmp)`` beside ``out`` and swaps it in whole.
 
@@ -113,7 +114,7 @@ def write_folder(
             would have been in ``out``, or ``out`` itself where the operating system
             named none.
     """
-    check_output_folder(out, marker, source_root)
+    check_output_folder(out, marker, sources)
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

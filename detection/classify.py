@@ -566,7 +566,7 @@ def classify(
     if out is None:
         run(None)
     else:  # written whole: an earlier run's heatmaps never stay among these
-        write_folder(Path(out), run, PREDICTIONS_MARKER)
+        write_folder(Path(out), run, PREDICTIONS_MARKER, sources)
     return {
         "images": len(predictions),
         "errors": errors,

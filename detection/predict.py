@@ -1639,7 +1639,7 @@ def predict(
     else:
         # Written whole (the folder checked before any image is read): an earlier run's
         # annotated images never stay among these.
-        write_folder(Path(out), run, PREDICTIONS_MARKER)
+        write_folder(Path(out), run, PREDICTIONS_MARKER, sources)
         predictions = Path(out) / PREDICTIONS_MARKER
     return {
         "images": len(images_json),

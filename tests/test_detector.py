@@ -850,6 +850,37 @@ def test_a_report_never_replaces_the_converted_dataset_it_scores(
     assert sorted(path.relative_to(data) for path in data.rglob("*")) == before
 
 
+@pytest.mark.parametrize(
+    ("source", "out"),
+    [
+        ("earlier", "earlier"),  # an earlier output's annotated images read as input
+        ("images/a.jpg", "images"),  # an image of the folder the output would replace
+        ("images", "."),
+    ],
+)
+def test_predict_never_replaces_a_folder_holding_its_input(
+    trained: Path, tiny_data: Path, tmp_path: Path, source: str, out: str
+):
+    from detection.cli import main
+
+    (tmp_path / "images").mkdir()
+    val = sorted((tiny_data / "images" / "val").iterdir())[0]
+    shutil.copyfile(val, tmp_path / "images" / "a.jpg")
+    weights = ["--weights", str(trained / "best.pt")]
+    argv = ["predict", str(tmp_path / "images"), *weights, "--out", str(tmp_path / "earlier")]
+    assert main(argv) == 0
+    before = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
+    argv = ["predict", str(tmp_path / source), *weights, "--out", str(tmp_path / out)]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr == (
+        f"defects predict: error: {(tmp_path / out).resolve()}: holds the source "
+        f"({(tmp_path / source).resolve()}), and the output replaces its folder whole; write it "
+        "to a folder of its own\n"
+    )
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == before
+
+
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
     out = tmp_path / "report"
     result = subprocess.run(

@@ -312,8 +312,8 @@ def _source_and_a_folder_of_ones_own(root: Path) -> None:
     ("out", "message"),
     [
         ("mine", "files of its own"),
-        ("src", "holds the source dataset"),
-        (".", "holds the source dataset"),
+        ("src", "holds the source"),
+        (".", "holds the source"),
     ],
 )
 def test_convert_never_replaces_a_folder_it_did_not_write(
