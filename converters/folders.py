@@ -48,8 +48,8 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
     Args:
         out: The folder to be replaced whole.
         marker: The file the command writes into every folder it makes.
-        sources: What the output is made from (a dataset, images, folders of them):
-            ``out`` may neither be nor hold any of them.
+        sources: What the output is made from (a dataset, images, folders of them,
+            weights): ``out`` may neither be nor hold any of them that exists.
 
     Raises:
         ConversionError: Naming the folder and why.
@@ -73,7 +73,7 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
     out = given.resolve()
     for source in map(Path, sources):
         source = source.resolve()
-        if source == out or source.is_relative_to(out):
+        if source.exists() and (source == out or source.is_relative_to(out)):
             raise ConversionError(
                 f"{out}: holds the source ({source}), and the output replaces its folder "
                 "whole; write it to a folder of its own"

@@ -113,6 +113,16 @@ def _backend_for(given: str | None, weights: Path | None) -> str:
     return "onnx" if weights and str(weights).endswith(".onnx") else "torch"
 
 
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """The files and folders a command reads among its ``--data``, ``--gt``,
+    ``--predictions`` and ``--weights``: its ``--out``, replaced whole, may hold none."""
+    found = []
+    for name in ("data", "gt", "predictions", "weights"):
+        value = getattr(args, name, None)
+        found += value if isinstance(value, list) else [value] if value else []
+    return [Path(value) for value in found]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from converters.folders import check_output_folder
     from detection.evaluate import (
@@ -125,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _check_prediction_options(args, bool(args.weights))
     args.backend = _backend_for(args.backend, args.weights)
-    check_output_folder(args.out, REPORT_MARKER)  # before the predicting
+    check_output_folder(args.out, REPORT_MARKER, _inputs(args))  # before the predicting
 
     if args.predictions or args.gt:
         if args.unseen:
@@ -684,7 +694,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from detection.report import REPORT_MARKER, results_left_out
 
     _check_prediction_options(args, bool(args.weights))
-    check_output_folder(args.out, REPORT_MARKER)  # before the predicting
+    check_output_folder(args.out, REPORT_MARKER, _inputs(args))  # before the predicting
 
     if not (args.predictions or (args.weights and args.data)):
         raise ConversionError(

@@ -828,26 +828,54 @@ def test_evaluate_refuses_a_ground_truth_image_it_cannot_score(
 
 
 @pytest.mark.parametrize("command", ["evaluate", "compare"])
-def test_a_report_never_replaces_the_converted_dataset_it_scores(
-    trained: Path, tiny_data: Path, tmp_path: Path, command: str
+@pytest.mark.parametrize(
+    ("out", "said"),
+    [
+        ("data", "{data}: holds the source ({data}), and the output replaces its folder whole; "
+         "write it to a folder of its own"),
+        # Another converted dataset than the one scored.
+        ("other", "{other}: a converted dataset (its manifest.json), not an output of this "
+         "command (marked by report.json), and the output replaces its folder whole; choose a "
+         "new or empty one"),
+    ],
+)  # fmt: skip
+def test_a_report_never_replaces_a_converted_dataset(
+    trained: Path, tiny_data: Path, tmp_path: Path, command: str, out: str, said: str
 ):
     # The converter's report.json was taken for a report's marker: `--out DATA` replaced
     # the dataset with the report.
-    data = tmp_path / "data"
+    data, other = tmp_path / "data", tmp_path / "other"
     shutil.copytree(tiny_data, data)
-    before = sorted(path.relative_to(data) for path in data.rglob("*"))
+    shutil.copytree(tiny_data, other)
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
     weights = ["--weights", str(trained / "best.pt")]
     if command == "compare":
         weights += [str(trained / "best.pt"), "--names", "a,b"]
-    argv = [command, *weights, "--data", str(data), "--out", str(data)]
+    argv = [command, *weights, "--data", str(data), "--out", str(tmp_path / out)]
     result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr == (
-        f"defects {command}: error: {data}: a converted dataset (its manifest.json), not an "
-        "output of this command (marked by report.json), and the output replaces its folder "
-        "whole; choose a new or empty one\n"
-    )
-    assert sorted(path.relative_to(data) for path in data.rglob("*")) == before
+    told = said.format(data=data, other=other)
+    assert result.stderr == f"defects {command}: error: {told}\n"
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_report_never_replaces_a_folder_holding_its_weights(
+    trained: Path, tiny_data: Path, tmp_path: Path, command: str
+):
+    # An earlier report's folder (its marker) that the weights were copied into.
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "report.json").write_text("{}")
+    shutil.copyfile(trained / "best.pt", reports / "best.pt")
+    weights = [str(reports / "best.pt")] * (2 if command == "compare" else 1)
+    argv = [command, "--weights", *weights, "--data", str(tiny_data), "--out", str(reports)]
+    if command == "compare":
+        argv += ["--names", "a,b"]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{reports}: holds the source ({reports / 'best.pt'})" in result.stderr
+    assert sorted(path.name for path in reports.iterdir()) == ["best.pt", "report.json"]
 
 
 @pytest.mark.parametrize(
