@@ -7,7 +7,10 @@ Layouts (names are matched case-insensitively):
   (that split is kept unless asked to re-split).
 * ``gc10-det``: the official ``1``..``10`` image folders + ``lable/`` (sic) XML folder;
   Kaggle's ``images/images/<class>/*.jpg`` + ``label/label/*.xml``; or VOCdevkit.
-* ``voc``: ``Annotations/`` + ``JPEGImages/`` with optional ``ImageSets/Main/*.txt``.
+* ``voc``: ``Annotations/`` + ``JPEGImages/`` with optional ``ImageSets/Main/*.txt``; or
+  each image and its XML side by side in one folder (where LabelImg saves them), or in a
+  folder per split (Roboflow's Pascal VOC export: ``train/``, ``valid/``, ``test/``; that
+  split is kept unless asked to re-split).
 
 A folder holding exactly one sub-folder and nothing recognisable is looked into, so
 ``NEU-DET/NEU-DET/...`` and ``VOCdevkit/VOC2007/...`` are found too.
@@ -160,15 +163,19 @@ def _neu_original(root: Path) -> SourceLayout | None:
     return None
 
 
+# The folders that give a dataset's split, as Kaggle's and Roboflow's exports name them.
+_SPLIT_FOLDERS = (
+    ("train", "train"),
+    ("validation", "val"),
+    ("valid", "val"),
+    ("val", "val"),
+    ("test", "test"),
+)
+
+
 def _neu_kaggle(root: Path) -> SourceLayout | None:
     found = SourceLayout(root, "neu-det", "NEU-DET Kaggle (train|validation/images + annotations)")
-    for folder_name, split in (
-        ("train", "train"),
-        ("validation", "val"),
-        ("valid", "val"),
-        ("val", "val"),
-        ("test", "test"),
-    ):
+    for folder_name, split in _SPLIT_FOLDERS:
         part = _child(root, folder_name)
         if part is None:
             continue
@@ -253,7 +260,35 @@ def _voc_devkit(root: Path) -> SourceLayout | None:
     return found
 
 
-_DETECTORS = (_neu_kaggle, _gc10_official, _gc10_kaggle, _voc_devkit, _neu_original)
+def _side_by_side(folder: Path, not_read: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The XML files directly in ``folder`` and its images, where one XML at least has an
+    image of its name beside it; else nothing (a stray XML is no dataset)."""
+    xmls = _xml(folder, not_read=not_read)
+    images = _files(folder, IMAGE_SUFFIXES, recursive=False, not_read=not_read, dangling=True)
+    if {x.stem for x in xmls} & {i.stem for i in images}:
+        return xmls, images
+    return [], []
+
+
+def _voc_flat(root: Path) -> SourceLayout | None:
+    not_read: list[Path] = []
+    xmls, images = _side_by_side(root, not_read)
+    if xmls:
+        layout = "Pascal VOC, flat (each image and its .xml side by side)"
+        return SourceLayout(root, None, layout, xmls, images, not_read=not_read)
+    found = SourceLayout(
+        root, None, "Pascal VOC, a flat folder per split (train|valid|test/: image and .xml)"
+    )
+    for folder_name, split in _SPLIT_FOLDERS:
+        part = _child(root, folder_name)
+        xmls, images = _side_by_side(part, found.not_read) if part else ([], [])
+        found.annotations += xmls
+        found.images += images
+        found.given_split.update({x.stem: split for x in xmls})
+    return found if found.annotations else None
+
+
+_DETECTORS = (_neu_kaggle, _gc10_official, _gc10_kaggle, _voc_devkit, _neu_original, _voc_flat)
 
 
 def detect_layout(root: Path) -> SourceLayout:
@@ -283,7 +318,8 @@ def detect_layout(root: Path) -> SourceLayout:
     raise ConversionError(
         f"{root}: no known dataset layout. Expected NEU-DET (IMAGES/ + ANNOTATIONS/, or "
         "train|validation/images + annotations), GC10-DET (folders 1..10 + lable/, or "
-        "images/images + label/label) or Pascal VOC (Annotations/ + JPEGImages/)"
+        "images/images + label/label) or Pascal VOC (Annotations/ + JPEGImages/, or each "
+        "image and its .xml side by side, in one folder or one per split)"
     )
 
 

@@ -93,6 +93,46 @@ def test_generic_voc_with_image_sets(tmp_path: Path):
     assert (tmp_path / "out" / "labels" / "train" / "000000.txt").read_text().startswith("2 ")
 
 
+def _side_by_side(folder: Path, stems: list[str], seed: int) -> None:
+    for i, stem in enumerate(stems):
+        cls = CLASSES[i % 6]
+        write_image(folder / f"{stem}.jpg", 200, 200, seed=seed + i)
+        write_xml(folder / f"{stem}.xml", voc_xml(f"{stem}.jpg", [(cls, 10, 10, 60, 60)]))
+
+
+def test_a_flat_folder_of_images_and_their_xml_is_converted(tmp_path: Path):
+    # Where LabelImg saves each annotation: beside its image. A picture not annotated yet
+    # lies there too (kept as background only when asked).
+    _side_by_side(tmp_path / "labelled", [f"{CLASSES[i % 6]}_{i}" for i in range(10)], seed=0)
+    write_image(tmp_path / "labelled" / "not_yet.jpg", 200, 200, seed=50)
+    result = convert(tmp_path / "labelled", tmp_path / "out")
+    assert result.source.layout.layout == "Pascal VOC, flat (each image and its .xml side by side)"
+    assert result.manifest["dataset"] == "neu-det"  # the class names decide
+    assert sum(c["images"] for c in result.manifest["counts"].values()) == 10
+    assert (tmp_path / "out" / "labels" / "train").is_dir()
+
+
+def test_roboflow_s_voc_export_keeps_its_split(tmp_path: Path):
+    # Roboflow's "Pascal VOC" export: a flat folder per split, its names rewritten.
+    root = tmp_path / "steel.v2i.voc"
+    for part, count, seed in (("train", 8, 0), ("valid", 3, 100), ("test", 2, 200)):
+        stems = [f"{CLASSES[i % 6]}_{part}_{i}_jpg.rf.{i:032x}" for i in range(count)]
+        _side_by_side(root / part, stems, seed)
+    (root / "README.roboflow.txt").write_text("exported from roboflow.com")
+    result = convert(root, tmp_path / "out")
+    assert result.source.layout.layout.startswith("Pascal VOC, a flat folder per split")
+    counts = {s: c["images"] for s, c in result.manifest["counts"].items()}
+    assert counts == {"train": 8, "val": 3, "test": 2}
+    assert all("_valid_" in image.name for image in result.source.dataset.split("val"))
+
+
+def test_a_stray_xml_beside_other_files_is_no_dataset(tmp_path: Path):
+    write_image(tmp_path / "src" / "photo.jpg", 64, 48)
+    write_xml(tmp_path / "src" / "settings.xml", voc_xml("other.jpg", [("crazing", 1, 1, 9, 9)]))
+    with pytest.raises(ConversionError, match="no known dataset layout"):
+        detect_layout(tmp_path / "src")
+
+
 def test_nested_folder_is_found(tmp_path: Path):
     write_image(tmp_path / "NEU-DET" / "NEU-DET" / "IMAGES" / "crazing_1.jpg")
     write_xml(
