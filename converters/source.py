@@ -68,19 +68,25 @@ def _folder_class(folder: str | None, definition: DatasetDefinition) -> str | No
 def _choose_definition(
     parsed: list[tuple[Path, VocAnnotation]], format: str | None, layout: SourceLayout
 ) -> DatasetDefinition:
-    fmt = format or layout.format
-    if fmt in KNOWN_DEFINITIONS:
-        return load_definition(fmt)
+    if format in KNOWN_DEFINITIONS:
+        return load_definition(format)
     names = Counter(obj.name for _, ann in parsed for obj in ann.objects if obj.name)
-    if fmt is None and names:
-        total = sum(names.values())
-        scored = []
-        for candidate in KNOWN_DEFINITIONS:
-            definition = load_definition(candidate)
-            known = sum(n for name, n in names.items() if definition.resolve(name))
-            scored.append((known / total, candidate, definition))
-        share, _, definition = max(scored)
-        if share > 0.5:
+
+    def share(definition: DatasetDefinition) -> float:
+        """The share of the boxes whose class ``definition`` knows."""
+        return sum(n for name, n in names.items() if definition.resolve(name)) / sum(names.values())
+
+    # The layout's dataset, unless most boxes are of classes it does not know: Label
+    # Studio exports any VOC dataset as NEU-DET's images/ + Annotations/, and read as
+    # NEU-DET every box was dropped.
+    if layout.format in KNOWN_DEFINITIONS and format is None:
+        definition = load_definition(layout.format)
+        if not names or share(definition) > 0.5:
+            return definition
+    if format is None and names:
+        definitions = {candidate: load_definition(candidate) for candidate in KNOWN_DEFINITIONS}
+        best, _, definition = max((share(d), name, d) for name, d in definitions.items())
+        if best > 0.5:
             return definition
     found = ", ".join(f"{n} ({c})" for n, c in names.most_common(20)) or "none"
     raise ConversionError(

@@ -126,6 +126,20 @@ def test_roboflow_s_voc_export_keeps_its_split(tmp_path: Path):
     assert all("_valid_" in image.name for image in result.source.dataset.split("val"))
 
 
+def test_images_and_annotations_of_other_classes_are_not_taken_for_neu_det(tmp_path: Path):
+    # NEU-DET's own layout is how Label Studio exports any VOC dataset (images/ +
+    # Annotations/): read as NEU-DET, every box of other classes was dropped.
+    _generic_voc(tmp_path / "voc", with_lists=False)
+    (tmp_path / "voc" / "JPEGImages").rename(tmp_path / "voc" / "images")
+    with pytest.raises(ConversionError, match=r"--classes.*bolt \(3\)"):
+        convert(tmp_path / "voc", tmp_path / "out")
+    result = convert(
+        tmp_path / "voc", tmp_path / "out", definition=from_class_list(["bolt", "nut", "washer"])
+    )
+    assert result.source.layout.layout == "NEU-DET original (images/ + Annotations/)"
+    assert (result.source.report.boxes_dropped, result.source.dataset.box_count) == (0, 9)
+
+
 def test_a_stray_xml_beside_other_files_is_no_dataset(tmp_path: Path):
     write_image(tmp_path / "src" / "photo.jpg", 64, 48)
     write_xml(tmp_path / "src" / "settings.xml", voc_xml("other.jpg", [("crazing", 1, 1, 9, 9)]))
