@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from converters.definitions import DatasetDefinition, load_definition
+from converters.definitions import DatasetDefinition, from_class_list, load_definition
 from converters.errors import AnnotationError, ConversionError, Report
 from converters.imagesize import (
     UNDECODABLE_SAMPLES,
@@ -65,6 +65,18 @@ def _folder_class(folder: str | None, definition: DatasetDefinition) -> str | No
     return definition.folders.get(folder) or definition.resolve(folder)
 
 
+def _labelmap_classes(labelmap: Path, names: Counter) -> list[str]:
+    """The classes, in order, of CVAT's Pascal VOC export (``labelmap.txt`` beside its
+    ``Annotations/``: ``label:color_rgb:parts:actions`` a line, ``#`` comments), less
+    the ``background`` it lists first when no box is of it; none without the file.
+    https://docs.cvat.ai/docs/manual/advanced/formats/format-voc/"""
+    if not labelmap.is_file():
+        return []
+    lines = labelmap.read_text(encoding="utf-8", errors="replace").splitlines()
+    labels = [line.split(":")[0].strip() for line in lines if not line.startswith("#")]
+    return [label for label in labels if label and (label != "background" or names[label])]
+
+
 def _choose_definition(
     parsed: list[tuple[Path, VocAnnotation]], format: str | None, layout: SourceLayout
 ) -> DatasetDefinition:
@@ -88,6 +100,9 @@ def _choose_definition(
         best, _, definition = max((share(d), name, d) for name, d in definitions.items())
         if best > 0.5:
             return definition
+    listed = _labelmap_classes(layout.root / "labelmap.txt", names)
+    if format is None and listed:
+        return from_class_list(listed, name=layout.root.name)
     found = ", ".join(f"{n} ({c})" for n, c in names.most_common(20)) or "none"
     raise ConversionError(
         f"{layout.root}: generic Pascal VOC needs its class list in order: pass "

@@ -147,6 +147,25 @@ def test_a_stray_xml_beside_other_files_is_no_dataset(tmp_path: Path):
         detect_layout(tmp_path / "src")
 
 
+def test_cvat_s_voc_export_gives_its_classes_in_its_labelmap(tmp_path: Path):
+    # CVAT's "PASCAL VOC 1.1": the class order in labelmap.txt, "background" first (no
+    # box of it here), and ImageSets/Main/default.txt, which names no split.
+    _generic_voc(tmp_path / "task", with_lists=False)
+    (tmp_path / "task" / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\nbackground:0,0,0::\nwasher:250,50,83::\n"
+        "nut:::\nbolt:36,179,83::\n"
+    )
+    main = tmp_path / "task" / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (main / "default.txt").write_text("".join(f"{i:06d}\n" for i in range(9)))
+    result = convert(tmp_path / "task", tmp_path / "out")
+    assert result.manifest["classes"] == ["washer", "nut", "bolt"]
+    assert result.manifest["dataset"] == "task"
+    assert sum(c["images"] for c in result.manifest["counts"].values()) == 9
+    (label,) = (tmp_path / "out" / "labels").glob("*/000000.txt")
+    assert label.read_text().startswith("2 ")  # a bolt: the labelmap's third class
+
+
 def test_nested_folder_is_found(tmp_path: Path):
     write_image(tmp_path / "NEU-DET" / "NEU-DET" / "IMAGES" / "crazing_1.jpg")
     write_xml(
