@@ -100,7 +100,8 @@ def collect_images(
     folder, the run's own output folder ``out`` and any earlier output of ``predict`` or
     ``classify`` (a folder holding their ``predictions.json``) are not looked into: their
     annotated images and VOC links are this run's output, not its input (``predict
-    IMAGES --out IMAGES/pred`` run twice read the first run's images as new ones).
+    IMAGES --out IMAGES/pred`` run twice read the first run's images as new ones); such
+    an output given as a source is refused.
 
     A file reached twice (a link to an image found too: a converter output's images
     inside the folder of the dataset it was converted from; or a source given twice) is
@@ -109,7 +110,8 @@ def collect_images(
     counted each one twice when scored.
 
     Raises:
-        ConversionError: A source does not exist or nothing was found.
+        ConversionError: A source does not exist or is an earlier output, or nothing
+            was found.
     """
     ours = None if out is None else os.path.realpath(out)
 
@@ -118,6 +120,12 @@ def collect_images(
 
     found: list[Path] = []
     for source in map(Path, sources):
+        if source.is_dir() and (source / PREDICTIONS_MARKER).is_file():
+            raise ConversionError(
+                f"{source}: an output of predict or classify (its {PREDICTIONS_MARKER}): its "
+                "images are drawn copies (boxes, heatmaps), not input; give the folder of the "
+                "images themselves"
+            )
         if source.is_dir():
             found += images_in(
                 source, recursive=True, passed_over=passed_over, skip=is_output, dangling=True

@@ -881,7 +881,7 @@ def test_a_report_never_replaces_a_folder_holding_its_weights(
 @pytest.mark.parametrize(
     ("source", "out"),
     [
-        ("earlier", "earlier"),  # an earlier output's annotated images read as input
+        ("images", "images"),
         ("images/a.jpg", "images"),  # an image of the folder the output would replace
         ("images", "."),
     ],
@@ -907,6 +907,20 @@ def test_predict_never_replaces_a_folder_holding_its_input(
         "to a folder of its own\n"
     )
     assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == before
+
+
+def test_an_earlier_output_is_no_source(trained: Path, tmp_path: Path):
+    # Its images are drawn copies: predicted on, they gave the boxes drawn on them again.
+    (tmp_path / "earlier" / "images").mkdir(parents=True)
+    (tmp_path / "earlier" / "predictions.json").write_text("[]")
+    cv2.imwrite(str(tmp_path / "earlier" / "images" / "000001_a.jpg"), np.zeros((8, 8, 3)))
+    argv = ["predict", str(tmp_path / "earlier"), "--weights", str(trained / "best.pt")]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (
+        f"{tmp_path / 'earlier'}: an output of predict or classify (its predictions.json): its "
+        "images are drawn copies (boxes, heatmaps), not input"
+    ) in result.stderr
 
 
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
