@@ -31,8 +31,8 @@ OUTPUT_MARKERS = {
     "synth.json": "a dataset from defects synth",
     "voc_export.json": "a VOC export",
     "card.json": "a released model",
-    "predictions.json": "predictions",
-    "report.json": "a report",
+    "predictions.json": "the predictions of predict or classify",
+    "report.json": "a report of evaluate or compare",
 }
 
 

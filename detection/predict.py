@@ -97,11 +97,11 @@ def collect_images(
     (:func:`converters.layouts.is_not_data`), and its files of other kinds (by suffix)
     appended to ``passed_over``. A link named as an image that leads nowhere is kept,
     for its reading to report it (:func:`converters.imagesize.read_file`). Within a
-    folder, the run's own output folder ``out`` and any earlier output of ``predict`` or
-    ``classify`` (a folder holding their ``predictions.json``) are not looked into: their
-    annotated images and VOC links are this run's output, not its input (``predict
-    IMAGES --out IMAGES/pred`` run twice read the first run's images as new ones); such
-    an output given as a source is refused.
+    folder, the run's own output folder ``out`` and any earlier output of ``predict``,
+    ``classify``, ``evaluate`` or ``compare`` (:func:`converters.folders.output_marker`)
+    are not looked into: their annotated images, heatmaps, examples and VOC links are
+    output, not input (``predict IMAGES --out IMAGES/pred`` run twice read the first run's
+    images as new ones); such an output given as a source is refused.
 
     A file reached twice (a link to an image found too: a converter output's images
     inside the folder of the dataset it was converted from; or a source given twice) is
@@ -113,18 +113,22 @@ def collect_images(
         ConversionError: A source does not exist or is an earlier output, or nothing
             was found.
     """
+    from converters.folders import OUTPUT_MARKERS, output_marker
+    from detection.report import REPORT_MARKER
+
     ours = None if out is None else os.path.realpath(out)
+    drawn = {PREDICTIONS_MARKER, REPORT_MARKER}  # outputs whose images are drawn on
 
     def is_output(folder: Path) -> bool:
-        return os.path.realpath(folder) == ours or (folder / PREDICTIONS_MARKER).is_file()
+        return os.path.realpath(folder) == ours or output_marker(folder) in drawn
 
     found: list[Path] = []
     for source in map(Path, sources):
-        if source.is_dir() and (source / PREDICTIONS_MARKER).is_file():
+        if source.is_dir() and (kind := output_marker(source)) in drawn:
             raise ConversionError(
-                f"{source}: an output of predict or classify (its {PREDICTIONS_MARKER}): its "
-                "images are drawn copies (boxes, heatmaps), not input; give the folder of the "
-                "images themselves"
+                f"{source}: {OUTPUT_MARKERS[kind]} (its {kind}): its images are drawn copies "
+                "(boxes, heatmaps, examples), not input; give the folder of the images "
+                "themselves"
             )
         if source.is_dir():
             found += images_in(

@@ -336,17 +336,23 @@ def test_train_cls_end_to_end_with_backbone(
     errors = {Path(error["file"]).name: error["error"] for error in errors}
     assert errors.keys() == {"broken.jpg", "cut.jpg"}
     assert errors["cut.jpg"].startswith("JPEG cut short")
-    # Its output as its own input: refused, where the output replaced the folder it read.
-    argv = [
-        *DEFECTS,
-        "classify",
-        str(tmp_path / "out"),
-        "--weights",
-        str(tmp_path / "cls" / "best.pt"),
-    ]
-    again = subprocess.run([*argv, "--out", str(tmp_path / "out")], capture_output=True, text=True)
-    assert again.returncode == 2 and "out: holds the source (" in again.stderr, again.stderr
+    # Its output as its input, or an --out holding its input: refused, where the first
+    # classified its own heatmaps and the second replaced the folder it read.
+    weights = ["--weights", str(tmp_path / "cls" / "best.pt")]
+    read = sorted(path.name for path in images.iterdir())
+    for source, out, said in (
+        ("out", "new", "out: the predictions of predict or classify (its predictions.json): its "
+         "images are drawn copies"),
+        ("in", "in", "in: holds the source ("),
+    ):  # fmt: skip
+        argv = [*DEFECTS, "classify", str(tmp_path / source), *weights]
+        again = subprocess.run(
+            [*argv, "--out", str(tmp_path / out)], capture_output=True, text=True
+        )
+        assert again.returncode == 2 and said in again.stderr, again.stderr
     assert json.loads((tmp_path / "out" / "predictions.json").read_text()) == predictions
+    assert sorted(path.name for path in images.iterdir()) == read
+    assert not (tmp_path / "new").exists()
     # Without --out: the same entries (no heatmap) as JSON lines on stdout, no file.
     argv = [*DEFECTS, "classify", str(images), "--weights", str(tmp_path / "cls" / "best.pt")]
     streamed = subprocess.run([*argv, "--top-k", "2"], capture_output=True, text=True)

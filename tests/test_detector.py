@@ -909,18 +909,34 @@ def test_predict_never_replaces_a_folder_holding_its_input(
     assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == before
 
 
-def test_an_earlier_output_is_no_source(trained: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("marker", "kind"),
+    [
+        ("predictions.json", "the predictions of predict or classify"),
+        ("report.json", "a report of evaluate or compare"),
+    ],
+)
+def test_an_earlier_output_is_no_source(trained: Path, tmp_path: Path, marker: str, kind: str):
     # Its images are drawn copies: predicted on, they gave the boxes drawn on them again.
     (tmp_path / "earlier" / "images").mkdir(parents=True)
-    (tmp_path / "earlier" / "predictions.json").write_text("[]")
+    (tmp_path / "earlier" / marker).write_text("[]")
     cv2.imwrite(str(tmp_path / "earlier" / "images" / "000001_a.jpg"), np.zeros((8, 8, 3)))
     argv = ["predict", str(tmp_path / "earlier"), "--weights", str(trained / "best.pt")]
     result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
     assert (
-        f"{tmp_path / 'earlier'}: an output of predict or classify (its predictions.json): its "
-        "images are drawn copies (boxes, heatmaps), not input"
+        f"{tmp_path / 'earlier'}: {kind} (its {marker}): its images are drawn copies (boxes, "
+        "heatmaps, examples), not input"
     ) in result.stderr
+    # Inside a folder given, such an output is passed by: the image beside it is read.
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3)))
+    result = subprocess.run(
+        [*DEFECTS, "predict", str(tmp_path), "--weights", str(trained / "best.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 image" in result.stderr and "000001_a.jpg" not in result.stdout + result.stderr
 
 
 def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):

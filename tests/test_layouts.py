@@ -417,7 +417,12 @@ def test_convert_never_replaces_a_folder_it_did_not_write(
         ),
         (["manifest.json", "report.json", "data.yaml"], "manifest.json", None),
         (["report.json", "results.json", "report.md"], "report.json", None),
-        (["predictions.json"], "report.json", "predictions (its predictions.json)"),
+        (
+            ["predictions.json"],
+            "report.json",
+            "the predictions of predict or classify (its predictions.json)",
+        ),
+        (["report.json", "report.md"], "card.json", "a report of evaluate or compare"),
         (["predictions.json"], "predictions.json", None),
         (["card.json", "model.pt"], "predictions.json", "a released model (its card.json)"),
         (["synth.json"], "manifest.json", "a dataset from defects synth (its synth.json)"),
