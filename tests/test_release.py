@@ -538,6 +538,8 @@ def test_a_benchmark_names_the_cpu_beyond_its_name(flags: str, says: str, monkey
     info = {"model name": "AMD EPYC", "cpu family": "25", "model": "17", "flags": flags}
     monkeypatch.setattr(predict, "cpu_info", lambda key: info.get(key))
     monkeypatch.setattr("platform.node", lambda: "host")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # whatever machine runs the test
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert machine() == f"host {says}"
 
 
