@@ -88,21 +88,21 @@ def _choose_definition(
         """The share of the boxes whose class ``definition`` knows."""
         return sum(n for name, n in names.items() if definition.resolve(name)) / sum(names.values())
 
-    # The layout's dataset, unless most boxes are of classes it does not know: Label
-    # Studio exports any VOC dataset as NEU-DET's images/ + Annotations/, and read as
-    # NEU-DET every box was dropped.
-    if layout.format in KNOWN_DEFINITIONS and format is None:
-        definition = load_definition(layout.format)
-        if not names or share(definition) > 0.5:
-            return definition
-    if format is None and names:
-        definitions = {candidate: load_definition(candidate) for candidate in KNOWN_DEFINITIONS}
-        best, _, definition = max((share(d), name, d) for name, d in definitions.items())
-        if best > 0.5:
-            return definition
-    listed = _labelmap_classes(layout.root / "labelmap.txt", names)
-    if format is None and listed:
-        return from_class_list(listed, name=layout.root.name)
+    if format is None:  # else a format without a definition of its own: `--format voc`
+        # The layout's dataset, unless most boxes are of classes it does not know: Label
+        # Studio exports any VOC dataset as NEU-DET's images/ + Annotations/, and read as
+        # NEU-DET every box was dropped.
+        if layout.format in KNOWN_DEFINITIONS:
+            definition = load_definition(layout.format)
+            if not names or share(definition) > 0.5:
+                return definition
+        if names:
+            known = {candidate: load_definition(candidate) for candidate in KNOWN_DEFINITIONS}
+            best, _, definition = max((share(d), name, d) for name, d in known.items())
+            if best > 0.5:
+                return definition
+        if listed := _labelmap_classes(layout.root / "labelmap.txt", names):
+            return from_class_list(listed, name=layout.root.name)
     found = ", ".join(f"{n} ({c})" for n, c in names.most_common(20)) or "none"
     raise ConversionError(
         f"{layout.root}: generic Pascal VOC needs its class list in order: pass "
