@@ -328,10 +328,16 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from detection.predict import predict
+    from detection.predict import default_backend, predict
 
     _check_prediction_options(args, predicting=True)
-    args.backend = _backend_for(args.backend, args.weights)
+    args.backend = args.backend or default_backend(args.weights, args.device)
+    if args.backend != "torch" and args.device not in ("auto", "cpu"):
+        # ONNX Runtime runs here on the CPU only (the CPU package): the GPU would sit idle.
+        raise ConversionError(
+            f"--device {args.device} runs the torch backend; ONNX Runtime ({args.backend}) "
+            "runs on the CPU: leave --backend out, or give --backend torch"
+        )
     conf, iou, imgsz = args.conf, args.iou, args.imgsz
     if isinstance(conf, str):  # operating points from an evaluation of these weights
         from detection.evaluate import best_f1_confidences
@@ -514,7 +520,6 @@ def cmd_review(args: argparse.Namespace) -> int:
             "--to voc|yolo|coco)"
         )
     _check_prediction_options(args, bool(args.weights))
-    args.backend = args.backend or "onnx"
     if args.conf is not None and not (args.weights or args.predictions):
         raise ConversionError(
             "--conf is the lowest confidence of the predictions stored: give --weights or "
@@ -1065,9 +1070,9 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="torch (the default; onnx for an .onnx file); onnx: ONNX Runtime, the fast CPU "
-        "path (exports if needed); onnx-int8: its int8 export, faster still (released "
-        "models ship it)",
+        help="onnx: ONNX Runtime, the fast CPU path (exported beside the .pt if missing or "
+        "older); onnx-int8: its int8 export, faster still (released models ship it); torch: "
+        "ultralytics' PyTorch (default: torch on a GPU, else onnx)",
     )
     predict.add_argument(
         "--imgsz",
@@ -1077,7 +1082,10 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--batch", type=POSITIVE_INT, default=16, help="images per batch (16)")
     predict.add_argument(
-        "--device", type=device_option, default="auto", help="torch backend: auto, cpu, 0"
+        "--device",
+        type=device_option,
+        default="auto",
+        help="auto (a GPU if any), cpu, 0: a GPU runs the torch backend",
     )
     predict.add_argument("--no-images", action="store_true", help="with --out: write only the JSON")
     predict.add_argument(
@@ -1160,8 +1168,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="with --weights: onnx (default: the fast CPU path, exported beside the .pt if "
-        "missing or older), onnx-int8 or torch",
+        help="with --weights: onnx (the fast CPU path, exported beside the .pt if missing or "
+        "older), onnx-int8 or torch (default: torch on a GPU, else onnx)",
     )
     review.add_argument(
         "--conf",

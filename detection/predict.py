@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -476,6 +477,34 @@ def _load_detector(
             f"data's classes {list(classes)} ({', '.join(unknown)} not in the data)"
         )
     return detector
+
+
+def default_backend(weights: Path | str, device: str = "auto") -> str:
+    """The backend that runs ``weights`` where ``--backend`` is not given: ONNX Runtime,
+    the faster path on a CPU (1.7x ultralytics' PyTorch on NEU-DET's 1,800 images here,
+    and without torch's import: 0.6 s against 7.5 s for one image), its export made
+    beside the ``.pt`` the first time; ultralytics' PyTorch on a GPU (``device`` names
+    one, or ``auto`` finds one), and where no export is there nor can be written (a
+    read-only folder).
+    """
+    weights = resolve_weights(weights)
+    if weights.suffix == ".onnx":
+        return "onnx"  # torch cannot run it
+    if device != "cpu" and (device != "auto" or cuda_available()):
+        return "torch"
+    export = weights.with_suffix(".onnx")
+    usable = export.is_file() and not _stale(export, weights)
+    return "onnx" if usable or os.access(weights.parent, os.W_OK) else "torch"
+
+
+def cuda_available() -> bool:
+    """Whether torch has a CUDA GPU here, asked of torch only where Linux shows an NVIDIA
+    driver: its import takes seconds, longer than predicting on a few images."""
+    if sys.platform == "linux" and not any(Path("/proc/driver/nvidia/gpus").glob("*")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _stale(export: Path, weights: Path) -> bool:
@@ -1500,7 +1529,7 @@ def predict(
     sources: list[Path],
     out: Path | None,
     conf: float | dict[str, float] = 0.25,
-    backend: str = "torch",
+    backend: str | None = None,
     imgsz: int | None = None,
     batch: int = 16,
     device: str | None = None,
@@ -1531,6 +1560,7 @@ def predict(
     Unreadable images are reported in ``errors`` and skipped; the batch goes on. An
     image the model sees only part of (:func:`converters.pixels.narrowed_samples`) is
     predicted on and noted in ``notes`` and its ``images.json`` entry.
+    ``backend`` left out is :func:`default_backend`'s choice.
     Returns ``{"images": n, "detections": n, "images_flagged": n (with a detection),
     "errors": [...], "notes": [...],
     "passed_over": {suffix: files}, "found_twice": [[path, path], ...],
@@ -1546,6 +1576,7 @@ def predict(
     plan = tile_plan(paths, tile, tile_overlap)
     if plan and notice:
         notice(plan)
+    backend = backend or default_backend(weights, device or "auto")
     detector = load_detector(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )

@@ -642,7 +642,7 @@ def prepare(
     name: str,
     weights: Path | None,
     split: str = "val",
-    backend: str = "onnx",
+    backend: str | None = None,
     conf: float = REVIEW_CONF,
     rebuild: bool = False,
     tta: bool = False,
@@ -661,7 +661,8 @@ def prepare(
         name: The FiftyOne dataset name.
         weights: Detector weights for the ``predictions`` field (optional with ground truth).
         split: The split to evaluate.
-        backend: ``onnx`` (the fast CPU path) or ``torch``.
+        backend: ``onnx`` (the fast CPU path), ``onnx-int8`` or ``torch``; by default
+            the one :func:`detection.predict.default_backend` chooses.
         conf: Lowest confidence of the predictions stored.
         rebuild: Start over from ``data`` even if the dataset exists (drops its tags).
         tta: Predict with flip test-time augmentation (four times the model's work).
@@ -697,7 +698,7 @@ def prepare(
             )
         predictions = results_boxes(results, classes, images, conf)
     if weights is not None:
-        from detection.predict import load_detector, tile_plan
+        from detection.predict import default_backend, load_detector, tile_plan
 
         paths = [image.path for image in images]
         plan = tile_plan(paths, tile, tile_overlap)
@@ -705,7 +706,7 @@ def prepare(
             notice(plan)
         detector = load_detector(
             weights,
-            backend,
+            backend or default_backend(weights),
             spinning=False,
             classes=classes if labelled else None,
             tta=tta,

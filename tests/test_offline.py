@@ -128,8 +128,8 @@ def test_the_whole_chain_never_reaches_beyond_loopback(tmp_path: Path):
         "convert": "convert {T}/src --dataset synthetic --out {T}/data",
         "train": f"train --data {{T}}/data --name net --epochs 1 {tiny}",
         "evaluate": "evaluate --weights {W} --data {T}/data --out {T}/report --device cpu",
-        "predict (torch)": "predict {T}/data/images/val --weights {W} --out {T}/torch",
-        "predict (onnx)": "predict {T}/data/images/val --weights {W} --out {T}/o --backend onnx",
+        "predict (torch)": "predict {T}/data/images/val --weights {W} --out {T}/t --backend torch",
+        "predict (onnx)": "predict {T}/data/images/val --weights {W} --out {T}/o",  # exports
         "review": "review --data {T}/data --weights {W} --no-launch --name offline-chain",
         # ... and every other command: each draws, plots or exports in its own way.
         "validate": "validate {T}/src",

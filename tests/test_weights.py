@@ -7,6 +7,7 @@ each kind of bad file and check the exit code and the message (file and problem)
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,53 @@ def test_a_name_that_is_a_path_is_refused(tmp_path: Path, capsys, command: str, 
 @pytest.mark.parametrize("name", ["neu-det", "n416", "cpu-s224", "v1.2_final"])
 def test_a_plain_name_passes(name: str):
     assert check_name(name, "run") == name
+
+
+# (weights, --device, a GPU found by auto, the export beside the .pt, its folder
+# writable, the backend that runs).
+@pytest.mark.parametrize(
+    ("weights", "device", "gpu", "export", "writable", "expected"),
+    [
+        ("best.pt", "auto", False, None, True, "onnx"),  # a CPU: exported beside, once
+        ("best.pt", "cpu", True, None, True, "onnx"),  # the CPU asked for beside a GPU
+        ("best.pt", "auto", True, None, True, "torch"),  # a GPU found
+        ("best.pt", "0", False, "fresh", True, "torch"),  # a GPU named
+        ("best.pt", "mps", False, None, True, "torch"),
+        ("best.pt", "auto", False, None, False, "torch"),  # no export, none can be written
+        ("best.pt", "auto", False, "fresh", False, "onnx"),  # a read-only folder's export
+        ("best.pt", "auto", False, "stale", False, "torch"),  # older than the weights
+        ("best.onnx", "0", True, None, True, "onnx"),  # torch cannot run an export
+    ],
+)
+def test_the_backend_left_out_is_the_fastest_here(
+    tmp_path: Path, monkeypatch, weights, device, gpu, export, writable, expected
+):
+    import os
+
+    import detection.predict
+
+    path = tmp_path / weights
+    path.write_bytes(b"weights")
+    if export:
+        path.with_suffix(".onnx").write_bytes(b"export")
+        if export == "stale":
+            os.utime(path.with_suffix(".onnx"), (1, 1))
+    monkeypatch.setattr(detection.predict, "cuda_available", lambda: gpu)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: writable and real_access(p, mode)
+    )  # a read-only mount, which root cannot write either
+    assert detection.predict.default_backend(path, device) == expected
+
+
+def test_no_gpu_is_looked_for_by_importing_torch(tmp_path: Path):
+    # Torch's import (3 s) would outlast a prediction on a few images by ONNX Runtime.
+    if any(Path("/proc/driver/nvidia/gpus").glob("*")):
+        pytest.skip("an NVIDIA driver here: torch is asked")
+    code = (
+        "import sys\nfrom detection.predict import cuda_available\n"
+        "print(cuda_available(), 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    expected = "False False" if sys.platform == "linux" else "False True"
+    assert result.stdout.split() == expected.split(), result.stderr[-2000:]
