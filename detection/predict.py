@@ -492,15 +492,26 @@ def default_backend(weights: Path | str, device: str = "auto") -> str:
         return "onnx"  # torch cannot run it
     if device != "cpu" and (device != "auto" or cuda_available()):
         return "torch"
-    export = weights.with_suffix(".onnx")
-    usable = export.is_file() and not _stale(export, weights)
+    usable = export_to_make(weights, "onnx") is None
     return "onnx" if usable or os.access(weights.parent, os.W_OK) else "torch"
+
+
+def export_to_make(weights: Path | str, backend: str) -> Path | None:
+    """The fp32 export that running ``weights`` by ``backend`` writes beside them first
+    (there is none, or one older than the weights), or None."""
+    weights = resolve_weights(weights)
+    if backend != "onnx" or weights.suffix != ".pt":
+        return None
+    export = weights.with_suffix(".onnx")
+    return None if export.is_file() and not _stale(export, weights) else export
 
 
 def cuda_available() -> bool:
     """Whether torch has a CUDA GPU here, asked of torch only where Linux shows an NVIDIA
-    driver: its import takes seconds, longer than predicting on a few images."""
-    if sys.platform == "linux" and not any(Path("/proc/driver/nvidia/gpus").glob("*")):
+    driver (or WSL its GPU device): its import takes seconds, longer than predicting on
+    a few images."""
+    driver = any(Path("/proc/driver/nvidia/gpus").glob("*")) or Path("/dev/dxg").exists()
+    if sys.platform == "linux" and not driver:
         return False
     import torch
 
@@ -1549,7 +1560,8 @@ def predict(
     class name (operating points, as :func:`detection.evaluate.best_f1_confidences`
     reads them; a class without one gets ``DEFAULT_CONF``). ``progress(done,
     total)`` counts images, or tiles where any is cut; ``notice`` is told what the tiles
-    will cost before the work (:func:`tile_plan`) and which classes had no threshold.
+    will cost before the work (:func:`tile_plan`), which classes had no threshold and
+    the export it writes beside the weights (:func:`export_to_make`).
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
@@ -1577,9 +1589,12 @@ def predict(
     if plan and notice:
         notice(plan)
     backend = backend or default_backend(weights, device or "auto")
+    exported = export_to_make(weights, backend)
     detector = load_detector(
         weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
     )
+    if exported and notice:  # a file written beside the user's weights is told
+        notice(f"Exported {exported} for ONNX Runtime (again only when the weights change)")
     field = recorded_field_of_view(resolve_weights(weights))
     drawn_at = unwrapped(detector).imgsz
     measured: list[tuple[Path, int, int, float]] = []

@@ -674,7 +674,8 @@ def prepare(
             results' categories).
         progress: Told ``(done, total)`` as ``weights`` predict (images, or tiles).
         notice: Told what the tiles will cost before the work
-            (:func:`detection.predict.tile_plan`).
+            (:func:`detection.predict.tile_plan`) and of the export written beside
+            ``weights`` (:func:`detection.predict.export_to_make`).
     """
     started = time.perf_counter()
     if weights is not None:
@@ -698,21 +699,25 @@ def prepare(
             )
         predictions = results_boxes(results, classes, images, conf)
     if weights is not None:
-        from detection.predict import default_backend, load_detector, tile_plan
+        from detection.predict import default_backend, export_to_make, load_detector, tile_plan
 
         paths = [image.path for image in images]
         plan = tile_plan(paths, tile, tile_overlap)
         if plan and notice:
             notice(plan)
+        backend = backend or default_backend(weights)
+        exported = export_to_make(weights, backend)
         detector = load_detector(
             weights,
-            backend or default_backend(weights),
+            backend,
             spinning=False,
             classes=classes if labelled else None,
             tta=tta,
             tile=tile,
             tile_overlap=tile_overlap,
         )
+        if exported and notice:
+            notice(f"Exported {exported} for ONNX Runtime (again only when the weights change)")
         predictions, predicted_images = [], []
         found = predict_boxes(detector, paths, conf, iou, progress)
         for image, boxes in zip(images, found):

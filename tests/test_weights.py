@@ -250,6 +250,24 @@ def test_an_export_older_than_its_weights_is_not_used(
     assert "older than best.pt, so made from other weights" in capsys.readouterr().err
 
 
+def test_the_export_written_beside_the_weights_is_told(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys
+):
+    from detection.predict import cuda_available
+
+    if cuda_available():
+        pytest.skip("a GPU here runs the torch backend unasked")
+    image = next((tiny_data / "images" / "val").iterdir())
+    weights = tmp_path / "best.pt"
+    weights.write_bytes((trained / "best.pt").read_bytes())
+    argv = ["predict", str(image), "--weights", str(weights), "--no-images", "--out"]
+    assert main([*argv, str(tmp_path / "a")]) == 0
+    said = f"Exported {weights.with_suffix('.onnx')} for ONNX Runtime (again only when the"
+    assert said in capsys.readouterr().err
+    assert main([*argv, str(tmp_path / "b")]) == 0  # made once
+    assert "Exported" not in capsys.readouterr().err
+
+
 # A name is one folder: `release --name ..` replaced models/.. (the repository) whole at
 # the end of a 40-minute release.
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "/tmp/x", "", "-flag", "two words"])
@@ -309,7 +327,7 @@ def test_the_backend_left_out_is_the_fastest_here(
 
 def test_no_gpu_is_looked_for_by_importing_torch(tmp_path: Path):
     # Torch's import (3 s) would outlast a prediction on a few images by ONNX Runtime.
-    if any(Path("/proc/driver/nvidia/gpus").glob("*")):
+    if any(Path("/proc/driver/nvidia/gpus").glob("*")) or Path("/dev/dxg").exists():
         pytest.skip("an NVIDIA driver here: torch is asked")
     code = (
         "import sys\nfrom detection.predict import cuda_available\n"
