@@ -1020,7 +1020,8 @@ def add_detection_commands(commands: argparse._SubParsersAction) -> None:
         "--backend",
         choices=BACKENDS,
         help="the file scored: the .pt (torch) or its onnx / onnx-int8 export (default: "
-        "torch; onnx for an .onnx file)",
+        "torch, the .pt that ultralytics' val scores beside it, as a released card does; "
+        "onnx for an .onnx file)",
     )
     evaluate.add_argument(
         "--no-ultralytics",
