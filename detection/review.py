@@ -699,7 +699,13 @@ def prepare(
             )
         predictions = results_boxes(results, classes, images, conf)
     if weights is not None:
-        from detection.predict import default_backend, export_to_make, load_detector, tile_plan
+        from detection.predict import (
+            default_backend,
+            export_notice,
+            export_to_make,
+            load_detector,
+            tile_plan,
+        )
 
         paths = [image.path for image in images]
         plan = tile_plan(paths, tile, tile_overlap)
@@ -717,7 +723,7 @@ def prepare(
             tile_overlap=tile_overlap,
         )
         if exported and notice:
-            notice(f"Exported {exported} for ONNX Runtime (again only when the weights change)")
+            notice(export_notice(exported))
         predictions, predicted_images = [], []
         found = predict_boxes(detector, paths, conf, iou, progress)
         for image, boxes in zip(images, found):
