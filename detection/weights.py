@@ -322,12 +322,21 @@ def check_checkpoint(weights: str | Path) -> Path:
     checked as :func:`load_yolo` checks it before torch reads it (and imported).
 
     Raises:
-        WeightsError: An ONNX model, or a file missing, a folder, empty or damaged.
+        WeightsError: An ONNX model, a file missing, a folder, empty or damaged, or a
+            checkpoint whose name is not a ``.pt``.
     """
     path = resolve_weights(weights)
     if path.suffix == ".onnx":
         raise WeightsError(f"{path}: an ONNX model; this needs the PyTorch .pt")
     check_file(path)
+    if path.suffix != ".pt":
+        # Ultralytics takes any other name for a model to build or fetch: a .pth came
+        # back as a model whose module was its name (a traceback at the export), or
+        # tripped an assertion at its predict.
+        raise WeightsError(
+            f"{path}: ultralytics reads a checkpoint only from a .pt file; copy or rename "
+            f"it to {path.with_suffix('.pt').name}"
+        )
     return path
 
 

@@ -250,6 +250,22 @@ def test_an_export_older_than_its_weights_is_not_used(
     assert "older than best.pt, so made from other weights" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("backend", [[], ["--backend", "torch"], ["--backend", "onnx"]])
+def test_a_checkpoint_not_named_pt_is_refused(
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys, backend: list[str]
+):
+    # A .pth gave a traceback: ultralytics took it for a model's name.
+    image = next((tiny_data / "images" / "val").iterdir())
+    weights = tmp_path / "best.pth"
+    weights.write_bytes((trained / "best.pt").read_bytes())
+    assert main(["predict", str(image), "--weights", str(weights), *backend]) == 2
+    assert capsys.readouterr().err == (
+        f"defects predict: error: {weights}: ultralytics reads a checkpoint only from a .pt "
+        "file; copy or rename it to best.pt\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth"]
+
+
 def test_the_export_written_beside_the_weights_is_told(
     trained: Path, tiny_data: Path, tmp_path: Path, capsys
 ):
