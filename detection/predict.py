@@ -410,7 +410,7 @@ def ultralytics_detections(result) -> Detections:
 
 def load_detector(
     weights: Path | str,
-    backend: str = "torch",
+    backend: str | None = None,
     imgsz: int | None = None,
     device: str | None = None,
     spinning: bool = True,
@@ -418,18 +418,23 @@ def load_detector(
     tta: bool = False,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
+    notice: Callable[[str], None] | None = None,
 ):
     """``torch``: the ``.pt``; ``onnx``: the ``.onnx`` beside it (exported if missing);
     ``onnx-int8``: the ``.int8.onnx`` beside it (``defects export --int8`` writes it;
-    released models ship it).
+    released models ship it); None: :func:`default_backend`'s choice.
 
     ``weights`` may name a released model (``neu-det``). ``spinning=False`` lets ONNX
     Runtime's idle threads sleep, for work running beside it. With ``classes`` (the
     data's), a model whose classes are not among them is refused. ``tta`` wraps the
     detector in :class:`FlipTTADetector`; ``tile`` (pixels) in :class:`TiledDetector`,
-    around it.
+    around it. ``notice`` is told of an export written beside the user's weights.
     """
+    backend = backend or default_backend(weights, device or "auto")
+    exported = export_to_make(weights, backend)
     detector = _load_detector(weights, backend, imgsz, device, spinning, classes)
+    if exported and notice:
+        notice(f"Exported {exported} for ONNX Runtime (again only when the weights change)")
     detector = FlipTTADetector(detector) if tta else detector
     return TiledDetector(detector, tile, tile_overlap) if tile else detector
 
@@ -483,9 +488,9 @@ def default_backend(weights: Path | str, device: str = "auto") -> str:
     """The backend that runs ``weights`` where ``--backend`` is not given: ONNX Runtime,
     the faster path on a CPU (``make bench-predict``: 1.3x ultralytics' batched PyTorch,
     and without torch's import the command on one image took 0.55 s against 4.8 s), its
-    export made beside the ``.pt`` the first time; ultralytics' PyTorch on a GPU (``device`` names
-    one, or ``auto`` finds one), and where no export is there nor can be written (a
-    read-only folder).
+    export made beside the ``.pt`` the first time; ultralytics' PyTorch on a GPU
+    (``device`` names one, or ``auto`` finds one), and where no export is there nor can
+    be written (a read-only folder).
     """
     weights = resolve_weights(weights)
     if weights.suffix == ".onnx":
@@ -504,11 +509,6 @@ def export_to_make(weights: Path | str, backend: str) -> Path | None:
         return None
     export = weights.with_suffix(".onnx")
     return None if export.is_file() and not _stale(export, weights) else export
-
-
-def export_notice(export: Path) -> str:
-    """What a command says of the export it wrote beside the user's weights."""
-    return f"Exported {export} for ONNX Runtime (again only when the weights change)"
 
 
 def cuda_available() -> bool:
@@ -1566,7 +1566,7 @@ def predict(
     reads them; a class without one gets ``DEFAULT_CONF``). ``progress(done,
     total)`` counts images, or tiles where any is cut; ``notice`` is told what the tiles
     will cost before the work (:func:`tile_plan`), which classes had no threshold and
-    the export it writes beside the weights (:func:`export_to_make`).
+    the export it writes beside the weights (:func:`load_detector`).
 
     With an ``out`` folder, writes annotated images, ``predictions.json`` (COCO results,
     each with its ``file_name`` and ``category``), ``images.json`` and ``errors.json``;
@@ -1593,13 +1593,10 @@ def predict(
     plan = tile_plan(paths, tile, tile_overlap)
     if plan and notice:
         notice(plan)
-    backend = backend or default_backend(weights, device or "auto")
-    exported = export_to_make(weights, backend)
     detector = load_detector(
-        weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap
-    )
-    if exported and notice:  # a file written beside the user's weights is told
-        notice(export_notice(exported))
+        weights, backend, imgsz, device, tta=tta, tile=tile, tile_overlap=tile_overlap,
+        notice=notice,
+    )  # fmt: skip
     field = recorded_field_of_view(resolve_weights(weights))
     drawn_at = unwrapped(detector).imgsz
     measured: list[tuple[Path, int, int, float]] = []

@@ -675,7 +675,7 @@ def prepare(
         progress: Told ``(done, total)`` as ``weights`` predict (images, or tiles).
         notice: Told what the tiles will cost before the work
             (:func:`detection.predict.tile_plan`) and of the export written beside
-            ``weights`` (:func:`detection.predict.export_to_make`).
+            ``weights`` (:func:`detection.predict.load_detector`).
     """
     started = time.perf_counter()
     if weights is not None:
@@ -699,20 +699,12 @@ def prepare(
             )
         predictions = results_boxes(results, classes, images, conf)
     if weights is not None:
-        from detection.predict import (
-            default_backend,
-            export_notice,
-            export_to_make,
-            load_detector,
-            tile_plan,
-        )
+        from detection.predict import load_detector, tile_plan
 
         paths = [image.path for image in images]
         plan = tile_plan(paths, tile, tile_overlap)
         if plan and notice:
             notice(plan)
-        backend = backend or default_backend(weights)
-        exported = export_to_make(weights, backend)
         detector = load_detector(
             weights,
             backend,
@@ -721,9 +713,8 @@ def prepare(
             tta=tta,
             tile=tile,
             tile_overlap=tile_overlap,
+            notice=notice,
         )
-        if exported and notice:
-            notice(export_notice(exported))
         predictions, predicted_images = [], []
         found = predict_boxes(detector, paths, conf, iou, progress)
         for image, boxes in zip(images, found):
