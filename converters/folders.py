@@ -1,18 +1,23 @@
 """Output folders written whole: built beside their place, then swapped in.
 
-A run that is interrupted leaves the previous folder intact, and a run never leaves
-files of an earlier one behind (two ``synth`` runs into one folder once gave the union of
-both datasets). Since the folder is replaced whole, it must be new, empty or an earlier
-output of the same command, recognised by the marker file that command writes into it:
-``--out mine`` once deleted mine/, and ``--out SRC`` the source dataset; another command's
-output is refused too (:data:`OUTPUT_MARKERS`).
+A run that is interrupted leaves the previous folder intact, a command reading the
+folder meanwhile finds the one or the other, never none (on Linux they are exchanged in
+one step), and a run never leaves files of an earlier one behind (two ``synth`` runs
+into one folder once gave the union of both datasets). Since the folder is replaced
+whole, it must be new, empty or an earlier output of the same command, recognised by the
+marker file that command writes into it: ``--out mine`` once deleted mine/, and ``--out
+SRC`` the source dataset; another command's output is refused too
+(:data:`OUTPUT_MARKERS`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -130,6 +135,9 @@ def write_folder(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if out.exists() and _exchange(tmp, out):  # tmp now holds the earlier output
+        shutil.rmtree(tmp, ignore_errors=True)
+        return result
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     try:
         if out.exists():
@@ -145,6 +153,39 @@ def write_folder(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+# renameat2's flag and "relative to the working directory" (linux/fs.h, fcntl.h).
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """Linux's ``renameat2`` from the C library (glibc 2.28 and later), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    directory, path = ctypes.c_int, ctypes.c_char_p
+    function.argtypes = [directory, path, directory, path, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(new: Path, out: Path) -> bool:
+    """Exchanges the folders ``new`` and ``out`` in one step (``renameat2`` with
+    ``RENAME_EXCHANGE``), so that ``out`` never goes missing: moved aside first, it was
+    gone for a moment, and a command reading it then (a training run started beside a
+    conversion of its dataset) found no manifest and called the dataset damaged.
+    False where the system cannot (not Linux, an old C library, a file system without
+    it) or the exchange failed; :func:`write_folder` then moves ``out`` aside."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    paths = os.fsencode(new), os.fsencode(out)
+    return renameat2(_AT_FDCWD, paths[0], _AT_FDCWD, paths[1], _RENAME_EXCHANGE) == 0
 
 
 def _in_output(error: OSError, tmp: Path, out: Path) -> OSError:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -673,11 +674,75 @@ def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+# Says it is ready, then looks for the file argv[1] until the file argv[2] exists; prints
+# the number of times it was missing, then of times it was looked for.
+_READER = """
+import os, sys
+marker, stop = sys.argv[1], sys.argv[2]
+missing = looked = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    looked += 1
+    missing += not os.path.exists(marker)
+print(missing, looked)
+"""
+
+
+def test_a_reader_never_finds_the_output_missing_while_it_is_replaced(tmp_path: Path):
+    # Moved aside and then replaced, the folder was gone for a moment: a command reading
+    # it then (training started beside a conversion of its dataset) found no manifest
+    # and called the dataset damaged. Exchanged in one step, it is always there.
+    from converters.folders import _renameat2, write_folder
+
+    if _renameat2() is None:
+        pytest.skip("no renameat2 here: the folder is moved aside, then replaced")
+    out, stop = tmp_path / "out", tmp_path / "stop"
+
+    def build(number: int) -> Callable[[Path], None]:
+        return lambda folder: folder.mkdir() or (folder / "m.json").write_text(str(number))
+
+    write_folder(out, build(0), "m.json")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(out / "m.json"), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout.readline() == "ready\n"  # looking before the first replacement
+    for number in range(1, 301):
+        write_folder(out, build(number), "m.json")
+    stop.touch()
+    missing, looked = map(int, reader.communicate(timeout=60)[0].split())
+    assert (missing, (out / "m.json").read_text()) == (0, "300")
+    assert looked > 300  # it looked throughout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "stop"]
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchanged", "moved aside"])
+def test_an_output_replaced_holds_the_new_files_only(tmp_path: Path, monkeypatch, exchange: bool):
+    import converters.folders
+    from converters.folders import _renameat2, write_folder
+
+    if exchange and _renameat2() is None:
+        pytest.skip("no renameat2 here")
+    if not exchange:  # another system, or a file system without the exchange
+        monkeypatch.setattr(converters.folders, "_exchange", lambda new, out: False)
+    out = tmp_path / "out"
+    write_folder(out, lambda f: f.mkdir() or (f / "m.json").write_text("1"), "m.json")
+    (out / "old.txt").write_text("of the first run")
+    write_folder(out, lambda f: f.mkdir() or (f / "m.json").write_text("2"), "m.json")
+    assert sorted(p.name for p in out.iterdir()) == ["m.json"]
+    assert (out / "m.json").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Path, monkeypatch):
-    # The same command twice at once: the other run's output took the place between our
-    # moving the old one aside and moving ours in.
+    # The same command twice at once, where the folders cannot be exchanged in one step:
+    # the other run's output took the place between our moving the old one aside and
+    # moving ours in.
+    import converters.folders
     from converters.folders import write_folder
 
+    monkeypatch.setattr(converters.folders, "_exchange", lambda new, out: False)
     out = tmp_path / "out"
     write_folder(
         out, lambda folder: folder.mkdir() or (folder / "m.json").write_text("1"), "m.json"
