@@ -1,9 +1,9 @@
 """Output folders written whole: built beside their place, then swapped in.
 
 A run that is interrupted leaves the previous folder intact, a command reading the
-folder meanwhile finds the one or the other, never none (on Linux they are exchanged in
-one step), and a run never leaves files of an earlier one behind (two ``synth`` runs
-into one folder once gave the union of both datasets). Since the folder is replaced
+folder meanwhile finds the earlier one or the new one, never none where Linux exchanges
+them in one step, and a run never leaves files of an earlier one behind (two ``synth``
+runs into one folder once gave the union of both datasets). Since the folder is replaced
 whole, it must be new, empty or an earlier output of the same command, recognised by the
 marker file that command writes into it: ``--out mine`` once deleted mine/, and ``--out
 SRC`` the source dataset; another command's output is refused too
@@ -120,7 +120,10 @@ def write_folder(
             named none.
     """
     check_output_folder(out, marker, sources)
-    out = Path(out).absolute()
+    # A link to a folder (outputs kept on a larger disk) is written through: the folder
+    # it leads to is replaced. Replaced itself, the link became a folder, the folder it
+    # led to kept the earlier output, and the link was left beside as a hidden stray.
+    out = Path(out).resolve() if Path(out).is_symlink() else Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

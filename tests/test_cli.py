@@ -735,6 +735,30 @@ def test_an_output_replaced_holds_the_new_files_only(tmp_path: Path, monkeypatch
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchanged", "moved aside"])
+def test_an_output_that_is_a_link_is_written_through(tmp_path: Path, monkeypatch, exchange: bool):
+    # Outputs kept on a larger disk, linked from where commands write them: the folder
+    # the link leads to is replaced. Replaced itself, the link became a folder, the one
+    # it led to kept the earlier output, and a hidden link was left beside.
+    import converters.folders
+    from converters.folders import _renameat2
+
+    if exchange and _renameat2() is None:
+        pytest.skip("no renameat2 here")
+    if not exchange:
+        monkeypatch.setattr(converters.folders, "_exchange", lambda new, out: False)
+    disk, work = tmp_path / "disk", tmp_path / "work"
+    work.mkdir()
+    src = _small(tmp_path / "src")
+    assert main(["convert", str(src), "--out", str(disk / "converted"), "--seed", "1"]) == 0
+    (work / "converted").symlink_to(disk / "converted")
+    assert main(["convert", str(src), "--out", str(work / "converted"), "--seed", "2"]) == 0
+    assert (work / "converted").is_symlink()
+    assert json.loads((disk / "converted" / "manifest.json").read_text())["seed"] == 2
+    assert [p.name for p in work.iterdir()] == ["converted"]
+    assert [p.name for p in disk.iterdir()] == ["converted"]
+
+
 def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Path, monkeypatch):
     # The same command twice at once, where the folders cannot be exchanged in one step:
     # the other run's output took the place between our moving the old one aside and
