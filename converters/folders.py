@@ -63,7 +63,9 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
             virtual file system, no permission): said before the work, not after it.
     """
     given = Path(out)
-    existing = next((p for p in given.absolute().parents if p.exists()), None)
+    # A link is written through (write_folder): the place checked is where it leads.
+    place = given.resolve() if given.is_symlink() else given.absolute()
+    existing = next((p for p in place.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(given))
     if existing is not None:  # where write_folder builds it (creating the folders between)

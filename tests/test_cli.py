@@ -759,6 +759,18 @@ def test_an_output_that_is_a_link_is_written_through(tmp_path: Path, monkeypatch
     assert [p.name for p in disk.iterdir()] == ["converted"]
 
 
+def test_an_output_link_to_where_nothing_can_be_written_is_refused_before_the_work(
+    tmp_path: Path,
+):
+    src = _small(tmp_path / "src")
+    (tmp_path / "linked").symlink_to("/proc/defects-linked")  # a virtual file system
+    argv = ["convert", str(src), "--out", str(tmp_path / "linked")]
+    result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True)
+    assert result.returncode == 2
+    said = f"defects convert: error: {tmp_path / 'linked'}: cannot be written: No such file"
+    assert result.stderr.startswith(said), result.stderr
+
+
 def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Path, monkeypatch):
     # The same command twice at once, where the folders cannot be exchanged in one step:
     # the other run's output took the place between our moving the old one aside and
