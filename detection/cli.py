@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -323,6 +324,18 @@ def out_of_memory(error: BaseException, args: argparse.Namespace) -> str | None:
     return f"out of memory{size}{advice}"
 
 
+# pathlib's resolve() on Python 3.11 and 3.12 says a link that leads back to itself so;
+# the system's own calls raise OSError ELOOP, which names the file.
+_LINK_LOOP = re.compile(r"Symlink loop from '(.+)'")
+
+
+def link_loop(error: BaseException) -> str | None:
+    """One line for a path that is a loop of symbolic links (``ln -s a a``), as the
+    system says it of any other call; None for any other error."""
+    found = isinstance(error, RuntimeError) and _LINK_LOOP.fullmatch(str(error))
+    return f"{found[1]}: {os.strerror(errno.ELOOP)}" if found else None
+
+
 # A write refused midway: a full disk, a file-size limit, a quota.
 FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -364,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"defects {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # broad on purpose: each library raises its own kind
-        said = out_of_memory(error, args)
+        said = out_of_memory(error, args) or link_loop(error)
         if said is None:
             raise
         print(f"defects {args.command}: error: {said}", file=sys.stderr)

@@ -771,6 +771,30 @@ def test_an_output_link_to_where_nothing_can_be_written_is_refused_before_the_wo
     assert result.stderr.startswith(said), result.stderr
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["convert", "{src}", "--out", "{loop}"],
+        ["convert", "{loop}", "--out", "{tmp}/out"],
+        ["synth", "--out", "{loop}"],
+        ["evaluate", "--weights", "neu-det", "--data", "{loop}", "--out", "{tmp}/out"],
+        ["evaluate", "--predictions", "{loop}", "--gt", "{loop}", "--out", "{tmp}/out"],
+        ["export", "--weights", "{loop}"],
+        ["review", "--data", "{loop}", "--no-launch"],
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_a_path_that_is_a_loop_of_links_is_one_line(tmp_path: Path, capsys, argv: list[str]):
+    # `ln -s loop loop`: pathlib's resolve() raised RuntimeError("Symlink loop from ..."),
+    # a traceback, where the system's own calls say ELOOP.
+    src = _small(tmp_path / "src")
+    (tmp_path / "loop").symlink_to("loop")
+    paths = {"src": src, "loop": tmp_path / "loop", "tmp": tmp_path}
+    assert main([word.format(**paths) for word in argv]) == 2
+    reason = "Too many levels of symbolic links"
+    assert capsys.readouterr().err == f"defects {argv[0]}: error: {paths['loop']}: {reason}\n"
+
+
 def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Path, monkeypatch):
     # The same command twice at once, where the folders cannot be exchanged in one step:
     # the other run's output took the place between our moving the old one aside and
