@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -164,6 +167,43 @@ def test_what_is_no_image_is_refused_with_its_reason(tmp_path: Path, content, er
     # "skipped FILE: REASON" and errors.json take the reason.
     assert caught.value.filename == str(path)
     assert re.search(message, caught.value.strerror) and str(path) not in caught.value.strerror
+
+
+# Reads a path as an image's pixels or header, in a process of its own with at most 4 GiB
+# of memory, and prints the error's file and reason.
+_READ_DEVICE = """
+import resource, sys
+from converters.imagesize import read_header
+from converters.pixels import read_image
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+try:
+    (read_image if sys.argv[2] == "pixels" else read_header)(sys.argv[1])
+except OSError as error:
+    print(error.filename, "|", error.strerror)
+"""
+
+
+@pytest.mark.parametrize("read", ["pixels", "header"])
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_is_refused_unread(device: str, read: str):
+    # /dev/zero was read without end (until memory ran out), a disk would have been
+    # read whole, and /dev/stdin left at a terminal waited for typing.
+    argv = [sys.executable, "-c", _READ_DEVICE, device, read]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.stdout == f"{device} | a character device, not a file\n", result.stderr[-2000:]
+
+
+def test_an_image_through_a_pipe_is_read_whole(tmp_path: Path):
+    # `cat image.jpg | defects predict /dev/stdin`, or a shell's <(...): a pipe, read.
+    image = write_image(tmp_path / "a.jpg", 64, 48)
+    readable, writable = os.pipe()
+    os.write(writable, image.read_bytes())  # a small image: within the pipe's buffer
+    os.close(writable)
+    try:
+        pixels = read_image(f"/dev/fd/{readable}")
+    finally:
+        os.close(readable)
+    assert np.array_equal(pixels, read_image(image))
 
 
 def test_real_neu_det_images_are_all_whole(neu_det: Path):
