@@ -80,7 +80,10 @@ def load_definition(name_or_path: str | Path) -> DatasetDefinition:
             raise ConversionError(f"{path}: no such dataset definition (known: {known})")
     elif not path.is_file():
         # A file the user named (--classes-file): the definitions in datasets/ are not it.
-        what = "a folder, not a file" if path.is_dir() else "no such file"
+        if path.is_dir():
+            what = "a folder, not a file"
+        else:
+            what = "a device or a pipe, not a file" if path.exists() else "no such file"
         raise ConversionError(f"{path}: {what}")
     data = read_yaml_mapping(path, "dataset definition")
     raw_classes = data.get("classes") or data.get("names")

@@ -5,6 +5,8 @@ failed on."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -25,6 +27,25 @@ def naming(error: OSError, path: Path | str) -> OSError:
     return OSError(error.errno, error.strerror, str(path))
 
 
+_DEVICES = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device (a disk)"}
+
+
+def read_bytes(path: Path | str) -> bytes:
+    """A file's bytes, or a pipe's (``/dev/stdin`` fed by ``cat image.jpg |``, or a
+    shell's ``<(...)``).
+
+    Raises:
+        OSError: The system's, with the file as ``filename``; for a device, one saying
+            so: ``/dev/zero`` or a disk was read without end (until memory ran out), and
+            ``/dev/stdin`` left at a terminal waited for typing.
+    """
+    with open(path, "rb") as file:
+        device = _DEVICES.get(stat.S_IFMT(os.fstat(file.fileno()).st_mode))
+        if device:
+            raise OSError(None, f"{device}, not a file", str(path))
+        return file.read()
+
+
 def read_text(path: Path, what: str, kind: str = "file") -> str:
     """A text file's content (UTF-8, a byte-order mark dropped); ``what`` and ``kind``
     name what was expected there (``COCO results``, ``JSON file``) in messages.
@@ -33,7 +54,7 @@ def read_text(path: Path, what: str, kind: str = "file") -> str:
         ConversionError: Missing, a folder, unreadable or not UTF-8; names ``path``.
     """
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return read_bytes(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConversionError(f"{path}: no such file ({what} expected)") from None
     except IsADirectoryError:

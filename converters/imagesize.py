@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from converters.files import read_bytes
 from converters.orientation import TURNS, orientation_from_tiff, shown_size
 
 # JPEG start-of-frame markers carry the size; C4, C8 and CC are other segments.
@@ -172,23 +172,16 @@ def check_structure(data: bytes) -> ImageHeader | None:
 
 
 def read_file(path: Path | str) -> bytes:
-    """A file's bytes, or a pipe's (``/dev/stdin`` fed by ``cat image.jpg |``, or a
-    shell's ``<(...)``).
+    """A file's bytes, or a pipe's (:func:`converters.files.read_bytes`).
 
     Raises:
         OSError: The system's, with the file as ``filename``; for a link that leads
             nowhere (a dataset linked from one moved or deleted since), one saying so:
             "No such file or directory" of a name ``ls`` lists tells nothing; for a
-            device, one saying so: ``/dev/zero`` or a disk was read without end, and
-            ``/dev/stdin`` left at a terminal waited for typing.
+            device, one saying so.
     """
     try:
-        with open(path, "rb") as file:
-            mode = os.fstat(file.fileno()).st_mode
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                kind = "a character device" if stat.S_ISCHR(mode) else "a block device (a disk)"
-                raise OSError(None, f"{kind}, not a file", str(path))
-            return file.read()
+        return read_bytes(path)
     except FileNotFoundError:
         if not os.path.islink(path):
             raise

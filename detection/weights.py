@@ -206,12 +206,15 @@ def check_file(path: Path) -> None:
     """Cheap structural checks of a checkpoint file, before torch reads it.
 
     Raises:
-        WeightsError: Missing, a folder, empty, truncated, damaged or not a checkpoint.
+        WeightsError: Missing, a folder, a device, empty, truncated, damaged or not a
+            checkpoint.
     """
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
         raise WeightsError(f"{path}: a folder, not a weights file")
+    if not path.is_file():
+        raise WeightsError(f"{path}: a device or a pipe, not a weights file")
     size = path.stat().st_size
     if size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint")
@@ -307,12 +310,15 @@ def check_onnx(path: Path) -> None:
     """Structural checks of an ONNX file before ONNX Runtime reads it.
 
     Raises:
-        WeightsError: Missing, a folder or empty (ONNX Runtime's own errors name no file).
+        WeightsError: Missing, a folder, a device or empty (ONNX Runtime's own errors
+            name no file).
     """
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
         raise WeightsError(f"{path}: a folder, not an ONNX model")
+    if not path.is_file():
+        raise WeightsError(f"{path}: a device or a pipe, not an ONNX model")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not an ONNX model")
 

@@ -64,6 +64,15 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         # A file named with no suffix is that file, not a definition in datasets/.
         (["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "none"], "none: no such file"),
         (["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "{tmp}"], "a folder, not a"),
+        # A device where a file is read: /dev/zero was read until memory ran out.
+        (
+            ["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "/dev/zero"],
+            "/dev/zero: a device or a pipe, not a file",
+        ),
+        (
+            ["evaluate", "--predictions", "/dev/zero", "--gt", "/dev/zero", "--out", "{tmp}/o"],
+            "/dev/zero: unreadable: a character device, not a file",
+        ),
         (
             ["convert", "{src}", "--out", "{tmp}/o", "--dataset", "nope"],
             "datasets/nope.yaml: no such dataset definition (known: gc10-det, neu-det,",

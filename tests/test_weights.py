@@ -43,6 +43,9 @@ def bad_weights(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     for kind, data in files.items():
         made[kind] = root / f"{kind.replace(' ', '-')}.pt"
         made[kind].write_bytes(data)
+    # A device: /dev/zero was read until memory ran out (a link: weights named .pt).
+    made["device"] = root / "device.pt"
+    made["device"].symlink_to("/dev/zero")
     made["classifier"] = root / "classifier.pt"
     YOLO("yolo11n-cls.yaml").save(str(made["classifier"]))
     checkpoint = torch.load(trained / "best.pt", map_location="cpu", weights_only=False)
@@ -56,6 +59,7 @@ MESSAGES = {
     "empty": "empty file (0 bytes), not a checkpoint",
     "truncated": "truncated (",
     "not a checkpoint": "not a PyTorch checkpoint",
+    "device": "a device or a pipe, not a weights file",
     "classifier": "a classifier where a detector is expected",
     "detector": "a detector where a classifier is expected",
     "other classes": "its classes ['rust-0', 'rust-1', 'rust-2', 'rust-3', 'rust-4', 'rust-5'] "
@@ -91,6 +95,7 @@ CASES = [
 ]
 CASES += [("classify", kind) for kind in DAMAGED] + [("classify", "detector")]
 CASES += [("evaluate", "other classes"), ("review", "other classes")]
+CASES += [(command, "device") for command in COMMANDS]
 
 
 @pytest.mark.parametrize(("command", "kind"), CASES)
