@@ -78,12 +78,10 @@ def load_definition(name_or_path: str | Path) -> DatasetDefinition:
         if not path.is_file():
             known = ", ".join(sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml")))
             raise ConversionError(f"{path}: no such dataset definition (known: {known})")
-    elif not path.is_file():
+    elif not path.exists() or path.is_dir():
         # A file the user named (--classes-file): the definitions in datasets/ are not it.
-        if path.is_dir():
-            what = "a folder, not a file"
-        else:
-            what = "a device or a pipe, not a file" if path.exists() else "no such file"
+        # (A pipe, <(...), is read as a file is; a device is refused as it is read.)
+        what = "a folder, not a file" if path.is_dir() else "no such file"
         raise ConversionError(f"{path}: {what}")
     data = read_yaml_mapping(path, "dataset definition")
     raw_classes = data.get("classes") or data.get("names")

@@ -67,7 +67,7 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         # A device where a file is read: /dev/zero was read until memory ran out.
         (
             ["convert", "{src}", "--out", "{tmp}/o", "--classes-file", "/dev/zero"],
-            "/dev/zero: a device or a pipe, not a file",
+            "/dev/zero: unreadable: a character device, not a file",
         ),
         (
             ["evaluate", "--predictions", "/dev/zero", "--gt", "/dev/zero", "--out", "{tmp}/o"],

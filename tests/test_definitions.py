@@ -3,6 +3,7 @@ and one clear line naming the file for each kind of file that is not one."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,16 @@ def test_a_file_that_is_no_definition_is_one_clear_line(content: bytes, message,
 def test_an_empty_file_is_an_empty_mapping(tmp_path: Path):
     (tmp_path / "empty.yaml").write_text("")
     assert read_yaml_mapping(tmp_path / "empty.yaml", "dataset definition") == {}
+
+
+def test_a_class_list_through_a_pipe_is_read():
+    # `defects convert SRC --classes-file <(printf 'classes: [a, b]')`: a pipe, which was
+    # refused as "no such file" (not a regular file), is read as a file is.
+    readable, writable = os.pipe()
+    os.write(writable, b"classes: [rust, dent]\n")
+    os.close(writable)
+    try:
+        definition = load_definition(f"/dev/fd/{readable}")
+    finally:
+        os.close(readable)
+    assert definition.classes == ["rust", "dent"]
