@@ -43,7 +43,7 @@ def bad_weights(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     for kind, data in files.items():
         made[kind] = root / f"{kind.replace(' ', '-')}.pt"
         made[kind].write_bytes(data)
-    # A device: /dev/zero was read until memory ran out (a link: weights named .pt).
+    # A device (a link to /dev/zero named .pt): it was said to be an empty file.
     made["device"] = root / "device.pt"
     made["device"].symlink_to("/dev/zero")
     made["classifier"] = root / "classifier.pt"
