@@ -63,9 +63,7 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
             virtual file system, no permission): said before the work, not after it.
     """
     given = Path(out)
-    # A link is written through (write_folder): the place checked is where it leads.
-    place = given.resolve() if given.is_symlink() else given.absolute()
-    existing = next((p for p in place.parents if p.exists()), None)
+    existing = next((p for p in _written_at(given).parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(given))
     if existing is not None:  # where write_folder builds it (creating the folders between)
@@ -101,6 +99,14 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
         )
 
 
+def _written_at(out: Path) -> Path:
+    """Where the output folder ``out`` is written, as an absolute path: a link to a
+    folder (outputs kept on a larger disk) is written through, the folder it leads to
+    replaced. Replaced itself, the link became a folder, the folder it led to kept the
+    earlier output, and the link was left beside as a hidden stray."""
+    return out.resolve() if out.is_symlink() else out.absolute()
+
+
 def write_folder(
     out: Path,
     build: Callable[[Path], T],
@@ -122,10 +128,7 @@ def write_folder(
             named none.
     """
     check_output_folder(out, marker, sources)
-    # A link to a folder (outputs kept on a larger disk) is written through: the folder
-    # it leads to is replaced. Replaced itself, the link became a folder, the folder it
-    # led to kept the earlier output, and the link was left beside as a hidden stray.
-    out = Path(out).resolve() if Path(out).is_symlink() else Path(out).absolute()
+    out = _written_at(Path(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -202,6 +202,21 @@ def _missing(path: Path) -> WeightsError:
     )
 
 
+def _check_a_file(path: Path, what: str) -> None:
+    """Refuses ``path`` where it is no file to read weights from: missing, a folder, or a
+    device or a pipe (torch and ONNX Runtime read a file; /dev/zero was said empty).
+
+    Raises:
+        WeightsError: Naming ``path`` and ``what`` it should be (``a weights file``).
+    """
+    if not path.exists():
+        raise _missing(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not {what}")
+    if not path.is_file():
+        raise WeightsError(f"{path}: a device or a pipe, not {what}")
+
+
 def check_file(path: Path) -> None:
     """Cheap structural checks of a checkpoint file, before torch reads it.
 
@@ -209,12 +224,7 @@ def check_file(path: Path) -> None:
         WeightsError: Missing, a folder, a device, empty, truncated, damaged or not a
             checkpoint.
     """
-    if not path.exists():
-        raise _missing(path)
-    if path.is_dir():
-        raise WeightsError(f"{path}: a folder, not a weights file")
-    if not path.is_file():
-        raise WeightsError(f"{path}: a device or a pipe, not a weights file")
+    _check_a_file(path, "a weights file")
     size = path.stat().st_size
     if size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not a checkpoint")
@@ -313,12 +323,7 @@ def check_onnx(path: Path) -> None:
         WeightsError: Missing, a folder, a device or empty (ONNX Runtime's own errors
             name no file).
     """
-    if not path.exists():
-        raise _missing(path)
-    if path.is_dir():
-        raise WeightsError(f"{path}: a folder, not an ONNX model")
-    if not path.is_file():
-        raise WeightsError(f"{path}: a device or a pipe, not an ONNX model")
+    _check_a_file(path, "an ONNX model")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not an ONNX model")
 
