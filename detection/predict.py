@@ -472,7 +472,7 @@ def _load_detector(
                 f"it again: defects export --weights {weights} --int8 --calibration IMAGES"
             )
         onnx_path.unlink()  # training wrote new weights since: export them
-    if not onnx_path.is_file():
+    if not onnx_path.is_file() and onnx_path != weights:  # an .onnx given is checked as one
         onnx_path = export_onnx(weights, imgsz)
     detector = OnnxDetector(onnx_path, imgsz, spinning=spinning)
     unknown = [n for n in detector.names.values() if classes is not None and n not in classes]

@@ -143,8 +143,15 @@ def test_onnx_files_are_checked_too(bad_weights, tiny_data: Path, tmp_path: Path
     for name, data, message in [
         ("empty.onnx", b"", "empty file (0 bytes), not an ONNX model"),
         ("text.onnx", b"not a model at all", "not a loadable ONNX model"),
+        ("device.onnx", None, "a device or a pipe, not an ONNX model"),
+        # Not there: it was taken for an export to make from itself ("an ONNX model;
+        # this needs the PyTorch .pt"), a folder and a device too.
+        ("missing.onnx", "missing", "no such weights file"),
     ]:
-        (tmp_path / name).write_bytes(data)
+        if data is None:  # a device (a link to /dev/zero named .onnx)
+            (tmp_path / name).symlink_to("/dev/zero")
+        elif data != "missing":
+            (tmp_path / name).write_bytes(data)
         argv = ["predict", str(image), "--weights", str(tmp_path / name), "--backend", "onnx"]
         assert main([*argv, "--out", str(tmp_path / "out")]) == 2
         assert f"{tmp_path / name}: {message}" in capsys.readouterr().err
