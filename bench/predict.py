@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ from converters.pixels import read_image  # noqa: E402
 from detection.cocoeval import evaluate  # noqa: E402
 from detection.evaluate import predict_coco  # noqa: E402
 from detection.predict import (  # noqa: E402
+    Detector,
     FlipTTADetector,
     OnnxDetector,
     TorchDetector,
@@ -64,7 +66,7 @@ from detection.threads import cpu_threads, ultralytics_threads  # noqa: E402
 from detection.weights import resolve_weights  # noqa: E402
 
 
-def timed(function) -> float:
+def timed(function: Callable[[], object]) -> float:
     started = time.perf_counter()
     function()
     return time.perf_counter() - started
@@ -100,7 +102,7 @@ def main() -> None:
                 str(path), imgsz=args.imgsz, conf=0.25, device="cpu", verbose=False
             )
 
-    def ultralytics_batched(threads: int, imgsz: int = args.imgsz):
+    def ultralytics_batched(threads: int, imgsz: int = args.imgsz) -> Callable[[], None]:
         def run() -> None:
             torch.set_num_threads(threads)
             for chunk in batches(paths, 32):
@@ -112,7 +114,7 @@ def main() -> None:
 
         return run
 
-    def ours(detector) -> None:
+    def ours(detector: Detector) -> None:
         for chunk in batches(paths, 32):
             detector([read_image(p) for p in chunk], conf=0.25)
 

@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,7 +112,7 @@ def operator_shares(onnx_path: Path, batch: np.ndarray, runs: int = 3) -> dict[s
     return {op: round(us / total, 4) for op, us in spent.most_common()}
 
 
-def openvino_model(onnx_path: Path):
+def openvino_model(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The ONNX export compiled by OpenVINO for this CPU in f32 (on CPUs with bf16 it
     would otherwise run in bf16, another accuracy), with as many threads as ONNX Runtime;
     a function from the input batch to the output."""

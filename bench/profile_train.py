@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,6 +38,9 @@ import detection.offline  # noqa: E402,F401
 from bench.common import machine, save  # noqa: E402
 from detection.threads import ultralytics_threads  # noqa: E402
 from detection.train import train  # noqa: E402
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
 
 # name -> (image size, loader workers, more ultralytics training arguments, torch threads:
 # None for ours, every usable core; "ultralytics" for its own os.cpu_count() - 1)
@@ -59,10 +63,10 @@ class BatchClock:
         self.threads = 0
         self._mark = 0.0
 
-    def epoch_start(self, trainer) -> None:
+    def epoch_start(self, trainer: BaseTrainer) -> None:
         self._mark = time.perf_counter()
 
-    def batch_start(self, trainer) -> None:
+    def batch_start(self, trainer: BaseTrainer) -> None:
         import torch
 
         self.threads = torch.get_num_threads()
@@ -70,7 +74,7 @@ class BatchClock:
         self.waits.append(now - self._mark)
         self._mark = now
 
-    def batch_end(self, trainer) -> None:
+    def batch_end(self, trainer: BaseTrainer) -> None:
         now = time.perf_counter()
         self.steps.append(now - self._mark)
         self._mark = now

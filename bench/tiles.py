@@ -33,7 +33,13 @@ from bench.common import machine, save  # noqa: E402
 from converters.pixels import read_image  # noqa: E402
 from detection.compare import compare  # noqa: E402
 from detection.evaluate import predict_coco, split_ground_truth  # noqa: E402
-from detection.predict import Detections, TiledDetector, coco_results, load_detector  # noqa: E402
+from detection.predict import (  # noqa: E402
+    Detections,
+    Detector,
+    TiledDetector,
+    coco_results,
+    load_detector,
+)
 
 COLUMNS, ROWS, CELL = 4, 2, 200
 
@@ -97,7 +103,7 @@ def cells(found: Detections, origins: dict[int, tuple[int, int]]) -> dict[int, D
     return per_image
 
 
-def on_strips(detector, laid: list) -> tuple[list[dict], float]:
+def on_strips(detector: Detector, laid: list) -> tuple[list[dict], float]:
     """COCO results of ``detector`` on every strip, per cell (at most 100 a cell, as
     pycocotools scores), and the seconds it took."""
     results, started = [], time.perf_counter()

@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -33,6 +34,7 @@ from detection.predict import (  # noqa: E402
     EVALUATION_CONF,
     EVALUATION_MAX_DET,
     Detections,
+    Detector,
     FlipTTADetector,
     TorchDetector,
     batches,
@@ -42,12 +44,15 @@ from detection.predict import (  # noqa: E402
     ultralytics_detections,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+
 CONF, MAX_DET = EVALUATION_CONF, EVALUATION_MAX_DET  # what `defects evaluate` predicts with
 PAIRED_KEYS = ("mAP50", "mAP50_ci", "p_value", "mAP50-95", "mAP50-95_ci", "p_value_mAP50-95")
 GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 
 
-def flipped_detections(detector, images: list) -> list[list[Detections]]:
+def flipped_detections(detector: Detector, images: list) -> list[list[Detections]]:
     """Each image's detections on its four flips (the first: the image itself), unfused,
     so that every fusion IoU is scored on the same predictions."""
     tta = FlipTTADetector(detector)
@@ -56,7 +61,9 @@ def flipped_detections(detector, images: list) -> list[list[Detections]]:
     ]
 
 
-def plain_results(gt, views, to_category) -> list[dict]:
+def plain_results(
+    gt: dict, views: list[list[Detections]], to_category: dict[int, int]
+) -> list[dict]:
     """The plain predictions: each image's first view, the image itself."""
     return [
         result
@@ -65,7 +72,13 @@ def plain_results(gt, views, to_category) -> list[dict]:
     ]
 
 
-def fused_results(gt, images, views, to_category, fusion_iou: float) -> list[dict]:
+def fused_results(
+    gt: dict,
+    images: list[np.ndarray],
+    views: list[list[Detections]],
+    to_category: dict[int, int],
+    fusion_iou: float,
+) -> list[dict]:
     results = []
     for entry, image, found in zip(gt["images"], images, views):
         fused = fuse_flips(found, image.shape[:2], CONF, MAX_DET, fusion_iou)
@@ -73,7 +86,9 @@ def fused_results(gt, images, views, to_category, fusion_iou: float) -> list[dic
     return results
 
 
-def ultralytics_augment(weights, gt: dict, image_dir: Path, to_category) -> list[dict]:
+def ultralytics_augment(
+    weights: Path, gt: dict, image_dir: Path, to_category: dict[int, int]
+) -> list[dict]:
     """Ultralytics' own TTA (``augment=True``) on every image, as COCO results."""
     model = TorchDetector(weights, device="cpu")
     results = []

@@ -97,7 +97,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     boxes_in_input: int = 0
 
-    def add(self, *args, **kwargs) -> None:
+    def add(self, *args: str | int | None, **kwargs: str | int | None) -> None:
         self.problems.append(Problem(*args, **kwargs))
 
     @property

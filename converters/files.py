@@ -8,6 +8,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -65,7 +66,7 @@ def read_text(path: Path, what: str, kind: str = "file") -> str:
         raise ConversionError(f"{path}: not text (byte {error.start} is not UTF-8)") from None
 
 
-def read_json(path: Path, what: str):
+def read_json(path: Path, what: str) -> Any:
     """A JSON file's content.
 
     Raises:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,7 @@ class MatchTable:
         return result
 
 
-def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndarray):
+def _class_ap(matches: ClassMatches, weights: np.ndarray, recall_points: np.ndarray) -> np.ndarray:
     """``[R, T]`` AP of one class: pycocotools' accumulate with weighted counts.
 
     Only true-positive positions are needed: recall rises only there, so the first
@@ -178,7 +179,7 @@ def match(
     results: list[dict],
     area_ranges: dict[str, list[float]] | None = None,
     relative_area: bool = False,
-):
+) -> dict[str, MatchTable]:
     """Runs pycocotools' matching once and returns a :class:`MatchTable` per area range.
 
     Args:
@@ -230,7 +231,7 @@ def summarise(ap: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def _quiet_nan_means():
+def _quiet_nan_means() -> Iterator[None]:
     import warnings
 
     with warnings.catch_warnings():

@@ -19,8 +19,10 @@ import random
 import shutil
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,6 +49,11 @@ from detection.weights import (
     spread_grey_stem,
     student_checkpoint,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import ClassificationModel
 
 
 def image_label_from_boxes(boxes: list[tuple[int, float]]) -> int | None:
@@ -189,7 +196,7 @@ def layout_tree(source: ClassificationSource, target: Path) -> Path:
     return target
 
 
-def count_transfer(detector_weights: Path, cls_model) -> tuple[int, int, bool]:
+def count_transfer(detector_weights: Path, cls_model: ClassificationModel) -> tuple[int, int, bool]:
     """How ``cls_model`` is initialised from a detector checkpoint.
 
     Returns:
@@ -330,7 +337,7 @@ def train_classifier(
     return summary
 
 
-def predict_probabilities(model, images: list, imgsz: int) -> np.ndarray:
+def predict_probabilities(model: YOLO, images: list, imgsz: int) -> np.ndarray:
     """``[N, classes]`` probabilities from ultralytics' own classification predictor."""
     results = model.predict(images, imgsz=imgsz, verbose=False)
     return np.stack([r.probs.data.cpu().numpy() for r in results])
@@ -433,7 +440,7 @@ def evaluate_classifier(
 
 
 def grad_cam(
-    model, image_bgr: np.ndarray, imgsz: int, class_index: int | None = None
+    model: YOLO, image_bgr: np.ndarray, imgsz: int, class_index: int | None = None
 ) -> np.ndarray:
     """Grad-CAM of the last backbone stage, as an ``[H, W]`` map in [0, 1] over the image.
 
@@ -458,7 +465,7 @@ def grad_cam(
     tensor = torch.from_numpy(crop[..., ::-1].copy()).permute(2, 0, 1).float()[None] / 255.0
     captured = {}
 
-    def keep(_module, _inputs, output):
+    def keep(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         output.retain_grad()
         captured["activation"] = output
 
@@ -494,7 +501,7 @@ def classify(
     top_k: int = 3,
     heatmap: bool = False,
     imgsz: int | None = None,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Top-k classes with probabilities per image, and Grad-CAM overlays in ``heatmaps/``
     with ``heatmap``. Unreadable images are reported and skipped.

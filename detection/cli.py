@@ -13,16 +13,23 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, Report
 from converters.layouts import FORMATS
 from converters.model import SPLITS
 from detection import offline  # noqa: F401  (sets the offline switches first)
 from detection.console import COUNT, POSITIVE_INT, counted, progress_bar, stderr_console
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def _definition(args: argparse.Namespace):
+    from converters.definitions import DatasetDefinition
+
+
+def _definition(args: argparse.Namespace) -> DatasetDefinition | None:
     from converters.definitions import from_class_list, load_definition
 
     if getattr(args, "classes", None) and getattr(args, "classes_file", None):
@@ -36,7 +43,7 @@ def _definition(args: argparse.Namespace):
     return None
 
 
-def _print_report(report, boxes_written: int | None, limit: int) -> None:
+def _print_report(report: Report, boxes_written: int | None, limit: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -160,7 +167,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 _KEPT_SPLIT = "the split is the source's own, kept as given; --resplit splits by --split and --seed"
 
 
-def _note_classes_without_boxes(console, counts: dict[str, dict], ratios: str, kept: bool) -> None:
+def _note_classes_without_boxes(
+    console: Console, counts: dict[str, dict], ratios: str, kept: bool
+) -> None:
     """Says which classes a split leaves without a box
     (:func:`converters.convert.classes_without_boxes`): unlearnt in train, unscored in
     val or test; and how another split may place some there (``kept``: the source's own
@@ -221,10 +230,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
 class _PrintVersions(argparse.Action):
     """``--version``: one line, not wrapped at the terminal's width as argparse's is."""
 
-    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
         super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
         from detection.versions import versions_line
 
         print(versions_line())

@@ -11,6 +11,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from converters.errors import ConversionError
 from detection.console import (
@@ -34,8 +35,11 @@ from detection.weights import (
     is_released,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def _print_skipped(console, summary: dict) -> None:
+
+def _print_skipped(console: Console, summary: dict) -> None:
     """A run's ``errors`` (each image left out), ``notes`` (each read but noted:
     :func:`converters.pixels.narrowed_samples`), ``passed_over`` (how many files of the
     folders given are not images by their suffix) and ``found_twice`` (the images left

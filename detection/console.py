@@ -8,6 +8,10 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def counted(count: int, noun: str, plural: str | None = None) -> str:
@@ -16,7 +20,7 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
-def stderr_console():
+def stderr_console() -> Console:
     """A rich console on stderr (stdout stays free for reports and JSON).
 
     Its lines are never broken at the console's width (80 columns off a terminal): a
@@ -93,7 +97,9 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def number_in(kind: type[int] | type[float], low: float, high: float | None = None):
+def number_in(
+    kind: type[int] | type[float], low: float, high: float | None = None
+) -> Callable[[str], int | float]:
     """An argparse ``type`` that reads an int or float in ``[low, high]``, so that an
     out-of-range option is a usage error naming it, not a traceback from deep inside
     ultralytics (``--conf 2``) or Python (``--batch 0``)."""

@@ -35,6 +35,7 @@ from detection.predict import (
     PREDICTIONS_MARKER,
     TTA_FUSION_IOU,
     Detections,
+    Detector,
     OnnxDetector,
     coco_results,
     compute_device,
@@ -110,7 +111,7 @@ def classes_not_in_model(gt: dict, model_names: dict[int, str]) -> dict[str, int
 
 
 def predict_coco(
-    detector,
+    detector: Detector,
     gt: dict,
     image_dir: Path,
     conf: float = EVALUATION_CONF,
@@ -126,7 +127,7 @@ def predict_coco(
 
 
 def predict_coco_at_ious(
-    detector,
+    detector: Detector,
     gt: dict,
     image_dir: Path,
     ious: tuple[float, ...],
@@ -139,7 +140,7 @@ def predict_coco_at_ious(
     detector runs its model once for all of them (:meth:`OnnxDetector.at_ious`); any
     other runs once per IoU."""
 
-    def detect(images: list, **options) -> list[dict[float, Detections]]:
+    def detect(images: list, **options: float) -> list[dict[float, Detections]]:
         if isinstance(detector, OnnxDetector):
             return detector.at_ious(images, ious, **options)
         found = {iou: detector(images, iou=iou, **options) for iou in ious}
@@ -447,7 +448,7 @@ def predict_split(
     iou: float = NMS_IOU,
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
-):
+) -> SplitPrediction:
     """A detector's predictions on every image of ``gt``, as COCO results.
 
     Args:
@@ -484,12 +485,12 @@ def predict_split(
 class SplitPrediction(NamedTuple):
     """A detector's predictions on a split (:func:`predict_split`), and how fast."""
 
-    detector: object
+    detector: Detector
     results: list[dict]
     speed: dict
 
 
-def prediction_speed(detector, images: int, seconds: float) -> dict:
+def prediction_speed(detector: Detector, images: int, seconds: float) -> dict:
     """How fast ``detector`` predicted ``images`` images in ``seconds`` here, end to end
     (reading, letterbox, model, NMS), at what image size (the time grows with its
     square), and on what: the device, and on the CPU its threads and model. Timed once
@@ -1218,7 +1219,7 @@ def results_name(predictions: Path) -> str:
     return predictions.stem
 
 
-def _check_box(box, entry: str) -> None:
+def _check_box(box: object, entry: str) -> None:
     """Refuses a COCO box that is not ``[x, y, width, height]`` of four finite numbers,
     or has a negative side; ``entry`` names the file and the entry."""
     if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
@@ -1229,7 +1230,7 @@ def _check_box(box, entry: str) -> None:
         raise ConversionError(f"{entry} has a negative width or height in bbox {box!r}")
 
 
-def _finite(value) -> bool:
+def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

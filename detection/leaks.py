@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,12 +31,15 @@ from converters.model import SPLITS
 from converters.overlaps import read_pictures, shifted_copies
 from detection.weights import load_yolo, model_channels, model_imgsz
 
+if TYPE_CHECKING:
+    from fiftyone.core.dataset import Dataset as FiftyOneDataset
+
 DEFAULT_THRESHOLD = 0.00005
 LEAKS_VIEW = "leaky-splits"
 _GRID = 4
 
 
-def embed_images(weights, paths: list[Path], batch: int = 1) -> np.ndarray:
+def embed_images(weights: Path | str, paths: list[Path], batch: int = 1) -> np.ndarray:
     """``[N, D]`` descriptors of the images from the detector's backbone (centred and
     L2-normalised, so a dot product is a cosine similarity).
 
@@ -78,7 +82,9 @@ def cross_split_pairs(
     return [(int(a), int(b), float(distance[a, b])) for a, b in zip(i, j)]
 
 
-def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> dict:
+def find_split_leaks(
+    dataset: FiftyOneDataset, weights: Path | str, threshold: float = DEFAULT_THRESHOLD
+) -> dict:
     """Finds near-duplicates across the dataset's split tags, by the backbone (copies)
     and by fine detail (:func:`shifted_copies`); saves ``leaky-splits``: FiftyOne
     Brain's leaks by the backbone, with the shifted copies' images after them.
@@ -98,7 +104,7 @@ def find_split_leaks(dataset, weights, threshold: float = DEFAULT_THRESHOLD) -> 
         dataset, splits=present, threshold=threshold, embeddings=embeddings
     )
 
-    def pair(i: int, j: int, **measured) -> dict:
+    def pair(i: int, j: int, **measured: object) -> dict:
         return {
             "a": Path(paths[i]).name,
             "b": Path(paths[j]).name,

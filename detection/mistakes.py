@@ -19,19 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import io
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+    from fiftyone.core.view import DatasetView
 
 MISTAKES_VIEW = "likely-annotation-mistakes"
 
 
-def _brain():
+def _brain() -> ModuleType:
     from fiftyone.brain.internal.core import mistakenness as brain
 
     return brain
 
 
-def mistakes_view(dataset):
+def mistakes_view(dataset: SampleCollection) -> DatasetView:
     """The images with a likely mistake (mistakenness above 0.5, or a possibly missing or
     spurious box), the likeliest first: the view ``likely-annotation-mistakes``."""
     from fiftyone import ViewField as F
@@ -46,7 +52,9 @@ def _positions(per_sample: list) -> list[tuple[int, int]]:
     return [(i, k) for i, labels in enumerate(per_sample) for k in range(len(labels or []))]
 
 
-def compute_mistakes(dataset, pred_field: str = "predictions", gt_field: str = "ground_truth"):
+def compute_mistakes(
+    dataset: SampleCollection, pred_field: str = "predictions", gt_field: str = "ground_truth"
+) -> dict:
     """Writes Brain's mistakenness fields on ``dataset``; returns the top of the list and
     the counts (the view to save is :func:`mistakes_view`)."""
     from pycocotools import mask as mask_utils

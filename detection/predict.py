@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -52,6 +53,15 @@ from detection.weights import (
     resolve_weights,
     tile_setting,
 )
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.engine.results import Results
+    from ultralytics.nn.modules.block import DFL
+    from ultralytics.nn.modules.head import Detect
+    from ultralytics.nn.tasks import DetectionModel
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
 # What makes a folder an output of `predict` or `classify`, which write it whole.
@@ -399,7 +409,7 @@ class TorchDetector:
         return found
 
 
-def ultralytics_detections(result) -> Detections:
+def ultralytics_detections(result: Results) -> Detections:
     """One image's ultralytics ``Results`` as our detections."""
     return Detections(
         result.boxes.xyxy.cpu().numpy(),
@@ -419,7 +429,7 @@ def load_detector(
     tile: int | None = None,
     tile_overlap: float = TILE_OVERLAP,
     notice: Callable[[str], None] | None = None,
-):
+) -> Detector:
     """``torch``: the ``.pt``; ``onnx``: the ``.onnx`` beside it (exported if missing);
     ``onnx-int8``: the ``.int8.onnx`` beside it (``defects export --int8`` writes it;
     released models ship it); None: :func:`default_backend`'s choice.
@@ -446,7 +456,7 @@ def _load_detector(
     device: str | None,
     spinning: bool,
     classes: list[str] | None,
-):
+) -> OnnxDetector | TorchDetector:
     weights = resolve_weights(weights)
     if backend == "torch":
         if weights.suffix == ".onnx":
@@ -536,7 +546,7 @@ def _stale(export: Path, weights: Path) -> bool:
     )
 
 
-def answer_for(wrapper, detector) -> None:
+def answer_for(wrapper: FlipTTADetector | TiledDetector, detector: Detector) -> None:
     """Makes ``wrapper`` (a detector run through another) answer for the ``detector`` it
     runs: its classes, input size and file."""
     wrapper.detector = detector
@@ -588,7 +598,7 @@ class FlipTTADetector:
     better boxes: on NEU-DET the localisation errors shrink most (docs/benchmarks.md).
     """
 
-    def __init__(self, detector, fusion_iou: float = TTA_FUSION_IOU) -> None:
+    def __init__(self, detector: Detector, fusion_iou: float = TTA_FUSION_IOU) -> None:
         answer_for(self, detector)
         self.fusion_iou = fusion_iou
 
@@ -709,7 +719,9 @@ class TiledDetector:
     strip would shrink them tenfold. Images no larger than a tile are detected whole.
     """
 
-    def __init__(self, detector, tile: int, overlap: float = TILE_OVERLAP, batch: int = 16) -> None:
+    def __init__(
+        self, detector: Detector, tile: int, overlap: float = TILE_OVERLAP, batch: int = 16
+    ) -> None:
         answer_for(self, detector)
         self.tile = tile
         self.overlap = overlap
@@ -771,6 +783,11 @@ class TiledDetector:
         return Detections(boxes_, scores, classes)
 
 
+# Any detector of this module: a model's own, or one run through TTA or tiles. Each is
+# called with a batch of images and answers for its model (its classes, input size, file).
+Detector = OnnxDetector | TorchDetector | FlipTTADetector | TiledDetector
+
+
 def export_onnx(
     weights: Path,
     imgsz: int | None = None,
@@ -797,7 +814,7 @@ def export_onnx(
     return path
 
 
-def _export(model, imgsz: int, folder: Path) -> Path:
+def _export(model: YOLO, imgsz: int, folder: Path) -> Path:
     """Ultralytics' ONNX export of a loaded model, written into ``folder``.
 
     Ultralytics writes an export beside the weights the model was read from
@@ -851,7 +868,7 @@ def export_int8(
         return target
 
 
-def _upsample_after_convolving(detection_model) -> None:
+def _upsample_after_convolving(detection_model: DetectionModel) -> None:
     """Rewrites ``detection_model`` (fused first) so that each nearest-neighbour
     upsampling whose output is concatenated and fed to a 1x1 convolution runs after
     that convolution instead.
@@ -872,7 +889,7 @@ def _upsample_after_convolving(detection_model) -> None:
     from ultralytics.nn.modules import Concat, Conv
 
     class UpsampledSum(nn.Module):  # the Concat's place: cv1's sum before its activation
-        def __init__(self, upsample: nn.Upsample, conv: nn.Conv2d, first: bool, low: int):
+        def __init__(self, upsample: nn.Upsample, conv: nn.Conv2d, first: bool, low: int) -> None:
             super().__init__()
             taken = slice(0, low) if first else slice(conv.in_channels - low, None)
             rest = slice(low, None) if first else slice(0, conv.in_channels - low)
@@ -958,7 +975,8 @@ def _anchors_last_head() -> Iterator[None]:
     from ultralytics.nn.modules.block import DFL
     from ultralytics.nn.modules.head import Detect
 
-    def anchors_last(head, x):  # [B, C, H, W] -> [B, H * W, outputs]
+    # [B, C, H, W] -> [B, H * W, outputs]
+    def anchors_last(head: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         *blocks, output = head
         if not (
             isinstance(output, torch.nn.Conv2d)
@@ -972,11 +990,16 @@ def _anchors_last_head() -> Iterator[None]:
         found = torch.nn.functional.linear(rows, output.weight.flatten(1), output.bias)
         return found.view(x.shape[0], -1, output.out_channels)
 
-    def distances(dfl, x):  # [B, A, 4 * bins] -> [B, A, 4]
+    def distances(dfl: DFL, x: torch.Tensor) -> torch.Tensor:  # [B, A, 4 * bins] -> [B, A, 4]
         batch, anchors, _ = x.shape
         return _expected_bins(dfl, x.view(batch, anchors, 4, dfl.c1)).view(batch, anchors, 4)
 
-    def forward_head(self, x, box_head=None, cls_head=None):
+    def forward_head(
+        self: Detect,
+        x: list[torch.Tensor],
+        box_head: torch.nn.ModuleList | None = None,
+        cls_head: torch.nn.ModuleList | None = None,
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         if box_head is None or cls_head is None:  # as ultralytics' (fused one-to-one heads)
             return {}
         boxes = [anchors_last(box_head[i], x[i]) for i in range(self.nl)]
@@ -989,7 +1012,7 @@ def _anchors_last_head() -> Iterator[None]:
         boxes = torch.cat(boxes, 1).transpose(1, 2)
         return {"boxes": boxes, "scores": scores.transpose(1, 2), "feats": x}
 
-    def decoded(self, x):  # forward_head took the distributions to distances
+    def decoded(self: DFL, x: torch.Tensor) -> torch.Tensor:  # forward_head took them to distances
         return x
 
     originals = Detect.forward_head, DFL.forward
@@ -1000,7 +1023,7 @@ def _anchors_last_head() -> Iterator[None]:
         Detect.forward_head, DFL.forward = originals
 
 
-def _expected_bins(dfl, logits):
+def _expected_bins(dfl: DFL, logits: torch.Tensor) -> torch.Tensor:
     """Ultralytics' DFL arithmetic on distance-bin logits held in the last axis
     ([..., bins] -> [..., 1]): the softmax over the bins, then the expected bin (a
     product with the bins' values, 0..15, the DFL's fixed convolution weights)."""
@@ -1019,7 +1042,7 @@ def _last_axis_dfl() -> Iterator[None]:
     """
     from ultralytics.nn.modules.block import DFL
 
-    def forward(self, x):
+    def forward(self: DFL, x: torch.Tensor) -> torch.Tensor:
         batch, _, anchors = x.shape
         logits = x.view(batch, 4, self.c1, anchors).transpose(2, 3)
         return _expected_bins(self, logits).view(batch, 4, anchors)
@@ -1177,14 +1200,14 @@ def cpu_info(key: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return None
 
 
-def unwrapped(detector):
+def unwrapped(detector: Detector) -> OnnxDetector | TorchDetector:
     """The model's own detector inside any of this module's wrappers (TTA, tiles)."""
     while hasattr(detector, "detector"):
         detector = detector.detector
     return detector
 
 
-def compute_device(detector) -> str:
+def compute_device(detector: Detector) -> str:
     """Where ``detector`` (any of this module's, wrapped or not) computes: ``cpu``, or the
     torch device its model sits on (``cuda:0``) once it has predicted."""
     detector = unwrapped(detector)
@@ -1237,7 +1260,7 @@ def check_int8_weights(path: Path) -> None:
         )
 
 
-def _take_pixels(graph) -> None:
+def _take_pixels(graph: onnx.GraphProto) -> None:
     """Makes a quantised graph take uint8 pixels as OpenCV holds them: BGR, channels-last.
 
     Drops the QuantizeLinear (scale 1/255, zero point 0) that is the float input's only
@@ -1302,7 +1325,7 @@ def _take_pixels(graph) -> None:
     tensor_type.shape.dim.extend([batch, height, width, channels])
 
 
-def _shapes_before_dequantising(graph) -> None:
+def _shapes_before_dequantising(graph: onnx.GraphProto) -> None:
     """Reads the shape of an int8 tensor where the graph reads that of its float copy.
 
     The head takes its anchors' grid and its batch size from feature maps' shapes; in a
@@ -1342,12 +1365,12 @@ class DetectedImage:
 
 
 def detect_images(
-    detector,
+    detector: Callable[..., list[Detections]],
     paths: list[Path],
     batch: int = 16,
     progress: Callable[[int, int], None] | None = None,
     tiled: TiledDetector | None = None,
-    **options,
+    **options: float,
 ) -> Iterator[DetectedImage]:
     """Reads (:func:`converters.pixels.read_image`) and detects ``batch`` images at a time;
     yields one :class:`DetectedImage` per path, in order. An image missing, cut short or
@@ -1397,7 +1420,7 @@ def detect_images(
             tiled.on_tiles = None
 
 
-def tiled_in(detector) -> TiledDetector | None:
+def tiled_in(detector: Detector) -> TiledDetector | None:
     """The :class:`TiledDetector` that ``detector`` is, or runs inside it; None."""
     while not isinstance(detector, TiledDetector) and hasattr(detector, "detector"):
         detector = detector.detector
@@ -1550,7 +1573,7 @@ def predict(
     batch: int = 16,
     device: str | None = None,
     save_images: bool = True,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
     tta: bool = False,
     iou: float = NMS_IOU,
     voc: bool = False,

@@ -25,7 +25,9 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -72,6 +74,9 @@ from detection.weights import (
     model_channels,
     sha256,
 )
+
+if TYPE_CHECKING:
+    from detection.predict import Detector
 
 _THROUGHPUT_BATCH = 32
 _THEIRS = "ultralytics_batch32"
@@ -387,7 +392,7 @@ def cpu_throughput(
 
     torch_model = TorchDetector(model_pt, device="cpu")
 
-    def ultralytics(threads: int):
+    def ultralytics(threads: int) -> Callable[[], None]:
         def run() -> None:
             torch.set_num_threads(threads)
             for chunk in batches(images, _THROUGHPUT_BATCH):
@@ -398,7 +403,7 @@ def cpu_throughput(
 
         return run
 
-    def ours(detector: OnnxDetector):
+    def ours(detector: OnnxDetector) -> Callable[[], None]:
         def run() -> None:
             for chunk in batches(images, _THROUGHPUT_BATCH):
                 detector([read_image(p) for p in chunk])
@@ -528,7 +533,7 @@ def without_overlapping(root: Path, gt: dict, results: list[dict]) -> dict:
 
 
 def measured_on_val(
-    detector,
+    detector: Detector,
     root: Path,
     confidences: dict[str, float],
     nms_iou: float,

@@ -9,6 +9,7 @@ import math
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ GT_COLOUR = (60, 200, 60)  # BGR green
 PRED_COLOUR = (40, 40, 230)  # BGR red
 
 
-def _clean(value):
+def _clean(value: Any) -> Any:
     """JSON has no NaN: undefined metrics are written as null; numpy scalars become Python's."""
     if isinstance(value, np.generic):
         value = value.item()

@@ -26,6 +26,8 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
 from converters.coco import from_coco
 from converters.convert import read_manifest
@@ -45,12 +47,20 @@ from detection.weights import (
     tile_setting,
 )
 
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+    from fiftyone.core.dataset import Dataset as FiftyOneDataset
+    from fiftyone.core.labels import Detection, Detections
+    from fiftyone.core.session import Session
+
+    from detection.predict import Detector
+
 EVAL_KEY = "eval"
 REJECT, ACCEPT = "reject", "accept"
 REVIEW_MAX_DETECTIONS = 100  # per image, as predictions are made (and COCO scores them)
 
 
-def load_fiftyone():
+def load_fiftyone() -> ModuleType:
     """FiftyOne, with a database service of its own database folder.
 
     FiftyOne attaches to any running database service of the user, whatever its folder:
@@ -76,7 +86,7 @@ def load_fiftyone():
     return fo
 
 
-def _connect_database(fo) -> None:
+def _connect_database(fo: ModuleType) -> None:
     """Connects FiftyOne to its database now (it would at the first use); the error says
     where it tried, why that failed, and where mongod's log is.
 
@@ -116,7 +126,9 @@ def _connect_database(fo) -> None:
     ) from failed
 
 
-def from_detections(detections, width: int, height: int, keep) -> list[Box]:
+def from_detections(
+    detections: Detections | None, width: int, height: int, keep: Callable[[Detection], bool]
+) -> list[Box]:
     """FiftyOne Detections back to our boxes, keeping those ``keep(detection)`` accepts."""
     boxes = []
     for d in detections.detections if detections else []:
@@ -216,7 +228,7 @@ def read_source(data: Path) -> Source:
 
 
 def predict_boxes(
-    detector,
+    detector: Detector,
     paths: list[Path],
     conf: float,
     iou: float = NMS_IOU,
@@ -313,7 +325,7 @@ def write_dataset(
     labelled: bool,
     predictions: list[list[Box]] | None,
     info: dict,
-):
+) -> FiftyOneDataset:
     """Creates (or replaces) the persistent FiftyOne dataset ``name``: one sample per
     image with its split as a tag, metadata, ``ground_truth`` and ``predictions``."""
     fo = load_fiftyone()
@@ -350,7 +362,7 @@ def write_dataset(
 
 
 def _mark_seen_in_training(
-    dataset, weights: Path, images: list[ImageAnnotation], split: str
+    dataset: FiftyOneDataset, weights: Path, images: list[ImageAnnotation], split: str
 ) -> dict:
     """Sets each sample's ``seen_in_training`` (whether the model was trained on it: a
     filter in the App's sidebar) and returns what
@@ -371,7 +383,11 @@ OFF_SCALE_VIEW = "off-training-scale"
 
 
 def _mark_scale(
-    dataset, weights: Path, images: list[ImageAnnotation], detector, tile: int | None
+    dataset: FiftyOneDataset,
+    weights: Path,
+    images: list[ImageAnnotation],
+    detector: Detector,
+    tile: int | None,
 ) -> dict | None:
     """Sets each sample's ``scale`` (how large its defects are drawn for the model, 1 at
     the scale it learnt them at: :func:`detection.splits.scale_against_training`; a
@@ -392,7 +408,7 @@ def _mark_scale(
     return off_scale_note(field, measured, drawn_at)
 
 
-def save_off_scale_view(dataset) -> list[str]:
+def save_off_scale_view(dataset: FiftyOneDataset) -> list[str]:
     """The images drawn off the training scale (:func:`detection.predict.is_off_scale`),
     the farthest first, as a saved view; none where every image is near it or none was
     measured."""
@@ -410,7 +426,7 @@ def save_off_scale_view(dataset) -> list[str]:
     return [OFF_SCALE_VIEW]
 
 
-def _in_background(function, *args) -> Future:
+def _in_background(function: Callable[..., object], *args: object) -> Future:
     """Runs ``function(*args)`` in a daemon thread (Ctrl-C does not wait for it)."""
     future: Future = Future()
 
@@ -441,7 +457,7 @@ def _open_database(name: str) -> tuple[bool, float]:
     return exists, time.perf_counter()
 
 
-def _check_new_dataset_name(fo, name: str) -> None:
+def _check_new_dataset_name(fo: ModuleType, name: str) -> None:
     """Refuses a name FiftyOne would refuse when it creates the dataset: one with no
     letter or digit, over its length, or whose slug (its name in the App's URLs) is
     another dataset's (FiftyOne's ``_validate_dataset_name``, by its public parts)."""
@@ -476,7 +492,7 @@ def _fiftyone_progress_off() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def evaluate(dataset, split: str = "val") -> dict:
+def evaluate(dataset: FiftyOneDataset, split: str = "val") -> dict:
     """FiftyOne COCO-style evaluation on ``split`` (eval key ``eval``), pycocotools beside it."""
     from detection.cocoeval import coco_from_relative
     from detection.cocoeval import evaluate as coco_evaluate
@@ -559,7 +575,7 @@ START_VIEW = "start-here"
 
 
 def save_views(
-    dataset, classes: list[str], thresholds: dict[str, float] | None = None
+    dataset: FiftyOneDataset, classes: list[str], thresholds: dict[str, float] | None = None
 ) -> list[str]:
     """The views annotators need, saved on the dataset (listed in the App's view bar).
 
@@ -574,7 +590,7 @@ def save_views(
     for name in list(dataset.list_saved_views()):
         dataset.delete_saved_view(name)
 
-    def save(name: str, view) -> None:
+    def save(name: str, view: SampleCollection) -> None:
         dataset.save_view(name, view, overwrite=True)
         saved.append(name)
 
@@ -617,7 +633,7 @@ def _hex(bgr: tuple[int, int, int]) -> str:
 FIELD_COLOURS = {"ground_truth": _hex(GT_COLOUR), "predictions": _hex(PRED_COLOUR)}
 
 
-def set_colours(dataset) -> None:
+def set_colours(dataset: FiftyOneDataset) -> None:
     """Ground truth and predictions in two clearly different colours in the App."""
     fo = load_fiftyone()
     fields = [
@@ -629,7 +645,7 @@ def set_colours(dataset) -> None:
     dataset.save()
 
 
-def save_unlabeled_views(dataset) -> list[str]:
+def save_unlabeled_views(dataset: FiftyOneDataset) -> list[str]:
     from fiftyone import ViewField as F
 
     view = dataset.sort_by(F("predictions.detections").map(F("confidence")).max(), reverse=True)
@@ -912,13 +928,15 @@ def check_app_address(address: str, port: int) -> None:
     raise in_use
 
 
-def launch(name: str, port: int = 5151, address: str = "127.0.0.1", view: str | None = None):
+def launch(
+    name: str, port: int = 5151, address: str = "127.0.0.1", view: str | None = None
+) -> Session:
     """Opens the App on ``address:port`` (loopback by default) and serves until Ctrl-C."""
     import signal
 
     from fiftyone.core.service import ServiceListenTimeout
 
-    def stop(_signum, _frame):
+    def stop(_signum: int, _frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     # Ctrl-C and a plain `kill` both end the session cleanly, even where the shell

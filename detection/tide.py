@@ -306,7 +306,7 @@ def decompose(gt: dict, results: list[dict], convention: str = "pycocotools") ->
     return result
 
 
-def _fixable(kind: str, image_id: int, det: dict, truth: dict, used: bool, order: int):
+def _fixable(kind: str, image_id: int, det: dict, truth: dict, used: bool, order: int) -> Error:
     """A localisation or classification error; fixable only if its box is still free."""
     category = truth["category_id"] if kind == "classification" else det["category_id"]
     fixed = None if used else Point(category, det["score"], order, True, det["id"])

@@ -25,8 +25,9 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -59,6 +60,12 @@ from detection.weights import (
     resolve_weights,
     spread_grey_stem,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.engine.trainer import BaseTrainer
+    from ultralytics.nn.tasks import DetectionModel
 
 # Keys of a recipe that are ours, not ultralytics training arguments: the split ratios,
 # and `gpu`, what changes when training on a GPU (its own image size, batch, epochs).
@@ -247,7 +254,7 @@ _AMP_UNSAFE_GPU = re.compile(
 )
 
 
-def decide_amp(model) -> bool:
+def decide_amp(model: torch.nn.Module) -> bool:
     """Mixed precision on CUDA unless the GPU is one known to fail with it.
 
     Replaces ultralytics' ``check_amp``, which loads ``yolo26n.pt`` (a download attempt
@@ -262,7 +269,7 @@ def decide_amp(model) -> bool:
     return not _AMP_UNSAFE_GPU.search(torch.cuda.get_device_name(device))
 
 
-def _strip_optimizer_atomically(f, s: str = "", updates: dict | None = None) -> dict:
+def _strip_optimizer_atomically(f: str | Path, s: str = "", updates: dict | None = None) -> dict:
     """Ultralytics' ``strip_optimizer`` (the final rewrite of ``last.pt`` and ``best.pt``)
     through a partial file and a rename, so a kill during it cannot truncate either."""
     from ultralytics.utils.torch_utils import strip_optimizer
@@ -291,13 +298,13 @@ class _AtomicWrites(type(Path())):
     """A path whose ``write_bytes`` replaces the file whole (ultralytics saves
     ``last.pt`` and ``best.pt`` with ``write_bytes``, which a kill leaves half-written)."""
 
-    def write_bytes(self, data) -> int:
+    def write_bytes(self, data: bytes | bytearray | memoryview) -> int:
         atomic_write_bytes(Path(self), bytes(data))
         return len(data)
 
 
 @contextlib.contextmanager
-def _logged_to(log: Path):
+def _logged_to(log: Path) -> Iterator[None]:
     """Appends ultralytics' log of a run (its device line first: "Ultralytics 8.4.190 ...
     CUDA:0 (NVIDIA H100 80GB HBM3, 81079MiB)") to ``log`` in the run folder, so a model
     card names the device every stage trained on (``release.training_hardware``)."""
@@ -326,7 +333,7 @@ def seconds_trained(time_column: list[float]) -> float:
     return seconds + previous
 
 
-def _continue_the_clock(trainer) -> None:
+def _continue_the_clock(trainer: BaseTrainer) -> None:
     """A resumed ``--hours`` run spends what is left of its budget. Ultralytics restarts
     the clock on resume and refits the epochs to the whole budget from the first resumed
     epoch alone, start-up included: a run killed at epoch 32 of 67 on a GPU refitted to
@@ -339,7 +346,7 @@ def _continue_the_clock(trainer) -> None:
     trainer.resumed_budget = True
 
 
-def _refit_epochs_to_the_budget(trainer) -> None:
+def _refit_epochs_to_the_budget(trainer: BaseTrainer) -> None:
     """After each epoch of a resumed ``--hours`` run, ultralytics' refit again, counting
     every epoch since the run began (this callback runs right after ultralytics' own)."""
     if not getattr(trainer, "resumed_budget", False):
@@ -385,7 +392,7 @@ def with_activation(definition: str | Path | dict, activation: str) -> dict:
     return {**loaded, "activation": ACTIVATIONS[activation]}
 
 
-def trainer_class(task: str = "detect", activation: str | None = None):
+def trainer_class(task: str = "detect", activation: str | None = None) -> type[BaseTrainer]:
     """Ultralytics' trainer for ``task`` that keeps ``best.pt``/``last.pt`` beside
     ``args.yaml`` and ``results.csv`` in ``weights/NAME/``, writes them atomically and
     decides mixed precision without a download; given ``activation``, it builds the
@@ -401,7 +408,7 @@ def trainer_class(task: str = "detect", activation: str | None = None):
     use_cpu_threads()
 
     class Trainer(Base):
-        def __init__(self, *args, **kwargs) -> None:
+        def __init__(self, *args: object, **kwargs: object) -> None:
             run_args = _run_arguments(kwargs.get("overrides") or {})
             super().__init__(*args, **kwargs)
             if run_args is not None:
@@ -415,7 +422,12 @@ def trainer_class(task: str = "detect", activation: str | None = None):
             self.add_callback("on_train_start", _continue_the_clock)
             self.add_callback("on_fit_epoch_end", _refit_epochs_to_the_budget)
 
-        def get_model(self, cfg=None, weights=None, verbose: bool = True):
+        def get_model(
+            self,
+            cfg: str | dict | None = None,
+            weights: torch.nn.Module | None = None,
+            verbose: bool = True,
+        ) -> torch.nn.Module:
             # Here, not before training: ultralytics' DDP workers load the weights anew.
             if task == "detect" and weights is not None:
                 classes = [str(name) for name in self.data["names"].values()]
@@ -432,7 +444,7 @@ def trainer_class(task: str = "detect", activation: str | None = None):
     return Trainer
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[BaseTrainer]:
     # Ultralytics' DDP launcher re-imports the trainer as `detection.train.DefectTrainer`;
     # building the class lazily keeps ultralytics out of this module's import.
     for task, trainer_name in _TRAINER_NAMES.items():
@@ -503,7 +515,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def _starting_model(model: str):
+def _starting_model(model: str) -> tuple[str, YOLO]:
     """Where training starts, as the run records it and loaded: a ``.yaml`` definition as
     given, or weights (a ``.pt`` or a released name) checked by :func:`load_yolo`, which
     also takes the student out of a distillation run's checkpoint saved before that run
@@ -569,7 +581,7 @@ def _starting_weights(model: str) -> Path | None:
     return check_checkpoint(path)
 
 
-def _aligned_sentence(start, came_in: list[str], classes: list[str]) -> str:
+def _aligned_sentence(start: str, came_in: list[str], classes: list[str]) -> str:
     """What :func:`align_class_order` did, for the run's log."""
     if set(classes) <= set(came_in):
         return (
@@ -586,7 +598,7 @@ def _aligned_sentence(start, came_in: list[str], classes: list[str]) -> str:
     )
 
 
-def align_class_order(model, classes: list[str] | None) -> list[str] | None:
+def align_class_order(model: DetectionModel, classes: list[str] | None) -> list[str] | None:
     """Gives a detector's class outputs the data's classes, in the data's order, where
     the weights know any of them: the same classes listed otherwise (a dataset converted
     with ``--classes`` in another order than the released model's), some of them (a line

@@ -16,11 +16,16 @@ import os
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from converters.errors import ConversionError
 from converters.files import naming
 from detection.offline import PROJECT_ROOT
 from detection.threads import use_cpu_threads
+
+if TYPE_CHECKING:
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
 
 MODELS_DIR = PROJECT_ROOT / "models"
 # The runtimes that run a detector, each on its own file beside the weights:
@@ -154,20 +159,20 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_imgsz(model) -> int:
+def model_imgsz(model: YOLO) -> int:
     """The image size a checkpoint was trained at (640 if it does not say)."""
     args = (getattr(model, "ckpt", None) or {}).get("train_args", {}) or {}
     imgsz = args.get("imgsz", 640)
     return int(imgsz[0] if isinstance(imgsz, list | tuple) else imgsz)
 
 
-def model_channels(model) -> int:
+def model_channels(model: YOLO) -> int:
     """The colour channels a checkpoint takes: 3 (BGR images as OpenCV reads them), or 1
     for a model trained with ``channels: 1`` in its data.yaml (grayscale steel)."""
     return int(model.model.yaml.get("channels", 3))
 
 
-def spread_grey_stem(network) -> None:
+def spread_grey_stem(network: DetectionModel) -> None:
     """Makes a one-channel detector (``network``, its ``DetectionModel``) take BGR images:
     its first convolution's weights split equally over the three channels, so that on a
     grey image (B = G = R, as steel is) it computes what it computed on the grey levels.
@@ -245,7 +250,7 @@ def check_file(path: Path) -> None:
         raise WeightsError(f"{path}: damaged ({damaged} inside it fails its CRC)")
 
 
-def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | None = None):
+def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | None = None) -> YOLO:
     """Loads an ultralytics checkpoint after checking it is whole and the right kind.
 
     Args:
@@ -298,7 +303,7 @@ def load_yolo(weights: str | Path, task: str = "detect", classes: list[str] | No
     return model
 
 
-def student_checkpoint(model, folder: Path, changed: bool = False) -> Path:
+def student_checkpoint(model: YOLO, folder: Path, changed: bool = False) -> Path:
     """A checkpoint ultralytics' trainers can start from (``pretrained=``), for ``model``
     as :func:`load_yolo` returned it: its own file, or, where load_yolo took the student
     out of a distillation run's checkpoint from before the run ended (or the module was

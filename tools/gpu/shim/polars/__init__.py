@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import NoReturn
 
 
 class _Frame:
@@ -39,5 +40,5 @@ def read_csv(source: bytes | str | Path, infer_schema_length: int | None = None)
     return _Frame({name: _column([row[i] for row in rows]) for i, name in enumerate(header)})
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> NoReturn:
     raise AttributeError(f"polars stand-in (tools/gpu/shim): {name} is not provided")
