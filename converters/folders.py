@@ -54,7 +54,8 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
         out: The folder to be replaced whole.
         marker: The file the command writes into every folder it makes.
         sources: What the output is made from (a dataset, images, folders of them,
-            weights): ``out`` may neither be nor hold any of them that exists.
+            weights): ``out`` may neither be nor hold any of them that exists, nor
+            the working folder.
 
     Raises:
         ConversionError: Naming the folder and why.
@@ -83,6 +84,15 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
                 f"{out}: holds the source ({source}), and the output replaces its folder "
                 "whole; write it to a folder of its own"
             )
+    here = _working_folder()
+    if here is not None and out.is_dir() and (here == out or here.is_relative_to(out)):
+        # Replaced, the folder the shell sits in is deleted: its `ls` shows nothing, and
+        # the command failed after writing, on the next path it read from there.
+        where = "is the working folder" if here == out else f"holds the working folder ({here})"
+        raise ConversionError(
+            f"{out}: {where}, and the output replaces its folder whole, which would leave "
+            "this shell in a deleted folder; write it to a folder of its own (--out NAME)"
+        )
     if not (out.is_dir() and any(out.iterdir())):
         return
     found = output_marker(out)
@@ -97,6 +107,15 @@ def check_output_folder(out: Path, marker: str, sources: Sequence[Path] = ()) ->
             f"(marked by {marker}), and the output replaces its folder whole; choose a new "
             "or empty one"
         )
+
+
+def _working_folder() -> Path | None:
+    """The working folder as the operating system holds it (links resolved); None where
+    it has been deleted."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return None
 
 
 def _written_at(out: Path) -> Path:

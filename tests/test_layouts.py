@@ -403,6 +403,40 @@ def test_convert_never_replaces_a_folder_it_did_not_write(
     assert not (tmp_path / "src" / "manifest.json").exists()
 
 
+# An output replaces its folder whole: where that folder was the working folder or held
+# it, the shell was left in a deleted folder (its `ls` showed nothing), and `convert
+# --out .` failed after writing, "No such file or directory", on the next path it read.
+@pytest.mark.parametrize(
+    ("command", "earlier", "cwd", "out", "said"),
+    [
+        ("convert", False, "out", ".", "is the working folder"),
+        ("convert", True, "out", ".", "is the working folder"),
+        ("convert", True, "out/labels", "..", "holds the working folder ({tmp}/out/labels)"),
+        ("convert", True, "out", "{tmp}/out", "is the working folder"),
+        ("synth", False, "out", ".", "is the working folder"),
+    ],
+    ids=["empty", "an earlier output", "inside it", "by its whole path", "synth"],
+)
+def test_the_working_folder_is_never_replaced(
+    tmp_path: Path, monkeypatch, capsys, command: str, earlier: bool, cwd: str, out: str, said: str
+):
+    _source_and_a_folder_of_ones_own(tmp_path)
+    (tmp_path / "out").mkdir()
+    if earlier:
+        convert(tmp_path / "src", tmp_path / "out")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*"))
+    monkeypatch.chdir(tmp_path / cwd)
+    args = (
+        ["convert", str(tmp_path / "src")] if command == "convert" else ["synth", "--images", "2"]
+    )
+    assert main([*args, "--out", out.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'out'}: {said.format(tmp=tmp_path)}, and the output replaces" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert Path.cwd() == tmp_path / cwd  # still there, where the shell is
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*")) == before
+
+
 # Each command's output is recognised by its marker; a converted dataset holds its
 # conversion's report.json too, which `evaluate --out DATA` took for a report's marker and
 # replaced the dataset with its report.
