@@ -12,16 +12,20 @@ SRC`` the source dataset; another command's output is refused too
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from types import FrameType
+from typing import NoReturn, TypeVar
 
 from converters.errors import ConversionError
 
@@ -152,15 +156,18 @@ def write_folder(
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        result = build(tmp)
+        with _terminations_raised():
+            result = build(tmp)
     except OSError as error:
         shutil.rmtree(tmp, ignore_errors=True)
         told = _in_output(error, tmp, out)
         if told is error:  # of another file (an input, say), as it was raised
             raise
         raise told from None
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, _Terminated):  # dies of it now, as it would have
+            os.kill(os.getpid(), error.signum)
         raise
     if out.exists() and _exchange(tmp, out):  # tmp now holds the earlier output
         shutil.rmtree(tmp, ignore_errors=True)
@@ -180,6 +187,46 @@ def write_folder(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+class _Terminated(BaseException):
+    """A SIGTERM or SIGHUP that came while an output was built (:func:`_terminations_raised`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminations_raised() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a plain ``kill``, a scheduler's stop, a closed terminal) raise
+    :class:`_Terminated` for the duration, where they would kill the process at once, so
+    that the folder being built is removed, as on Ctrl-C, before the process dies of the
+    signal: killed, a conversion left its hidden ``.OUT.tmp-PID`` beside the output (a
+    whole dataset with ``--copy-images``). Handlers set elsewhere (``nohup``'s, the
+    review's) are left as they are, and so is every thread but the main one, and every
+    process forked meanwhile (a data loader's workers) dies of the signal as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    building = os.getpid()
+
+    def raised(signum: int, _frame: FrameType | None) -> NoReturn:
+        if os.getpid() != building:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        raise _Terminated(signum)
+
+    taken = {
+        number: signal.signal(number, raised)
+        for number in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(number) == signal.SIG_DFL
+    }
+    try:
+        yield
+    finally:
+        for number, handler in taken.items():
+            signal.signal(number, handler)
 
 
 # renameat2's flag and "relative to the working directory" (linux/fs.h, fcntl.h).

@@ -726,6 +726,53 @@ def test_a_reader_never_finds_the_output_missing_while_it_is_replaced(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "stop"]
 
 
+# A plain `kill`, a scheduler's stop or a closed terminal killed the process at once, and
+# the folder it was building stayed beside the output: `.OUT.tmp-PID`, hidden, a whole
+# dataset with `convert --copy-images`. Now it is removed first, and the process still
+# dies of the signal (its parent sees -15, as before). Ctrl-C was already handled.
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_command_killed_while_it_writes_leaves_no_half_output(tmp_path: Path, number: int):
+    out = tmp_path / "out"
+    assert main(["synth", "--out", str(out), "--images", "2"]) == 0
+    earlier = sorted(p.relative_to(out) for p in out.rglob("*"))
+    run = subprocess.Popen(
+        [*DEFECTS, "synth", "--out", str(out), "--images", "3000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    building = tmp_path / f".out.tmp-{run.pid}"
+    deadline = time.time() + 120
+    while not list(building.glob("*/*.jpg")) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # until it has written images (3,000 take about 20 s)
+    assert run.poll() is None, run.stderr.read()
+    run.send_signal(number)
+    assert run.wait(timeout=60) == -number
+    assert run.stderr.read() == ""  # no traceback
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == earlier
+
+
+def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before():
+    # A data loader's workers fork while a release is built: each inherits the handler,
+    # and must die of the signal, not raise in its loop and print a traceback.
+    from converters.folders import _terminations_raised
+
+    with _terminations_raised():
+        ready, told = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child)
+            os.write(told, b"1")  # running: a signal before Python's after-fork is lost
+            time.sleep(30)
+            os._exit(0)
+        assert os.read(ready, 1) == b"1"
+        os.kill(child, signal.SIGTERM)
+        _, status = os.waitpid(child, 0)
+        os.close(ready), os.close(told)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchanged", "moved aside"])
 def test_an_output_replaced_holds_the_new_files_only(tmp_path: Path, monkeypatch, exchange: bool):
     import converters.folders
