@@ -42,7 +42,7 @@ def _load(case: str) -> tuple[dict, list[dict]]:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_weight_one_is_pycocotools(case: str):
+def test_weight_one_is_pycocotools(case: str) -> None:
     gt, results = _load(case)
     point, _ = figures(match(gt, results)["all"], None, 0, 0)
     scored = evaluate(gt, results)
@@ -55,7 +55,7 @@ def test_weight_one_is_pycocotools(case: str):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_subset_is_pycocotools_on_those_images(case: str):
+def test_a_subset_is_pycocotools_on_those_images(case: str) -> None:
     gt, results = _load(case)
     table = match(gt, results)["all"]
     subset = np.arange(0, len(table.image_ids), 3)
@@ -72,7 +72,7 @@ def test_a_subset_is_pycocotools_on_those_images(case: str):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_an_area_range_is_pycocotools_at_that_range(case: str):
+def test_an_area_range_is_pycocotools_at_that_range(case: str) -> None:
     # Outside a range, an unmatched detection is ignored at every IoU threshold; such
     # detections are left out of the sums, which must not change a figure.
     gt, results = _load(case)
@@ -94,7 +94,7 @@ def test_an_area_range_is_pycocotools_at_that_range(case: str):
         assert point["mAP50"] == pytest.approx(evaluator.stats[1], abs=1e-12), label
 
 
-def test_a_weight_of_two_is_the_image_twice():
+def test_a_weight_of_two_is_the_image_twice() -> None:
     gt, results = _load("every-error-type")
     table = match(gt, results)["all"]
     twice = table.image_ids[4]
@@ -118,7 +118,7 @@ def test_a_weight_of_two_is_the_image_twice():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_replicates_searched_at_once_are_each_as_searched_alone(case: str):
+def test_replicates_searched_at_once_are_each_as_searched_alone(case: str) -> None:
     # The replicates' true-positive counts are laid end to end and searched once: a row
     # computed among others must be that row computed alone.
     gt, results = _load(case)
@@ -132,7 +132,7 @@ def test_replicates_searched_at_once_are_each_as_searched_alone(case: str):
     assert np.isnan(together[3]).all()
 
 
-def test_the_count_reaching_each_recall_point_is_the_least_one_that_does():
+def test_the_count_reaching_each_recall_point_is_the_least_one_that_does() -> None:
     points = np.linspace(0.0, 1.00, 101)
     n_gt = np.arange(1, 400, dtype=float)[:, None]
     reaching = _counts_reaching(points, n_gt)
@@ -152,7 +152,7 @@ def test_the_count_reaching_each_recall_point_is_the_least_one_that_does():
         (np.array([[1, 1, -1, 1, 1]]), "none below 0"),
     ],
 )
-def test_image_weights_are_counts(weights: np.ndarray, error: str):
+def test_image_weights_are_counts(weights: np.ndarray, error: str) -> None:
     gt, results = _load("edge-cases")
     table = match(gt, results)["all"]
     weights = np.resize(weights, (1, len(table.image_ids)))
@@ -160,7 +160,7 @@ def test_image_weights_are_counts(weights: np.ndarray, error: str):
         table.average_precision(weights)
 
 
-def test_same_seed_same_intervals_other_seed_other_intervals():
+def test_same_seed_same_intervals_other_seed_other_intervals() -> None:
     gt, results = _load("neu-det-slice")
     table = match(gt, results)["all"]
     first, _ = figures(table, None, 200, 3)
@@ -197,7 +197,7 @@ def _synthetic_table(images: int, rng: np.random.Generator) -> MatchTable:
     )
 
 
-def test_intervals_cover_the_truth_about_95_percent_of_the_time():
+def test_intervals_cover_the_truth_about_95_percent_of_the_time() -> None:
     rng = np.random.default_rng(0)
     population = _synthetic_table(100_000, rng)
     truth = summarise(population.average_precision(np.ones((1, 100_000))))["mAP50"][0]
@@ -219,20 +219,20 @@ def test_intervals_cover_the_truth_about_95_percent_of_the_time():
         (np.array([np.nan, np.nan]), None),
     ],
 )
-def test_p_value(differences: np.ndarray, expected):
+def test_p_value(differences: np.ndarray, expected: float | None) -> None:
     assert p_value(differences) == (expected if expected is None else pytest.approx(expected))
 
 
-def test_interval_of_nothing_is_none():
+def test_interval_of_nothing_is_none() -> None:
     assert interval(np.array([np.nan])) is None
 
 
-def test_resample_weights_draw_every_image_count_times_in_total():
+def test_resample_weights_draw_every_image_count_times_in_total() -> None:
     weights = resample_weights(50, 30, seed=1)
     assert weights.shape == (30, 50) and (weights.sum(axis=1) == 50).all()
 
 
-def test_breakdown_subsets_and_terciles():
+def test_breakdown_subsets_and_terciles() -> None:
     gt, _ = _load("every-error-type")
     ids = [im["id"] for im in gt["images"]]
     subsets = image_subsets(gt, ids)
@@ -259,6 +259,10 @@ def test_breakdown_subsets_and_terciles():
         ([None], 1000, [None]),
     ],
 )
-def test_holm_adjusted_p_values(p_values, replicates, expected):
+def test_holm_adjusted_p_values(
+    p_values: list[float | None],
+    replicates: int,
+    expected: list[float | None],
+) -> None:
     expected = [None if p is None else pytest.approx(p) for p in expected]
     assert holm_adjusted(p_values, replicates) == expected

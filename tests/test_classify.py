@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ from converters.errors import ConversionError
 from converters.source import image_digest
 from converters.synth import synth_dataset, synth_image
 from detection.classify import (
+    ClassificationSource,
     count_transfer,
     evaluate_classifier,
     from_converted,
@@ -77,11 +79,11 @@ def detector_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         ([(4, 0.2), (1, 0.2)], 1),  # a tie goes to the lower class id
     ],
 )
-def test_image_label_rule(boxes, expected):
+def test_image_label_rule(boxes: list[tuple[int, float]], expected: int | None) -> None:
     assert image_label_from_boxes(boxes) == expected
 
 
-def test_folder_per_class_is_split_per_class(good_defective: Path):
+def test_folder_per_class_is_split_per_class(good_defective: Path) -> None:
     source = from_folders(good_defective, seed=0)
     assert source.classes == ["defective", "good"]
     for name in source.classes:
@@ -90,7 +92,7 @@ def test_folder_per_class_is_split_per_class(good_defective: Path):
     assert from_folders(good_defective, seed=0).items == source.items
 
 
-def test_a_class_kept_in_dated_folders_is_read_whole(tmp_path: Path):
+def test_a_class_kept_in_dated_folders_is_read_whole(tmp_path: Path) -> None:
     """Images at any depth of a class folder are the class's, as torchvision's
     ImageFolder reads them; two of one name each get a link of their own."""
     for name in ("good", "bad"):
@@ -145,14 +147,16 @@ def _split_given(root: Path, classes: dict[str, list[str]]) -> Path:
         ),
     ],
 )
-def test_data_a_classifier_cannot_use_is_refused(make, background, message: str, tmp_path):
+def test_data_a_classifier_cannot_use_is_refused(
+    make: Callable[[Path], Path], background: str | None, message: str, tmp_path: Path
+) -> None:
     root = make(tmp_path / "src")
     with pytest.raises(ConversionError) as refused:
         prepare_source(root, background, seed=0)
     assert message.format(root=root) in str(refused.value)
 
 
-def test_images_ultralytics_would_pass_over_are_named_before_training(tmp_path: Path):
+def test_images_ultralytics_would_pass_over_are_named_before_training(tmp_path: Path) -> None:
     # Its dataset scan dropped the val image and trained on; our val of the classifier
     # then stopped in ultralytics' Image.open (ModuleNotFoundError: pi_heif).
     root = _split_given(tmp_path / "src", {"train": ["good", "bad"], "val": ["good", "bad"]})
@@ -170,7 +174,7 @@ def test_images_ultralytics_would_pass_over_are_named_before_training(tmp_path: 
     assert not weights.exists()
 
 
-def test_a_background_class_that_is_a_class_already_is_refused(tmp_path: Path):
+def test_a_background_class_that_is_a_class_already_is_refused(tmp_path: Path) -> None:
     synth_dataset(tmp_path / "src", images=6, seed=4)
     out = convert(tmp_path / "src", tmp_path / "out", definition=load_definition("synthetic")).out
     taken = load_definition("synthetic").classes[0]
@@ -178,7 +182,7 @@ def test_a_background_class_that_is_a_class_already_is_refused(tmp_path: Path):
         from_converted(out, background_class=taken)
 
 
-def test_a_label_file_that_is_not_text_is_one_line(tmp_path: Path):
+def test_a_label_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
     synth_dataset(tmp_path / "src", images=6, seed=4)
     out = convert(tmp_path / "src", tmp_path / "out", definition=load_definition("synthetic")).out
     label = sorted((out / "labels" / "train").iterdir())[0]
@@ -187,7 +191,7 @@ def test_a_label_file_that_is_not_text_is_one_line(tmp_path: Path):
         from_converted(out)
 
 
-def test_converter_output_labels_and_background(tmp_path: Path):
+def test_converter_output_labels_and_background(tmp_path: Path) -> None:
     synth_dataset(tmp_path / "src", images=10, seed=4)
     out = convert(
         tmp_path / "src",
@@ -206,7 +210,7 @@ def test_converter_output_labels_and_background(tmp_path: Path):
 
 
 @pytest.mark.parametrize("given", ["folder", "data.yaml"])
-def test_any_yolo_dataset_is_labelled_as_a_converter_output_is(tmp_path: Path, given: str):
+def test_any_yolo_dataset_is_labelled_as_a_converter_output_is(tmp_path: Path, given: str) -> None:
     # train, evaluate and review took a YOLO dataset (Roboflow's export, say); train-cls
     # refused it as "neither a converter output nor a folder per class".
     synth_dataset(tmp_path / "src", images=12, seed=4)
@@ -221,7 +225,7 @@ def test_any_yolo_dataset_is_labelled_as_a_converter_output_is(tmp_path: Path, g
         f"train: ../train/images\nval: ../valid/images\nnc: {len(names)}\nnames: {names}\n"
     )
 
-    def labels(source) -> set[tuple[str, str, str]]:
+    def labels(source: ClassificationSource) -> set[tuple[str, str, str]]:
         return {(image.name, label, split) for image, label, split in source.items}
 
     for background in (None, "good"):
@@ -233,7 +237,7 @@ def test_any_yolo_dataset_is_labelled_as_a_converter_output_is(tmp_path: Path, g
         assert "YOLO dataset" in read.kind
 
 
-def test_transfer_counts(detector_checkpoints):
+def test_transfer_counts(detector_checkpoints: dict[str, Path]) -> None:
     from ultralytics.nn.tasks import ClassificationModel
 
     model = ClassificationModel("yolo11n-cls.yaml", nc=2, verbose=False)
@@ -243,8 +247,8 @@ def test_transfer_counts(detector_checkpoints):
 
 
 def test_train_cls_end_to_end_with_backbone(
-    good_defective: Path, detector_checkpoints, tmp_path: Path
-):
+    good_defective: Path, detector_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     result = subprocess.run(
         [
             *DEFECTS,
@@ -397,7 +401,9 @@ def test_train_cls_end_to_end_with_backbone(
     )
 
 
-def test_scale_mismatch_fails_loudly(good_defective: Path, detector_checkpoints, tmp_path: Path):
+def test_scale_mismatch_fails_loudly(
+    good_defective: Path, detector_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     result = subprocess.run(
         [
             *DEFECTS,
@@ -418,7 +424,7 @@ def test_scale_mismatch_fails_loudly(good_defective: Path, detector_checkpoints,
     assert "does not fit yolo11n-cls.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_train_on_image_level_data_offers_the_fallback(good_defective: Path):
+def test_train_on_image_level_data_offers_the_fallback(good_defective: Path) -> None:
     result = subprocess.run(
         [*DEFECTS, "train", "--data", str(good_defective)], capture_output=True, text=True
     )
@@ -427,7 +433,7 @@ def test_train_on_image_level_data_offers_the_fallback(good_defective: Path):
     assert f"defects train-cls --data {good_defective}" in result.stderr
 
 
-def test_grad_cam_shape_and_range(tmp_path: Path):
+def test_grad_cam_shape_and_range(tmp_path: Path) -> None:
     from ultralytics import YOLO
 
     model = YOLO("yolo11n-cls.yaml")

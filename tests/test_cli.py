@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Never
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ def _small(root: Path, bad: bool = False) -> Path:
     return root
 
 
-def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
+def test_convert_and_strict_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _small(tmp_path / "src", bad=True)
     assert main(["convert", str(src), "--out", str(tmp_path / "out")]) == 0
     assert main(["convert", str(src), "--out", str(tmp_path / "out"), "--strict"]) == 1
@@ -230,7 +231,7 @@ def test_convert_and_strict_exit_codes(tmp_path: Path, capsys):
         (["convert", "{src}", "--out", "{tmp}/o", "--seed", "-1"], "argument --seed: -1 is out"),
     ],
 )
-def test_errors_are_one_clear_line(tmp_path: Path, args, message):
+def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     src = _small(tmp_path / "src")
     (tmp_path / "broken.yaml").write_text(": : :\n")
     (tmp_path / "dataset.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
@@ -244,7 +245,9 @@ def test_errors_are_one_clear_line(tmp_path: Path, args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_a_split_a_converter_output_lacks_is_one_line_naming_those_it_has(tmp_path, capsys):
+def test_a_split_a_converter_output_lacks_is_one_line_naming_those_it_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert main(["convert", str(_small(tmp_path / "src")), "--out", str(out)]) == 0
     for command in ("evaluate", "compare"):
@@ -273,8 +276,8 @@ def test_a_split_a_converter_output_lacks_is_one_line_naming_those_it_has(tmp_pa
     ],
 )
 def test_convert_says_when_a_split_it_was_asked_for_comes_out_empty(
-    tmp_path: Path, capsys, split, note
-):
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], split: str, note: str | None
+) -> None:
     assert main(["convert", str(_small(tmp_path / "src")), "--out", str(tmp_path / "o"),
                  "--split", split]) == 0  # fmt: skip
     err = capsys.readouterr().err
@@ -301,7 +304,9 @@ def _patches_and_one_crazing(tmp_path: Path) -> Path:
     return out
 
 
-def test_train_warns_of_classes_a_split_holds_no_box_of(tmp_path: Path, capsys, monkeypatch):
+def test_train_warns_of_classes_a_split_holds_no_box_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The boxes counted from the label files ultralytics trains on, before training: a
     YOLO dataset's data.yaml may list classes no image was labelled with."""
     import detection.train
@@ -315,7 +320,7 @@ def test_train_warns_of_classes_a_split_holds_no_box_of(tmp_path: Path, capsys, 
     }
     capsys.readouterr()
 
-    def stop(*_):  # the recipe comes next, then torch: nothing to train for here
+    def stop(*_: object) -> Never:  # the recipe comes next, then torch: nothing to train for here
         raise ConversionError("stopped before training")
 
     monkeypatch.setattr(detection.train, "training_recipe", stop)
@@ -344,11 +349,15 @@ def test_train_warns_of_classes_a_split_holds_no_box_of(tmp_path: Path, capsys, 
                  test=(1, {"a": 1})), [], {"test": ["b", "c"]}),
     ],
 )  # fmt: skip
-def test_classes_a_split_leaves_without_a_box(counts, nowhere, by_split):
+def test_classes_a_split_leaves_without_a_box(
+    counts: dict[str, dict], nowhere: list[str], by_split: dict[str, list[str]]
+) -> None:
     assert classes_without_boxes(counts) == {"nowhere": nowhere, "by_split": by_split}
 
 
-def test_convert_says_which_classes_a_split_leaves_without_a_box(tmp_path: Path, capsys):
+def test_convert_says_which_classes_a_split_leaves_without_a_box(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """:func:`_patches_and_one_crazing`: each class left out said once."""
     out = _patches_and_one_crazing(tmp_path)
     err = " ".join(capsys.readouterr().err.split())
@@ -364,7 +373,9 @@ def test_convert_says_which_classes_a_split_leaves_without_a_box(tmp_path: Path,
     assert "--resplit" not in err  # NEU-DET gives no split of its own
 
 
-def test_a_split_the_source_gives_is_said_to_be_kept(tmp_path: Path, capsys):
+def test_a_split_the_source_gives_is_said_to_be_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """VOC's ImageSets put no washer into val and only washers into test: --split and
     --seed would not move them, so the advice is --resplit."""
     from tests.test_layouts import _generic_voc
@@ -381,7 +392,9 @@ def test_a_split_the_source_gives_is_said_to_be_kept(tmp_path: Path, capsys):
     assert kept not in capsys.readouterr().err
 
 
-def test_label_files_ultralytics_would_drop_are_named_before_training(tmp_path: Path, capsys):
+def test_label_files_ultralytics_would_drop_are_named_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A label file edited into something ultralytics cannot read: its dataset passed
     over the file's image, as corrupt, and trained without it, said in one line of its
     log among hundreds."""
@@ -415,7 +428,9 @@ def test_label_files_ultralytics_would_drop_are_named_before_training(tmp_path: 
     assert f"{image}: not a readable image" in err
 
 
-def test_a_dataset_without_val_images_is_refused_in_one_plain_line(tmp_path: Path, capsys):
+def test_a_dataset_without_val_images_is_refused_in_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`convert --split 1,0` then `train`: ultralytics stopped at its val loader with a
     message in terminal colour codes ("[34m[1mval: [0mError loading data ...")."""
     out = tmp_path / "all-train"
@@ -444,7 +459,9 @@ def test_a_dataset_without_val_images_is_refused_in_one_plain_line(tmp_path: Pat
         ["review", "--weights", "neu-det", "--no-launch"],
     ],
 )
-def test_an_output_whose_source_moved_is_one_line_naming_the_fix(tmp_path: Path, command):
+def test_an_output_whose_source_moved_is_one_line_naming_the_fix(
+    tmp_path: Path, command: list[str]
+) -> None:
     # convert links its source's images: with the source moved, training stopped on
     # ultralytics' RuntimeError traceback ("No valid images found").
     src = _small(tmp_path / "src")
@@ -480,7 +497,9 @@ def test_an_output_whose_source_moved_is_one_line_naming_the_fix(tmp_path: Path,
         (["momentum=0.8", "lr0=0.01"], "--set lr0: ultralytics ignores it"),
     ],
 )
-def test_training_arguments_that_optimizer_auto_would_ignore(pairs, expected):
+def test_training_arguments_that_optimizer_auto_would_ignore(
+    pairs: list[str], expected: dict[str, bool | float] | dict[str, float | str] | str
+) -> None:
     from detection.train import parse_overrides
 
     if isinstance(expected, dict):
@@ -506,7 +525,9 @@ def test_training_arguments_that_optimizer_auto_would_ignore(pairs, expected):
         (float, 0.0, 1.0, "x", "'x' is not a number"),
     ],
 )
-def test_number_options(kind, low, high, text, expected):
+def test_number_options(
+    kind: type[int] | type[float], low: float, high: float | None, text: str, expected: float | str
+) -> None:
     import argparse
 
     from detection.console import number_in
@@ -534,7 +555,9 @@ def test_number_options(kind, low, high, text, expected):
         ("-1", 1, "'-1' is not a device"),
     ],
 )
-def test_device_option(monkeypatch, text: str, gpus: int, expected: str):
+def test_device_option(
+    monkeypatch: pytest.MonkeyPatch, text: str, gpus: int, expected: str
+) -> None:
     # ultralytics refused a missing GPU with a traceback at the first batch.
     import argparse
 
@@ -560,7 +583,7 @@ def test_device_option(monkeypatch, text: str, gpus: int, expected: str):
         (4186, "box", "boxes", "4186 boxes"),
     ],
 )
-def test_counted(count: int, noun: str, plural: str | None, expected: str):
+def test_counted(count: int, noun: str, plural: str | None, expected: str) -> None:
     from detection.console import counted
 
     assert counted(count, noun, plural) == expected
@@ -591,7 +614,7 @@ def test_counted(count: int, noun: str, plural: str | None, expected: str):
         ),
     ],
 )
-def test_files_passed_over_are_counted_in_words(summary: dict, expected: str | None):
+def test_files_passed_over_are_counted_in_words(summary: dict, expected: str | None) -> None:
     from rich.console import Console
 
     from detection.commands import _print_skipped
@@ -606,7 +629,9 @@ def test_files_passed_over_are_counted_in_words(summary: dict, expected: str | N
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "train-cls", "compare"])
-def test_every_command_refuses_a_gpu_it_lacks(command: str, capsys, monkeypatch):
+def test_every_command_refuses_a_gpu_it_lacks(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
@@ -616,7 +641,7 @@ def test_every_command_refuses_a_gpu_it_lacks(command: str, capsys, monkeypatch)
     assert "argument --device: GPU 3 requested" in capsys.readouterr().err
 
 
-def test_version_names_ours_and_the_libraries_behind_the_figures():
+def test_version_names_ours_and_the_libraries_behind_the_figures() -> None:
     from importlib.metadata import version
 
     result = subprocess.run([*DEFECTS, "--version"], capture_output=True, text=True)
@@ -629,7 +654,7 @@ def test_version_names_ours_and_the_libraries_behind_the_figures():
     assert "not installed" not in line  # every library the figures depend on is here
 
 
-def test_validate_writes_nothing(tmp_path: Path):
+def test_validate_writes_nothing(tmp_path: Path) -> None:
     src = _small(tmp_path / "src", bad=True)
     before = sorted(tmp_path.rglob("*"))
     result = subprocess.run(
@@ -650,7 +675,7 @@ def test_validate_writes_nothing(tmp_path: Path):
     assert said + "rolled-in_scale 0, scratches 0" in strict.stderr
 
 
-def test_help_on_every_command():
+def test_help_on_every_command() -> None:
     import argparse
 
     from detection.cli import build_parser
@@ -667,13 +692,15 @@ def test_help_on_every_command():
         assert text.startswith(f"usage: defects {name}") and "%%" not in text, name
 
 
-def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch):
+def test_failed_run_leaves_previous_output_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = _small(tmp_path / "src")
     out = tmp_path / "out"
     convert(src, out)
     before = (out / "manifest.json").read_bytes()
 
-    def explode(*args, **kwargs):
+    def explode(*args: object, **kwargs: object) -> Never:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(converters.convert, "to_coco", explode)
@@ -697,7 +724,7 @@ print(missing, looked)
 """
 
 
-def test_a_reader_never_finds_the_output_missing_while_it_is_replaced(tmp_path: Path):
+def test_a_reader_never_finds_the_output_missing_while_it_is_replaced(tmp_path: Path) -> None:
     # Moved aside and then replaced, the folder was gone for a moment: a command reading
     # it then (training started beside a conversion of its dataset) found no manifest
     # and called the dataset damaged. Exchanged in one step, it is always there.
@@ -731,7 +758,9 @@ def test_a_reader_never_finds_the_output_missing_while_it_is_replaced(tmp_path: 
 # dataset with `convert --copy-images`. Now it is removed first, and the process still
 # dies of the signal (its parent sees -15, as before). Ctrl-C was already handled.
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
-def test_a_command_killed_while_it_writes_leaves_no_half_output(tmp_path: Path, number: int):
+def test_a_command_killed_while_it_writes_leaves_no_half_output(
+    tmp_path: Path, number: int
+) -> None:
     out = tmp_path / "out"
     assert main(["synth", "--out", str(out), "--images", "2"]) == 0
     earlier = sorted(p.relative_to(out) for p in out.rglob("*"))
@@ -753,7 +782,7 @@ def test_a_command_killed_while_it_writes_leaves_no_half_output(tmp_path: Path, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == earlier
 
 
-def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before():
+def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before() -> None:
     # A data loader's workers fork while a release is built: each inherits the handler,
     # and must die of the signal, not raise in its loop and print a traceback.
     from converters.folders import _terminations_raised
@@ -774,7 +803,9 @@ def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before():
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchanged", "moved aside"])
-def test_an_output_replaced_holds_the_new_files_only(tmp_path: Path, monkeypatch, exchange: bool):
+def test_an_output_replaced_holds_the_new_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
     import converters.folders
     from converters.folders import _renameat2, write_folder
 
@@ -792,7 +823,9 @@ def test_an_output_replaced_holds_the_new_files_only(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchanged", "moved aside"])
-def test_an_output_that_is_a_link_is_written_through(tmp_path: Path, monkeypatch, exchange: bool):
+def test_an_output_that_is_a_link_is_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
     # Outputs kept on a larger disk, linked from where commands write them: the folder
     # the link leads to is replaced. Replaced itself, the link became a folder, the one
     # it led to kept the earlier output, and a hidden link was left beside.
@@ -817,7 +850,7 @@ def test_an_output_that_is_a_link_is_written_through(tmp_path: Path, monkeypatch
 
 def test_an_output_link_to_where_nothing_can_be_written_is_refused_before_the_work(
     tmp_path: Path,
-):
+) -> None:
     src = _small(tmp_path / "src")
     (tmp_path / "linked").symlink_to("/proc/defects-linked")  # a virtual file system
     argv = ["convert", str(src), "--out", str(tmp_path / "linked")]
@@ -840,7 +873,9 @@ def test_an_output_link_to_where_nothing_can_be_written_is_refused_before_the_wo
     ],
     ids=lambda argv: " ".join(argv),
 )
-def test_a_path_that_is_a_loop_of_links_is_one_line(tmp_path: Path, capsys, argv: list[str]):
+def test_a_path_that_is_a_loop_of_links_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     # `ln -s loop loop`: pathlib's resolve() raised RuntimeError("Symlink loop from ..."),
     # a traceback, where the system's own calls say ELOOP.
     src = _small(tmp_path / "src")
@@ -851,7 +886,9 @@ def test_a_path_that_is_a_loop_of_links_is_one_line(tmp_path: Path, capsys, argv
     assert capsys.readouterr().err == f"defects {argv[0]}: error: {paths['loop']}: {reason}\n"
 
 
-def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Path, monkeypatch):
+def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The same command twice at once, where the folders cannot be exchanged in one step:
     # the other run's output took the place between our moving the old one aside and
     # moving ours in.
@@ -865,7 +902,7 @@ def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Pat
     )
     real_rename = Path.rename
 
-    def rename(self: Path, target):
+    def rename(self: Path, target: Path) -> Path:
         if ".tmp-" in self.name:
             raise OSError(39, "Directory not empty", str(target))
         return real_rename(self, target)
@@ -877,7 +914,7 @@ def test_a_swap_that_fails_leaves_the_earlier_output_and_no_debris(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_an_output_that_cannot_be_written_is_named_and_the_earlier_one_kept(tmp_path: Path):
+def test_an_output_that_cannot_be_written_is_named_and_the_earlier_one_kept(tmp_path: Path) -> None:
     """A write that fails midway names no file (Python's OSError has none): "defects
     convert: error: File too large" said neither which output nor that it was untouched."""
     src, out = _small(tmp_path / "src"), tmp_path / "out"
@@ -913,7 +950,7 @@ def test_an_output_that_cannot_be_written_is_named_and_the_earlier_one_kept(tmp_
 )  # fmt: skip
 def test_a_folder_not_built_names_what_the_user_will_look_for(
     tmp_path: Path, raised: OSError, filename: str | None, reason: str, kind: type
-):
+) -> None:
     from converters.folders import write_folder
 
     def build(folder: Path) -> None:
@@ -935,7 +972,7 @@ def test_a_folder_not_built_names_what_the_user_will_look_for(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_killed_run_leaves_a_complete_output(neu_det: Path, tmp_path: Path):
+def test_killed_run_leaves_a_complete_output(neu_det: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     convert(_small(tmp_path / "src"), out)
     process = subprocess.Popen(
@@ -952,7 +989,7 @@ def test_killed_run_leaves_a_complete_output(neu_det: Path, tmp_path: Path):
     assert len(list((out / "labels").rglob("*.txt"))) == images
 
 
-def test_synth_is_deterministic(tmp_path: Path):
+def test_synth_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert main(["synth", "--out", str(tmp_path / name), "--images", "6", "--seed", "1"]) == 0
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
@@ -961,7 +998,7 @@ def test_synth_is_deterministic(tmp_path: Path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
-def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: Path):
+def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: Path) -> None:
     """cv2.imwrite returns False where a file cannot be written, and synth ignored it: it
     said "Wrote 3 images" into a folder it had left without one. Here files over 10 KB are
     refused (RLIMIT_FSIZE: EFBIG, as a quota or a full disk refuses them) and each image
@@ -988,7 +1025,9 @@ def test_synth_that_cannot_write_an_image_says_so_and_leaves_nothing(tmp_path: P
         (OSError(27, "File too large"), "File too large"),
     ],
 )  # fmt: skip
-def test_an_os_error_is_one_line_with_its_files(monkeypatch, capsys, raised: OSError, said: str):
+def test_an_os_error_is_one_line_with_its_files(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: OSError, said: str
+) -> None:
     def fail(args: argparse.Namespace) -> int:
         raise raised
 
@@ -1007,7 +1046,12 @@ def test_an_os_error_is_one_line_with_its_files(monkeypatch, capsys, raised: OSE
         (["train", "--data", "d", "--name", "run"], "weights/run"),
     ],
 )
-def test_a_training_run_that_fills_the_disk_names_its_folder(monkeypatch, capsys, argv, output):
+def test_a_training_run_that_fills_the_disk_names_its_folder(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    output: str,
+) -> None:
     """A summary or a plot written with no file named in its error (a write that failed
     midway): "defects train-cls: error: No space left on device" said nothing of where."""
 
@@ -1021,7 +1065,9 @@ def test_a_training_run_that_fills_the_disk_names_its_folder(monkeypatch, capsys
     assert capsys.readouterr().err == f"defects {argv[0]}: error: {said}\n"
 
 
-def test_synth_refuses_more_images_than_its_disk_holds(tmp_path: Path, monkeypatch, capsys):
+def test_synth_refuses_more_images_than_its_disk_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`synth --images 100000000` drew for hours before the disk filled (1.6 TB)."""
     import shutil
     import types
@@ -1039,7 +1085,9 @@ def test_synth_refuses_more_images_than_its_disk_holds(tmp_path: Path, monkeypat
     assert len(list((out / "IMAGES").iterdir())) == 5
 
 
-def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
+def test_synth_again_into_its_folder_replaces_it_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Two runs into one folder once left the union of both datasets, so `make train-det
     # SEED=1` after a first run trained on a mixture of two seeds.
     out = tmp_path / "s"
@@ -1064,8 +1112,8 @@ def test_synth_again_into_its_folder_replaces_it_whole(tmp_path: Path, capsys):
     ],
 )
 def test_a_damaged_manifest_is_one_line_from_every_reader(
-    damage: bytes, reason: str, tmp_path, capsys
-):
+    damage: bytes, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Train, train-cls, evaluate and review each read a converter output's manifest: a
     JSONDecodeError, UnicodeDecodeError, TypeError or AttributeError traceback before."""
     from detection.review import read_source
@@ -1098,7 +1146,7 @@ def test_a_damaged_manifest_is_one_line_from_every_reader(
 )  # fmt: skip
 def test_review_refuses_an_image_changed_since_the_conversion(
     damage: str, said: str, tmp_path: Path
-):
+) -> None:
     """review read a converted dataset's sizes from its COCO file alone: an image
     written over since showed its boxes misplaced in the App, or a broken image."""
     from detection.review import read_source
@@ -1158,7 +1206,9 @@ def _failed_allocation(library: str) -> Exception:
         ("onnxruntime", "(32.5 GiB asked at once)"),
     ],
 )
-def test_an_allocation_too_large_is_one_line_naming_what_makes_it_smaller(library, asked):
+def test_an_allocation_too_large_is_one_line_naming_what_makes_it_smaller(
+    library: str, asked: str
+) -> None:
     args = argparse.Namespace(batch=16, imgsz=4096, command="predict")
     said = out_of_memory(_failed_allocation(library), args)
     assert said == f"out of memory {asked}: a smaller --batch (16) or --imgsz (4096) needs less"
@@ -1169,10 +1219,12 @@ def test_an_allocation_too_large_is_one_line_naming_what_makes_it_smaller(librar
     assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), args) is None
 
 
-def test_a_command_out_of_memory_says_so_in_one_line(tmp_path: Path, capsys, monkeypatch):
+def test_a_command_out_of_memory_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import detection.predict
 
-    def allocate_too_much(*args, **kwargs):
+    def allocate_too_much(*args: object, **kwargs: object) -> None:
         # OpenCV's own failure
         cv2.resize(np.zeros((2, 2), np.uint8), (12_000_000, 12_000_000))
 

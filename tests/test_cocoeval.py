@@ -19,7 +19,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detection.cocoeval import STAT_NAMES, evaluate
+from detection.cocoeval import STAT_NAMES, CocoResult, evaluate
 
 DATA = Path(__file__).parent / "data"
 GT = DATA / "parity_gt.json"
@@ -39,18 +39,18 @@ def _pycocotools(cat_ids: list[int] | None = None, results: list | None = None) 
 
 
 @pytest.fixture(scope="module")
-def ours():
+def ours() -> CocoResult:
     return evaluate(GT, DT)
 
 
-def test_overall_stats_equal_pycocotools(ours):
+def test_overall_stats_equal_pycocotools(ours: CocoResult) -> None:
     direct = _pycocotools()
     for name, value in zip(STAT_NAMES, direct):
         assert ours.stats[name] == pytest.approx(value, abs=1e-9)
 
 
 @pytest.mark.parametrize("category_id", [1, 2, 3, 4, 5, 6])
-def test_per_class_ap_equals_a_single_category_run(ours, category_id):
+def test_per_class_ap_equals_a_single_category_run(ours: CocoResult, category_id: int) -> None:
     direct = _pycocotools([category_id])
     cls = next(c for c in ours.classes if c.category_id == category_id)
     for ours_value, direct_value in (
@@ -64,7 +64,7 @@ def test_per_class_ap_equals_a_single_category_run(ours, category_id):
             assert abs(ours_value - direct_value) <= 1e-9
 
 
-def test_edge_cases_are_what_they_should_be(ours):
+def test_edge_cases_are_what_they_should_be(ours: CocoResult) -> None:
     by_name = {c.name: c for c in ours.classes}
     assert by_name["pitted_surface"].ap50 == 0.0 and by_name["pitted_surface"].detections == 0
     assert by_name["pitted_surface"].recall == 0.0
@@ -72,7 +72,7 @@ def test_edge_cases_are_what_they_should_be(ours):
     assert 0 < by_name["crazing"].ap50 <= 1
 
 
-def test_best_f1_against_a_brute_force_threshold_sweep(ours):
+def test_best_f1_against_a_brute_force_threshold_sweep(ours: CocoResult) -> None:
     """P/R at the best-F1 confidence equal counting pycocotools' matches at that threshold."""
     for cls in ours.classes:
         if cls.ground_truth == 0 or cls.detections == 0:
@@ -97,7 +97,7 @@ def test_best_f1_against_a_brute_force_threshold_sweep(ours):
         )
 
 
-def test_precision_recall_at_a_threshold_is_the_brute_force_count(ours):
+def test_precision_recall_at_a_threshold_is_the_brute_force_count(ours: CocoResult) -> None:
     """At each class's best-F1 confidence, the detections kept there give the best-F1
     point's P, R and F1 (as the brute-force sweep above counts them)."""
     from detection.cocoeval import precision_recall
@@ -125,13 +125,13 @@ def test_precision_recall_at_a_threshold_is_the_brute_force_count(ours):
     assert all(c["detections"] == 0 for c in precision_recall(GT, []).values())
 
 
-def test_empty_results_score_zero():
+def test_empty_results_score_zero() -> None:
     result = evaluate(GT, [])
     assert result.stats["AP50"] == 0.0
     assert all(c.ap50 == 0.0 for c in result.classes if c.ground_truth)
 
 
-def test_deterministic(ours):
+def test_deterministic(ours: CocoResult) -> None:
     again = evaluate(GT, DT)
     assert again.stats == ours.stats
     assert [vars(c) for c in again.classes] == [vars(c) for c in ours.classes]
@@ -144,7 +144,12 @@ def test_deterministic(ours):
         (None, None, [1, 1, 1], [0.1, 0.1, 0.5, 0.5]),  # class-agnostic, relative (mistakes)
     ],
 )
-def test_coco_from_relative(classes, sizes, categories, first_box):
+def test_coco_from_relative(
+    classes: list[str] | None,
+    sizes: list[tuple[int, int]] | None,
+    categories: list[int],
+    first_box: list[float],
+) -> None:
     from detection.cocoeval import coco_from_relative
 
     gt_labels = [["patches", "scratches"], None, ["scratches"]]
@@ -197,7 +202,7 @@ _GOOD = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
         ([], None),
     ],
 )
-def test_results_file_checks(tmp_path: Path, results, message):
+def test_results_file_checks(tmp_path: Path, results: object, message: str | None) -> None:
     """A results file pycocotools would score into a meaningless mAP is refused, naming
     the file and the result; valid ones (a zero-width box, an int score) pass unchanged."""
     from converters.errors import ConversionError
@@ -228,7 +233,7 @@ _ANNOTATION = {
 _IMAGE = {"id": 1, "file_name": "a.jpg", "width": 50, "height": 50}
 
 
-def _gt(**changes) -> dict:
+def _gt(**changes: object) -> dict:
     gt = {
         "images": [_IMAGE],
         "annotations": [dict(_ANNOTATION)],
@@ -292,7 +297,7 @@ def _gt(**changes) -> dict:
         (_gt(annotations=[{**_ANNOTATION, "id": "x"}]), "annotations[0] has id 'x'; expected a"),
     ],
 )
-def test_ground_truth_file_checks(tmp_path: Path, gt, message):
+def test_ground_truth_file_checks(tmp_path: Path, gt: object, message: str | None) -> None:
     """Ground truth pycocotools would fail on with a traceback, or score silently wrong,
     is refused naming the file and the entry; valid files pass unchanged."""
     from converters.errors import ConversionError
@@ -319,7 +324,7 @@ _FOLDERS_GT = {
 }
 
 
-def test_an_image_id_that_is_a_stem_names_its_image(tmp_path: Path):
+def test_an_image_id_that_is_a_stem_names_its_image(tmp_path: Path) -> None:
     # ultralytics' save_json before file_name: {"image_id": "crazing_1", ...}.
     from converters.errors import ConversionError
     from detection.evaluate import read_results
@@ -346,7 +351,9 @@ def test_an_image_id_that_is_a_stem_names_its_image(tmp_path: Path):
         ("", 10, "matches no image of"),
     ],
 )
-def test_results_are_matched_to_images_by_file_name(tmp_path: Path, file_name, image_id, expected):
+def test_results_are_matched_to_images_by_file_name(
+    tmp_path: Path, file_name: str, image_id: int | str, expected: int | str
+) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import read_results
 
@@ -394,7 +401,11 @@ _YOLO_GT = {
         ({"a.txt": b"0 0.5 0.5 0.2 0.2 \xff\n"}, "a.txt: not text (byte 18 is not UTF-8)"),
     ],
 )
-def test_a_folder_of_yolo_results_is_read_as_coco_results(tmp_path: Path, files, expected):
+def test_a_folder_of_yolo_results_is_read_as_coco_results(
+    tmp_path: Path,
+    files: dict[str, bytes] | dict[str, str],
+    expected: list[tuple[int, int, list[int], float]] | str,
+) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import read_results
 
@@ -435,7 +446,12 @@ _OTHER_SPLITS = {"train": ["c.jpg", "images/train/d.jpg", "other/a.jpg"], "test"
         ({"txt": "c.txt"}, None, "c.txt: names no image of"),
     ],
 )
-def test_results_on_other_splits_are_left_out(tmp_path: Path, result, elsewhere, expected):
+def test_results_on_other_splits_are_left_out(
+    tmp_path: Path,
+    result: dict[str, int] | dict[str, str],
+    elsewhere: dict[str, list[str]] | None,
+    expected: int | list[tuple[str, str]] | str,
+) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import read_results
 
@@ -461,7 +477,7 @@ def test_results_on_other_splits_are_left_out(tmp_path: Path, result, elsewhere,
         assert [r["image_id"] for r in read] == [10] and left_out == expected
 
 
-def test_an_image_of_another_split_named_by_two_files_is_left_out_once(tmp_path: Path):
+def test_an_image_of_another_split_named_by_two_files_is_left_out_once(tmp_path: Path) -> None:
     # Results made elsewhere (a link or copy of the folder predicted too) name one train
     # image by two files, and its stem once more: the report counted three images.
     from detection.evaluate import read_results
@@ -499,8 +515,8 @@ _YOLO_SPLIT_GT = {
     ],
 )
 def test_a_result_from_another_folder_names_its_image_by_name_alone(
-    tmp_path: Path, file_name, expected
-):
+    tmp_path: Path, file_name: str, expected: int | str | tuple[str, str]
+) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import read_results
 
@@ -534,7 +550,9 @@ def test_a_result_from_another_folder_names_its_image_by_name_alone(
         (["/a/g.jpg", "/b/g.jpg"], "results 0 and 1 name image 'images/val/g.jpg'"),
     ],
 )
-def test_results_naming_one_image_by_two_files_are_refused(tmp_path: Path, file_names, expected):
+def test_results_naming_one_image_by_two_files_are_refused(
+    tmp_path: Path, file_names: list[str], expected: list[int] | str
+) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import read_results
 
@@ -548,7 +566,7 @@ def test_results_naming_one_image_by_two_files_are_refused(tmp_path: Path, file_
         assert [r["image_id"] for r in read_results(path, _YOLO_SPLIT_GT, "gt")] == expected
 
 
-def test_yolo_results_need_their_images_size(tmp_path: Path):
+def test_yolo_results_need_their_images_size(tmp_path: Path) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import read_results
 
@@ -601,7 +619,9 @@ def _on(box: int, score: float) -> dict:
     ],
     ids=["difficult missed", "difficult found", "false positive first", "only difficult", "none"],
 )
-def test_difficult_boxes_ignored_as_pascal_voc_does(difficult, results, counted, ignored):
+def test_difficult_boxes_ignored_as_pascal_voc_does(
+    difficult: list[bool], results: list[dict], counted: float, ignored: int
+) -> None:
     gt = _one_class_gt(difficult)
     assert evaluate(gt, results).stats["AP50"] == pytest.approx(counted)
     scored = evaluate(gt, results, ignore_difficult=True)
@@ -613,12 +633,12 @@ def test_difficult_boxes_ignored_as_pascal_voc_does(difficult, results, counted,
         assert scored.stats["AP50"] == pytest.approx(ignored) == crazing.ap50
 
 
-def test_ignoring_difficult_without_any_is_the_plain_evaluation(ours):
+def test_ignoring_difficult_without_any_is_the_plain_evaluation(ours: CocoResult) -> None:
     assert evaluate(GT, DT, ignore_difficult=True).stats == ours.stats
 
 
 @pytest.mark.parametrize("ignore_difficult", [False, True])
-def test_without_sizes_every_other_figure_is_the_same(ignore_difficult: bool):
+def test_without_sizes_every_other_figure_is_the_same(ignore_difficult: bool) -> None:
     gt = json.loads(GT.read_text())
     for annotation in gt["annotations"][::7]:
         annotation["difficult"] = 1
@@ -633,7 +653,7 @@ def test_without_sizes_every_other_figure_is_the_same(ignore_difficult: bool):
     assert alone.classes == whole.classes and alone.pr_curves == whole.pr_curves
 
 
-def test_scoring_leaves_its_inputs_as_they_were():
+def test_scoring_leaves_its_inputs_as_they_were() -> None:
     """pycocotools writes into what it is given (``ignore`` on the ground truth; ``area``,
     ``id``, ``segmentation`` on results; relative areas for the size breakdowns); every
     scorer works on copies, so the same dicts score the same twice, and the caller's

@@ -33,7 +33,7 @@ def _perfect(gt: dict) -> list[dict]:
     ]
 
 
-def test_the_report_contract(tmp_path: Path):
+def test_the_report_contract(tmp_path: Path) -> None:
     gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
     report = compare(gt, [results, _perfect(gt)], ["a", "b"], tmp_path, replicates=200)
     assert [m["name"] for m in report["models"]] == ["a", "b"]
@@ -63,7 +63,9 @@ def test_the_report_contract(tmp_path: Path):
 
 
 @pytest.mark.parametrize("replicates", [1, 3])
-def test_an_interval_that_misses_its_point_is_drawn_as_it_is(replicates: int, tmp_path: Path):
+def test_an_interval_that_misses_its_point_is_drawn_as_it_is(
+    replicates: int, tmp_path: Path
+) -> None:
     # A percentile interval need not hold its point: with one replicate it is that
     # replicate's value twice. matplotlib refused the negative error bar it made
     # ("'xerr' must not contain negative values", a traceback after the scoring).
@@ -81,7 +83,7 @@ def test_an_interval_that_misses_its_point_is_drawn_as_it_is(replicates: int, tm
     assert (tmp_path / "differences.png").stat().st_size > 0
 
 
-def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path):
+def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path) -> None:
     gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
     report = compare(gt, [results, list(results)], ["a", "a-again"], tmp_path, replicates=200)
     difference = report["difference"]
@@ -93,7 +95,9 @@ def test_identical_predictions_differ_by_exactly_zero(tmp_path: Path):
 
 @pytest.mark.parametrize("boxes", ["none", "crowd only"])
 @pytest.mark.parametrize("command", ["evaluate", "compare"])
-def test_ground_truth_without_a_box_is_refused(boxes: str, command: str, tmp_path, capsys):
+def test_ground_truth_without_a_box_is_refused(
+    boxes: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Defect-free images alone: every AP is undefined, and pycocotools' -1 was reported
     as mAP50 -1.0000, with a TIDE table of nan."""
     gt = json.loads(GT.read_text())
@@ -109,7 +113,7 @@ def test_ground_truth_without_a_box_is_refused(boxes: str, command: str, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_a_yolo_split_without_a_box_is_refused(tmp_path: Path):
+def test_a_yolo_split_without_a_box_is_refused(tmp_path: Path) -> None:
     from converters.errors import ConversionError
     from detection.evaluate import split_ground_truth
 
@@ -121,7 +125,7 @@ def test_a_yolo_split_without_a_box_is_refused(tmp_path: Path):
         split_ground_truth(tmp_path, "val")
 
 
-def test_a_class_without_ground_truth_differs_by_n_a(tmp_path: Path):
+def test_a_class_without_ground_truth_differs_by_n_a(tmp_path: Path) -> None:
     """A split where a class has no boxes (a small test set, a rare class): its AP is
     undefined for both models, and so is their difference: n/a, not '+nan'."""
     gt = json.loads(GT.read_text())
@@ -138,14 +142,14 @@ def test_a_class_without_ground_truth_differs_by_n_a(tmp_path: Path):
     )
 
 
-def test_three_models_give_a_list_of_differences_in_model_order(tmp_path: Path):
+def test_three_models_give_a_list_of_differences_in_model_order(tmp_path: Path) -> None:
     gt, results = json.loads(GT.read_text()), json.loads(RESULTS.read_text())
     weaker = [r for r in results if r["score"] >= 0.5]
     report = compare(gt, [results, weaker, _perfect(gt)], ["a", "b", "c"], tmp_path, 100)
     assert [(d["model"], d["baseline"]) for d in report["difference"]] == [("b", "a"), ("c", "a")]
 
 
-def test_compare_from_results_files(tmp_path: Path, capsys):
+def test_compare_from_results_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The second is a `defects predict --out` folder: its predictions.json is read, not
     # the .txt results beside it (ultralytics' val with save_json and save_txt writes both).
     perfect = tmp_path / "perfect-run"
@@ -168,7 +172,13 @@ def test_compare_from_results_files(tmp_path: Path, capsys):
         ("0", "a: mAP50 +0.0000 n/a, p n/a", "no bootstrap replicates, so no interval or p"),
     ],
 )
-def test_the_console_and_report_say_what_is_undefined(bootstrap, said, footnote, tmp_path, capsys):
+def test_the_console_and_report_say_what_is_undefined(
+    bootstrap: str,
+    said: str,
+    footnote: str | None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     argv = ["compare", "--gt", str(GT), "--predictions", str(RESULTS), str(RESULTS)]
     argv += ["--names", "a,a-again", "--out", str(tmp_path / "out"), "--bootstrap", bootstrap]
     assert main(argv) == 0
@@ -195,7 +205,9 @@ def test_the_console_and_report_say_what_is_undefined(bootstrap, said, footnote,
         ),
     ],
 )
-def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_path, capsys):
+def test_compare_errors_are_one_clear_line(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["compare", "--gt", str(GT), *extra, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
 
@@ -226,12 +238,16 @@ def test_compare_errors_are_one_clear_line(extra: list[str], message: str, tmp_p
         ),
     ],
 )
-def test_models_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
+def test_models_are_named_apart_without_names(
+    sources: list[str], names: list[str], tmp_path: Path
+) -> None:
     paths = [tmp_path / source for source in sources]
     assert _model_names(None, paths, results=False) == names
 
 
-def test_a_released_name_is_named_apart_by_its_file(tmp_path, monkeypatch):
+def test_a_released_name_is_named_apart_by_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Beside its own export, the released name is told apart by its model.pt, wherever
     # compare runs (it was named by the folder compare ran in: "fz5/neu-det").
     monkeypatch.chdir(tmp_path)
@@ -256,7 +272,9 @@ def test_a_released_name_is_named_apart_by_its_file(tmp_path, monkeypatch):
         ("exported/small.onnx", "small"),
     ],
 )
-def test_weights_are_named_as_evaluate_and_compare_report_them(weights, name: str):
+def test_weights_are_named_as_evaluate_and_compare_report_them(
+    weights: Path | str, name: str
+) -> None:
     assert weights_name(weights) == name
 
 
@@ -270,13 +288,17 @@ def test_weights_are_named_as_evaluate_and_compare_report_them(weights, name: st
         ),
     ],
 )
-def test_results_are_named_apart_without_names(sources: list[str], names: list[str], tmp_path):
+def test_results_are_named_apart_without_names(
+    sources: list[str], names: list[str], tmp_path: Path
+) -> None:
     paths = [tmp_path / source for source in sources]
     assert _model_names(None, paths, results=True) == names
 
 
-def test_names_are_checked_before_any_model_predicts(tmp_path, capsys, monkeypatch):
-    def predict(*_):
+def test_names_are_checked_before_any_model_predicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def predict(*_: object) -> None:
         pytest.fail("the models predicted before their names were checked")
 
     monkeypatch.setattr("detection.commands._predict_for_comparison", predict)
@@ -286,7 +308,7 @@ def test_names_are_checked_before_any_model_predicts(tmp_path, capsys, monkeypat
 
 
 @pytest.mark.slow
-def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     """A checkpoint against its ONNX export: each run by its own backend, unasked."""
     run = tmp_path / "run"
     run.mkdir()
@@ -320,7 +342,7 @@ def test_compare_from_weights(trained: Path, tiny_data: Path, tmp_path: Path):
     assert main(argv) == 2
 
 
-def test_the_evaluation_report_explains(tmp_path: Path):
+def test_the_evaluation_report_explains(tmp_path: Path) -> None:
     report = evaluate_files(RESULTS, GT, tmp_path / "a", replicates=200, seed=1)
     again = evaluate_files(RESULTS, GT, tmp_path / "b", replicates=200, seed=1)
     assert report["mAP50_ci"] == again["mAP50_ci"]  # seeded
@@ -347,7 +369,7 @@ def test_the_evaluation_report_explains(tmp_path: Path):
     assert (tmp_path / "a" / "errors.png").is_file()
 
 
-def test_the_report_gives_the_figures_with_difficult_boxes_ignored_beside(tmp_path: Path):
+def test_the_report_gives_the_figures_with_difficult_boxes_ignored_beside(tmp_path: Path) -> None:
     gt = json.loads(GT.read_text())
     plain = evaluate_files(RESULTS, GT, tmp_path / "plain", replicates=0)
     assert plain["difficult_ignored"] is None
@@ -367,7 +389,9 @@ def test_the_report_gives_the_figures_with_difficult_boxes_ignored_beside(tmp_pa
     assert "the 15 boxes marked difficult" in markdown
 
 
-def test_a_report_folder_is_written_whole(tmp_path: Path, capsys):
+def test_a_report_folder_is_written_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # An earlier report's example images once stayed among the new ones (another model's
     # errors in errors/<type>/), and --out could point at any folder.
     evaluate_files(RESULTS, GT, tmp_path / "r", replicates=0)
@@ -386,7 +410,9 @@ def test_a_report_folder_is_written_whole(tmp_path: Path, capsys):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
-def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: Path, capsys):
+def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """parity_gt.json has no scratches box: its mAP is over 5 of the 6 classes, said in
     the report and on the console; without that category, nothing to say."""
     gt, results = DATA / "parity_gt.json", DATA / "parity_dt.json"
@@ -434,7 +460,7 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(tmp_path: P
 )
 def test_the_classes_a_model_lacks_are_counted_as_pycocotools_scores_them(
     annotations: list[tuple[int, int]], lacking: dict
-):
+) -> None:
     from detection.evaluate import classes_not_in_model
 
     gt = {
@@ -444,7 +470,9 @@ def test_the_classes_a_model_lacks_are_counted_as_pycocotools_scores_them(
     assert classes_not_in_model(gt, {0: "patches"}) == lacking
 
 
-def test_a_ground_truth_class_the_model_lacks_is_said_to_cost_map(tmp_path: Path, capsys):
+def test_a_ground_truth_class_the_model_lacks_is_said_to_cost_map(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Steel annotated with NEU-DET's classes and one more (rust): the released model
     cannot find rust, so its boxes are scored AP 0; the report says why."""
     from tests.helpers import voc_xml, write_image, write_xml
@@ -481,7 +509,9 @@ def test_a_ground_truth_class_the_model_lacks_is_said_to_cost_map(tmp_path: Path
         assert f"note: {model['name']}: {said}" in err
 
 
-def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys):
+def test_results_cut_at_a_high_confidence_are_said_to_be(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # predict's default --conf 0.25 fed to evaluate: a lower mAP that is not the model's.
     results = json.loads(RESULTS.read_text())
     assert min(r["score"] for r in results) < 0.051  # a detector's usual cut, 0.05
@@ -518,7 +548,7 @@ def test_results_cut_at_a_high_confidence_are_said_to_be(tmp_path: Path, capsys)
         ([[120, 130, 180, 190], [10, 10, 40, 40]], 1),  # [x1, y1, x2, y2] of one far box
     ],
 )
-def test_boxes_past_the_image_are_counted(boxes: list, past: int):
+def test_boxes_past_the_image_are_counted(boxes: list, past: int) -> None:
     gt = {"images": [{"id": 1, "width": 200, "height": 200}, {"id": 2}]}
     results = [{"image_id": 1, "bbox": box} for box in boxes]
     results.append({"image_id": 2, "bbox": [500, 500, 900, 900]})  # its size is not given
@@ -536,7 +566,9 @@ def test_boxes_past_the_image_are_counted(boxes: list, past: int):
         (range(1, 19), True, {"images": 1, "of": 19, "boxes": 2}, False),
     ],
 )
-def test_images_no_result_names_are_counted(answered, crowd: bool, expected: dict, said: bool):
+def test_images_no_result_names_are_counted(
+    answered: range | list[int], crowd: bool, expected: dict, said: bool
+) -> None:
     from detection.report import images_unanswered, results_warnings
 
     gt = {
@@ -552,7 +584,9 @@ def test_images_no_result_names_are_counted(answered, crowd: bool, expected: dic
     assert [label for label, _ in warnings] == (["b, images without results"] if said else [])
 
 
-def test_results_given_as_corners_are_said_to_be(tmp_path: Path, capsys):
+def test_results_given_as_corners_are_said_to_be(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # [x1, y1, x2, y2] where COCO wants [x, y, width, height]: pycocotools misses nearly
     # every box without a word (the release's val results so: mAP50 0.136 against 0.746).
     results = json.loads(RESULTS.read_text())
@@ -599,7 +633,9 @@ def _as_ultralytics_writes(gt: dict, shift: float) -> list[dict]:
     ]
 
 
-def test_results_are_scored_on_a_datasets_split(tmp_path: Path, capsys):
+def test_results_are_scored_on_a_datasets_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # `evaluate --predictions R --data D` and `compare --predictions A B --data D`: the
     # split's ground truth found as --weights finds it, a YOLO dataset's from its labels,
     # so ultralytics' save_json results need no COCO file of their own.
@@ -646,7 +682,9 @@ def test_results_are_scored_on_a_datasets_split(tmp_path: Path, capsys):
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy's overflow, said to the user
-def test_boxes_far_outside_their_image_are_drawn_at_its_edges(tiny_data: Path, tmp_path: Path):
+def test_boxes_far_outside_their_image_are_drawn_at_its_edges(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     # Finite values whose corner is not (1e308 + 1e308): int() of it was an OverflowError
     # traceback in the report's examples; a box merely far off was drawn past any pixel.
     gt = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())

@@ -26,7 +26,9 @@ from converters.files import read_yaml_mapping
         (b"classes:\n  - name: crazing\n    aliases: [Cr]\n  - 7\n", ["crazing", "7"]),
     ],
 )
-def test_a_definition_reads_its_classes_in_id_order(content: bytes, classes, tmp_path: Path):
+def test_a_definition_reads_its_classes_in_id_order(
+    content: bytes, classes: list[str], tmp_path: Path
+) -> None:
     path = tmp_path / "classes.yaml"
     path.write_bytes(content)
     assert load_definition(path).classes == classes
@@ -35,7 +37,9 @@ def test_a_definition_reads_its_classes_in_id_order(content: bytes, classes, tmp
 @pytest.mark.parametrize(
     ("content", "channels"), [(b"", 3), (b"channels: 1\n", 1), (b"channels: 3\n", 3)]
 )
-def test_a_definition_says_whether_its_images_are_grey(content: bytes, channels, tmp_path):
+def test_a_definition_says_whether_its_images_are_grey(
+    content: bytes, channels: int, tmp_path: Path
+) -> None:
     path = tmp_path / "classes.yaml"
     path.write_bytes(b"classes: [a]\n" + content)
     assert load_definition(path).channels == channels
@@ -61,7 +65,9 @@ def test_a_definition_says_whether_its_images_are_grey(content: bytes, channels,
         (b"classes: [a]\nchannels: grey\n", "its 'channels' is 'grey', not 1"),
     ],
 )
-def test_a_file_that_is_no_definition_is_one_clear_line(content: bytes, message, tmp_path):
+def test_a_file_that_is_no_definition_is_one_clear_line(
+    content: bytes, message: str, tmp_path: Path
+) -> None:
     path = tmp_path / "classes.yaml"
     path.write_bytes(content)
     with pytest.raises(ConversionError) as refused:
@@ -70,12 +76,12 @@ def test_a_file_that_is_no_definition_is_one_clear_line(content: bytes, message,
     assert message in str(refused.value)
 
 
-def test_an_empty_file_is_an_empty_mapping(tmp_path: Path):
+def test_an_empty_file_is_an_empty_mapping(tmp_path: Path) -> None:
     (tmp_path / "empty.yaml").write_text("")
     assert read_yaml_mapping(tmp_path / "empty.yaml", "dataset definition") == {}
 
 
-def test_a_class_list_through_a_pipe_is_read():
+def test_a_class_list_through_a_pipe_is_read() -> None:
     # `defects convert SRC --classes-file <(printf 'classes: [a, b]')`: a pipe, which was
     # refused as "no such file" (not a regular file), is read as a file is.
     readable, writable = os.pipe()

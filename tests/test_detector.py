@@ -12,7 +12,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -26,10 +28,13 @@ from detection.weights import WeightsError
 from tests.conftest import DEFECTS, TINY
 from tests.helpers import no_file_over, roboflow_export
 
+if TYPE_CHECKING:
+    import onnx
+
 pytestmark = pytest.mark.slow
 
 
-def test_training_writes_weights_args_and_metrics(trained: Path):
+def test_training_writes_weights_args_and_metrics(trained: Path) -> None:
     assert (trained / "best.pt").is_file() and (trained / "last.pt").is_file()
     args = (trained / "args.yaml").read_text()
     assert "imgsz: 96" in args and "pretrained: false" in args
@@ -46,7 +51,7 @@ def test_training_writes_weights_args_and_metrics(trained: Path):
     assert field == {"width": 200, "height": 200, "imgsz": 96}
 
 
-def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
+def test_resume_after_kill(tiny_data: Path, tmp_path: Path) -> None:
     command = [
         *DEFECTS,
         "train",
@@ -129,7 +134,9 @@ def test_resume_after_kill(tiny_data: Path, tmp_path: Path):
     assert (moved / "killed" / "args.yaml").read_text() == run_args
 
 
-def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(tiny_data: Path, tmp_path: Path):
+def test_a_resumed_hours_run_spends_what_is_left_of_its_budget(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     results = tmp_path / "timed" / "results.csv"
 
     def times() -> list[float]:
@@ -217,7 +224,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_kill_during_checkpoint_writes_never_costs_the_run(tiny_data: Path, tmp_path: Path):
+def test_kill_during_checkpoint_writes_never_costs_the_run(tiny_data: Path, tmp_path: Path) -> None:
     import torch
 
     script = tmp_path / "kill_during_save.py"
@@ -269,8 +276,14 @@ def test_kill_during_checkpoint_writes_never_costs_the_run(tiny_data: Path, tmp_
     ],
 )
 def test_checkpoint_state(
-    trained: Path, tmp_path: Path, epoch: int, epochs: int, hours, elapsed_s: float, state: str
-):
+    trained: Path,
+    tmp_path: Path,
+    epoch: int,
+    epochs: int,
+    hours: float | None,
+    elapsed_s: float,
+    state: str,
+) -> None:
     import torch
 
     from detection.train import checkpoint_state
@@ -286,7 +299,7 @@ def test_checkpoint_state(
 @pytest.mark.parametrize("given", [True, False])
 def test_a_resumed_run_refuses_label_files_ultralytics_would_drop(
     trained: Path, tiny_data: Path, tmp_path: Path, given: bool
-):
+) -> None:
     import torch
 
     data = tmp_path / "data"
@@ -312,7 +325,7 @@ def test_a_resumed_run_refuses_label_files_ultralytics_would_drop(
     assert (run / "last.pt").read_bytes() == saved  # no epoch trained
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [*DEFECTS, "train", "--resume", "--name", "none", "--weights-dir", str(tmp_path)],
         capture_output=True,
@@ -321,7 +334,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
     assert result.returncode == 2 and "nothing to resume" in result.stderr
 
 
-def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path):
+def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             *DEFECTS,
@@ -341,7 +354,7 @@ def test_pretrained_download_is_refused(tiny_data: Path, tmp_path: Path):
 
 def test_an_activation_stage_turns_trained_weights_to_relu(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     """`train --model W --activation relu`: W's tensors in a model whose every Conv block
     is ReLU, which its int8 export folds into the convolutions; the card says so."""
     import onnx
@@ -410,7 +423,7 @@ def test_an_activation_stage_turns_trained_weights_to_relu(
 
 def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     import csv
 
     import cv2
@@ -496,7 +509,7 @@ def test_a_teacher_distils_into_a_student_that_keeps_its_own_size(
 )
 def test_a_teacher_that_cannot_teach_is_a_clear_error(
     tiny_data: Path, tmp_path: Path, teacher: str, names: list[str] | None, message: str
-):
+) -> None:
     import yaml
 
     data = tiny_data / "data.yaml"
@@ -544,7 +557,7 @@ def _assert_same_convolutions(start: dict, run: Path) -> None:
 
 def test_training_from_a_local_pt_starts_from_its_weights(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # `--model weights/x/best.pt` once rebuilt the bare architecture (ultralytics'
     # pretrained=False) and trained from scratch. With the learning rate at zero, an
     # epoch from the .pt must leave its convolution weights exactly as they were.
@@ -590,7 +603,7 @@ def _with_classes(
 
 def test_ultralytics_val_is_not_put_beside_weights_that_number_the_classes_otherwise(
     tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # Ultralytics' val matches classes by number: on a synthetic set whose classes were
     # listed backwards it gave the released model 0.134 for pycocotools' 0.500.
     from detection.evaluate import evaluate_model
@@ -620,8 +633,13 @@ def test_ultralytics_val_is_not_put_beside_weights_that_number_the_classes_other
     ],
 )
 def test_a_start_that_knows_the_data_s_classes_starts_each_from_its_own(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys, order, renamed
-):
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    order: list[int],
+    renamed: dict[int, str],
+) -> None:
     # Ultralytics transfers the head by shape, so each class began from what the weights
     # had learnt of another; with another number of classes, from nothing.
     import torch
@@ -670,8 +688,8 @@ def test_a_start_that_knows_the_data_s_classes_starts_each_from_its_own(
 
 
 def test_training_again_under_a_name_keeps_the_earlier_run(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
-):
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # exist_ok made ultralytics write a new run over the earlier one's weights.
     from detection.train import train
     from detection.weights import sha256
@@ -690,7 +708,7 @@ def test_training_again_under_a_name_keeps_the_earlier_run(
 
 def test_a_classifier_backbone_starts_the_detector_and_callbacks_see_every_batch(
     tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # The time-to-accuracy study starts a detector from a classifier trained on the same
     # images (bench/recipes.py) and times batches with callbacks (bench/profile_train.py).
     import torch
@@ -744,7 +762,7 @@ def test_a_classifier_backbone_starts_the_detector_and_callbacks_see_every_batch
 )
 def test_a_backbone_that_cannot_start_a_run_is_a_clear_error(
     trained: Path, tiny_data: Path, tmp_path: Path, model: str, backbone: str, message: str
-):
+) -> None:
     from converters.errors import ConversionError
     from detection.train import train
 
@@ -762,7 +780,9 @@ def test_a_backbone_that_cannot_start_a_run_is_a_clear_error(
         )
 
 
-def test_evaluate_scores_an_export_with_backend(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_evaluate_scores_an_export_with_backend(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
     """--backend onnx scores the deployed file (exported beside the .pt), says so in the
     report, and leaves ultralytics' val (which runs the .pt) out; --iou is the NMS IoU of
     both backends and of ultralytics' val, recorded."""
@@ -811,8 +831,8 @@ def _resaved_larger(image: Path) -> None:
     ],
 )
 def test_evaluate_refuses_a_ground_truth_image_it_cannot_score(
-    trained: Path, tiny_data: Path, tmp_path: Path, damage, expected: str
-):
+    trained: Path, tiny_data: Path, tmp_path: Path, damage: Callable[[Path], None], expected: str
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)  # the images' contents, not links to the fixture's
     damaged = sorted((data / "images" / "val").iterdir())[0]
@@ -841,7 +861,7 @@ def test_evaluate_refuses_a_ground_truth_image_it_cannot_score(
 )  # fmt: skip
 def test_a_report_never_replaces_a_converted_dataset(
     trained: Path, tiny_data: Path, tmp_path: Path, command: str, out: str, said: str
-):
+) -> None:
     # The converter's report.json was taken for a report's marker: `--out DATA` replaced
     # the dataset with the report.
     data, other = tmp_path / "data", tmp_path / "other"
@@ -862,7 +882,7 @@ def test_a_report_never_replaces_a_converted_dataset(
 @pytest.mark.parametrize("command", ["evaluate", "compare"])
 def test_a_report_never_replaces_a_folder_holding_its_weights(
     trained: Path, tiny_data: Path, tmp_path: Path, command: str
-):
+) -> None:
     # An earlier report's folder (its marker) that the weights were copied into.
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -888,7 +908,7 @@ def test_a_report_never_replaces_a_folder_holding_its_weights(
 )
 def test_predict_never_replaces_a_folder_holding_its_input(
     trained: Path, tiny_data: Path, tmp_path: Path, source: str, out: str
-):
+) -> None:
     from detection.cli import main
 
     (tmp_path / "images").mkdir()
@@ -916,7 +936,9 @@ def test_predict_never_replaces_a_folder_holding_its_input(
         ("report.json", "a report of evaluate or compare"),
     ],
 )
-def test_an_earlier_output_is_no_source(trained: Path, tmp_path: Path, marker: str, kind: str):
+def test_an_earlier_output_is_no_source(
+    trained: Path, tmp_path: Path, marker: str, kind: str
+) -> None:
     # Its images are drawn copies: predicted on, they gave the boxes drawn on them again.
     (tmp_path / "earlier" / "images").mkdir(parents=True)
     (tmp_path / "earlier" / marker).write_text("[]")
@@ -939,7 +961,7 @@ def test_an_earlier_output_is_no_source(trained: Path, tmp_path: Path, marker: s
     assert "1 image" in result.stderr and "000001_a.jpg" not in result.stdout + result.stderr
 
 
-def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = subprocess.run(
         [
@@ -1057,7 +1079,7 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
 
 def test_evaluate_scores_any_yolo_dataset_from_its_labels(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # No COCO file: the ground truth is read from its YOLO labels as ultralytics reads
     # them, so it scores as the converter's COCO ground truth of the same boxes does.
     data_yaml = roboflow_export(tiny_data, tmp_path / "roboflow")
@@ -1102,8 +1124,8 @@ def test_evaluate_scores_any_yolo_dataset_from_its_labels(
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_an_image_size_the_model_cannot_take_is_refused(
-    trained: Path, tiny_data: Path, backend: str, capsys
-):
+    trained: Path, tiny_data: Path, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # --imgsz 100: a 132-pixel bordered input, which reached the network and failed in a
     # Concat layer (ONNX Runtime) or in ultralytics' stride check, as a traceback.
     from detection.cli import main
@@ -1116,7 +1138,7 @@ def test_an_image_size_the_model_cannot_take_is_refused(
     assert main([*argv, "--imgsz", "128"]) == 0
 
 
-def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     # Brackets too: rich once read "[cam]" as markup and printed the path without it.
     images = tmp_path / ("in-a-[cam]-folder-whose-name-is-longer-than-a-line-" + "x" * 40)
     images.mkdir()
@@ -1206,8 +1228,13 @@ def test_predict_skips_a_corrupt_image(trained: Path, tiny_data: Path, tmp_path:
     ],
 )
 def test_the_border_surrounds_the_letterboxed_image_and_boxes_map_back(
-    shape, size, border, canvas, ratio, offset
-):
+    shape: tuple[int, int],
+    size: int,
+    border: int,
+    canvas: int,
+    ratio: float,
+    offset: tuple[int, int],
+) -> None:
     from detection.predict import PAD_VALUE, letterbox, to_image
 
     image = np.full((*shape, 3), 7, np.uint8)
@@ -1228,7 +1255,9 @@ def test_the_border_surrounds_the_letterboxed_image_and_boxes_map_back(
     ("shape", "drawn"),
     [((3, 5000), (1, 416)), ((5000, 2), (416, 1)), ((1, 1), (416, 416))],
 )
-def test_a_line_scan_thinner_than_a_pixel_at_the_model_size_keeps_one(shape, drawn):
+def test_a_line_scan_thinner_than_a_pixel_at_the_model_size_keeps_one(
+    shape: tuple[int, int], drawn: tuple[int, int]
+) -> None:
     # 3 rows of 5000 drawn 416 wide are 0.25 rows: rounded to none, OpenCV's resize
     # failed with an assertion (a traceback from predict).
     from detection.predict import PAD_VALUE, letterbox
@@ -1241,7 +1270,7 @@ def test_a_line_scan_thinner_than_a_pixel_at_the_model_size_keeps_one(shape, dra
     assert (boxed[boxed != 7] == PAD_VALUE).all()
 
 
-def test_the_model_input_is_ultralytics_own_preprocessing():
+def test_the_model_input_is_ultralytics_own_preprocessing() -> None:
     """RGB, channels first, and for an fp32 model scaled to 0..1 bit for bit as ultralytics
     scales it (a float tensor divided by 255), though in one pass from BGR pixels."""
     import torch
@@ -1260,7 +1289,7 @@ def test_the_model_input_is_ultralytics_own_preprocessing():
     assert scaled.min() == 0 and scaled.max() == 1
 
 
-def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     import cv2
 
     from detection.predict import OnnxDetector, TorchDetector, export_onnx
@@ -1289,7 +1318,7 @@ def test_onnx_gives_the_same_detections(trained: Path, tiny_data: Path, tmp_path
 
 def test_onnx_export_decodes_boxes_as_ultralytics_does(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     """Our export takes the DFL softmax over the last axis (faster in ONNX Runtime); its
     outputs equal those of ultralytics' own export."""
     import cv2
@@ -1370,7 +1399,9 @@ def _with_upsampled_input_second(definition: dict) -> dict:
         ("yolo26n.yaml", True),  # no DFL, one-to-one head
     ],
 )
-def test_upsampling_after_the_convolution_computes_the_same(definition: str, upsampled_first: bool):
+def test_upsampling_after_the_convolution_computes_the_same(
+    definition: str, upsampled_first: bool
+) -> None:
     """_upsample_after_convolving: cv1(cat(up(x), y)) becomes up(cv1's share for x at the
     low resolution) + cv1's share for y; the same outputs, and no Concat is left after an
     upsampling."""
@@ -1409,7 +1440,7 @@ def test_upsampling_after_the_convolution_computes_the_same(definition: str, ups
     assert not any(isinstance(m, Concat) for m in after_upsampling)
 
 
-def test_an_export_the_disk_cannot_hold_leaves_no_half_model(trained: Path, tmp_path: Path):
+def test_an_export_the_disk_cannot_hold_leaves_no_half_model(trained: Path, tmp_path: Path) -> None:
     """Ultralytics writes its ONNX export beside the weights it reads: with files larger
     than the weights refused (RLIMIT_FSIZE, as a full disk or a quota refuses them),
     `export` said "File too large", naming nothing, and left the first megabytes of the
@@ -1432,7 +1463,7 @@ def test_an_export_the_disk_cannot_hold_leaves_no_half_model(trained: Path, tmp_
 
 def test_export_names_the_files_it_wrote_and_no_temporary_one(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     """Ultralytics' export lines ("Results saved to /tmp/defects-export-.../model.onnx",
     "Predict: yolo predict ... model=" that file) named the temporary folder it wrote
     into, gone when they were read, on stdout; and `--int8` said "Exported X.int8.onnx"
@@ -1450,7 +1481,7 @@ def test_export_names_the_files_it_wrote_and_no_temporary_one(
     assert (tmp_path / "best.onnx").is_file() and (tmp_path / "best.int8.onnx").is_file()
 
 
-def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     from detection.evaluate import evaluate_model
 
     first = evaluate_model(trained / "best.pt", tiny_data, tmp_path / "a", with_ultralytics=False)
@@ -1464,7 +1495,7 @@ def test_evaluation_is_deterministic(trained: Path, tiny_data: Path, tmp_path: P
 
 def test_int8_export_leaves_the_working_directory_untouched(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     models, working = tmp_path / "models", tmp_path / "empty"
     models.mkdir()
     working.mkdir()
@@ -1562,7 +1593,9 @@ def test_int8_export_leaves_the_working_directory_untouched(
         np.testing.assert_array_equal(a.scores, b.scores)
 
 
-def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1, relu: bool = False):
+def _quantised_input_graph(
+    scale: float, zero_point: int, consumers: int = 1, relu: bool = False
+) -> onnx.ModelProto:
     """images (float, RGB channels-first) -> QuantizeLinear(scale, zero_point) ->
     DequantizeLinear -> a 3x3 convolution with int8 weights, quantised (as quantize_int8
     leaves the first layer), with ``consumers - 1`` more nodes reading the float input
@@ -1614,7 +1647,7 @@ def _quantised_input_graph(scale: float, zero_point: int, consumers: int = 1, re
 )
 def test_int8_model_takes_uint8_bgr_pixels_exactly(
     scale: float, zero_point: int, consumers: int, relu: bool, error: str | None
-):
+) -> None:
     """The int8 export takes the letterboxed pixels as OpenCV holds them (uint8, BGR,
     channels-last) and computes what the float RGB channels-first model did, bit for bit."""
     import onnx
@@ -1653,15 +1686,19 @@ def test_int8_model_takes_uint8_bgr_pixels_exactly(
         ("", False),  # unknown (no /proc/cpuinfo)
     ],
 )
-def test_which_cpus_saturate_8_bit_int8_weights(flags: str, lacks: bool):
+def test_which_cpus_saturate_8_bit_int8_weights(flags: str, lacks: bool) -> None:
     from detection.predict import lacks_vnni
 
     assert lacks_vnni(set(flags.split())) == lacks
 
 
 def test_an_8_bit_int8_export_is_refused_on_a_cpu_without_vnni(
-    trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
-):
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import onnx
     from onnx import numpy_helper
 
@@ -1699,8 +1736,12 @@ def test_an_8_bit_int8_export_is_refused_on_a_cpu_without_vnni(
 
 
 def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
-    trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
-):
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`export --int8 --int8-bits 8`: where VNNI adds in 32 bits, 8-bit weights lose less
     than 7 (the NEU-DET release: 0.7469 mAP50 against 0.7369, fp32 0.7459); a CPU
     without VNNI is told so when it exports one, and refuses to run it."""
@@ -1750,7 +1791,9 @@ def test_an_int8_export_in_8_bits_for_cpus_with_vnni(
         (["--int8", "--calibration"], "--calibration: expected at least one argument"),
     ],
 )
-def test_export_usage_errors(trained: Path, tmp_path: Path, capsys, argv, message):
+def test_export_usage_errors(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     from detection.cli import main
 
     weights = tmp_path / "best.pt"
@@ -1772,7 +1815,9 @@ def test_export_usage_errors(trained: Path, tmp_path: Path, capsys, argv, messag
         ("cuda:0", "Tesla T4", True),
     ],
 )
-def test_amp_is_decided_without_loading_a_model(monkeypatch, device: str, gpu, amp: bool):
+def test_amp_is_decided_without_loading_a_model(
+    monkeypatch: pytest.MonkeyPatch, device: str, gpu: str | None, amp: bool
+) -> None:
     import torch
     import ultralytics.engine.trainer as engine
 
@@ -1782,7 +1827,7 @@ def test_amp_is_decided_without_loading_a_model(monkeypatch, device: str, gpu, a
     assert engine.check_amp is decide_amp  # ultralytics' check (it loads yolo26n.pt) is out
 
     class Model:
-        def parameters(self):
+        def parameters(self) -> Iterator[torch.nn.Parameter | _OnDevice]:
             yield torch.nn.Parameter(torch.zeros(1)) if device == "cpu" else _OnDevice(device)
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda _device: gpu)
@@ -1800,7 +1845,9 @@ class _OnDevice:
     ("device", "gpu", "imgsz", "batch"),
     [("cpu", False, 224, 32), ("0", True, 416, 64), ("0,1", True, 416, 64)],
 )
-def test_the_recipe_follows_the_device(tmp_path: Path, device: str, gpu: bool, imgsz, batch):
+def test_the_recipe_follows_the_device(
+    tmp_path: Path, device: str, gpu: bool, imgsz: int, batch: int
+) -> None:
     from detection.train import on_gpu, training_recipe
 
     manifest = {"dataset": "neu-det", "classes": ["crazing"], "counts": {"train": {}}}
@@ -1812,7 +1859,7 @@ def test_the_recipe_follows_the_device(tmp_path: Path, device: str, gpu: bool, i
     assert training_recipe(None, gpu) == {}
 
 
-def test_auto_trains_on_a_gpu_only_if_there_is_one():
+def test_auto_trains_on_a_gpu_only_if_there_is_one() -> None:
     import torch
 
     from detection.train import on_gpu
@@ -1821,7 +1868,9 @@ def test_auto_trains_on_a_gpu_only_if_there_is_one():
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(neu_det: Path, capsys, backend: str):
+def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(
+    neu_det: Path, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
     """``predict --iou`` reaches both backends' NMS: at 0.3 no two boxes of one class
     overlap by more than 0.3; at 0.9 some do (the released model on real NEU-DET, whose
     patches and inclusions give many overlapping candidates)."""
@@ -1848,8 +1897,8 @@ def test_the_nms_iou_bounds_the_overlap_of_the_boxes_kept(neu_det: Path, capsys,
 
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_predictions_at_several_nms_ious_are_those_of_one_prediction_per_iou(
-    neu_converted: ConvertResult, monkeypatch, backend: str
-):
+    neu_converted: ConvertResult, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
     """Choosing the NMS IoU (the card's operating points, `make bench-nms-iou`) predicts a
     split once for every IoU: the same COCO results as one prediction per IoU, and the
     ONNX model runs once per batch, not once per IoU."""

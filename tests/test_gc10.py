@@ -10,7 +10,7 @@ import pytest
 from converters.convert import convert
 from converters.errors import ConversionError
 from converters.layouts import is_image_level_tree
-from converters.source import read_dataset
+from converters.source import SourceDataset, read_dataset
 from tests.helpers import voc_xml, write_image, write_xml
 
 W, H = 96, 48  # 2048x1000 strips, scaled down
@@ -84,7 +84,7 @@ def _write_official(root: Path) -> None:
     )
 
 
-def _check(result_source, layout_words: str) -> None:
+def _check(result_source: SourceDataset, layout_words: str) -> None:
     dataset, report = result_source.dataset, result_source.report
     assert result_source.definition.name == "gc10-det"
     assert layout_words in result_source.layout.layout
@@ -106,7 +106,7 @@ def _check(result_source, layout_words: str) -> None:
     assert report.boxes_in_input == dataset.box_count + report.boxes_dropped
 
 
-def test_official_layout(tmp_path: Path):
+def test_official_layout(tmp_path: Path) -> None:
     _write_official(tmp_path / "GC10")
     source = read_dataset(tmp_path / "GC10")
     _check(source, "official")
@@ -123,7 +123,7 @@ def test_official_layout(tmp_path: Path):
     assert "'lable'" in unknown[0].detail
 
 
-def test_training_on_the_unconverted_tree_says_convert_it(tmp_path: Path):
+def test_training_on_the_unconverted_tree_says_convert_it(tmp_path: Path) -> None:
     """Its images lie in a folder per class (1/ to 10/): `train` took it for image-level
     data and offered a classifier, though its boxes are in lable/."""
     from detection.train import resolve_data
@@ -134,7 +134,7 @@ def test_training_on_the_unconverted_tree_says_convert_it(tmp_path: Path):
         resolve_data(tmp_path / "GC10")
 
 
-def test_unlabeled_as_background(tmp_path: Path):
+def test_unlabeled_as_background(tmp_path: Path) -> None:
     _write_official(tmp_path / "GC10")
     source = read_dataset(tmp_path / "GC10", unlabeled_as_background=True)
     names = {image.name for image in source.dataset.images if not image.boxes}
@@ -144,7 +144,7 @@ def test_unlabeled_as_background(tmp_path: Path):
     assert len({image.name for image in source.dataset.images}) == len(source.dataset.images)
 
 
-def test_ambiguous_same_name_without_folder_hint_is_skipped(tmp_path: Path):
+def test_ambiguous_same_name_without_folder_hint_is_skipped(tmp_path: Path) -> None:
     root = tmp_path / "GC10"
     write_image(root / "1" / "x.jpg", W, H, seed=1)
     write_image(root / "2" / "x.jpg", W, H, seed=2)
@@ -159,7 +159,7 @@ def test_ambiguous_same_name_without_folder_hint_is_skipped(tmp_path: Path):
     )
 
 
-def test_kaggle_layout(tmp_path: Path):
+def test_kaggle_layout(tmp_path: Path) -> None:
     root = tmp_path / "kaggle"
     english = {
         "1": "Punching_hole",
@@ -183,7 +183,7 @@ def test_kaggle_layout(tmp_path: Path):
     _check(source, "Kaggle")
 
 
-def test_vocdevkit_layout_is_recognised_by_its_class_names(tmp_path: Path):
+def test_vocdevkit_layout_is_recognised_by_its_class_names(tmp_path: Path) -> None:
     root = tmp_path / "VOCdevkit" / "VOC2007"
     for i, entry in enumerate(_quirky_files()):
         write_image(root / "JPEGImages" / f"{entry['stem']}.jpg", W, H, seed=i)
@@ -199,6 +199,6 @@ def test_vocdevkit_layout_is_recognised_by_its_class_names(tmp_path: Path):
 
 
 @pytest.mark.parametrize("fmt", ["gc10-det", None])
-def test_format_flag_and_detection_agree(tmp_path: Path, fmt):
+def test_format_flag_and_detection_agree(tmp_path: Path, fmt: str | None) -> None:
     _write_official(tmp_path / "GC10")
     assert read_dataset(tmp_path / "GC10", format=fmt).definition.name == "gc10-det"

@@ -25,7 +25,7 @@ train(sys.argv[1], "shim", epochs=2, weights_dir=sys.argv[2], device="cpu", work
 """
 
 
-def test_training_checkpoints_with_the_polars_stand_in(tiny_data: Path, tmp_path: Path):
+def test_training_checkpoints_with_the_polars_stand_in(tiny_data: Path, tmp_path: Path) -> None:
     import polars
     import torch
 
@@ -47,7 +47,7 @@ def test_training_checkpoints_with_the_polars_stand_in(tiny_data: Path, tmp_path
     assert len(expected["epoch"]) == 2 and isinstance(expected["time"][0], float)
 
 
-def test_the_stand_in_refuses_what_it_does_not_provide():
+def test_the_stand_in_refuses_what_it_does_not_provide() -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("stand_in", SHIM / "polars" / "__init__.py")
@@ -78,7 +78,7 @@ print(passed)
 """
 
 
-def test_the_lookup_probe_records_every_name_off_loopback(tmp_path: Path):
+def test_the_lookup_probe_records_every_name_off_loopback(tmp_path: Path) -> None:
     log = tmp_path / "lookups.txt"
     environment = {**os.environ, "LOOKUP_LOG": str(log)}
     probe = str(PROBE / "sitecustomize.py")
@@ -99,7 +99,7 @@ def test_the_lookup_probe_records_every_name_off_loopback(tmp_path: Path):
     assert wrapped.stdout.strip() == "_recorded.<locals>.lookup"
 
 
-def test_what_a_gpu_call_carries_is_refused_here_over_64_mib(tmp_path: Path):
+def test_what_a_gpu_call_carries_is_refused_here_over_64_mib(tmp_path: Path) -> None:
     # tools/gpu/travels.sh counts what the device tool copies: the files git tracks or
     # would track, and the carried paths; ignored files stay behind.
     repo = tmp_path / "repo"

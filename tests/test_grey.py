@@ -57,7 +57,7 @@ def _steel(neu_det: Path) -> list[Path]:
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_a_model_of_grey_images_detects_what_its_colour_twin_does(
     grey: Path, neu_det: Path, backend: str
-):
+) -> None:
     from detection.predict import load_detector
 
     images = [cv2.imread(str(path)) for path in _steel(neu_det)]
@@ -73,7 +73,9 @@ def test_a_model_of_grey_images_detects_what_its_colour_twin_does(
         np.testing.assert_allclose(mine.boxes, colour.boxes, atol=1e-2)
 
 
-def test_a_model_of_grey_images_exports_to_int8_taking_grey_pixels(grey: Path, neu_det: Path):
+def test_a_model_of_grey_images_exports_to_int8_taking_grey_pixels(
+    grey: Path, neu_det: Path
+) -> None:
     from detection.boxes import iou_matrix
     from detection.predict import export_onnx, load_detector
 
@@ -91,7 +93,7 @@ def test_a_model_of_grey_images_exports_to_int8_taking_grey_pixels(grey: Path, n
 
 def test_a_model_of_grey_images_is_evaluated_as_its_colour_twin(
     grey: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     from detection.evaluate import evaluate_model
 
     reports = [
@@ -106,7 +108,7 @@ def test_a_model_of_grey_images_is_evaluated_as_its_colour_twin(
 
 def test_weights_of_grey_images_start_a_colour_model_exactly(
     grey: Path, neu_det: Path, tmp_path: Path
-):
+) -> None:
     """A classifier (``train-cls --backbone``) or a detector trained on colour data
     (``train --model``) takes BGR: the grey stem is spread over the three channels, a
     third each, so that on grey steel it starts where the grey model was. Ultralytics'
@@ -137,7 +139,7 @@ def test_weights_of_grey_images_start_a_colour_model_exactly(
 
 def test_a_detector_trained_on_colour_data_starts_from_the_spread_grey_stem(
     grey: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     import torch
 
     from detection.train import train
@@ -163,7 +165,7 @@ def test_a_detector_trained_on_colour_data_starts_from_the_spread_grey_stem(
     torch.testing.assert_close(stem.float(), spread, atol=1e-3, rtol=1e-3)
 
 
-def test_a_teacher_of_grey_images_is_refused_for_colour_data(grey: Path, tiny_data: Path):
+def test_a_teacher_of_grey_images_is_refused_for_colour_data(grey: Path, tiny_data: Path) -> None:
     from detection.train import _teacher_model
 
     with pytest.raises(WeightsError, match=r"grey\.pt: the teacher takes grey images"):
@@ -172,7 +174,7 @@ def test_a_teacher_of_grey_images_is_refused_for_colour_data(grey: Path, tiny_da
 
 def test_a_dataset_defined_grey_trains_a_model_of_grey_levels_from_the_colour_release(
     tmp_path: Path,
-):
+) -> None:
     """A definition with ``channels: 1`` (NEU-DET's) converts to a data.yaml that reads
     the images as one channel, so training makes a model of grey levels; from the colour
     release (``train --model neu-det``), ultralytics sums its stem over B, G and R, the

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -29,7 +30,9 @@ from detection.cli import main
 from tests.helpers import voc_xml, write_image, write_xml
 
 
-def _encode(fmt: str, mode: str = "L", size: tuple[int, int] = (64, 48), **options) -> bytes:
+def _encode(
+    fmt: str, mode: str = "L", size: tuple[int, int] = (64, 48), **options: object
+) -> bytes:
     rng = np.random.default_rng(0)
     channels = {"L": 1, "RGB": 3, "RGBA": 4, "P": 1, "I;16": 1}[mode]
     shape = (size[1], size[0]) if channels == 1 else (size[1], size[0], channels)
@@ -73,7 +76,7 @@ def _flat(fmt: str) -> bytes:
 
 
 @pytest.mark.parametrize("name", GOOD)
-def test_whole_images_read_their_size(tmp_path: Path, name: str):
+def test_whole_images_read_their_size(tmp_path: Path, name: str) -> None:
     data = GOOD[name]()
     path = tmp_path / "image"
     path.write_bytes(data)
@@ -110,7 +113,9 @@ DAMAGED = [
 
 
 @pytest.mark.parametrize(("name", "damaged", "message"), DAMAGED)
-def test_damaged_images_are_corrupt(tmp_path: Path, name: str, damaged, message: str):
+def test_damaged_images_are_corrupt(
+    tmp_path: Path, name: str, damaged: Callable[[], bytes], message: str
+) -> None:
     path = tmp_path / "image"
     path.write_bytes(damaged())
     with pytest.raises(CorruptImageError, match=message):
@@ -121,21 +126,23 @@ def test_damaged_images_are_corrupt(tmp_path: Path, name: str, damaged, message:
 # own reader for a whole image; for a damaged one the converter's reason, where OpenCV
 # would have decoded a JPEG cut short into grey rows without failing.
 @pytest.mark.parametrize("name", GOOD)
-def test_a_whole_image_reads_as_opencv_reads_it(tmp_path: Path, name: str):
+def test_a_whole_image_reads_as_opencv_reads_it(tmp_path: Path, name: str) -> None:
     path = tmp_path / "image"
     path.write_bytes(GOOD[name]())
     np.testing.assert_array_equal(read_image(path), cv2.imread(str(path)))
 
 
 @pytest.mark.parametrize(("name", "damaged", "message"), DAMAGED)
-def test_a_damaged_image_is_refused_before_decoding(tmp_path: Path, name, damaged, message):
+def test_a_damaged_image_is_refused_before_decoding(
+    tmp_path: Path, name: str, damaged: Callable[[], bytes], message: str
+) -> None:
     path = tmp_path / "image"
     path.write_bytes(damaged())
     with pytest.raises(CorruptImageError, match=message):
         read_image(path)
 
 
-def test_opencv_alone_decodes_a_jpeg_cut_short(tmp_path: Path):
+def test_opencv_alone_decodes_a_jpeg_cut_short(tmp_path: Path) -> None:
     # Why read_image checks first: the model would see a third of the image and grey.
     path = tmp_path / "cut.jpg"
     path.write_bytes(_encode("JPEG", size=(64, 64))[:600])
@@ -155,7 +162,9 @@ def test_opencv_alone_decodes_a_jpeg_cut_short(tmp_path: Path):
         ("link", FileNotFoundError, "a link to .*/moved.jpg, which leads nowhere"),
     ],
 )
-def test_what_is_no_image_is_refused_with_its_reason(tmp_path: Path, content, error, message):
+def test_what_is_no_image_is_refused_with_its_reason(
+    tmp_path: Path, content: bytes | str | None, error: type[OSError], message: str
+) -> None:
     path = tmp_path / "image.jpg"
     if content == "link":
         path.symlink_to(tmp_path / "moved.jpg")
@@ -185,7 +194,7 @@ except OSError as error:
 
 @pytest.mark.parametrize("read", ["pixels", "header"])
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
-def test_a_device_is_refused_unread(device: str, read: str):
+def test_a_device_is_refused_unread(device: str, read: str) -> None:
     # /dev/zero was read without end (until memory ran out), a disk would have been
     # read whole, and /dev/stdin left at a terminal waited for typing.
     argv = [sys.executable, "-c", _READ_DEVICE, device, read]
@@ -193,7 +202,7 @@ def test_a_device_is_refused_unread(device: str, read: str):
     assert result.stdout == f"{device} | a character device, not a file\n", result.stderr[-2000:]
 
 
-def test_an_image_through_a_pipe_is_read_whole(tmp_path: Path):
+def test_an_image_through_a_pipe_is_read_whole(tmp_path: Path) -> None:
     # `cat image.jpg | defects predict /dev/stdin`, or a shell's <(...): a pipe, read.
     image = write_image(tmp_path / "a.jpg", 64, 48)
     readable, writable = os.pipe()
@@ -206,7 +215,7 @@ def test_an_image_through_a_pipe_is_read_whole(tmp_path: Path):
     assert np.array_equal(pixels, read_image(image))
 
 
-def test_real_neu_det_images_are_all_whole(neu_det: Path):
+def test_real_neu_det_images_are_all_whole(neu_det: Path) -> None:
     images = sorted((neu_det / "IMAGES").iterdir())
     assert len(images) == 1800
     assert {image_size(path) for path in images} == {(200, 200)}
@@ -222,7 +231,9 @@ def _dataset_with_a_truncated_image(root: Path) -> Path:
     return root
 
 
-def test_convert_skips_a_truncated_image_and_counts_its_boxes(tmp_path: Path, capsys):
+def test_convert_skips_a_truncated_image_and_counts_its_boxes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = _dataset_with_a_truncated_image(tmp_path / "src")
     result = convert(src, tmp_path / "out")
     problems = [p for p in result.source.report.problems if p.problem == "corrupt_image"]
@@ -281,13 +292,15 @@ def _pillow(mode: str, fmt: str) -> bytes:
     ],
     ids=["jpeg", "png 16", "png 12 in 16", "tiff 12 in 16", "jpeg 12", "tiff int32", "tiff float"],
 )
-def test_bits_per_sample_from_the_header(tmp_path: Path, make, bits: int):
+def test_bits_per_sample_from_the_header(
+    tmp_path: Path, make: Callable[[], bytes], bits: int
+) -> None:
     path = tmp_path / "image"
     path.write_bytes(make())
     assert read_header(path).bits == bits
 
 
-def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path: Path):
+def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path: Path) -> None:
     src = tmp_path / "src"
     for i, data in enumerate(
         [_encode("JPEG"), _twelve_bits_in_sixteen("png"), _pillow("F", "TIFF")]
@@ -331,7 +344,9 @@ def test_wide_samples_are_reported_or_skipped_as_opencv_would_see_them(tmp_path:
         (lambda: _encode("JPEG")[:-200], "cut short"),
     ],
 )
-def test_images_ultralytics_would_pass_over_are_found(tmp_path: Path, content, said):
+def test_images_ultralytics_would_pass_over_are_found(
+    tmp_path: Path, content: Callable[[], bytes], said: str | None
+) -> None:
     from ultralytics.data.utils import check_image
 
     path = tmp_path / "a.jpg"
@@ -358,7 +373,9 @@ def test_images_ultralytics_would_pass_over_are_found(tmp_path: Path, content, s
         ("a", "OpenCV cannot write an image as a name without a suffix"),
     ],
 )
-def test_an_image_not_written_is_an_error_naming_it(tmp_path: Path, target: str, reason: str):
+def test_an_image_not_written_is_an_error_naming_it(
+    tmp_path: Path, target: str, reason: str
+) -> None:
     """cv2.imwrite returns False where the file cannot be written, without a word (and
     raises its own assertion for a suffix it has no writer for)."""
     pixels = np.random.default_rng(0).integers(0, 256, (64, 48, 3), np.uint8)
@@ -382,7 +399,9 @@ def test_an_image_not_written_is_an_error_naming_it(tmp_path: Path, target: str,
 @pytest.mark.parametrize(
     ("suffix", "params"), [(".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), (".jpg", []), (".png", [])]
 )
-def test_an_image_written_is_what_opencv_writes(tmp_path: Path, suffix: str, params: list[int]):
+def test_an_image_written_is_what_opencv_writes(
+    tmp_path: Path, suffix: str, params: list[int]
+) -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (64, 48, 3), np.uint8)
     write_pixels(tmp_path / f"ours{suffix}", pixels, params)
     assert cv2.imwrite(str(tmp_path / f"opencv{suffix}"), pixels, params)

@@ -92,17 +92,17 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
     ],
 )
-def test_cycle_finder(graph: dict[str, set[str]], expected: list[list[str]]):
+def test_cycle_finder(graph: dict[str, set[str]], expected: list[list[str]]) -> None:
     assert cycles(graph) == expected
 
 
-def test_the_project_has_no_import_cycle():
+def test_the_project_has_no_import_cycle() -> None:
     graph = import_graph()
     assert "detection.weights" in graph["detection.predict"]  # the graph is really read
     assert cycles(graph) == []
 
 
-def test_a_new_cycle_is_caught(tmp_path: Path):
+def test_a_new_cycle_is_caught(tmp_path: Path) -> None:
     for package in PACKAGES:
         (tmp_path / package).mkdir()
         for path in (REPO / package).glob("*.py"):
@@ -114,7 +114,7 @@ def test_a_new_cycle_is_caught(tmp_path: Path):
     assert any({"detection.cli", "detection.console"} <= set(cycle) for cycle in found), found
 
 
-def test_converters_never_import_heavy_libraries():
+def test_converters_never_import_heavy_libraries() -> None:
     for name, imported in import_graph().items():
         if name.startswith("converters"):
             assert not {m for m in imported if m.startswith("detection")}, name
@@ -164,7 +164,7 @@ def test_converters_never_import_heavy_libraries():
 )
 def test_a_mistake_is_told_before_torch_is_loaded(
     tiny_data: Path, tmp_path: Path, argv: list[str], said: str
-):
+) -> None:
     # Torch and ultralytics take 3 s to import: a typo in a file or a name is told in half
     # a second by every command, and nothing heavy is loaded to tell it.
     data = tiny_data

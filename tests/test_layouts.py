@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from converters.definitions import from_class_list
 from converters.errors import ConversionError
 from converters.folders import OUTPUT_MARKERS, check_output_folder
 from converters.layouts import class_folders, detect_layout, images_in
+from converters.model import ImageAnnotation
 from converters.source import read_dataset
 from converters.split import assign_splits, parse_ratios
 from detection.cli import main
@@ -36,7 +38,7 @@ def _neu_kaggle(root: Path) -> None:
             )
 
 
-def test_neu_kaggle_keeps_its_split(tmp_path: Path):
+def test_neu_kaggle_keeps_its_split(tmp_path: Path) -> None:
     _neu_kaggle(tmp_path / "NEU-DET")
     result = convert(tmp_path / "NEU-DET", tmp_path / "out")
     assert "Kaggle" in result.source.layout.layout
@@ -45,7 +47,7 @@ def test_neu_kaggle_keeps_its_split(tmp_path: Path):
     assert all("_validation_" in name for name in val)
 
 
-def test_neu_kaggle_resplit(tmp_path: Path):
+def test_neu_kaggle_resplit(tmp_path: Path) -> None:
     _neu_kaggle(tmp_path / "NEU-DET")
     result = convert(tmp_path / "NEU-DET", tmp_path / "out", ratios=(0.5, 0.5), resplit=True)
     assert {s: c["images"] for s, c in result.manifest["counts"].items()} == {"train": 8, "val": 8}
@@ -69,14 +71,14 @@ def _generic_voc(root: Path, with_lists: bool) -> None:
         (main / "bolt_train.txt").write_text("000000  1\n000001 -1\n")
 
 
-def test_generic_voc_needs_its_classes(tmp_path: Path):
+def test_generic_voc_needs_its_classes(tmp_path: Path) -> None:
     _generic_voc(tmp_path / "voc", with_lists=False)
     with pytest.raises(ConversionError, match=r"--classes.*bolt \(3\)"):
         convert(tmp_path / "voc", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_generic_voc_with_image_sets(tmp_path: Path):
+def test_generic_voc_with_image_sets(tmp_path: Path) -> None:
     _generic_voc(tmp_path / "voc", with_lists=True)
     result = convert(
         tmp_path / "voc", tmp_path / "out", definition=from_class_list(["washer", "nut", "bolt"])
@@ -100,7 +102,7 @@ def _side_by_side(folder: Path, stems: list[str], seed: int) -> None:
         write_xml(folder / f"{stem}.xml", voc_xml(f"{stem}.jpg", [(cls, 10, 10, 60, 60)]))
 
 
-def test_a_flat_folder_of_images_and_their_xml_is_converted(tmp_path: Path):
+def test_a_flat_folder_of_images_and_their_xml_is_converted(tmp_path: Path) -> None:
     # Where LabelImg saves each annotation: beside its image. A picture not annotated yet
     # lies there too (kept as background only when asked).
     _side_by_side(tmp_path / "labelled", [f"{CLASSES[i % 6]}_{i}" for i in range(10)], seed=0)
@@ -112,7 +114,7 @@ def test_a_flat_folder_of_images_and_their_xml_is_converted(tmp_path: Path):
     assert (tmp_path / "out" / "labels" / "train").is_dir()
 
 
-def test_roboflow_s_voc_export_keeps_its_split(tmp_path: Path):
+def test_roboflow_s_voc_export_keeps_its_split(tmp_path: Path) -> None:
     # Roboflow's "Pascal VOC" export: a flat folder per split, its names rewritten.
     root = tmp_path / "steel.v2i.voc"
     for part, count, seed in (("train", 8, 0), ("valid", 3, 100), ("test", 2, 200)):
@@ -126,7 +128,7 @@ def test_roboflow_s_voc_export_keeps_its_split(tmp_path: Path):
     assert all("_valid_" in image.name for image in result.source.dataset.split("val"))
 
 
-def test_images_and_annotations_of_other_classes_are_not_taken_for_neu_det(tmp_path: Path):
+def test_images_and_annotations_of_other_classes_are_not_taken_for_neu_det(tmp_path: Path) -> None:
     # NEU-DET's own layout is how Label Studio exports any VOC dataset (images/ +
     # Annotations/): read as NEU-DET, every box of other classes was dropped.
     _generic_voc(tmp_path / "voc", with_lists=False)
@@ -140,14 +142,14 @@ def test_images_and_annotations_of_other_classes_are_not_taken_for_neu_det(tmp_p
     assert (result.source.report.boxes_dropped, result.source.dataset.box_count) == (0, 9)
 
 
-def test_a_stray_xml_beside_other_files_is_no_dataset(tmp_path: Path):
+def test_a_stray_xml_beside_other_files_is_no_dataset(tmp_path: Path) -> None:
     write_image(tmp_path / "src" / "photo.jpg", 64, 48)
     write_xml(tmp_path / "src" / "settings.xml", voc_xml("other.jpg", [("crazing", 1, 1, 9, 9)]))
     with pytest.raises(ConversionError, match="no known dataset layout"):
         detect_layout(tmp_path / "src")
 
 
-def test_cvat_s_voc_export_gives_its_classes_in_its_labelmap(tmp_path: Path):
+def test_cvat_s_voc_export_gives_its_classes_in_its_labelmap(tmp_path: Path) -> None:
     # CVAT's "PASCAL VOC 1.1": the class order in labelmap.txt, "background" first (no
     # box of it here), and ImageSets/Main/default.txt, which names no split.
     _generic_voc(tmp_path / "task", with_lists=False)
@@ -166,7 +168,7 @@ def test_cvat_s_voc_export_gives_its_classes_in_its_labelmap(tmp_path: Path):
     assert label.read_text().startswith("2 ")  # a bolt: the labelmap's third class
 
 
-def test_nested_folder_is_found(tmp_path: Path):
+def test_nested_folder_is_found(tmp_path: Path) -> None:
     write_image(tmp_path / "NEU-DET" / "NEU-DET" / "IMAGES" / "crazing_1.jpg")
     write_xml(
         tmp_path / "NEU-DET" / "NEU-DET" / "ANNOTATIONS" / "crazing_1.xml",
@@ -182,7 +184,7 @@ def test_nested_folder_is_found(tmp_path: Path):
         (lambda p: (p / "x").mkdir(parents=True) or (p / "y").mkdir(), "no known dataset layout"),
     ],
 )
-def test_unknown_layouts(tmp_path: Path, make, message):
+def test_unknown_layouts(tmp_path: Path, make: Callable[[Path], object], message: str) -> None:
     make(tmp_path / "src")
     with pytest.raises(ConversionError, match=message):
         detect_layout(tmp_path / "src")
@@ -204,7 +206,9 @@ def test_unknown_layouts(tmp_path: Path, make, message):
         ("0.25,0.25,0.25,0.25", None, "two"),
     ],
 )
-def test_parse_ratios(text, expected, error):
+def test_parse_ratios(
+    text: str, expected: tuple[float, float, float] | tuple[float, float] | None, error: str | None
+) -> None:
     if error:
         with pytest.raises(ConversionError, match=error):
             parse_ratios(text)
@@ -212,14 +216,14 @@ def test_parse_ratios(text, expected, error):
         assert parse_ratios(text) == expected
 
 
-def test_everything_in_train(tmp_path: Path):
+def test_everything_in_train(tmp_path: Path) -> None:
     _neu_kaggle(tmp_path / "n")
     result = convert(tmp_path / "n", tmp_path / "out", ratios=(1.0, 0.0), resplit=True)
     assert result.manifest["counts"]["train"]["images"] == 16
     assert list((tmp_path / "out" / "images" / "val").iterdir()) == []
 
 
-def test_size_disagreement_uses_the_real_size(tmp_path: Path):
+def test_size_disagreement_uses_the_real_size(tmp_path: Path) -> None:
     write_image(tmp_path / "d" / "IMAGES" / "crazing_1.jpg", 64, 48)
     write_xml(
         tmp_path / "d" / "ANNOTATIONS" / "crazing_1.xml",
@@ -232,7 +236,7 @@ def test_size_disagreement_uses_the_real_size(tmp_path: Path):
     assert [p.problem for p in result.source.report.problems] == ["size_mismatch", "box_clipped"]
 
 
-def test_missing_and_unreadable_images(tmp_path: Path):
+def test_missing_and_unreadable_images(tmp_path: Path) -> None:
     root = tmp_path / "d"
     write_xml(
         root / "ANNOTATIONS" / "crazing_1.xml", voc_xml("crazing_1.jpg", [("crazing", 1, 1, 9, 9)])
@@ -257,7 +261,9 @@ def test_missing_and_unreadable_images(tmp_path: Path):
 
 
 @pytest.mark.parametrize("as_background", [False, True])
-def test_an_image_link_that_leads_nowhere_is_told_as_such(tmp_path: Path, as_background: bool):
+def test_an_image_link_that_leads_nowhere_is_told_as_such(
+    tmp_path: Path, as_background: bool
+) -> None:
     # A dataset assembled from links to another folder, which was moved since: its
     # images are listed (ls shows them), so "no image named" them was a riddle.
     root, moved = tmp_path / "d", tmp_path / "moved"
@@ -293,7 +299,7 @@ def test_an_image_link_that_leads_nowhere_is_told_as_such(tmp_path: Path, as_bac
     assert [image.name for image in result.source.dataset.images] == ["crazing_1.jpg"]
 
 
-def test_every_bndbox_of_an_object_is_converted_and_counted(tmp_path: Path):
+def test_every_bndbox_of_an_object_is_converted_and_counted(tmp_path: Path) -> None:
     # Two <bndbox> in one <object>: two boxes, in the labels and in the report's account,
     # and both counted as dropped where the image is missing.
     root = tmp_path / "d"
@@ -341,7 +347,7 @@ def test_every_bndbox_of_an_object_is_converted_and_counted(tmp_path: Path):
 )  # fmt: skip
 def test_image_names_that_differ_only_in_case(
     tmp_path: Path, xml_name: str, filename: str | None, images: list[str], expected: tuple
-):
+) -> None:
     root = tmp_path / "d"
     for seed, name in enumerate(images):
         write_image(root / "IMAGES" / name, seed=seed)
@@ -354,7 +360,7 @@ def test_image_names_that_differ_only_in_case(
     assert about_xml == ([expected[1]] if expected[1] else [])
 
 
-def test_a_gbk_annotation_is_converted_and_reported(tmp_path: Path):
+def test_a_gbk_annotation_is_converted_and_reported(tmp_path: Path) -> None:
     # LabelImg-era tools on Chinese Windows: GBK bytes in <path>, no declaration.
     write_image(tmp_path / "d" / "IMAGES" / "crazing_1.jpg", 64, 48)
     text = voc_xml("crazing_1.jpg", [("crazing", 1, 1, 30, 40)], size=(64, 48), folder="裂纹")
@@ -390,8 +396,12 @@ def _source_and_a_folder_of_ones_own(root: Path) -> None:
     ],
 )
 def test_convert_never_replaces_a_folder_it_did_not_write(
-    tmp_path: Path, monkeypatch, capsys, out: str, message: str
-):
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+    message: str,
+) -> None:
     _source_and_a_folder_of_ones_own(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConversionError, match=message):
@@ -418,8 +428,15 @@ def test_convert_never_replaces_a_folder_it_did_not_write(
     ids=["empty", "an earlier output", "inside it", "by its whole path", "synth"],
 )
 def test_the_working_folder_is_never_replaced(
-    tmp_path: Path, monkeypatch, capsys, command: str, earlier: bool, cwd: str, out: str, said: str
-):
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    earlier: bool,
+    cwd: str,
+    out: str,
+    said: str,
+) -> None:
     _source_and_a_folder_of_ones_own(tmp_path)
     (tmp_path / "out").mkdir()
     if earlier:
@@ -467,7 +484,7 @@ def test_the_working_folder_is_never_replaced(
 )  # fmt: skip
 def test_an_output_folder_is_replaced_only_if_this_command_wrote_it(
     tmp_path: Path, files: list[str], marker: str, refused: str | None
-):
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     for name in files:
@@ -479,7 +496,7 @@ def test_an_output_folder_is_replaced_only_if_this_command_wrote_it(
             check_output_folder(out, marker)
 
 
-def test_every_command_s_marker_is_known():
+def test_every_command_s_marker_is_known() -> None:
     from converters.convert import MARKER as CONVERTED
     from converters.synth import MARKER as SYNTHESISED
     from converters.voc import VOC_EXPORT_MARKER
@@ -491,7 +508,7 @@ def test_every_command_s_marker_is_known():
     assert markers == set(OUTPUT_MARKERS)
 
 
-def test_convert_replaces_an_empty_folder_and_its_own_output(tmp_path: Path):
+def test_convert_replaces_an_empty_folder_and_its_own_output(tmp_path: Path) -> None:
     _source_and_a_folder_of_ones_own(tmp_path)
     (tmp_path / "empty").mkdir()
     convert(tmp_path / "src", tmp_path / "empty")
@@ -502,7 +519,7 @@ def test_convert_replaces_an_empty_folder_and_its_own_output(tmp_path: Path):
 
 
 @pytest.mark.parametrize("suffix", [".webp", ".JPG", ".Png", ".tiff"])
-def test_every_image_format_opencv_decodes_is_found(tmp_path: Path, suffix: str):
+def test_every_image_format_opencv_decodes_is_found(tmp_path: Path, suffix: str) -> None:
     write_image(tmp_path / "d" / "IMAGES" / f"crazing_1{suffix}", 64, 48)  # by its suffix
     write_xml(
         tmp_path / "d" / "ANNOTATIONS" / "crazing_1.xml",
@@ -546,7 +563,7 @@ def _copied_from_a_mac(root: Path) -> None:
         (checkpoints / f"{first.stem}-checkpoint{first.suffix}").write_bytes(first.read_bytes())
 
 
-def _as_read(result) -> list[tuple]:
+def _as_read(result: list[ImageAnnotation]) -> list[tuple]:
     return [(i.name, i.split, [(b.label, b.xmin, b.ymax) for b in i.boxes]) for i in result]
 
 
@@ -558,7 +575,9 @@ def _as_read(result) -> list[tuple]:
         (lambda root: _generic_voc(root, with_lists=True), ["washer", "nut", "bolt"]),
     ],
 )
-def test_hidden_and_mac_metadata_files_are_not_data(tmp_path: Path, make, classes):
+def test_hidden_and_mac_metadata_files_are_not_data(
+    tmp_path: Path, make: Callable[[Path], object], classes: list[str] | None
+) -> None:
     # https://github.com/Project-MONAI/MONAI/issues/8305: datasets zipped on a Mac ship
     # ._NAME files; a ._crazing_1.xml was read as a malformed annotation (an error).
     make(tmp_path / "clean")
@@ -578,7 +597,7 @@ def test_hidden_and_mac_metadata_files_are_not_data(tmp_path: Path, make, classe
     assert not any("__MACOSX" in p.file for p in skipped)  # never looked into
 
 
-def test_a_zip_from_a_mac_is_found_beside_its_macosx_folder(tmp_path: Path):
+def test_a_zip_from_a_mac_is_found_beside_its_macosx_folder(tmp_path: Path) -> None:
     _neu_original(tmp_path / "unzipped" / "NEU-DET")
     _copied_from_a_mac(tmp_path / "unzipped" / "NEU-DET")
     (tmp_path / "unzipped" / "NEU-DET" / "__MACOSX").rename(tmp_path / "unzipped" / "__MACOSX")
@@ -587,7 +606,7 @@ def test_a_zip_from_a_mac_is_found_beside_its_macosx_folder(tmp_path: Path):
     assert len(layout.annotations) == len(layout.images) == 6
 
 
-def test_a_link_to_a_folder_above_is_read_once(tmp_path: Path):
+def test_a_link_to_a_folder_above_is_read_once(tmp_path: Path) -> None:
     _neu_original(tmp_path / "d")
     (tmp_path / "d" / "IMAGES" / "all").symlink_to("..")  # the dataset root, IMAGES again
     (tmp_path / "d" / "IMAGES" / "more").mkdir()
@@ -600,7 +619,7 @@ def test_a_link_to_a_folder_above_is_read_once(tmp_path: Path):
     assert names == sorted([f"{c}_{i}.jpg" for i, c in enumerate(CLASSES)] + ["crazing_9.jpg"])
 
 
-def test_class_folders_and_image_searches_leave_out_mac_metadata(tmp_path: Path):
+def test_class_folders_and_image_searches_leave_out_mac_metadata(tmp_path: Path) -> None:
     for cls in ("good", "defective"):
         write_image(tmp_path / "cls" / cls / f"{cls}_1.jpg")
     _copied_from_a_mac(tmp_path / "cls")
@@ -629,7 +648,7 @@ def _neu_with_copies(root: Path, copies: dict[str, str]) -> None:
         )
 
 
-def test_identical_images_are_reported_and_split_together(tmp_path: Path):
+def test_identical_images_are_reported_and_split_together(tmp_path: Path) -> None:
     _neu_with_copies(tmp_path / "n", {"crazing_6": "crazing_0", "crazing_12": "crazing_0"})
     together = {"crazing_0.jpg", "crazing_6.jpg", "crazing_12.jpg"}
     apart_without = 0
@@ -655,7 +674,7 @@ def test_identical_images_are_reported_and_split_together(tmp_path: Path):
     assert sum(p["problem"] == "identical_images" for p in report["problems"]) == 2
 
 
-def test_a_given_split_that_holds_copies_apart_is_kept_and_warned(tmp_path: Path):
+def test_a_given_split_that_holds_copies_apart_is_kept_and_warned(tmp_path: Path) -> None:
     root = tmp_path / "voc"
     _generic_voc(root, with_lists=True)
     # 000007 (val) holds the same bytes as 000001 (train): the source's own leak.

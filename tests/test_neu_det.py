@@ -11,7 +11,7 @@ import yaml
 from pycocotools.coco import COCO
 
 from converters.coco import from_coco
-from converters.convert import classes_without_boxes, convert
+from converters.convert import ConvertResult, classes_without_boxes, convert
 from converters.definitions import load_definition
 from converters.voc import from_voc, parse_voc_xml, to_voc_xml
 from converters.yolo import from_yolo_lines
@@ -35,7 +35,7 @@ def _xml_boxes(neu_det: Path) -> dict[str, list[tuple]]:
     return boxes
 
 
-def test_counts_and_accounting(neu_det: Path, neu_converted):
+def test_counts_and_accounting(neu_det: Path, neu_converted: ConvertResult) -> None:
     written = neu_converted.source.dataset
     report = neu_converted.source.report
     assert len(written.images) == 1800
@@ -60,7 +60,7 @@ def test_counts_and_accounting(neu_det: Path, neu_converted):
     assert split_of["patches_101.jpg"] == split_of["patches_105.jpg"]
 
 
-def test_report_and_manifest_files(neu_converted):
+def test_report_and_manifest_files(neu_converted: ConvertResult) -> None:
     out = neu_converted.out
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["boxes_in_input"] == 4189
@@ -80,7 +80,7 @@ def test_report_and_manifest_files(neu_converted):
     assert data["channels"] == 1
 
 
-def test_stratified_split_within_two_points(neu_converted):
+def test_stratified_split_within_two_points(neu_converted: ConvertResult) -> None:
     images = neu_converted.source.dataset.images
     totals = Counter(box.label for image in images for box in image.boxes)
     for split, ratio in (("train", 0.8), ("val", 0.2)):
@@ -98,7 +98,9 @@ def test_stratified_split_within_two_points(neu_converted):
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_coco_loads_in_pycocotools_and_matches_the_xml(neu_det: Path, neu_converted, split):
+def test_coco_loads_in_pycocotools_and_matches_the_xml(
+    neu_det: Path, neu_converted: ConvertResult, split: str
+) -> None:
     out = neu_converted.out
     coco = COCO(str(out / "annotations" / f"instances_{split}.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(README_COUNTS)
@@ -113,7 +115,7 @@ def test_coco_loads_in_pycocotools_and_matches_the_xml(neu_det: Path, neu_conver
         assert got <= want and sum(want.values()) - sum(got.values()) <= 1, image.name
 
 
-def test_yolo_labels_match_the_xml_exactly(neu_det: Path, neu_converted):
+def test_yolo_labels_match_the_xml_exactly(neu_det: Path, neu_converted: ConvertResult) -> None:
     out = neu_converted.out
     xml_boxes = _xml_boxes(neu_det)
     classes = list(README_COUNTS)
@@ -131,7 +133,7 @@ def test_yolo_labels_match_the_xml_exactly(neu_det: Path, neu_converted):
     assert checked == 4186
 
 
-def test_round_trip_voc_coco_yolo_voc_is_exact(neu_det: Path, neu_converted):
+def test_round_trip_voc_coco_yolo_voc_is_exact(neu_det: Path, neu_converted: ConvertResult) -> None:
     """VOC -> COCO -> VOC and VOC -> YOLO -> VOC give back every written box exactly."""
     out = neu_converted.out
     neu = load_definition("neu-det")
@@ -151,7 +153,7 @@ def test_round_trip_voc_coco_yolo_voc_is_exact(neu_det: Path, neu_converted):
             assert [b.coords for b in back.boxes] == [b.coords for b in want]
 
 
-def test_same_seed_gives_identical_bytes(neu_det: Path, tmp_path: Path):
+def test_same_seed_gives_identical_bytes(neu_det: Path, tmp_path: Path) -> None:
     first = convert(neu_det, tmp_path / "a", seed=3).out
     second = convert(neu_det, tmp_path / "b", seed=3).out
 
@@ -170,7 +172,7 @@ def test_same_seed_gives_identical_bytes(neu_det: Path, tmp_path: Path):
     assert snapshot(other)["manifest.json"] != snapshot(first)["manifest.json"]
 
 
-def test_three_way_split(neu_det: Path, tmp_path: Path):
+def test_three_way_split(neu_det: Path, tmp_path: Path) -> None:
     result = convert(neu_det, tmp_path / "out", ratios=(0.7, 0.15, 0.15))
     counts = result.manifest["counts"]
     assert set(counts) == {"train", "val", "test"}

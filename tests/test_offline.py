@@ -74,11 +74,13 @@ def _strace_line(call: str, address: str, port: int) -> str:
         ("connect", "0.0.0.0", 80, False),
     ],
 )
-def test_outside_connections_are_recognised(call: str, address: str, port: int, outside: bool):
+def test_outside_connections_are_recognised(
+    call: str, address: str, port: int, outside: bool
+) -> None:
     assert bool(outside_connections(_strace_line(call, address, port))) is outside
 
 
-def test_unix_sockets_are_not_the_network():
+def test_unix_sockets_are_not_the_network() -> None:
     line = '9 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT'
     assert outside_connections(line) == []
 
@@ -117,7 +119,7 @@ def _repository_status() -> str:
     return subprocess.run(status, capture_output=True, text=True, check=True).stdout
 
 
-def test_the_whole_chain_never_reaches_beyond_loopback(tmp_path: Path):
+def test_the_whole_chain_never_reaches_beyond_loopback(tmp_path: Path) -> None:
     strace = shutil.which("strace")
     if strace is None:
         pytest.fail("Debian's strace is needed for the network test (`make test` installs it)")

@@ -29,7 +29,7 @@ NAMES = {0: "crazing", 1: "patches", 2: "scratches"}
         ({"crazing": 1.0, "patches": 1.0, "scratches": 1.0}, []),
     ],
 )
-def test_each_class_at_its_own_threshold(thresholds, kept):
+def test_each_class_at_its_own_threshold(thresholds: dict[str, float], kept: list[int]) -> None:
     detections = Detections(
         boxes=np.arange(20, dtype=np.float32).reshape(5, 4),
         scores=np.array([0.3, 0.5, 0.2, 0.9, 0.1], dtype=np.float32),
@@ -54,8 +54,12 @@ def _between(scores: list[float]) -> float | None:
 
 @pytest.mark.slow
 def test_predict_at_an_evaluations_operating_points(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys, monkeypatch
-):
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The report's thresholds give exactly the low-threshold predictions filtered class
     by class, at the report's image size; thresholds of other weights or settings, or
     from something not a report, are refused.

@@ -56,7 +56,9 @@ def _bright_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("orientation", sorted(TURNS))
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
-def test_header_and_turned_box_match_what_opencv_decodes(tmp_path: Path, fmt: str, orientation):
+def test_header_and_turned_box_match_what_opencv_decodes(
+    tmp_path: Path, fmt: str, orientation: int
+) -> None:
     path = tmp_path / f"tagged.{fmt.lower()}"
     path.write_bytes(_tagged(fmt, orientation))
     decoded = read_image(path)  # cv2.imdecode, as ultralytics reads images
@@ -69,7 +71,9 @@ def test_header_and_turned_box_match_what_opencv_decodes(tmp_path: Path, fmt: st
 
 
 @pytest.mark.parametrize("value", [0, 9, 255])
-def test_an_orientation_outside_1_to_8_is_ignored_as_opencv_ignores_it(tmp_path: Path, value):
+def test_an_orientation_outside_1_to_8_is_ignored_as_opencv_ignores_it(
+    tmp_path: Path, value: int
+) -> None:
     path = tmp_path / "odd.png"
     path.write_bytes(_tagged("PNG", value))
     assert read_header(path).orientation == 1
@@ -98,7 +102,9 @@ def _with_app1(jpeg: bytes, *payloads: bytes) -> bytes:
     ],
     ids=["little-endian", "big-endian", "after an XMP segment", "cut short", "no TIFF"],
 )
-def test_exif_read_from_a_jpeg_as_opencv_reads_it(tmp_path: Path, payloads, expected):
+def test_exif_read_from_a_jpeg_as_opencv_reads_it(
+    tmp_path: Path, payloads: list[bytes], expected: int
+) -> None:
     plain = io.BytesIO()
     Image.fromarray(_stored_pixels()).save(plain, "JPEG", quality=100)
     path = tmp_path / "camera.jpg"
@@ -109,7 +115,7 @@ def test_exif_read_from_a_jpeg_as_opencv_reads_it(tmp_path: Path, payloads, expe
     assert _bright_box(decoded) == turn_box(Box("mark", *MARK), *STORED, expected).coords
 
 
-def test_orientation_of_a_bare_tiff_block():
+def test_orientation_of_a_bare_tiff_block() -> None:
     assert orientation_from_tiff(_tiff_block("<", 3)) == 3
     assert orientation_from_tiff(b"") == 1
 
@@ -119,7 +125,12 @@ def _voc_box(box: tuple[int, int, int, int]) -> tuple[str, int, int, int, int]:
     return ("crazing", box[0] + 1, box[1] + 1, box[2], box[3])
 
 
-def _source(root: Path, orientation: int, box: tuple[int, int, int, int], size) -> Path:
+def _source(
+    root: Path,
+    orientation: int,
+    box: tuple[float, float, float, float],
+    size: tuple[int, int] | None,
+) -> Path:
     """A NEU-DET-layout folder of one tagged JPEG and its VOC file with one box."""
     (root / "images").mkdir(parents=True)
     (root / "images" / "crazing_1.jpg").write_bytes(_tagged("JPEG", orientation))
@@ -149,8 +160,12 @@ MARK_SHOWN_6 = turn_box(Box("mark", *MARK), *STORED, 6).coords
     ids=["labelimg", "as shown", "no size", "half turn", "untagged"],
 )
 def test_conversion_puts_every_box_on_the_pixels_training_sees(
-    tmp_path: Path, orientation, size, drawn, problems
-):
+    tmp_path: Path,
+    orientation: int,
+    size: tuple[int, int] | None,
+    drawn: tuple[float, float, float, float],
+    problems: list[str],
+) -> None:
     source = _source(tmp_path / "src", orientation, drawn, size)
     result = convert(source, tmp_path / "out", ratios=(1.0, 0.0))
 
@@ -168,7 +183,7 @@ def test_conversion_puts_every_box_on_the_pixels_training_sees(
     assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (width, height)
 
 
-def test_a_turned_box_past_the_shown_width_is_not_clipped(tmp_path: Path):
+def test_a_turned_box_past_the_shown_width_is_not_clipped(tmp_path: Path) -> None:
     # Drawn on the stored 64x32 pixels out to x = 60, beyond the shown width of 32.
     source = _source(tmp_path / "src", 8, (40, 4, 60, 28), STORED)
     result = convert(source, tmp_path / "out", ratios=(1.0, 0.0))
@@ -178,7 +193,7 @@ def test_a_turned_box_past_the_shown_width_is_not_clipped(tmp_path: Path):
     assert [p.problem for p in result.source.report.problems] == ["exif_turned_boxes"]
 
 
-def test_a_corrected_export_of_turned_boxes_converts_back_unchanged(tmp_path: Path):
+def test_a_corrected_export_of_turned_boxes_converts_back_unchanged(tmp_path: Path) -> None:
     source = _source(tmp_path / "src", 6, MARK, STORED)
     first = convert(source, tmp_path / "out", ratios=(1.0, 0.0)).source.dataset
     write_voc_dataset(first, tmp_path / "voc")  # what `defects review` exports
@@ -189,7 +204,7 @@ def test_a_corrected_export_of_turned_boxes_converts_back_unchanged(tmp_path: Pa
     assert [p.problem for p in again.source.report.problems] == ["exif_orientation"]
 
 
-def test_a_plain_folder_for_review_has_its_images_as_shown(tmp_path: Path):
+def test_a_plain_folder_for_review_has_its_images_as_shown(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "side.jpg").write_bytes(_tagged("JPEG", 6))
     (image,) = read_source(tmp_path / "photos").images
@@ -197,7 +212,7 @@ def test_a_plain_folder_for_review_has_its_images_as_shown(tmp_path: Path):
     assert cv2.imread(str(image.path)).shape[:2] == (SHOWN_6[1], SHOWN_6[0])
 
 
-def test_an_export_never_writes_over_a_dataset_with_images_of_its_own(tmp_path: Path):
+def test_an_export_never_writes_over_a_dataset_with_images_of_its_own(tmp_path: Path) -> None:
     # Exporting corrections over the dataset they came from would have replaced each
     # image by a link to itself, and its annotation file by the export's.
     source = _source(tmp_path / "src", 6, MARK, STORED)

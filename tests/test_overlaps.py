@@ -64,7 +64,7 @@ def _write(path: Path, pixels: np.ndarray, quality: int = 95) -> Path:
 )
 def test_a_shifted_copy_in_another_split_is_found(
     tmp_path: Path, dx: int, dy: int, brighter: int, quality: int, found: bool
-):
+) -> None:
     strip = _steel(0, 400)
     original = _write(tmp_path / "train" / "a.jpg", strip[100:300, 100:300])
     crop = strip[100 + dy : 300 + dy, 100 + dx : 300 + dx].astype(np.int16) + brighter
@@ -83,7 +83,7 @@ def test_a_shifted_copy_in_another_split_is_found(
         assert pairs == []
 
 
-def test_copies_within_one_split_are_no_leak(tmp_path: Path):
+def test_copies_within_one_split_are_no_leak(tmp_path: Path) -> None:
     texture = _steel(3)
     paths = [
         _write(tmp_path / "a.jpg", texture[:200, :200]),
@@ -96,7 +96,7 @@ def test_copies_within_one_split_are_no_leak(tmp_path: Path):
     assert [(p["a"], p["b"], p["shift"]) for p in found] == [(0, 1, [-20, -10])]
 
 
-def test_copies_of_images_among_others_say_which_of_which(tmp_path: Path):
+def test_copies_of_images_among_others_say_which_of_which(tmp_path: Path) -> None:
     strip = _steel(5, 400)
     among = [
         _write(tmp_path / "train" / "a.jpg", strip[:200, :200]),
@@ -123,7 +123,7 @@ def neu_pictures(neu_converted: ConvertResult) -> tuple[list[str], Pictures]:
 
 def test_neu_det_holds_overlapping_crops_across_its_seeded_split(
     neu_converted: ConvertResult, neu_pictures: tuple[list[str], Pictures]
-):
+) -> None:
     # docs/neu-det-findings.md: crops of one strip a few to 50 pixels apart, one in
     # train and one in val, which the backbone descriptor does not find.
     names, pictures = neu_pictures
@@ -167,7 +167,7 @@ def _strip_of(name: str) -> int:
     return int(Path(name).stem.rsplit("_", 1)[1]) // 3
 
 
-def test_convert_keeps_overlapping_crops_in_one_split(tmp_path: Path):
+def test_convert_keeps_overlapping_crops_in_one_split(tmp_path: Path) -> None:
     _neu_strips(tmp_path / "NEU-DET")
     apart = 0  # seeds whose plain split parts a strip's crops
     for seed in range(4):
@@ -206,8 +206,8 @@ def test_convert_keeps_overlapping_crops_in_one_split(tmp_path: Path):
 
 
 def test_convert_keep_overlaps_from_the_command_line_and_again_from_its_card(
-    tmp_path: Path, capsys, monkeypatch
-):
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _neu_strips(tmp_path / "NEU-DET", strips=4)
     out = tmp_path / "out"
     assert main(["convert", str(tmp_path / "NEU-DET"), "--out", str(out), "--keep-overlaps"]) == 0
@@ -226,7 +226,7 @@ def test_convert_keep_overlaps_from_the_command_line_and_again_from_its_card(
     assert repeated["overlapping_images"] == manifest["overlapping_images"]
 
 
-def test_a_given_split_that_parts_overlapping_crops_is_kept_and_warned(tmp_path: Path):
+def test_a_given_split_that_parts_overlapping_crops_is_kept_and_warned(tmp_path: Path) -> None:
     _neu_strips(tmp_path / "NEU-DET", layout="kaggle")
     result = convert(tmp_path / "NEU-DET", tmp_path / "out", keep_overlaps=True)
     assert "Kaggle" in result.source.layout.layout
@@ -243,7 +243,9 @@ def test_a_given_split_that_parts_overlapping_crops_is_kept_and_warned(tmp_path:
     assert not [p for p in result.source.report.problems if p.severity == "warning"]
 
 
-def test_keep_overlaps_names_an_image_it_cannot_read(tmp_path: Path, capsys):
+def test_keep_overlaps_names_an_image_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _neu_strips(tmp_path / "NEU-DET", strips=2)
     # A WebP whose header is whole and whose pixels are gone: its size reads, so
     # conversion keeps it, but there is nothing to compare.
@@ -266,7 +268,7 @@ def test_keep_overlaps_names_an_image_it_cannot_read(tmp_path: Path, capsys):
 
 def test_neu_det_split_keeping_overlaps_leaves_none_across(
     tmp_path: Path, neu_det: Path, neu_pictures: tuple[list[str], Pictures]
-):
+) -> None:
     result = convert(neu_det, tmp_path / "out", keep_overlaps=True)
     groups = result.manifest["overlapping_images"]
     split_of = result.manifest["split_of_image"]
@@ -285,7 +287,7 @@ def test_neu_det_split_keeping_overlaps_leaves_none_across(
         assert abs(share - 0.2) < 0.01, (cls, share)
 
 
-def test_make_passes_convert_args_to_every_conversion(tmp_path: Path):
+def test_make_passes_convert_args_to_every_conversion(tmp_path: Path) -> None:
     # `make train-det DATA=... CONVERT_ARGS=--keep-overlaps`: the README's way to it.
     for target in ("train-det", "convert-neu", "review"):
         printed = subprocess.run(
@@ -307,20 +309,22 @@ def test_make_passes_convert_args_to_every_conversion(tmp_path: Path):
         ([["a", "b", "a"]], [["a", "b"]]),  # each image once
     ],
 )
-def test_groups_that_share_an_image_are_one(groups: list[list[str]], merged: list[list[str]]):
+def test_groups_that_share_an_image_are_one(
+    groups: list[list[str]], merged: list[list[str]]
+) -> None:
     images = {name: ImageAnnotation(f"{name}.jpg", Path(f"{name}.jpg"), 8, 8) for name in "abcd"}
     found = merge_groups([[images[name] for name in group] for group in groups])
     assert [[image.stem for image in group] for group in found] == merged
 
 
-def test_a_group_is_placed_whole_and_groups_of_one_change_nothing():
+def test_a_group_is_placed_whole_and_groups_of_one_change_nothing() -> None:
     images = [
         ImageAnnotation(f"{CLASSES[i % 6]}_{i}.jpg", Path(f"{i}.jpg"), 200, 200,
                         [Box(CLASSES[i % 6], 0, 0, 50, 50)] * (1 + i % 3))
         for i in range(60)
     ]  # fmt: skip
 
-    def splits(groups) -> list[str]:
+    def splits(groups: list[list[ImageAnnotation]]) -> list[str]:
         for image in images:
             image.split = None
         assign_splits(images, (0.8, 0.2), 3, groups)
@@ -337,7 +341,7 @@ def test_a_group_is_placed_whole_and_groups_of_one_change_nothing():
     assert abs(together.count("val") - 12) < len(group)  # the ratio, to within a unit
 
 
-def test_the_same_images_in_another_order_give_the_same_pairs(tmp_path: Path):
+def test_the_same_images_in_another_order_give_the_same_pairs(tmp_path: Path) -> None:
     # Enough images (64 or more) for the candidates' principal components, whose fit
     # would otherwise follow the order the images come in.
     paths = []
@@ -366,7 +370,7 @@ def test_the_same_images_in_another_order_give_the_same_pairs(tmp_path: Path):
     assert named(behind, reordered) == named(ahead, same_order) != {}
 
 
-def test_any_number_of_threads_reads_and_matches_the_same(tmp_path: Path):
+def test_any_number_of_threads_reads_and_matches_the_same(tmp_path: Path) -> None:
     # Images are read and pairs matched on as many threads as OpenCV computes with
     # (cv2.setNumThreads); the threads share the work out, and change nothing found.
     paths = [
@@ -395,7 +399,7 @@ def test_any_number_of_threads_reads_and_matches_the_same(tmp_path: Path):
     }
 
 
-def test_the_candidates_similarity_is_the_same_in_bounded_memory():
+def test_the_candidates_similarity_is_the_same_in_bounded_memory() -> None:
     # 100 images of one steel texture and shifted crops of it (every image has near
     # neighbours), in chunks of one image's windows and blocks of 7 where NEU-DET's
     # 1,800 take 10 and 1,024: what bounds the memory at 20,000 images.
@@ -415,7 +419,7 @@ def test_the_candidates_similarity_is_the_same_in_bounded_memory():
 
 
 @pytest.mark.parametrize("splits", [None, "alternate", "one split"])
-def test_each_images_nearest_a_block_at_a_time_are_those_of_the_whole(splits):
+def test_each_images_nearest_a_block_at_a_time_are_those_of_the_whole(splits: str | None) -> None:
     rng = np.random.default_rng(1)
     similarity = rng.random((50, 50), dtype=np.float32)
     similarity = np.maximum(similarity, similarity.T)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,8 +57,8 @@ RELEASED = MODELS_DIR / TESTED_RELEASE
 
 
 def test_release_writes_a_model_that_reproduces_its_card(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
-):
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     models = tmp_path / "models"
     argv = ["release", "--run", str(trained), "--data", str(tiny_data), "--name", "tiny"]
     assert main([*argv, "--models-dir", str(models)]) == 0
@@ -169,7 +170,7 @@ def test_release_writes_a_model_that_reproduces_its_card(
     assert sorted(p.name for p in models.iterdir()) == ["tiny"]
 
 
-def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_path: Path):
+def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_path: Path) -> None:
     """The shipped model, re-scored on a fresh conversion of the real NEU-DET with the
     seeded split: the same split, and the card's figures to 1e-6."""
     card = json.loads((RELEASED / "card.json").read_text())
@@ -256,7 +257,7 @@ def test_released_neu_det_reproduces_its_card(neu_converted: ConvertResult, tmp_
     assert _clean(again["images"]) == tta_points["images"]
 
 
-def test_figures_without_the_val_images_that_overlap_training_ones(tmp_path: Path):
+def test_figures_without_the_val_images_that_overlap_training_ones(tmp_path: Path) -> None:
     # Twelve strips of three overlapping crops; seed 1 parts some across the split.
     _neu_strips(tmp_path / "NEU-DET", strips=12)
     root = convert(tmp_path / "NEU-DET", tmp_path / "out", ratios=(0.5, 0.5), seed=1).out
@@ -298,8 +299,8 @@ def test_figures_without_the_val_images_that_overlap_training_ones(tmp_path: Pat
 
 
 def test_ultralytics_yolo_txt_results_score_as_their_coco_results(
-    neu_converted: ConvertResult, tmp_path: Path, capsys
-):
+    neu_converted: ConvertResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`evaluate --predictions runs/detect/NAME` on what ultralytics' own predict writes
     with save_txt=True, save_conf=True: the mAP of the same detections given as COCO
     results (to the six digits of its %g), named after its run, and the images it left
@@ -365,7 +366,7 @@ def test_ultralytics_yolo_txt_results_score_as_their_coco_results(
     assert "n416, images without results: no result names 334" in err
 
 
-def test_the_released_int8_export_keeps_the_colour_channels_apart(neu_det: Path):
+def test_the_released_int8_export_keeps_the_colour_channels_apart(neu_det: Path) -> None:
     """The int8 export takes BGR pixels channels-last, its first convolution's input
     channels reversed (_take_pixels). NEU-DET is grey, so tinted images show it: int8 on
     them follows fp32 on the same images, and the same images with red and blue swapped
@@ -392,7 +393,9 @@ def test_the_released_int8_export_keeps_the_colour_channels_apart(neu_det: Path)
     assert np.corrcoef(swapped.ravel(), reference.ravel())[0, 1] < 0.5
 
 
-def test_a_release_the_disk_cannot_hold_leaves_the_one_before(tmp_path: Path, monkeypatch):
+def test_a_release_the_disk_cannot_hold_leaves_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The earlier release was deleted before the new one was copied in from its staging
     folder (often another filesystem): a full disk midway left half a release and none
     before it."""
@@ -406,7 +409,9 @@ def test_a_release_the_disk_cannot_hold_leaves_the_one_before(tmp_path: Path, mo
     copied = []
     real_copyfile = shutil.copyfile
 
-    def copy_until_full(source, destination, **kwargs):  # two files in, then the disk is full
+    def copy_until_full(
+        source: str | Path, destination: str | Path, **kwargs: bool
+    ) -> str:  # two files in, then the disk is full
         if len(copied) == 2:  # as shutil.copyfile says it: both ends named
             raise OSError(28, "No space left on device", str(source), None, str(destination))
         copied.append(source)
@@ -432,13 +437,13 @@ def test_a_release_the_disk_cannot_hold_leaves_the_one_before(tmp_path: Path, mo
     assert [p.name for p in target.parent.iterdir()] == ["neu-det"]
 
 
-def test_released_neu_det_is_small_and_complete():
+def test_released_neu_det_is_small_and_complete() -> None:
     files = {p.name: p.stat().st_size for p in RELEASED.rglob("*") if p.is_file()}
     assert {"model.pt", "model.onnx", "model.int8.onnx", "card.json", "card.md"} <= files.keys()
     assert sum(files.values()) <= MAX_RELEASE_MB * 1e6
 
 
-def test_released_card_markdown_is_written_from_its_json():
+def test_released_card_markdown_is_written_from_its_json() -> None:
     # card.json is the record; card.md must say what it says (a re-timed throughput, say,
     # rewrites both), with every throughput ratio printed to two decimals.
     card = json.loads((RELEASED / "card.json").read_text())
@@ -450,7 +455,7 @@ def test_released_card_markdown_is_written_from_its_json():
     assert f"({fp32:.2f}x)" in markdown
 
 
-def test_the_weaknesses_say_their_confidence_is_not_the_tables_operating_point():
+def test_the_weaknesses_say_their_confidence_is_not_the_tables_operating_point() -> None:
     # The weak classes' recall is at their best-F1 confidence on val at the evaluation's
     # NMS IoU (crazing 0.181, recall 0.543), the table's at the operating point chosen on
     # train at another NMS IoU (0.14, recall 0.54): the card says which is which.
@@ -483,7 +488,7 @@ def test_the_weaknesses_say_their_confidence_is_not_the_tables_operating_point()
         ("absent", "no GPU."),  # a card made before the release recorded it
     ],
 )
-def test_a_card_says_whether_its_cpu_has_vnni(vnni, says: str):
+def test_a_card_says_whether_its_cpu_has_vnni(vnni: bool | str | None, says: str) -> None:
     # int8 runs about 1.9x fp32 with VNNI and 1.04x without: the card's int8 throughput
     # needs it said.
     card = json.loads((RELEASED / "card.json").read_text())
@@ -502,7 +507,7 @@ def test_a_card_says_whether_its_cpu_has_vnni(vnni, says: str):
         ("absent", "A yolo11n detector (2,591,010 parameters"),  # a card made before
     ],
 )
-def test_a_card_says_whether_its_model_takes_grey_images(channels, says: str):
+def test_a_card_says_whether_its_model_takes_grey_images(channels: int | str, says: str) -> None:
     # A grey model's ONNX input has one channel: a deployment needs it said.
     card = json.loads((RELEASED / "card.json").read_text())
     if channels == "absent":
@@ -512,7 +517,7 @@ def test_a_card_says_whether_its_model_takes_grey_images(channels, says: str):
     assert card_markdown(card).split("\n")[2].startswith(says)
 
 
-def test_the_release_machine_is_described_with_its_vnni(monkeypatch):
+def test_the_release_machine_is_described_with_its_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
     from detection import predict, release
 
     for flags, vnni in (("avx avx2 avx512_vnni", True), ("avx avx2", False), ("fp asimd", None)):
@@ -520,7 +525,7 @@ def test_the_release_machine_is_described_with_its_vnni(monkeypatch):
         assert release.describe_machine()["vnni"] is vnni
 
 
-def test_cpu_info_matches_a_key_whole(tmp_path: Path):
+def test_cpu_info_matches_a_key_whole(tmp_path: Path) -> None:
     # "model name" before "model": the key "model" is the model number, not the name.
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("cpu family\t: 25\nmodel name\t: AMD EPYC\nmodel\t\t: 17\n")
@@ -539,7 +544,9 @@ def test_cpu_info_matches_a_key_whole(tmp_path: Path):
         ("fp asimd", "AMD EPYC (family 25, model 17), 2 cores"),
     ],
 )
-def test_a_benchmark_names_the_cpu_beyond_its_name(flags: str, says: str, monkeypatch):
+def test_a_benchmark_names_the_cpu_beyond_its_name(
+    flags: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # One "AMD EPYC" ran int8 at 1.7x fp32 (AVX2) or 2.7x (VNNI): results must tell them apart.
     from bench.common import machine
     from detection import predict
@@ -552,7 +559,7 @@ def test_a_benchmark_names_the_cpu_beyond_its_name(flags: str, says: str, monkey
     assert machine() == f"host {says}"
 
 
-def test_a_card_says_which_ground_truth_its_figures_read():
+def test_a_card_says_which_ground_truth_its_figures_read() -> None:
     # A release on a converter output whose val labels were edited since the conversion
     # scores against them (evaluate's ground truth); the card's COCO file hash alone
     # would say otherwise.
@@ -575,7 +582,7 @@ def test_a_card_says_which_ground_truth_its_figures_read():
     ) in card_markdown(card)
 
 
-def test_a_class_without_val_boxes_is_no_weakness_and_reads_n_a(tmp_path: Path):
+def test_a_class_without_val_boxes_is_no_weakness_and_reads_n_a(tmp_path: Path) -> None:
     """A user's release on their own data, where a rare class has no box in val: its AP is
     undefined, so it is neither one of the card's weakest classes nor a crash."""
     data = Path(__file__).resolve().parent / "data" / "tide"
@@ -696,7 +703,9 @@ def _taught_by_unrecorded(card: dict) -> None:
         ),
     ],
 )
-def test_the_card_claims_only_what_its_record_shows(change, said: list[str], not_said: list[str]):
+def test_the_card_claims_only_what_its_record_shows(
+    change: Callable[[dict], None], said: list[str], not_said: list[str]
+) -> None:
     card = json.loads((RELEASED / "card.json").read_text())
     assert "--model yolo11n.yaml" in card["stages"][0]["command"]
     if change:
@@ -716,7 +725,9 @@ def test_the_card_claims_only_what_its_record_shows(change, said: list[str], not
         (None, None),  # a card from before the date was recorded
     ],
 )
-def test_the_card_says_when_its_throughput_was_timed_again(timed: str | None, note):
+def test_the_card_says_when_its_throughput_was_timed_again(
+    timed: str | None, note: str | None
+) -> None:
     card = json.loads((RELEASED / "card.json").read_text())
     card["throughput"].pop("timed", None)
     if timed is not None:
@@ -728,8 +739,11 @@ def test_the_card_says_when_its_throughput_was_timed_again(timed: str | None, no
 
 
 def test_predict_by_released_name_from_any_folder(
-    neu_det: Path, tmp_path: Path, monkeypatch, capsys
-):
+    neu_det: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     images = tmp_path / "images"
     images.mkdir()
@@ -798,7 +812,9 @@ def test_predict_by_released_name_from_any_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "onnx", "onnx-int8", "torch"]
 
 
-def test_an_onnx_file_is_run_by_onnx_runtime_unasked(neu_det: Path, capsys):
+def test_an_onnx_file_is_run_by_onnx_runtime_unasked(
+    neu_det: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The backend follows the file: torch cannot run an .onnx export; said otherwise, it
     # is still refused.
     image, low = str(sorted((neu_det / "IMAGES").iterdir())[0]), ["--conf", "0.01"]
@@ -812,7 +828,7 @@ def test_an_onnx_file_is_run_by_onnx_runtime_unasked(neu_det: Path, capsys):
 
 
 @pytest.mark.skipif(cuda_available(), reason="a GPU here runs the torch backend unasked")
-def test_predict_runs_onnx_runtime_unasked_on_a_cpu(neu_det: Path, tmp_path: Path):
+def test_predict_runs_onnx_runtime_unasked_on_a_cpu(neu_det: Path, tmp_path: Path) -> None:
     """On a CPU, ONNX Runtime (1.3x ultralytics' batched PyTorch, and the command on one
     image 0.55 s against 4.8 s: torch is never imported) unless --backend says torch."""
     images = [str(p) for p in sorted((neu_det / "IMAGES").iterdir())[:6]]
@@ -836,7 +852,12 @@ def test_predict_runs_onnx_runtime_unasked_on_a_cpu(neu_det: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     "weights", [["--weights", "neu-det", "--backend", "onnx"], ["--weights", "{onnx}"]]
 )
-def test_onnx_runtime_is_refused_a_gpu(neu_det: Path, monkeypatch, capsys, weights):
+def test_onnx_runtime_is_refused_a_gpu(
+    neu_det: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    weights: list[str],
+) -> None:
     # ONNX Runtime runs on the CPU (its CPU package): a GPU named would sit idle unsaid.
     import torch
 
@@ -850,8 +871,11 @@ def test_onnx_runtime_is_refused_a_gpu(neu_det: Path, monkeypatch, capsys, weigh
 
 
 def test_every_command_takes_the_released_name(
-    tiny_data: Path, tmp_path: Path, monkeypatch, capsys
-):
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """review, export, train --model and train-cls --backbone (its default) by name, from
     any folder (predict and evaluate are above); nothing in models/ changes."""
     monkeypatch.chdir(tmp_path)
@@ -881,7 +905,7 @@ def test_every_command_takes_the_released_name(
     assert before == {p: p.stat().st_mtime_ns for p in RELEASED.rglob("*") if p.is_file()}
 
 
-def test_review_by_released_name(tiny_data: Path, tmp_path: Path):
+def test_review_by_released_name(tiny_data: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "FIFTYONE_DATABASE_DIR": str(tmp_path / "db"),
@@ -897,11 +921,15 @@ def test_review_by_released_name(tiny_data: Path, tmp_path: Path):
 
 
 def test_a_release_replaces_only_a_release_and_says_so_before_the_work(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
-):
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import detection.release
 
-    def evaluated(*args, **kwargs):
+    def evaluated(*args: object, **kwargs: object) -> None:
         pytest.fail("the release evaluated before refusing")
 
     monkeypatch.setattr(detection.release, "evaluate_model", evaluated)
@@ -925,8 +953,8 @@ def test_a_release_replaces_only_a_release_and_says_so_before_the_work(
 
 
 def test_a_yolo_dataset_from_elsewhere_is_refused_as_what_it_is(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
-):
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A YOLO dataset never converted here (a Roboflow export) was told its manifest "was
     # damaged or written over since the conversion: convert the dataset again".
     yolo = tmp_path / "yolo"
@@ -944,7 +972,9 @@ def test_a_yolo_dataset_from_elsewhere_is_refused_as_what_it_is(
     assert not (tmp_path / "models").exists()
 
 
-def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_a_second_stage_keeps_the_first_in_its_card(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
     models = tmp_path / "models"
     common = ["--data", str(tiny_data), "--models-dir", str(models)]
     assert main(["release", "--run", str(trained), "--name", "tiny", *common]) == 0
@@ -1001,7 +1031,7 @@ def test_a_second_stage_keeps_the_first_in_its_card(trained: Path, tiny_data: Pa
 @pytest.mark.parametrize("recorded", ["relative", "absolute"])
 def test_a_stage_from_the_release_finds_its_card_from_any_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str
-):
+) -> None:
     # `defects train --model models/neu-det/model.pt` at the repository root records the
     # path as typed; `defects release` run from another folder must still find the card
     # beside it, as it finds a teacher's (both are the repository root's).
@@ -1021,7 +1051,7 @@ def test_a_stage_from_the_release_finds_its_card_from_any_folder(
 @pytest.mark.parametrize("teacher_lies", ["in its run folder", "in a release", "alone"])
 def test_a_distilled_stage_records_how_its_teacher_was_trained(
     trained: Path, tiny_data: Path, tmp_path: Path, teacher_lies: str
-):
+) -> None:
     # The teacher: a run folder (as tools/gpu/run.sh brings one back), a released model
     # with its card, or a bare file whose training no folder records.
     folder = tmp_path / "teacher"
@@ -1071,7 +1101,7 @@ def test_a_distilled_stage_records_how_its_teacher_was_trained(
 
 def test_a_stage_command_names_every_option_the_run_was_given(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     stage = training_stage(trained, tiny_data)
     command = stage["command"].split()
     # The `trained` fixture's --set options come back, and nothing the run did not set
@@ -1106,7 +1136,7 @@ def test_a_stage_command_names_every_option_the_run_was_given(
 
 def test_a_stage_says_whether_its_run_ended(
     trained: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     import torch
 
     run = tmp_path / "run"
@@ -1143,8 +1173,8 @@ def test_a_stage_says_whether_its_run_ended(
 
 
 def test_predictions_as_voc_prelabels_that_convert_reads_back(
-    neu_det: Path, tmp_path: Path, capsys
-):
+    neu_det: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Model-assisted labelling: `predict --voc` writes the detections as a Pascal VOC
     # dataset for annotators to correct; the converter reads it back box for box.
     from converters.convert import convert
@@ -1188,7 +1218,9 @@ def test_predictions_as_voc_prelabels_that_convert_reads_back(
     assert "needs an output folder (--out)" in capsys.readouterr().err
 
 
-def test_predict_never_reads_its_own_outputs_as_input(neu_det: Path, tmp_path: Path, capsys):
+def test_predict_never_reads_its_own_outputs_as_input(
+    neu_det: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # `predict IMAGES --out IMAGES/pred` run twice read the first run's annotated images
     # and VOC links as new images (2 became 6).
     images = tmp_path / "images"
@@ -1213,7 +1245,9 @@ def test_predict_never_reads_its_own_outputs_as_input(neu_det: Path, tmp_path: P
     assert "passed over" not in capsys.readouterr().err
 
 
-def test_predict_reads_an_image_reached_twice_once(neu_det: Path, tmp_path: Path, capsys):
+def test_predict_reads_an_image_reached_twice_once(
+    neu_det: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A converter output inside its source's folder links each image: predicted twice,
     # scoring that folder's results counted each detection twice (mAP50 0.78, not 1.0).
     images = tmp_path / "images"

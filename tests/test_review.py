@@ -30,7 +30,7 @@ import pytest
 from converters.coco import from_coco
 from converters.definitions import load_definition
 from converters.errors import Report
-from converters.model import Box
+from converters.model import Box, ImageAnnotation
 from converters.voc import parse_voc_xml, validate_objects
 from converters.yolo import from_yolo_lines
 from tests.conftest import DEFECTS
@@ -132,7 +132,7 @@ def reviewed(tiny_data: Path, trained: Path, fiftyone_env: dict) -> dict:
         ),
     ],
 )
-def test_detections_document_is_fiftyone_form(box: Box, expected: dict):
+def test_detections_document_is_fiftyone_form(box: Box, expected: dict) -> None:
     # The bulk path writes FiftyOne's serialised Detections directly (10x faster than
     # building label objects); confidence and difficult only where the box has them.
     from detection.review import detections_document
@@ -146,7 +146,7 @@ def test_detections_document_is_fiftyone_form(box: Box, expected: dict):
     assert detection == expected
 
 
-def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
+def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path) -> None:
     manifest = json.loads((tiny_data / "manifest.json").read_text())
     assert reviewed["samples"] == len(manifest["split_of_image"])
     assert {
@@ -173,7 +173,9 @@ def test_build_evaluate_and_views(reviewed: dict, tiny_data: Path):
     }
 
 
-def test_a_review_says_when_its_map_is_over_fewer_classes(fiftyone_env: dict, tmp_path: Path):
+def test_a_review_says_when_its_map_is_over_fewer_classes(
+    fiftyone_env: dict, tmp_path: Path
+) -> None:
     """A val split that holds no box of five of the six classes: pycocotools and
     FiftyOne leave them out of every mean, and the review says so."""
     from detection.report import unscored_sentence
@@ -198,7 +200,7 @@ def test_a_review_says_when_its_map_is_over_fewer_classes(fiftyone_env: dict, tm
 
 def test_each_sample_says_whether_the_model_was_trained_on_it(
     reviewed: dict, tiny_data: Path, fiftyone_env: dict
-):
+) -> None:
     # The tiny run trained on the train split: those samples, and none of val (the
     # split the review scores, so nothing to warn of).
     manifest = json.loads((tiny_data / "manifest.json").read_text())
@@ -223,7 +225,7 @@ def test_each_sample_says_whether_the_model_was_trained_on_it(
     assert dict(found) == expected
 
 
-def test_the_app_opens_ready_to_work(reviewed: dict, fiftyone_env: dict):
+def test_the_app_opens_ready_to_work(reviewed: dict, fiftyone_env: dict) -> None:
     # Ground truth green and predictions red, as in the report's examples/; the first
     # screen is the most-errors-first order with each class's predictions from its
     # best-F1 confidence, the rest kept in the dataset.
@@ -261,7 +263,7 @@ def test_the_app_opens_ready_to_work(reviewed: dict, fiftyone_env: dict):
 
 def test_tags_persist_and_export_box_by_box(
     reviewed: dict, tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
-):
+) -> None:
     # An annotator's session: reject one ground-truth box, accept one prediction; then the
     # process (and the database with it) ends.
     tagged = _python(
@@ -341,7 +343,7 @@ def test_tags_persist_and_export_box_by_box(
         for image in from_coco(coco).images:
             original[image.name] = Counter((b.label, *b.coords) for b in image.boxes)
 
-    def scaled(entry, width=200, height=200):
+    def scaled(entry: tuple, width: int = 200, height: int = 200) -> tuple:
         _, label, (x, y, w, h) = entry
         return (
             label,
@@ -404,7 +406,7 @@ def test_folder_without_a_readable_image_is_a_clear_error(
     trained: Path,
     tmp_path: Path,
     fiftyone_env: dict,
-):
+) -> None:
     folder = tmp_path / "today"
     folder.mkdir()
     (folder / name).write_bytes(content or _png_bytes()[:60])
@@ -421,7 +423,7 @@ def test_folder_without_a_readable_image_is_a_clear_error(
 
 def test_a_model_that_finds_nothing_is_summed_up_without_nan(
     tiny_data: Path, trained: Path, fiftyone_env: dict
-):
+) -> None:
     """A barely trained model stored above every score it gives: no prediction at all.
     TIDE's fix of the misses is then undefined, and no box has a mistakenness to rank."""
     argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
@@ -438,7 +440,7 @@ def test_a_model_that_finds_nothing_is_summed_up_without_nan(
 
 def test_unlabeled_folder_shows_predictions_by_confidence(
     trained: Path, tiny_data: Path, fiftyone_env: dict, tmp_path: Path
-):
+) -> None:
     folder = tmp_path / "today"
     folder.mkdir()
     val = sorted((tiny_data / "images" / "val").iterdir())
@@ -526,12 +528,12 @@ def test_unlabeled_folder_shows_predictions_by_confidence(
     assert "the saved view 'off-training-scale' shows them" in said
 
 
-def test_a_yolo_dataset_is_reviewed_with_its_labels(tiny_data: Path, tmp_path: Path):
+def test_a_yolo_dataset_is_reviewed_with_its_labels(tiny_data: Path, tmp_path: Path) -> None:
     # A Roboflow export has no manifest: it was shown as a folder of unlabelled images,
     # train and val mixed, its ground truth silently left out.
     from detection.review import read_source
 
-    def boxes(images) -> list[tuple]:
+    def boxes(images: list[ImageAnnotation]) -> list[tuple]:
         return sorted(
             (Path(im.name).name, im.split, b.label, *(round(v, 2) for v in b.coords))
             for im in images
@@ -565,7 +567,7 @@ print(json.dumps(fo.list_datasets()))
 """
 
 
-def test_a_review_keeps_to_its_own_database_folder(tmp_path: Path):
+def test_a_review_keeps_to_its_own_database_folder(tmp_path: Path) -> None:
     """FiftyOne alone attaches to any running database service of the user: a process
     with its own folder listed another's datasets (and would have stored its own there)."""
 
@@ -623,7 +625,7 @@ print(json.dumps({"code": code, "asked": len(asked)}))
 )
 def test_a_client_sent_to_the_wrong_port_asks_again(
     misled: int, code: int, said: str, tmp_path: Path
-):
+) -> None:
     env = {
         **os.environ,
         "FIFTYONE_DATABASE_DIR": str(tmp_path / "db"),
@@ -644,7 +646,7 @@ def test_a_client_sent_to_the_wrong_port_asks_again(
 
 def test_a_copy_across_splits_is_found(
     reviewed: dict, trained: Path, tiny_data: Path, fiftyone_env: dict
-):
+) -> None:
     # A train image copied into val under another name: the leak the check is for.
     found = _python(
         f"""
@@ -718,7 +720,7 @@ def test_a_copy_across_splits_is_found(
     ) in said
 
 
-def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
+def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict) -> None:
     # The bulk path must give what fiftyone.brain.compute_mistakenness gives, label by
     # label, on a clone of the reviewed dataset.
     assert reviewed["mistakes"]["view"] in reviewed["views"]
@@ -743,7 +745,7 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
         fiftyone_env,
     )
 
-    def flat(values):
+    def flat(values: list) -> list:
         return [v for row in values for v in (row if isinstance(row, list) else [row])]
 
     for ours, brain in zip(found["ours"], found["brain"]):
@@ -763,7 +765,7 @@ def test_mistakes_equal_fiftyone_brains(reviewed: dict, fiftyone_env: dict):
 
 def test_a_split_the_data_lacks_is_refused_before_the_work(
     tiny_data: Path, trained: Path, tmp_path: Path
-):
+) -> None:
     env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "db")}
     argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
     result = subprocess.run(
@@ -792,7 +794,7 @@ def test_a_split_the_data_lacks_is_refused_before_the_work(
 )
 def test_a_dataset_name_fiftyone_would_refuse_is_one_line(
     name: str, said: str, reviewed: dict, tiny_data: Path, trained: Path, fiftyone_env: dict
-):
+) -> None:
     argv = ["review", "--data", str(tiny_data), "--weights", str(trained / "best.pt")]
     argv += ["--name", name, "--no-launch"]
     result = subprocess.run([*DEFECTS, *argv], capture_output=True, text=True, env=fiftyone_env)
@@ -818,7 +820,7 @@ def test_a_dataset_name_fiftyone_would_refuse_is_one_line(
 )
 def test_an_app_address_it_cannot_listen_on_is_refused_before_the_work(
     where: str, said: str, tiny_data: Path, trained: Path, tmp_path: Path
-):
+) -> None:
     env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "db")}
     address = where.removesuffix(" taken") if where != "taken" else "127.0.0.1"
     with socket.socket() as listener:  # another program on the port, on loopback
@@ -836,7 +838,7 @@ def test_an_app_address_it_cannot_listen_on_is_refused_before_the_work(
 
 def test_an_app_port_taken_while_the_review_worked_is_one_clear_line(
     reviewed: dict, fiftyone_env: dict
-):
+) -> None:
     found = _python(
         """
         import json
@@ -863,7 +865,7 @@ def test_an_app_port_taken_while_the_review_worked_is_one_clear_line(
 
 def test_app_in_headless_chromium(
     tiny_data: Path, trained: Path, fiftyone_env: dict, tmp_path: Path
-):
+) -> None:
     # Its own database folder: the session must stop the database it started as it ends,
     # and the module's is held open for the other tests.
     fiftyone_env = {
@@ -991,7 +993,7 @@ def _val_results(data: Path, scores: list[float] | None = None) -> list[dict]:
     ]
 
 
-def test_results_are_read_onto_the_reviewed_images(tiny_data: Path, tmp_path: Path):
+def test_results_are_read_onto_the_reviewed_images(tiny_data: Path, tmp_path: Path) -> None:
     from converters.errors import ConversionError
     from detection.review import read_source, results_boxes
 
@@ -1018,7 +1020,9 @@ def test_results_are_read_onto_the_reviewed_images(tiny_data: Path, tmp_path: Pa
         results_boxes(tmp_path / "ids.json", source.classes, source.images, 0.05)
 
 
-def test_any_detectors_results_are_reviewed(tiny_data: Path, fiftyone_env: dict, tmp_path: Path):
+def test_any_detectors_results_are_reviewed(
+    tiny_data: Path, fiftyone_env: dict, tmp_path: Path
+) -> None:
     """`review --predictions`: another detector's results shown as the predictions, scored
     as `evaluate --predictions` scores them, and a second file not applied silently."""
     (tmp_path / "a.json").write_text(json.dumps(_val_results(tiny_data)))

@@ -14,19 +14,19 @@ from detection.screening import auroc, screening, wilson_interval
 
 
 @pytest.mark.parametrize(("hits", "total"), [(0, 10), (5, 10), (10, 10), (3, 358), (332, 358)])
-def test_wilson_interval_matches_scipy(hits: int, total: int):
+def test_wilson_interval_matches_scipy(hits: int, total: int) -> None:
     from scipy.stats import binomtest
 
     expected = binomtest(hits, total).proportion_ci(method="wilson")
     assert wilson_interval(hits, total) == pytest.approx([expected.low, expected.high], abs=1e-12)
 
 
-def test_wilson_interval_of_nothing():
+def test_wilson_interval_of_nothing() -> None:
     assert wilson_interval(0, 0) is None
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_auroc_matches_scikit_learn(seed: int):
+def test_auroc_matches_scikit_learn(seed: int) -> None:
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(seed)
@@ -60,7 +60,7 @@ def _result(image_id: int, category_id: int, score: float) -> dict:
             "score": score}  # fmt: skip
 
 
-def test_screening_counts_flagged_images_by_rule():
+def test_screening_counts_flagged_images_by_rule() -> None:
     # Images 1-4 hold defects, 5-7 are good steel.
     gt = _gt({1: ["crazing"], 2: ["crazing", "scratches"], 3: ["scratches"], 4: ["crazing"]}, 3)
     results = [
@@ -95,7 +95,7 @@ def test_screening_counts_flagged_images_by_rule():
         assert at["without_defects"]["flagged"] == 0 and at["with_defects"]["flagged"] == 1
 
 
-def test_screening_at_a_false_alarm_rate_allows_that_many():
+def test_screening_at_a_false_alarm_rate_allows_that_many() -> None:
     # 100 good images scored 0.00 .. 0.99: at most 5 may be flagged, the 5 above 0.94.
     gt = _gt({101: ["crazing"], 102: ["crazing"]}, 100)  # images 1-100 are good
     results = [_result(i, 1, (i - 1) / 100) for i in range(1, 101)]
@@ -110,7 +110,7 @@ def test_screening_at_a_false_alarm_rate_allows_that_many():
 
 
 @pytest.mark.parametrize("good", [0, 2])
-def test_the_report_has_a_screening_section(tmp_path: Path, good: int):
+def test_the_report_has_a_screening_section(tmp_path: Path, good: int) -> None:
     gt = _gt({1: ["crazing"], 2: ["scratches"], 3: ["crazing"]}, good)
     results = [_result(1, 1, 0.8), _result(2, 2, 0.6), _result(3, 1, 0.1)]
     results += [_result(4, 2, 0.3)] if good else []
@@ -137,7 +137,7 @@ def test_the_report_has_a_screening_section(tmp_path: Path, good: int):
 
 
 @pytest.mark.parametrize("good", [0, 2])
-def test_compare_puts_each_models_flag_rates_side_by_side(tmp_path: Path, good: int):
+def test_compare_puts_each_models_flag_rates_side_by_side(tmp_path: Path, good: int) -> None:
     from detection.compare import compare
 
     gt = _gt({1: ["crazing"], 2: ["scratches"], 3: ["crazing"]}, good)

@@ -27,7 +27,7 @@ def _all_output_text(out: Path) -> str:
     )
 
 
-def test_xxe_never_leaks_a_local_file(tmp_path: Path):
+def test_xxe_never_leaks_a_local_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text(SECRET)
     root = _dataset(tmp_path / "data")
@@ -46,7 +46,7 @@ def test_xxe_never_leaks_a_local_file(tmp_path: Path):
     assert [image.name for image in result.source.dataset.images] == ["crazing_1.jpg"]
 
 
-def test_billion_laughs_fails_fast_in_bounded_memory(tmp_path: Path):
+def test_billion_laughs_fails_fast_in_bounded_memory(tmp_path: Path) -> None:
     root = _dataset(tmp_path / "data")
     entities = '<!ENTITY lol "lol">' + "".join(
         f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
@@ -70,7 +70,7 @@ def test_billion_laughs_fails_fast_in_bounded_memory(tmp_path: Path):
     ]
 
 
-def test_filename_and_path_never_escape_the_root(tmp_path: Path):
+def test_filename_and_path_never_escape_the_root(tmp_path: Path) -> None:
     write_image(tmp_path / "outside.jpg", seed=9)
     root = _dataset(tmp_path / "data")
     # Points outside the root; the XML's own name matches no image.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -51,7 +52,7 @@ def reshuffled(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return convert(tiny_data.parent / "src", out, definition=definition, seed=7).out
 
 
-def test_a_run_records_the_images_it_trained_on(trained: Path, tiny_data: Path):
+def test_a_run_records_the_images_it_trained_on(trained: Path, tiny_data: Path) -> None:
     record = json.loads((trained / TRAINED_ON).read_text())
     assert set(record["images_sha256"]) == _digests(tiny_data / "images" / "train")
     assert record["images"] == len(list((tiny_data / "images" / "train").iterdir()))
@@ -63,7 +64,7 @@ def test_a_run_records_the_images_it_trained_on(trained: Path, tiny_data: Path):
 
 def test_a_stage_from_weights_inherits_what_they_were_trained_on(
     trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
-):
+) -> None:
     record = record_training_images(
         tmp_path / "stage2", reshuffled / "data.yaml", trained / "best.pt"
     )
@@ -77,7 +78,7 @@ def test_a_stage_from_weights_inherits_what_they_were_trained_on(
 
 def test_weights_without_a_record_fall_back_to_the_data_their_checkpoint_names(
     trained: Path, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     alone = tmp_path / "copied" / "best.pt"
     alone.parent.mkdir()
     shutil.copyfile(trained / "best.pt", alone)  # without its run's trained_on.json
@@ -108,7 +109,7 @@ def test_weights_without_a_record_fall_back_to_the_data_their_checkpoint_names(
 
 def test_evaluate_says_how_many_images_the_model_was_trained_on(
     trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
-):
+) -> None:
     trained_on = _digests(tiny_data / "images" / "train")
     val = sorted((reshuffled / "images" / "val").iterdir())
     expected = [p.name for p in val if image_digest(p) in trained_on]
@@ -158,7 +159,7 @@ def test_evaluate_says_how_many_images_the_model_was_trained_on(
 
 def test_compare_says_it_of_each_model_and_warns(
     trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
-):
+) -> None:
     val = (reshuffled / "images" / "val").iterdir()
     expected = sum(image_digest(p) in _digests(tiny_data / "images" / "train") for p in val)
     weights = str(trained / "best.pt")
@@ -199,7 +200,7 @@ def _with_a_crop_of(out: Path, training: Path, folder: Path) -> tuple[Path, str,
 
 def test_unseen_images_leave_out_training_images_and_crops_of_them(
     trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
-):
+) -> None:
     mixed, crop, picture = _with_a_crop_of(reshuffled, tiny_data, tmp_path)
     val = sorted((mixed / "images" / "val").iterdir())
     seen = [p.name for p in val if image_digest(p) in _digests(tiny_data / "images" / "train")]
@@ -226,7 +227,7 @@ def test_unseen_images_leave_out_training_images_and_crops_of_them(
 
 def test_evaluate_and_compare_unseen_score_the_images_no_model_has_seen(
     trained: Path, tiny_data: Path, reshuffled: Path, tmp_path: Path
-):
+) -> None:
     mixed, crop, picture = _with_a_crop_of(reshuffled, tiny_data, tmp_path)
     val = sorted((mixed / "images" / "val").iterdir())
     seen = [p.name for p in val if image_digest(p) in _digests(tiny_data / "images" / "train")]
@@ -313,7 +314,7 @@ def test_evaluate_and_compare_unseen_score_the_images_no_model_has_seen(
     ) in train.stderr
 
 
-def test_a_moved_output_is_read_from_where_it_lies(tiny_data: Path, tmp_path: Path):
+def test_a_moved_output_is_read_from_where_it_lies(tiny_data: Path, tmp_path: Path) -> None:
     # Moved or copied (say, to correct its labels): ultralytics lists the copy's images,
     # since data.yaml names no path (an absolute one sent the copy's training to the
     # original's images and labels, while evaluate read the copy's ground truth).
@@ -353,8 +354,8 @@ def test_a_moved_output_is_read_from_where_it_lies(tiny_data: Path, tmp_path: Pa
     ],
 )
 def test_labels_edited_since_the_conversion_are_found(
-    tiny_data: Path, tmp_path: Path, edit, edited
-):
+    tiny_data: Path, tmp_path: Path, edit: Callable[[str], str], edited: bool
+) -> None:
     from converters.convert import edited_labels
 
     out = tmp_path / "out"
@@ -380,7 +381,7 @@ def _nudge(text: str, by: float) -> str:
 
 def test_evaluate_and_review_read_labels_edited_since_the_conversion(
     tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # Ultralytics trains and validates on labels/, and evaluate and review read the COCO
     # file: an edited label made two ground truths. Now both read the labels as edited,
     # as for any YOLO dataset, and say so.
@@ -431,7 +432,7 @@ def test_evaluate_and_review_read_labels_edited_since_the_conversion(
             )
 
 
-def _edit_coco(out: Path, split: str, edit) -> None:
+def _edit_coco(out: Path, split: str, edit: Callable[[dict], object]) -> None:
     path = out / "annotations" / f"instances_{split}.json"
     gt = json.loads(path.read_text())
     edit(gt)
@@ -457,8 +458,8 @@ def _edit_coco(out: Path, split: str, edit) -> None:
     ],
 )
 def test_what_was_edited_since_the_conversion_is_told_apart(
-    tiny_data: Path, tmp_path: Path, edit, expected
-):
+    tiny_data: Path, tmp_path: Path, edit: Callable[[Path], object], expected: set[str]
+) -> None:
     from converters.convert import edited_since_conversion
 
     out = tmp_path / "out"
@@ -484,7 +485,7 @@ def _label(out: Path) -> Path:
 
 def test_a_coco_file_edited_since_the_conversion_is_the_ground_truth(
     tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # evaluate and review read labels/ wherever they disagreed with the COCO file, and
     # said the labels were edited, also where the COCO file was the one edited (by a
     # labelling tool that speaks COCO): the edit was ignored and the note was wrong.
@@ -553,7 +554,7 @@ def test_a_coco_file_edited_since_the_conversion_is_the_ground_truth(
 @pytest.mark.parametrize("coco", ["[1, 2, 3]", '{"images": 3}', "not JSON"])
 def test_a_coco_file_no_longer_coco_leaves_training_to_its_labels(
     coco: str, tiny_data: Path, tmp_path: Path
-):
+) -> None:
     """Training reads the labels: a COCO file written over since (a TypeError traceback
     from the list) is evaluate's to name, and training is not stopped by it."""
     from detection.train import coco_edits_not_trained_on
@@ -566,7 +567,7 @@ def test_a_coco_file_no_longer_coco_leaves_training_to_its_labels(
 
 def test_a_release_s_operating_points_read_the_ground_truth_evaluate_reads(
     tiny_data: Path, tmp_path: Path
-):
+) -> None:
     # `release` scored its card's mAP against the labels as edited (evaluate_model) and
     # measured its operating points against the COCO file as converted.
     from detection.evaluate import split_ground_truth
@@ -589,7 +590,7 @@ def test_a_release_s_operating_points_read_the_ground_truth_evaluate_reads(
         assert (point["precision"], point["recall"]) == (1.0, 1.0), name
 
 
-def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path):
+def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_path: Path) -> None:
     images, _ = split_images(tiny_data / "data.yaml", "train")
     assert sorted(images) == sorted((tiny_data / "images" / "train").iterdir())
     # A .txt list of images, "./" beside it, as ultralytics reads one.
@@ -623,7 +624,7 @@ def test_the_images_of_a_split_are_those_ultralytics_lists(tiny_data: Path, tmp_
 )
 def test_a_data_yaml_ultralytics_refuses_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: str, root: str | None, said: str
-):
+) -> None:
     data = tmp_path / "data"
     write_image(data / "images" / "val" / "a.jpg")
     (data / "data.yaml").write_text(

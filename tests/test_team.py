@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def team_database(tmp_path_factory: pytest.TempPathFactory):
+def team_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A standalone MongoDB server on loopback with its own data folder; its URI."""
     fiftyone_dir = Path(importlib.util.find_spec("fiftyone").origin).parent
     mongod = fiftyone_dir / "db" / "bin" / "mongod"
@@ -63,7 +64,7 @@ def team_env(team_database: str, tmp_path_factory: pytest.TempPathFactory) -> di
     }
 
 
-def test_a_team_database_out_of_reach_is_one_clear_line(tmp_path: Path):
+def test_a_team_database_out_of_reach_is_one_clear_line(tmp_path: Path) -> None:
     # pymongo's own words, its 30 s cut to 1, the password left out; tried once (a
     # second try only helps a mongod FiftyOne starts itself: test_review.py).
     port = _free_port()
@@ -124,7 +125,7 @@ def _annotators(specs: list[list[str]], env: dict, go: Path) -> list[subprocess.
 
 def test_review_and_export_use_the_team_database(
     team_env: dict, tiny_data: Path, trained: Path, team_database: str, tmp_path: Path
-):
+) -> None:
     _review("team-review", tiny_data, trained, team_env)
     export = ["review", "export", "--name", "team-review", "--out", str(tmp_path / "out")]
     _defects([*export, "--to", "yolo"], team_env)
@@ -140,7 +141,7 @@ def test_review_and_export_use_the_team_database(
 
 def test_annotators_at_once_lose_nothing(
     team_env: dict, tiny_data: Path, trained: Path, tmp_path: Path
-):
+) -> None:
     _review("team-at-once", tiny_data, trained, team_env)
     counts = "{'gt': dataset.count('ground_truth.detections'), 'pred': dataset.count('predictions.detections')}"  # noqa: E501
     totals = _count("team-at-once", team_env, counts)
@@ -171,7 +172,7 @@ def test_annotators_at_once_lose_nothing(
 
 def test_an_annotator_killed_mid_work_leaves_the_dataset_intact(
     team_env: dict, tiny_data: Path, trained: Path, tmp_path: Path
-):
+) -> None:
     _review("team-killed", tiny_data, trained, team_env)
     code = "{'samples': len(dataset), 'gt': dataset.count('ground_truth.detections'), 'pred': dataset.count('predictions.detections')}"  # noqa: E501
     before = _count("team-killed", team_env, code)

@@ -50,7 +50,7 @@ print(json.dumps(seen))
 )
 def test_torch_and_onnx_runtime_compute_on_the_threads_chosen(
     tiny_data: Path, trained: Path, tmp_path: Path, omp_num_threads: str | None, expected: int
-):
+) -> None:
     if omp_num_threads is None and usable_cores() < 2:
         pytest.skip("one usable core: ultralytics' choice and ours coincide")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
@@ -83,6 +83,8 @@ def _export(trained: Path, tmp_path: Path) -> Path:
     ("value", "expected"),
     [("3", 3), ("1", 1), ("", usable_cores()), ("0", usable_cores()), ("many", usable_cores())],
 )
-def test_cpu_threads_reads_omp_num_threads(monkeypatch, value: str, expected: int):
+def test_cpu_threads_reads_omp_num_threads(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert cpu_threads() == expected

@@ -29,7 +29,7 @@ def _load(case: str) -> tuple[dict, list[dict]]:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_reference_is_of_these_files(case: str):
+def test_the_reference_is_of_these_files(case: str) -> None:
     import hashlib
 
     gt_path, results_path = CASES[case]
@@ -41,7 +41,7 @@ def test_the_reference_is_of_these_files(case: str):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_equal_to_tidecv(case: str):
+def test_equal_to_tidecv(case: str) -> None:
     reference = REFERENCE[case]
     found = decompose(*_load(case), convention="tidecv")
     assert found.ap50 == pytest.approx(reference["ap50"], abs=0.05)
@@ -52,13 +52,13 @@ def test_equal_to_tidecv(case: str):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_base_is_pycocotools_ap50(case: str):
+def test_the_base_is_pycocotools_ap50(case: str) -> None:
     gt, results = _load(case)
     found = decompose(gt, results)
     assert found.ap50 == pytest.approx(100 * evaluate(gt, results).stats["AP50"], abs=1e-9)
 
 
-def test_both_conventions_agree_when_every_predicted_class_has_ground_truth():
+def test_both_conventions_agree_when_every_predicted_class_has_ground_truth() -> None:
     gt, results = _load("every-error-type")
     ours, theirs = decompose(gt, results), decompose(gt, results, convention="tidecv")
     assert ours.delta == pytest.approx(theirs.delta, abs=0.05)
@@ -80,7 +80,9 @@ BOX = [0, 0, 100, 100]
         ([], {"missed": 1}, None),
     ],
 )
-def test_each_error_type(detections: list[tuple], expected: dict[str, int], perfect_once_fixed):
+def test_each_error_type(
+    detections: list[tuple], expected: dict[str, int], perfect_once_fixed: str | None
+) -> None:
     gt = {
         "images": [{"id": 1, "file_name": "a.jpg", "width": 400, "height": 400}],
         "annotations": [
@@ -113,7 +115,7 @@ def _two_classes_one_wholly_missed() -> tuple[dict, list[dict]]:
     return gt, [{"image_id": 2, "category_id": 2, "bbox": BOX, "score": 0.9}]
 
 
-def test_every_error_type_has_a_figure_for_every_scored_class():
+def test_every_error_type_has_a_figure_for_every_scored_class() -> None:
     found = decompose(*_two_classes_one_wholly_missed())
     assert found.ap50 == pytest.approx(50.0)
     for kind, per_class in found.per_class_delta.items():
@@ -131,7 +133,7 @@ def test_every_error_type_has_a_figure_for_every_scored_class():
 @pytest.mark.parametrize("found_nothing", [False, True])
 def test_the_report_shows_an_undefined_fix_as_na_in_aligned_columns(
     found_nothing: bool, tmp_path: Path
-):
+) -> None:
     gt, results = _two_classes_one_wholly_missed()
     if found_nothing:
         results = []

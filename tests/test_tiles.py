@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -38,7 +39,7 @@ from tests.test_tta import BiasedBlobDetector
         (500, 200, 200, [0, 200, 300]),  # the last one flush, overlapping its neighbour
     ],
 )
-def test_tile_starts(length: int, tile: int, stride: int, starts: list[int]):
+def test_tile_starts(length: int, tile: int, stride: int, starts: list[int]) -> None:
     assert tile_starts(length, tile, stride) == starts
 
 
@@ -55,7 +56,7 @@ def test_tile_starts(length: int, tile: int, stride: int, starts: list[int]):
 )
 def test_the_tiles_to_come_are_counted_before_the_work(
     tmp_path: Path, tile: int, overlap: float, said: str | None
-):
+) -> None:
     sizes = {"strip.png": (1000, 2048), "wide.png": (400, 800), "crop.png": (150, 150)}
     for name, shape in sizes.items():
         cv2.imwrite(str(tmp_path / name), np.zeros(shape, np.uint8))
@@ -72,7 +73,7 @@ def test_the_tiles_to_come_are_counted_before_the_work(
     assert f"the most: strip.png, {counts['strip.png']:,})" in plan
 
 
-def test_progress_counts_tiles_while_the_model_detects_them(tmp_path: Path):
+def test_progress_counts_tiles_while_the_model_detects_them(tmp_path: Path) -> None:
     """With tiles, the progress is counted in tiles and moves with each of the model's
     batches: a strip cut into thousands of tiles is one image, and counted in images the
     bar stood still for as long as the strip took. An image no larger than a tile, or
@@ -106,7 +107,7 @@ def test_progress_counts_tiles_while_the_model_detects_them(tmp_path: Path):
     assert said[-1] == (strip, strip) and set(range(8, strip, 8)) <= {d for d, _ in said}
 
 
-def test_tile_windows_cover_the_image_with_whole_tiles():
+def test_tile_windows_cover_the_image_with_whole_tiles() -> None:
     windows = tile_windows((400, 800), 200, 0.25)
     assert len(windows) == 3 * 5
     assert all((x1 - x0, y1 - y0) == (200, 200) for x0, y0, x1, y1 in windows)
@@ -157,7 +158,16 @@ MERGE_CASES = [
     ("boxes", "scores", "classes", "cut", "tiles", "want_boxes", "want_scores", "want_classes"),
     MERGE_CASES,
 )
-def test_merge_tiles(boxes, scores, classes, cut, tiles, want_boxes, want_scores, want_classes):
+def test_merge_tiles(
+    boxes: list[list[float]],
+    scores: list[float],
+    classes: list[int],
+    cut: list[bool],
+    tiles: list[int],
+    want_boxes: list[list[float]],
+    want_scores: list[float],
+    want_classes: list[int],
+) -> None:
     merged, merged_scores, merged_classes = merge_tiles(
         np.array(boxes, float).reshape(-1, 4),
         np.array(scores, float),
@@ -187,8 +197,8 @@ def test_merge_tiles(boxes, scores, classes, cut, tiles, want_boxes, want_scores
     ],
 )  # fmt: skip
 def test_merge_tiles_joins_parts_of_comparable_score(
-    scores, join_ratio: float, want_boxes, want_scores
-):
+    scores: list[float], join_ratio: float, want_boxes: list[list[int]], want_scores: list[float]
+) -> None:
     merged, merged_scores, _ = merge_tiles(
         np.array([[100, 10, 150, 40], [140, 12, 220, 42]], float),
         np.array(scores),
@@ -230,7 +240,9 @@ def test_merge_tiles_joins_parts_of_comparable_score(
         ),
     ],
 )  # fmt: skip
-def test_merge_tiles_joins_halves_that_touch(boxes, cut, touch: float, want_boxes):
+def test_merge_tiles_joins_halves_that_touch(
+    boxes: list[list[int]], cut: list[bool], touch: float, want_boxes: list[list[int]]
+) -> None:
     merged, _, _ = merge_tiles(
         np.array(boxes, float),
         np.array([0.5, 0.8]),
@@ -243,7 +255,7 @@ def test_merge_tiles_joins_halves_that_touch(boxes, cut, touch: float, want_boxe
 
 
 @pytest.mark.parametrize("overlap", [0.25, 0.0])
-def test_a_blob_across_tiles_is_found_once_and_whole(overlap: float):
+def test_a_blob_across_tiles_is_found_once_and_whole(overlap: float) -> None:
     """A blob four tiles wide, and one inside the overlap of two tiles: each found once,
     its box the blob's, from tiles of one batch. Without overlap the blob's parts only
     meet at the tiles' shared edges, and are joined there."""
@@ -266,7 +278,7 @@ def _mosaic(paths: list[Path], columns: int) -> np.ndarray:
     return np.vstack(rows)
 
 
-def test_released_model_on_aligned_tiles_finds_what_it_finds_on_each_image(neu_det: Path):
+def test_released_model_on_aligned_tiles_finds_what_it_finds_on_each_image(neu_det: Path) -> None:
     """Eight real NEU-DET images side by side (800x400): tiled at their own size, the
     released model finds in each cell exactly what it finds in that image alone;
     letterboxed whole, every defect shrunk to a quarter, it finds less."""
@@ -320,7 +332,9 @@ def _mosaic_dataset(neu_det: Path, root: Path) -> Path:
     return root
 
 
-def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys):
+def test_tile_through_evaluate_and_predict(
+    neu_det: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On real steel laid out as 800x400 strips, `evaluate --tile 200` scores the
     released model far above the strips letterboxed whole, and records how; `predict
     --tile` writes its boxes inside the strips."""
@@ -380,7 +394,7 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     stems = {image["id"]: Path(image["file_name"]).stem for image in gt["images"]}
     scored = json.loads((tmp_path / "tiled" / "results.json").read_text())
 
-    def kept(results: list[dict], stem) -> list[tuple]:
+    def kept(results: list[dict], stem: Callable[[dict], str]) -> list[tuple]:
         return sorted(
             (stem(r), r["category_id"], r["score"], *r["bbox"])
             for r in results
@@ -395,7 +409,9 @@ def test_tile_through_evaluate_and_predict(neu_det: Path, tmp_path: Path, capsys
     )
 
 
-def test_tile_is_refused_for_a_results_file(tmp_path: Path, capsys):
+def test_tile_is_refused_for_a_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from detection.cli import main
 
     results, gt = tmp_path / "r.json", tmp_path / "g.json"
@@ -427,14 +443,16 @@ def test_tile_is_refused_for_a_results_file(tmp_path: Path, capsys):
         (200, 400, 416, None, 0.5),  # the longer side is letterboxed to imgsz
     ],
 )
-def test_scale_against_training(width: int, height: int, imgsz: int, tile, scale: float):
+def test_scale_against_training(
+    width: int, height: int, imgsz: int, tile: int | None, scale: float
+) -> None:
     field = {"width": 200, "height": 200, "imgsz": 416}
     assert scale_against_training(field, width, height, imgsz, tile) == pytest.approx(scale)
 
 
 def test_predict_says_which_images_it_draws_off_the_training_scale(
-    neu_det: Path, tmp_path: Path, capsys
-):
+    neu_det: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A strip of five real NEU-DET images (1000x200) letterboxed whole shows the release
     its defects at a fifth of their training size, a 120x120 crop at 1.7 times: predict
     names both, and the option that brings each back; NEU-DET's own images pass unsaid,
@@ -450,7 +468,7 @@ def test_predict_says_which_images_it_draws_off_the_training_scale(
     cv2.imwrite(str(images / "strip.png"), _mosaic(paths, 5))
     cv2.imwrite(str(images / "crop.png"), read_image(paths[1])[:120, :120])
 
-    def run(weights, **options) -> dict:
+    def run(weights: str, **options: int) -> dict:
         return predict(weights, [images], None, backend="onnx", save_images=False, **options)
 
     note = run("neu-det")["off_scale"]

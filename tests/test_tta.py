@@ -60,8 +60,15 @@ FUSION_CASES = [
     FUSION_CASES,
 )
 def test_weighted_boxes_fusion(
-    boxes, scores, classes, views, iou, want_boxes, want_scores, want_classes
-):
+    boxes: list[list[float]],
+    scores: list[float],
+    classes: list[int],
+    views: int,
+    iou: float,
+    want_boxes: list[list[float]],
+    want_scores: list[float],
+    want_classes: list[int],
+) -> None:
     fused_boxes, fused_scores, fused_classes = weighted_boxes_fusion(
         np.array(boxes, float).reshape(-1, 4),
         np.array(scores, float),
@@ -75,7 +82,7 @@ def test_weighted_boxes_fusion(
 
 
 @pytest.mark.parametrize("how", FLIPS)
-def test_unflip_maps_boxes_found_on_a_flipped_image_back(how: str):
+def test_unflip_maps_boxes_found_on_a_flipped_image_back(how: str) -> None:
     """A box drawn on a non-square image, found on its flip, comes back where it was."""
     image = np.zeros((60, 100, 3), np.uint8)
     image[5:20, 10:40] = 255  # rows 5..19, columns 10..39: box (10, 5, 40, 20)
@@ -91,7 +98,7 @@ def test_unflip_maps_boxes_found_on_a_flipped_image_back(how: str):
     assert flipped.flags["C_CONTIGUOUS"] and (flip(flipped, how) == image).all()
 
 
-def test_an_unknown_flip_is_refused():
+def test_an_unknown_flip_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown flip 'diagonal'"):
         flip(np.zeros((2, 2, 3), np.uint8), "diagonal")
 
@@ -105,7 +112,9 @@ class BiasedBlobDetector:
         self.shift = np.array([*shift, *shift], np.float32)
         self.calls: list[int] = []
 
-    def __call__(self, images, conf=0.25, iou=0.7, max_det=300):
+    def __call__(
+        self, images: list[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+    ) -> list[Detections]:
         self.calls.append(len(images))
         found = []
         for image in images:
@@ -121,7 +130,7 @@ class BiasedBlobDetector:
         return found
 
 
-def test_flip_tta_cancels_a_mirror_reversed_bias():
+def test_flip_tta_cancels_a_mirror_reversed_bias() -> None:
     """Plain, the biased detector is 1.5 px off in x and 1 in y; its four flips see the
     bias mirrored, so the fused box is exact, in one batch of four views per image."""
     image = np.zeros((60, 100, 3), np.uint8)
@@ -139,7 +148,7 @@ def test_flip_tta_cancels_a_mirror_reversed_bias():
     assert tta.names == detector.names and tta.imgsz == detector.imgsz
 
 
-def test_flip_tta_drops_fused_boxes_below_conf_and_keeps_max_det():
+def test_flip_tta_drops_fused_boxes_below_conf_and_keeps_max_det() -> None:
     """A box only one view finds is worth a quarter of its score after fusion."""
     views = [
         Detections(np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32),
@@ -153,7 +162,7 @@ def test_flip_tta_drops_fused_boxes_below_conf_and_keeps_max_det():
         fuse_flips(views[:3], (50, 50))
 
 
-def test_a_higher_conf_only_drops_fused_boxes(neu_det: Path):
+def test_a_higher_conf_only_drops_fused_boxes(neu_det: Path) -> None:
     """Each view is detected at the evaluation's confidence whatever ``conf`` is asked,
     so the fused boxes at 0.25 are those at 0.05 scoring 0.25 or more: views cut at
     ``conf`` itself fused into lower scores (a fused score counts the views that found
@@ -176,7 +185,7 @@ def test_a_higher_conf_only_drops_fused_boxes(neu_det: Path):
 
 
 @pytest.mark.slow
-def test_evaluate_and_predict_take_tta(trained: Path, tiny_data: Path, tmp_path: Path):
+def test_evaluate_and_predict_take_tta(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     """``--tta`` runs through evaluate (recorded in the report, no ultralytics val beside
     it, which cannot run our TTA) and predict (boxes inside each image)."""
     from detection.cli import main

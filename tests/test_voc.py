@@ -93,7 +93,16 @@ def read_annotation(annotation: VocAnnotation) -> tuple[list[Box], Report]:
         ([("", 1, 1, 9, 9)], [], ["missing_field"]),
     ],
 )
-def test_validation_table(objects, expected_boxes, expected_problems):
+def test_validation_table(
+    objects: list[tuple[str, float, float, float, int]]
+    | list[tuple[str, float, int, int, float]]
+    | list[tuple[str, int, int, int, int]]
+    | list[tuple[str, str, int, int, int]],
+    expected_boxes: list[tuple[str, float, float, float, int]]
+    | list[tuple[str, int, float, float, int]]
+    | list[tuple[str, int, int, int, int]],
+    expected_problems: list[str],
+) -> None:
     boxes, report = read(voc_xml("a.jpg", objects, size=(W, H)))
     assert [(b.label, *b.coords) for b in boxes] == [
         (label, *map(float, coords)) for label, *coords in expected_boxes
@@ -103,7 +112,7 @@ def test_validation_table(objects, expected_boxes, expected_problems):
     assert report.boxes_dropped == dropped
 
 
-def test_missing_bndbox_is_reported():
+def test_missing_bndbox_is_reported() -> None:
     text = "<annotation><object><name>crazing</name></object></annotation>"
     boxes, report = read(text)
     assert boxes == []
@@ -152,7 +161,15 @@ def _object_with_boxes(name: str, *boxes: tuple, part: tuple | None = None) -> s
         ),
     ],
 )
-def test_an_object_with_several_bndboxes_keeps_each(objects, expected_boxes, expected_problems):
+def test_an_object_with_several_bndboxes_keeps_each(
+    objects: list[
+        tuple[str, tuple[int, int, int, int], tuple[int, int, int, int], tuple[int, int, int, int]]
+        | tuple[str, tuple[int, int, int, int]]
+    ]
+    | list[tuple[str, tuple[int, int, int, int], tuple[int, int, int, int]]],
+    expected_boxes: list[tuple[str, int, int, int, int]],
+    expected_problems: list[tuple[str, int, int]],
+) -> None:
     text = "<annotation>" + "".join(_object_with_boxes(n, *b) for n, *b in objects)
     annotation = parse_voc_xml(f"{text}</annotation>".encode(), "a.xml")
     assert annotation.boxes == sum(len(boxes) for _, *boxes in objects)
@@ -165,7 +182,7 @@ def test_an_object_with_several_bndboxes_keeps_each(objects, expected_boxes, exp
     )
 
 
-def test_a_part_s_bndbox_is_not_its_object_s():
+def test_a_part_s_bndbox_is_not_its_object_s() -> None:
     text = _object_with_boxes("crazing", (1, 1, 90, 90), part=(5, 5, 20, 20))
     annotation = parse_voc_xml(f"<annotation>{text}</annotation>".encode(), "a.xml")
     assert annotation.boxes == 1
@@ -183,7 +200,7 @@ def test_a_part_s_bndbox_is_not_its_object_s():
         'xmlns:xsd="http://www.w3.org/2001/XMLSchema">',
     ],
 )
-def test_a_namespaced_document_keeps_its_boxes(root):
+def test_a_namespaced_document_keeps_its_boxes(root: str) -> None:
     text = voc_xml("a.jpg", [("crazing", 1, 2, 30, 40), ("patches", 5, 5, 9, 9)], (W, H))
     if root.startswith("<voc:"):  # a prefix names every element, the boxes' too
         text = re.sub(r"<(/?)(\w)", r"<\1voc:\2", text)
@@ -205,12 +222,12 @@ def test_a_namespaced_document_keeps_its_boxes(root):
         (b"<annotation><objects/><objectness>", 0),  # other tags that begin so
     ],
 )
-def test_objects_are_counted_in_a_file_too_broken_to_parse(data, objects):
+def test_objects_are_counted_in_a_file_too_broken_to_parse(data: bytes, objects: int) -> None:
     # The report's count of the boxes such a file loses.
     assert count_objects(data) == objects
 
 
-def test_difficult_and_truncated_are_kept():
+def test_difficult_and_truncated_are_kept() -> None:
     text = voc_xml("a.jpg", [("crazing", 1, 1, 9, 9, 1)]).replace(
         "<difficult>", "<truncated>1</truncated><difficult>"
     )
@@ -218,7 +235,7 @@ def test_difficult_and_truncated_are_kept():
     assert boxes[0].difficult and boxes[0].truncated
 
 
-def test_nested_part_boxes_are_not_objects():
+def test_nested_part_boxes_are_not_objects() -> None:
     # VOC person layouts nest <part><bndbox>; only the object's own bndbox counts.
     text = voc_xml("a.jpg", [("crazing", 1, 1, 9, 9)]).replace(
         "</bndbox></object>",
@@ -243,7 +260,7 @@ def test_nested_part_boxes_are_not_objects():
         ),
     ],
 )
-def test_unreadable_files(data, problem):
+def test_unreadable_files(data: bytes, problem: str) -> None:
     with pytest.raises(AnnotationError) as caught:
         parse_voc_xml(data, "bad.xml")
     assert caught.value.problem == problem
@@ -275,13 +292,15 @@ def _with_folder(folder: str, declaration: str = "") -> str:
     ],
     ids=["utf-8", "declared gbk", "utf-8 bom", "gbk", "gbk as utf-8", "utf-8 as ascii", "cp1252"],
 )
-def test_a_file_not_in_its_declared_encoding_keeps_its_boxes(data, folder, encoding):
+def test_a_file_not_in_its_declared_encoding_keeps_its_boxes(
+    data: bytes, folder: str, encoding: str | None
+) -> None:
     annotation = parse_voc_xml(data, "a.xml")
     assert (annotation.folder, annotation.encoding) == (folder, encoding)
     assert annotation.objects[0].coords == ("1", "2", "30", "40")
 
 
-def test_a_syntax_error_is_not_taken_for_an_encoding():
+def test_a_syntax_error_is_not_taken_for_an_encoding() -> None:
     with pytest.raises(AnnotationError) as caught:
         parse_voc_xml(
             "<annotation><folder>缺陷</folder><object></annotation>".encode("gbk"), "a.xml"
@@ -290,7 +309,7 @@ def test_a_syntax_error_is_not_taken_for_an_encoding():
     assert "tag mismatch" in caught.value.detail
 
 
-def test_size_and_fields_as_written():
+def test_size_and_fields_as_written() -> None:
     annotation = parse_voc_xml(
         voc_xml("x", [("crazing", 1, 2, 3, 4)], size=(7, 8), folder="cr").encode(), "a.xml"
     )
@@ -303,7 +322,7 @@ def test_size_and_fields_as_written():
     assert annotation.objects[0].coords == ("1", "2", "3", "4")
 
 
-def test_tabs_spaces_and_no_declaration_read_the_same():
+def test_tabs_spaces_and_no_declaration_read_the_same() -> None:
     tabs = voc_xml("a.jpg", [("crazing", 1, 1, 9, 9)])
     spaces = tabs.replace("\t", "    ")
     assert read(tabs)[0] == read(spaces)[0]
@@ -317,7 +336,7 @@ def test_tabs_spaces_and_no_declaration_read_the_same():
         Box("inclusion", 9.5, 19.25, 30.5, 40),
     ],
 )
-def test_writer_round_trip(box):
+def test_writer_round_trip(box: Box) -> None:
     image = ImageAnnotation("a.jpg", None, W, H, [box])
     boxes, _report = read(to_voc_xml(image).decode())
     assert boxes == [box]

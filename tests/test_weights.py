@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Never
 
 import pytest
 
@@ -100,8 +101,14 @@ CASES += [(command, "device") for command in COMMANDS]
 
 @pytest.mark.parametrize(("command", "kind"), CASES)
 def test_every_command_names_the_bad_file(
-    command: str, kind: str, bad_weights, trained: Path, tiny_data: Path, tmp_path: Path, capsys
-):
+    command: str,
+    kind: str,
+    bad_weights: dict[str, Path],
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     weights = trained / "best.pt" if kind == "detector" else bad_weights[kind]
     image = next((tiny_data / "images" / "val").iterdir())
     places = {"W": weights, "D": tiny_data, "I": image, "O": tmp_path}
@@ -122,7 +129,9 @@ def _run_dir_with(tmp_path: Path, last: bytes, best: bytes | None) -> Path:
 
 
 @pytest.mark.parametrize("kind", DAMAGED)
-def test_resume_names_a_damaged_last_pt(kind: str, bad_weights, tmp_path: Path, capsys):
+def test_resume_names_a_damaged_last_pt(
+    kind: str, bad_weights: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = _run_dir_with(tmp_path, bad_weights[kind].read_bytes(), None)
     argv = ["train", "--resume", "--name", "run", "--weights-dir", str(run.parent)]
     assert main(argv) == 2
@@ -131,14 +140,21 @@ def test_resume_names_a_damaged_last_pt(kind: str, bad_weights, tmp_path: Path, 
     assert "no intact best.pt to fall back to" in err
 
 
-def test_resume_of_a_finished_run_says_so(trained: Path, tmp_path: Path, capsys):
+def test_resume_of_a_finished_run_says_so(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = _run_dir_with(tmp_path, (trained / "last.pt").read_bytes(), None)
     argv = ["train", "--resume", "--name", "run", "--weights-dir", str(run.parent)]
     assert main(argv) == 2
     assert "that run finished; nothing to resume" in capsys.readouterr().err
 
 
-def test_onnx_files_are_checked_too(bad_weights, tiny_data: Path, tmp_path: Path, capsys):
+def test_onnx_files_are_checked_too(
+    bad_weights: dict[str, Path],
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     image = next((tiny_data / "images" / "val").iterdir())
     for name, data, message in [
         ("empty.onnx", b"", "empty file (0 bytes), not an ONNX model"),
@@ -157,7 +173,9 @@ def test_onnx_files_are_checked_too(bad_weights, tiny_data: Path, tmp_path: Path
         assert f"{tmp_path / name}: {message}" in capsys.readouterr().err
 
 
-def test_a_real_process_prints_one_line_and_no_traceback(bad_weights, tiny_data: Path):
+def test_a_real_process_prints_one_line_and_no_traceback(
+    bad_weights: dict[str, Path], tiny_data: Path
+) -> None:
     image = next((tiny_data / "images" / "val").iterdir())
     weights = bad_weights["truncated"]
     for argv in (
@@ -173,7 +191,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(bad_weights, tiny_data:
         ]
 
 
-def test_a_damaged_zip_member_is_found(trained: Path, tmp_path: Path):
+def test_a_damaged_zip_member_is_found(trained: Path, tmp_path: Path) -> None:
     data = bytearray((trained / "best.pt").read_bytes())
     middle = len(data) // 2
     data[middle : middle + 64] = bytes(64)  # same length, different bytes
@@ -183,11 +201,13 @@ def test_a_damaged_zip_member_is_found(trained: Path, tmp_path: Path):
         check_file(damaged)
 
 
-def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path, monkeypatch):
+def test_atomic_write_replaces_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "last.pt"
     atomic_write_bytes(target, b"first")
 
-    def fail(*_args):
+    def fail(*_args: object) -> Never:
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", fail)
@@ -197,13 +217,15 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no partial file left
 
 
-def test_atomic_write_that_fails_midway_names_the_file(tmp_path: Path, monkeypatch):
+def test_atomic_write_that_fails_midway_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full disk fails the write (or its fsync) with no file named: the error names the
     file that was not written, and leaves it as it was."""
     target = tmp_path / "model.onnx"
     atomic_write_bytes(target, b"first")
 
-    def full(*_args):
+    def full(*_args: object) -> Never:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", full)
@@ -215,7 +237,9 @@ def test_atomic_write_that_fails_midway_names_the_file(tmp_path: Path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
-def test_released_names_resolve_from_any_folder(tmp_path: Path, monkeypatch):
+def test_released_names_resolve_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     for name, path in released_models().items():
         assert resolve_weights(name) == path and path.is_file()
@@ -231,8 +255,8 @@ def test_released_names_resolve_from_any_folder(tmp_path: Path, monkeypatch):
 
 
 def test_an_export_older_than_its_weights_is_not_used(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
-):
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Training rewrites best.pt on every better epoch; the .onnx beside it from before
     would score other weights. fp32 is exported again; int8 (it needs calibration images)
     is refused with the command that makes it."""
@@ -264,8 +288,12 @@ def test_an_export_older_than_its_weights_is_not_used(
 
 @pytest.mark.parametrize("backend", [[], ["--backend", "torch"], ["--backend", "onnx"]])
 def test_a_checkpoint_not_named_pt_is_refused(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys, backend: list[str]
-):
+    trained: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    backend: list[str],
+) -> None:
     # A .pth gave a traceback: ultralytics took it for a model's name.
     image = next((tiny_data / "images" / "val").iterdir())
     weights = tmp_path / "best.pth"
@@ -279,8 +307,8 @@ def test_a_checkpoint_not_named_pt_is_refused(
 
 
 def test_the_export_written_beside_the_weights_is_told(
-    trained: Path, tiny_data: Path, tmp_path: Path, capsys
-):
+    trained: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from detection.predict import cuda_available
 
     if cuda_available():
@@ -300,7 +328,9 @@ def test_the_export_written_beside_the_weights_is_told(
 # the end of a 40-minute release.
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "/tmp/x", "", "-flag", "two words"])
 @pytest.mark.parametrize("command", ["train", "release", "train-cls"])
-def test_a_name_that_is_a_path_is_refused(tmp_path: Path, capsys, command: str, name: str):
+def test_a_name_that_is_a_path_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, name: str
+) -> None:
     arguments = {
         "train": ["train", "--data", str(tmp_path)],
         "release": ["release", "--run", str(tmp_path), "--data", str(tmp_path)],
@@ -312,7 +342,7 @@ def test_a_name_that_is_a_path_is_refused(tmp_path: Path, capsys, command: str, 
 
 
 @pytest.mark.parametrize("name", ["neu-det", "n416", "cpu-s224", "v1.2_final"])
-def test_a_plain_name_passes(name: str):
+def test_a_plain_name_passes(name: str) -> None:
     assert check_name(name, "run") == name
 
 
@@ -333,8 +363,15 @@ def test_a_plain_name_passes(name: str):
     ],
 )
 def test_the_backend_left_out_is_the_fastest_here(
-    tmp_path: Path, monkeypatch, weights, device, gpu, export, writable, expected
-):
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    weights: str,
+    device: str,
+    gpu: bool,
+    export: str | None,
+    writable: bool,
+    expected: str,
+) -> None:
     import os
 
     import detection.predict
@@ -353,7 +390,7 @@ def test_the_backend_left_out_is_the_fastest_here(
     assert detection.predict.default_backend(path, device) == expected
 
 
-def test_no_gpu_is_looked_for_by_importing_torch(tmp_path: Path):
+def test_no_gpu_is_looked_for_by_importing_torch(tmp_path: Path) -> None:
     # Torch's import (3 s) would outlast a prediction on a few images by ONNX Runtime.
     if any(Path("/proc/driver/nvidia/gpus").glob("*")) or Path("/dev/dxg").exists():
         pytest.skip("an NVIDIA driver here: torch is asked")

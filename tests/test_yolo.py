@@ -56,7 +56,7 @@ FROM_YOLO_LINES = [
 
 
 @pytest.mark.parametrize(("text", "expected", "error"), FROM_YOLO_LINES)
-def test_from_yolo_lines(text: str, expected, error):
+def test_from_yolo_lines(text: str, expected: list[tuple] | None, error: str | None) -> None:
     if error:
         with pytest.raises(AnnotationError) as raised:
             from_yolo_lines(text, 100, 100, CLASSES, "labels/a.txt")
@@ -68,7 +68,7 @@ def test_from_yolo_lines(text: str, expected, error):
         ]
 
 
-def test_a_label_read_is_one_ultralytics_keeps(tmp_path: Path):
+def test_a_label_read_is_one_ultralytics_keeps(tmp_path: Path) -> None:
     """Every line of the table read where ultralytics' own check of a label file
     (``verify_image_label``, which training and val run) keeps it, and refused where it
     drops the image's labels: the same ground truth either way."""
@@ -101,7 +101,7 @@ def test_a_label_read_is_one_ultralytics_keeps(tmp_path: Path):
 )
 def test_label_files_are_read_and_refused_as_ultralytics_does(
     tmp_path: Path, content: bytes | None, boxes: int | None, error: str | None
-):
+) -> None:
     from ultralytics.data.utils import verify_image_label
 
     image = write_image(tmp_path / "images" / "a.jpg", 100, 100)
@@ -134,11 +134,11 @@ def test_label_files_are_read_and_refused_as_ultralytics_does(
         ("photos/a.jpg", "photos/a.txt"),  # no images/ folder: beside the image
     ],
 )
-def test_label_path_is_where_ultralytics_looks(image: str, labels: str):
+def test_label_path_is_where_ultralytics_looks(image: str, labels: str) -> None:
     assert label_path(Path(image)) == Path(labels)
 
 
-def test_from_yolo_reads_back_what_to_yolo_wrote(tmp_path: Path):
+def test_from_yolo_reads_back_what_to_yolo_wrote(tmp_path: Path) -> None:
     from converters.model import Box, ImageAnnotation
 
     written = []
@@ -194,7 +194,7 @@ def test_from_yolo_reads_back_what_to_yolo_wrote(tmp_path: Path):
         ("0.5 0.5 0.5 0.2 0.4 0.9\n", None, "class 0.5 is not one of"),
     ],
 )
-def test_from_yolo_results(text: str, expected, error):
+def test_from_yolo_results(text: str, expected: list[tuple] | None, error: str | None) -> None:
     if error:
         with pytest.raises(AnnotationError) as raised:
             from_yolo_results(text, 100, 100, CLASSES, "labels/a.txt")

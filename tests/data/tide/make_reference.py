@@ -46,7 +46,7 @@ def make_error_fixtures() -> None:
     rng = random.Random(7)
     images, annotations, results = [], [], []
 
-    def shifted(box, dx, dy, scale=1.0):
+    def shifted(box: list[float], dx: float, dy: float, scale: float = 1.0) -> list[float]:
         x, y, w, h = box
         return [round(x + dx, 2), round(y + dy, 2), round(w * scale, 2), round(h * scale, 2)]
 
