@@ -7,7 +7,9 @@ runs into one folder once gave the union of both datasets). Since the folder is 
 whole, it must be new, empty or an earlier output of the same command, recognised by the
 marker file that command writes into it: ``--out mine`` once deleted mine/, and ``--out
 SRC`` the source dataset; another command's output is refused too
-(:data:`OUTPUT_MARKERS`).
+(:data:`OUTPUT_MARKERS`). A folder being built is named for its machine and process
+(``.OUT.tmp-HOST-PID``), so that one a killed run left (``kill -9``, the out-of-memory
+killer) is removed by the next run on that machine once its process is gone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import ctypes
 import errno
 import functools
+import glob
 import os
 import shutil
 import signal
@@ -150,10 +153,11 @@ def write_folder(
             would have been in ``out``, or ``out`` itself where the operating system
             named none.
     """
+    _remove_left_behind(_written_at(Path(out)))
     check_output_folder(out, marker, sources)
     out = _written_at(Path(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.tmp-{_builder()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with _terminations_raised():
@@ -172,7 +176,7 @@ def write_folder(
     if out.exists() and _exchange(tmp, out):  # tmp now holds the earlier output
         shutil.rmtree(tmp, ignore_errors=True)
         return result
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{_builder()}"
     try:
         if out.exists():
             out.rename(old)
@@ -187,6 +191,43 @@ def write_folder(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def _builder() -> str:
+    """This process, as the name of what it builds says it: ``HOST-PID``."""
+    return f"{os.uname().nodename}-{os.getpid()}"
+
+
+def _remove_left_behind(out: Path) -> None:
+    """Clears what runs killed outright left beside ``out``: ``.OUT.tmp-HOST-PID``, the
+    folder being built, is removed (hidden, a whole dataset with ``convert
+    --copy-images``, and in a repository untracked files a ``git add`` would take);
+    ``.OUT.old-HOST-PID``, the earlier output moved aside, is removed where ``out`` is
+    there, and put back where the run died before its own took its place. Only those of
+    this machine whose process is gone: a run on another machine writing to a shared
+    disk may be at work, and so may a live process of this one, whatever it is."""
+    host = os.uname().nodename
+    for kind in ("tmp", "old"):
+        named = f".{out.name}.{kind}-{host}-"
+        for left in sorted(out.parent.glob(f"{glob.escape(named)}*")):
+            pid = left.name[len(named) :]
+            if not pid.isdigit() or _running(int(pid)):
+                continue
+            if kind == "old" and not out.exists() and not out.is_symlink():
+                left.rename(out)
+            else:
+                shutil.rmtree(left, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (another user's included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Terminated(BaseException):

@@ -770,7 +770,7 @@ def test_a_command_killed_while_it_writes_leaves_no_half_output(
         stderr=subprocess.PIPE,
         text=True,
     )
-    building = tmp_path / f".out.tmp-{run.pid}"
+    building = tmp_path / f".out.tmp-{os.uname().nodename}-{run.pid}"
     deadline = time.time() + 120
     while not list(building.glob("*/*.jpg")) and run.poll() is None and time.time() < deadline:
         time.sleep(0.05)  # until it has written images (3,000 take about 20 s)
@@ -780,6 +780,49 @@ def test_a_command_killed_while_it_writes_leaves_no_half_output(
     assert run.stderr.read() == ""  # no traceback
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == earlier
+
+
+# A run killed outright (kill -9, the out-of-memory killer) left its folder being built
+# beside the output, hidden, for good; one killed between moving the earlier output aside
+# and putting its own in place left no output at all, the earlier one hidden.
+def test_what_a_run_killed_outright_left_is_cleared_by_the_next(tmp_path: Path) -> None:
+    from converters.folders import write_folder
+
+    host, out = os.uname().nodename, tmp_path / "out"
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+
+    def left(name: str, text: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "m.json").write_text(text)
+
+    def build(text: str) -> Callable[[Path], None]:
+        def write(folder: Path) -> None:
+            folder.mkdir()
+            if text == "fails":
+                raise ConversionError("the build fails")
+            (folder / "m.json").write_text(text)
+
+        return write
+
+    try:
+        left(f".out.tmp-{host}-{ended.pid}", "half built")  # removed
+        left(f".out.tmp-{host}-{alive.pid}", "at work")  # kept: its process runs
+        left(f".out.tmp-another-host-{ended.pid}", "at work")  # kept: another machine's
+        left(f".out.old-{host}-{ended.pid}", "the earlier output")  # put back
+        with pytest.raises(ConversionError, match="the build fails"):
+            write_folder(out, build("fails"), "m.json")
+        assert (out / "m.json").read_text() == "the earlier output"
+        kept = [f".out.tmp-{host}-{alive.pid}", f".out.tmp-another-host-{ended.pid}", "out"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+        left(f".out.old-{host}-{ended.pid}", "older still")  # out is there: removed
+        write_folder(out, build("new"), "m.json")
+        assert (out / "m.json").read_text() == "new"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before() -> None:
