@@ -243,8 +243,8 @@ def _terminations_raised() -> Iterator[None]:
     """SIGTERM and SIGHUP (a plain ``kill``, a scheduler's stop, a closed terminal) raise
     :class:`_Terminated` for the duration, where they would kill the process at once, so
     that the folder being built is removed, as on Ctrl-C, before the process dies of the
-    signal: killed, a conversion left its hidden ``.OUT.tmp-PID`` beside the output (a
-    whole dataset with ``--copy-images``). Handlers set elsewhere (``nohup``'s, the
+    signal: killed, a conversion left its hidden ``.OUT.tmp-HOST-PID`` beside the output
+    (a whole dataset with ``--copy-images``). Handlers set elsewhere (``nohup``'s, the
     review's) are left as they are, and so is every thread but the main one, and every
     process forked meanwhile (a data loader's workers) dies of the signal as before."""
     if threading.current_thread() is not threading.main_thread():
