@@ -918,22 +918,31 @@ def _explained_markdown(report: dict) -> list[str]:
     from detection.tide import ERROR_TYPES
 
     boot = report["bootstrap"]
-    lines = [
-        "",
-        f"## How sure: {boot['level']:.0%} bootstrap intervals",
-        "",
-        f"{boot['replicates']} replicates over images, seed {boot['seed']}: mAP50 "
-        f"{_fmt(report['mAP50'])} {format_interval(report['mAP50_ci'], 3)}, mAP50:95 "
-        f"{_fmt(report['mAP50-95'])} {format_interval(report['mAP50-95_ci'], 3)}.",
-        "",
-        "| class | AP50 | 95% interval | AP50:95 | 95% interval |",
-        "|---|---:|---|---:|---|",
-    ]
-    for c in report["per_class"]:
-        lines.append(
-            f"| {c['name']} | {_fmt(c['ap50'])} | {format_interval(c.get('ap50_ci'), 3)} | "
-            f"{_fmt(c['ap50_95'])} | {format_interval(c.get('ap50_95_ci'), 3)} |"
-        )
+    if boot["replicates"]:
+        lines = [
+            "",
+            f"## How sure: {boot['level']:.0%} bootstrap intervals",
+            "",
+            f"{boot['replicates']} replicates over images, seed {boot['seed']}: mAP50 "
+            f"{_fmt(report['mAP50'])} {format_interval(report['mAP50_ci'], 3)}, mAP50:95 "
+            f"{_fmt(report['mAP50-95'])} {format_interval(report['mAP50-95_ci'], 3)}.",
+            "",
+            "| class | AP50 | 95% interval | AP50:95 | 95% interval |",
+            "|---|---:|---|---:|---|",
+        ]
+        for c in report["per_class"]:
+            lines.append(
+                f"| {c['name']} | {_fmt(c['ap50'])} | {format_interval(c.get('ap50_ci'), 3)} | "
+                f"{_fmt(c['ap50_95'])} | {format_interval(c.get('ap50_95_ci'), 3)} |"
+            )
+    else:  # a table of n/a said nothing
+        lines = [
+            "",
+            "## How sure",
+            "",
+            "No intervals: this evaluation drew no bootstrap replicates (`--bootstrap 0`); "
+            "with the default 1,000, each figure gets its 95% interval over images.",
+        ]
     errors = report["errors"]
     scored = [c["name"] for c in report["per_class"] if c["ground_truth"]]
     lines += [

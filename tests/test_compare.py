@@ -364,6 +364,8 @@ def test_the_evaluation_report_explains(tmp_path: Path) -> None:
     markdown = (tmp_path / "a" / "report.md").read_text()
     for section in ("## How sure", "## Why it falls short", "## Breakdowns"):
         assert section in markdown
+    assert "## How sure: 95% bootstrap intervals" in markdown
+    assert "| class | AP50 | 95% interval | AP50:95 | 95% interval |" in markdown
     # Every fix defined here: no n/a cell, so no note explaining one.
     assert "n/a: the fix leaves" not in markdown
     assert (tmp_path / "a" / "errors.png").is_file()
@@ -422,8 +424,12 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(
         "mAP averages 5 of 6 classes: scratches has no ground-truth box in `parity_gt`, "
         "and pycocotools leaves a class without one out of every mean"
     )
-    assert f"**Classes not scored:** {said}" in (tmp_path / "a" / "report.md").read_text()
+    markdown = (tmp_path / "a" / "report.md").read_text()
+    assert f"**Classes not scored:** {said}" in markdown
     assert f"note: {said}" in " ".join(capsys.readouterr().err.split())
+    # Without replicates, one sentence says so, not a table of n/a intervals.
+    assert "No intervals: this evaluation drew no bootstrap replicates" in markdown
+    assert "| class | AP50 | 95% interval |" not in markdown
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     scored = [c["ap50"] for c in report["per_class"] if c["ground_truth"]]
     assert report["mAP50"] == pytest.approx(sum(scored) / 5, abs=1e-12)

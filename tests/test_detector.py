@@ -1009,6 +1009,9 @@ def test_evaluate_writes_every_report_file(trained: Path, tiny_data: Path, tmp_p
     assert (
         f"**Speed here:** 10 images in {speed['seconds']:.1f} s" in (out / "report.md").read_text()
     )
+    # The default 1,000 replicates give every class its interval.
+    assert "## How sure: 95% bootstrap intervals" in result.stdout
+    assert "| class | AP50 | 95% interval | AP50:95 | 95% interval |" in result.stdout
 
     # Scoring the written COCO results file gives the same numbers (any detector's path).
     again = tmp_path / "again"
