@@ -203,11 +203,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if report.get("off_scale"):
         stderr_console().print(f"note: {report['off_scale']['sentence']}", style="yellow")
-    stderr_console().print(
-        f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
-        f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}  "
-        f"-> {args.out}/report.md"
-    )
+    if report["bootstrap"]["replicates"]:
+        figures = (
+            f"mAP50 {report['mAP50']:.4f} {format_interval(report['mAP50_ci'])}  mAP50:95 "
+            f"{report['mAP50-95']:.4f} {format_interval(report['mAP50-95_ci'])}"
+        )
+    else:  # "n/a" beside each figure said nothing
+        figures = (
+            f"mAP50 {report['mAP50']:.4f}  mAP50:95 {report['mAP50-95']:.4f} "
+            "(no intervals: --bootstrap 0)"
+        )
+    stderr_console().print(f"{figures}  -> {args.out}/report.md")
     return 0
 
 

@@ -426,11 +426,14 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(
     )
     markdown = (tmp_path / "a" / "report.md").read_text()
     assert f"**Classes not scored:** {said}" in markdown
-    assert f"note: {said}" in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"note: {said}" in err
     # Without replicates, one sentence says so, not a table of n/a intervals.
     assert "No intervals: this evaluation drew no bootstrap replicates" in markdown
     assert "| class | AP50 | 95% interval |" not in markdown
     report = json.loads((tmp_path / "a" / "report.json").read_text())
+    figures = f"mAP50 {report['mAP50']:.4f} mAP50:95 {report['mAP50-95']:.4f}"
+    assert f"{figures} (no intervals: --bootstrap 0)" in err and "n/a" not in err
     scored = [c["ap50"] for c in report["per_class"] if c["ground_truth"]]
     assert report["mAP50"] == pytest.approx(sum(scored) / 5, abs=1e-12)
     # compare says it once, for every model (the same ground truth).
