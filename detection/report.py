@@ -976,13 +976,24 @@ def _explained_markdown(report: dict) -> list[str]:
         "",
         "## Breakdowns",
         "",
-        "| subset | images | boxes | mAP50 | 95% interval | mAP50:95 | 95% interval | what |",
-        "|---|---:|---:|---:|---|---:|---|---|",
     ]
+    if boot["replicates"]:
+        lines += [
+            "| subset | images | boxes | mAP50 | 95% interval | mAP50:95 | 95% interval | what |",
+            "|---|---:|---:|---:|---|---:|---|---|",
+        ]
+    else:  # no replicates: no interval columns of n/a
+        lines += [
+            "| subset | images | boxes | mAP50 | mAP50:95 | what |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
     for name, figures in report["breakdowns"].items():
+        cells = [_fmt(figures["mAP50"]), _fmt(figures["mAP50-95"])]
+        if boot["replicates"]:
+            cells[0] += f" | {format_interval(figures.get('mAP50_ci'), 3)}"
+            cells[1] += f" | {format_interval(figures.get('mAP50-95_ci'), 3)}"
         lines.append(
-            f"| {name} | {figures['images']} | {figures['boxes']} | {_fmt(figures['mAP50'])} | "
-            f"{format_interval(figures.get('mAP50_ci'), 3)} | {_fmt(figures['mAP50-95'])} | "
-            f"{format_interval(figures.get('mAP50-95_ci'), 3)} | {figures['definition']} |"
+            f"| {name} | {figures['images']} | {figures['boxes']} | {cells[0]} | {cells[1]} | "
+            f"{figures['definition']} |"
         )
     return lines

@@ -366,6 +366,7 @@ def test_the_evaluation_report_explains(tmp_path: Path) -> None:
         assert section in markdown
     assert "## How sure: 95% bootstrap intervals" in markdown
     assert "| class | AP50 | 95% interval | AP50:95 | 95% interval |" in markdown
+    assert "| subset | images | boxes | mAP50 | 95% interval | mAP50:95 |" in markdown
     # Every fix defined here: no n/a cell, so no note explaining one.
     assert "n/a: the fix leaves" not in markdown
     assert (tmp_path / "a" / "errors.png").is_file()
@@ -431,6 +432,7 @@ def test_classes_without_ground_truth_are_said_to_be_left_out_of_map(
     # Without replicates, one sentence says so, not a table of n/a intervals.
     assert "No intervals: this evaluation drew no bootstrap replicates" in markdown
     assert "| class | AP50 | 95% interval |" not in markdown
+    assert "| subset | images | boxes | mAP50 | mAP50:95 | what |" in markdown
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     figures = f"mAP50 {report['mAP50']:.4f} mAP50:95 {report['mAP50-95']:.4f}"
     assert f"{figures} (no intervals: --bootstrap 0)" in err and "n/a" not in err
