@@ -11,11 +11,13 @@ import errno
 import json
 import os
 import re
+import select
+import signal
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from converters.errors import ConversionError, Report
 from converters.layouts import FORMATS
@@ -355,6 +357,27 @@ def link_loop(error: BaseException) -> str | None:
 FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (``defects predict ... | head``;
+    its write end then polls as an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no stdout, or one that is not a file
+        return False
+
+
+def _end_as_a_pipe_closed() -> NoReturn:
+    """Ends as any command writing into a pipe whose reader stopped (``cat big | head``):
+    of SIGPIPE, quietly (141 in a shell). It said "error: Broken pipe" (exit 2) once its
+    work was done. Stdout is flushed before the command returns, so that a write Python
+    held back is told here too, not as its "Exception ignored" at exit."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python starts with it ignored
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + signal.SIGPIPE)  # not reached: the signal ends the process
+
+
 def _output_of(args: argparse.Namespace) -> Path | None:
     """Where a command writes: its ``--out``, or a training run's folder."""
     if getattr(args, "out", None) is not None:
@@ -372,11 +395,15 @@ def main(argv: list[str] | None = None) -> int:
         if out is not None and Path(out).exists() and not Path(out).is_dir():
             # Before the work, not after it: evaluate predicts a whole split first.
             raise ConversionError(f"{out}: exists and is not a folder (--out is an output folder)")
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader gone is told here, not at the interpreter's exit
+        return code
     except ConversionError as error:
         print(f"defects {args.command}: error: {_plain(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:  # a folder not writable, a full disk: the file and the reason
+        if error.errno == errno.EPIPE and _reader_gone():
+            _end_as_a_pipe_closed()
         where = f"{error.filename}: " if error.filename else ""
         if error.filename and error.filename2:  # a copy or a move: from where, to where
             where = f"{error.filename} -> {error.filename2}: "

@@ -825,6 +825,22 @@ def test_what_a_run_killed_outright_left_is_cleared_by_the_next(tmp_path: Path) 
         alive.wait()
 
 
+# `defects ... | head`: a reader that stops early ends the command as it ends `cat big |
+# head`, quietly, of SIGPIPE (141 in a shell). It said "error: Broken pipe" (exit 2) after
+# its work.
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    assert main(["synth", "--out", str(tmp_path / "src"), "--images", "4"]) == 0
+    validate = [*DEFECTS, "validate", str(tmp_path / "src"), "--json"]
+    run = subprocess.Popen(validate, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()  # before it writes: it takes a while to start
+    assert run.wait(timeout=120) == -signal.SIGPIPE
+    assert run.stderr.read() == b""
+    run.stderr.close()
+    # Read to the end, the same command says its report and ends well.
+    whole = subprocess.run(validate, capture_output=True, text=True)
+    assert whole.returncode == 0 and json.loads(whole.stdout)["summary"]
+
+
 def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before() -> None:
     # A data loader's workers fork while a release is built: each inherits the handler,
     # and must die of the signal, not raise in its loop and print a traceback.
