@@ -387,7 +387,26 @@ def _output_of(args: argparse.Namespace) -> Path | None:
     return None
 
 
+def _closed_streams_to_nowhere() -> None:
+    """A command started with stdout or stderr closed (``2>&-``, some daemons) writes
+    that stream to /dev/null. Python leaves it None, and the command ended at its first
+    message with no output at all (exit 1), a good run and a refused one alike; a
+    ``print(file=sys.stderr)`` to a None stderr would go to stdout."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)  # taken since by a file the start opened: left to it
+        except OSError:  # free: C libraries and child processes write there too
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the whole run)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _closed_streams_to_nowhere()
     parser = build_parser()
     args = parser.parse_args(argv)
     out = getattr(args, "out", None)

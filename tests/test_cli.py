@@ -841,6 +841,22 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     assert whole.returncode == 0 and json.loads(whole.stdout)["summary"]
 
 
+# Started with stderr closed (`2>&-`, some daemons), a command ended at its first message
+# with no output at all (exit 1), a good run and a refused one alike.
+@pytest.mark.parametrize(
+    ("source", "code", "said"), [("src", 0, '"summary"'), ("none", 2, "")], ids=["good", "bad"]
+)
+def test_a_command_started_without_stderr_still_does_its_work(
+    tmp_path: Path, source: str, code: int, said: str
+) -> None:
+    assert main(["synth", "--out", str(tmp_path / "src"), "--images", "4"]) == 0
+    validate = [*DEFECTS, "validate", str(tmp_path / source), "--json"]
+    run = subprocess.run(["bash", "-c", 'exec "$@" 2>&-', "-", *validate], capture_output=True)
+    assert run.returncode == code
+    assert run.stdout.decode().startswith("{") if said else run.stdout == b""
+    assert said.encode() in run.stdout
+
+
 def test_a_process_forked_while_an_output_is_built_dies_of_a_kill_as_before() -> None:
     # A data loader's workers fork while a release is built: each inherits the handler,
     # and must die of the signal, not raise in its loop and print a traceback.
