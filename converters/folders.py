@@ -153,9 +153,10 @@ def write_folder(
             would have been in ``out``, or ``out`` itself where the operating system
             named none.
     """
-    _remove_left_behind(_written_at(Path(out)))
+    written = _written_at(Path(out))
+    _remove_left_behind(written)
     check_output_folder(out, marker, sources)
-    out = _written_at(Path(out))
+    out = written
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{_builder()}"
     shutil.rmtree(tmp, ignore_errors=True)
